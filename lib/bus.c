@@ -1,0 +1,208 @@
+/*
+ * bus.c - protobuf Envelopes over NNG REQ/REP (see bus.h).
+ *
+ * One pack and one unpack function serve every message type: the Envelope's oneof names
+ * the body. REQ sockets are set to reconnect quickly (20 ms .. 1 s) so a restarted peer is
+ * found again within a second; NNG's own resend timer is pushed out of the way because
+ * bus_call_ack() owns the retry policy.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
+
+#include "bus.h"
+#include "errors.h"
+#include "log.h"
+
+int64_t
+bus_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+bus_nng_err(int rv)
+{
+	switch (rv) {
+	case 0:			return 0;
+	case NNG_ETIMEDOUT:	return CS_ETIMEDOUT;
+	case NNG_ENOMEM:	return CS_ENOMEM;
+	case NNG_ECLOSED:	return CS_ECLOSED;
+	case NNG_EMSGSIZE:	return CS_ETOOBIG;
+	case NNG_EADDRINVAL:
+	case NNG_EINVAL:	return CS_EINVAL;
+	default:		return CS_ENNG;
+	}
+}
+
+int
+bus_listen(nng_socket *s, const char *url, size_t recvmax)
+{
+	int rv;
+
+	if ((rv = nng_rep0_open(s)) != 0) {
+		log_warnx("bus.open_failed", "url=%s err=%s", lq(url), lq(nng_strerror(rv)));
+		return bus_nng_err(rv);
+	}
+	nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, recvmax);
+	if ((rv = nng_listen(*s, url, NULL, 0)) != 0) {
+		log_warnx("bus.listen_failed", "url=%s err=%s", lq(url), lq(nng_strerror(rv)));
+		nng_close(*s);
+		return bus_nng_err(rv);
+	}
+	return 0;
+}
+
+int
+bus_dial(nng_socket *s, const char *url, size_t recvmax)
+{
+	int rv;
+
+	if ((rv = nng_req0_open(s)) != 0)
+		return bus_nng_err(rv);
+	nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, recvmax);
+	nng_socket_set_ms(*s, NNG_OPT_RECONNMINT, 20);
+	nng_socket_set_ms(*s, NNG_OPT_RECONNMAXT, 1000);
+	nng_socket_set_ms(*s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	/* Non-blocking dial: the peer may start later; NNG keeps trying in the background. */
+	if ((rv = nng_dial(*s, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+		log_warnx("bus.dial_failed", "url=%s err=%s", lq(url), lq(nng_strerror(rv)));
+		nng_close(*s);
+		return bus_nng_err(rv);
+	}
+	return 0;
+}
+
+void
+bus_close(nng_socket s)
+{
+	nng_close(s);
+}
+
+int
+bus_send(nng_socket s, const Crmsync__Envelope *env)
+{
+	size_t len = crmsync__envelope__get_packed_size(env);
+	nng_msg *msg;
+	int rv;
+
+	if ((rv = nng_msg_alloc(&msg, len)) != 0)
+		return bus_nng_err(rv);
+	crmsync__envelope__pack(env, nng_msg_body(msg));
+	if ((rv = nng_sendmsg(s, msg, 0)) != 0) {
+		nng_msg_free(msg);
+		return bus_nng_err(rv);
+	}
+	return 0;
+}
+
+int
+bus_recv(nng_socket s, Crmsync__Envelope **out, int timeout_ms)
+{
+	nng_msg *msg;
+	int rv;
+
+	*out = NULL;
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms < 0 ? NNG_DURATION_INFINITE : timeout_ms);
+	if ((rv = nng_recvmsg(s, &msg, 0)) != 0)
+		return bus_nng_err(rv);
+	*out = crmsync__envelope__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+	nng_msg_free(msg);
+	if (*out == NULL)
+		return CS_EPROTO;
+	if ((*out)->body_case == CRMSYNC__ENVELOPE__BODY__NOT_SET) {
+		bus_free(*out);
+		*out = NULL;
+		return CS_EPROTO;
+	}
+	return 0;
+}
+
+int
+bus_call(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **out, int timeout_ms)
+{
+	int rv;
+
+	*out = NULL;
+	if ((rv = bus_send(s, req)) != 0)
+		return rv;
+	return bus_recv(s, out, timeout_ms);
+}
+
+int
+bus_call_ack(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **ack_out,
+    int timeout_ms, int64_t deadline_ms, volatile int *stop)
+{
+	int64_t start = bus_now_ms();
+	int backoff = 50;
+	int rv;
+
+	if (ack_out != NULL)
+		*ack_out = NULL;
+	for (;;) {
+		Crmsync__Envelope *rep = NULL;
+
+		if (stop != NULL && *stop)
+			return CS_ECANCELED;
+		rv = bus_call(s, req, &rep, timeout_ms);
+		if (rv == 0 && rep->body_case == CRMSYNC__ENVELOPE__BODY_ACK) {
+			Crmsync__AckStatus st = rep->ack->status;
+			if (st == CRMSYNC__ACK_STATUS__ACK_OK || st == CRMSYNC__ACK_STATUS__ACK_REJECTED) {
+				if (ack_out != NULL)
+					*ack_out = rep;
+				else
+					bus_free(rep);
+				return st == CRMSYNC__ACK_STATUS__ACK_OK ? 0 : CS_EREJECTED;
+			}
+			log_debug("bus.retry", "reason=%s", lq(rep->ack->error));
+		} else if (rv == 0) {
+			log_warnx("bus.unexpected_reply", "body=%d", (int)rep->body_case);
+		} else if (rv != CS_ETIMEDOUT) {
+			log_debug("bus.call_failed", "err=%s", lq(cs_strerror(rv)));
+		}
+		bus_free(rep);
+		if (deadline_ms > 0 && bus_now_ms() - start >= deadline_ms)
+			return CS_ETIMEDOUT;
+		/* Sleep in short slices so a stop request is seen quickly. */
+		for (int slept = 0; slept < backoff; slept += 50) {
+			if (stop != NULL && *stop)
+				return CS_ECANCELED;
+			nng_msleep(50);
+		}
+		if (backoff < 2000)
+			backoff *= 2;
+	}
+}
+
+int
+bus_reply_ack(nng_socket s, Crmsync__AckStatus status, const char *error,
+    uint64_t batch_id, uint32_t applied, uint32_t unchanged, int64_t run_id)
+{
+	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT;
+	Crmsync__Ack ack = CRMSYNC__ACK__INIT;
+
+	ack.status = status;
+	ack.error = (char *)(error != NULL ? error : "");
+	ack.batch_id = batch_id;
+	ack.applied = applied;
+	ack.unchanged = unchanged;
+	ack.run_id = run_id;
+	env.body_case = CRMSYNC__ENVELOPE__BODY_ACK;
+	env.ack = &ack;
+	return bus_send(s, &env);
+}
+
+void
+bus_free(Crmsync__Envelope *env)
+{
+	if (env != NULL)
+		crmsync__envelope__free_unpacked(env, NULL);
+}

@@ -1,0 +1,55 @@
+/*
+ * bus.h - NNG request/reply carrying one protobuf Envelope per message.
+ *
+ * Every service that receives work listens on a REP socket; senders dial it with REQ.
+ * bus_call() sends one Envelope and waits for the reply; bus_call_ack() adds the
+ * at-least-once rule: re-send on timeout or ACK_RETRY with capped backoff until the peer
+ * says ACK_OK or ACK_REJECTED. Receivers must therefore be idempotent.
+ * Sizes are bounded by the recvmax given when the socket is opened.
+ * Ownership: Envelopes returned through out-parameters belong to the caller, who frees
+ * them with bus_free(); envelopes passed in are only read.
+ */
+#ifndef CS_BUS_H
+#define CS_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <nng/nng.h>
+
+#include "crmsync.pb-c.h"
+
+#define BUS_RECVMAX_DEFAULT	(64u << 20)
+
+int	bus_listen(nng_socket *s, const char *url, size_t recvmax);
+int	bus_dial(nng_socket *s, const char *url, size_t recvmax);
+void	bus_close(nng_socket s);
+
+/* Send env; returns 0 or CS_ENNG/CS_ENOMEM/CS_ECLOSED. */
+int	bus_send(nng_socket s, const Crmsync__Envelope *env);
+/*
+ * Receive one Envelope (timeout_ms < 0: wait forever). CS_ETIMEDOUT on timeout,
+ * CS_EPROTO if the bytes do not decode (the caller should still reply, with a rejection).
+ */
+int	bus_recv(nng_socket s, Crmsync__Envelope **out, int timeout_ms);
+/* One request/reply round trip. */
+int	bus_call(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **out, int timeout_ms);
+
+/*
+ * Send until acknowledged: returns 0 when the reply is an Ack with ACK_OK (*ack_out, if
+ * not NULL, receives the reply), CS_EREJECTED for ACK_REJECTED (error text in *ack_out),
+ * CS_ECANCELED when *stop becomes non-zero, CS_ETIMEDOUT when deadline_ms (> 0) passes.
+ * Timeouts and ACK_RETRY are retried with backoff from 50 ms to 2 s.
+ */
+int	bus_call_ack(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **ack_out,
+	    int timeout_ms, int64_t deadline_ms, volatile int *stop);
+
+/* Reply with an Ack. */
+int	bus_reply_ack(nng_socket s, Crmsync__AckStatus status, const char *error,
+	    uint64_t batch_id, uint32_t applied, uint32_t unchanged, int64_t run_id);
+
+void	bus_free(Crmsync__Envelope *env);
+
+/* Monotonic milliseconds, for deadlines. */
+int64_t	bus_now_ms(void);
+
+#endif

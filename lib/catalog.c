@@ -1,0 +1,167 @@
+/*
+ * catalog.c - lookups over the compiled-in catalogues and the DDL they imply.
+ * Every entity table gets, beside its typed columns: source_updated_at (the source's
+ * version), synced_at, deleted_at and raw jsonb (the source row, lossless).
+ */
+#include <string.h>
+
+#include "buf.h"
+#include "catalog.h"
+#include "errors.h"
+
+const struct cat_crm_desc *
+catalog_crm(enum cat_crm crm)
+{
+	switch (crm) {
+	case CAT_AMO:		return &catalog_amo;
+	case CAT_HOLLIHOP:	return &catalog_hollihop;
+	}
+	return NULL;
+}
+
+const struct cat_entity *
+catalog_find(enum cat_crm crm, const char *name)
+{
+	const struct cat_crm_desc *d = catalog_crm(crm);
+
+	if (d == NULL || name == NULL)
+		return NULL;
+	for (size_t i = 0; i < d->nentities; i++)
+		if (strcmp(d->entities[i].name, name) == 0)
+			return &d->entities[i];
+	return NULL;
+}
+
+const char *
+catalog_sql_type(enum cat_type t)
+{
+	switch (t) {
+	case CT_INT8:		return "bigint";
+	case CT_NUMERIC:
+	case CT_MONEY_TEXT:	return "numeric";
+	case CT_TEXT:		return "text";
+	case CT_BOOL:		return "boolean";
+	case CT_TS_UNIX:
+	case CT_TS_LOCAL:	return "timestamptz";
+	case CT_DATE:		return "date";
+	case CT_TIME:		return "time";
+	case CT_JSONB:		return "jsonb";
+	case CT_INT8_ARRAY:	return "bigint[]";
+	case CT_TEXT_ARRAY:	return "text[]";
+	}
+	return "text";
+}
+
+size_t
+catalog_nkeys(const struct cat_entity *e)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < e->ncols; i++)
+		if (e->cols[i].flags & CF_KEY)
+			n++;
+	return n;
+}
+
+/* The i-th key column of e (i < catalog_nkeys(e)). */
+static const struct cat_col *
+key_col(const struct cat_entity *e, size_t i)
+{
+	for (size_t k = 0; k < e->ncols; k++)
+		if ((e->cols[k].flags & CF_KEY) && i-- == 0)
+			return &e->cols[k];
+	return NULL;
+}
+
+/* Name of the i-th parent key column inside child table c: from c->parent_cols or the parent's. */
+int
+catalog_child_parent_col(const struct cat_entity *e, const struct cat_child *c, size_t i,
+    char *dst, size_t cap)
+{
+	if (c->parent_cols != NULL) {
+		const char *p = c->parent_cols;
+		for (size_t k = 0; k < i && p != NULL; k++) {
+			p = strchr(p, ',');
+			if (p != NULL)
+				p++;
+		}
+		if (p == NULL)
+			return CS_EINVAL;
+		size_t n = strcspn(p, ",");
+		if (n + 1 > cap)
+			return CS_ETOOBIG;
+		memcpy(dst, p, n);
+		dst[n] = '\0';
+		return 0;
+	}
+	const struct cat_col *k = key_col(e, i);
+	if (k == NULL || strlen(k->column) + 1 > cap)
+		return CS_EINVAL;
+	strcpy(dst, k->column);
+	return 0;
+}
+
+/* Split "column=value" of a discriminator; column into dst, returns the value. */
+const char *
+catalog_discriminator(const struct cat_child *c, char *dst, size_t cap)
+{
+	const char *eq;
+
+	if (c->discriminator == NULL || (eq = strchr(c->discriminator, '=')) == NULL)
+		return NULL;
+	if ((size_t)(eq - c->discriminator) + 1 > cap)
+		return NULL;
+	memcpy(dst, c->discriminator, (size_t)(eq - c->discriminator));
+	dst[eq - c->discriminator] = '\0';
+	return eq + 1;
+}
+
+int
+catalog_ddl(const struct cat_entity *e, const char *schema, struct buf *b)
+{
+	size_t nk = catalog_nkeys(e);
+	char name[64], dcol[64];
+	int rv = 0;
+
+	rv |= buf_printf(b, "CREATE TABLE IF NOT EXISTS %s.%s (\n", schema, e->name);
+	for (size_t i = 0; i < e->ncols; i++)
+		rv |= buf_printf(b, "    %s %s%s,\n", e->cols[i].column,
+		    catalog_sql_type(e->cols[i].type), (e->cols[i].flags & CF_KEY) ? " NOT NULL" : "");
+	rv |= buf_printf(b, "    source_updated_at timestamptz,\n"
+	    "    synced_at timestamptz NOT NULL DEFAULT now(),\n"
+	    "    deleted_at timestamptz,\n"
+	    "    raw jsonb NOT NULL,\n    PRIMARY KEY (");
+	for (size_t i = 0; i < nk; i++)
+		rv |= buf_printf(b, "%s%s", i ? ", " : "", key_col(e, i)->column);
+	rv |= buf_printf(b, ")\n);\n");
+	if (e->doc != NULL)
+		rv |= buf_printf(b, "COMMENT ON TABLE %s.%s IS '%s';\n", schema, e->name, e->doc);
+
+	for (size_t c = 0; c < e->nchildren; c++) {
+		const struct cat_child *ch = &e->children[c];
+		const char *dval = catalog_discriminator(ch, dcol, sizeof(dcol));
+
+		rv |= buf_printf(b, "CREATE TABLE IF NOT EXISTS %s.%s (\n", schema, ch->table);
+		if (dval != NULL)
+			rv |= buf_printf(b, "    %s text NOT NULL,\n", dcol);
+		for (size_t i = 0; i < nk; i++) {
+			if (catalog_child_parent_col(e, ch, i, name, sizeof(name)) != 0)
+				return CS_EINVAL;
+			rv |= buf_printf(b, "    %s %s NOT NULL,\n", name,
+			    catalog_sql_type(key_col(e, i)->type));
+		}
+		rv |= buf_printf(b, "    idx integer NOT NULL,\n");
+		for (size_t i = 0; i < ch->ncols; i++)
+			rv |= buf_printf(b, "    %s %s,\n", ch->cols[i].column,
+			    catalog_sql_type(ch->cols[i].type));
+		rv |= buf_printf(b, "    PRIMARY KEY (");
+		if (dval != NULL)
+			rv |= buf_printf(b, "%s, ", dcol);
+		for (size_t i = 0; i < nk; i++) {
+			catalog_child_parent_col(e, ch, i, name, sizeof(name));
+			rv |= buf_printf(b, "%s, ", name);
+		}
+		rv |= buf_printf(b, "idx)\n);\n");
+	}
+	return rv ? CS_ETOOBIG : 0;
+}

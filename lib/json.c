@@ -1,0 +1,379 @@
+/*
+ * json.c - token walking on top of jsmn (see json.h).
+ * jsmn itself is compiled here once (JSMN_STATIC would duplicate it per file).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+#define JSMN_STRICT
+#include <jsmn.h>
+#include "json.h"
+
+int
+json_parse(struct json *j, const char *src, size_t len, int max_tokens)
+{
+	jsmn_parser p;
+	int n;
+
+	memset(j, 0, sizeof(*j));
+	j->src = src;
+	j->len = len;
+	jsmn_init(&p);
+	n = jsmn_parse(&p, src, len, NULL, 0);	/* count pass */
+	if (n == JSMN_ERROR_INVAL || n == JSMN_ERROR_PART || n < 0)
+		return CS_EJSON;
+	if (n == 0)
+		return CS_EJSON;
+	if (n > max_tokens)
+		return CS_ETOOBIG;
+	if ((j->tok = malloc((size_t)n * sizeof(*j->tok))) == NULL)
+		return CS_ENOMEM;
+	j->cap = n;
+	jsmn_init(&p);
+	j->ntok = jsmn_parse(&p, src, len, j->tok, (unsigned)n);
+	if (j->ntok < 0) {
+		json_free(j);
+		return CS_EJSON;
+	}
+	/* Strict jsmn still accepts trailing garbage after the first value; refuse it. */
+	for (size_t i = (size_t)j->tok[0].end + (j->tok[0].type == JSMN_STRING); i < len; i++) {
+		char c = src[i];
+		if (c != ' ' && c != '\n' && c != '\r' && c != '\t') {
+			json_free(j);
+			return CS_EJSON;
+		}
+	}
+	return 0;
+}
+
+void
+json_free(struct json *j)
+{
+	free(j->tok);
+	j->tok = NULL;
+	j->ntok = j->cap = 0;
+}
+
+enum json_kind
+json_kind(const struct json *j, int t)
+{
+	const jsmntok_t *k;
+
+	if (t < 0 || t >= j->ntok)
+		return JK_ABSENT;
+	k = &j->tok[t];
+	switch (k->type) {
+	case JSMN_OBJECT:	return JK_OBJECT;
+	case JSMN_ARRAY:	return JK_ARRAY;
+	case JSMN_STRING:	return JK_STRING;
+	case JSMN_PRIMITIVE:
+		switch (j->src[k->start]) {
+		case 'n':	return JK_NULL;
+		case 't':
+		case 'f':	return JK_BOOL;
+		default:	return JK_NUMBER;
+		}
+	default:
+		return JK_ABSENT;
+	}
+}
+
+int
+json_skip(const struct json *j, int t)
+{
+	int end, i;
+
+	if (t < 0 || t >= j->ntok)
+		return -1;
+	end = j->tok[t].end;
+	for (i = t + 1; i < j->ntok && j->tok[i].start < end; i++)
+		;
+	return i;
+}
+
+int
+json_size(const struct json *j, int t)
+{
+	if (t < 0 || t >= j->ntok)
+		return 0;
+	if (j->tok[t].type != JSMN_ARRAY && j->tok[t].type != JSMN_OBJECT)
+		return 0;
+	return j->tok[t].size;
+}
+
+int
+json_first(const struct json *j, int t)
+{
+	if (json_size(j, t) == 0)
+		return -1;
+	return t + 1;
+}
+
+int
+json_getn(const struct json *j, int obj, const char *key, size_t keylen)
+{
+	int n, k;
+
+	if (obj < 0 || obj >= j->ntok || j->tok[obj].type != JSMN_OBJECT)
+		return -1;
+	n = j->tok[obj].size;
+	k = obj + 1;
+	for (int i = 0; i < n && k < j->ntok; i++) {
+		const jsmntok_t *kt = &j->tok[k];
+		/* Keys are compared raw: CRM keys are plain ASCII without escapes. */
+		if ((size_t)(kt->end - kt->start) == keylen &&
+		    memcmp(j->src + kt->start, key, keylen) == 0)
+			return k + 1;
+		k = json_skip(j, k + 1);
+	}
+	return -1;
+}
+
+int
+json_get(const struct json *j, int obj, const char *key)
+{
+	return json_getn(j, obj, key, strlen(key));
+}
+
+int
+json_path(const struct json *j, int t, const char *path)
+{
+	const char *p = path;
+
+	while (t >= 0 && *p != '\0') {
+		const char *dot = strchr(p, '.');
+		size_t n = dot != NULL ? (size_t)(dot - p) : strlen(p);
+
+		if (json_kind(j, t) == JK_ARRAY && n > 0 && p[0] >= '0' && p[0] <= '9') {
+			long idx = strtol(p, NULL, 10);
+			int e = json_first(j, t);
+			if (idx >= json_size(j, t))
+				return -1;
+			for (long i = 0; i < idx; i++)
+				e = json_skip(j, e);
+			t = e;
+		} else {
+			t = json_getn(j, t, p, n);
+		}
+		p += n;
+		if (*p == '.')
+			p++;
+	}
+	return t;
+}
+
+const char *
+json_raw(const struct json *j, int t, size_t *len)
+{
+	if (t < 0 || t >= j->ntok) {
+		*len = 0;
+		return NULL;
+	}
+	*len = (size_t)(j->tok[t].end - j->tok[t].start);
+	return j->src + j->tok[t].start;
+}
+
+const char *
+json_text(const struct json *j, int t, size_t *len)
+{
+	if (t < 0 || t >= j->ntok) {
+		*len = 0;
+		return NULL;
+	}
+	if (j->tok[t].type == JSMN_STRING) {
+		*len = (size_t)(j->tok[t].end - j->tok[t].start) + 2;
+		return j->src + j->tok[t].start - 1;
+	}
+	return json_raw(j, t, len);
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static long
+read_u16(const char *s, size_t n, size_t i)
+{
+	long v = 0;
+
+	if (i + 4 > n)
+		return -1;
+	for (size_t k = 0; k < 4; k++) {
+		int h = hexval(s[i + k]);
+		if (h < 0)
+			return -1;
+		v = v * 16 + h;
+	}
+	return v;
+}
+
+long
+json_unescape(const char *s, size_t n, char *dst, size_t cap)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned long cp;
+		char c = s[i];
+
+		if (c != '\\') {
+			if (o + 1 >= cap)
+				return -1;
+			dst[o++] = c;
+			continue;
+		}
+		if (++i >= n)
+			return -1;
+		switch (s[i]) {
+		case '"': case '\\': case '/':
+			c = s[i];
+			break;
+		case 'b': c = '\b'; break;
+		case 'f': c = '\f'; break;
+		case 'n': c = '\n'; break;
+		case 'r': c = '\r'; break;
+		case 't': c = '\t'; break;
+		case 'u': {
+			long hi = read_u16(s, n, i + 1);
+			if (hi < 0)
+				return -1;
+			i += 4;
+			cp = (unsigned long)hi;
+			if (hi >= 0xD800 && hi <= 0xDBFF) {
+				long lo;
+				if (i + 2 >= n || s[i + 1] != '\\' || s[i + 2] != 'u' ||
+				    (lo = read_u16(s, n, i + 3)) < 0xDC00 || lo > 0xDFFF)
+					return -1;
+				i += 6;
+				cp = 0x10000 + (((unsigned long)hi - 0xD800) << 10) + ((unsigned long)lo - 0xDC00);
+			} else if (hi >= 0xDC00 && hi <= 0xDFFF) {
+				return -1;
+			}
+			if (cp == 0)
+				return -1;	/* NUL cannot live in text columns */
+			if (o + 5 >= cap)
+				return -1;
+			if (cp < 0x80) {
+				dst[o++] = (char)cp;
+			} else if (cp < 0x800) {
+				dst[o++] = (char)(0xC0 | (cp >> 6));
+				dst[o++] = (char)(0x80 | (cp & 0x3F));
+			} else if (cp < 0x10000) {
+				dst[o++] = (char)(0xE0 | (cp >> 12));
+				dst[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+				dst[o++] = (char)(0x80 | (cp & 0x3F));
+			} else {
+				dst[o++] = (char)(0xF0 | (cp >> 18));
+				dst[o++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+				dst[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+				dst[o++] = (char)(0x80 | (cp & 0x3F));
+			}
+			continue;
+		}
+		default:
+			return -1;
+		}
+		if (o + 1 >= cap)
+			return -1;
+		dst[o++] = c;
+	}
+	if (o >= cap)
+		return -1;
+	dst[o] = '\0';
+	return (long)o;
+}
+
+int
+json_str(const struct json *j, int t, char *dst, size_t cap, size_t *outlen)
+{
+	size_t n;
+	const char *s = json_raw(j, t, &n);
+	long w;
+
+	if (s == NULL)
+		return CS_ENOENT;
+	if (j->tok[t].type == JSMN_STRING) {
+		if ((w = json_unescape(s, n, dst, cap)) < 0)
+			return n + 1 > cap ? CS_ETOOBIG : CS_EJSON;
+	} else {
+		if (n + 1 > cap)
+			return CS_ETOOBIG;
+		memcpy(dst, s, n);
+		dst[n] = '\0';
+		w = (long)n;
+	}
+	if (outlen != NULL)
+		*outlen = (size_t)w;
+	return 0;
+}
+
+int
+json_int64(const struct json *j, int t, int64_t *out)
+{
+	char tmp[32];
+	char *end;
+	size_t n;
+	const char *s = json_raw(j, t, &n);
+	long long v;
+
+	if (s == NULL)
+		return CS_ENOENT;
+	if (j->tok[t].type != JSMN_PRIMITIVE && j->tok[t].type != JSMN_STRING)
+		return CS_EINVAL;
+	if (n == 0 || n >= sizeof(tmp))
+		return CS_ERANGE;
+	memcpy(tmp, s, n);
+	tmp[n] = '\0';
+	errno = 0;
+	v = strtoll(tmp, &end, 10);
+	if (errno == ERANGE)
+		return CS_ERANGE;
+	/* Accept "12.0" (Hollihop writes some integers as decimals) but not "12.5". */
+	if (*end == '.') {
+		for (char *p = end + 1; *p; p++)
+			if (*p != '0')
+				return CS_EINVAL;
+	} else if (end == tmp || *end != '\0') {
+		return CS_EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+int
+json_bool(const struct json *j, int t, int *out)
+{
+	size_t n;
+	const char *s = json_raw(j, t, &n);
+
+	if (s == NULL)
+		return CS_ENOENT;
+	if ((n == 4 && memcmp(s, "true", 4) == 0) || (n == 1 && s[0] == '1')) {
+		*out = 1;
+		return 0;
+	}
+	if ((n == 5 && memcmp(s, "false", 5) == 0) || (n == 1 && s[0] == '0')) {
+		*out = 0;
+		return 0;
+	}
+	return CS_EINVAL;
+}
+
+int
+json_streq(const struct json *j, int t, const char *s)
+{
+	size_t n;
+	const char *r = json_raw(j, t, &n);
+
+	return r != NULL && strlen(s) == n && memcmp(r, s, n) == 0;
+}

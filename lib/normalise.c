@@ -1,0 +1,515 @@
+/*
+ * normalise.c - JSON row -> Record, driven by the catalogue (see normalise.h).
+ *
+ * One converter per cat_type; no per-entity code. Values are emitted in the text form
+ * PostgreSQL's COPY/input functions accept: 123, 12.50, t/f, ISO timestamps in UTC,
+ * {1,2} arrays, JSON text for jsonb.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "errors.h"
+#include "normalise.h"
+
+#define NORM_STR_MAX	(4u << 20)	/* a single text value */
+
+void
+norm_ctx_set(struct norm_ctx *c, const char *name, const char *value)
+{
+	for (int i = 0; i < c->n; i++) {
+		if (strcmp(c->name[i], name) == 0) {
+			c->value[i] = value;
+			return;
+		}
+	}
+	if (c->n < NORM_CTX_MAX) {
+		c->name[c->n] = name;
+		c->value[c->n++] = value;
+	}
+}
+
+int
+normalise_set_timezone(const char *tz)
+{
+	if (tz == NULL || *tz == '\0')
+		return CS_EINVAL;
+	setenv("TZ", tz, 1);
+	tzset();
+	return 0;
+}
+
+static char *
+fmt_ts(struct arena *a, int64_t epoch)
+{
+	struct tm tm;
+	time_t t = (time_t)epoch;
+	char tmp[48];
+
+	if (gmtime_r(&t, &tm) == NULL)
+		return NULL;
+	snprintf(tmp, sizeof(tmp), "%04d-%02d-%02d %02d:%02d:%02d+00", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	return arena_strndup(a, tmp, strlen(tmp));
+}
+
+static int
+digits(const char *s, size_t n, int *out)
+{
+	int v = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* "YYYY-MM-DD[T| ]HH:MM[:SS][.frac][Z|+hh:mm|-hh:mm]" -> epoch seconds. No offset = local. */
+static int
+parse_local_ts(const char *s, size_t n, int64_t *epoch)
+{
+	struct tm tm;
+	int y, mo, d, h = 0, mi = 0, sec = 0, off = 0, have_off = 0;
+	size_t i = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	if (n < 10 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-' ||
+	    digits(s + 8, 2, &d))
+		return CS_EINVAL;
+	i = 10;
+	if (i < n && (s[i] == 'T' || s[i] == ' ')) {
+		if (n < i + 6 || digits(s + i + 1, 2, &h) || s[i + 3] != ':' || digits(s + i + 4, 2, &mi))
+			return CS_EINVAL;
+		i += 6;
+		if (i < n && s[i] == ':') {
+			if (n < i + 3 || digits(s + i + 1, 2, &sec))
+				return CS_EINVAL;
+			i += 3;
+		}
+		if (i < n && s[i] == '.')
+			for (i++; i < n && isdigit((unsigned char)s[i]); i++)
+				;
+		if (i < n && s[i] == 'Z') {
+			have_off = 1;
+			i++;
+		} else if (i < n && (s[i] == '+' || s[i] == '-')) {
+			int oh, om = 0;
+			if (n < i + 3 || digits(s + i + 1, 2, &oh))
+				return CS_EINVAL;
+			size_t k = i + 3;
+			if (k < n && s[k] == ':')
+				k++;
+			if (k + 2 <= n && digits(s + k, 2, &om) == 0)
+				k += 2;
+			off = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
+			have_off = 1;
+			i = k;
+		}
+	}
+	if (i != n || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+		return CS_EINVAL;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	if (have_off) {
+		*epoch = (int64_t)timegm(&tm) - off;
+	} else {
+		tm.tm_isdst = -1;
+		*epoch = (int64_t)mktime(&tm);
+	}
+	return 0;
+}
+
+/* Keep a numeric literal: optional sign, digits, one decimal point, optional exponent. */
+static int
+clean_numeric(const char *s, size_t n, char *dst, size_t cap, int money)
+{
+	size_t o = 0;
+	int seen_digit = 0, seen_point = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= '0' && c <= '9') {
+			seen_digit = 1;
+		} else if ((c == '-' || c == '+') && !seen_digit && o == 0) {
+			/* sign */
+		} else if (c == '.' || (money && c == ',')) {
+			if (seen_point)
+				return CS_EINVAL;
+			seen_point = 1;
+			c = '.';
+		} else if (!money && (c == 'e' || c == 'E') && seen_digit) {
+			/* exponent: copy the rest verbatim, validated by PostgreSQL's strictness below */
+		} else if (money && (c == ' ' || c == 0xC2 || c == 0xA0 || c == '\'')) {
+			continue;	/* group separators: space, NBSP (C2 A0), apostrophe */
+		} else if (money && seen_digit) {
+			break;		/* currency suffix: "руб.", "$", "тг." */
+		} else if (money && !seen_digit) {
+			continue;	/* currency prefix: "$ 12" */
+		} else {
+			return CS_EINVAL;
+		}
+		if (o + 1 >= cap)
+			return CS_ETOOBIG;
+		dst[o++] = (char)c;
+	}
+	if (!seen_digit)
+		return CS_EINVAL;
+	/* "12." from "12,руб" is fine for PostgreSQL numeric. */
+	dst[o] = '\0';
+	return 0;
+}
+
+static char *
+array_literal(const struct json *j, int t, struct arena *a, int ints)
+{
+	struct buf {
+		char *p;
+		size_t n, cap;
+	} b = { NULL, 0, 0 };
+	char tmp[4096];
+	int e = json_first(j, t);
+	size_t cap = 3;
+
+	/* Size: every element's raw length doubled (escapes) + quotes + commas. */
+	for (int i = 0, x = e; i < json_size(j, t); i++, x = json_skip(j, x)) {
+		size_t len;
+		json_raw(j, x, &len);
+		cap += 2 * len + 4;
+	}
+	if ((b.p = arena_alloc(a, cap)) == NULL)
+		return NULL;
+	b.cap = cap;
+	b.p[b.n++] = '{';
+	for (int i = 0, x = e; i < json_size(j, t); i++, x = json_skip(j, x)) {
+		size_t len;
+		if (i > 0)
+			b.p[b.n++] = ',';
+		if (json_kind(j, x) == JK_NULL) {
+			memcpy(b.p + b.n, "NULL", 4);
+			b.n += 4;
+			continue;
+		}
+		if (ints) {
+			int64_t v;
+			if (json_int64(j, x, &v) != 0)
+				return NULL;
+			b.n += (size_t)snprintf(b.p + b.n, b.cap - b.n, "%lld", (long long)v);
+			continue;
+		}
+		if (json_str(j, x, tmp, sizeof(tmp), &len) != 0)
+			return NULL;
+		b.p[b.n++] = '"';
+		for (size_t k = 0; k < len && b.n + 3 < b.cap; k++) {
+			if (tmp[k] == '"' || tmp[k] == '\\')
+				b.p[b.n++] = '\\';
+			b.p[b.n++] = tmp[k];
+		}
+		b.p[b.n++] = '"';
+	}
+	b.p[b.n++] = '}';
+	b.p[b.n] = '\0';
+	return b.p;
+}
+
+int
+normalise_value(enum cat_type type, const struct json *j, int t, struct arena *a,
+    char **out, int64_t *version_us)
+{
+	enum json_kind k = json_kind(j, t);
+	char tmp[128];
+	size_t n;
+	const char *raw;
+	int64_t v;
+	int rv;
+
+	*out = NULL;
+	if (version_us != NULL)
+		*version_us = 0;
+	if (k == JK_ABSENT || k == JK_NULL)
+		return 0;
+	raw = json_raw(j, t, &n);
+	switch (type) {
+	case CT_INT8:
+		if (k == JK_STRING && n == 0)
+			return 0;
+		if ((rv = json_int64(j, t, &v)) != 0)
+			return rv;
+		snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
+		if (version_us != NULL)
+			*version_us = v;
+		break;
+	case CT_NUMERIC:
+	case CT_MONEY_TEXT:
+		if (k == JK_STRING && n == 0)
+			return 0;
+		if (k != JK_NUMBER && k != JK_STRING)
+			return CS_EINVAL;
+		if ((rv = clean_numeric(raw, n, tmp, sizeof(tmp), type == CT_MONEY_TEXT || k == JK_STRING)) != 0)
+			return rv;
+		break;
+	case CT_BOOL: {
+		int b;
+		if (json_bool(j, t, &b) != 0) {
+			if (json_streq(j, t, "true") || json_streq(j, t, "Y"))
+				b = 1;
+			else if (json_streq(j, t, "false") || json_streq(j, t, "N") || json_streq(j, t, ""))
+				b = 0;
+			else
+				return CS_EINVAL;
+		}
+		strcpy(tmp, b ? "t" : "f");
+		break;
+	}
+	case CT_TS_UNIX:
+		if (k == JK_STRING && n == 0)
+			return 0;
+		if ((rv = json_int64(j, t, &v)) != 0)
+			return rv;
+		if (version_us != NULL)
+			*version_us = v * 1000000;
+		return (*out = fmt_ts(a, v)) != NULL ? 0 : CS_ENOMEM;
+	case CT_TS_LOCAL:
+		if (k != JK_STRING)
+			return CS_EINVAL;
+		if (n == 0)
+			return 0;
+		if ((rv = parse_local_ts(raw, n, &v)) != 0)
+			return rv;
+		if (version_us != NULL)
+			*version_us = v * 1000000;
+		return (*out = fmt_ts(a, v)) != NULL ? 0 : CS_ENOMEM;
+	case CT_DATE: {
+		int y, m, d;
+		if (k == JK_STRING && n == 0)
+			return 0;
+		if (k != JK_STRING || n < 10 || digits(raw, 4, &y) || raw[4] != '-' ||
+		    digits(raw + 5, 2, &m) || raw[7] != '-' || digits(raw + 8, 2, &d) ||
+		    m < 1 || m > 12 || d < 1 || d > 31)
+			return CS_EINVAL;
+		memcpy(tmp, raw, 10);
+		tmp[10] = '\0';
+		break;
+	}
+	case CT_TIME: {
+		int h, m, s = 0;
+		if (k == JK_STRING && n == 0)
+			return 0;
+		if (k != JK_STRING || (n != 5 && n != 8) || digits(raw, 2, &h) || raw[2] != ':' ||
+		    digits(raw + 3, 2, &m) || (n == 8 && (raw[5] != ':' || digits(raw + 6, 2, &s))) ||
+		    h > 24 || m > 59 || s > 60)
+			return CS_EINVAL;
+		memcpy(tmp, raw, n);
+		tmp[n] = '\0';
+		break;
+	}
+	case CT_TEXT: {
+		char *dst;
+		long w;
+		if (k == JK_OBJECT || k == JK_ARRAY) {
+			raw = json_text(j, t, &n);
+			return (*out = arena_strndup(a, raw, n)) != NULL ? 0 : CS_ENOMEM;
+		}
+		if (k != JK_STRING)
+			return (*out = arena_strndup(a, raw, n)) != NULL ? 0 : CS_ENOMEM;
+		if (n + 1 > NORM_STR_MAX)
+			return CS_ETOOBIG;
+		if ((dst = arena_alloc(a, n + 1)) == NULL)
+			return CS_ENOMEM;
+		if ((w = json_unescape(raw, n, dst, n + 1)) < 0)
+			return CS_EJSON;
+		*out = dst;
+		return 0;
+	}
+	case CT_JSONB:
+		raw = json_text(j, t, &n);
+		return (*out = arena_strndup(a, raw, n)) != NULL ? 0 : CS_ENOMEM;
+	case CT_INT8_ARRAY:
+	case CT_TEXT_ARRAY:
+		if (k != JK_ARRAY)
+			return CS_EINVAL;
+		return (*out = array_literal(j, t, a, type == CT_INT8_ARRAY)) != NULL ? 0 : CS_EINVAL;
+	default:
+		return CS_EINVAL;
+	}
+	return (*out = arena_strndup(a, tmp, strlen(tmp))) != NULL ? 0 : CS_ENOMEM;
+}
+
+/* Resolve a column's source: "$ctx", "^outer.path", "" (the row) or a path. */
+static int
+resolve(const struct cat_col *c, const struct json *j, int row, int outer,
+    const struct norm_ctx *ctx, const char **ctxval)
+{
+	*ctxval = NULL;
+	if (c->json[0] == '$') {
+		for (int i = 0; ctx != NULL && i < ctx->n; i++)
+			if (strcmp(ctx->name[i], c->json + 1) == 0)
+				*ctxval = ctx->value[i];
+		return -1;
+	}
+	if (c->json[0] == '^')
+		return json_path(j, outer, c->json + 1);
+	if (c->json[0] == '\0')
+		return row;
+	return json_path(j, row, c->json);
+}
+
+/* Fill values/null_mask for ncols columns of an element. Returns bad count or -1 (key). */
+static int
+fill_values(const struct cat_col *cols, size_t ncols, const struct json *j, int row, int outer,
+    const struct norm_ctx *ctx, struct arena *a, char ***values, ProtobufCBinaryData *mask,
+    int64_t *version_us, char *err, size_t errlen)
+{
+	int bad = 0;
+
+	*values = arena_alloc(a, (ncols ? ncols : 1) * sizeof(char *));
+	mask->len = (ncols + 7) / 8;
+	mask->data = arena_alloc(a, mask->len ? mask->len : 1);
+	if (*values == NULL || mask->data == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < ncols; i++) {
+		const struct cat_col *c = &cols[i];
+		const char *cv;
+		int t = resolve(c, j, row, outer, ctx, &cv);
+		char *out = NULL;
+		int64_t ver = 0;
+		int rv = 0;
+
+		if (cv != NULL)
+			out = arena_strndup(a, cv, strlen(cv));
+		else
+			rv = normalise_value(c->type, j, t, a, &out, &ver);
+		if (rv != 0) {
+			if (c->flags & (CF_KEY | CF_REQUIRED)) {
+				snprintf(err, errlen, "column %s (%s): %s", c->column, c->json, cs_strerror(rv));
+				return -1;
+			}
+			bad++;
+			out = NULL;
+		}
+		if (out == NULL && (c->flags & (CF_KEY | CF_REQUIRED))) {
+			snprintf(err, errlen, "column %s (%s) is missing", c->column, c->json);
+			return -1;
+		}
+		if ((c->flags & CF_VERSION) && version_us != NULL && out != NULL)
+			*version_us = ver;
+		if (out == NULL) {
+			mask->data[i / 8] |= (uint8_t)(1u << (i % 8));
+			out = (char *)"";
+		}
+		(*values)[i] = out;
+	}
+	return bad;
+}
+
+/* Count the elements a child spec yields (to size the array before filling). */
+static int
+child_elements(const struct cat_child *ch, const struct json *j, int row,
+    int *outer_arr, const char **inner_path, char *outer_path, size_t cap)
+{
+	const char *br = strstr(ch->json, "[].");
+
+	if (br == NULL) {
+		*outer_arr = ch->json[0] ? json_path(j, row, ch->json) : row;
+		*inner_path = NULL;
+		return json_kind(j, *outer_arr) == JK_ARRAY ? json_size(j, *outer_arr) : 0;
+	}
+	size_t n = (size_t)(br - ch->json);
+	if (n + 1 > cap)
+		return 0;
+	memcpy(outer_path, ch->json, n);
+	outer_path[n] = '\0';
+	*outer_arr = json_path(j, row, outer_path);
+	*inner_path = br + 3;
+	int total = 0;
+	if (json_kind(j, *outer_arr) != JK_ARRAY)
+		return 0;
+	for (int i = 0, o = json_first(j, *outer_arr); i < json_size(j, *outer_arr); i++, o = json_skip(j, o)) {
+		int in = json_path(j, o, *inner_path);
+		if (json_kind(j, in) == JK_ARRAY)
+			total += json_size(j, in);
+	}
+	return total;
+}
+
+int
+normalise_row(const struct cat_entity *e, const struct json *j, int t,
+    const struct norm_ctx *ctx, struct arena *a, Crmsync__Record *rec,
+    int *bad_values, char *err, size_t errlen)
+{
+	int64_t version = 0;
+	size_t rawlen;
+	const char *raw;
+	int bad;
+
+	crmsync__record__init(rec);
+	bad = fill_values(e->cols, e->ncols, j, t, -1, ctx, a, &rec->values, &rec->null_mask,
+	    &version, err, errlen);
+	if (bad < 0)
+		return CS_EINVAL;
+	rec->n_values = e->ncols;
+	rec->source_updated_at_us = version;
+	raw = json_text(j, t, &rawlen);
+	rec->raw_json.data = (uint8_t *)raw;	/* points into the page buffer: no copy */
+	rec->raw_json.len = rawlen;
+
+	size_t total = 0;
+	for (size_t c = 0; c < e->nchildren; c++) {
+		int oa;
+		const char *ip;
+		char op[128];
+		total += (size_t)child_elements(&e->children[c], j, t, &oa, &ip, op, sizeof(op));
+	}
+	if (total > 0) {
+		rec->children = arena_alloc(a, total * sizeof(*rec->children));
+		if (rec->children == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return CS_ENOMEM;
+		}
+	}
+	for (size_t c = 0; c < e->nchildren; c++) {
+		const struct cat_child *ch = &e->children[c];
+		int oa;
+		const char *ip;
+		char op[128];
+
+		if (child_elements(ch, j, t, &oa, &ip, op, sizeof(op)) == 0)
+			continue;
+		for (int i = 0, o = json_first(j, oa); i < json_size(j, oa); i++, o = json_skip(j, o)) {
+			int arr = ip != NULL ? json_path(j, o, ip) : -1;
+			int nel = ip != NULL ? json_size(j, arr) : 1;
+			for (int k = 0, el = ip != NULL ? json_first(j, arr) : o; k < nel;
+			    k++, el = json_skip(j, el)) {
+				Crmsync__ChildRow *cr = arena_alloc(a, sizeof(*cr));
+				int b;
+				if (cr == NULL) {
+					snprintf(err, errlen, "out of memory");
+					return CS_ENOMEM;
+				}
+				crmsync__child_row__init(cr);
+				cr->child = (uint32_t)c;
+				b = fill_values(ch->cols, ch->ncols, j, el, o, ctx, a, &cr->values,
+				    &cr->null_mask, NULL, err, errlen);
+				if (b < 0)
+					return CS_EINVAL;
+				bad += b;
+				cr->n_values = ch->ncols;
+				rec->children[rec->n_children++] = cr;
+			}
+		}
+	}
+	if (bad_values != NULL)
+		*bad_values += bad;
+	return 0;
+}

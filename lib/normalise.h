@@ -1,0 +1,54 @@
+/*
+ * normalise.h - one JSON row + its catalogue entry -> one Record (typed values in
+ * PostgreSQL text form, null mask, child rows, the row's raw JSON, its version).
+ *
+ * Used by both sync services; the same code can re-derive typed columns from stored raw
+ * JSON. All memory comes from the caller's arena, so a page of rows is freed at once.
+ * Local times (CT_TS_LOCAL) are read in the process time zone: a service that reads them
+ * sets TZ once at start-up (normalise_set_timezone).
+ */
+#ifndef CS_NORMALISE_H
+#define CS_NORMALISE_H
+
+#include <stdint.h>
+
+#include "arena.h"
+#include "catalog.h"
+#include "crmsync.pb-c.h"
+#include "json.h"
+
+#define NORM_CTX_MAX 8
+
+/* Context values for "$name" columns (e.g. $entity_type when tags are fetched per type). */
+struct norm_ctx {
+	int		 n;
+	const char	*name[NORM_CTX_MAX];
+	const char	*value[NORM_CTX_MAX];
+};
+
+void	norm_ctx_set(struct norm_ctx *c, const char *name, const char *value);
+
+/* Set the zone for CT_TS_LOCAL ("Europe/Moscow"); CS_EINVAL if unknown. Not thread-safe. */
+int	normalise_set_timezone(const char *tz);
+
+/*
+ * Fill rec (initialised here) from row t. Returns 0, or CS_EINVAL with a message in err
+ * when the row cannot be stored (a key is missing or unreadable). Unreadable non-key
+ * values become NULL and are counted in *bad_values (raw keeps them).
+ */
+int	normalise_row(const struct cat_entity *e, const struct json *j, int t,
+	    const struct norm_ctx *ctx, struct arena *a, Crmsync__Record *rec,
+	    int *bad_values, char *err, size_t errlen);
+
+/* Convert one JSON value to the PostgreSQL text form of type; *out = NULL for null/absent. */
+int	normalise_value(enum cat_type type, const struct json *j, int t, struct arena *a,
+	    char **out, int64_t *version_us);
+
+/* The null-mask helpers shared with the store. */
+static inline int
+norm_isnull(const ProtobufCBinaryData *mask, size_t i)
+{
+	return i / 8 < mask->len && (mask->data[i / 8] >> (i % 8)) & 1;
+}
+
+#endif
