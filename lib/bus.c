@@ -105,17 +105,18 @@ bus_send(nng_socket s, const Crmsync__Envelope *env)
 }
 
 int
-bus_recv(nng_socket s, Crmsync__Envelope **out, int timeout_ms)
+bus_recv_msg(nng_socket s, nng_msg **msgp, Crmsync__Envelope **out, int timeout_ms)
 {
 	nng_msg *msg;
 	int rv;
 
 	*out = NULL;
+	*msgp = NULL;
 	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms < 0 ? NNG_DURATION_INFINITE : timeout_ms);
 	if ((rv = nng_recvmsg(s, &msg, 0)) != 0)
 		return bus_nng_err(rv);
+	*msgp = msg;
 	*out = crmsync__envelope__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
-	nng_msg_free(msg);
 	if (*out == NULL)
 		return CS_EPROTO;
 	if ((*out)->body_case == CRMSYNC__ENVELOPE__BODY__NOT_SET) {
@@ -124,6 +125,17 @@ bus_recv(nng_socket s, Crmsync__Envelope **out, int timeout_ms)
 		return CS_EPROTO;
 	}
 	return 0;
+}
+
+int
+bus_recv(nng_socket s, Crmsync__Envelope **out, int timeout_ms)
+{
+	nng_msg *msg;
+	int rv = bus_recv_msg(s, &msg, out, timeout_ms);
+
+	if (msg != NULL)
+		nng_msg_free(msg);
+	return rv;
 }
 
 int

@@ -31,6 +31,9 @@ int	bus_send(nng_socket s, const Crmsync__Envelope *env);
  * CS_EPROTO if the bytes do not decode (the caller should still reply, with a rejection).
  */
 int	bus_recv(nng_socket s, Crmsync__Envelope **out, int timeout_ms);
+/* Like bus_recv, but also hands back the received message (caller frees it with
+ * nng_msg_free) so undecodable bytes can be dead-lettered. *msg is set even on CS_EPROTO. */
+int	bus_recv_msg(nng_socket s, nng_msg **msg, Crmsync__Envelope **out, int timeout_ms);
 /* One request/reply round trip. */
 int	bus_call(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **out, int timeout_ms);
 

@@ -1,1 +1,267 @@
-int main(void) { return 0; }
+/*
+ * main.c - crmsync-store: wiring only.
+ *
+ * Listens REP on CS_STORE_URL for Envelopes from the sync services, answers health probes
+ * on CS_STORE_HEALTH_URL, owns the PostgreSQL connection. Every request gets exactly one
+ * reply: ACK_OK only after COMMIT; ACK_RETRY while the database is unreachable (the sender
+ * keeps the batch and re-sends); ACK_REJECTED for a batch that can never apply (it is
+ * stored in crmsync.dead_letters with the reason first).
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "errors.h"
+#include "health.h"
+#include "log.h"
+#include "store.h"
+#include "svc.h"
+
+void apply_reset_conn(struct store *st);
+
+struct stat_counter store_stats[ST__N] = {
+	[ST_BATCHES]		= { "batches_applied", "record batches committed", 0, 0 },
+	[ST_ROWS_APPLIED]	= { "rows_written", "rows inserted, changed or deleted", 0, 0 },
+	[ST_ROWS_UNCHANGED]	= { "rows_unchanged", "rows skipped: same content or older", 0, 0 },
+	[ST_ROWS_DELETED]	= { "rows_deleted", "rows soft-deleted by delete records", 0, 0 },
+	[ST_REJECTED]		= { "batches_rejected", "batches dead-lettered", 0, 0 },
+	[ST_RETRIES]		= { "batches_retry", "batches answered retry (database down)", 0, 0 },
+	[ST_DB_RECONNECTS]	= { "db_reconnects", "PostgreSQL reconnections", 0, 0 },
+	[ST_RUNS_STARTED]	= { "runs_started", "sync runs opened", 0, 0 },
+	[ST_RUNS_FINISHED]	= { "runs_finished", "sync runs closed", 0, 0 },
+	[ST_DB_UP]		= { "db_up", "1 when connected to PostgreSQL", 1, 0 },
+};
+
+static const struct cfg_key store_keys[] = {
+	{ "CS_STORE_URL", CFG_STR, offsetof(struct store_conf, url), "tcp://127.0.0.1:7701", 0, 0,
+	  "NNG address the store listens on for record batches (REP)" },
+	{ "CS_STORE_HEALTH_URL", CFG_STR, offsetof(struct store_conf, health_url), "tcp://127.0.0.1:7711", 0, 0,
+	  "NNG address of the health responder" },
+	{ "CS_PG_DSN", CFG_SECRET, offsetof(struct store_conf, dsn), "dbname=crmsync", 0, 0,
+	  "libpq connection string (use sslmode=verify-full across hosts)" },
+	{ "CS_STORE_RECV_MAX", CFG_BYTES, offsetof(struct store_conf, recv_max), "64MiB", 1024, 1LL << 30,
+	  "largest message accepted" },
+	{ "CS_STORE_BATCH_MAX_ROWS", CFG_INT, offsetof(struct store_conf, batch_max_rows), "50000", 1, 10000000,
+	  "most records in one batch" },
+	{ "CS_STORE_RECONNECT_MAX", CFG_DURATION, offsetof(struct store_conf, reconnect_max_ms), "5s", 100, 3600000,
+	  "longest wait between PostgreSQL reconnect attempts" },
+	{ "CS_STORE_DELETE_GUARD", CFG_INT, offsetof(struct store_conf, delete_guard_pct), "50", 1, 100,
+	  "a full run may soft-delete at most this percent of an entity's rows (100 = no guard)" },
+	{ "CS_STORE_STATEMENT_TIMEOUT", CFG_DURATION, offsetof(struct store_conf, statement_timeout_ms), "5m", 1000, 86400000,
+	  "PostgreSQL statement_timeout for the store's session" },
+};
+
+static struct store store;
+
+static int
+store_status(void *arg, char *buf, size_t len)
+{
+	struct store *st = arg;
+	int up = stat_get(&store_stats[ST_DB_UP]) != 0;
+
+	(void)st;
+	snprintf(buf, len, "%s", up ? "ok" : "degraded: PostgreSQL unreachable");
+	return up;
+}
+
+/* Reconnect and re-create the session state after the connection died. */
+static void
+store_reconnect(struct store *st)
+{
+	stat_add(&store_stats[ST_DB_RECONNECTS], 1);
+	log_warnx("db.lost", "reconnecting");
+	if (db_connect(st) == 0)
+		apply_reset_conn(st);
+}
+
+static void
+reject(struct store *st, nng_socket s, nng_msg *msg, int crm, const char *entity,
+    uint64_t batch_id, int64_t run_id, const char *reason)
+{
+	int rv;
+
+	stat_add(&store_stats[ST_REJECTED], 1);
+	log_warnx("batch.rejected", "crm=%s entity=%s batch=%llu run=%lld reason=%s", runs_crm_name(crm),
+	    entity ? entity : "-", (unsigned long long)batch_id, (long long)run_id, lq(reason));
+	rv = runs_dead_letter(st, runs_crm_name(crm), entity, batch_id, run_id, reason,
+	    msg ? nng_msg_body(msg) : NULL, msg ? nng_msg_len(msg) : 0);
+	if (rv == CS_EDBCONN) {
+		/* Cannot even record it: let the sender retry later rather than lose it. */
+		stat_add(&store_stats[ST_RETRIES], 1);
+		(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_RETRY, "database unavailable", batch_id, 0, 0, 0);
+		store_reconnect(st);
+		return;
+	}
+	(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_REJECTED, reason, batch_id, 0, 0, 0);
+}
+
+static void
+on_batch(struct store *st, nng_socket s, nng_msg *msg, const Crmsync__RecordBatch *b)
+{
+	uint32_t applied = 0, unchanged = 0;
+	char err[1024];
+	int rv = apply_batch(st, b, &applied, &unchanged, err, sizeof(err));
+
+	if (rv == 0) {
+		stat_add(&store_stats[ST_BATCHES], 1);
+		stat_add(&store_stats[ST_ROWS_APPLIED], applied);
+		stat_add(&store_stats[ST_ROWS_UNCHANGED], unchanged);
+		log_debug("batch.applied", "crm=%s entity=%s batch=%llu run=%lld n=%zu applied=%u unchanged=%u",
+		    runs_crm_name(b->crm), b->entity, (unsigned long long)b->batch_id, (long long)b->run_id,
+		    b->n_records, applied, unchanged);
+		(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_OK, NULL, b->batch_id, applied, unchanged, 0);
+	} else if (rv == CS_EDBCONN || rv == CS_ENOMEM) {
+		stat_add(&store_stats[ST_RETRIES], 1);
+		log_warnx("batch.retry", "crm=%s entity=%s batch=%llu err=%s", runs_crm_name(b->crm),
+		    b->entity, (unsigned long long)b->batch_id, lq(err[0] ? err : cs_strerror(rv)));
+		(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_RETRY, err, b->batch_id, 0, 0, 0);
+		if (rv == CS_EDBCONN)
+			store_reconnect(st);
+	} else {
+		reject(st, s, msg, b->crm, b->entity, b->batch_id, b->run_id, err[0] ? err : cs_strerror(rv));
+	}
+}
+
+static void
+reply_result(struct store *st, nng_socket s, int rv, const char *err, int64_t run_id)
+{
+	if (rv == 0) {
+		(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_OK, NULL, 0, 0, 0, run_id);
+	} else if (rv == CS_EDBCONN) {
+		stat_add(&store_stats[ST_RETRIES], 1);
+		(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_RETRY, err, 0, 0, 0, 0);
+		store_reconnect(st);
+	} else {
+		log_warnx("request.rejected", "err=%s", lq(err));
+		(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_REJECTED, err, 0, 0, 0, 0);
+	}
+}
+
+static void
+dispatch(struct store *st, nng_socket s, nng_msg *msg, Crmsync__Envelope *env)
+{
+	char err[1024] = "";
+	int64_t run_id = 0;
+	int rv;
+
+	if (!st->pg_ok && env->body_case != CRMSYNC__ENVELOPE__BODY_HEALTH_REQUEST) {
+		stat_add(&store_stats[ST_RETRIES], 1);
+		(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_RETRY, "database unavailable", 0, 0, 0, 0);
+		store_reconnect(st);
+		return;
+	}
+	switch (env->body_case) {
+	case CRMSYNC__ENVELOPE__BODY_BATCH:
+		on_batch(st, s, msg, env->batch);
+		return;
+	case CRMSYNC__ENVELOPE__BODY_RUN_BEGIN:
+		rv = runs_begin(st, env->run_begin, &run_id, err, sizeof(err));
+		if (rv == 0) {
+			stat_add(&store_stats[ST_RUNS_STARTED], 1);
+			log_info("run.started", "run=%lld crm=%s kind=%d trigger=%s", (long long)run_id,
+			    runs_crm_name(env->run_begin->crm), (int)env->run_begin->kind,
+			    lq(env->run_begin->trigger));
+		}
+		reply_result(st, s, rv, err, run_id);
+		return;
+	case CRMSYNC__ENVELOPE__BODY_RUN_END:
+		rv = runs_end(st, env->run_end, err, sizeof(err));
+		if (rv == 0)
+			stat_add(&store_stats[ST_RUNS_FINISHED], 1);
+		reply_result(st, s, rv, err, env->run_end->run_id);
+		return;
+	case CRMSYNC__ENVELOPE__BODY_RUN_PROGRESS:
+		rv = runs_progress(st, env->run_progress);
+		reply_result(st, s, rv, rv ? db_errmsg(st, NULL) : "", 0);
+		return;
+	case CRMSYNC__ENVELOPE__BODY_CURSOR_GET: {
+		Crmsync__Envelope rep = CRMSYNC__ENVELOPE__INIT;
+		Crmsync__CursorValue cv = CRMSYNC__CURSOR_VALUE__INIT;
+		int found;
+		char *value = NULL;
+		rv = runs_cursor_get(st, env->cursor_get, &found, &value);
+		if (rv != 0) {
+			reply_result(st, s, rv, db_errmsg(st, NULL), 0);
+			return;
+		}
+		cv.found = found;
+		cv.value = value != NULL ? value : (char *)"";
+		rep.body_case = CRMSYNC__ENVELOPE__BODY_CURSOR_VALUE;
+		rep.cursor_value = &cv;
+		(void)bus_send(s, &rep);
+		free(value);
+		return;
+	}
+	default:
+		reject(st, s, msg, 0, NULL, 0, 0, "unexpected message type for the store");
+		return;
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct svc_desc desc = {
+		.name = "store",
+		.summary = "crmsync-store: the only writer of the crmsync PostgreSQL database. Applies record\n"
+		    "batches from the sync services in one transaction each and acknowledges after COMMIT.",
+		.keys = store_keys, .nkeys = CFG_NKEYS(store_keys), .conf = &store.conf,
+	};
+	struct health *health = NULL;
+	nng_socket sock;
+	int rv;
+
+	svc_init(argc, argv, &desc);
+	svc_signals();
+	if ((rv = apply_init(&store)) != 0)
+		fatalx("store.init_failed", "err=%s", lq(cs_strerror(rv)));
+	if ((rv = health_start(&health, store.conf.health_url, "store", store_stats, ST__N,
+	    store_status, &store)) != 0)
+		fatalx("health.listen_failed", "url=%s err=%s", lq(store.conf.health_url), lq(cs_strerror(rv)));
+	if (db_connect(&store) != 0)
+		goto out;
+	while (!svc_stop && (rv = migrate_run(&store)) != 0) {
+		if (rv != CS_EDBCONN)
+			fatalx("migrate.failed", "err=%s", lq(cs_strerror(rv)));
+		store_reconnect(&store);
+	}
+	if (svc_stop)
+		goto out;
+	if ((rv = bus_listen(&sock, store.conf.url, (size_t)store.conf.recv_max)) != 0)
+		fatalx("store.listen_failed", "url=%s err=%s", lq(store.conf.url), lq(cs_strerror(rv)));
+	log_info("store.ready", "url=%s health=%s entities=%zu", lq(store.conf.url),
+	    lq(store.conf.health_url), store.nesql);
+
+	while (!svc_stop) {
+		Crmsync__Envelope *env = NULL;
+		nng_msg *msg = NULL;
+
+		rv = bus_recv_msg(sock, &msg, &env, 250);
+		if (rv == CS_ETIMEDOUT) {
+			if (!store.pg_ok)
+				store_reconnect(&store);
+			continue;
+		}
+		if (rv == CS_ECLOSED)
+			break;
+		if (rv == CS_EPROTO)
+			reject(&store, sock, msg, 0, NULL, 0, 0, "undecodable message");
+		else if (rv == 0)
+			dispatch(&store, sock, msg, env);
+		else
+			log_warnx("store.recv_failed", "err=%s", lq(cs_strerror(rv)));
+		bus_free(env);
+		if (msg != NULL)
+			nng_msg_free(msg);
+	}
+	bus_close(sock);
+out:
+	log_info("store.stopping", "batches=%lld", (long long)stat_get(&store_stats[ST_BATCHES]));
+	health_stop(health);
+	db_close(&store);
+	apply_free(&store);
+	cfg_free(store_keys, CFG_NKEYS(store_keys), &store.conf);
+	return 0;
+}

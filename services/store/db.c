@@ -1,0 +1,128 @@
+/*
+ * db.c - the store's single PostgreSQL connection.
+ *
+ * db_connect() retries with exponential backoff (capped by CS_STORE_RECONNECT_MAX) until it
+ * succeeds or the service is asked to stop; the caller never acks while it is down.
+ * Errors are classified by SQLSTATE: class 08 (connection), 57P (shutdown/crash) and a
+ * dead connection are "retry later"; everything else is a bad batch.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
+
+#include "errors.h"
+#include "log.h"
+#include "store.h"
+#include "svc.h"
+
+int
+db_connect(struct store *st)
+{
+	int64_t backoff = 100;
+	int attempt = 0;
+
+	db_close(st);
+	while (!svc_stop) {
+		st->pg = PQconnectdb(st->conf.dsn);
+		if (PQstatus(st->pg) == CONNECTION_OK) {
+			char tmo[64];
+			snprintf(tmo, sizeof(tmo), "SET statement_timeout = %lld",
+			    (long long)st->conf.statement_timeout_ms);
+			PQclear(PQexec(st->pg, tmo));
+			PQclear(PQexec(st->pg, "SET synchronous_commit = on"));
+			PQclear(PQexec(st->pg, "SET application_name = 'crmsync-store'"));
+			st->pg_ok = 1;
+			stat_set(&store_stats[ST_DB_UP], 1);
+			log_info("db.connected", "attempt=%d server=%d", attempt + 1,
+			    PQserverVersion(st->pg));
+			return 0;
+		}
+		/* PQerrorMessage may echo the DSN's host but never its password. */
+		if (attempt == 0 || attempt % 10 == 0)
+			log_warnx("db.connect_failed", "attempt=%d retry_in_ms=%lld err=%s", attempt + 1,
+			    (long long)backoff, lq(PQerrorMessage(st->pg)));
+		PQfinish(st->pg);
+		st->pg = NULL;
+		attempt++;
+		for (int64_t slept = 0; slept < backoff && !svc_stop; slept += 50)
+			nng_msleep(50);
+		backoff *= 2;
+		if (backoff > st->conf.reconnect_max_ms)
+			backoff = st->conf.reconnect_max_ms;
+	}
+	return CS_ECLOSED;
+}
+
+void
+db_close(struct store *st)
+{
+	if (st->pg != NULL)
+		PQfinish(st->pg);
+	st->pg = NULL;
+	st->pg_ok = 0;
+	stat_set(&store_stats[ST_DB_UP], 0);
+}
+
+int
+db_classify(struct store *st, const PGresult *r)
+{
+	const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+
+	if (st->pg == NULL || PQstatus(st->pg) != CONNECTION_OK)
+		return CS_EDBCONN;
+	if (state == NULL)
+		return r == NULL ? CS_EDBCONN : CS_EDB;
+	if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+	    strcmp(state, "53300") == 0 || strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
+		return CS_EDBCONN;
+	return CS_EDB;
+}
+
+const char *
+db_errmsg(struct store *st, const PGresult *r)
+{
+	const char *m = r != NULL ? PQresultErrorMessage(r) : NULL;
+
+	if (m == NULL || *m == '\0')
+		m = st->pg != NULL ? PQerrorMessage(st->pg) : "no connection";
+	return m;
+}
+
+int
+db_execp(struct store *st, const char *sql, int n, const char *const *vals, PGresult **out)
+{
+	PGresult *r;
+	int rv = 0;
+
+	if (out != NULL)
+		*out = NULL;
+	if (st->pg == NULL)
+		return CS_EDBCONN;
+	r = n > 0 ? PQexecParams(st->pg, sql, n, NULL, vals, NULL, NULL, 0) : PQexec(st->pg, sql);
+	if (r == NULL || (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)) {
+		rv = db_classify(st, r);
+		log_debug("db.error", "err=%s", lq(db_errmsg(st, r)));
+	}
+	if (out != NULL && rv == 0)
+		*out = r;
+	else if (out != NULL)
+		*out = r;	/* caller inspects the error too */
+	else
+		PQclear(r);
+	return rv;
+}
+
+int
+db_exec(struct store *st, const char *sql)
+{
+	return db_execp(st, sql, 0, NULL, NULL);
+}
+
+void
+db_rollback(struct store *st)
+{
+	if (st->pg != NULL && PQtransactionStatus(st->pg) != PQTRANS_IDLE)
+		PQclear(PQexec(st->pg, "ROLLBACK"));
+}

@@ -1,0 +1,78 @@
+/*
+ * store.h - the store service: the only writer of PostgreSQL.
+ *
+ * main.c wires it: config, the REP socket senders dial, the health responder, and the
+ * loop that dispatches each Envelope. db.c owns the libpq connection (reconnect with
+ * backoff), migrate.c the schema, apply.c the bulk upsert of a RecordBatch in one
+ * transaction, runs.c sync runs, cursors, deletion detection and dead letters.
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stdint.h>
+#include <libpq-fe.h>
+
+#include "buf.h"
+#include "catalog.h"
+#include "crmsync.pb-c.h"
+#include "stats.h"
+
+struct store_conf {
+	char	*url;
+	char	*health_url;
+	char	*dsn;
+	int64_t	 recv_max;
+	int64_t	 batch_max_rows;
+	int64_t	 reconnect_max_ms;
+	int64_t	 delete_guard_pct;
+	int64_t	 statement_timeout_ms;
+};
+
+enum {
+	ST_BATCHES, ST_ROWS_APPLIED, ST_ROWS_UNCHANGED, ST_ROWS_DELETED, ST_REJECTED,
+	ST_RETRIES, ST_DB_RECONNECTS, ST_RUNS_STARTED, ST_RUNS_FINISHED, ST_DB_UP, ST__N
+};
+extern struct stat_counter store_stats[ST__N];
+
+struct entity_sql;	/* apply.c: per-entity SQL built once from the catalogue */
+
+struct store {
+	struct store_conf	 conf;
+	PGconn			*pg;
+	int			 pg_ok;
+	struct entity_sql	*esql;		/* one per catalogue entity, both CRMs */
+	size_t			 nesql;
+	struct buf		 copy;		/* COPY data of the current batch */
+};
+
+/* db.c */
+int	db_connect(struct store *st);		/* blocks with backoff until connected or stop */
+void	db_close(struct store *st);
+int	db_exec(struct store *st, const char *sql);	/* CS_EDB / CS_EDBCONN */
+int	db_execp(struct store *st, const char *sql, int n, const char *const *vals, PGresult **out);
+/* CS_EDBCONN when the connection is gone (retry later), CS_EDB for a data/SQL error. */
+int	db_classify(struct store *st, const PGresult *r);
+const char *db_errmsg(struct store *st, const PGresult *r);
+void	db_rollback(struct store *st);
+
+/* migrate.c */
+int	migrate_run(struct store *st);
+
+/* apply.c */
+int	apply_init(struct store *st);
+void	apply_free(struct store *st);
+/* Apply one batch in one transaction. err gets the reason on failure. */
+int	apply_batch(struct store *st, const Crmsync__RecordBatch *b, uint32_t *applied,
+	    uint32_t *unchanged, char *err, size_t errlen);
+const char *apply_key_expr(const struct cat_entity *e, const char *alias, char *buf, size_t cap);
+
+/* runs.c */
+int	runs_begin(struct store *st, const Crmsync__RunBegin *rb, int64_t *run_id, char *err, size_t errlen);
+int	runs_end(struct store *st, const Crmsync__RunEnd *re, char *err, size_t errlen);
+int	runs_progress(struct store *st, const Crmsync__RunProgress *rp);
+int	runs_cursor_get(struct store *st, const Crmsync__CursorGet *cg, int *found, char **value);
+int	runs_dead_letter(struct store *st, const char *crm, const char *entity, uint64_t batch_id,
+	    int64_t run_id, const char *reason, const void *payload, size_t len);
+const char *runs_crm_name(int crm);
+
+#endif

@@ -1,0 +1,396 @@
+/*
+ * harness.c - throwaway PostgreSQL, processes and probes for integration tests (see
+ * harness.h). Written for clarity over speed; every wait has a deadline and, on failure,
+ * says what it waited for.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
+
+#include "bus.h"
+#include "harness.h"
+#include "health.h"
+
+int64_t
+h_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *
+h_tmpdir(void)
+{
+	static char dir[256];
+
+	if (dir[0] == '\0') {
+		const char *t = getenv("TMPDIR");
+		snprintf(dir, sizeof(dir), "%s/crmsync-test-XXXXXX", t ? t : "/tmp");
+		if (mkdtemp(dir) == NULL) {
+			perror("mkdtemp");
+			exit(1);
+		}
+		chmod(dir, 0755);
+	}
+	return dir;
+}
+
+const char *
+h_url(const char *name)
+{
+	static char urls[8][512];
+	static int slot;
+	char *u = urls[slot++ % 8];
+
+	snprintf(u, sizeof(urls[0]), "ipc://%s/%s.sock", h_tmpdir(), name);
+	return u;
+}
+
+int
+h_free_port(void)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* Run a command (argv) as the postgres user when we are root; wait; return exit status. */
+static int
+run_pg_tool(char *const argv[], const char *log)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		if (log != NULL) {
+			int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+			if (fd >= 0) {
+				dup2(fd, 1);
+				dup2(fd, 2);
+			}
+		}
+		if (geteuid() == 0) {
+			struct passwd *pw = getpwnam("postgres");
+			if (pw == NULL || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+				fprintf(stderr, "harness: cannot become the postgres user\n");
+				_exit(127);
+			}
+		}
+		execv(argv[0], argv);
+		perror(argv[0]);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) < 0)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void
+find_bindir(struct h_pg *pg)
+{
+	const char *env = getenv("CS_PG_BINDIR");
+	glob_t g;
+
+	if (env != NULL) {
+		snprintf(pg->bindir, sizeof(pg->bindir), "%s", env);
+		return;
+	}
+	snprintf(pg->bindir, sizeof(pg->bindir), "/usr/lib/postgresql/15/bin");
+	if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) == 0 && g.gl_pathc > 0) {
+		/* The highest version sorts last. */
+		snprintf(pg->bindir, sizeof(pg->bindir), "%s", g.gl_pathv[g.gl_pathc - 1]);
+		*strrchr(pg->bindir, '/') = '\0';
+	}
+	globfree(&g);
+}
+
+static int
+pg_ctl_start(struct h_pg *pg)
+{
+	char bin[512], data[512], log[512], opts[1024];
+
+	snprintf(bin, sizeof(bin), "%s/pg_ctl", pg->bindir);
+	snprintf(data, sizeof(data), "%s/data", pg->dir);
+	snprintf(log, sizeof(log), "%s/postgres.log", pg->dir);
+	snprintf(opts, sizeof(opts), "-c listen_addresses='' -k %s -p 5432 -c fsync=off "
+	    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50", pg->dir);
+	char *const argv[] = { bin, "-D", data, "-l", log, "-w", "-t", "60", "-o", opts, "start", NULL };
+	if (run_pg_tool(argv, NULL) != 0) {
+		fprintf(stderr, "harness: pg_ctl start failed; log %s\n", log);
+		return -1;
+	}
+	pg->running = 1;
+	return 0;
+}
+
+static struct h_pg *h_pg_atexit;
+
+static void
+h_pg_cleanup(void)
+{
+	if (h_pg_atexit != NULL && h_pg_atexit->running)
+		h_pg_stop(h_pg_atexit, 1);
+}
+
+int
+h_pg_start(struct h_pg *pg)
+{
+	char bin[512], data[512], log[512];
+	PGconn *c;
+
+	memset(pg, 0, sizeof(*pg));
+	find_bindir(pg);
+	snprintf(pg->dir, sizeof(pg->dir), "%s/pg", h_tmpdir());
+	mkdir(pg->dir, 0700);
+	if (geteuid() == 0) {
+		struct passwd *pw = getpwnam("postgres");
+		if (pw == NULL || chown(pg->dir, pw->pw_uid, pw->pw_gid) != 0) {
+			fprintf(stderr, "harness: no postgres user to own %s\n", pg->dir);
+			return -1;
+		}
+	}
+	snprintf(bin, sizeof(bin), "%s/initdb", pg->bindir);
+	snprintf(data, sizeof(data), "%s/data", pg->dir);
+	snprintf(log, sizeof(log), "%s/initdb.log", pg->dir);
+	char *const argv[] = { bin, "-D", data, "-U", "postgres", "-A", "trust", "--no-sync",
+	    "-E", "UTF8", "--locale=C.UTF-8", NULL };
+	if (run_pg_tool(argv, log) != 0) {
+		fprintf(stderr, "harness: initdb failed; see %s\n", log);
+		return -1;
+	}
+	if (pg_ctl_start(pg) != 0)
+		return -1;
+	h_pg_atexit = pg;
+	atexit(h_pg_cleanup);
+	snprintf(pg->dsn, sizeof(pg->dsn), "host=%s port=5432 dbname=postgres user=postgres", pg->dir);
+	if ((c = PQconnectdb(pg->dsn)) == NULL || PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "harness: connect: %s\n", c ? PQerrorMessage(c) : "?");
+		PQfinish(c);
+		return -1;
+	}
+	PQclear(PQexec(c, "CREATE DATABASE crmsync"));
+	PQfinish(c);
+	snprintf(pg->dsn, sizeof(pg->dsn), "host=%s port=5432 dbname=crmsync user=postgres", pg->dir);
+	return 0;
+}
+
+int
+h_pg_stop(struct h_pg *pg, int immediate)
+{
+	char bin[512], data[512];
+
+	if (!pg->running)
+		return 0;
+	snprintf(bin, sizeof(bin), "%s/pg_ctl", pg->bindir);
+	snprintf(data, sizeof(data), "%s/data", pg->dir);
+	char *const argv[] = { bin, "-D", data, "-m", immediate ? "immediate" : "fast", "-w", "stop", NULL };
+	pg->running = 0;
+	return run_pg_tool(argv, "/dev/null") == 0 ? 0 : -1;
+}
+
+int
+h_pg_restart(struct h_pg *pg)
+{
+	return pg_ctl_start(pg);
+}
+
+int
+h_spawn(struct h_proc *p, const char *name, const char *path, char *const env[], char *const argv[])
+{
+	const char *bd = getenv("CS_BUILD_DIR");
+	char bin[1024];
+	char *args[64];
+	int n = 0;
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	snprintf(p->log, sizeof(p->log), "%s/%s.log", h_tmpdir(), name);
+	if (path[0] == '/')
+		snprintf(bin, sizeof(bin), "%s", path);
+	else
+		snprintf(bin, sizeof(bin), "%s/%s", bd ? bd : ".", path);
+	args[n++] = bin;
+	for (int i = 0; argv != NULL && argv[i] != NULL && n < 62; i++)
+		args[n++] = argv[i];
+	args[n] = NULL;
+	p->pid = fork();
+	if (p->pid == 0) {
+		int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		setpgid(0, 0);
+		for (int i = 0; env != NULL && env[i] != NULL; i++)
+			putenv(env[i]);
+		execv(bin, args);
+		fprintf(stderr, "harness: exec %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	return p->pid > 0 ? 0 : -1;
+}
+
+int
+h_alive(struct h_proc *p)
+{
+	int st;
+
+	if (p->pid <= 0)
+		return 0;
+	if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+		p->pid = -1;
+		return 0;
+	}
+	return 1;
+}
+
+int
+h_kill(struct h_proc *p, int sig)
+{
+	int st = 0;
+
+	if (p->pid <= 0)
+		return -1;
+	kill(p->pid, sig);
+	/* Give a graceful stop 20 s, then force. */
+	for (int i = 0; i < 2000; i++) {
+		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+			p->pid = -1;
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+		nng_msleep(10);
+	}
+	kill(p->pid, SIGKILL);
+	waitpid(p->pid, &st, 0);
+	p->pid = -1;
+	return -1;
+}
+
+void
+h_dump_log(const struct h_proc *p)
+{
+	char line[4096];
+	FILE *f = fopen(p->log, "r");
+
+	fprintf(stderr, "---- log of %s (%s) ----\n", p->name, p->log);
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL)
+		fputs(line, stderr);
+	fclose(f);
+	fprintf(stderr, "---- end of %s ----\n", p->name);
+}
+
+int
+h_wait_health(const char *url, int timeout_ms)
+{
+	int64_t end = h_now_ms() + timeout_ms;
+
+	while (h_now_ms() < end) {
+		Crmsync__Envelope *env = NULL;
+		if (health_probe(url, 500, &env) == 0) {
+			bus_free(env);
+			return 0;
+		}
+		nng_msleep(20);
+	}
+	fprintf(stderr, "harness: no health answer from %s within %d ms\n", url, timeout_ms);
+	return -1;
+}
+
+int
+h_wait_sql(PGconn *c, const char *sql, const char *want, int timeout_ms)
+{
+	int64_t end = h_now_ms() + timeout_ms;
+	const char *got = NULL;
+
+	while (h_now_ms() < end) {
+		got = h_sql(c, sql);
+		if (got != NULL && strcmp(got, want) == 0)
+			return 0;
+		nng_msleep(50);
+	}
+	fprintf(stderr, "harness: waited %d ms for [%s] = %s, last %s\n", timeout_ms, sql, want,
+	    got ? got : "(error)");
+	return -1;
+}
+
+PGconn *
+h_connect(const struct h_pg *pg)
+{
+	PGconn *c = PQconnectdb(pg->dsn);
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "harness: connect: %s\n", PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
+
+const char *
+h_sql(PGconn *c, const char *sql)
+{
+	static char out[8192];
+	PGresult *r = PQexec(c, sql);
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		fprintf(stderr, "harness: SQL failed: %s: %s", sql, PQresultErrorMessage(r));
+		PQclear(r);
+		if (PQstatus(c) != CONNECTION_OK)
+			PQreset(c);
+		return NULL;
+	}
+	if (PQntuples(r) < 1 || PQgetisnull(r, 0, 0))
+		snprintf(out, sizeof(out), "%s", PQntuples(r) < 1 ? "(none)" : "(null)");
+	else
+		snprintf(out, sizeof(out), "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return out;
+}
+
+int64_t
+h_sql_int(PGconn *c, const char *sql)
+{
+	const char *v = h_sql(c, sql);
+
+	return v != NULL ? strtoll(v, NULL, 10) : -1;
+}
+
+int
+h_sql_exec(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+
+	if (!ok)
+		fprintf(stderr, "harness: SQL failed: %s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	return ok ? 0 : -1;
+}

@@ -1,0 +1,63 @@
+/*
+ * harness.h - what crmsync's integration tests share: a throwaway PostgreSQL cluster,
+ * service processes started from the build tree, waiting for readiness by probing (never
+ * by sleeping a fixed time), and small SQL helpers for assertions.
+ *
+ * The cluster lives in a fresh temp dir, listens on a unix socket only (no port clashes
+ * with anything else on the machine), runs with fsync off, and is stopped at exit.
+ * As root, initdb/pg_ctl run as the `postgres` user through runuser.
+ */
+#ifndef CS_HARNESS_H
+#define CS_HARNESS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <libpq-fe.h>
+
+struct h_pg {
+	char	dir[256];	/* temp dir: data/, socket, log */
+	char	dsn[512];	/* host=<dir> port=5432 dbname=crmsync user=postgres */
+	char	bindir[256];
+	int	running;
+};
+
+struct h_proc {
+	pid_t	pid;
+	char	name[64];
+	char	log[512];	/* stdout+stderr of the process */
+};
+
+/* Start a cluster and create database crmsync. Returns 0 or -1 (message on stderr). */
+int	h_pg_start(struct h_pg *pg);
+int	h_pg_stop(struct h_pg *pg, int immediate);
+int	h_pg_restart(struct h_pg *pg);	/* start again on the same data dir */
+
+/* A unique scratch dir for the test (under $TMPDIR). */
+const char *h_tmpdir(void);
+/* "ipc:///<tmpdir>/<name>.sock": a private NNG address. */
+const char *h_url(const char *name);
+/* A free TCP port on 127.0.0.1. */
+int	h_free_port(void);
+
+/*
+ * Start a program with extra environment (NULL-terminated "K=V" list) and arguments
+ * (NULL-terminated). The binary is looked up in $CS_BUILD_DIR/<path>. Output goes to a log file.
+ */
+int	h_spawn(struct h_proc *p, const char *name, const char *path, char *const env[], char *const argv[]);
+int	h_kill(struct h_proc *p, int sig);	/* signal and reap; returns exit status or -1 */
+int	h_alive(struct h_proc *p);
+void	h_dump_log(const struct h_proc *p);	/* print the process log to stderr */
+/* Wait until the NNG health responder at url answers; 0 or -1 after timeout_ms. */
+int	h_wait_health(const char *url, int timeout_ms);
+/* Wait until `sql` (a query returning one value) returns `want`; 0 or -1. */
+int	h_wait_sql(PGconn *c, const char *sql, const char *want, int timeout_ms);
+
+PGconn	*h_connect(const struct h_pg *pg);
+/* First column of the first row as text (static buffer), or NULL on error (printed). */
+const char *h_sql(PGconn *c, const char *sql);
+int64_t	h_sql_int(PGconn *c, const char *sql);
+int	h_sql_exec(PGconn *c, const char *sql);
+
+int64_t	h_now_ms(void);
+
+#endif

@@ -1,0 +1,412 @@
+/*
+ * store_test.c - the real crmsync-store binary against a real throwaway PostgreSQL.
+ *
+ * One cluster and one store for the file; each test uses its own keys. Batches go over
+ * NNG exactly as the sync services send them. Covered: migrations (twice, and two stores
+ * at once), idempotency, stale updates, unchanged rows not rewritten, duplicates inside a
+ * batch, child rows replaced, soft delete after a complete full run and none after a
+ * partial one, the delete guard, dead letters (unknown entity, bad value, garbage bytes)
+ * with the store still serving, PostgreSQL going away and coming back, and kill -9 of the
+ * store in the middle of a stream.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <cmocka.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
+
+#include "batch.h"
+#include "bus.h"
+#include "errors.h"
+#include "harness.h"
+
+static struct h_pg pg;
+static struct h_proc store;
+static char store_url[512], health_url[512], dsn_env[640], url_env[600], health_env[600];
+static PGconn *db;
+static nng_socket sock;
+
+static int
+start_store(struct h_proc *p, const char *name)
+{
+	char *env[] = { url_env, health_env, dsn_env, "CS_STORE_RECONNECT_MAX=500ms", NULL };
+
+	if (h_spawn(p, name, "services/store/crmsync-store", env, NULL) != 0)
+		return -1;
+	if (h_wait_health(health_url, 20000) != 0) {
+		h_dump_log(p);
+		return -1;
+	}
+	return 0;
+}
+
+/* The store is ready for batches once migrations are done: wait for the table. */
+static int
+wait_ready(void)
+{
+	return h_wait_sql(db, "SELECT count(*) FROM crmsync.schema_migrations", "1", 20000);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	if (h_pg_start(&pg) != 0)
+		return -1;
+	snprintf(store_url, sizeof(store_url), "%s", h_url("store"));
+	snprintf(health_url, sizeof(health_url), "%s", h_url("store-health"));
+	snprintf(url_env, sizeof(url_env), "CS_STORE_URL=%s", store_url);
+	snprintf(health_env, sizeof(health_env), "CS_STORE_HEALTH_URL=%s", health_url);
+	snprintf(dsn_env, sizeof(dsn_env), "CS_PG_DSN=%s", pg.dsn);
+	if ((db = h_connect(&pg)) == NULL || start_store(&store, "store") != 0 || wait_ready() != 0)
+		return -1;
+	return bus_dial(&sock, store_url, BUS_RECVMAX_DEFAULT);
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	bus_close(sock);
+	if (h_kill(&store, SIGTERM) != 0)
+		h_dump_log(&store);
+	PQfinish(db);
+	return h_pg_stop(&pg, 0);
+}
+
+static void
+send_ok(struct h_batch *b, uint32_t want_applied, uint32_t want_unchanged)
+{
+	Crmsync__Envelope *ack = NULL;
+	int rv = h_batch_send(sock, b, &ack);
+
+	if (rv != 0) {
+		fprintf(stderr, "send: rv=%d %s\n", rv, ack ? ack->ack->error : "");
+		h_dump_log(&store);
+	}
+	assert_int_equal(rv, 0);
+	assert_int_equal(ack->ack->applied, want_applied);
+	assert_int_equal(ack->ack->unchanged, want_unchanged);
+	bus_free(ack);
+}
+
+#define S(v) ((v) * 1000000LL)
+
+static void
+test_migrations_recorded_once(void **state)
+{
+	struct h_proc second;
+
+	(void)state;
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.schema_migrations"), 1);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM information_schema.tables "
+	    "WHERE table_schema = 'hollihop' AND table_name = 'students'"), 1);
+	/* A second store on the same database migrates nothing and breaks nothing. */
+	char *env[] = { "CS_STORE_URL=ipc:///tmp/crmsync-unused-store.sock",
+	    "CS_STORE_HEALTH_URL=ipc:///tmp/crmsync-unused-health.sock", dsn_env, NULL };
+	assert_int_equal(h_spawn(&second, "store2", "services/store/crmsync-store", env, NULL), 0);
+	assert_int_equal(h_wait_health("ipc:///tmp/crmsync-unused-health.sock", 20000), 0);
+	assert_int_equal(h_kill(&second, SIGTERM), 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.schema_migrations"), 1);
+}
+
+static void
+test_idempotent_batch(void **state)
+{
+	struct h_batch *b = h_batch_new(CAT_HOLLIHOP, "students", 0);
+
+	(void)state;
+	h_rec(b, "{\"ClientId\":101,\"FirstName\":\"Иван\"}", S(1000), 0,
+	    "client_id", "101", "first_name", "Иван", NULL);
+	h_rec(b, "{\"ClientId\":102,\"FirstName\":\"Мария\"}", S(1000), 0,
+	    "client_id", "102", "first_name", "Мария", NULL);
+	send_ok(b, 2, 0);
+	int64_t xmin1 = h_sql_int(db, "SELECT xmin::text::bigint FROM hollihop.students WHERE client_id = 101");
+	/* The same batch again changes nothing, and rewrites nothing. */
+	send_ok(b, 0, 2);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE client_id IN (101,102)"), 2);
+	assert_int_equal(h_sql_int(db, "SELECT xmin::text::bigint FROM hollihop.students WHERE client_id = 101"), xmin1);
+	assert_string_equal(h_sql(db, "SELECT first_name FROM hollihop.students WHERE client_id = 102"), "Мария");
+	assert_string_equal(h_sql(db, "SELECT raw->>'FirstName' FROM hollihop.students WHERE client_id = 101"), "Иван");
+	h_batch_free(b);
+}
+
+static void
+test_stale_update_ignored(void **state)
+{
+	struct h_batch *b;
+
+	(void)state;
+	b = h_batch_new(CAT_HOLLIHOP, "students", 0);
+	h_rec(b, "{\"v\":2}", S(2000), 0, "client_id", "201", "first_name", "new", NULL);
+	send_ok(b, 1, 0);
+	h_batch_free(b);
+	b = h_batch_new(CAT_HOLLIHOP, "students", 0);
+	h_rec(b, "{\"v\":1}", S(1000), 0, "client_id", "201", "first_name", "old", NULL);
+	send_ok(b, 0, 1);
+	h_batch_free(b);
+	assert_string_equal(h_sql(db, "SELECT first_name FROM hollihop.students WHERE client_id = 201"), "new");
+	/* A newer version with new content does apply. */
+	b = h_batch_new(CAT_HOLLIHOP, "students", 0);
+	h_rec(b, "{\"v\":3}", S(3000), 0, "client_id", "201", "first_name", "newer", NULL);
+	send_ok(b, 1, 0);
+	h_batch_free(b);
+	assert_string_equal(h_sql(db, "SELECT first_name FROM hollihop.students WHERE client_id = 201"), "newer");
+}
+
+static void
+test_duplicates_in_batch(void **state)
+{
+	struct h_batch *b = h_batch_new(CAT_HOLLIHOP, "students", 0);
+
+	(void)state;
+	h_rec(b, "{\"v\":5}", S(5000), 0, "client_id", "301", "first_name", "five", NULL);
+	h_rec(b, "{\"v\":4}", S(4000), 0, "client_id", "301", "first_name", "four", NULL);
+	h_rec(b, "{\"v\":6}", S(6000), 0, "client_id", "302", "first_name", "a", NULL);
+	h_rec(b, "{\"v\":7}", S(6000), 0, "client_id", "302", "first_name", "b", NULL);
+	send_ok(b, 2, 0);
+	h_batch_free(b);
+	assert_string_equal(h_sql(db, "SELECT first_name FROM hollihop.students WHERE client_id = 301"), "five");
+	assert_string_equal(h_sql(db, "SELECT first_name FROM hollihop.students WHERE client_id = 302"), "b");
+}
+
+static void
+test_children_replaced(void **state)
+{
+	struct h_batch *b = h_batch_new(CAT_HOLLIHOP, "students", 0);
+
+	(void)state;
+	h_rec(b, "{\"v\":1}", S(1000), 0, "client_id", "401", "first_name", "x", NULL);
+	h_child(b, 0, "first_name", "Мама", NULL);
+	h_child(b, 0, "first_name", "Папа", NULL);
+	send_ok(b, 1, 0);
+	h_batch_free(b);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.student_agents WHERE client_id = 401"), 2);
+	assert_string_equal(h_sql(db, "SELECT first_name FROM hollihop.student_agents WHERE client_id = 401 AND idx = 1"), "Папа");
+	b = h_batch_new(CAT_HOLLIHOP, "students", 0);
+	h_rec(b, "{\"v\":2}", S(2000), 0, "client_id", "401", "first_name", "x", NULL);
+	h_child(b, 0, "first_name", "Бабушка", NULL);
+	send_ok(b, 1, 0);
+	h_batch_free(b);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.student_agents WHERE client_id = 401"), 1);
+	assert_string_equal(h_sql(db, "SELECT first_name FROM hollihop.student_agents WHERE client_id = 401"), "Бабушка");
+}
+
+static void
+test_delete_record(void **state)
+{
+	struct h_batch *b = h_batch_new(CAT_AMO, "leads", 0);
+
+	(void)state;
+	h_rec(b, "{\"id\":9001}", S(100), 0, "id", "9001", "name", "Сделка", "price", "1500.50", NULL);
+	send_ok(b, 1, 0);
+	h_batch_free(b);
+	assert_string_equal(h_sql(db, "SELECT price::text FROM amo.leads WHERE id = 9001"), "1500.50");
+	/* An older delete does not hide the newer row; a newer one does. */
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	h_rec(b, NULL, S(50), 1, "id", "9001", NULL);
+	send_ok(b, 0, 1);
+	h_batch_free(b);
+	assert_string_equal(h_sql(db, "SELECT deleted_at IS NULL FROM amo.leads WHERE id = 9001"), "t");
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	h_rec(b, NULL, S(200), 1, "id", "9001", NULL);
+	send_ok(b, 1, 0);
+	h_batch_free(b);
+	assert_string_equal(h_sql(db, "SELECT deleted_at IS NOT NULL FROM amo.leads WHERE id = 9001"), "t");
+}
+
+/* Full runs: entity students, keys 1000..1019. */
+static void
+full_run(int first, int count, Crmsync__RunStatus status, int complete)
+{
+	struct h_batch *b;
+	int64_t run = 0;
+	char key[16];
+
+	assert_int_equal(h_run_begin(sock, CAT_HOLLIHOP, 1, &run), 0);
+	assert_true(run > 0);
+	b = h_batch_new(CAT_HOLLIHOP, "students", run);
+	for (int i = first; i < first + count; i++) {
+		snprintf(key, sizeof(key), "%d", i);
+		h_rec(b, "{}", 0, 0, "client_id", key, NULL);
+	}
+	assert_int_equal(h_batch_send(sock, b, NULL), 0);
+	h_batch_free(b);
+	assert_int_equal(h_run_end(sock, run, status, "students", complete), 0);
+}
+
+static void
+test_soft_delete_after_complete_run_only(void **state)
+{
+	(void)state;
+	h_sql_exec(db, "UPDATE hollihop.students SET deleted_at = now()");	/* earlier tests' rows */
+	full_run(1000, 20, CRMSYNC__RUN_STATUS__RUN_COMPLETE, 1);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE deleted_at IS NULL"), 20);
+	/* A partial run that saw only 1000..1016 deletes nothing... */
+	full_run(1000, 17, CRMSYNC__RUN_STATUS__RUN_PARTIAL, 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE deleted_at IS NULL"), 20);
+	/* ...nor a failed one... */
+	full_run(1000, 17, CRMSYNC__RUN_STATUS__RUN_FAILED, 1);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE deleted_at IS NULL"), 20);
+	/* ...a complete one deletes exactly the three it did not see. */
+	full_run(1000, 17, CRMSYNC__RUN_STATUS__RUN_COMPLETE, 1);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE deleted_at IS NULL"), 17);
+	assert_string_equal(h_sql(db, "SELECT string_agg(client_id::text, ',' ORDER BY client_id) FROM "
+	    "hollihop.students WHERE client_id >= 1000 AND deleted_at IS NOT NULL"), "1017,1018,1019");
+	assert_string_equal(h_sql(db, "SELECT status || ':' || rows_deleted FROM crmsync.sync_runs "
+	    "ORDER BY id DESC LIMIT 1"), "complete:3");
+	/* A row that comes back is undeleted. */
+	full_run(1000, 20, CRMSYNC__RUN_STATUS__RUN_COMPLETE, 1);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE deleted_at IS NULL"), 20);
+	/* The guard: a "complete" run that saw only 2 of 20 deletes nothing and says why. */
+	full_run(1000, 2, CRMSYNC__RUN_STATUS__RUN_COMPLETE, 1);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE deleted_at IS NULL"), 20);
+	assert_non_null(strstr(h_sql(db, "SELECT error FROM crmsync.sync_runs ORDER BY id DESC LIMIT 1"),
+	    "refusing to delete 18 of 20"));
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.run_seen"), 0);
+}
+
+static void
+test_dead_letters_and_keeps_serving(void **state)
+{
+	Crmsync__Envelope *ack = NULL;
+	struct h_batch *b;
+	int64_t before = h_sql_int(db, "SELECT count(*) FROM crmsync.dead_letters");
+	nng_msg *m;
+
+	(void)state;
+	/* A value PostgreSQL refuses for the column type (a date column): the whole batch. */
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	h_rec(b, "{}", S(1), 0, "id", "9100", "price", "not-a-number", NULL);
+	assert_int_equal(h_batch_send(sock, b, &ack), CS_EREJECTED);
+	assert_non_null(strstr(ack->ack->error, "numeric"));
+	bus_free(ack);
+	h_batch_free(b);
+	/* A record with a NULL key. */
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	h_rec(b, "{}", S(1), 0, "name", "no id", NULL);
+	assert_int_equal(h_batch_send(sock, b, NULL), CS_EREJECTED);
+	h_batch_free(b);
+	/* Garbage bytes that are not an Envelope. */
+	nng_msg_alloc(&m, 0);
+	nng_msg_append(m, "\xff\xff\xff\xff garbage", 12);
+	assert_int_equal(nng_sendmsg(sock, m, 0), 0);
+	assert_int_equal(bus_recv(sock, &ack, 5000), 0);
+	assert_int_equal(ack->ack->status, CRMSYNC__ACK_STATUS__ACK_REJECTED);
+	bus_free(ack);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.dead_letters"), before + 3);
+	assert_string_equal(h_sql(db, "SELECT entity FROM crmsync.dead_letters WHERE reason LIKE '%numeric%'"), "leads");
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM amo.leads WHERE id = 9100"), 0);
+	/* Still serving. */
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	h_rec(b, "{}", S(1), 0, "id", "9101", NULL);
+	send_ok(b, 1, 0);
+	h_batch_free(b);
+}
+
+static void
+test_postgres_down_then_back(void **state)
+{
+	struct h_batch *b = h_batch_new(CAT_AMO, "leads", 0);
+	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT, *rep = NULL;
+
+	(void)state;
+	h_rec(b, "{}", S(1), 0, "id", "9200", NULL);
+	PQfinish(db);
+	assert_int_equal(h_pg_stop(&pg, 1), 0);
+	/* While PostgreSQL is gone, the store never acks OK: it says retry. */
+	env.body_case = CRMSYNC__ENVELOPE__BODY_BATCH;
+	env.batch = h_batch_msg(b);
+	assert_int_equal(bus_call(sock, &env, &rep, 10000), 0);
+	assert_int_equal(rep->ack->status, CRMSYNC__ACK_STATUS__ACK_RETRY);
+	bus_free(rep);
+	assert_int_equal(h_pg_restart(&pg), 0);
+	/* The sender retries until the store is back on its feet. */
+	send_ok(b, 1, 0);
+	h_batch_free(b);
+	assert_non_null(db = h_connect(&pg));
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM amo.leads WHERE id = 9200"), 1);
+}
+
+/* kill -9 of the store during a stream: every acked row is there, the rest re-sent once. */
+#define STREAM_BATCHES	60
+#define STREAM_ROWS	200
+static volatile int acked_batches;
+
+static void *
+stream(void *arg)
+{
+	nng_socket s;
+	char key[24], raw[64];
+
+	(void)arg;
+	bus_dial(&s, store_url, BUS_RECVMAX_DEFAULT);
+	for (int n = 0; n < STREAM_BATCHES; n++) {
+		struct h_batch *b = h_batch_new(CAT_AMO, "leads", 0);
+		for (int i = 0; i < STREAM_ROWS; i++) {
+			snprintf(key, sizeof(key), "%d", 100000 + n * STREAM_ROWS + i);
+			snprintf(raw, sizeof(raw), "{\"id\":%s}", key);
+			h_rec(b, raw, S(10), 0, "id", key, "name", "stream", NULL);
+		}
+		/* bus_call_ack retries through the restart; 60 s is the test's patience. */
+		if (h_batch_send(s, b, NULL) != 0) {
+			h_batch_free(b);
+			break;
+		}
+		h_batch_free(b);
+		acked_batches = n + 1;
+	}
+	bus_close(s);
+	return NULL;
+}
+
+static void
+test_kill9_mid_stream(void **state)
+{
+	pthread_t thr;
+	int64_t end;
+
+	(void)state;
+	pthread_create(&thr, NULL, stream, NULL);
+	end = h_now_ms() + 30000;
+	while (acked_batches < 10 && h_now_ms() < end)
+		nng_msleep(5);
+	assert_true(acked_batches >= 10);
+	h_kill(&store, SIGKILL);
+	int acked_at_kill = acked_batches;
+	/* Every batch acknowledged before the kill is committed. */
+	assert_true(h_sql_int(db, "SELECT count(*) FROM amo.leads WHERE name = 'stream'") >=
+	    (int64_t)acked_at_kill * STREAM_ROWS);
+	assert_int_equal(start_store(&store, "store-restarted"), 0);
+	pthread_join(thr, NULL);
+	assert_int_equal(acked_batches, STREAM_BATCHES);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM amo.leads WHERE name = 'stream'"),
+	    STREAM_BATCHES * STREAM_ROWS);
+	assert_int_equal(h_sql_int(db, "SELECT count(DISTINCT id) FROM amo.leads WHERE name = 'stream'"),
+	    STREAM_BATCHES * STREAM_ROWS);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_migrations_recorded_once),
+		cmocka_unit_test(test_idempotent_batch),
+		cmocka_unit_test(test_stale_update_ignored),
+		cmocka_unit_test(test_duplicates_in_batch),
+		cmocka_unit_test(test_children_replaced),
+		cmocka_unit_test(test_delete_record),
+		cmocka_unit_test(test_soft_delete_after_complete_run_only),
+		cmocka_unit_test(test_dead_letters_and_keeps_serving),
+		cmocka_unit_test(test_postgres_down_then_back),
+		cmocka_unit_test(test_kill9_mid_stream),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
