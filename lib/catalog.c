@@ -134,8 +134,12 @@ catalog_ddl(const struct cat_entity *e, const char *schema, struct buf *b)
 	for (size_t i = 0; i < nk; i++)
 		rv |= buf_printf(b, "%s%s", i ? ", " : "", key_col(e, i)->column);
 	rv |= buf_printf(b, ")\n);\n");
-	if (e->doc != NULL)
-		rv |= buf_printf(b, "COMMENT ON TABLE %s.%s IS '%s';\n", schema, e->name, e->doc);
+	if (e->doc != NULL) {
+		rv |= buf_printf(b, "COMMENT ON TABLE %s.%s IS '", schema, e->name);
+		for (const char *p = e->doc; *p; p++)
+			rv |= *p == '\'' ? buf_add(b, "''", 2) : buf_addc(b, *p);
+		rv |= buf_printf(b, "';\n");
+	}
 
 	for (size_t c = 0; c < e->nchildren; c++) {
 		const struct cat_child *ch = &e->children[c];

@@ -11,6 +11,91 @@
 #include <jsmn.h>
 #include "json.h"
 
+#define JSON_MAX_DEPTH	64
+
+/* A JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int
+valid_number(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	if (i < n && s[i] == '-')
+		i++;
+	if (i >= n)
+		return 0;
+	if (s[i] == '0')
+		i++;
+	else if (s[i] >= '1' && s[i] <= '9')
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+	else
+		return 0;
+	if (i < n && s[i] == '.') {
+		size_t d = ++i;
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == d)
+			return 0;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		size_t d = i;
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == d)
+			return 0;
+	}
+	return i == n;
+}
+
+/*
+ * jsmn's strict mode still lets through a few malformed inputs ({"a":} and bare words such
+ * as tru). Walk the tokens once: every object key has exactly one value, every primitive is
+ * a literal or a number, nesting is bounded. Returns the index after t, or -1.
+ */
+static int
+validate(const struct json *j, int t, int depth)
+{
+	const jsmntok_t *k;
+
+	if (t >= j->ntok || depth > JSON_MAX_DEPTH)
+		return -1;
+	k = &j->tok[t];
+	switch (k->type) {
+	case JSMN_OBJECT: {
+		int i = t + 1;
+		for (int n = 0; n < k->size; n++) {
+			if (i >= j->ntok || j->tok[i].type != JSMN_STRING || j->tok[i].size != 1)
+				return -1;
+			if ((i = validate(j, i + 1, depth + 1)) < 0)
+				return -1;
+		}
+		return i;
+	}
+	case JSMN_ARRAY: {
+		int i = t + 1;
+		for (int n = 0; n < k->size; n++)
+			if ((i = validate(j, i, depth + 1)) < 0)
+				return -1;
+		return i;
+	}
+	case JSMN_STRING:
+		return k->size == 0 ? t + 1 : -1;
+	case JSMN_PRIMITIVE: {
+		const char *s = j->src + k->start;
+		size_t n = (size_t)(k->end - k->start);
+		if ((n == 4 && memcmp(s, "true", 4) == 0) || (n == 5 && memcmp(s, "false", 5) == 0) ||
+		    (n == 4 && memcmp(s, "null", 4) == 0) || valid_number(s, n))
+			return t + 1;
+		return -1;
+	}
+	default:
+		return -1;
+	}
+}
+
 int
 json_parse(struct json *j, const char *src, size_t len, int max_tokens)
 {
@@ -44,6 +129,10 @@ json_parse(struct json *j, const char *src, size_t len, int max_tokens)
 			json_free(j);
 			return CS_EJSON;
 		}
+	}
+	if (validate(j, 0, 0) != j->ntok) {
+		json_free(j);
+		return CS_EJSON;
 	}
 	return 0;
 }

@@ -1,0 +1,131 @@
+/*
+ * catalog_test.c - one table-driven check over every entity of both catalogues: names are
+ * safe SQL identifiers, each table has a key, column names are unique and do not clash with
+ * the columns the store adds, at most one version column, shared child tables agree, and
+ * the DDL renders. (That the DDL is accepted by PostgreSQL is checked every time a store
+ * starts in the integration tests.)
+ */
+#include <ctype.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "buf.h"
+#include "catalog.h"
+
+static int
+ident_ok(const char *s)
+{
+	if (s == NULL || !(islower((unsigned char)s[0]) || s[0] == '_') || strlen(s) > 63)
+		return 0;
+	for (; *s; s++)
+		if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '_'))
+			return 0;
+	return 1;
+}
+
+static const char *const reserved[] = { "source_updated_at", "synced_at", "deleted_at", "raw", "idx" };
+
+static void
+check_cols(const char *table, const struct cat_col *cols, size_t n, int is_child)
+{
+	int versions = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!ident_ok(cols[i].column))
+			fail_msg("%s: bad column name %s", table, cols[i].column);
+		if (cols[i].json == NULL)
+			fail_msg("%s.%s: no JSON path", table, cols[i].column);
+		for (size_t r = 0; r < sizeof(reserved) / sizeof(reserved[0]); r++)
+			if (strcmp(cols[i].column, reserved[r]) == 0)
+				fail_msg("%s.%s clashes with a store column", table, cols[i].column);
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(cols[i].column, cols[k].column) == 0)
+				fail_msg("%s: column %s twice", table, cols[i].column);
+		if (cols[i].flags & CF_VERSION)
+			versions++;
+		if (is_child && (cols[i].flags & CF_KEY))
+			fail_msg("%s.%s: child columns cannot be keys (the key is parent + idx)", table, cols[i].column);
+	}
+	if (versions > 1)
+		fail_msg("%s: %d version columns", table, versions);
+}
+
+static void
+check_crm(const struct cat_crm_desc *d)
+{
+	assert_true(d->nentities > 0);
+	for (size_t i = 0; i < d->nentities; i++) {
+		const struct cat_entity *e = &d->entities[i];
+		struct buf b;
+
+		if (!ident_ok(e->name))
+			fail_msg("bad entity name %s", e->name);
+		if ((int)e->crm != (int)d->crm)
+			fail_msg("%s: wrong crm", e->name);
+		if (catalog_nkeys(e) == 0)
+			fail_msg("%s: no key column", e->name);
+		if (e->endpoint == NULL || e->endpoint[0] == '\0')
+			fail_msg("%s: no endpoint", e->name);
+		check_cols(e->name, e->cols, e->ncols, 0);
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(d->entities[k].name, e->name) == 0)
+				fail_msg("entity %s twice", e->name);
+		assert_ptr_equal(catalog_find(e->crm, e->name), e);
+		for (size_t c = 0; c < e->nchildren; c++) {
+			const struct cat_child *ch = &e->children[c];
+			if (!ident_ok(ch->table))
+				fail_msg("%s: bad child table %s", e->name, ch->table);
+			check_cols(ch->table, ch->cols, ch->ncols, 1);
+			/* A child table name may be shared only by children with the same columns. */
+			for (size_t x = 0; x < d->nentities; x++) {
+				for (size_t y = 0; y < d->entities[x].nchildren; y++) {
+					const struct cat_child *o = &d->entities[x].children[y];
+					if (o == ch || strcmp(o->table, ch->table) != 0)
+						continue;
+					if (o->ncols != ch->ncols || ch->discriminator == NULL)
+						fail_msg("child table %s shared without a discriminator or with other columns",
+						    ch->table);
+					for (size_t q = 0; q < ch->ncols; q++)
+						if (strcmp(o->cols[q].column, ch->cols[q].column) != 0 ||
+						    o->cols[q].type != ch->cols[q].type)
+							fail_msg("child table %s: column %zu differs", ch->table, q);
+				}
+				if (strcmp(d->entities[x].name, ch->table) == 0)
+					fail_msg("child table %s has an entity's name", ch->table);
+			}
+		}
+		buf_init(&b, 1 << 20);
+		assert_int_equal(catalog_ddl(e, d->schema, &b), 0);
+		assert_non_null(strstr(b.data, "raw jsonb NOT NULL"));
+		buf_free(&b);
+	}
+}
+
+static void
+test_amo_catalogue(void **state)
+{
+	(void)state;
+	check_crm(&catalog_amo);
+}
+
+static void
+test_hollihop_catalogue(void **state)
+{
+	(void)state;
+	check_crm(&catalog_hollihop);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_amo_catalogue),
+		cmocka_unit_test(test_hollihop_catalogue),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,106 @@
+/* json_test.c - the jsmn view: lookups, paths, strings, numbers, limits, malformed input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "errors.h"
+#include "json.h"
+
+static const char doc[] =
+    "{\"Students\":[{\"ClientId\":2,\"Name\":\"\\u0418\\u0432\\u0430\\u043d\",\"Tags\":[\"a\",\"b\"],"
+    "\"Nested\":{\"Deep\":{\"X\":-7}}},{\"ClientId\":3,\"Name\":\"Мария \\\"М\\\"\",\"Emoji\":\"\\ud83d\\ude00\"}],"
+    "\"Now\":\"2024-01-01T10:00:00\",\"Empty\":[],\"N\":null,\"B\":true,\"F\":12.0}";
+
+static void
+test_lookup_and_paths(void **state)
+{
+	struct json j;
+	char s[128];
+	int64_t v;
+
+	(void)state;
+	assert_int_equal(json_parse(&j, doc, strlen(doc), 1000), 0);
+	int arr = json_get(&j, 0, "Students");
+	assert_int_equal(json_kind(&j, arr), JK_ARRAY);
+	assert_int_equal(json_size(&j, arr), 2);
+	int second = json_skip(&j, json_first(&j, arr));
+	assert_int_equal(json_int64(&j, json_get(&j, second, "ClientId"), &v), 0);
+	assert_int_equal(v, 3);
+	assert_int_equal(json_int64(&j, json_path(&j, 0, "Students.0.Nested.Deep.X"), &v), 0);
+	assert_int_equal(v, -7);
+	assert_int_equal(json_str(&j, json_path(&j, 0, "Students.0.Tags.1"), s, sizeof(s), NULL), 0);
+	assert_string_equal(s, "b");
+	assert_int_equal(json_path(&j, 0, "Students.2"), -1);
+	assert_int_equal(json_path(&j, 0, "Nope.x"), -1);
+	assert_int_equal(json_kind(&j, json_get(&j, 0, "N")), JK_NULL);
+	assert_int_equal(json_kind(&j, json_get(&j, 0, "Missing")), JK_ABSENT);
+	assert_int_equal(json_first(&j, json_get(&j, 0, "Empty")), -1);
+	assert_int_equal(json_int64(&j, json_get(&j, 0, "F"), &v), 0);	/* 12.0 is an integer */
+	assert_int_equal(v, 12);
+	json_free(&j);
+}
+
+static void
+test_strings_unescape(void **state)
+{
+	struct json j;
+	char s[128];
+	size_t n;
+
+	(void)state;
+	assert_int_equal(json_parse(&j, doc, strlen(doc), 1000), 0);
+	assert_int_equal(json_str(&j, json_path(&j, 0, "Students.0.Name"), s, sizeof(s), &n), 0);
+	assert_string_equal(s, "Иван");
+	assert_int_equal(json_str(&j, json_path(&j, 0, "Students.1.Name"), s, sizeof(s), NULL), 0);
+	assert_string_equal(s, "Мария \"М\"");
+	assert_int_equal(json_str(&j, json_path(&j, 0, "Students.1.Emoji"), s, sizeof(s), NULL), 0);
+	assert_string_equal(s, "\xF0\x9F\x98\x80");
+	/* Too small a buffer is an error, not a truncation. */
+	assert_int_equal(json_str(&j, json_path(&j, 0, "Students.1.Name"), s, 4, NULL), CS_ETOOBIG);
+	/* Raw text of a row is the source bytes. */
+	size_t len;
+	const char *raw = json_text(&j, json_path(&j, 0, "Students.0.Tags"), &len);
+	assert_int_equal(len, 9);
+	assert_memory_equal(raw, "[\"a\",\"b\"]", 9);
+	json_free(&j);
+}
+
+static void
+test_malformed_and_limits(void **state)
+{
+	static const char *const bad[] = {
+		"", "{", "{\"a\":}", "[1,2", "{\"a\":1} trailing", "{'a':1}", "{\"a\":tru}", "\"\\u12\"",
+	};
+	struct json j;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_not_equal(json_parse(&j, bad[i], strlen(bad[i]), 100), 0);
+	assert_int_equal(json_parse(&j, doc, strlen(doc), 10), CS_ETOOBIG);
+	/* Nesting deeper than 64 levels is refused. */
+	char deep[200];
+	memset(deep, '[', 100);
+	memset(deep + 100, ']', 100);
+	assert_int_equal(json_parse(&j, deep, sizeof(deep), 1000), CS_EJSON);
+	assert_int_equal(json_parse(&j, deep + 40, 120, 1000), 0);
+	json_free(&j);
+	/* Bad escapes are refused when decoded. */
+	char out[16];
+	assert_true(json_unescape("\\ud800x", 7, out, sizeof(out)) < 0);
+	assert_true(json_unescape("\\u0000", 6, out, sizeof(out)) < 0);
+	assert_true(json_unescape("\\q", 2, out, sizeof(out)) < 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lookup_and_paths),
+		cmocka_unit_test(test_strings_unescape),
+		cmocka_unit_test(test_malformed_and_limits),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

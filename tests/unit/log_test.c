@@ -1,0 +1,67 @@
+/* log_test.c - logfmt lines and secret redaction (stderr captured through a pipe). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "log.h"
+
+static char out[8192];
+
+static void
+capture(void (*fn)(void))
+{
+	int p[2], saved = dup(2);
+	ssize_t n;
+
+	assert_int_equal(pipe(p), 0);
+	dup2(p[1], 2);
+	fn();
+	dup2(saved, 2);
+	close(p[1]);
+	n = read(p[0], out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	close(p[0]);
+	close(saved);
+}
+
+static void
+emit(void)
+{
+	log_init("test", 0);
+	log_secret("s3cr3t-token-value");
+	log_warnx("auth.failed", "url=%s token=%s", lq("https://x/?authkey=s3cr3t-token-value"),
+	    "s3cr3t-token-value");
+	log_debug("hidden", "not shown without -v");
+	log_info("quote.test", "reason=%s", lq("a \"quoted\"\nline"));
+}
+
+static void
+test_redaction_and_format(void **state)
+{
+	(void)state;
+	capture(emit);
+	assert_null(strstr(out, "s3cr3t"));
+	assert_non_null(strstr(out, "token=***"));
+	assert_non_null(strstr(out, "lvl=warn svc=test ev=auth.failed"));
+	assert_null(strstr(out, "hidden"));
+	assert_non_null(strstr(out, "reason=\"a \\\"quoted\\\"\\nline\""));
+	/* One line per event. */
+	int lines = 0;
+	for (char *p = out; *p; p++)
+		lines += *p == '\n';
+	assert_int_equal(lines, 2);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_redaction_and_format),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,163 @@
+/* normalise_test.c - JSON value -> PostgreSQL text form, per catalogue type, and whole rows. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "errors.h"
+#include "normalise.h"
+
+/* Convert the value of key "v" in a one-key object. Returns the text, "NULL" or "ERR". */
+static const char *
+conv(struct arena *a, enum cat_type t, const char *json)
+{
+	static char out[256];
+	struct json j;
+	char *v = NULL;
+
+	if (json_parse(&j, json, strlen(json), 100) != 0)
+		return "BADJSON";
+	int rv = normalise_value(t, &j, json_get(&j, 0, "v"), a, &v, NULL);
+	snprintf(out, sizeof(out), "%s", rv != 0 ? "ERR" : v == NULL ? "NULL" : v);
+	json_free(&j);
+	return out;
+}
+
+static void
+test_types(void **state)
+{
+	struct arena a;
+
+	(void)state;
+	arena_init(&a, 1 << 20);
+	assert_string_equal(conv(&a, CT_INT8, "{\"v\":42}"), "42");
+	assert_string_equal(conv(&a, CT_INT8, "{\"v\":\"42\"}"), "42");
+	assert_string_equal(conv(&a, CT_INT8, "{\"v\":4.5}"), "ERR");
+	assert_string_equal(conv(&a, CT_INT8, "{\"v\":null}"), "NULL");
+	assert_string_equal(conv(&a, CT_INT8, "{\"w\":1}"), "NULL");
+	assert_string_equal(conv(&a, CT_NUMERIC, "{\"v\":33000.0}"), "33000.0");
+	assert_string_equal(conv(&a, CT_NUMERIC, "{\"v\":\"12,5\"}"), "12.5");
+	assert_string_equal(conv(&a, CT_MONEY_TEXT, "{\"v\":\"33\xc2\xa0" "000,00 руб.\"}"), "33000.00");
+	assert_string_equal(conv(&a, CT_MONEY_TEXT, "{\"v\":\"-23 500,00 руб.\"}"), "-23500.00");
+	assert_string_equal(conv(&a, CT_MONEY_TEXT, "{\"v\":\"$ 1,5\"}"), "1.5");
+	assert_string_equal(conv(&a, CT_MONEY_TEXT, "{\"v\":\"руб.\"}"), "ERR");
+	assert_string_equal(conv(&a, CT_BOOL, "{\"v\":true}"), "t");
+	assert_string_equal(conv(&a, CT_BOOL, "{\"v\":false}"), "f");
+	assert_string_equal(conv(&a, CT_BOOL, "{\"v\":\"x\"}"), "ERR");
+	assert_string_equal(conv(&a, CT_TS_UNIX, "{\"v\":1542067200}"), "2018-11-13 00:00:00+00");
+	assert_string_equal(conv(&a, CT_DATE, "{\"v\":\"2024-02-29\"}"), "2024-02-29");
+	assert_string_equal(conv(&a, CT_DATE, "{\"v\":\"2024-02-29T10:00:00\"}"), "2024-02-29");
+	assert_string_equal(conv(&a, CT_DATE, "{\"v\":\"29.02.2024\"}"), "ERR");
+	assert_string_equal(conv(&a, CT_TIME, "{\"v\":\"09:30\"}"), "09:30");
+	assert_string_equal(conv(&a, CT_TIME, "{\"v\":\"9:30\"}"), "ERR");
+	assert_string_equal(conv(&a, CT_TEXT, "{\"v\":\"Иван\\tИванович\"}"), "Иван\tИванович");
+	assert_string_equal(conv(&a, CT_TEXT, "{\"v\":17}"), "17");
+	assert_string_equal(conv(&a, CT_JSONB, "{\"v\":{\"a\":[1,2]}}"), "{\"a\":[1,2]}");
+	assert_string_equal(conv(&a, CT_INT8_ARRAY, "{\"v\":[1,2,3]}"), "{1,2,3}");
+	assert_string_equal(conv(&a, CT_TEXT_ARRAY, "{\"v\":[\"Гитара\",\"a\\\"b\"]}"), "{\"Гитара\",\"a\\\"b\"}");
+	arena_reset(&a);
+}
+
+static void
+test_local_time_uses_zone(void **state)
+{
+	struct arena a;
+
+	(void)state;
+	arena_init(&a, 1 << 20);
+	assert_int_equal(normalise_set_timezone("Europe/Moscow"), 0);
+	assert_string_equal(conv(&a, CT_TS_LOCAL, "{\"v\":\"2024-01-01T10:00:00\"}"), "2024-01-01 07:00:00+00");
+	/* An explicit offset wins over the zone. */
+	assert_string_equal(conv(&a, CT_TS_LOCAL, "{\"v\":\"2024-01-01T10:00:00+05:00\"}"), "2024-01-01 05:00:00+00");
+	assert_string_equal(conv(&a, CT_TS_LOCAL, "{\"v\":\"2024-01-01T10:00:00.123Z\"}"), "2024-01-01 10:00:00+00");
+	assert_int_equal(normalise_set_timezone("Asia/Yekaterinburg"), 0);
+	assert_string_equal(conv(&a, CT_TS_LOCAL, "{\"v\":\"2024-01-01T10:00\"}"), "2024-01-01 05:00:00+00");
+	assert_string_equal(conv(&a, CT_TS_LOCAL, "{\"v\":\"2024-13-01T10:00:00\"}"), "ERR");
+	arena_reset(&a);
+}
+
+static const struct cat_col row_cols[] = {
+	{ "Id", "id", CT_INT8, CF_KEY },
+	{ "Name", "name", CT_TEXT, 0 },
+	{ "Updated", "updated", CT_TS_UNIX, CF_VERSION },
+	{ "Office.Id", "office_id", CT_INT8, 0 },
+	{ "$kind", "kind", CT_TEXT, 0 },
+	{ "Broken", "broken", CT_DATE, 0 },
+};
+static const struct cat_col val_cols[] = {
+	{ "^field_id", "field_id", CT_INT8, 0 },
+	{ "value", "value", CT_TEXT, 0 },
+	{ "enum_id", "enum_id", CT_INT8, 0 },
+};
+static const struct cat_col tag_cols[] = {
+	{ "", "name", CT_TEXT, 0 },
+};
+static const struct cat_child row_children[] = {
+	{ "cf[].values", "values", val_cols, nitems(val_cols), NULL, NULL },
+	{ "Tags", "tags", tag_cols, nitems(tag_cols), NULL, NULL },
+};
+static const struct cat_entity row_entity = {
+	.crm = CAT_AMO, .name = "things", .cols = row_cols, .ncols = nitems(row_cols),
+	.children = row_children, .nchildren = nitems(row_children),
+};
+
+static void
+test_row_with_children(void **state)
+{
+	static const char page[] = "[{\"Id\":7,\"Name\":\"Seven\",\"Updated\":100,\"Office\":{\"Id\":3},"
+	    "\"Broken\":\"yesterday\",\"cf\":[{\"field_id\":11,\"values\":[{\"value\":\"a\",\"enum_id\":5},"
+	    "{\"value\":\"b\"}]},{\"field_id\":12,\"values\":[{\"value\":\"c\"}]}],\"Tags\":[\"x\",\"y\"]},"
+	    "{\"Name\":\"no id\"}]";
+	struct norm_ctx ctx = { 0 };
+	Crmsync__Record rec;
+	struct json j;
+	struct arena a;
+	char err[256];
+	int bad = 0;
+
+	(void)state;
+	arena_init(&a, 1 << 20);
+	norm_ctx_set(&ctx, "kind", "lead");
+	assert_int_equal(json_parse(&j, page, strlen(page), 1000), 0);
+	int row = json_first(&j, 0);
+	assert_int_equal(normalise_row(&row_entity, &j, row, &ctx, &a, &rec, &bad, err, sizeof(err)), 0);
+	assert_int_equal(rec.n_values, 6);
+	assert_string_equal(rec.values[0], "7");
+	assert_string_equal(rec.values[3], "3");
+	assert_string_equal(rec.values[4], "lead");
+	assert_true(norm_isnull(&rec.null_mask, 5));	/* unreadable date -> NULL, counted */
+	assert_false(norm_isnull(&rec.null_mask, 1));
+	assert_int_equal(bad, 1);
+	assert_int_equal(rec.source_updated_at_us, 100 * 1000000LL);
+	assert_int_equal(rec.n_children, 5);
+	assert_string_equal(rec.children[0]->values[0], "11");
+	assert_string_equal(rec.children[1]->values[1], "b");
+	assert_true(norm_isnull(&rec.children[1]->null_mask, 2));
+	assert_string_equal(rec.children[2]->values[0], "12");
+	assert_int_equal(rec.children[3]->child, 1);
+	assert_string_equal(rec.children[4]->values[0], "y");
+	/* raw is the row's bytes exactly. */
+	assert_int_equal(rec.raw_json.data[0], '{');
+	assert_int_equal(rec.raw_json.data[rec.raw_json.len - 1], '}');
+	/* A row without its key is refused with a reason. */
+	int second = json_skip(&j, row);
+	assert_int_equal(normalise_row(&row_entity, &j, second, &ctx, &a, &rec, &bad, err, sizeof(err)), CS_EINVAL);
+	assert_non_null(strstr(err, "id"));
+	json_free(&j);
+	arena_reset(&a);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_types),
+		cmocka_unit_test(test_local_time_uses_zone),
+		cmocka_unit_test(test_row_with_children),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
