@@ -38,7 +38,7 @@ h_now_ms(void)
 const char *
 h_tmpdir(void)
 {
-	static char dir[256];
+	static char dir[200];
 
 	if (dir[0] == '\0') {
 		const char *t = getenv("TMPDIR");
@@ -133,13 +133,16 @@ find_bindir(struct h_pg *pg)
 static int
 pg_ctl_start(struct h_pg *pg)
 {
-	char bin[512], data[512], log[512], opts[1024];
+	char bin[700], data[700], log[700], opts[1200];
 
 	snprintf(bin, sizeof(bin), "%s/pg_ctl", pg->bindir);
 	snprintf(data, sizeof(data), "%s/data", pg->dir);
 	snprintf(log, sizeof(log), "%s/postgres.log", pg->dir);
-	snprintf(opts, sizeof(opts), "-c listen_addresses='' -k %s -p 5432 -c fsync=off "
-	    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50", pg->dir);
+	/* Tests trade durability for speed; benchmarks set CS_PG_DURABLE=1 for production settings. */
+	const char *durable = getenv("CS_PG_DURABLE");
+	snprintf(opts, sizeof(opts), "-c listen_addresses='' -k %s -p 5432 %s -c max_connections=50",
+	    pg->dir, durable != NULL && strcmp(durable, "1") == 0 ? "" :
+	    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off");
 	char *const argv[] = { bin, "-D", data, "-l", log, "-w", "-t", "60", "-o", opts, "start", NULL };
 	if (run_pg_tool(argv, NULL) != 0) {
 		fprintf(stderr, "harness: pg_ctl start failed; log %s\n", log);
@@ -161,7 +164,7 @@ h_pg_cleanup(void)
 int
 h_pg_start(struct h_pg *pg)
 {
-	char bin[512], data[512], log[512];
+	char bin[700], data[700], log[700];
 	PGconn *c;
 
 	memset(pg, 0, sizeof(*pg));
@@ -203,7 +206,7 @@ h_pg_start(struct h_pg *pg)
 int
 h_pg_stop(struct h_pg *pg, int immediate)
 {
-	char bin[512], data[512];
+	char bin[700], data[700];
 
 	if (!pg->running)
 		return 0;

@@ -15,8 +15,8 @@
 #include <libpq-fe.h>
 
 struct h_pg {
-	char	dir[256];	/* temp dir: data/, socket, log */
-	char	dsn[512];	/* host=<dir> port=5432 dbname=crmsync user=postgres */
+	char	dir[512];	/* temp dir: data/, socket, log */
+	char	dsn[640];	/* host=<dir> port=5432 dbname=crmsync user=postgres */
 	char	bindir[256];
 	int	running;
 };

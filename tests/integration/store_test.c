@@ -29,7 +29,7 @@
 
 static struct h_pg pg;
 static struct h_proc store;
-static char store_url[512], health_url[512], dsn_env[640], url_env[600], health_env[600];
+static char store_url[512], health_url[512], dsn_env[700], url_env[600], health_env[600];
 static PGconn *db;
 static nng_socket sock;
 
