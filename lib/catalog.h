@@ -89,13 +89,16 @@ struct cat_entity {
 	enum cat_paging		 paging;
 	unsigned		 flags;
 	const char		*params;	/* fixed query parameters: "with=contacts", "queryDays=true" */
-	const char		*parent;	/* PAGE_PER_PARENT / {param}: entity whose keys drive calls */
+	const char		*parent;	/* PAGE_PER_PARENT / {param}: entity whose keys drive calls,
+						   or a comma-separated list of literal values */
 	int			 page_size;	/* 0 = CRM default */
 	const struct cat_col	*cols;
 	size_t			 ncols;
 	const struct cat_child	*children;
 	size_t			 nchildren;
 	const char		*doc;		/* one line for analysts */
+	const char		*aliases;	/* other names the CRM uses for it in webhooks and
+						   events, comma-separated: "lead,task" (may be NULL) */
 };
 
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
