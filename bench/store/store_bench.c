@@ -133,7 +133,7 @@ main(int argc, char **argv)
 	snprintf(env_dsn, sizeof(env_dsn), "CS_PG_DSN=%s", pg.dsn);
 	char *env[] = { env_url, env_h, env_dsn, NULL };
 	if (h_spawn(&store, "store", "services/store/crmsync-store", env, NULL) != 0 ||
-	    h_wait_health(hurl, 30000) != 0)
+	    h_wait_ready(hurl, 30000) != 0)
 		return 1;
 	PGconn *db = h_connect(&pg);
 	if (h_wait_sql(db, "SELECT count(*) FROM crmsync.schema_migrations", "1", 30000) != 0)
@@ -198,7 +198,8 @@ main(int argc, char **argv)
 		    e->children[c].table, e->children[c].table);
 		h_sql_exec(db, sql);
 	}
-	t0 = now_s();
+	/* The COPY data is built before the clock starts: the baseline is PostgreSQL alone. */
+	double t_copy = 0;
 	for (long i = 0; i < rows; i++) {
 		for (size_t c = 0; c < recs[i].n_values; c++) {
 			copy_value(&b, recs[i].values[c], norm_isnull(&recs[i].null_mask, c));
@@ -212,8 +213,10 @@ main(int argc, char **argv)
 	for (size_t c = 0; c < e->ncols; c++)
 		o += (size_t)snprintf(sql + o, sizeof(sql) - o, "%s, ", e->cols[c].column);
 	snprintf(sql + o, sizeof(sql) - o, "source_updated_at, raw) FROM STDIN");
+	t0 = now_s();
 	if (pg_copy(db, sql, &b) != 0)
 		return 1;
+	t_copy += now_s() - t0;
 	/* Child rows (custom field values, tags...) of every lead, as the store writes them. */
 	for (size_t c = 0; c < e->nchildren; c++) {
 		const struct cat_child *ch = &e->children[c];
@@ -242,10 +245,11 @@ main(int argc, char **argv)
 		for (size_t v = 0; v < ch->ncols; v++)
 			o += (size_t)snprintf(sql + o, sizeof(sql) - o, ", %s", ch->cols[v].column);
 		snprintf(sql + o, sizeof(sql) - o, ") FROM STDIN");
+		t0 = now_s();
 		if (b.len > 0 && pg_copy(db, sql, &b) != 0)
 			return 1;
+		t_copy += now_s() - t0;
 	}
-	double t_copy = now_s() - t0;
 
 	/* 3. One row per statement: prepared upsert, autocommit (parent rows only: generous to it). */
 	h_sql_exec(db, "CREATE TABLE bench.loop (LIKE amo.leads INCLUDING ALL)");

@@ -61,7 +61,10 @@ store_status(void *arg, char *buf, size_t len)
 	struct store *st = arg;
 	int up = stat_get(&store_stats[ST_DB_UP]) != 0;
 
-	(void)st;
+	if (!st->ready) {
+		snprintf(buf, len, "starting: %s", up ? "migrating" : "connecting to PostgreSQL");
+		return 0;
+	}
 	snprintf(buf, len, "%s", up ? "ok" : "degraded: PostgreSQL unreachable");
 	return up;
 }
@@ -231,6 +234,7 @@ main(int argc, char **argv)
 		goto out;
 	if ((rv = bus_listen(&sock, store.conf.url, (size_t)store.conf.recv_max)) != 0)
 		fatalx("store.listen_failed", "url=%s err=%s", lq(store.conf.url), lq(cs_strerror(rv)));
+	store.ready = 1;
 	log_info("store.ready", "url=%s health=%s entities=%zu", lq(store.conf.url),
 	    lq(store.conf.health_url), store.nesql);
 

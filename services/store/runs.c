@@ -72,13 +72,30 @@ runs_begin(struct store *st, const Crmsync__RunBegin *rb, int64_t *run_id, char 
 	}
 	buf_addc(&ents, '}');
 	const char *v[4] = { runs_crm_name(rb->crm), kind_name(rb->kind), rb->trigger, ents.data };
-	rv = db_execp(st, "INSERT INTO crmsync.sync_runs (crm, kind, trigger, entities) "
-	    "VALUES ($1, $2, $3, $4) RETURNING id", 4, v, &r);
+	/*
+	 * One run of a kind per CRM at a time: a run of the same kind still marked running was
+	 * cut off (its sender crashed or was killed). Close it as abandoned, which deletes
+	 * nothing, and drop its seen-keys, so the new run starts cleanly.
+	 */
+	if ((rv = db_exec(st, "BEGIN")) != 0)
+		goto out;
+	rv = db_execp(st, "WITH gone AS (UPDATE crmsync.sync_runs SET status = 'abandoned', "
+	    "finished_at = now(), error = coalesce(error, 'interrupted: a new run started') "
+	    "WHERE crm = $1 AND kind = $2 AND status = 'running' RETURNING id) "
+	    "DELETE FROM crmsync.run_seen WHERE run_id IN (SELECT id FROM gone)", 2, v, NULL);
+	if (rv == 0)
+		rv = db_execp(st, "INSERT INTO crmsync.sync_runs (crm, kind, trigger, entities) "
+		    "VALUES ($1, $2, $3, $4) RETURNING id", 4, v, &r);
 	if (rv == 0)
 		*run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	else
+	if (rv == 0)
+		rv = db_exec(st, "COMMIT");
+	if (rv != 0) {
 		snprintf(err, errlen, "%s", db_errmsg(st, r));
+		db_rollback(st);
+	}
 	PQclear(r);
+out:
 	buf_free(&ents);
 	return rv;
 }

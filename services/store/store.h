@@ -40,6 +40,7 @@ struct store {
 	struct store_conf	 conf;
 	PGconn			*pg;
 	int			 pg_ok;
+	volatile int		 ready;		/* migrated and listening */
 	struct entity_sql	*esql;		/* one per catalogue entity, both CRMs */
 	size_t			 nesql;
 	struct buf		 copy;		/* COPY data of the current batch */

@@ -328,6 +328,27 @@ h_wait_health(const char *url, int timeout_ms)
 }
 
 int
+h_wait_ready(const char *url, int timeout_ms)
+{
+	int64_t end = h_now_ms() + timeout_ms;
+	char last[256] = "no answer";
+
+	while (h_now_ms() < end) {
+		Crmsync__Envelope *env = NULL;
+		if (health_probe(url, 500, &env) == 0) {
+			int ok = env->health_response->ok;
+			snprintf(last, sizeof(last), "%s", env->health_response->status);
+			bus_free(env);
+			if (ok)
+				return 0;
+		}
+		nng_msleep(20);
+	}
+	fprintf(stderr, "harness: %s not ready within %d ms (last status: %s)\n", url, timeout_ms, last);
+	return -1;
+}
+
+int
 h_wait_sql(PGconn *c, const char *sql, const char *want, int timeout_ms)
 {
 	int64_t end = h_now_ms() + timeout_ms;

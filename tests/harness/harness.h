@@ -49,6 +49,8 @@ int	h_alive(struct h_proc *p);
 void	h_dump_log(const struct h_proc *p);	/* print the process log to stderr */
 /* Wait until the NNG health responder at url answers; 0 or -1 after timeout_ms. */
 int	h_wait_health(const char *url, int timeout_ms);
+/* Wait until the health responder at url reports ok (the service is ready, not just up). */
+int	h_wait_ready(const char *url, int timeout_ms);
 /* Wait until `sql` (a query returning one value) returns `want`; 0 or -1. */
 int	h_wait_sql(PGconn *c, const char *sql, const char *want, int timeout_ms);
 

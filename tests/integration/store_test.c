@@ -40,7 +40,7 @@ start_store(struct h_proc *p, const char *name)
 
 	if (h_spawn(p, name, "services/store/crmsync-store", env, NULL) != 0)
 		return -1;
-	if (h_wait_health(health_url, 20000) != 0) {
+	if (h_wait_ready(health_url, 20000) != 0) {
 		h_dump_log(p);
 		return -1;
 	}
@@ -117,7 +117,7 @@ test_migrations_recorded_once(void **state)
 	char *env[] = { "CS_STORE_URL=ipc:///tmp/crmsync-unused-store.sock",
 	    "CS_STORE_HEALTH_URL=ipc:///tmp/crmsync-unused-health.sock", dsn_env, NULL };
 	assert_int_equal(h_spawn(&second, "store2", "services/store/crmsync-store", env, NULL), 0);
-	assert_int_equal(h_wait_health("ipc:///tmp/crmsync-unused-health.sock", 20000), 0);
+	assert_int_equal(h_wait_ready("ipc:///tmp/crmsync-unused-health.sock", 20000), 0);
 	assert_int_equal(h_kill(&second, SIGTERM), 0);	/* clean exit, no sanitizer report */
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.schema_migrations"), 1);
 }
@@ -278,6 +278,31 @@ test_soft_delete_after_complete_run_only(void **state)
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.run_seen"), 0);
 }
 
+/* A run whose sender died (no RunEnd) is closed as abandoned by the next one; nothing deleted. */
+static void
+test_interrupted_run_is_abandoned(void **state)
+{
+	struct h_batch *b;
+	int64_t run = 0, run2 = 0;
+
+	(void)state;
+	int64_t live = h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE deleted_at IS NULL");
+	assert_int_equal(h_run_begin(sock, CAT_HOLLIHOP, 1, &run), 0);
+	b = h_batch_new(CAT_HOLLIHOP, "students", run);
+	h_rec(b, "{}", 0, 0, "client_id", "1000", NULL);
+	assert_int_equal(h_batch_send(sock, b, NULL), 0);
+	h_batch_free(b);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.run_seen"), 1);
+	/* ...the sender is killed here; a new run begins. */
+	assert_int_equal(h_run_begin(sock, CAT_HOLLIHOP, 1, &run2), 0);
+	char sql[256];
+	snprintf(sql, sizeof(sql), "SELECT status FROM crmsync.sync_runs WHERE id = %lld", (long long)run);
+	assert_string_equal(h_sql(db, sql), "abandoned");
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.run_seen"), 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE deleted_at IS NULL"), live);
+	assert_int_equal(h_run_end(sock, run2, CRMSYNC__RUN_STATUS__RUN_FAILED, "students", 0), 0);
+}
+
 static void
 test_dead_letters_and_keeps_serving(void **state)
 {
@@ -409,6 +434,7 @@ main(void)
 		cmocka_unit_test(test_children_replaced),
 		cmocka_unit_test(test_delete_record),
 		cmocka_unit_test(test_soft_delete_after_complete_run_only),
+		cmocka_unit_test(test_interrupted_run_is_abandoned),
 		cmocka_unit_test(test_dead_letters_and_keeps_serving),
 		cmocka_unit_test(test_postgres_down_then_back),
 		cmocka_unit_test(test_kill9_mid_stream),
