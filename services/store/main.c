@@ -16,6 +16,7 @@
 #include "errors.h"
 #include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "svc.h"
 
@@ -51,6 +52,8 @@ static const struct cfg_key store_keys[] = {
 	  "a full run may soft-delete at most this percent of an entity's rows (100 = no guard)" },
 	{ "CS_STORE_STATEMENT_TIMEOUT", CFG_DURATION, offsetof(struct store_conf, statement_timeout_ms), "5m", 1000, 86400000,
 	  "PostgreSQL statement_timeout for the store's session" },
+	{ "CS_STORE_METRICS_ADDR", CFG_STR, offsetof(struct store_conf, metrics_addr), "", 0, 0,
+	  "host:port serving Prometheus GET /metrics over plain HTTP (e.g. 127.0.0.1:9101; empty = off)" },
 };
 
 static struct store store;
@@ -213,6 +216,7 @@ main(int argc, char **argv)
 		.keys = store_keys, .nkeys = CFG_NKEYS(store_keys), .conf = &store.conf,
 	};
 	struct health *health = NULL;
+	struct metrics *metrics = NULL;
 	nng_socket sock;
 	int rv;
 
@@ -223,6 +227,8 @@ main(int argc, char **argv)
 	if ((rv = health_start(&health, store.conf.health_url, "store", store_stats, ST__N,
 	    store_status, &store)) != 0)
 		fatalx("health.listen_failed", "url=%s err=%s", lq(store.conf.health_url), lq(cs_strerror(rv)));
+	if ((rv = metrics_start(&metrics, store.conf.metrics_addr, "store", store_stats, ST__N)) != 0)
+		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(store.conf.metrics_addr), lq(cs_strerror(rv)));
 	if (db_connect(&store) != 0)
 		goto out;
 	while (!svc_stop && (rv = migrate_run(&store)) != 0) {
@@ -263,6 +269,7 @@ main(int argc, char **argv)
 	bus_close(sock);
 out:
 	log_info("store.stopping", "batches=%lld", (long long)stat_get(&store_stats[ST_BATCHES]));
+	metrics_stop(metrics);
 	health_stop(health);
 	db_close(&store);
 	apply_free(&store);

@@ -26,6 +26,7 @@ struct store_conf {
 	int64_t	 reconnect_max_ms;
 	int64_t	 delete_guard_pct;
 	int64_t	 statement_timeout_ms;
+	char	*metrics_addr;	/* lib/metrics: "" = off */
 };
 
 enum {

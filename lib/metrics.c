@@ -1,0 +1,289 @@
+/*
+ * metrics.c - Prometheus text exposition of a stat_counter array over NNG's HTTP server
+ * (see metrics.h). The handler renders into a bounded buffer on NNG's thread and answers
+ * synchronously; nothing here takes a lock the service's own threads hold.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+
+#include "buf.h"
+#include "errors.h"
+#include "log.h"
+#include "metrics.h"
+#include "version.h"
+
+#define METRICS_NAME_MAX	128
+
+struct metrics {
+	nng_http_server		*srv;
+	nng_http_handler	*h;
+	const char		*service;
+	struct stat_counter	*stats;
+	size_t			 nstats;
+	int64_t			 started_ms;
+	int			 port;
+	_Atomic int		 warned;	/* "too big" logged once */
+};
+
+static int64_t
+metrics_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "crmsync_" + name with every byte outside [a-zA-Z0-9_] as '_', + "_total" for counters. */
+static void
+metrics_name(char *dst, size_t cap, const struct stat_counter *s)
+{
+	size_t n = 0, len;
+	const char *p;
+
+	n = (size_t)snprintf(dst, cap, "crmsync_");
+	for (p = s->name != NULL ? s->name : "unnamed"; *p != '\0' && n + 1 < cap; p++) {
+		char c = *p;
+		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+		dst[n++] = ok ? c : '_';
+	}
+	dst[n] = '\0';
+	len = strlen(dst);
+	if (!s->gauge && (len < 6 || strcmp(dst + len - 6, "_total") != 0) && len + 7 <= cap)
+		memcpy(dst + len, "_total", 7);
+}
+
+/* HELP text: backslash and newline escaped. Label values also escape the double quote. */
+static int
+metrics_escape(struct buf *b, const char *s, int label)
+{
+	int rv = 0;
+
+	for (; s != NULL && *s != '\0' && rv == 0; s++) {
+		if (*s == '\\')
+			rv = buf_addstr(b, "\\\\");
+		else if (*s == '\n')
+			rv = buf_addstr(b, "\\n");
+		else if (*s == '"' && label)
+			rv = buf_addstr(b, "\\\"");
+		else
+			rv = buf_addc(b, *s);
+	}
+	return rv;
+}
+
+static int
+metrics_family(struct buf *b, const char *name, const char *help, int gauge, const char *service,
+    const char *extra_labels, long long value)
+{
+	int rv;
+
+	if ((rv = buf_printf(b, "# HELP %s ", name)) != 0 || (rv = metrics_escape(b, help, 0)) != 0 ||
+	    (rv = buf_printf(b, "\n# TYPE %s %s\n%s{service=\"", name, gauge ? "gauge" : "counter", name)) != 0 ||
+	    (rv = metrics_escape(b, service, 1)) != 0 ||
+	    (rv = buf_printf(b, "\"%s} %lld\n", extra_labels != NULL ? extra_labels : "", value)) != 0)
+		return rv;
+	return 0;
+}
+
+static int
+metrics_reserved(const char *name)
+{
+	return strcmp(name, "crmsync_up") == 0 || strcmp(name, "crmsync_uptime_seconds") == 0 ||
+	    strcmp(name, "crmsync_build_info") == 0;
+}
+
+int
+metrics_render(struct buf *b, const char *service, struct stat_counter *stats, size_t nstats,
+    long long uptime_s)
+{
+	char name[METRICS_NAME_MAX], other[METRICS_NAME_MAX], version[64];
+	int rv;
+
+	if (service == NULL)
+		service = "";
+	snprintf(version, sizeof(version), ",version=\"%s\"", CRMSYNC_VERSION);
+	if ((rv = metrics_family(b, "crmsync_up", "1 while the service runs", 1, service, NULL, 1)) != 0 ||
+	    (rv = metrics_family(b, "crmsync_build_info", "crmsync version of this service", 1,
+	    service, version, 1)) != 0)
+		return rv;
+	if (uptime_s >= 0 && (rv = metrics_family(b, "crmsync_uptime_seconds",
+	    "seconds since the service started", 1, service, NULL, uptime_s)) != 0)
+		return rv;
+	for (size_t i = 0; i < nstats; i++) {
+		int dup = 0;
+
+		metrics_name(name, sizeof(name), &stats[i]);
+		/* A family may appear only once: the first stat of a name wins. */
+		for (size_t j = 0; j < i && !dup; j++) {
+			metrics_name(other, sizeof(other), &stats[j]);
+			dup = strcmp(name, other) == 0;
+		}
+		if (dup || metrics_reserved(name))
+			continue;
+		if ((rv = metrics_family(b, name, stats[i].help != NULL ? stats[i].help : stats[i].name,
+		    stats[i].gauge, service, NULL, (long long)stat_get(&stats[i]))) != 0)
+			return rv;
+	}
+	return 0;
+}
+
+static void
+metrics_serve(nng_aio *aio)
+{
+	nng_http_handler *h = nng_aio_get_input(aio, 1);
+	struct metrics *m = nng_http_handler_get_data(h);
+	nng_http_res *res = NULL;
+	struct buf b;
+	int rv;
+
+	buf_init(&b, METRICS_MAX_BYTES);
+	rv = metrics_render(&b, m->service, m->stats, m->nstats,
+	    (long long)((metrics_now_ms() - m->started_ms) / 1000));
+	if (rv != 0) {
+		if (atomic_exchange(&m->warned, 1) == 0)
+			log_warnx("metrics.render_failed", "err=%s", lq(cs_strerror(rv)));
+		buf_free(&b);
+		if (nng_http_res_alloc_error(&res, 500) != 0) {
+			nng_aio_finish(aio, NNG_ENOMEM);
+			return;
+		}
+		nng_aio_set_output(aio, 0, res);
+		nng_aio_finish(aio, 0);
+		return;
+	}
+	if (nng_http_res_alloc(&res) != 0 ||
+	    nng_http_res_set_header(res, "Content-Type", "text/plain; version=0.0.4; charset=utf-8") != 0 ||
+	    nng_http_res_set_header(res, "Cache-Control", "no-store") != 0 ||
+	    nng_http_res_copy_data(res, b.data, b.len) != 0) {
+		if (res != NULL)
+			nng_http_res_free(res);
+		buf_free(&b);
+		nng_aio_finish(aio, NNG_ENOMEM);
+		return;
+	}
+	buf_free(&b);
+	nng_aio_set_output(aio, 0, res);
+	nng_aio_finish(aio, 0);
+}
+
+/* addr -> "http://host:port" in url; CS_EINVAL for anything else. */
+static int
+metrics_url(const char *addr, char *url, size_t cap)
+{
+	const char *colon, *port;
+	char *end;
+	long p;
+	int n;
+
+	if (strncmp(addr, "http://", 7) == 0)
+		addr += 7;
+	if (addr[0] == '[') {
+		const char *rb = strchr(addr, ']');
+		if (rb == NULL || rb[1] != ':')
+			return CS_EINVAL;
+		colon = rb + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		if (colon == NULL || memchr(addr, ':', (size_t)(colon - addr)) != NULL)
+			return CS_EINVAL;
+	}
+	port = colon + 1;
+	p = strtol(port, &end, 10);
+	if (*port == '\0' || (*end != '\0' && strcmp(end, "/") != 0) || p < 0 || p > 65535)
+		return CS_EINVAL;
+	if (colon == addr)	/* ":port": every interface */
+		n = snprintf(url, cap, "http://0.0.0.0:%ld", p);
+	else
+		n = snprintf(url, cap, "http://%.*s:%ld", (int)(colon - addr), addr, p);
+	if (n < 0 || (size_t)n >= cap)
+		return CS_EINVAL;
+	return 0;
+}
+
+int
+metrics_start(struct metrics **out, const char *addr, const char *service,
+    struct stat_counter *stats, size_t nstats)
+{
+	struct metrics *m = NULL;
+	nng_url *u = NULL;
+	nng_sockaddr sa;
+	char url[300];
+	int rv = CS_ENNG;
+
+	*out = NULL;
+	if (addr == NULL || addr[0] == '\0')
+		return 0;
+	if (metrics_url(addr, url, sizeof(url)) != 0 || nng_url_parse(&u, url) != 0)
+		return CS_EINVAL;
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		nng_url_free(u);
+		return CS_ENOMEM;
+	}
+	m->service = service;
+	m->stats = stats;
+	m->nstats = nstats;
+	m->started_ms = metrics_now_ms();
+	m->port = -1;
+	if (nng_http_server_hold(&m->srv, u) != 0) {
+		m->srv = NULL;
+		goto out;
+	}
+	if (nng_http_handler_alloc(&m->h, "/metrics", metrics_serve) != 0) {
+		m->h = NULL;
+		goto out;
+	}
+	if (nng_http_handler_set_method(m->h, "GET") != 0 ||
+	    nng_http_handler_set_data(m->h, m, NULL) != 0)
+		goto out;
+	if (nng_http_server_add_handler(m->srv, m->h) != 0)
+		goto out;
+	if (nng_http_server_start(m->srv) != 0) {
+		(void)nng_http_server_del_handler(m->srv, m->h);
+		goto out;
+	}
+	if (nng_http_server_get_addr(m->srv, &sa) == 0) {
+		if (sa.s_family == NNG_AF_INET)
+			m->port = ntohs(sa.s_in.sa_port);
+		else if (sa.s_family == NNG_AF_INET6)
+			m->port = ntohs(sa.s_in6.sa_port);
+	}
+	log_info("metrics.listening", "url=%s port=%d", lq(url), m->port);
+	nng_url_free(u);
+	*out = m;
+	return 0;
+out:
+	/* Not yet registered (or removed again): the handler is still ours to free. */
+	if (m->h != NULL)
+		nng_http_handler_free(m->h);
+	if (m->srv != NULL)
+		nng_http_server_release(m->srv);
+	nng_url_free(u);
+	free(m);
+	return rv;
+}
+
+void
+metrics_stop(struct metrics *m)
+{
+	if (m == NULL)
+		return;
+	/* Stop first: no new connection, existing ones closed, so no scrape runs after this. */
+	nng_http_server_stop(m->srv);
+	if (nng_http_server_del_handler(m->srv, m->h) == 0)
+		nng_http_handler_free(m->h);
+	nng_http_server_release(m->srv);
+	free(m);
+}
+
+int
+metrics_port(const struct metrics *m)
+{
+	return m != NULL ? m->port : -1;
+}
