@@ -14,6 +14,8 @@
  * "" is the row itself (rows that are bare strings); "$name" is a context value supplied
  * by the fetcher (e.g. "$entity_type" for tags fetched per entity type);
  * "^path" in a flattened child resolves against the outer element (see cat_child).
+ * "a|b" takes the first alternative present ("Name|" = an object's Name, or the row
+ * itself when it is a bare string), for shapes the API notes are unsure about.
  */
 #ifndef CS_CATALOG_H
 #define CS_CATALOG_H

@@ -1,34 +1,704 @@
 /*
- * catalog_hollihop.c - every Hollihop API method crmsync exports, as data (see catalog.h).
- * (Filled in by the Hollihop work; this minimal table keeps the build and the store's
- * tests going.)
+ * catalog_hollihop.c - every Hollihop API V2 method crmsync exports (the 30 the plan
+ * names), as data (see catalog.h). services/hollihop-sync pages through them in this
+ * order, one generic loop per paging mode; the store builds its tables from them.
+ *
+ * Conventions: table and column names are the API's PascalCase names in snake_case
+ * (EMail -> email); ids, foreign keys, names, statuses, dates, booleans and money are
+ * typed; nested arrays of objects get child tables; arrays of strings become text[].
+ * Local times (Created, Updated, DateTime...) are CT_TS_LOCAL, read in the configured
+ * zone. Money is numeric: value_quantity from ValueQuantity where the API sends it, and
+ * the formatted strings ("33 000,00 руб.") parsed by CT_MONEY_TEXT where it does not.
+ * `params` templates ("{$today}", "{a|b}", "{$parent}") are expanded by the fetcher; a
+ * "$name" column reads the parameter `name` of the call (e.g. the clientId of a
+ * per-client call). Methods whose shape is UNSURE in the API notes are CE_OPTIONAL: an
+ * API error there skips the method instead of failing the run.
  */
 #include "catalog.h"
 
-static const struct cat_col hh_student_cols[] = {
-	{ "ClientId",	"client_id",	CT_INT8,	CF_KEY },
-	{ "Id",		"id",		CT_INT8,	0 },
-	{ "FirstName",	"first_name",	CT_TEXT,	0 },
-	{ "LastName",	"last_name",	CT_TEXT,	0 },
-	{ "Updated",	"updated",	CT_TS_LOCAL,	CF_VERSION },
+#define HH_DELETES	CE_FULL_DELETES
+#define HH_UNSURE	(CE_FULL_DELETES | CE_OPTIONAL)
+
+/* ---- shared shapes ---- */
+
+static const struct cat_col hh_ref_cols[] = {		/* {Id, Name}: offices, companies */
+	{ "Id",			"id",			CT_INT8,	0 },
+	{ "Name",		"name",			CT_TEXT,	0 },
 };
 
+static const struct cat_col hh_assignee_cols[] = {	/* {Id, FullName}: employees */
+	{ "Id",			"id",			CT_INT8,	0 },
+	{ "FullName",		"full_name",		CT_TEXT,	0 },
+};
+
+static const struct cat_col hh_extra_field_cols[] = {	/* {Name, Value} */
+	{ "Name",		"name",			CT_TEXT,	0 },
+	{ "Value",		"value",		CT_TEXT,	0 },
+};
+
+/* Agents (parents, relatives) of students, leads and unit memberships: no id of their own. */
 static const struct cat_col hh_agent_cols[] = {
-	{ "FirstName",	"first_name",	CT_TEXT,	0 },
-	{ "WhoIs",	"who_is",	CT_TEXT,	0 },
-	{ "Mobile",	"mobile",	CT_TEXT,	0 },
+	{ "FirstName",		"first_name",		CT_TEXT,	0 },
+	{ "WhoIs",		"who_is",		CT_TEXT,	0 },
+	{ "Mobile",		"mobile",		CT_TEXT,	0 },
+	{ "LastName",		"last_name",		CT_TEXT,	0 },
+	{ "MiddleName",		"middle_name",		CT_TEXT,	0 },
+	{ "Phone",		"phone",		CT_TEXT,	0 },
+	{ "EMail",		"email",		CT_TEXT,	0 },
+	{ "Skype",		"skype",		CT_TEXT,	0 },
+	{ "JobOrStudyPlace",	"job_or_study_place",	CT_TEXT,	0 },
+	{ "Position",		"position",		CT_TEXT,	0 },
+	{ "Birthday",		"birthday",		CT_DATE,	0 },
+	{ "IsCustomer",		"is_customer",		CT_BOOL,	0 },
+	{ "UseMobileBySystem",	"use_mobile_by_system",	CT_BOOL,	0 },
+	{ "UseEMailBySystem",	"use_email_by_system",	CT_BOOL,	0 },
+};
+
+/* ---- dictionaries ---- */
+
+static const struct cat_col hh_location_cols[] = {
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Name",		"name",			CT_TEXT,	0 },
+};
+
+static const struct cat_col hh_office_cols[] = {
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Name",		"name",			CT_TEXT,	0 },
+	{ "Location",		"location",		CT_TEXT,	0 },	/* a location's Name */
+	{ "Address",		"address",		CT_TEXT,	0 },
+	{ "Phone",		"phone",		CT_TEXT,	0 },
+	{ "EMail",		"email",		CT_TEXT,	0 },
+	{ "TimeZone",		"time_zone",		CT_TEXT,	0 },
+	{ "NoClassrooms",	"no_classrooms",	CT_BOOL,	0 },
+	{ "License",		"license",		CT_TEXT,	0 },
+};
+
+static const struct cat_col hh_lead_status_cols[] = {
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Name",		"name",			CT_TEXT,	0 },
+	{ "Type",		"type",			CT_TEXT,	0 },
+};
+
+static const struct cat_col hh_status_cols[] = {		/* client and employee statuses */
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Name",		"name",			CT_TEXT,	0 },
+};
+
+static const struct cat_col hh_discipline_cols[] = {	/* the row is a bare string */
+	{ "",			"name",			CT_TEXT,	CF_KEY },
+};
+
+static const struct cat_col hh_level_cols[] = {
+	{ "Name",		"name",			CT_TEXT,	CF_KEY },
+	{ "Disciplines",	"disciplines",		CT_TEXT_ARRAY,	0 },
+};
+
+static const struct cat_col hh_learning_type_cols[] = {	/* a string, or {Name} (UNSURE) */
+	{ "Name|",		"name",			CT_TEXT,	CF_KEY },
+};
+
+static const struct cat_col hh_price_cols[] = {
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Name",		"name",			CT_TEXT,	0 },
+	{ "ValueQuantity",	"value_quantity",	CT_NUMERIC,	0 },
+	{ "Value",		"value",		CT_MONEY_TEXT,	0 },
+	{ "UnitsQuantity",	"units_quantity",	CT_NUMERIC,	0 },
+	{ "UnitsType",		"units_type",		CT_TEXT,	0 },
+};
+
+static const struct cat_col hh_price_value_cols[] = {
+	{ "Students",		"students",		CT_INT8,	0 },
+	{ "ValueQuantity",	"value_quantity",	CT_NUMERIC,	0 },
+	{ "Value",		"value",		CT_MONEY_TEXT,	0 },
+	{ "ValueCurrency",	"value_currency",	CT_TEXT,	0 },
+};
+
+static const struct cat_child hh_price_children[] = {
+	{ "Offices",	 "price_offices",	hh_ref_cols,	     nitems(hh_ref_cols),	  NULL, NULL },
+	{ "PriceValues", "price_values",	hh_price_value_cols, nitems(hh_price_value_cols), NULL, NULL },
+};
+
+static const struct cat_col hh_discount_cols[] = {	/* discounts and surcharges (UNSURE) */
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Name",		"name",			CT_TEXT,	0 },
+	{ "Type",		"type",			CT_TEXT,	0 },	/* Percent / Money */
+	{ "ValueQuantity",	"value_quantity",	CT_NUMERIC,	0 },
+	{ "Value",		"value",		CT_TEXT,	0 },	/* "15%" or money text */
+	{ "Description",	"description",		CT_TEXT,	0 },
+};
+
+/* ---- staff ---- */
+
+static const struct cat_col hh_teacher_cols[] = {
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Created",		"created",		CT_TS_LOCAL,	0 },
+	{ "FirstName",		"first_name",		CT_TEXT,	0 },
+	{ "LastName",		"last_name",		CT_TEXT,	0 },
+	{ "MiddleName",		"middle_name",		CT_TEXT,	0 },
+	{ "Gender",		"gender",		CT_BOOL,	0 },	/* true = male (UNSURE) */
+	{ "Birthday",		"birthday",		CT_DATE,	0 },
+	{ "Mobile",		"mobile",		CT_TEXT,	0 },
+	{ "Phone",		"phone",		CT_TEXT,	0 },
+	{ "EMail",		"email",		CT_TEXT,	0 },
+	{ "UseMobileBySystem",	"use_mobile_by_system",	CT_BOOL,	0 },
+	{ "UseEMailBySystem",	"use_email_by_system",	CT_BOOL,	0 },
+	{ "Fired",		"fired",		CT_BOOL,	0 },
+	{ "StatusId",		"status_id",		CT_INT8,	0 },
+	{ "Status",		"status",		CT_TEXT,	0 },
+	{ "Disciplines",	"disciplines",		CT_TEXT_ARRAY,	0 },
+	{ "Levels",		"levels",		CT_TEXT_ARRAY,	0 },
+	{ "Maturities",		"maturities",		CT_TEXT_ARRAY,	0 },
+	{ "Corporative",	"corporative",		CT_BOOL,	0 },
+	{ "PhotoUrls",		"photo_urls",		CT_TEXT_ARRAY,	0 },
+};
+
+static const struct cat_child hh_teacher_children[] = {
+	{ "Offices",	"teacher_offices",	hh_ref_cols,	nitems(hh_ref_cols),	NULL, NULL },
+};
+
+static const struct cat_col hh_employee_cols[] = {
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "FirstName",		"first_name",		CT_TEXT,	0 },
+	{ "LastName",		"last_name",		CT_TEXT,	0 },
+	{ "MiddleName",		"middle_name",		CT_TEXT,	0 },
+	{ "Birthday",		"birthday",		CT_DATE,	0 },
+	{ "Mobile",		"mobile",		CT_TEXT,	0 },
+	{ "Phone",		"phone",		CT_TEXT,	0 },
+	{ "EMail",		"email",		CT_TEXT,	0 },
+	{ "Position",		"position",		CT_TEXT,	0 },
+	{ "Fired",		"fired",		CT_BOOL,	0 },
+	{ "Corporative",	"corporative",		CT_BOOL,	0 },
+	{ "StatusId",		"status_id",		CT_INT8,	0 },
+	{ "Status",		"status",		CT_TEXT,	0 },
+	{ "PhotoUrls",		"photo_urls",		CT_TEXT_ARRAY,	0 },
+};
+
+static const struct cat_child hh_employee_children[] = {
+	{ "Offices",	"employee_offices",	hh_ref_cols,	nitems(hh_ref_cols),	NULL, NULL },
+};
+
+/* ---- clients ---- */
+
+static const struct cat_col hh_company_cols[] = {	/* fields UNSURE */
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "ClientId",		"client_id",		CT_INT8,	0 },
+	{ "Created",		"created",		CT_TS_LOCAL,	0 },
+	{ "Updated",		"updated",		CT_TS_LOCAL,	CF_VERSION },
+	{ "Name",		"name",			CT_TEXT,	0 },
+	{ "FullName",		"full_name",		CT_TEXT,	0 },
+	{ "Inn",		"inn",			CT_TEXT,	0 },
+	{ "Kpp",		"kpp",			CT_TEXT,	0 },
+	{ "Address",		"address",		CT_TEXT,	0 },
+	{ "EMail",		"email",		CT_TEXT,	0 },
+	{ "ContactPerson",	"contact_person",	CT_TEXT,	0 },
+};
+
+static const struct cat_col hh_phone_cols[] = {
+	{ "Number",		"number",		CT_TEXT,	0 },
+	{ "Description",	"description",		CT_TEXT,	0 },
+};
+
+static const struct cat_child hh_company_children[] = {
+	{ "Phones",		 "company_phones",	hh_phone_cols,	  nitems(hh_phone_cols),    NULL, NULL },
+	{ "OfficesAndCompanies", "company_offices",	hh_ref_cols,	  nitems(hh_ref_cols),	    NULL, NULL },
+	{ "Assignees",		 "company_assignees",	hh_assignee_cols, nitems(hh_assignee_cols), NULL, NULL },
+};
+
+static const struct cat_col hh_student_cols[] = {
+	{ "ClientId",		"client_id",		CT_INT8,	CF_KEY },	/* the FK everywhere */
+	{ "Id",			"id",			CT_INT8,	0 },		/* another number */
+	{ "FirstName",		"first_name",		CT_TEXT,	0 },
+	{ "LastName",		"last_name",		CT_TEXT,	0 },
+	{ "Updated",		"updated",		CT_TS_LOCAL,	CF_VERSION },
+	{ "MiddleName",		"middle_name",		CT_TEXT,	0 },
+	{ "Created",		"created",		CT_TS_LOCAL,	0 },
+	{ "Gender",		"gender",		CT_BOOL,	0 },	/* true = male (UNSURE) */
+	{ "Birthday",		"birthday",		CT_DATE,	0 },
+	{ "AddressDate",	"address_date",		CT_DATE,	0 },
+	{ "VisitDateTime",	"visit_date_time",	CT_DATE,	0 },	/* a date despite the name */
+	{ "StatusId",		"status_id",		CT_INT8,	0 },
+	{ "Status",		"status",		CT_TEXT,	0 },
+	{ "Mobile",		"mobile",		CT_TEXT,	0 },
+	{ "Phone",		"phone",		CT_TEXT,	0 },
+	{ "EMail",		"email",		CT_TEXT,	0 },
+	{ "UseMobileBySystem",	"use_mobile_by_system",	CT_BOOL,	0 },
+	{ "UseEMailBySystem",	"use_email_by_system",	CT_BOOL,	0 },
+	{ "Skype",		"skype",		CT_TEXT,	0 },
+	{ "Address",		"address",		CT_TEXT,	0 },
+	{ "SocialNetworkPage",	"social_network_page",	CT_TEXT,	0 },
+	{ "JobOrStudyPlace",	"job_or_study_place",	CT_TEXT,	0 },
+	{ "Position",		"position",		CT_TEXT,	0 },
+	{ "Maturity",		"maturity",		CT_TEXT,	0 },
+	{ "AdSource",		"ad_source",		CT_TEXT,	0 },
+	{ "LearningTypes",	"learning_types",	CT_TEXT_ARRAY,	0 },
+	{ "PhotoUrls",		"photo_urls",		CT_TEXT_ARRAY,	0 },
+};
+
+static const struct cat_col hh_student_discipline_cols[] = {
+	{ "Discipline",		"discipline",		CT_TEXT,	0 },
+	{ "Level",		"level",		CT_TEXT,	0 },
 };
 
 static const struct cat_child hh_student_children[] = {
-	{ "Agents", "student_agents", hh_agent_cols, nitems(hh_agent_cols), NULL, NULL },
+	/* student_agents stays first: the store's tests use child 0. */
+	{ "Agents",		 "student_agents",	 hh_agent_cols,	nitems(hh_agent_cols),	NULL, NULL },
+	{ "OfficesAndCompanies", "student_offices",	 hh_ref_cols,	nitems(hh_ref_cols),	NULL, NULL },
+	{ "Assignees",		 "student_assignees",	 hh_assignee_cols, nitems(hh_assignee_cols), NULL, NULL },
+	{ "Disciplines",	 "student_disciplines",	 hh_student_discipline_cols,
+	  nitems(hh_student_discipline_cols), NULL, NULL },
+	{ "ExtraFields",	 "student_extra_fields", hh_extra_field_cols, nitems(hh_extra_field_cols), NULL, NULL },
 };
 
+static const struct cat_col hh_client_file_cols[] = {	/* per client; fields UNSURE */
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "$clientId",		"client_id",		CT_INT8,	0 },
+	{ "Created",		"created",		CT_TS_LOCAL,	0 },
+	{ "Name",		"name",			CT_TEXT,	0 },
+	{ "Url",		"url",			CT_TEXT,	0 },
+	{ "Size",		"size",			CT_INT8,	0 },
+	{ "Description",	"description",		CT_TEXT,	0 },
+};
+
+static const struct cat_col hh_office_settings_cols[] = {	/* per client; fields UNSURE */
+	{ "$clientId",		"client_id",		CT_INT8,	CF_KEY },
+	{ "Enabled",		"enabled",		CT_BOOL,	0 },
+	{ "Login",		"login",		CT_TEXT,	0 },
+	{ "LastLoginDate",	"last_login_date",	CT_TS_LOCAL,	0 },
+	{ "ShowSchedule",	"show_schedule",	CT_BOOL,	0 },
+	{ "ShowPayments",	"show_payments",	CT_BOOL,	0 },
+	{ "ShowBalance",	"show_balance",		CT_BOOL,	0 },
+	{ "ShowHomework",	"show_homework",	CT_BOOL,	0 },
+	{ "ShowMarks",		"show_marks",		CT_BOOL,	0 },
+	{ "AllowOnlinePayment",	"allow_online_payment",	CT_BOOL,	0 },
+};
+
+/* ---- leads ---- */
+
+static const struct cat_col hh_lead_cols[] = {
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Created",		"created",		CT_TS_LOCAL,	0 },
+	{ "Updated",		"updated",		CT_TS_LOCAL,	CF_VERSION },
+	{ "FirstName",		"first_name",		CT_TEXT,	0 },
+	{ "LastName",		"last_name",		CT_TEXT,	0 },
+	{ "MiddleName",		"middle_name",		CT_TEXT,	0 },
+	{ "Gender",		"gender",		CT_BOOL,	0 },
+	{ "Birthday",		"birthday",		CT_DATE,	0 },
+	{ "AddressDate",	"address_date",		CT_DATE,	0 },
+	{ "StatusId",		"status_id",		CT_INT8,	0 },
+	{ "Status",		"status",		CT_TEXT,	0 },
+	{ "Mobile",		"mobile",		CT_TEXT,	0 },
+	{ "Phone",		"phone",		CT_TEXT,	0 },
+	{ "EMail",		"email",		CT_TEXT,	0 },
+	{ "UseMobileBySystem",	"use_mobile_by_system",	CT_BOOL,	0 },
+	{ "UseEMailBySystem",	"use_email_by_system",	CT_BOOL,	0 },
+	{ "Discipline",		"discipline",		CT_TEXT,	0 },
+	{ "Level",		"level",		CT_TEXT,	0 },
+	{ "LearningType",	"learning_type",	CT_TEXT,	0 },
+	{ "Maturity",		"maturity",		CT_TEXT,	0 },
+	{ "AdSource",		"ad_source",		CT_TEXT,	0 },
+	{ "StudentClientId",	"student_client_id",	CT_INT8,	0 },
+};
+
+static const struct cat_child hh_lead_children[] = {
+	{ "Agents",		 "lead_agents",		hh_agent_cols,	  nitems(hh_agent_cols),    NULL, NULL },
+	{ "OfficesAndCompanies", "lead_offices",	hh_ref_cols,	  nitems(hh_ref_cols),	    NULL, NULL },
+	{ "Assignees",		 "lead_assignees",	hh_assignee_cols, nitems(hh_assignee_cols), NULL, NULL },
+	{ "ExtraFields",	 "lead_extra_fields",	hh_extra_field_cols, nitems(hh_extra_field_cols), NULL, NULL },
+};
+
+static const struct cat_col hh_study_request_cols[] = {
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Created",		"created",		CT_TS_LOCAL,	0 },
+	{ "Status",		"status",		CT_TEXT,	0 },
+	{ "Type",		"type",			CT_TEXT,	0 },
+	{ "Location",		"location",		CT_TEXT,	0 },
+	{ "Office",		"office",		CT_TEXT,	0 },
+	{ "Name",		"name",			CT_TEXT,	0 },
+	{ "Phone",		"phone",		CT_TEXT,	0 },
+	{ "EMail",		"email",		CT_TEXT,	0 },
+	{ "Discipline",		"discipline",		CT_TEXT,	0 },
+	{ "Level",		"level",		CT_TEXT,	0 },
+	{ "Teacher",		"teacher",		CT_TEXT,	0 },
+	{ "BeginDate",		"begin_date",		CT_DATE,	0 },
+	{ "EndDate",		"end_date",		CT_DATE,	0 },
+	{ "Referrer",		"referrer",		CT_TEXT,	0 },
+	{ "Utm.Source",		"utm_source",		CT_TEXT,	0 },
+	{ "Utm.Medium",		"utm_medium",		CT_TEXT,	0 },
+	{ "Utm.Campaign",	"utm_campaign",		CT_TEXT,	0 },
+	{ "Utm.Term",		"utm_term",		CT_TEXT,	0 },
+	{ "Utm.Content",	"utm_content",		CT_TEXT,	0 },
+	{ "LeadId",		"lead_id",		CT_INT8,	0 },
+	{ "StudentClientId",	"student_client_id",	CT_INT8,	0 },
+};
+
+static const struct cat_child hh_study_request_children[] = {
+	{ "ExtraFields", "study_request_extra_fields", hh_extra_field_cols, nitems(hh_extra_field_cols), NULL, NULL },
+};
+
+static const struct cat_col hh_lead_history_cols[] = {	/* no id: (LeadId, DateTime, AfterId) */
+	{ "LeadId",		"lead_id",		CT_INT8,	CF_KEY },
+	{ "DateTime",		"date_time",		CT_TS_LOCAL,	CF_KEY },
+	{ "AfterId",		"after_id",		CT_INT8,	CF_KEY },
+	{ "AfterName",		"after_name",		CT_TEXT,	0 },
+	{ "BeforeId",		"before_id",		CT_INT8,	0 },	/* UNSURE */
+	{ "BeforeName",		"before_name",		CT_TEXT,	0 },	/* UNSURE */
+};
+
+/* ---- teaching units ---- */
+
+static const struct cat_col hh_ed_unit_cols[] = {
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Type",		"type",			CT_TEXT,	0 },
+	{ "Name",		"name",			CT_TEXT,	0 },
+	{ "Status",		"status",		CT_TEXT,	0 },	/* UNSURE */
+	{ "Corporative",	"corporative",		CT_BOOL,	0 },
+	{ "OfficeOrCompanyId",	"office_or_company_id",	CT_INT8,	0 },
+	{ "OfficeOrCompanyName", "office_or_company_name", CT_TEXT,	0 },
+	{ "OfficeOrCompanyAddress", "office_or_company_address", CT_TEXT, 0 },
+	{ "OfficeTimeZone",	"office_time_zone",	CT_TEXT,	0 },
+	{ "Discipline",		"discipline",		CT_TEXT,	0 },
+	{ "Level",		"level",		CT_TEXT,	0 },
+	{ "Maturity",		"maturity",		CT_TEXT,	0 },
+	{ "LearningType",	"learning_type",	CT_TEXT,	0 },
+	{ "StudentsCount",	"students_count",	CT_INT8,	0 },
+	{ "Vacancies",		"vacancies",		CT_INT8,	0 },
+	{ "StudyUnitsInRange",	"study_units_in_range",	CT_TEXT,	0 },
+	{ "Description",	"description",		CT_TEXT,	0 },
+	{ "CompanyContractNumber", "company_contract_number", CT_TEXT,	0 },
+	{ "CompanyContractDate", "company_contract_date", CT_DATE,	0 },
+	{ "Assignee.Id",	"assignee_id",		CT_INT8,	0 },
+	{ "Assignee.FullName",	"assignee_full_name",	CT_TEXT,	0 },
+	{ "Created",		"created",		CT_TS_LOCAL,	0 },
+	{ "Updated",		"updated",		CT_TS_LOCAL,	CF_VERSION },	/* UNSURE */
+};
+
+static const struct cat_col hh_schedule_item_cols[] = {
+	{ "Id",			"id",			CT_INT8,	0 },
+	{ "BeginDate",		"begin_date",		CT_DATE,	0 },
+	{ "EndDate",		"end_date",		CT_DATE,	0 },	/* NULL = open-ended */
+	{ "BeginTime",		"begin_time",		CT_TIME,	0 },
+	{ "EndTime",		"end_time",		CT_TIME,	0 },
+	{ "Weekdays",		"weekdays",		CT_INT8,	0 },	/* bit0 = Monday */
+	{ "ClassroomId",	"classroom_id",		CT_INT8,	0 },
+	{ "ClassroomName",	"classroom_name",	CT_TEXT,	0 },
+	{ "ClassroomLink",	"classroom_link",	CT_TEXT,	0 },
+	{ "TeacherId",		"teacher_id",		CT_INT8,	0 },
+	{ "TeacherIds",		"teacher_ids",		CT_INT8_ARRAY,	0 },
+	{ "Teacher",		"teacher",		CT_TEXT,	0 },
+	{ "Teachers",		"teachers",		CT_TEXT_ARRAY,	0 },
+};
+
+static const struct cat_col hh_unit_day_cols[] = {	/* what actually happened, per lesson day */
+	{ "Date",		"date",			CT_DATE,	0 },
+	{ "Minutes",		"minutes",		CT_NUMERIC,	0 },
+	{ "Pass",		"pass",			CT_BOOL,	0 },	/* the lesson was not held */
+	{ "Description",	"description",		CT_TEXT,	0 },
+	{ "ScheduleItemIds",	"schedule_item_ids",	CT_INT8_ARRAY,	0 },
+	{ "Accepted",		"accepted",		CT_BOOL,	0 },
+	{ "AcceptedDescription", "accepted_description", CT_TEXT,	0 },
+	{ "StudentPayableMinutes", "student_payable_minutes", CT_NUMERIC, 0 },
+	{ "TeacherPayableMinutes", "teacher_payable_minutes", CT_NUMERIC, 0 },
+};
+
+static const struct cat_child hh_ed_unit_children[] = {
+	{ "ScheduleItems", "ed_unit_schedule_items", hh_schedule_item_cols, nitems(hh_schedule_item_cols), NULL, NULL },
+	{ "Days",	   "ed_unit_days",	     hh_unit_day_cols,	    nitems(hh_unit_day_cols),	   NULL, NULL },
+	{ "ExtraFields",   "ed_unit_extra_fields",   hh_extra_field_cols,   nitems(hh_extra_field_cols),   NULL, NULL },
+};
+
+static const struct cat_col hh_ed_unit_student_cols[] = {	/* no id: (EdUnitId, StudentClientId) */
+	{ "EdUnitId",		"ed_unit_id",		CT_INT8,	CF_KEY },
+	{ "StudentClientId",	"student_client_id",	CT_INT8,	CF_KEY },
+	{ "EdUnitType",		"ed_unit_type",		CT_TEXT,	0 },
+	{ "EdUnitName",		"ed_unit_name",		CT_TEXT,	0 },
+	{ "EdUnitCorporative",	"ed_unit_corporative",	CT_BOOL,	0 },
+	{ "EdUnitOfficeOrCompanyId", "ed_unit_office_or_company_id", CT_INT8, 0 },
+	{ "EdUnitOfficeOrCompanyName", "ed_unit_office_or_company_name", CT_TEXT, 0 },
+	{ "EdUnitDiscipline",	"ed_unit_discipline",	CT_TEXT,	0 },
+	{ "EdUnitLevel",	"ed_unit_level",	CT_TEXT,	0 },
+	{ "EdUnitLearningType",	"ed_unit_learning_type", CT_TEXT,	0 },
+	{ "EdUnitMaturity",	"ed_unit_maturity",	CT_TEXT,	0 },
+	{ "StudentName",	"student_name",		CT_TEXT,	0 },
+	{ "StudentMobile",	"student_mobile",	CT_TEXT,	0 },
+	{ "StudentPhone",	"student_phone",	CT_TEXT,	0 },
+	{ "StudentEMail",	"student_email",	CT_TEXT,	0 },
+	{ "BeginDate",		"begin_date",		CT_DATE,	0 },
+	{ "EndDate",		"end_date",		CT_DATE,	0 },
+	{ "BeginTime",		"begin_time",		CT_TIME,	0 },
+	{ "EndTime",		"end_time",		CT_TIME,	0 },
+	{ "Weekdays",		"weekdays",		CT_INT8,	0 },
+	{ "Status",		"status",		CT_TEXT,	0 },	/* Normal / Stopped / Reserve */
+	{ "StudyMinutes",	"study_minutes",	CT_NUMERIC,	0 },
+	{ "StudyUnits",		"study_units",		CT_TEXT,	0 },
+};
+
+static const struct cat_col hh_student_day_cols[] = {	/* attendance of one student */
+	{ "Date",		"date",			CT_DATE,	0 },
+	{ "Pass",		"pass",			CT_BOOL,	0 },	/* true = absent */
+	{ "Payable",		"payable",		CT_BOOL,	0 },
+	{ "StudentPayableMinutes", "student_payable_minutes", CT_NUMERIC, 0 },
+	{ "TeacherPayableMinutes", "teacher_payable_minutes", CT_NUMERIC, 0 },
+	{ "Description",	"description",		CT_TEXT,	0 },
+	{ "Accepted",		"accepted",		CT_BOOL,	0 },
+	{ "AcceptedDescription", "accepted_description", CT_TEXT,	0 },
+	{ "ScheduleItemIds",	"schedule_item_ids",	CT_INT8_ARRAY,	0 },
+	{ "WorkingOffToEdUnitId", "working_off_to_ed_unit_id", CT_INT8,	0 },
+	{ "WorkingOffToDate",	"working_off_to_date",	CT_DATE,	0 },
+	{ "WorkingOffFromEdUnitId", "working_off_from_ed_unit_id", CT_INT8, 0 },
+	{ "WorkingOffFromDate",	"working_off_from_date", CT_DATE,	0 },
+};
+
+static const struct cat_col hh_payer_cols[] = {
+	{ "ClientId",		"client_id",		CT_INT8,	0 },
+	{ "IsCompany",		"is_company",		CT_BOOL,	0 },
+	{ "Name",		"name",			CT_TEXT,	0 },
+	{ "Actual",		"actual",		CT_BOOL,	0 },
+	{ "ContractNumber",	"contract_number",	CT_TEXT,	0 },
+	{ "PriceId",		"price_id",		CT_INT8,	0 },
+	{ "PriceName",		"price_name",		CT_TEXT,	0 },
+	{ "PayableMinutes",	"payable_minutes",	CT_NUMERIC,	0 },
+	{ "PayableUnits",	"payable_units",	CT_TEXT,	0 },
+	{ "Value",		"value",		CT_MONEY_TEXT,	0 },
+	{ "ValueRanged",	"value_ranged",		CT_MONEY_TEXT,	0 },
+	{ "ValuePaidRanged",	"value_paid_ranged",	CT_MONEY_TEXT,	0 },
+	{ "ContractValue",	"contract_value",	CT_MONEY_TEXT,	0 },
+	{ "ContractValueRanged", "contract_value_ranged", CT_MONEY_TEXT, 0 },
+	{ "DebtDate",		"debt_date",		CT_DATE,	0 },
+};
+
+static const struct cat_child hh_ed_unit_student_children[] = {
+	{ "Days",		"ed_unit_student_days",	  hh_student_day_cols, nitems(hh_student_day_cols), NULL, NULL },
+	{ "Payers",		"ed_unit_student_payers", hh_payer_cols,       nitems(hh_payer_cols),	    NULL, NULL },
+	{ "StudentAgents",	"ed_unit_student_agents", hh_agent_cols,       nitems(hh_agent_cols),	    NULL, NULL },
+	{ "StudentExtraFields",	"ed_unit_student_extra_fields", hh_extra_field_cols, nitems(hh_extra_field_cols), NULL, NULL },
+};
+
+static const struct cat_col hh_ed_unit_lead_cols[] = {	/* trial lessons: (EdUnitId, LeadId) */
+	{ "EdUnitId",		"ed_unit_id",		CT_INT8,	CF_KEY },
+	{ "LeadId",		"lead_id",		CT_INT8,	CF_KEY },
+	{ "EdUnitType",		"ed_unit_type",		CT_TEXT,	0 },
+	{ "EdUnitName",		"ed_unit_name",		CT_TEXT,	0 },
+	{ "EdUnitDiscipline",	"ed_unit_discipline",	CT_TEXT,	0 },
+	{ "EdUnitOfficeOrCompanyId", "ed_unit_office_or_company_id", CT_INT8, 0 },
+	{ "EdUnitOfficeOrCompanyName", "ed_unit_office_or_company_name", CT_TEXT, 0 },
+	{ "Date",		"date",			CT_DATE,	0 },
+	{ "BeginTime",		"begin_time",		CT_TIME,	0 },
+	{ "EndTime",		"end_time",		CT_TIME,	0 },
+	{ "Visited",		"visited",		CT_BOOL,	0 },
+};
+
+static const struct cat_col hh_lesson_plan_cols[] = {	/* fields UNSURE */
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "EdUnitId",		"ed_unit_id",		CT_INT8,	0 },
+	{ "EdUnitName",		"ed_unit_name",		CT_TEXT,	0 },
+	{ "Date",		"date",			CT_DATE,	0 },
+	{ "TeacherId",		"teacher_id",		CT_INT8,	0 },
+	{ "Topic",		"topic",		CT_TEXT,	0 },
+	{ "Description",	"description",		CT_TEXT,	0 },
+	{ "Homework",		"homework",		CT_TEXT,	0 },
+};
+
+/* ---- finance ---- */
+
+static const struct cat_col hh_payment_cols[] = {
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Created",		"created",		CT_TS_LOCAL,	0 },
+	{ "Type",		"type",			CT_TEXT,	0 },	/* localized: Обучение, Возврат */
+	{ "Date",		"date",			CT_DATE,	0 },
+	{ "PaidDate",		"paid_date",		CT_DATE,	0 },
+	{ "RequiredPaidDate",	"required_paid_date",	CT_DATE,	0 },
+	{ "State",		"state",		CT_TEXT,	0 },	/* Paid / Unpaid */
+	{ "OfficeOrCompanyId",	"office_or_company_id",	CT_INT8,	0 },
+	{ "OfficeOrCompanyName", "office_or_company_name", CT_TEXT,	0 },
+	{ "ClientId",		"client_id",		CT_INT8,	0 },
+	{ "ClientName",		"client_name",		CT_TEXT,	0 },
+	{ "ValueQuantity",	"value_quantity",	CT_NUMERIC,	0 },	/* the amount, signed */
+	{ "Value",		"value",		CT_MONEY_TEXT,	0 },	/* parsed from the text */
+	{ "ValueCurrency",	"value_currency",	CT_TEXT,	0 },
+	{ "PaymentMethodId",	"payment_method_id",	CT_INT8,	0 },
+	{ "PaymentMethodName",	"payment_method_name",	CT_TEXT,	0 },
+	{ "Description",	"description",		CT_TEXT,	0 },
+};
+
+static const struct cat_col hh_balance_cols[] = {		/* as of the run's day (balanceDate) */
+	{ "ClientId",		"client_id",		CT_INT8,	CF_KEY },
+	{ "ClientName",		"client_name",		CT_TEXT,	0 },
+	{ "BalanceUnits",	"balance_units",	CT_TEXT,	0 },
+	{ "BalanceMoney",	"balance_money",	CT_MONEY_TEXT,	0 },
+	{ "DebtUnits",		"debt_units",		CT_TEXT,	0 },
+	{ "DebtMoney",		"debt_money",		CT_MONEY_TEXT,	0 },
+	{ "HasAnyDebtUnits",	"has_any_debt_units",	CT_BOOL,	0 },
+	{ "HasAnyDebtMoney",	"has_any_debt_money",	CT_BOOL,	0 },
+	{ "HasAggregateDebtUnits", "has_aggregate_debt_units", CT_BOOL, 0 },
+	{ "HasAggregateDebtMoney", "has_aggregate_debt_money", CT_BOOL, 0 },
+	{ "StudyBalance.BalanceMoney", "study_balance_money", CT_MONEY_TEXT, 0 },
+	{ "StudyBalance.DebtMoney", "study_debt_money",	CT_MONEY_TEXT,	0 },
+	{ "StudyBalance.IsDebtMoney", "study_is_debt_money", CT_BOOL,	0 },
+};
+
+static const struct cat_col hh_unit_balance_cols[] = {
+	{ "EdUnitId",		"ed_unit_id",		CT_INT8,	0 },
+	{ "EdUnitType",		"ed_unit_type",		CT_TEXT,	0 },
+	{ "EdUnitName",		"ed_unit_name",		CT_TEXT,	0 },
+	{ "StudentName",	"student_name",		CT_TEXT,	0 },
+	{ "BalanceUnits",	"balance_units",	CT_TEXT,	0 },
+	{ "BalanceMoney",	"balance_money",	CT_MONEY_TEXT,	0 },
+	{ "DebtUnits",		"debt_units",		CT_TEXT,	0 },
+	{ "DebtMoney",		"debt_money",		CT_MONEY_TEXT,	0 },
+	{ "IsDebtUnits",	"is_debt_units",	CT_BOOL,	0 },
+	{ "IsDebtMoney",	"is_debt_money",	CT_BOOL,	0 },
+};
+
+static const struct cat_child hh_balance_children[] = {
+	{ "EdUnitsBalances", "balance_ed_units", hh_unit_balance_cols, nitems(hh_unit_balance_cols), NULL, NULL },
+};
+
+static const struct cat_col hh_ledger_cols[] = {		/* one row per client: the response */
+	{ "$clientId",		"client_id",		CT_INT8,	CF_KEY },
+};
+
+static const struct cat_col hh_ledger_item_cols[] = {	/* OtherPayments items UNSURE */
+	{ "Type",		"type",			CT_TEXT,	0 },
+	{ "Income",		"income",		CT_BOOL,	0 },	/* false = charge */
+	{ "Value",		"value",		CT_MONEY_TEXT,	0 },
+	{ "Begin",		"begin",		CT_TS_LOCAL,	0 },
+	{ "EdUnitId",		"ed_unit_id",		CT_INT8,	0 },
+	{ "EdUnitName",		"ed_unit_name",		CT_TEXT,	0 },
+	{ "Units",		"units",		CT_TEXT,	0 },
+	{ "Description",	"description",		CT_TEXT,	0 },
+};
+
+static const struct cat_child hh_ledger_children[] = {
+	{ "Study.Items",	 "incomes_and_outgoes_study", hh_ledger_item_cols, nitems(hh_ledger_item_cols), NULL, NULL },
+	{ "OtherPayments.Items", "incomes_and_outgoes_other", hh_ledger_item_cols, nitems(hh_ledger_item_cols), NULL, NULL },
+};
+
+/* ---- misc ---- */
+
+static const struct cat_col hh_supply_cols[] = {		/* materials sold; fields UNSURE */
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Created",		"created",		CT_TS_LOCAL,	0 },
+	{ "Date",		"date",			CT_DATE,	0 },
+	{ "OfficeOrCompanyId",	"office_or_company_id",	CT_INT8,	0 },
+	{ "OfficeOrCompanyName", "office_or_company_name", CT_TEXT,	0 },
+	{ "ClientId",		"client_id",		CT_INT8,	0 },
+	{ "ClientName",		"client_name",		CT_TEXT,	0 },
+	{ "Name",		"name",			CT_TEXT,	0 },
+	{ "Quantity",		"quantity",		CT_NUMERIC,	0 },
+	{ "Price",		"price",		CT_MONEY_TEXT,	0 },
+	{ "ValueQuantity",	"value_quantity",	CT_NUMERIC,	0 },
+	{ "Value",		"value",		CT_MONEY_TEXT,	0 },
+};
+
+static const struct cat_col hh_ed_material_cols[] = {	/* fields UNSURE */
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Name",		"name",			CT_TEXT,	0 },
+	{ "Type",		"type",			CT_TEXT,	0 },
+	{ "Discipline",		"discipline",		CT_TEXT,	0 },
+	{ "Level",		"level",		CT_TEXT,	0 },
+	{ "Url",		"url",			CT_TEXT,	0 },
+	{ "Description",	"description",		CT_TEXT,	0 },
+	{ "Created",		"created",		CT_TS_LOCAL,	0 },
+};
+
+static const struct cat_col hh_announcement_cols[] = {	/* fields UNSURE; one pass per target */
+	{ "$targets",		"target",		CT_TEXT,	CF_KEY },
+	{ "Id",			"id",			CT_INT8,	CF_KEY },
+	{ "Created",		"created",		CT_TS_LOCAL,	0 },
+	{ "Title",		"title",		CT_TEXT,	0 },
+	{ "Text",		"text",			CT_TEXT,	0 },
+	{ "Author",		"author",		CT_TEXT,	0 },
+	{ "BeginDate",		"begin_date",		CT_DATE,	0 },
+	{ "EndDate",		"end_date",		CT_DATE,	0 },
+};
+
+#define E(name_, method_, key_, paging_, flags_, params_, parent_, cols_, doc_)		\
+	{ .crm = CAT_HOLLIHOP, .name = name_, .endpoint = method_, .list_key = key_,		\
+	  .paging = paging_, .flags = flags_, .params = params_, .parent = parent_,		\
+	  .cols = cols_, .ncols = nitems(cols_), .doc = doc_ }
+#define EC(name_, method_, key_, paging_, flags_, params_, parent_, cols_, kids_, doc_)	\
+	{ .crm = CAT_HOLLIHOP, .name = name_, .endpoint = method_, .list_key = key_,		\
+	  .paging = paging_, .flags = flags_, .params = params_, .parent = parent_,		\
+	  .cols = cols_, .ncols = nitems(cols_), .children = kids_,				\
+	  .nchildren = nitems(kids_), .doc = doc_ }
+
+/*
+ * Export order: dictionaries, staff, clients, leads, teaching, finance, then the methods
+ * that cost one call per client (they read the ClientIds exported by `students` earlier
+ * in the same run).
+ */
 static const struct cat_entity hh_entities[] = {
-	{ .crm = CAT_HOLLIHOP, .name = "students", .endpoint = "GetStudents",
-	  .list_key = "Students", .paging = PAGE_TAKE_SKIP, .flags = CE_FULL_DELETES,
-	  .cols = hh_student_cols, .ncols = nitems(hh_student_cols),
-	  .children = hh_student_children, .nchildren = nitems(hh_student_children),
-	  .doc = "Student clients (GetStudents)" },
+	E("locations", "GetLocations", "Locations", PAGE_NONE, HH_DELETES, NULL, NULL,
+	  hh_location_cols, "Locations (cities) of the offices (GetLocations)"),
+	E("offices", "GetOffices", "Offices", PAGE_NONE, HH_DELETES, NULL, NULL,
+	  hh_office_cols, "Offices / branches (GetOffices); location = locations.name"),
+	E("lead_statuses", "GetLeadStatuses", "Statuses", PAGE_NONE, HH_DELETES, NULL, NULL,
+	  hh_lead_status_cols, "Lead statuses (GetLeadStatuses)"),
+	E("client_statuses", "GetClientStatuses", "Statuses", PAGE_NONE, HH_UNSURE, NULL, NULL,
+	  hh_status_cols, "Client statuses, the values of students.status_id (GetClientStatuses)"),
+	E("employee_statuses", "GetEmployeeStatuses", "Statuses", PAGE_NONE, HH_UNSURE, NULL, NULL,
+	  hh_status_cols, "Staff statuses (GetEmployeeStatuses)"),
+	E("disciplines", "GetDisciplines", "Disciplines", PAGE_NONE, HH_DELETES, NULL, NULL,
+	  hh_discipline_cols, "Disciplines (GetDisciplines); referenced by name elsewhere"),
+	E("levels", "GetLevels", "Levels", PAGE_NONE, HH_DELETES, NULL, NULL,
+	  hh_level_cols, "Levels and the disciplines they apply to (GetLevels)"),
+	E("learning_types", "GetLearningTypes", "LearningTypes", PAGE_NONE, HH_DELETES, NULL, NULL,
+	  hh_learning_type_cols, "Learning types (GetLearningTypes)"),
+	EC("prices", "GetPrices", "Prices", PAGE_NONE, HH_DELETES, NULL, NULL,
+	  hh_price_cols, hh_price_children, "Price list / subscriptions (GetPrices)"),
+	E("discounts", "GetDiscounts", "Discounts", PAGE_NONE, HH_UNSURE, NULL, NULL,
+	  hh_discount_cols, "Discounts (GetDiscounts)"),
+	E("surcharges", "GetSurcharges", "Surcharges", PAGE_NONE, HH_UNSURE, NULL, NULL,
+	  hh_discount_cols, "Surcharges (GetSurcharges)"),
+	EC("teachers", "GetTeachers", "Teachers", PAGE_TAKE_SKIP, HH_DELETES, NULL, NULL,
+	  hh_teacher_cols, hh_teacher_children, "Teachers (GetTeachers)"),
+	EC("employees", "GetEmployees", "Employees", PAGE_TAKE_SKIP, HH_DELETES,
+	  "queryPhoto=false", NULL, hh_employee_cols, hh_employee_children,
+	  "Staff other than teachers (GetEmployees, queryPhoto=false)"),
+	EC("companies", "GetCompanies", "Companies", PAGE_TAKE_SKIP, HH_UNSURE, NULL, NULL,
+	  hh_company_cols, hh_company_children, "Corporate clients (GetCompanies)"),
+	EC("students", "GetStudents", "Students", PAGE_TAKE_SKIP, HH_DELETES, NULL, NULL,
+	  hh_student_cols, hh_student_children,
+	  "Student clients (GetStudents); client_id is the key other methods use"),
+	EC("leads", "GetLeads", "Leads", PAGE_TAKE_SKIP, HH_DELETES, NULL, NULL,
+	  hh_lead_cols, hh_lead_children, "Leads (GetLeads)"),
+	EC("study_requests", "GetStudyRequests", "StudyRequests", PAGE_TAKE_SKIP, HH_DELETES, NULL, NULL,
+	  hh_study_request_cols, hh_study_request_children, "Study requests / applications (GetStudyRequests)"),
+	E("history_modify_lead_status", "GetHistoryModifyLeadStatus", "Actions", PAGE_TAKE_SKIP,
+	  HH_DELETES, NULL, NULL, hh_lead_history_cols,
+	  "Lead status changes (GetHistoryModifyLeadStatus)"),
+	EC("ed_units", "GetEdUnits", "EdUnits", PAGE_TAKE_SKIP, HH_DELETES,
+	  "queryDays=true&dateFrom={$date_from}&dateTo={$date_to}", NULL,
+	  hh_ed_unit_cols, hh_ed_unit_children,
+	  "Teaching units: groups, mini-groups, individual courses (GetEdUnits); days within the configured range"),
+	EC("ed_unit_students", "GetEdUnitStudents", "EdUnitStudents", PAGE_TAKE_SKIP, HH_DELETES,
+	  "queryDays=true&queryPayers=true&dateFrom={$date_from}&dateTo={$date_to}", NULL,
+	  hh_ed_unit_student_cols, hh_ed_unit_student_children,
+	  "Students in teaching units, with attendance and payers (GetEdUnitStudents)"),
+	E("ed_unit_leads", "GetEdUnitLeads", "EdUnitLeads", PAGE_TAKE_SKIP, HH_DELETES, NULL, NULL,
+	  hh_ed_unit_lead_cols, "Leads placed in teaching units: trial lessons (GetEdUnitLeads)"),
+	E("lesson_plans", "GetLessonPlans", "LessonPlans", PAGE_TAKE_SKIP, HH_UNSURE, NULL, NULL,
+	  hh_lesson_plan_cols, "Lesson plans (GetLessonPlans)"),
+	E("payments", "GetPayments", "Payments", PAGE_TAKE_SKIP, HH_DELETES, NULL, NULL,
+	  hh_payment_cols, "Payments and refunds (GetPayments); value_quantity is the signed amount"),
+	EC("balances", "GetBalances", "Balances", PAGE_TAKE_SKIP, HH_DELETES,
+	  "balanceDate={$today}", NULL, hh_balance_cols, hh_balance_children,
+	  "Client balances as of the export day (GetBalances)"),
+	E("supplies", "GetSupplies", "Supplies", PAGE_TAKE_SKIP, HH_UNSURE, NULL, NULL,
+	  hh_supply_cols, "Materials sold (GetSupplies)"),
+	E("ed_materials", "GetEdMaterials", "EdMaterials", PAGE_TAKE_SKIP, HH_UNSURE, NULL, NULL,
+	  hh_ed_material_cols, "Teaching materials (GetEdMaterials)"),
+	E("announcements", "GetAnnouncements", "Announcements", PAGE_TAKE_SKIP, HH_UNSURE,
+	  "targets={Students|Employees|Companies}", NULL, hh_announcement_cols,
+	  "Announcements, one pass per target (GetAnnouncements)"),
+	EC("incomes_and_outgoes", "GetIncomesAndOutgoes", NULL, PAGE_PER_PARENT, HH_DELETES,
+	  "clientId={$parent}", "students", hh_ledger_cols, hh_ledger_children,
+	  "Per-client ledger, one row per client; items in the child tables (GetIncomesAndOutgoes)"),
+	E("client_files", "GetClientFiles", "ClientFiles", PAGE_PER_PARENT, HH_UNSURE,
+	  "clientId={$parent}", "students", hh_client_file_cols, "Files attached to clients (GetClientFiles)"),
+	E("student_personal_office_settings", "GetStudentPersonalOfficeSettings",
+	  "StudentPersonalOfficeSettings", PAGE_PER_PARENT, HH_UNSURE, "clientId={$parent}", "students",
+	  hh_office_settings_cols, "Personal cabinet settings per student (GetStudentPersonalOfficeSettings)"),
 };
 
 const struct cat_crm_desc catalog_hollihop = { CAT_HOLLIHOP, "hollihop", hh_entities, nitems(hh_entities) };

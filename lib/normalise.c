@@ -358,6 +358,25 @@ resolve(const struct cat_col *c, const struct json *j, int row, int outer,
 	}
 	if (c->json[0] == '^')
 		return json_path(j, outer, c->json + 1);
+	if (strchr(c->json, '|') != NULL) {
+		/* "a|b": the first alternative present ("" = the row itself), for shapes the
+		 * API notes are unsure about, e.g. "Name|" = an object's Name or a bare string. */
+		for (const char *p = c->json;;) {
+			char alt[128];
+			size_t n = strcspn(p, "|");
+			int t;
+			if (n >= sizeof(alt))
+				return -1;
+			memcpy(alt, p, n);
+			alt[n] = '\0';
+			t = n == 0 ? row : json_path(j, row, alt);
+			if (json_kind(j, t) != JK_ABSENT)
+				return t;
+			if (p[n] == '\0')
+				return -1;
+			p += n + 1;
+		}
+	}
 	if (c->json[0] == '\0')
 		return row;
 	return json_path(j, row, c->json);
