@@ -59,6 +59,7 @@ class Table:
         self.over = {}          # key -> full record (edited or added)
         self.deleted = set()
         self.graveyard = {}     # key -> record at deletion (for delete hooks)
+        self.prev_status = {}   # key -> (status_id, pipeline_id) before the last move
         self.next_key = self.base + self.n + 1
         self._cre = self._upd = self._by_upd = None
         self._arrays_lock = threading.Lock()
@@ -405,6 +406,7 @@ class Store:
             if "status_id" not in op:
                 raise OpError("move needs status_id")
             old = {"id": rec.get("status_id"), "pipeline_id": rec.get("pipeline_id")}
+            t.prev_status[key] = (old["id"], old["pipeline_id"])
             pid = int(op.get("pipeline_id", rec.get("pipeline_id") or 0))
             sid = int(op["status_id"])
             if t.name == "leads":
