@@ -1,0 +1,157 @@
+/*
+ * forward.c - journal -> amo-sync, one delivery at a time, in seq order (see forward.h).
+ *
+ * The journal stores each HookDelivery without its seq (the seq lives in the record
+ * header, assigned when the record was queued); it is filled in here before sending, so
+ * amo-sync sees the journal's seq and echoes it as Ack.batch_id.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "deadletter.h"
+#include "errors.h"
+#include "forward.h"
+#include "gateway.h"
+#include "journal.h"
+#include "log.h"
+
+#define FORWARD_READ_WAIT_MS	200
+#define FORWARD_WARN_EVERY_MS	10000
+
+struct forward {
+	struct forward_opts	 o;
+	char			*url;
+	nng_socket		 sock;
+	pthread_t		 thr;
+	volatile int		 stop;
+};
+
+static void
+forward_deadletter(struct forward *f, const char *kind, uint64_t seq, const void *p, size_t len)
+{
+	char path[4200] = "";
+
+	if (f->o.deadletter != NULL &&
+	    deadletter_write(f->o.deadletter, kind, "pb", p, len, path, sizeof(path)) == 0)
+		stat_add(&gw_stats[GW_DEADLETTERS], 1);
+	log_warnx("forward.deadlettered", "seq=%" PRIu64 " kind=%s bytes=%zu deadletter=%s",
+	    seq, kind, len, lq(path));
+}
+
+/* Send one record until amo-sync answers for good (or we are stopped). */
+static int
+forward_one(struct forward *f, uint64_t seq, const void *payload, size_t len)
+{
+	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT;
+	Crmsync__HookDelivery *d;
+	Crmsync__Envelope *ack = NULL;
+	int64_t down_since = 0;
+	int rv;
+
+	if ((d = crmsync__hook_delivery__unpack(NULL, len, payload)) == NULL) {
+		/* The CRC matched, so this was written like this: keep it, skip it. */
+		forward_deadletter(f, "undecodable", seq, payload, len);
+		return 0;
+	}
+	d->seq = seq;
+	env.body_case = CRMSYNC__ENVELOPE__BODY_HOOKS;
+	env.hooks = d;
+	for (;;) {
+		rv = bus_call_ack(f->sock, &env, &ack, f->o.timeout_ms, FORWARD_WARN_EVERY_MS, &f->stop);
+		if (rv != CS_ETIMEDOUT)
+			break;
+		if (down_since == 0)
+			down_since = bus_now_ms() - FORWARD_WARN_EVERY_MS;
+		log_warnx("forward.peer_unavailable", "url=%s seq=%" PRIu64 " down_s=%" PRId64
+		    " backlog=%" PRId64 " action=retrying", lq(f->url), seq,
+		    (bus_now_ms() - down_since) / 1000, stat_get(&gw_stats[GW_JOURNAL_BACKLOG]));
+	}
+	if (rv == 0) {
+		if (ack->ack->batch_id != seq)
+			log_warnx("forward.ack_mismatch", "seq=%" PRIu64 " batch_id=%" PRIu64,
+			    seq, (uint64_t)ack->ack->batch_id);
+		if (down_since != 0)
+			log_info("forward.resumed", "url=%s seq=%" PRIu64, lq(f->url), seq);
+		stat_add(&gw_stats[GW_FORWARDED], 1);
+	} else if (rv == CS_EREJECTED) {
+		log_warnx("forward.rejected", "seq=%" PRIu64 " error=%s", seq,
+		    lq(ack != NULL ? ack->ack->error : ""));
+		stat_add(&gw_stats[GW_FORWARD_REJECTED], 1);
+		forward_deadletter(f, "rejected", seq, payload, len);
+		rv = 0;
+	}
+	bus_free(ack);
+	crmsync__hook_delivery__free_unpacked(d, NULL);
+	return rv;
+}
+
+static void *
+forward_main(void *arg)
+{
+	struct forward *f = arg;
+
+	while (!f->stop) {
+		uint64_t seq;
+		void *payload;
+		size_t len;
+		int rv = journal_read(f->o.journal, FORWARD_READ_WAIT_MS, &seq, &payload, &len);
+
+		if (rv == CS_ETIMEDOUT)
+			continue;
+		if (rv != 0)
+			break;
+		rv = forward_one(f, seq, payload, len);
+		free(payload);
+		if (rv != 0)
+			break;	/* stopped: the record stays unacknowledged, resent next start */
+		(void)journal_ack(f->o.journal, seq);
+	}
+	return NULL;
+}
+
+int
+forward_start(struct forward **out, const struct forward_opts *o)
+{
+	struct forward *f;
+	int rv;
+
+	*out = NULL;
+	if ((f = calloc(1, sizeof(*f))) == NULL || (f->url = strdup(o->url)) == NULL) {
+		free(f);
+		return CS_ENOMEM;
+	}
+	f->o = *o;
+	f->o.url = f->url;
+	if ((rv = bus_dial(&f->sock, f->url, 1 << 20)) != 0) {
+		free(f->url);
+		free(f);
+		return rv;
+	}
+	/* A REQ send waits for a connected peer; without a limit it would wait forever while
+	 * amo-sync is down, deaf to forward_stop(). Timed out sends are retried by bus_call_ack. */
+	nng_socket_set_ms(f->sock, NNG_OPT_SENDTIMEO, o->timeout_ms);
+	if (pthread_create(&f->thr, NULL, forward_main, f) != 0) {
+		bus_close(f->sock);
+		free(f->url);
+		free(f);
+		return CS_ENOMEM;
+	}
+	log_info("forward.started", "url=%s timeout_ms=%d", lq(f->url), o->timeout_ms);
+	*out = f;
+	return 0;
+}
+
+void
+forward_stop(struct forward *f)
+{
+	if (f == NULL)
+		return;
+	f->stop = 1;
+	pthread_join(f->thr, NULL);
+	bus_close(f->sock);
+	free(f->url);
+	free(f);
+}

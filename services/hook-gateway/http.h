@@ -1,0 +1,48 @@
+/*
+ * http.h - the gateway's HTTPS front end: POST /hooks/amo/<secret>.
+ *
+ * NNG's HTTP server accepts connections (and does TLS); on a connection's first request
+ * the handler hijacks it and runs its own keep-alive loop, which gives what NNG 1.5's
+ * server lacks: a connection cap, idle/body/write timeouts, 411 for chunked bodies, 413
+ * before reading an oversized body, and replies without a body (see the Nagle note in
+ * notes/toolchain.md). A hook is answered 204 only after the journal's fsync covers it.
+ */
+#ifndef GW_HTTP_H
+#define GW_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "form.h"
+
+struct journal;
+struct deadletter;
+struct http;
+
+struct http_opts {
+	const char		*listen;	/* "host:port"; port 0 picks a free one */
+	int			 tls;		/* 0 only when explicitly configured */
+	const char		*cert_file;	/* PEM, may hold the chain */
+	const char		*key_file;
+	const char		*secret;	/* the path token */
+	size_t			 body_max;
+	int64_t			 idle_timeout_ms;
+	int64_t			 body_timeout_ms;
+	int64_t			 write_timeout_ms;
+	int			 max_conns;
+	struct form_limits	 limits;
+	struct journal		*journal;	/* NULL: answer 204 without journaling (benchmarks) */
+	struct deadletter	*deadletter;
+};
+
+/* Start listening. Strings in o are copied. 0, CS_ECONFIG (cert, key, address), CS_ENNG. */
+int	http_start(struct http **out, const struct http_opts *o);
+/* The bound port. */
+int	http_port(struct http *h);
+/*
+ * Stop accepting, let in-flight hooks finish (their journal callbacks still arrive, so
+ * close the journal after this), close every connection and free. NULL is fine.
+ */
+void	http_stop(struct http *h);
+
+#endif

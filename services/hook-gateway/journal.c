@@ -1,0 +1,994 @@
+/*
+ * journal.c - append-only segment files with group commit (see journal.h).
+ *
+ * Appenders only queue (under j->mtx) and get their seq; the writer thread takes the whole
+ * queue, writes it with one pwrite at the end of the active segment, runs one fdatasync,
+ * publishes the new committed size and calls the appenders back. While it is in fdatasync
+ * the next group collects, so N concurrent hooks cost about one fsync, not N.
+ * Only bytes below a segment's committed size are ever read, so the reader (forwarder)
+ * never sees a record that is not durable, and a failed write is simply overwritten by
+ * the next group. All file I/O happens outside j->mtx.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "journal.h"
+#include "log.h"
+
+#define JOURNAL_MAGIC		"CSJ1"
+#define JOURNAL_SEG_NAMELEN	24	/* 20 digits + ".seg" */
+#define JOURNAL_CURSOR		"cursor"
+#define JOURNAL_CURSOR_TMP	"cursor.tmp"
+#define JOURNAL_CURSOR_HDR	"crmsync-journal-cursor 1\n"
+#define JOURNAL_FULL_LOG_MS	10000
+
+struct journal_seg {
+	uint64_t	base;	/* first seq it may hold: its file name */
+	uint64_t	last;	/* last seq in it, 0 = empty */
+	uint64_t	size;	/* committed bytes */
+};
+
+struct journal_req {
+	struct journal_req	*next;
+	uint64_t		 seq;
+	size_t			 len;
+	journal_done_fn		 done;
+	void			*arg;
+	unsigned char		 data[];
+};
+
+struct journal {
+	struct journal_opts	 o;
+	char			*dir;
+	int			 dirfd;
+	pthread_mutex_t		 mtx;
+	pthread_mutex_t		 cursor_mtx;	/* one cursor writer at a time */
+	pthread_cond_t		 wcv;		/* writer: work queued or closing */
+	pthread_cond_t		 rcv;		/* reader: more committed records */
+	pthread_cond_t		 scv;		/* journal_append_wait callers */
+	pthread_t		 writer;
+	int			 writer_started;
+	int			 closing;
+
+	struct journal_seg	*segs;		/* ascending; the last one is active */
+	size_t			 nsegs, capsegs;
+	int			 wfd;		/* the active segment, for the writer */
+
+	uint64_t		 next_seq;
+	uint64_t		 committed;
+	uint64_t		 acked;
+	uint64_t		 cursor_saved;
+	int64_t			 cursor_saved_ms;
+	uint64_t		 bytes;		/* committed bytes of all segments */
+	uint64_t		 queued_bytes;	/* queued or being written */
+	struct journal_req	*qhead, **qtail;
+	int64_t			 full_logged_ms;
+
+	/* reader (forwarder) position */
+	uint64_t		 rbase, rpos, rseq;
+	int			 rfd;
+	uint64_t		 rfd_base;
+
+	/* writer scratch */
+	unsigned char		*wbuf;
+	size_t			 wcap;
+
+	struct journal_stats	 st;
+};
+
+/* ---- CRC-32 (reflected 0xEDB88320, like zlib) ---- */
+
+static uint32_t journal_crc_table[8][256];
+static pthread_once_t journal_crc_once = PTHREAD_ONCE_INIT;
+
+static void
+journal_crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+		journal_crc_table[0][i] = c;
+	}
+	for (uint32_t i = 0; i < 256; i++)
+		for (int t = 1; t < 8; t++)
+			journal_crc_table[t][i] = (journal_crc_table[t - 1][i] >> 8) ^
+			    journal_crc_table[0][journal_crc_table[t - 1][i] & 0xff];
+}
+
+uint32_t
+journal_crc32(uint32_t crc, const void *p, size_t len)
+{
+	const unsigned char *s = p;
+
+	pthread_once(&journal_crc_once, journal_crc_init);
+	crc = ~crc;
+	/* slicing-by-8: the journal checksums every hook body twice (write, read) */
+	while (len >= 8) {
+		uint32_t lo = crc ^ ((uint32_t)s[0] | (uint32_t)s[1] << 8 |
+		    (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24);
+		crc = journal_crc_table[7][lo & 0xff] ^ journal_crc_table[6][(lo >> 8) & 0xff] ^
+		    journal_crc_table[5][(lo >> 16) & 0xff] ^ journal_crc_table[4][lo >> 24] ^
+		    journal_crc_table[3][s[4]] ^ journal_crc_table[2][s[5]] ^
+		    journal_crc_table[1][s[6]] ^ journal_crc_table[0][s[7]];
+		s += 8;
+		len -= 8;
+	}
+	while (len-- > 0)
+		crc = journal_crc_table[0][(crc ^ *s++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+/* ---- small helpers ---- */
+
+static void
+journal_put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void
+journal_put64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t
+journal_get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t
+journal_get64(const unsigned char *p)
+{
+	return (uint64_t)journal_get32(p) | (uint64_t)journal_get32(p + 4) << 32;
+}
+
+static int64_t
+journal_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+journal_seg_name(char *buf, size_t len, uint64_t base)
+{
+	snprintf(buf, len, "%020" PRIu64 ".seg", base);
+}
+
+/* CRC of one record: length, seq and payload, in their on-disk byte order. */
+static uint32_t
+journal_rec_crc(const unsigned char *hdr, const void *payload, size_t len)
+{
+	uint32_t crc = journal_crc32(0, hdr + 4, 4);	/* length */
+
+	crc = journal_crc32(crc, hdr + 12, 8);		/* seq */
+	return journal_crc32(crc, payload, len);
+}
+
+static void
+journal_rec_header(unsigned char *hdr, uint64_t seq, const void *payload, size_t len)
+{
+	memcpy(hdr, JOURNAL_MAGIC, 4);
+	journal_put32(hdr + 4, (uint32_t)len);
+	journal_put64(hdr + 12, seq);
+	journal_put32(hdr + 8, journal_rec_crc(hdr, payload, len));
+}
+
+static int
+journal_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	unsigned char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int
+journal_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const unsigned char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Read and check the record at pos (it must end by end and have seq > after).
+ * 0: valid, *payload is malloc'd (caller frees) unless payload is NULL. -1: not a record.
+ */
+static int
+journal_rec_read(int fd, uint64_t pos, uint64_t end, uint64_t after, uint64_t *seq,
+    void **payload, size_t *plen)
+{
+	unsigned char hdr[JOURNAL_REC_HDR];
+	unsigned char *data = NULL;
+	uint32_t len;
+
+	if (end - pos < JOURNAL_REC_HDR || journal_pread_full(fd, hdr, sizeof(hdr), pos) != 0)
+		return -1;
+	len = journal_get32(hdr + 4);
+	if (memcmp(hdr, JOURNAL_MAGIC, 4) != 0 || len > JOURNAL_REC_MAX ||
+	    end - pos - JOURNAL_REC_HDR < len || journal_get64(hdr + 12) <= after)
+		return -1;
+	if ((data = malloc(len > 0 ? len : 1)) == NULL)
+		return -1;
+	if (journal_pread_full(fd, data, len, pos + JOURNAL_REC_HDR) != 0 ||
+	    journal_rec_crc(hdr, data, len) != journal_get32(hdr + 8)) {
+		free(data);
+		return -1;
+	}
+	*seq = journal_get64(hdr + 12);
+	*plen = len;
+	if (payload != NULL)
+		*payload = data;
+	else
+		free(data);
+	return 0;
+}
+
+/* Find the next valid record after a bad one at pos: 0 and *found, or -1 (none before end). */
+static int
+journal_resync(int fd, uint64_t pos, uint64_t end, uint64_t after, uint64_t *found)
+{
+	unsigned char buf[65536];
+	uint64_t off = pos + 1;
+
+	while (off + JOURNAL_REC_HDR <= end) {
+		size_t want = end - off < sizeof(buf) ? (size_t)(end - off) : sizeof(buf);
+		if (journal_pread_full(fd, buf, want, off) != 0)
+			return -1;
+		for (size_t i = 0; i + 4 <= want; i++) {
+			uint64_t seq;
+			size_t len;
+			if (memcmp(buf + i, JOURNAL_MAGIC, 4) != 0)
+				continue;
+			if (journal_rec_read(fd, off + i, end, after, &seq, NULL, &len) == 0) {
+				*found = off + i;
+				return 0;
+			}
+		}
+		if (want < sizeof(buf))
+			break;
+		off += want - 3;	/* a magic may straddle the chunk boundary */
+	}
+	return -1;
+}
+
+static int
+journal_segs_add(struct journal *j, uint64_t base)
+{
+	if (j->nsegs == j->capsegs) {
+		size_t cap = j->capsegs ? j->capsegs * 2 : 16;
+		struct journal_seg *s = realloc(j->segs, cap * sizeof(*s));
+		if (s == NULL)
+			return CS_ENOMEM;
+		j->segs = s;
+		j->capsegs = cap;
+	}
+	j->segs[j->nsegs].base = base;
+	j->segs[j->nsegs].last = 0;
+	j->segs[j->nsegs].size = 0;
+	j->nsegs++;
+	return 0;
+}
+
+static int
+journal_seg_cmp(const void *a, const void *b)
+{
+	const struct journal_seg *x = a, *y = b;
+
+	return x->base < y->base ? -1 : x->base > y->base;
+}
+
+/* Create segment base and make its name durable; returns the fd (O_RDWR) or -1. */
+static int
+journal_seg_create(struct journal *j, uint64_t base)
+{
+	char name[JOURNAL_SEG_NAMELEN + 8];
+	int fd;
+
+	journal_seg_name(name, sizeof(name), base);
+	fd = openat(j->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		log_warn("journal.create_failed", "dir=%s seg=%s", lq(j->dir), name);
+		return -1;
+	}
+	if (!j->o.nosync && fsync(j->dirfd) != 0) {
+		log_warn("journal.fsync_dir_failed", "dir=%s", lq(j->dir));
+		close(fd);
+		unlinkat(j->dirfd, name, 0);
+		return -1;
+	}
+	return fd;
+}
+
+/* ---- cursor ---- */
+
+static int
+journal_cursor_read(struct journal *j, uint64_t *out)
+{
+	char buf[128];
+	ssize_t n;
+	int fd;
+	unsigned long long v;
+	char *end;
+
+	*out = 0;
+	if ((fd = openat(j->dirfd, JOURNAL_CURSOR, O_RDONLY | O_CLOEXEC)) < 0)
+		return errno == ENOENT ? 0 : CS_EIO;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return CS_EIO;
+	buf[n] = '\0';
+	if (strncmp(buf, JOURNAL_CURSOR_HDR, strlen(JOURNAL_CURSOR_HDR)) != 0)
+		goto bad;
+	errno = 0;
+	v = strtoull(buf + strlen(JOURNAL_CURSOR_HDR), &end, 10);
+	if (errno != 0 || end == buf + strlen(JOURNAL_CURSOR_HDR) || *end != '\n')
+		goto bad;
+	*out = v;
+	return 0;
+bad:
+	/* Replaying from the start only costs duplicates, which receivers tolerate. */
+	log_warnx("journal.cursor_invalid", "dir=%s action=replay_all", lq(j->dir));
+	return 0;
+}
+
+int
+journal_sync_cursor(struct journal *j)
+{
+	char buf[128];
+	uint64_t v;
+	int fd, len, rv = CS_EIO;
+
+	pthread_mutex_lock(&j->cursor_mtx);
+	pthread_mutex_lock(&j->mtx);
+	v = j->acked;
+	pthread_mutex_unlock(&j->mtx);
+	len = snprintf(buf, sizeof(buf), JOURNAL_CURSOR_HDR "%" PRIu64 "\n", v);
+	fd = openat(j->dirfd, JOURNAL_CURSOR_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0)
+		goto out;
+	if (journal_pwrite_full(fd, buf, (size_t)len, 0) != 0 ||
+	    (!j->o.nosync && fsync(fd) != 0)) {
+		close(fd);
+		goto out;
+	}
+	close(fd);
+	if (renameat(j->dirfd, JOURNAL_CURSOR_TMP, j->dirfd, JOURNAL_CURSOR) != 0 ||
+	    (!j->o.nosync && fsync(j->dirfd) != 0))
+		goto out;
+	pthread_mutex_lock(&j->mtx);
+	if (v > j->cursor_saved)
+		j->cursor_saved = v;
+	j->cursor_saved_ms = journal_now_ms();
+	pthread_mutex_unlock(&j->mtx);
+	rv = 0;
+out:
+	if (rv != 0)
+		log_warn("journal.cursor_save_failed", "dir=%s seq=%" PRIu64, lq(j->dir), v);
+	pthread_mutex_unlock(&j->cursor_mtx);
+	return rv;
+}
+
+/* ---- open: scan segments, cut torn tails ---- */
+
+static int
+journal_scan_seg(struct journal *j, struct journal_seg *s, int fd, uint64_t *lastseq)
+{
+	struct stat sb;
+	uint64_t pos = 0, end;
+	char name[JOURNAL_SEG_NAMELEN + 8];
+
+	journal_seg_name(name, sizeof(name), s->base);
+	if (fstat(fd, &sb) != 0)
+		return CS_EIO;
+	end = (uint64_t)sb.st_size;
+	while (pos < end) {
+		uint64_t seq, found;
+		size_t len;
+
+		if (journal_rec_read(fd, pos, end, *lastseq, &seq, NULL, &len) == 0 && seq >= s->base) {
+			*lastseq = seq;
+			s->last = seq;
+			pos += JOURNAL_REC_HDR + len;
+			continue;
+		}
+		if (journal_resync(fd, pos, end, *lastseq, &found) == 0) {
+			log_warnx("journal.corrupt", "seg=%s from=%" PRIu64 " to=%" PRIu64
+			    " action=skipped", name, pos, found);
+			j->st.skipped++;
+			pos = found;
+			continue;
+		}
+		/* Nothing valid follows: a write the crash cut short. It was never acknowledged. */
+		log_warnx("journal.torn_tail", "seg=%s offset=%" PRIu64 " bytes=%" PRIu64
+		    " action=truncated", name, pos, end - pos);
+		if (ftruncate(fd, (off_t)pos) != 0 || (!j->o.nosync && fdatasync(fd) != 0)) {
+			log_warn("journal.truncate_failed", "seg=%s", name);
+			return CS_EIO;
+		}
+		end = pos;
+	}
+	s->size = end;
+	return 0;
+}
+
+static int
+journal_mkdirs(const char *dir)
+{
+	char path[4096];
+	size_t n = strlen(dir);
+
+	if (n == 0 || n >= sizeof(path))
+		return CS_EINVAL;
+	memcpy(path, dir, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		path[i] = '\0';
+		if (mkdir(path, 0750) != 0 && errno != EEXIST)
+			return CS_EIO;
+		path[i] = dir[i];
+	}
+	return 0;
+}
+
+/* Delete fully acknowledged segments (never the active one) once the cursor covers them. */
+static void
+journal_gc(struct journal *j)
+{
+	char name[JOURNAL_SEG_NAMELEN + 8];
+
+	for (;;) {
+		struct journal_seg s;
+
+		pthread_mutex_lock(&j->mtx);
+		if (j->nsegs < 2 || j->segs[0].last > j->cursor_saved) {
+			pthread_mutex_unlock(&j->mtx);
+			return;
+		}
+		s = j->segs[0];
+		memmove(&j->segs[0], &j->segs[1], (j->nsegs - 1) * sizeof(j->segs[0]));
+		j->nsegs--;
+		j->bytes -= s.size;
+		pthread_mutex_unlock(&j->mtx);
+		journal_seg_name(name, sizeof(name), s.base);
+		if (unlinkat(j->dirfd, name, 0) != 0 && errno != ENOENT)
+			log_warn("journal.unlink_failed", "seg=%s", name);
+		else
+			log_debug("journal.segment_deleted", "seg=%s last=%" PRIu64 " bytes=%" PRIu64,
+			    name, s.last, s.size);
+	}
+}
+
+static void *journal_writer(void *arg);
+
+int
+journal_open(struct journal **out, const struct journal_opts *o)
+{
+	struct journal *j;
+	DIR *d = NULL;
+	struct dirent *de;
+	uint64_t lastseq = 0;
+	int rv = CS_EIO;
+
+	*out = NULL;
+	if (o->dir == NULL || o->max_bytes == 0)
+		return CS_EINVAL;
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return CS_ENOMEM;
+	j->o = *o;
+	j->dirfd = j->wfd = j->rfd = -1;
+	j->qtail = &j->qhead;
+	pthread_mutex_init(&j->mtx, NULL);
+	pthread_mutex_init(&j->cursor_mtx, NULL);
+	pthread_cond_init(&j->wcv, NULL);
+	pthread_cond_init(&j->rcv, NULL);
+	pthread_cond_init(&j->scv, NULL);
+	/* A segment must be well below the cap, or a full cap could never be freed. */
+	if (j->o.segment_bytes == 0 || j->o.segment_bytes > j->o.max_bytes / 4)
+		j->o.segment_bytes = j->o.max_bytes / 4;
+	if (j->o.segment_bytes < 4096)
+		j->o.segment_bytes = 4096;
+	if ((j->dir = strdup(o->dir)) == NULL) {
+		rv = CS_ENOMEM;
+		goto fail;
+	}
+	if (journal_mkdirs(j->dir) != 0 ||
+	    (j->dirfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		log_warn("journal.open_failed", "dir=%s", lq(j->dir));
+		goto fail;
+	}
+	unlinkat(j->dirfd, JOURNAL_CURSOR_TMP, 0);
+	if ((rv = journal_cursor_read(j, &j->acked)) != 0)
+		goto fail;
+	j->cursor_saved = j->acked;
+
+	if ((d = fdopendir(dup(j->dirfd))) == NULL) {
+		rv = CS_EIO;
+		goto fail;
+	}
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		unsigned long long base;
+
+		if (strlen(de->d_name) != JOURNAL_SEG_NAMELEN ||
+		    strcmp(de->d_name + 20, ".seg") != 0)
+			continue;
+		errno = 0;
+		base = strtoull(de->d_name, &end, 10);
+		if (errno != 0 || end != de->d_name + 20)
+			continue;
+		if ((rv = journal_segs_add(j, base)) != 0)
+			goto fail;
+	}
+	closedir(d);
+	d = NULL;
+	qsort(j->segs, j->nsegs, sizeof(j->segs[0]), journal_seg_cmp);
+
+	for (size_t i = 0; i < j->nsegs; i++) {
+		char name[JOURNAL_SEG_NAMELEN + 8];
+		int fd;
+
+		journal_seg_name(name, sizeof(name), j->segs[i].base);
+		if ((fd = openat(j->dirfd, name, O_RDWR | O_CLOEXEC)) < 0) {
+			log_warn("journal.open_failed", "seg=%s", name);
+			rv = CS_EIO;
+			goto fail;
+		}
+		rv = journal_scan_seg(j, &j->segs[i], fd, &lastseq);
+		if (rv == 0 && i == j->nsegs - 1)
+			j->wfd = fd;
+		else
+			close(fd);
+		if (rv != 0)
+			goto fail;
+		j->bytes += j->segs[i].size;
+	}
+	j->next_seq = j->acked + 1;
+	if (lastseq + 1 > j->next_seq)
+		j->next_seq = lastseq + 1;
+	if (j->nsegs > 0 && j->segs[j->nsegs - 1].base > j->next_seq)
+		j->next_seq = j->segs[j->nsegs - 1].base;
+	if (j->nsegs == 0) {
+		if ((rv = journal_segs_add(j, j->next_seq)) != 0)
+			goto fail;
+		if ((j->wfd = journal_seg_create(j, j->next_seq)) < 0) {
+			rv = CS_EIO;
+			goto fail;
+		}
+	}
+	j->committed = j->next_seq - 1;
+	j->rbase = j->segs[0].base;
+	j->rseq = j->acked;
+	j->cursor_saved_ms = journal_now_ms();
+	journal_gc(j);
+
+	if (pthread_create(&j->writer, NULL, journal_writer, j) != 0) {
+		rv = CS_ENOMEM;
+		goto fail;
+	}
+	j->writer_started = 1;
+	log_info("journal.opened", "dir=%s segments=%zu bytes=%" PRIu64 " acked=%" PRIu64
+	    " next_seq=%" PRIu64 " backlog=%" PRIu64, lq(j->dir), j->nsegs, j->bytes, j->acked,
+	    j->next_seq, j->committed > j->acked ? j->committed - j->acked : 0);
+	*out = j;
+	return 0;
+fail:
+	if (d != NULL)
+		closedir(d);
+	journal_close(j);
+	return rv;
+}
+
+/* ---- writer ---- */
+
+/* Write and sync one group; returns 0, CS_EIO or CS_EFULL. */
+static int
+journal_write_group(struct journal *j, struct journal_req *batch, size_t nbytes, int roll,
+    uint64_t off)
+{
+	size_t o = 0;
+	int fd = j->wfd;
+
+	if (roll) {
+		int nfd = journal_seg_create(j, batch->seq);
+		if (nfd < 0)
+			return errno == ENOSPC || errno == EDQUOT ? CS_EFULL : CS_EIO;
+		pthread_mutex_lock(&j->mtx);
+		if (journal_segs_add(j, batch->seq) != 0) {
+			pthread_mutex_unlock(&j->mtx);
+			close(nfd);
+			return CS_EIO;
+		}
+		close(j->wfd);
+		j->wfd = fd = nfd;
+		pthread_mutex_unlock(&j->mtx);
+		off = 0;
+	}
+	if (nbytes > j->wcap) {
+		unsigned char *b = realloc(j->wbuf, nbytes);
+		if (b == NULL)
+			return CS_EIO;
+		j->wbuf = b;
+		j->wcap = nbytes;
+	}
+	for (struct journal_req *r = batch; r != NULL; r = r->next) {
+		journal_rec_header(j->wbuf + o, r->seq, r->data, r->len);
+		memcpy(j->wbuf + o + JOURNAL_REC_HDR, r->data, r->len);
+		o += JOURNAL_REC_HDR + r->len;
+	}
+	if (journal_pwrite_full(fd, j->wbuf, nbytes, off) != 0) {
+		int full = errno == ENOSPC || errno == EDQUOT;
+		log_warn(full ? "journal.disk_full" : "journal.write_failed",
+		    "dir=%s bytes=%zu", lq(j->dir), nbytes);
+		/* Whatever landed is beyond the committed size: cut it, the next group overwrites. */
+		(void)ftruncate(fd, (off_t)off);
+		return full ? CS_EFULL : CS_EIO;
+	}
+	if (!j->o.nosync && fdatasync(fd) != 0) {
+		log_warn("journal.fsync_failed", "dir=%s bytes=%zu", lq(j->dir), nbytes);
+		(void)ftruncate(fd, (off_t)off);
+		return errno == ENOSPC || errno == EDQUOT ? CS_EFULL : CS_EIO;
+	}
+	return 0;
+}
+
+static void *
+journal_writer(void *arg)
+{
+	struct journal *j = arg;
+
+	pthread_mutex_lock(&j->mtx);
+	for (;;) {
+		struct journal_req *batch, *r, *last = NULL;
+		struct journal_seg *act;
+		size_t nbytes = 0, n = 0;
+		uint64_t off;
+		int roll, rv;
+
+		while (j->qhead == NULL && !j->closing)
+			pthread_cond_wait(&j->wcv, &j->mtx);
+		if (j->qhead == NULL)
+			break;
+		batch = j->qhead;
+		j->qhead = NULL;
+		j->qtail = &j->qhead;
+		for (r = batch; r != NULL; r = r->next) {
+			nbytes += JOURNAL_REC_HDR + r->len;
+			n++;
+			last = r;
+		}
+		act = &j->segs[j->nsegs - 1];
+		off = act->size;
+		roll = act->size > 0 && act->size + nbytes > j->o.segment_bytes;
+		pthread_mutex_unlock(&j->mtx);
+
+		rv = journal_write_group(j, batch, nbytes, roll, off);
+
+		pthread_mutex_lock(&j->mtx);
+		j->queued_bytes -= nbytes;
+		if (rv == 0) {
+			act = &j->segs[j->nsegs - 1];
+			act->size += nbytes;
+			act->last = last->seq;
+			j->bytes += nbytes;
+			j->committed = last->seq;
+			j->st.records += n;
+			if (!j->o.nosync)
+				j->st.fsyncs++;
+			pthread_cond_broadcast(&j->rcv);
+		} else if (rv == CS_EFULL) {
+			j->st.full += n;
+		}
+		pthread_mutex_unlock(&j->mtx);
+
+		for (r = batch; r != NULL;) {
+			struct journal_req *next = r->next;
+			r->done(r->arg, r->seq, rv);
+			free(r);
+			r = next;
+		}
+		pthread_mutex_lock(&j->mtx);
+	}
+	pthread_mutex_unlock(&j->mtx);
+	return NULL;
+}
+
+/* ---- append ---- */
+
+int
+journal_append(struct journal *j, const void *payload, size_t len, journal_done_fn done,
+    void *arg, uint64_t *seq)
+{
+	struct journal_req *r;
+	uint64_t reclen = JOURNAL_REC_HDR + (uint64_t)len;
+	int64_t now;
+
+	if (len > JOURNAL_REC_MAX)
+		return CS_ETOOBIG;
+	if ((r = malloc(sizeof(*r) + len)) == NULL)
+		return CS_ENOMEM;
+	memcpy(r->data, payload, len);
+	r->len = len;
+	r->done = done;
+	r->arg = arg;
+	r->next = NULL;
+
+	pthread_mutex_lock(&j->mtx);
+	if (j->closing) {
+		pthread_mutex_unlock(&j->mtx);
+		free(r);
+		return CS_ECLOSED;
+	}
+	if (j->bytes + j->queued_bytes + reclen > j->o.max_bytes) {
+		j->st.full++;
+		now = journal_now_ms();
+		if (j->full_logged_ms == 0 || now - j->full_logged_ms >= JOURNAL_FULL_LOG_MS) {
+			/* Loud on purpose: hooks are being refused (amoCRM will retry them). */
+			log_warnx("journal.full", "dir=%s bytes=%" PRIu64 " cap=%" PRIu64
+			    " backlog=%" PRIu64 " refused=%" PRIu64 " action=answering_503",
+			    lq(j->dir), j->bytes, j->o.max_bytes, j->committed - j->acked, j->st.full);
+			j->full_logged_ms = now;
+		}
+		pthread_mutex_unlock(&j->mtx);
+		free(r);
+		return CS_EFULL;
+	}
+	if (j->full_logged_ms != 0) {
+		log_info("journal.not_full", "dir=%s bytes=%" PRIu64 " refused=%" PRIu64,
+		    lq(j->dir), j->bytes, j->st.full);
+		j->full_logged_ms = 0;
+	}
+	r->seq = j->next_seq++;
+	if (seq != NULL)
+		*seq = r->seq;
+	*j->qtail = r;
+	j->qtail = &r->next;
+	j->queued_bytes += reclen;
+	pthread_cond_signal(&j->wcv);
+	pthread_mutex_unlock(&j->mtx);
+	return 0;
+}
+
+struct journal_waiter {
+	struct journal	*j;
+	int		 done;
+	int		 err;
+};
+
+static void
+journal_waiter_done(void *arg, uint64_t seq, int err)
+{
+	struct journal_waiter *w = arg;
+
+	(void)seq;
+	pthread_mutex_lock(&w->j->mtx);
+	w->done = 1;
+	w->err = err;
+	pthread_cond_broadcast(&w->j->scv);
+	pthread_mutex_unlock(&w->j->mtx);
+}
+
+int
+journal_append_wait(struct journal *j, const void *payload, size_t len, uint64_t *seq)
+{
+	struct journal_waiter w = { j, 0, 0 };
+	int rv;
+
+	if ((rv = journal_append(j, payload, len, journal_waiter_done, &w, seq)) != 0)
+		return rv;
+	pthread_mutex_lock(&j->mtx);
+	while (!w.done)
+		pthread_cond_wait(&j->scv, &j->mtx);
+	pthread_mutex_unlock(&j->mtx);
+	return w.err;
+}
+
+/* ---- reader ---- */
+
+int
+journal_read(struct journal *j, int timeout_ms, uint64_t *seq, void **payload, size_t *len)
+{
+	struct timespec deadline;
+	char name[JOURNAL_SEG_NAMELEN + 8];
+	int rv;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	if (timeout_ms > 0) {
+		deadline.tv_sec += timeout_ms / 1000;
+		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+		if (deadline.tv_nsec >= 1000000000) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000;
+		}
+	}
+	*payload = NULL;
+	pthread_mutex_lock(&j->mtx);
+	for (;;) {
+		size_t i;
+		uint64_t end, rseq, found;
+
+		if (j->closing) {
+			rv = CS_ECLOSED;
+			break;
+		}
+		for (i = 0; i < j->nsegs && j->segs[i].base < j->rbase; i++)
+			;
+		if (i == j->nsegs || j->segs[i].base != j->rbase) {
+			/* Our segment is gone (acked and deleted): go on with the next one. */
+			if (i == j->nsegs)
+				i = j->nsegs - 1;
+			j->rbase = j->segs[i].base;
+			j->rpos = 0;
+		}
+		end = j->segs[i].size;
+		if (j->rpos >= end) {
+			if (i + 1 < j->nsegs) {
+				j->rbase = j->segs[i + 1].base;
+				j->rpos = 0;
+				continue;
+			}
+			if (timeout_ms == 0) {
+				rv = CS_ETIMEDOUT;
+				break;
+			}
+			if (timeout_ms < 0)
+				pthread_cond_wait(&j->rcv, &j->mtx);
+			else if (pthread_cond_timedwait(&j->rcv, &j->mtx, &deadline) == ETIMEDOUT) {
+				rv = CS_ETIMEDOUT;
+				break;
+			}
+			continue;
+		}
+		if (j->rfd < 0 || j->rfd_base != j->rbase) {
+			if (j->rfd >= 0)
+				close(j->rfd);
+			journal_seg_name(name, sizeof(name), j->rbase);
+			j->rfd_base = j->rbase;
+			if ((j->rfd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0) {
+				log_warn("journal.read_open_failed", "seg=%s", name);
+				j->rpos = end;	/* skip it rather than spin */
+				continue;
+			}
+		}
+		rseq = j->rseq;
+		{
+			int fd = j->rfd;
+			uint64_t pos = j->rpos;
+			uint64_t s;
+			size_t l;
+			void *p;
+			int ok;
+
+			/* Committed bytes never change: read them without the lock. */
+			pthread_mutex_unlock(&j->mtx);
+			ok = journal_rec_read(fd, pos, end, 0, &s, &p, &l) == 0;
+			if (!ok && journal_resync(fd, pos, end, rseq, &found) != 0)
+				found = end;
+			pthread_mutex_lock(&j->mtx);
+			if (ok) {
+				j->rpos = pos + JOURNAL_REC_HDR + l;
+				if (s <= j->rseq) {
+					free(p);	/* at or before the cursor: already delivered */
+					continue;
+				}
+				j->rseq = s;
+				*seq = s;
+				*payload = p;
+				*len = l;
+				rv = 0;
+				break;
+			}
+			journal_seg_name(name, sizeof(name), j->rbase);
+			log_warnx("journal.corrupt", "seg=%s from=%" PRIu64 " to=%" PRIu64
+			    " action=skipped", name, pos, found);
+			j->st.skipped++;
+			j->rpos = found;
+		}
+	}
+	pthread_mutex_unlock(&j->mtx);
+	return rv;
+}
+
+int
+journal_ack(struct journal *j, uint64_t seq)
+{
+	int save, rv = 0;
+
+	pthread_mutex_lock(&j->mtx);
+	if (seq > j->acked)
+		j->acked = seq;
+	save = j->acked > j->cursor_saved &&
+	    (journal_now_ms() - j->cursor_saved_ms >= j->o.cursor_interval_ms ||
+	    (j->nsegs > 1 && j->segs[0].last <= j->acked));
+	pthread_mutex_unlock(&j->mtx);
+	if (save)
+		rv = journal_sync_cursor(j);
+	journal_gc(j);
+	return rv;
+}
+
+void
+journal_get_stats(struct journal *j, struct journal_stats *st)
+{
+	pthread_mutex_lock(&j->mtx);
+	*st = j->st;
+	st->bytes = j->bytes;
+	st->segments = j->nsegs;
+	st->committed = j->committed;
+	st->acked = j->acked;
+	st->backlog = j->committed > j->acked ? j->committed - j->acked : 0;
+	pthread_mutex_unlock(&j->mtx);
+}
+
+void
+journal_close(struct journal *j)
+{
+	if (j == NULL)
+		return;
+	if (j->writer_started) {
+		pthread_mutex_lock(&j->mtx);
+		j->closing = 1;
+		pthread_cond_broadcast(&j->wcv);
+		pthread_cond_broadcast(&j->rcv);
+		pthread_mutex_unlock(&j->mtx);
+		pthread_join(j->writer, NULL);
+		if (j->acked > j->cursor_saved)
+			(void)journal_sync_cursor(j);
+		log_info("journal.closed", "dir=%s committed=%" PRIu64 " acked=%" PRIu64,
+		    lq(j->dir), j->committed, j->acked);
+	}
+	if (j->wfd >= 0)
+		close(j->wfd);
+	if (j->rfd >= 0)
+		close(j->rfd);
+	if (j->dirfd >= 0)
+		close(j->dirfd);
+	pthread_cond_destroy(&j->wcv);
+	pthread_cond_destroy(&j->rcv);
+	pthread_cond_destroy(&j->scv);
+	pthread_mutex_destroy(&j->mtx);
+	pthread_mutex_destroy(&j->cursor_mtx);
+	free(j->segs);
+	free(j->wbuf);
+	free(j->dir);
+	free(j);
+}

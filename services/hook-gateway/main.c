@@ -1,0 +1,257 @@
+/*
+ * main.c - crmsync-hook-gateway: wiring, configuration, signals.
+ *
+ * amoCRM --HTTPS POST--> http.c --form.c--> journal.c (fsync, then 204) --forward.c--> amo-sync
+ * The journal is opened first (replaying whatever amo-sync has not acknowledged), then the
+ * forwarder, then the listener; shutdown runs the other way round so that every hook
+ * answered 204 is on disk and every in-flight one is either answered or never was.
+ */
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
+
+#include "cfg.h"
+#include "deadletter.h"
+#include "errors.h"
+#include "forward.h"
+#include "form.h"
+#include "gateway.h"
+#include "health.h"
+#include "http.h"
+#include "journal.h"
+#include "log.h"
+#include "svc.h"
+
+struct stat_counter gw_stats[GW_NSTATS] = {
+	[GW_HOOKS_ACCEPTED]	= { "hooks_accepted", "hooks answered 204 (on disk)", 0, 0 },
+	[GW_HOOKS_REJECTED]	= { "hooks_rejected", "requests answered 4xx", 0, 0 },
+	[GW_HOOKS_UNAVAILABLE]	= { "hooks_unavailable", "requests answered 503", 0, 0 },
+	[GW_HOOK_EVENTS]	= { "hook_events", "events parsed from accepted hooks", 0, 0 },
+	[GW_DEADLETTERS]	= { "deadletters", "files written to the dead-letter directory", 0, 0 },
+	[GW_CONNECTIONS]	= { "connections", "open HTTP connections", 1, 0 },
+	[GW_HTTP_PORT]		= { "http_port", "bound HTTP(S) port", 1, 0 },
+	[GW_JOURNAL_BYTES]	= { "journal_bytes", "bytes in journal segments", 1, 0 },
+	[GW_JOURNAL_SEGMENTS]	= { "journal_segments", "journal segment files", 1, 0 },
+	[GW_JOURNAL_BACKLOG]	= { "journal_backlog", "journaled, not yet acknowledged by amo-sync", 1, 0 },
+	[GW_JOURNAL_COMMITTED]	= { "journal_committed_seq", "last durable journal seq", 1, 0 },
+	[GW_JOURNAL_ACKED]	= { "journal_acked_seq", "last seq amo-sync acknowledged", 1, 0 },
+	[GW_JOURNAL_FSYNCS]	= { "journal_fsyncs", "journal group commits (fdatasync)", 1, 0 },
+	[GW_JOURNAL_RECORDS]	= { "journal_records", "records written since start", 1, 0 },
+	[GW_FORWARDED]		= { "forwarded", "deliveries acknowledged by amo-sync", 0, 0 },
+	[GW_FORWARD_REJECTED]	= { "forward_rejected", "deliveries amo-sync refused for good", 0, 0 },
+};
+
+struct gw_conf {
+	char	*listen;
+	int	 tls;
+	char	*cert;
+	char	*key;
+	char	*secret;
+	int	 journal_on;
+	char	*journal_dir;
+	int64_t	 journal_max;
+	int64_t	 segment_size;
+	int64_t	 cursor_interval;
+	char	*deadletter_dir;
+	int64_t	 deadletter_max;
+	int64_t	 body_max;
+	int64_t	 max_keys;
+	int64_t	 max_depth;
+	int64_t	 max_events;
+	int64_t	 max_conns;
+	int64_t	 idle_timeout;
+	int64_t	 body_timeout;
+	int64_t	 write_timeout;
+	char	*amo_url;
+	int64_t	 forward_timeout;
+	char	*health_url;
+};
+
+#define K(name, type, field, def, min, max, help) \
+	{ name, type, offsetof(struct gw_conf, field), def, min, max, help }
+
+static const struct cfg_key gw_keys[] = {
+	K("CS_GATEWAY_LISTEN", CFG_STR, listen, "0.0.0.0:8443", 0, 0,
+	    "address:port of the webhook listener (port 0 = any free port)"),
+	K("CS_GATEWAY_TLS", CFG_BOOL, tls, "on", 0, 0,
+	    "HTTPS; off only behind a TLS-terminating proxy"),
+	K("CS_GATEWAY_TLS_CERT", CFG_STR, cert, "", 0, 0,
+	    "PEM certificate (chain) file, required with TLS"),
+	K("CS_GATEWAY_TLS_KEY", CFG_STR, key, "", 0, 0,
+	    "PEM private key file, required with TLS"),
+	K("CS_GATEWAY_SECRET", CFG_SECRET, secret, NULL, 0, 0,
+	    "path token: hooks are accepted at POST /hooks/amo/<secret> (16+ URL-safe chars)"),
+	K("CS_GATEWAY_JOURNAL", CFG_BOOL, journal_on, "on", 0, 0,
+	    "journal hooks before answering; off = benchmark baseline only, hooks are DROPPED"),
+	K("CS_GATEWAY_JOURNAL_DIR", CFG_STR, journal_dir, "/var/lib/crmsync/hook-gateway/journal", 0, 0,
+	    "journal directory (segments + cursor)"),
+	K("CS_GATEWAY_JOURNAL_MAX", CFG_BYTES, journal_max, "1GiB", 65536, INT64_MAX,
+	    "journal cap; past it hooks get 503"),
+	K("CS_GATEWAY_SEGMENT_SIZE", CFG_BYTES, segment_size, "64MiB", 4096, INT64_MAX,
+	    "journal segment size (at most a quarter of the cap)"),
+	K("CS_GATEWAY_CURSOR_INTERVAL", CFG_DURATION, cursor_interval, "200ms", 0, 60000,
+	    "how often the acknowledged position is saved"),
+	K("CS_GATEWAY_DEADLETTER_DIR", CFG_STR, deadletter_dir, "/var/lib/crmsync/hook-gateway/deadletter", 0, 0,
+	    "where malformed bodies and refused deliveries are kept"),
+	K("CS_GATEWAY_DEADLETTER_MAX", CFG_BYTES, deadletter_max, "64MiB", 0, INT64_MAX,
+	    "dead-letter directory cap"),
+	K("CS_GATEWAY_BODY_MAX", CFG_BYTES, body_max, "1MiB", 1024, 64 << 20,
+	    "largest hook body; larger gets 413"),
+	K("CS_GATEWAY_FORM_MAX_KEYS", CFG_INT, max_keys, "50000", 1, 10000000,
+	    "key=value pairs per body"),
+	K("CS_GATEWAY_FORM_MAX_DEPTH", CFG_INT, max_depth, "16", 1, FORM_DEPTH_MAX,
+	    "bracket nesting of one key"),
+	K("CS_GATEWAY_FORM_MAX_EVENTS", CFG_INT, max_events, "10000", 1, 1000000,
+	    "events per body"),
+	K("CS_GATEWAY_MAX_CONNS", CFG_INT, max_conns, "512", 1, 100000,
+	    "open connections; past it new ones get 503"),
+	K("CS_GATEWAY_IDLE_TIMEOUT", CFG_DURATION, idle_timeout, "60s", 100, 3600000,
+	    "keep-alive connection idle limit"),
+	K("CS_GATEWAY_BODY_TIMEOUT", CFG_DURATION, body_timeout, "10s", 100, 600000,
+	    "time to receive a body once its headers arrived"),
+	K("CS_GATEWAY_WRITE_TIMEOUT", CFG_DURATION, write_timeout, "10s", 100, 600000,
+	    "time to send a reply"),
+	K("CS_AMO_URL", CFG_STR, amo_url, "tcp://127.0.0.1:7301", 0, 0,
+	    "amo-sync's NNG REP address, where journaled hooks are delivered"),
+	K("CS_GATEWAY_FORWARD_TIMEOUT", CFG_DURATION, forward_timeout, "2s", 10, 600000,
+	    "wait for amo-sync's ack before resending"),
+	K("CS_GATEWAY_HEALTH_URL", CFG_STR, health_url, "tcp://127.0.0.1:7311", 0, 0,
+	    "NNG address of the health responder"),
+};
+
+static struct journal *gw_journal;
+
+/* Health status: refresh the journal gauges, say degraded when hooks are being refused. */
+static int
+gw_status(void *arg, char *buf, size_t len)
+{
+	struct journal_stats st;
+	const struct gw_conf *c = arg;
+
+	if (gw_journal == NULL) {
+		snprintf(buf, len, "ok (journal off: hooks are not kept)");
+		return 1;
+	}
+	journal_get_stats(gw_journal, &st);
+	stat_set(&gw_stats[GW_JOURNAL_BYTES], (int64_t)st.bytes);
+	stat_set(&gw_stats[GW_JOURNAL_SEGMENTS], (int64_t)st.segments);
+	stat_set(&gw_stats[GW_JOURNAL_BACKLOG], (int64_t)st.backlog);
+	stat_set(&gw_stats[GW_JOURNAL_COMMITTED], (int64_t)st.committed);
+	stat_set(&gw_stats[GW_JOURNAL_ACKED], (int64_t)st.acked);
+	stat_set(&gw_stats[GW_JOURNAL_FSYNCS], (int64_t)st.fsyncs);
+	stat_set(&gw_stats[GW_JOURNAL_RECORDS], (int64_t)st.records);
+	if (st.bytes * 10 >= (uint64_t)c->journal_max * 9) {
+		snprintf(buf, len, "degraded: journal at %" PRIu64 " of %" PRId64 " bytes, backlog %" PRIu64,
+		    st.bytes, c->journal_max, st.backlog);
+		return 0;
+	}
+	snprintf(buf, len, "ok");
+	return 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct gw_conf c;
+	struct svc_desc d = {
+		.name = "hook-gateway",
+		.summary = "Receives amoCRM webhooks over HTTPS, journals them to disk (fsync) before\n"
+		    "answering 204, and forwards them in order to amo-sync over NNG.",
+		.keys = gw_keys,
+		.nkeys = CFG_NKEYS(gw_keys),
+		.conf = &c,
+	};
+	struct deadletter *dl = NULL;
+	struct forward *fw = NULL;
+	struct http *http = NULL;
+	struct health *health = NULL;
+	struct journal_opts jo;
+	struct forward_opts fo;
+	struct http_opts ho;
+	int rv;
+
+	memset(&c, 0, sizeof(c));
+	svc_init(argc, argv, &d);
+	svc_signals();
+
+	if (strlen(c.secret) < 16)
+		fatalx("config.bad", "key=CS_GATEWAY_SECRET reason=%s",
+		    lq("must be at least 16 characters (it is the only authentication)"));
+	if (strspn(c.secret, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~") !=
+	    strlen(c.secret))
+		fatalx("config.bad", "key=CS_GATEWAY_SECRET reason=%s",
+		    lq("only URL-safe characters [A-Za-z0-9-._~]"));
+	if (c.tls && (c.cert[0] == '\0' || c.key[0] == '\0'))
+		fatalx("config.bad", "key=CS_GATEWAY_TLS_CERT reason=%s",
+		    lq("TLS is on: set CS_GATEWAY_TLS_CERT and CS_GATEWAY_TLS_KEY (or CS_GATEWAY_TLS=off behind a proxy)"));
+	if (!c.tls)
+		log_warnx("config.plain_http", "reason=%s", lq("CS_GATEWAY_TLS=off: serving plain HTTP"));
+
+	if ((rv = deadletter_open(&dl, c.deadletter_dir, (uint64_t)c.deadletter_max)) != 0)
+		fatalx("deadletter.open_failed", "dir=%s err=%s", lq(c.deadletter_dir), lq(cs_strerror(rv)));
+	if (c.journal_on) {
+		memset(&jo, 0, sizeof(jo));
+		jo.dir = c.journal_dir;
+		jo.max_bytes = (uint64_t)c.journal_max;
+		jo.segment_bytes = (uint64_t)c.segment_size;
+		jo.cursor_interval_ms = c.cursor_interval;
+		if ((rv = journal_open(&gw_journal, &jo)) != 0)
+			fatalx("journal.open_failed", "dir=%s err=%s", lq(c.journal_dir), lq(cs_strerror(rv)));
+		memset(&fo, 0, sizeof(fo));
+		fo.url = c.amo_url;
+		fo.timeout_ms = (int)c.forward_timeout;
+		fo.journal = gw_journal;
+		fo.deadletter = dl;
+		if ((rv = forward_start(&fw, &fo)) != 0)
+			fatalx("forward.start_failed", "url=%s err=%s", lq(c.amo_url), lq(cs_strerror(rv)));
+	} else {
+		log_warnx("config.journal_off", "reason=%s",
+		    lq("CS_GATEWAY_JOURNAL=off: hooks are answered 204 and DROPPED (benchmark baseline only)"));
+	}
+
+	memset(&ho, 0, sizeof(ho));
+	ho.listen = c.listen;
+	ho.tls = c.tls;
+	ho.cert_file = c.cert;
+	ho.key_file = c.key;
+	ho.secret = c.secret;
+	ho.body_max = (size_t)c.body_max;
+	ho.idle_timeout_ms = c.idle_timeout;
+	ho.body_timeout_ms = c.body_timeout;
+	ho.write_timeout_ms = c.write_timeout;
+	ho.max_conns = (int)c.max_conns;
+	ho.limits.max_pairs = (size_t)c.max_keys;
+	ho.limits.max_depth = (size_t)c.max_depth;
+	ho.limits.max_key = 1024;
+	ho.limits.max_events = (size_t)c.max_events;
+	ho.journal = gw_journal;
+	ho.deadletter = dl;
+	if ((rv = http_start(&http, &ho)) != 0)
+		fatalx("http.start_failed", "listen=%s err=%s", lq(c.listen), lq(cs_strerror(rv)));
+
+	/* Last: a health answer means the listener is up and the journal replayed. */
+	if ((rv = health_start(&health, c.health_url, "hook-gateway", gw_stats, GW_NSTATS,
+	    gw_status, &c)) != 0)
+		fatalx("health.start_failed", "url=%s err=%s", lq(c.health_url), lq(cs_strerror(rv)));
+	log_info("gateway.ready", "port=%d journal=%s amo=%s health=%s", http_port(http),
+	    c.journal_on ? lq(c.journal_dir) : "off", lq(c.amo_url), lq(c.health_url));
+
+	while (!svc_stop)
+		nng_msleep(100);
+
+	log_info("gateway.stopping", "reason=signal");
+	health_stop(health);
+	http_stop(http);		/* in-flight hooks get their journal answer first */
+	forward_stop(fw);
+	journal_close(gw_journal);	/* saves the cursor */
+	deadletter_close(dl);
+	cfg_free(gw_keys, CFG_NKEYS(gw_keys), &c);
+	log_info("gateway.stopped", "accepted=%" PRId64 " forwarded=%" PRId64,
+	    stat_get(&gw_stats[GW_HOOKS_ACCEPTED]), stat_get(&gw_stats[GW_FORWARDED]));
+	return 0;
+}
