@@ -107,10 +107,21 @@ class R:
         return v
 
     def pct(self, x):
-        return self.n(100) < x
+        p = self.p
+        if p < _LOW:
+            self.s = s = mix(self.s)
+            p = (p << 64) | s
+        self.p = p // 100
+        return p % 100 < x
 
     def pick(self, seq):
-        return seq[self.n(len(seq))]
+        p = self.p
+        if p < _LOW:
+            self.s = s = mix(self.s)
+            p = (p << 64) | s
+        k = len(seq)
+        self.p = p // k
+        return seq[p % k]
 
 
 class Affine:
@@ -374,10 +385,10 @@ SCALES = {
                  leads_per_unit=2, actions_per_lead=3, files_per_client=2, lesson_plans=20,
                  supplies=12, ed_materials=10, announcements=12, prices=6, discounts=4,
                  surcharges=3),
-    "demo": dict(locations=4, offices=8, companies=20, students=800, leads=1200,
-                 study_requests=600, payments=2500, teachers=25, employees=15, ed_units=120,
-                 members_per_unit=12, leads_per_unit=3, actions_per_lead=3, files_per_client=2,
-                 lesson_plans=600, supplies=300, ed_materials=60, announcements=30, prices=12,
+    "demo": dict(locations=4, offices=8, companies=15, students=500, leads=700,
+                 study_requests=300, payments=1500, teachers=20, employees=12, ed_units=80,
+                 members_per_unit=10, leads_per_unit=2, actions_per_lead=3, files_per_client=2,
+                 lesson_plans=300, supplies=150, ed_materials=40, announcements=25, prices=12,
                  discounts=6, surcharges=4),
     "bench": dict(locations=10, offices=40, companies=500, students=100000, leads=150000,
                   study_requests=60000, payments=500000, teachers=600, employees=300,
@@ -429,6 +440,7 @@ class Table:
     now = False                # response carries "Now"
     required = ()              # (param, error message)
     gen_json = None            # optional fast path: (key, tok, ctx) -> JSON text of the row
+    flat = False               # rows never carry nested collections (cheap /_fake/count)
 
     def __init__(self, d, method, root, gen=None, filters=None, **kw):
         self.d = d
@@ -882,6 +894,10 @@ class Data:
         self.aff_sup = Affine(s["sup"], self.NS)
         self._stu_core = {}
         self._pay_info = {}
+        self._emp_ref = {}
+        self._pay_pieces = {}
+        self._off_ref = {}
+        self._teacher = {}
         self._unit = {}
         self._stamp_lock = threading.Lock()
         self.version = 0
@@ -1087,9 +1103,12 @@ class Data:
         return out
 
     def emp_ref(self, ei):
-        r = R(self.salt["emp"] ^ 5, ei)
-        male, first, last = person(r)
-        return {"Id": 2 * ei + 1, "FullName": full_name(last, first)}
+        v = self._emp_ref.get(ei)
+        if v is None:
+            r = R(self.salt["emp"] ^ 5, ei)
+            male, first, last = person(r)
+            v = self._emp_ref[ei] = {"Id": 2 * ei + 1, "FullName": full_name(last, first)}
+        return v
 
     def assignees(self, r, pct):
         if self.NE == 0 or not r.pct(pct):
@@ -1101,7 +1120,12 @@ class Data:
         return out
 
     def offices_ref(self, ois):
-        return [{"Id": oi + 1, "Name": self.office_names[oi]} for oi in ois]
+        v = self._off_ref.get(ois)
+        if v is None:
+            v = [{"Id": oi + 1, "Name": self.office_names[oi]} for oi in ois]
+            if len(self._off_ref) < 100000:
+                self._off_ref[tuple(ois)] = v
+        return v
 
     def gen_student(self, cid, i, ctx):
         male, first, last, mid, mob, ph, em = self.stu_core(i)
@@ -1352,11 +1376,15 @@ class Data:
 
     # ----- teachers / employees
     def teacher_core(self, ti):
+        v = self._teacher.get(ti)
+        if v is not None:
+            return v[:5] + (R(self.salt["teach"] ^ 17, ti),)
         r = R(self.salt["teach"], ti)
         male, first, last = person(r, r.pct(40))
         mid = fem_middle(r.pick(MIDDLE_M), male) if r.pct(45) else None
         photo = f"/Files/fake.t8s.ru/Photos/Teachers/{2 * ti + 2}.jpg" if r.pct(30) else None
-        return male, first, last, mid, photo, r
+        self._teacher[ti] = (male, first, last, mid, photo)
+        return male, first, last, mid, photo, R(self.salt["teach"] ^ 17, ti)
 
     def teacher_name(self, ti):
         male, first, last, mid, photo, _ = self.teacher_core(ti)
@@ -1394,7 +1422,7 @@ class Data:
             row["Maturities"] = list(MATURITIES[r.n(2):2 + r.n(3)])
         o1 = r.n(self.NO)
         offs = [o1] + ([(o1 + 1) % self.NO] if self.NO > 1 and r.pct(20) else [])
-        row["Offices"] = self.offices_ref(sorted(offs))
+        row["Offices"] = self.offices_ref(tuple(sorted(offs)))
         row["Corporative"] = r.pct(5)
         if photo and ctx.get("photo", True):
             row["PhotoUrls"] = [photo]
@@ -1418,7 +1446,7 @@ class Data:
         row["Position"] = r2.pick(POSITIONS)
         o1 = r2.n(self.NO)
         offs = [o1] + ([(o1 + 1) % self.NO] if self.NO > 1 and r2.pct(25) else [])
-        row["Offices"] = self.offices_ref(sorted(offs))
+        row["Offices"] = self.offices_ref(tuple(sorted(offs)))
         fired = r2.pct(10)
         row["Fired"] = fired
         row["Corporative"] = r2.pct(3)
@@ -1894,15 +1922,25 @@ class Data:
         """Same row as gen_payment, as JSON text (fast path; checked equal by the self-test)."""
         (created, typ, date, paid, req, state, oi, cid, cname, amount, cur, pm,
          desc) = self.pay_vals(i)
+        pc = self._pay_pieces
+        k2 = (state, oi)
+        p2 = pc.get(k2)
+        if p2 is None:
+            p2 = pc[k2] = (f',"State":"{state}","OfficeOrCompanyId":{oi + 1},'
+                           f'"OfficeOrCompanyName":{self.office_names_json[oi]}')
+        k3 = (amount, cur, pm)
+        p3 = pc.get(k3)
+        if p3 is None:
+            p3 = pc[k3] = (f',"Value":"{money(amount, cur[0])}","ValueQuantity":{float(amount)!r},'
+                           f'"ValueCurrency":"{cur[1]}","PaymentMethodId":{pm[0]},'
+                           f'"PaymentMethodName":"{pm[1]}"')
         return "".join((
             f'{{"Id":{key},"Created":"{created}","Type":"{typ}","Date":"{date}"',
             f',"PaidDate":"{paid}"' if paid else "",
             f',"RequiredPaidDate":"{req}"' if req else "",
-            f',"State":"{state}","OfficeOrCompanyId":{oi + 1},"OfficeOrCompanyName":'
-            f'{self.office_names_json[oi]}',
+            p2,
             f',"ClientId":{cid},"ClientName":{cname}' if cid is not None else "",
-            f',"Value":"{money(amount, cur[0])}","ValueQuantity":{float(amount)!r},'
-            f'"ValueCurrency":"{cur[1]}","PaymentMethodId":{pm[0]},"PaymentMethodName":"{pm[1]}"',
+            p3,
             f',"Description":"{desc}"}}' if desc else "}"))
 
     # ----- balances, ledgers, files, settings (one per student)
@@ -2131,7 +2169,7 @@ class Data:
         p["Id"] = key
         if r.pct(60):
             o1 = r.n(self.NO)
-            p["Offices"] = self.offices_ref(sorted({o1, (o1 + 1) % self.NO}))
+            p["Offices"] = self.offices_ref(tuple(sorted({o1, (o1 + 1) % self.NO})))
         p["PriceValues"] = [{"Students": 1, "Value": p["Value"], "ValueCurrency": "руб.",
                              "ValueQuantity": p["ValueQuantity"]}]
         if r.pct(50):
@@ -2249,7 +2287,7 @@ class Data:
         add(MembersTable(self, "GetEdUnitStudents", "EdUnitStudents", self.NU))
         add(EdUnitLeadsTable(self, "GetEdUnitLeads", "EdUnitLeads", self.NU))
         add(IdTable(self, "GetLessonPlans", "LessonPlans", c["lesson_plans"], start=1, step=1,
-                    gen=self.gen_lesson_plan,
+                    gen=self.gen_lesson_plan, flat=True,
                     filters={"id": f_eq("Id"), "edunitid": f_eq("EdUnitId"),
                              "datefrom": f_ge("Date"), "dateto": f_le("Date", True)}))
         add(SmallTable(self, "GetDisciplines", "Disciplines", len(DISCIPLINES),
@@ -2278,7 +2316,8 @@ class Data:
         add(SmallTable(self, "GetSurcharges", "Surcharges", c["surcharges"], lambda i: i + 1,
                        gen=lambda k, i, ctx: self.gen_discount(k, i, ctx, True)))
         pay = IdTable(self, "GetPayments", "Payments", c["payments"], start=1, step=2, jitter=2,
-                      gen=self.gen_payment, gen_json=self.json_payment, stamps=("Created",))
+                      gen=self.gen_payment, gen_json=self.json_payment, stamps=("Created",),
+                      flat=True)
         pay.filters = {
             "id": f_eq("Id", cands=lambda x: [i for i in [pay.index_of(x)] if i is not None]),
             "clientid": f_eq("ClientId", cands=self.cand_payments_of_client),
@@ -2296,15 +2335,15 @@ class Data:
                     index_fn=self._s_index_base, gen=self.gen_ledger, key_fields=("ClientId",),
                     required=(("clientid", "Требуется поле ClientId"),)))
         sup = IdTable(self, "GetSupplies", "Supplies", c["supplies"], start=1, step=1,
-                      gen=self.gen_supply, stamps=("Created",))
+                      gen=self.gen_supply, stamps=("Created",), flat=True)
         sup.filters = {"id": f_eq("Id"), "clientid": f_eq("ClientId",
                                                           cands=self.cand_supplies_of_client),
                        "datefrom": f_ge("Date"), "dateto": f_le("Date", True)}
         add(sup)
         add(IdTable(self, "GetEdMaterials", "EdMaterials", c["ed_materials"], start=1, step=1,
-                    gen=self.gen_material, stamps=("Created",), filters={"id": f_eq("Id")}))
+                    gen=self.gen_material, stamps=("Created",), flat=True, filters={"id": f_eq("Id")}))
         add(IdTable(self, "GetAnnouncements", "Announcements", c["announcements"], start=1, step=1,
-                    gen=self.gen_announcement, stamps=("Created",),
+                    gen=self.gen_announcement, stamps=("Created",), flat=True,
                     required=(("targets", "Обязательное поле targets"),),
                     filters={"id": f_eq("Id"), "targets": f_in("Target")}))
 
@@ -2410,6 +2449,7 @@ class MembersTable(GroupedTable):
 
 
 class EdUnitLeadsTable(GroupedTable):
+    flat = True
     key_fields = ("EdUnitId", "LeadId")
     key_types = (int, int)
 
@@ -2467,6 +2507,7 @@ class EdUnitLeadsTable(GroupedTable):
 
 
 class ActionsTable(GroupedTable):
+    flat = True
     key_fields = ("LeadId", "DateTime", "AfterId")
     key_types = (int, str, int)
 
@@ -2524,6 +2565,7 @@ class ActionsTable(GroupedTable):
 
 
 class FilesTable(GroupedTable):
+    flat = True
     key_fields = ("Id",)
     key_types = (int,)
     stamps = ("Created",)
@@ -2766,6 +2808,10 @@ def api_answer(app, table, params):
 
 
 def count_rows(app, table, params):
+    params = dict(params)
+    rows_only = params.pop("children", None) == "0"
+    if rows_only and not table.parse_filters(params)[0]:
+        return {"method": table.method, "rows": table.live_count(table.st)}
     ctx = make_ctx(params)
     key = (table.method, tuple(sorted(params.items())), app.data.version)
     hit = app.count_cache.get(key)
@@ -2776,11 +2822,16 @@ def count_rows(app, table, params):
     children = collections.Counter()
     rows = 0
     seq = table.candidates_iter(cands, st) if cands is not None else table.iter_from(0, st)
+    if table.flat and not preds:
+        # no nested collections in generated rows: only overlays can add some
+        rows = table.live_count(st)
+        seq = [(k, table.find(k, st)) for k in st.edits]
     for k, tok in seq:
         row = table.render(k, tok, ctx, st)
         if preds and not all(p(row) for p in preds):
             continue
-        rows += 1
+        if not (table.flat and not preds):
+            rows += 1
         if isinstance(row, dict):
             for f, v in row.items():
                 if isinstance(v, list):
@@ -2940,6 +2991,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def send(self, status, body, ctype="application/json; charset=utf-8"):
         self.send_response(status)
+        if self.t_start:
+            self.send_header("X-Fake-Serve-Ms", f"{(time.perf_counter() - self.t_start) * 1000:.2f}")
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "private")
@@ -2954,7 +3007,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def send_json(self, status, obj):
         self.send(status, dumps(obj))
 
+    t_start = 0.0
+
     def dispatch(self, verb):
+        self.t_start = time.perf_counter()
         try:
             url = urllib.parse.urlsplit(self.path)
             body = self.read_body()
@@ -3263,10 +3319,18 @@ def build_parser():
 
 
 def warmup(app):
+    """Background: group indexes, then the per-student name cache used by hot pages."""
     try:
+        d = app.data
         for m in ("getedunitstudents", "getedunitleads", "gethistorymodifyleadstatus",
                   "getclientfiles"):
-            app.data.tables[m].prefix
+            d.tables[m].prefix
+        for s in range(min(d.NS, 300000)):
+            if app.data is not d:
+                return
+            d.stu_pay_info(s)
+            if s % 2000 == 0:
+                time.sleep(0.001)   # let request threads in
     except Exception:
         pass
 
