@@ -254,13 +254,13 @@ def serve(args):
     app = App(args)
     handler = type("BoundHandler", (Handler,), {"app": app})
     httpd = Server(("127.0.0.1", args.port), handler)
-    print("listening port=%d" % httpd.server_address[1], flush=True)
-    threading.Thread(target=app.store.warm, name="warm", daemon=True).start()
 
     def stop(signum, frame):
         threading.Thread(target=httpd.shutdown, daemon=True).start()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    print("listening port=%d" % httpd.server_address[1], flush=True)
+    threading.Thread(target=app.store.warm, name="warm", daemon=True).start()
     try:
         httpd.serve_forever(poll_interval=0.2)
     finally:
