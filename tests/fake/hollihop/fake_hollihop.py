@@ -750,10 +750,21 @@ class GroupedTable(LargeTable):
     def n(self):
         return self.prefix[-1]
 
+    _last = None
+
+    def kids(self, p):
+        """children_of(p), remembering the last parent (pages walk parents in order)."""
+        c = self._last
+        if c is not None and c[0] == p:
+            return c[1]
+        v = self.children_of(p)
+        self._last = (p, v)
+        return v
+
     def resolve(self, i):
         pre = self.prefix
         p = bisect.bisect_right(pre, i) - 1
-        return p, self.children_of(p)[i - pre[p]]
+        return p, self.kids(p)[i - pre[p]]
 
     def key_at(self, i):
         p, ch = self.resolve(i)
@@ -2532,11 +2543,6 @@ class ActionsTable(GroupedTable):
     def gen_added(self, key, tok, ctx):
         return self.gen_child(key, None, None, None, ctx)
 
-    def resolve(self, i):
-        pre = self.prefix
-        p = bisect.bisect_right(pre, i) - 1
-        return p, self.d.lead_chain(p)[i - pre[p]]
-
     def index_of(self, key):
         p = self.d.tables["getleads"].index_of(key[0])
         if p is None:
@@ -3294,8 +3300,8 @@ def build_parser():
                    help="preset row counts (tiny ~20 per entity; demo a few thousand; bench "
                         "100k students / 500k payments / 20k ed units)")
     for k in COUNT_FIELDS:
-        p.add_argument("--" + k.replace("_", "-"), type=int, default=None, dest=k,
-                       help=f"override the preset count of {k.replace('_', ' ')}")
+        p.add_argument("--" + k.replace("_", "-"), type=int, default=argparse.SUPPRESS, dest=k,
+                       help=f"{k.replace('_', ' ')} (default: from --scale)")
     p.add_argument("--anchor-date", default="2025-06-01",
                    help="'today' of the generated data (data span the 4 years before it)")
     p.add_argument("--rate-limit", type=int, default=600,
