@@ -32,6 +32,7 @@ db_connect(struct store *st)
 			    (long long)st->conf.statement_timeout_ms);
 			PQclear(PQexec(st->pg, tmo));
 			PQclear(PQexec(st->pg, "SET synchronous_commit = on"));
+			PQclear(PQexec(st->pg, "SET client_min_messages = warning"));
 			PQclear(PQexec(st->pg, "SET application_name = 'crmsync-store'"));
 			st->pg_ok = 1;
 			stat_set(&store_stats[ST_DB_UP], 1);

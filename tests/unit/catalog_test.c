@@ -81,6 +81,19 @@ check_crm(const struct cat_crm_desc *d)
 			if (!ident_ok(ch->table))
 				fail_msg("%s: bad child table %s", e->name, ch->table);
 			check_cols(ch->table, ch->cols, ch->ncols, 1);
+			/* Child columns must not repeat the parent key columns or the discriminator. */
+			char pcol[64], dcol[64];
+			const char *dval = catalog_discriminator(ch, dcol, sizeof(dcol));
+			for (size_t q = 0; q < ch->ncols; q++) {
+				for (size_t k = 0; k < catalog_nkeys(e); k++) {
+					assert_int_equal(catalog_child_parent_col(e, ch, k, pcol, sizeof(pcol)), 0);
+					if (strcmp(pcol, ch->cols[q].column) == 0)
+						fail_msg("child table %s of %s: column %s repeats a parent key column",
+						    ch->table, e->name, pcol);
+				}
+				if (dval != NULL && strcmp(dcol, ch->cols[q].column) == 0)
+					fail_msg("child table %s: column %s repeats the discriminator", ch->table, dcol);
+			}
 			/* A child table name may be shared only by children with the same columns. */
 			for (size_t x = 0; x < d->nentities; x++) {
 				for (size_t y = 0; y < d->entities[x].nchildren; y++) {
