@@ -133,8 +133,7 @@ class Api:
     def __init__(self, store, ignore_filters=False, row_cache=20000):
         self.store, self.ref = store, store.ref
         self.ignore_filters = ignore_filters
-        self.row_cache_max = row_cache
-        self._rows, self._rows_version = {}, -1
+        store.rows_max = row_cache
         self.webhooks = []
 
     # ---- helpers -----------------------------------------------------------------------
@@ -167,19 +166,7 @@ class Api:
         return out.replace(BASE, base).encode()
 
     def _row(self, table, key, with_key, with_set):
-        st = self.store
-        if self._rows_version != st.version or len(self._rows) > self.row_cache_max:
-            self._rows, self._rows_version = {}, st.version
-        ck = (table.name, key, with_key)
-        s = self._rows.get(ck)
-        if s is None:
-            rec = table.get(key)
-            if rec is None:
-                return None
-            s = dumps(st.view(table, rec, with_set))
-            if self.row_cache_max:
-                self._rows[ck] = s
-        return s
+        return self.store.row_json(table, key, with_key, with_set)
 
     def list_small(self, base, path, q, key, items, max_limit=250, totals=False, default=50):
         """Page an in-memory list (reference data)."""

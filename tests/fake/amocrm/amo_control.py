@@ -120,7 +120,7 @@ class Control:
                 if t.name in ("events", "unsorted"):
                     ids = [t.get(k)[kn] for k in keys]
                 else:
-                    ids = keys
+                    ids = list(keys)
                 return _json({"entity": t.name, "ids": ids})
             key = _key_of(st, t, q.get("id"))
             with_set = {w for w in q.get("with", "").split(",") if w}

@@ -606,11 +606,12 @@ class Gen:
         elif typ in ("task_added", "task_completed"):
             after = [{"task_result": {"text": "ok"}}] if typ == "task_completed" else []
         plural = self._PLURAL[et]
-        return {"id": event_id(self.salt["events"], e, created), "type": typ, "entity_id": eid,
+        eid_s = event_id(self.salt["events"], e, created)
+        return {"id": eid_s, "type": typ, "entity_id": eid,
                 "entity_type": et, "created_by": 0 if r.pct(30) else self._user(r),
                 "created_at": created, "value_after": after, "value_before": before,
                 "account_id": self.acc,
-                "_links": {"self": {"href": "%s/api/v4/events/%s" % (BASE, event_id(self.salt["events"], e, created))}},
+                "_links": {"self": {"href": "%s/api/v4/events/%s" % (BASE, eid_s)}},
                 "_embedded": {"entity": {"id": eid, "_links": {"self": {"href": "%s/api/v4/%s/%d" % (BASE, plural, eid)}}}}}
 
     # ---- unsorted, talks, transactions, catalog elements -------------------------------

@@ -213,6 +213,7 @@ class Stats:
             self.arrivals = collections.deque()
             self.max_window = 0
             self.requests = 0
+            self.timing = {}        # path -> [n, wall ms sum, wall ms max, cpu ms sum]
             self.started = time.time()
 
     def arrival(self, path, now):
@@ -227,9 +228,17 @@ class Stats:
             if len(a) > self.max_window:
                 self.max_window = len(a)
 
-    def done(self, status, meta):
+    def done(self, status, meta, path=None, wall_ms=0.0, cpu_ms=0.0):
         with self.lock:
             self.status[status] += 1
+            if path is not None:
+                t = self.timing.get(path)
+                if t is None:
+                    t = self.timing[path] = [0, 0.0, 0.0, 0.0]
+                t[0] += 1
+                t[1] += wall_ms
+                t[2] = max(t[2], wall_ms)
+                t[3] += cpu_ms
             ent = meta.get("entity") if meta else None
             if ent and status in (200, 204):
                 self.lists[ent] += 1
@@ -245,6 +254,9 @@ class Stats:
                     "429": self.status[429], "403": self.status[403], "401": self.status[401],
                     "filter_id_requests": self.filter_id_requests, "filter_ids": self.filter_ids,
                     "max_requests_in_1s": self.max_window,
+                    "timing": {p: {"n": t[0], "avg_ms": round(t[1] / t[0], 3),
+                                   "max_ms": round(t[2], 3), "avg_cpu_ms": round(t[3] / t[0], 3)}
+                               for p, t in self.timing.items()},
                     "since": self.started}
 
 

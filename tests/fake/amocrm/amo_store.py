@@ -9,12 +9,14 @@ mutation ops of POST /_fake/mutate and the events they leave behind. One lock gu
 """
 
 import bisect
+import itertools
 import json
 import threading
 from array import array
 
 from amo_gen import BASE, SINGULAR
 from amo_ref import LOST, WON
+from amo_util import dumps
 
 # entity names accepted by /_fake/* -> table name
 ALIASES = {"lead": "leads", "contact": "contacts", "company": "companies",
@@ -132,36 +134,44 @@ class Table:
         field, direction = order or self.spec.default_order
         if field not in ("id", "created_at", "updated_at"):
             field = "id"
+        if field == "created_at":
+            # created_at rises with the key for base rows, and rows added later get later
+            # keys and times, so created_at order is key order (ties broken by key).
+            field = "id"
         ulo, uhi = ranges.get("updated_at", (None, None))
         clo, chi = ranges.get("created_at", (None, None))
+        has_u = ulo is not None or uhi is not None
+        has_c = clo is not None or chi is not None
         base, n = self.base, self.n
         sorted_by = "id"
         if ids is not None:
             keys = sorted({k for k in ids if self.live(k)})
             keys = [k for k in keys if _in(self.ts(k), clo, chi, ulo, uhi)]
         else:
-            cre, upd, by_upd = self.arrays()
-            dirty = self.deleted or self.over
             if field == "updated_at":
+                cre, upd, by_upd = self.arrays()
                 lo_i, hi_i = 0, n
-                if ulo is not None or uhi is not None:
+                if has_u:
                     vals = _Proj(upd, by_upd)
                     lo_i = 0 if ulo is None else bisect.bisect_left(vals, ulo)
                     hi_i = n if uhi is None else bisect.bisect_right(vals, uhi)
                 keys = [base + 1 + by_upd[j] for j in range(lo_i, hi_i)]
-                if clo is not None or chi is not None:
+                if has_c:
                     keys = [k for k in keys if _rng(cre[k - base - 1], clo, chi)]
                 sorted_by = "updated_at"
-            else:
+            elif has_u or has_c:
+                cre, upd, _ = self.arrays()
                 lo_i, hi_i = 0, n
                 if clo is not None:
                     lo_i = bisect.bisect_left(cre, clo)
                 if chi is not None:
                     hi_i = bisect.bisect_right(cre, chi)
-                keys = list(range(base + 1 + lo_i, base + 1 + hi_i))
-                if ulo is not None or uhi is not None:
+                keys = range(base + 1 + lo_i, base + 1 + hi_i)
+                if has_u:
                     keys = [k for k in keys if _rng(upd[k - base - 1], ulo, uhi)]
-            if dirty:
+            else:
+                keys = range(base + 1, base + n + 1)       # no arrays needed
+            if self.deleted or self.over:
                 keys = [k for k in keys if k not in self.deleted and k not in self.over]
                 extra = [k for k in self.over if _in(self.ts(k), clo, chi, ulo, uhi)]
                 if sorted_by == "updated_at":
@@ -174,11 +184,9 @@ class Table:
         if match is not None:
             keys = [k for k in keys if match(self.get(k))]
         if field == "updated_at" and sorted_by != "updated_at":
-            keys.sort(key=lambda k: (self.ts(k)[1], k))
-        elif field == "created_at":
-            keys.sort(key=lambda k: (self.ts(k)[0], k))
+            keys = sorted(keys, key=lambda k: (self.ts(k)[1], k))
         if direction == "desc":
-            keys.reverse()
+            keys = keys[::-1]
         return keys
 
 
@@ -236,6 +244,8 @@ class Store:
         self.clock = ref.now
         self.real_clock = real_clock
         self._cache = {}
+        self.rows = {}              # (table, key, with) -> serialised row, FIFO-bounded
+        self.rows_max = 20000
 
     # ---- names, clock ------------------------------------------------------------------
     def table(self, entity):
@@ -299,6 +309,30 @@ class Store:
             keep[part] = v
         out["_embedded"] = keep
         return out
+
+    def row_json(self, table, key, with_key, with_set):
+        """The row as list JSON (BASE hrefs), cached; None if it is not live."""
+        rk = (table.name, key)
+        variants = self.rows.get(rk)
+        s = variants.get(with_key) if variants else None
+        if s is None:
+            rec = table.get(key)
+            if rec is None:
+                return None
+            s = dumps(self.view(table, rec, with_set))
+            if self.rows_max:
+                rows = self.rows
+                if variants is None:
+                    if len(rows) >= self.rows_max:      # FIFO: drop the oldest tenth
+                        for old in list(itertools.islice(rows, self.rows_max // 10 + 1)):
+                            del rows[old]
+                    variants = rows[rk] = {}
+                variants[with_key] = s
+        return s
+
+    def forget(self, table, key):
+        """Drop the cached JSON of one row (every with= variant)."""
+        self.rows.pop((table.name, key), None)
 
     def record(self, entity, key, with_set=frozenset()):
         t = self.table(entity)
@@ -384,7 +418,10 @@ class Store:
                                    rec["entity_id"], after=[{"note": {"id": key}}], at=at)
             return {"op": "add", "entity": t.name, "ids": ids}
         key = self._key(t, op)
+        self.forget(t, key)
         if kind == "delete":
+            if t.name in REF_TABLE:
+                self.rows.clear()       # other rows embed this one
             rec = t.get(key)
             t.graveyard[key] = rec
             t.deleted.add(key)

@@ -47,16 +47,25 @@ class R:
         if p < _LOW:
             self.s = s = mix(self.s)
             p = (p << 64) | s
-        q, v = divmod(p, k)
-        self.p = q
+        self.p, v = divmod(p, k)
         return v
 
     def pct(self, x):
-        """True with probability x percent."""
-        return self.n(100) < x
+        """True with probability x percent (n(100) < x, inlined: it is called a lot)."""
+        p = self.p
+        if p < _LOW:
+            self.s = s = mix(self.s)
+            p = (p << 64) | s
+        self.p, v = divmod(p, 100)
+        return v < x
 
     def pick(self, seq):
-        return seq[self.n(len(seq))]
+        p = self.p
+        if p < _LOW:
+            self.s = s = mix(self.s)
+            p = (p << 64) | s
+        self.p, v = divmod(p, len(seq))
+        return seq[v]
 
     def between(self, lo, hi):
         """An int in [lo, hi]."""
@@ -73,12 +82,17 @@ def dumps(obj):
 _B32 = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case (as seen in events)
 
 
+_B32_PAIRS = [a + b for a in _B32 for b in _B32]
+
+
 def b32(n, width):
+    """n as `width` base32 digits (width even), most significant first."""
     out = []
-    for _ in range(width):
-        out.append(_B32[n & 31])
-        n >>= 5
-    return "".join(reversed(out))
+    for _ in range(width // 2):
+        out.append(_B32_PAIRS[n & 1023])
+        n >>= 10
+    out.reverse()
+    return "".join(out)
 
 
 def unb32(s):

@@ -66,6 +66,7 @@ class App:
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server_version = "nginx"
     sys_version = ""
     app = None          # set on the subclass made by serve()
@@ -99,16 +100,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(n)
 
     def _send(self, r):
+        body = r.body if r.status != 204 else b""
         self.send_response(r.status)
         if r.status != 204:
             self.send_header("Content-Type", r.ctype + ("; charset=utf-8" if r.ctype == HTML else ""))
-        self.send_header("Content-Length", str(len(r.body) if r.status != 204 else 0))
+        self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Request-Id", "%016x" % next(self.app.req_ids))
         for k, v in r.headers:
             self.send_header(k, v)
-        self.end_headers()
-        if r.status != 204 and r.body:
-            self.wfile.write(r.body)
+        # headers and body in one write: two small writes meet Nagle + delayed ACK (40 ms)
+        self._headers_buffer.append(b"\r\n")
+        self._headers_buffer.append(body)
+        self.flush_headers()
 
     def _base(self):
         a = self.app.args
@@ -117,6 +120,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return "http://" + (self.headers.get("Host") or "127.0.0.1:%d" % self.server.server_port)
 
     def _dispatch(self, method):
+        try:
+            self._dispatch2(method)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception:                    # a bug in the fake: say so, keep serving
+            import traceback
+            traceback.print_exc(file=sys.stderr)
+            self.close_connection = True
+            try:
+                self._send(problem(500, "fake_amocrm internal error (see its stderr)"))
+            except OSError:
+                pass
+
+    def _dispatch2(self, method):
         app = self.app
         path, _, qs = self.path.partition("?")
         try:
@@ -128,12 +145,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(app.control.handle(method, path, qs, body, self._base()))
         now = time.time()
         app.stats.arrival(path, now)
+        t0, c0 = time.perf_counter(), time.thread_time()
         r = self._guarded(method, path, qs, body, now)
         if r is None:                       # dropped connection
             app.stats.done(0, None)
             return
-        app.stats.done(r.status, r.meta)
         self._send(r)
+        app.stats.done(r.status, r.meta, path, (time.perf_counter() - t0) * 1000,
+                       (time.thread_time() - c0) * 1000)
 
     def _guarded(self, method, path, qs, body, now):
         app = self.app
