@@ -3,6 +3,7 @@
     python3 -m unittest tests/fake/hollihop/test_fake_hollihop.py      (from the repo root)
 """
 import http.client
+import itertools
 import json
 import os
 import socket
@@ -576,6 +577,29 @@ class GeneratorTest(unittest.TestCase):
             t = d.tables["getpayments"]
             frags = t.select_frags({}, {}, 0, 3000, t.st)
             self.assertEqual([json.loads(x) for x in frags], t.select({}, {}, 0, 3000))
+
+    def test_overlay_paging_randomised(self):
+        import random
+        rnd = random.Random(11)
+        d = F.Data(9, F.SCALES["demo"], F.datetime.date(2025, 6, 1))
+        for m in ("GetPayments", "GetEdUnitStudents", "GetHistoryModifyLeadStatus", "GetOffices"):
+            t = d.tables[m.lower()]
+            for _ in range(4):
+                keys = t.keys()
+                ops = [{"op": "delete", "method": m, "key": t.key_json(k)}
+                       for k in rnd.sample(keys, min(len(keys) // 10 + 1, 25))]
+                ops.append({"op": "add", "method": m, "count": 2})
+                for op in ops:
+                    F.mutate_one(d, op)
+                full = t.keys()
+                self.assertEqual(len(full), t.live_count(t.st))
+                if m != "GetOffices":
+                    self.assertEqual(full, sorted(full))
+                for take in (1, 7, 100):
+                    got = []
+                    for skip in range(0, len(full) + take, take):
+                        got += [k for k, _ in itertools.islice(t.iter_from(skip, t.st), take)]
+                    self.assertEqual(got, full, (m, take))
 
     def test_bench_scale_is_lazy_and_fast(self):
         t0 = time.perf_counter()
