@@ -121,7 +121,7 @@ static int
 is_auth_text(const char *s)
 {
 	return contains_ci(s, "authkey") || contains_ci(s, "auth key") || contains_ci(s, "api key") ||
-	    contains_ci(s, "unauthori") || contains_ci(s, "ключ") || contains_ci(s, "доступ");
+	    contains_ci(s, "unauthori") || contains_ci(s, "ключ") || contains_ci(s, "авториз");
 }
 
 static enum verdict
