@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# gateway_test.sh - integration tests of crmsync-hook-gateway: the real binary, real TLS.
+#
+#   gateway_test.sh GATEWAY RECEIVER PROBE SAMPLES_DIR
+#
+# Makes a throwaway CA and server certificate with openssl, talks HTTPS with curl
+# --cacert (verification on), and stands in for amo-sync with gw_test_receiver (NNG REP,
+# records every HookDelivery it acks). Readiness is always probed (the gateway's NNG health
+# responder, the receiver's ready file, curl output), never waited for with a fixed sleep.
+# Scenarios: every sample hook reaches amo-sync; wrong secret 404; oversized 413; chunked 411;
+# malformed and non-UTF-8 400 + dead letter; amo-sync down while 5,000 hooks arrive, then up:
+# all arrive exactly in order; kill -9 of the gateway mid-stream: every 204'd hook arrives;
+# journal cap: 503, then accepted again once drained; the fake amoCRM's sender, if present.
+set -euo pipefail
+
+GW=$1 RECV=$2 PROBE=$3 SAMPLES=$4
+HERE=$(cd "$(dirname "$0")" && pwd)
+FAKE=$HERE/../../fake/amocrm/fake_amocrm.py
+T=$(mktemp -d "${TMPDIR:-/tmp}/gwtest.XXXXXX")
+SECRET=it-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+PIDS=()
+NPASS=0
+
+log() { printf '%s %s\n' "$(date +%T.%3N)" "$*"; }
+pass() { NPASS=$((NPASS + 1)); log "ok   $*"; }
+fail() {
+	log "FAIL $*"
+	for f in "$T"/*.log; do echo "--- tail $f"; tail -n 30 "$f"; done
+	exit 1
+}
+cleanup() {
+	local rc=$?
+	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	if [ $rc -eq 0 ]; then rm -rf "$T"; else log "kept $T for inspection"; fi
+}
+trap cleanup EXIT
+
+# wait_until TIMEOUT_S DESCRIPTION COMMAND...: poll COMMAND until it succeeds.
+wait_until() {
+	local limit=$1 what=$2; shift 2
+	local end=$((SECONDS + limit))
+	until "$@"; do
+		[ $SECONDS -lt $end ] || fail "timed out after ${limit}s waiting for: $what"
+		sleep 0.05
+	done
+}
+
+# ---- certificates: a CA and a server certificate it signed ----
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+	-keyout "$T/ca.key" -out "$T/ca.pem" -subj "/CN=crmsync gateway test CA" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+	-keyout "$T/server.key" -out "$T/server.csr" -subj "/CN=localhost" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$T/ext.cnf"
+openssl x509 -req -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+	-days 2 -out "$T/server.pem" -extfile "$T/ext.cnf" 2>/dev/null
+
+export CS_GATEWAY_LISTEN=127.0.0.1:0
+export CS_GATEWAY_TLS_CERT=$T/server.pem CS_GATEWAY_TLS_KEY=$T/server.key
+export CS_GATEWAY_SECRET=$SECRET
+export CS_GATEWAY_JOURNAL_DIR=$T/journal CS_GATEWAY_DEADLETTER_DIR=$T/deadletter
+export CS_AMO_URL=ipc://$T/amo.ipc CS_GATEWAY_HEALTH_URL=ipc://$T/health.ipc
+export CS_GATEWAY_BODY_MAX=64KiB CS_GATEWAY_FORWARD_TIMEOUT=500ms
+
+GWPID= RCPID= PORT= URL=
+start_gw() {
+	"$GW" >>"$T/gw.log" 2>&1 &
+	GWPID=$!
+	PIDS+=("$GWPID")
+	wait_until 20 "gateway health" "$PROBE" "$CS_GATEWAY_HEALTH_URL" >/dev/null 2>&1
+	PORT=$("$PROBE" "$CS_GATEWAY_HEALTH_URL" http_port)
+	URL=https://127.0.0.1:$PORT/hooks/amo/$SECRET
+}
+stop_gw() {
+	kill -TERM "$GWPID"
+	local end=$((SECONDS + 20))
+	while kill -0 "$GWPID" 2>/dev/null; do
+		[ $SECONDS -lt $end ] || fail "gateway did not stop on SIGTERM"
+		sleep 0.05
+	done
+	wait "$GWPID" || fail "gateway exited non-zero after SIGTERM"
+}
+start_recv() {	# start_recv OUTFILE [MODE]
+	rm -f "$T/recv.ready"
+	"$RECV" "$CS_AMO_URL" "$1" --mode "${2:-ack}" --ready "$T/recv.ready" >>"$T/recv.log" 2>&1 &
+	RCPID=$!
+	PIDS+=("$RCPID")
+	wait_until 10 "receiver ready" test -e "$T/recv.ready"
+}
+stop_recv() { kill -TERM "$RCPID"; wait "$RCPID" 2>/dev/null || true; }
+stat_of() { "$PROBE" "$CS_GATEWAY_HEALTH_URL" "$1"; }
+lines() { if [ -e "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+lines_ge() { [ "$(lines "$1")" -ge "$2" ]; }
+stat_eq() { [ "$(stat_of "$1")" = "$2" ]; }
+post() {	# post BODYFILE [extra curl args...] -> prints the status code
+	local f=$1; shift
+	curl -sS --cacert "$T/ca.pem" -o "$T/resp.body" -w '%{http_code}' --data-binary @"$f" "$@" "$URL"
+}
+
+# curl config that POSTs hooks for lead ids FROM..TO, one request each, keep-alive.
+make_stream() {	# make_stream CFG FROM TO
+	local cfg=$1 i
+	{
+		for ((i = $2; i <= $3; i++)); do
+			printf 'url = "%s"\ncacert = "%s"\ndata-binary = "leads%%5Bupdate%%5D%%5B0%%5D%%5Bid%%5D=%d&leads%%5Bupdate%%5D%%5B0%%5D%%5Blast_modified%%5D=1700000000&account%%5Bsubdomain%%5D=it&account%%5Bid%%5D=42"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
+				"$URL" "$T/ca.pem" "$i"
+			if [ "$i" -lt "$3" ]; then echo next; fi
+		done
+	} >"$cfg"
+}
+
+log "workdir $T"
+start_recv "$T/recv1.txt"
+start_gw
+log "gateway up on port $PORT"
+
+# ---- 1. every sample hook: 204, and amo-sync gets each, in order ----
+n=0
+: >"$T/samples.expect"
+for f in "$SAMPLES"/*.form; do
+	code=$(post "$f")
+	[ "$code" = 204 ] || fail "sample $(basename "$f"): status $code, want 204"
+	[ ! -s "$T/resp.body" ] || fail "sample $(basename "$f"): a 204 with a body"
+	n=$((n + 1))
+	echo "$(basename "$f")" >>"$T/samples.expect"
+done
+wait_until 30 "$n deliveries" lines_ge "$T/recv1.txt" "$n"
+[ "$(lines "$T/recv1.txt")" -eq "$n" ] || fail "receiver has $(lines "$T/recv1.txt") deliveries, want $n"
+# the deliveries arrive in the order of the POSTs and each carries its kind
+paste -d' ' "$T/samples.expect" "$T/recv1.txt" | while read -r name seq nev first rest; do
+	[ "$nev" -ge 1 ] || fail "$name: no events"
+	case $name in batch_*) continue ;; esac
+	kind=${name%.form}
+	ent=${first%%/*}; act=${first#*/}; act=${act%%/*}
+	case $kind in "${ent}_${act}"*) ;; *) fail "$name delivered as $first" ;; esac
+done
+awk 'NR > 1 && $1 <= prev { exit 1 } { prev = $1 }' "$T/recv1.txt" || fail "seqs not increasing"
+pass "1. $n sample hooks (every entity/action) answered 204 and delivered in order"
+
+# ---- 2. wrong secret, near misses and other methods: 404, no body ----
+printf 'leads%%5Badd%%5D%%5B0%%5D%%5Bid%%5D=1&account%%5Bid%%5D=1' >"$T/one.form"
+for u in "https://127.0.0.1:$PORT/hooks/amo/wrong-secret" "https://127.0.0.1:$PORT/hooks/amo/${SECRET}x" \
+	"https://127.0.0.1:$PORT/hooks/amo/${SECRET%?}" "https://127.0.0.1:$PORT/hooks/amo/" \
+	"https://127.0.0.1:$PORT/"; do
+	code=$(curl -sS --cacert "$T/ca.pem" -o "$T/resp.body" -w '%{http_code}' --data-binary @"$T/one.form" "$u")
+	[ "$code" = 404 ] || fail "POST to a wrong path: $code, want 404"
+	[ ! -s "$T/resp.body" ] || fail "404 with a body"
+done
+code=$(curl -sS --cacert "$T/ca.pem" -o "$T/resp.body" -w '%{http_code}' "$URL")
+[ "$code" = 404 ] || fail "GET with the right secret: $code, want 404"
+pass "2. wrong secret / near misses / GET: 404 with no body"
+
+# ---- 3-6. oversized, chunked, malformed, non-UTF-8 ----
+before=$(stat_of journal_committed_seq)
+head -c 100000 /dev/zero | tr '\0' 'a' | sed 's/^/leads%5Badd%5D%5B0%5D%5Bid%5D=1\&x=/' >"$T/big.form"
+code=$(post "$T/big.form")
+[ "$code" = 413 ] || fail "oversized body: $code, want 413"
+pass "3. oversized body (100 kB > 64 KiB): 413"
+
+code=$(post "$T/one.form" -H 'Transfer-Encoding: chunked')
+[ "$code" = 411 ] || fail "chunked body: $code, want 411"
+pass "4. chunked body: 411"
+
+printf 'leads%%5Badd%%5D%%5B0%%5D%%5Bid%%5D=1&x=%%zz&account%%5Bid%%5D=1' >"$T/malformed.form"
+code=$(post "$T/malformed.form")
+[ "$code" = 400 ] || fail "malformed body: $code, want 400"
+dl=$(ls -t "$T/deadletter"/malformed-* 2>/dev/null | head -1)
+[ -n "$dl" ] || fail "no dead-letter file for the malformed body"
+cmp -s "$dl" "$T/malformed.form" || fail "dead-letter file differs from the body"
+grep -q 'ev=hook.malformed' "$T/gw.log" || fail "no hook.malformed log line"
+pass "5. malformed body: 400, raw body kept in $(basename "$dl")"
+
+printf 'leads%%5Badd%%5D%%5B0%%5D%%5Bname%%5D=%%C3%%28&account%%5Bid%%5D=1' >"$T/bad-utf8.form"
+code=$(post "$T/bad-utf8.form")
+[ "$code" = 400 ] || fail "non-UTF-8 body: $code, want 400"
+printf 'leads[add][0][name]=\xff\xfe&account[id]=1' >"$T/bad-utf8-raw.form"
+code=$(post "$T/bad-utf8-raw.form")
+[ "$code" = 400 ] || fail "raw non-UTF-8 body: $code, want 400"
+[ "$(ls "$T/deadletter" | wc -l)" -ge 3 ] || fail "non-UTF-8 bodies not dead-lettered"
+[ "$(stat_of journal_committed_seq)" = "$before" ] || fail "a rejected request reached the journal"
+pass "6. non-UTF-8 bodies (encoded and raw): 400 + dead letter; nothing rejected was journaled"
+
+grep -q -- "$SECRET" "$T/gw.log" && fail "the secret appears in the gateway log"
+pass "7. the secret never appears in the log"
+
+# ---- 8. amo-sync down while 5,000 hooks arrive, then up: all 5,000, exactly in order ----
+stop_recv
+base=$(stat_of journal_committed_seq)
+for s in 0 1 2 3; do make_stream "$T/s$s.cfg" $((s * 1250 + 1)) $(((s + 1) * 1250)); done
+t0=$SECONDS
+for s in 0 1 2 3; do curl -sS -K "$T/s$s.cfg" >"$T/s$s.codes" 2>>"$T/curl.log" & done
+wait_until 300 "4 x 1250 responses" bash -c "[ \$(cat $T/s?.codes | wc -l) -ge 5000 ]"
+bad=$(cat "$T"/s?.codes | grep -vc '^204$' || true)
+[ "$bad" = 0 ] || fail "$bad of 5000 hooks not answered 204 while amo-sync was down"
+[ "$(stat_of journal_backlog)" -ge 5000 ] || fail "backlog $(stat_of journal_backlog), want >= 5000"
+log "   5000 hooks journaled in $((SECONDS - t0))s with amo-sync down; backlog $(stat_of journal_backlog)"
+start_recv "$T/recv2.txt"
+wait_until 300 "5000 deliveries after amo-sync came back" lines_ge "$T/recv2.txt" 5000
+[ "$(lines "$T/recv2.txt")" -eq 5000 ] || fail "got $(lines "$T/recv2.txt") deliveries, want exactly 5000"
+# exactly the journal's order: consecutive seqs, no gaps, no duplicates
+awk -v b="$base" '$1 != b + NR { printf "line %d: seq %s, want %d\n", NR, $1, b + NR; exit 1 }' \
+	"$T/recv2.txt" || fail "deliveries not in exact journal order"
+# every id once, and each sender's hooks in the order it sent them
+awk '{ split($3, a, "/"); print a[3] }' "$T/recv2.txt" >"$T/ids2.txt"
+[ "$(sort -n "$T/ids2.txt" | uniq | wc -l)" -eq 5000 ] || fail "duplicate or missing ids"
+[ "$(sort -n "$T/ids2.txt" | head -1)" = 1 ] && [ "$(sort -n "$T/ids2.txt" | tail -1)" = 5000 ] || fail "ids not 1..5000"
+awk '{ s = int(($1 - 1) / 1250); if ($1 <= last[s]) { print "stream " s " out of order at " $1; exit 1 } last[s] = $1 }' \
+	"$T/ids2.txt" || fail "a sender's hooks were reordered"
+wait_until 30 "backlog 0" stat_eq journal_backlog 0
+pass "8. amo-sync down during 5000 hooks, then up: all 5000 delivered, consecutive seqs, per-sender order kept"
+
+# ---- 9. kill -9 of the gateway mid-stream: every hook that got a 2xx arrives ----
+for s in 0 1 2 3; do make_stream "$T/k$s.cfg" $((100000 + s * 10000 + 1)) $((100000 + s * 10000 + 2000)); done
+for s in 0 1 2 3; do curl -sS -K "$T/k$s.cfg" >"$T/k$s.codes" 2>>"$T/curl.log" & done
+wait_until 60 "some hooks answered before the kill" bash -c "[ \$(cat $T/k?.codes 2>/dev/null | grep -c '^204$') -ge 300 ]"
+kill -9 "$GWPID"
+wait "$GWPID" 2>/dev/null || true
+log "   gateway killed with SIGKILL"
+wait_until 120 "curl streams to finish" bash -c "[ \$(cat $T/k?.codes | wc -l) -ge 8000 ]"
+: >"$T/acked.ids"
+for s in 0 1 2 3; do
+	awk -v b=$((100000 + s * 10000)) '$1 == 204 { print b + NR }' "$T/k$s.codes" >>"$T/acked.ids"
+done
+nacked=$(wc -l <"$T/acked.ids")
+[ "$nacked" -ge 300 ] || fail "only $nacked hooks answered before the kill"
+[ "$nacked" -lt 8000 ] || fail "the kill came after the stream ended; nothing was tested"
+start_gw
+log "   gateway restarted on port $PORT; $nacked hooks had been answered 204"
+have_all() {
+	awk '{ for (i = 3; i <= NF; i++) { split($i, a, "/"); print a[3] } }' "$T/recv2.txt" | sort -u >"$T/got.ids"
+	[ -z "$(sort -u "$T/acked.ids" | comm -23 - "$T/got.ids" | head -1)" ]
+}
+wait_until 120 "every 204'd hook at amo-sync" have_all
+nlost=$(sort -u "$T/acked.ids" | comm -23 - "$T/got.ids" | wc -l)
+[ "$nlost" = 0 ] || fail "$nlost hooks answered 204 never reached amo-sync"
+extra=$(comm -13 <(sort -u "$T/acked.ids") <(grep -E '^1[0-9]{5}$' "$T/got.ids") | wc -l)
+pass "9. kill -9 mid-stream: all $nacked hooks answered 204 reached amo-sync ($extra more were journaled but unanswered)"
+
+# ---- 10. journal cap: 503 when full, accepted again once amo-sync drains it ----
+stop_gw
+stop_recv
+CS_GATEWAY_JOURNAL_DIR=$T/journal-cap CS_GATEWAY_JOURNAL_MAX=64KiB CS_GATEWAY_SEGMENT_SIZE=16KiB start_gw
+make_stream "$T/cap.cfg" 1 2000
+curl -sS -K "$T/cap.cfg" >"$T/cap.codes" 2>>"$T/curl.log"
+n204=$(grep -c '^204$' "$T/cap.codes" || true)
+n503=$(grep -c '^503$' "$T/cap.codes" || true)
+[ "$n503" -gt 0 ] || fail "journal cap: no 503 among 2000 hooks"
+[ $((n204 + n503)) -eq 2000 ] || fail "journal cap: unexpected statuses: $(sort "$T/cap.codes" | uniq -c | tr '\n' ' ')"
+[ "$(stat_of journal_bytes)" -le 65536 ] || fail "journal above its cap: $(stat_of journal_bytes)"
+grep -q 'ev=journal.full' "$T/gw.log" || fail "no journal.full log line"
+start_recv "$T/recv3.txt"
+wait_until 60 "backlog drained" stat_eq journal_backlog 0
+code=$(post "$T/one.form")
+[ "$code" = 204 ] || fail "after draining: $code, want 204"
+wait_until 30 "post-drain hook delivered" lines_ge "$T/recv3.txt" $((n204 + 1))
+pass "10. journal cap 64 KiB: $n204 accepted then 503 x $n503 (loud log); accepted again after draining"
+
+# ---- 11. the fake amoCRM's own sender, when it is there ----
+if [ -f "$FAKE" ] && command -v python3 >/dev/null; then
+	before=$(lines "$T/recv3.txt")
+	out=$(python3 "$FAKE" send-hooks --url "$URL" --cafile "$T/ca.pem" --entity leads --action status \
+		--ids 1-40 --count 200 --concurrency 8 2>&1) || fail "fake send-hooks failed: $out"
+	log "   fake amoCRM: $out"
+	case $out in *"ok=200"*) ;; *) fail "fake amoCRM sender: $out" ;; esac
+	wait_until 60 "200 hooks from the fake amoCRM" lines_ge "$T/recv3.txt" $((before + 200))
+	pass "11. fake amoCRM send-hooks: 200 hooks over verified TLS, all delivered"
+else
+	log "skip 11. fake amoCRM not found at $FAKE"
+fi
+
+# ---- 12. clean shutdown ----
+stop_gw
+grep -q 'ev=gateway.stopped' "$T/gw.log" || fail "no clean stop logged"
+pass "12. SIGTERM: clean stop, exit 0"
+
+log "all $NPASS checks passed"
