@@ -8,11 +8,13 @@ parameters: filter[x][]=1&filter[x][0]=1&filter[x]=1,2, filter[x][from|to], orde
 with=a,b, page (1-based), limit (clamped to the endpoint's maximum).
 """
 
+import email.utils
+import json
 import re
 import urllib.parse
 
 from amo_gen import BASE
-from amo_ref import CF_ENTITIES, ENTITY_TYPES
+from amo_ref import ENTITY_TYPES
 from amo_util import dumps, event_index
 
 HAL = "application/hal+json"
@@ -46,6 +48,8 @@ TABLES = {
 }
 for _e in ENTITY_TYPES:
     TABLES[_e + "/notes"] = ("notes", 250, {"entity_id": "entity_id", "note_type": "note_type"})
+# lists that honour If-Modified-Since (as updated_at >= it), even with --ignore-filters
+SINCE_TABLES = ("leads", "contacts", "companies", "customers", "tasks")
 EVENT_ENTITY = {"leads": "lead", "contacts": "contact", "companies": "company",
                 "customers": "customer", "tasks": "task", "lead": "lead", "contact": "contact",
                 "company": "company", "customer": "customer", "task": "task"}
@@ -141,7 +145,7 @@ class Api:
         def href(p):
             pairs = [(k, v) for k, v in q.pairs if k not in ("page", "limit")]
             pairs += [("limit", str(limit)), ("page", str(p))]
-            return {"href": "%s%s?%s" % (base, path, urllib.parse.urlencode(pairs, safe="[],"))}
+            return {"href": "%s%s?%s" % (base, path, urllib.parse.urlencode(pairs, safe=","))}
         links = {"self": href(page)}
         if full:
             links["next"] = href(page + 1)
@@ -259,6 +263,11 @@ class Api:
                     vals = {"1" if v in ("1", "true") else "0" for v in vals}
                 eq[eq_fields[fname]] = vals
                 ck.append((fname, tuple(sorted(vals))))
+        since = getattr(q, "since", None)
+        if since is not None and tname in SINCE_TABLES:
+            lo, hi = (ranges or {}).get("updated_at", (None, None))
+            ranges = dict(ranges or {}, updated_at=(max(lo or since, since), hi))
+            ck.append(("since", since))
         qq = q.params.get("query")
         if qq and match is None:
             low = qq.lower()
@@ -324,8 +333,14 @@ class Api:
                     meta={"entity": ent + "/links"})
 
     # ---- dispatch ------------------------------------------------------------------------
-    def handle(self, method, path, qs, base, body=None):
+    def handle(self, method, path, qs, base, body=None, if_modified_since=None):
         q = Query(qs)
+        q.since = None
+        if if_modified_since:
+            try:
+                q.since = int(email.utils.parsedate_to_datetime(if_modified_since).timestamp())
+            except (TypeError, ValueError, IndexError):
+                q.since = None
         parts = [p for p in path.split("/") if p][2:]     # after api/v4
         with self.store.lock:
             if method == "GET":
@@ -548,7 +563,6 @@ class Api:
         return out
 
     def _webhooks(self, method, base, body):
-        import json
         try:
             doc = json.loads(body or b"{}")
         except ValueError:

@@ -116,11 +116,7 @@ class Control:
                 return _json({"entity": t.name, "count": t.count()})
             if name == "ids":
                 keys = t.select(order=("id", "asc"))
-                kn = t.spec.key_name
-                if t.name in ("events", "unsorted"):
-                    ids = [t.get(k)[kn] for k in keys]
-                else:
-                    ids = list(keys)
+                ids = [st.external_id(t, k) for k in keys]
                 return _json({"entity": t.name, "ids": ids})
             key = _key_of(st, t, q.get("id"))
             with_set = {w for w in q.get("with", "").split(",") if w}

@@ -12,6 +12,7 @@ import bisect
 import itertools
 import json
 import threading
+import time
 from array import array
 
 from amo_gen import BASE, SINGULAR
@@ -259,7 +260,6 @@ class Store:
 
     def tick(self):
         """The next fake-clock second: strictly above every timestamp handed out so far."""
-        import time
         nxt = self.clock + 1
         if self.real_clock:
             nxt = max(nxt, int(time.time()))
@@ -358,6 +358,19 @@ class Store:
             "_embedded": {"entity": {"id": entity_id, "_links": {"self": {
                 "href": "%s/api/v4/%s/%d" % (BASE, plural, entity_id)}}}}}
         return eid
+
+    def external_id(self, table, key):
+        """The id a client sees for a row key (event id string, unsorted uid, or the key)."""
+        if table.name == "events":
+            rec = table.over.get(key)
+            if rec is not None:
+                return rec["id"]
+            from amo_util import event_id
+            return event_id(self.gen.salt["events"], key, table.spec.times(key)[0])
+        if table.name == "unsorted":
+            rec = table.over.get(key)
+            return rec["uid"] if rec is not None else self.gen.unsorted_uid(key)
+        return key
 
     def event_key(self, eid):
         from amo_util import event_index

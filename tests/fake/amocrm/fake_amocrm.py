@@ -192,7 +192,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         r = app.auth.check(self.headers.get("Authorization"))
         if r is not None:
             return r
-        return app.api.handle(method, path, qs, self._base(), body)
+        return app.api.handle(method, path, qs, self._base(), body,
+                              self.headers.get("If-Modified-Since"))
 
 
 class Server(http.server.ThreadingHTTPServer):

@@ -341,6 +341,11 @@ class IgnoreFilterTests(unittest.TestCase):
             doc = f.json("/api/v4/leads?order[updated_at]=desc&limit=250")
             got = [x["updated_at"] for x in doc["_embedded"]["leads"]]
             self.assertEqual(got, sorted(got, reverse=True))     # order still works
+            since = got[10]
+            hdr = {"If-Modified-Since": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(since))}
+            doc = json.loads(f.req("GET", "/api/v4/leads?limit=250", token=None, headers=hdr)[2])
+            self.assertEqual(sorted(x["updated_at"] for x in doc["_embedded"]["leads"]),
+                             sorted(t for t in got if t >= since))
         finally:
             self.assertEqual(f.stop(), 0)
 
