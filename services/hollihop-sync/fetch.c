@@ -170,14 +170,21 @@ fetch_page(struct fetch *f, const char *alt, int64_t take, int64_t skip, struct 
 	return rv;
 }
 
+/*
+ * take/skip until the end. A page shorter than take ends the listing once the server has
+ * shown that it honours our take (one page of exactly take rows); until then (a clamped
+ * take, or everything fitting in one page) only an empty page does, so a server whose
+ * maximum take is below ours is still read to the end. skip advances by the rows received.
+ */
 static int
 pass_take_skip(struct fetch *f, const char *alt)
 {
 	int64_t take = f->e->page_size > 0 ? f->e->page_size : f->c->page_size;
+	int64_t longest = 0;
 	uint64_t prev = 0;
 	int rv;
 
-	for (int64_t skip = 0;; skip += take) {
+	for (int64_t skip = 0;;) {
 		struct page *p;
 		uint64_t h = 0;
 
@@ -189,8 +196,11 @@ pass_take_skip(struct fetch *f, const char *alt)
 		}
 		if ((rv = fetch_page(f, alt, take, skip, &p)) != 0)
 			return rv;
-		int n = p->nrows, full = n >= take;
-		if (full) {
+		int64_t n = p->nrows;
+		if (n > longest)
+			longest = n;
+		int last = n == 0 || (n < take && longest >= take);
+		if (n > 0) {
 			size_t len;
 			const char *txt = json_text(&p->j, p->rows, &len);
 			h = fnv1a(txt, len);
@@ -204,8 +214,9 @@ pass_take_skip(struct fetch *f, const char *alt)
 		prev = h;
 		if ((rv = enqueue(f, p)) != 0)
 			return rv;
-		if (!full)
+		if (last)
 			return 0;
+		skip += n;
 	}
 }
 

@@ -786,6 +786,30 @@ test_faults_are_retried(void **state)
 	fake_post_ok("/_fake/config", "{\"rate_limit\":0,\"rate_limit_status\":429}");
 }
 
+/* A server that clamps take below ours is still read to the end (no false deletions). */
+static void
+test_clamped_take_is_read_to_the_end(void **state)
+{
+	struct h_proc p;
+	char *extra[] = { "CS_HOLLIHOP_ENTITIES=students,payments,history_modify_lead_status", NULL };
+
+	(void)state;
+	int64_t deleted = h_sql_int(db, "SELECT count(*) FROM hollihop.payments WHERE deleted_at IS NOT NULL");
+	fake_post_ok("/_fake/config", "{\"max_take\":7}");
+	fake_post_ok("/_fake/reset_stats", "{}");
+	assert_int_equal(run_once("sync-clamped", extra, &p), 0);
+	fake_post_ok("/_fake/config", "{\"max_take\":10000}");
+	assert_string_equal(run_field(last_run(), "status"), "complete");
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.payments WHERE deleted_at IS NULL"),
+	    fake_count("GetPayments", NULL, NULL));
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.payments WHERE deleted_at IS NOT NULL"), deleted);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.history_modify_lead_status WHERE deleted_at IS NULL"),
+	    fake_count("GetHistoryModifyLeadStatus", NULL, NULL));
+	/* ceil(rows / 7) pages, plus the empty one that proves the end. */
+	int64_t rows = fake_count("GetPayments", NULL, NULL);
+	assert_int_equal(fake_stat("requests", "GetPayments"), rows / 7 + 1 + (rows % 7 != 0));
+}
+
 /* A bad authkey fails the run with a clear error; an {"Error"} answer too; nothing deleted. */
 static void
 test_bad_authkey_and_error_answer_fail_the_run(void **state)
@@ -848,6 +872,7 @@ main(void)
 		cmocka_unit_test(test_second_export_mirrors_edits_and_deletions),
 		cmocka_unit_test(test_kill9_halfway_deletes_nothing),
 		cmocka_unit_test(test_faults_are_retried),
+		cmocka_unit_test(test_clamped_take_is_read_to_the_end),
 		cmocka_unit_test(test_bad_authkey_and_error_answer_fail_the_run),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
