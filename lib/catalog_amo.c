@@ -65,14 +65,15 @@ static const struct cat_col amo_account_cols[] = {
 	{ "updated_by",			"updated_by",		CT_INT8,	0 },
 };
 
+/* Child columns never reuse the parent's key column names (the store stages both). */
 static const struct cat_col amo_user_group_cols[] = {
-	{ "id",		"id",		CT_INT8,	0 },
+	{ "id",		"group_id",	CT_INT8,	0 },
 	{ "name",	"name",		CT_TEXT,	0 },
 	{ "uuid",	"uuid",		CT_TEXT,	0 },
 };
 
 static const struct cat_col amo_task_type_cols[] = {
-	{ "id",		"id",		CT_INT8,	0 },
+	{ "id",		"task_type_id",	CT_INT8,	0 },
 	{ "name",	"name",		CT_TEXT,	0 },
 	{ "code",	"code",		CT_TEXT,	0 },
 	{ "color",	"color",	CT_TEXT,	0 },
@@ -121,9 +122,9 @@ static const struct cat_col amo_pipeline_cols[] = {
 	{ "account_id",		"account_id",	CT_INT8,	0 },
 };
 
-/* Status ids 142 (won) and 143 (lost) repeat in every pipeline: join on (pipeline_id, id). */
+/* Status ids 142 (won) and 143 (lost) repeat in every pipeline: join on (pipeline_id, status_id). */
 static const struct cat_col amo_status_cols[] = {
-	{ "id",			"id",		CT_INT8,	0 },
+	{ "id",			"status_id",	CT_INT8,	0 },
 	{ "name",		"name",		CT_TEXT,	0 },
 	{ "sort",		"sort",		CT_INT8,	0 },
 	{ "is_editable",	"is_editable",	CT_BOOL,	0 },
@@ -212,7 +213,7 @@ static const struct cat_col amo_custom_field_cols[] = {
 };
 
 static const struct cat_col amo_enum_cols[] = {
-	{ "id",		"id",		CT_INT8,	0 },
+	{ "id",		"enum_id",	CT_INT8,	0 },
 	{ "value",	"value",	CT_TEXT,	0 },
 	{ "sort",	"sort",		CT_INT8,	0 },
 };
@@ -615,7 +616,7 @@ static const struct cat_entity amo_entities[] = {
 	{ .crm = CAT_AMO, .name = "leads", .endpoint = "/api/v4/leads",
 	  .list_key = "_embedded.leads", .paging = PAGE_HAL,
 	  .flags = CE_INCREMENTAL | CE_HOOKS | CE_EVENT_DELETES,
-	  .params = "with=contacts,catalog_elements,loss_reason,source_id",
+	  .params = "with=contacts,catalog_elements,loss_reason,source_id,is_price_modified_by_robot",
 	  .cols = amo_lead_cols, .ncols = nitems(amo_lead_cols),
 	  .children = amo_lead_children, .nchildren = nitems(amo_lead_children),
 	  .doc = "Deals (leads)", .aliases = "lead" },

@@ -1,0 +1,665 @@
+/*
+ * fetch.c - the one paging loop: any catalogue entity -> pages of rows -> record batches.
+ *
+ * An endpoint with a {placeholder} is fetched once per value of its `parent` (a literal
+ * list such as "leads,contacts,...", or the keys of another entity from its last complete
+ * fetch), and the value is given to the normaliser as "$placeholder". Paging is HAL
+ * page/limit until 204, an empty list, or a short page without _links.next.
+ *
+ * Incremental passes ask for filter[<version>][from] = cursor - look-back (and
+ * order[<version>]=asc). The cursor is the newest version seen; it travels in
+ * RecordBatch.cursor, so the store moves it in the same transaction as the rows: on the
+ * last page of a pass, or on every page while the rows come back in ascending order. The
+ * rows themselves are the probe for accounts without API filtering: a row older than `from`
+ * means the filter was ignored; the pass then simply reads everything, skipping rows older
+ * than `from` (unchanged since the last pass), and the account is remembered as such.
+ * Between pages the worker runs due hook tasks, so a long full sync does not delay them.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amo.h"
+#include "arena.h"
+#include "buf.h"
+#include "errors.h"
+#include "json.h"
+#include "log.h"
+#include "normalise.h"
+
+#define FETCH_MAX_PAGES		200000
+#define FETCH_ARENA_MAX		(256u << 20)
+#define FETCH_TOKENS_MAX	(8 << 20)
+#define PARENT_KEYS_MAX		100000
+#define KEY_MAX			128
+
+/* What the worker remembers per entity between passes (in memory only). */
+struct memo_entity {
+	int	 filter_ignored;	/* the account ignored filter[<version>][from] */
+	int	 no_order;		/* the API refused order[...] */
+	char	**keys;			/* keys from the last complete fetch (parents only) */
+	size_t	 nkeys;
+	int	 keys_known;
+};
+
+struct fetch_memo {
+	struct memo_entity	*m;
+	size_t			 n;
+};
+
+struct pass {
+	struct amo		*a;
+	const struct cat_entity	*e;
+	struct memo_entity	*m;
+	enum fetch_mode		 mode;
+	int64_t			 run_id;
+	char			 pname[64];	/* placeholder name, e.g. "entity_type" */
+	const char		*pvalue;	/* its value for this pass */
+	char			 path[512];
+	char			 cursor_name[192];
+	int			 filtered;	/* filter[<ver>][from] sent */
+	int			 ordered;	/* order[<ver>]=asc sent */
+	int64_t			 from;		/* unix seconds */
+	int64_t			 cursor;	/* cursor value before the pass (0 = none) */
+	int64_t			 max_ver;	/* newest version seen, unix seconds */
+	int64_t			 last_ver;
+	int			 ascending;	/* rows so far came in version order */
+	int			 skipped_old;
+	int			 unwanted;	/* FETCH_IDS: rows we did not ask for */
+	char *const		*ids;		/* FETCH_IDS */
+	size_t			 nids;
+	struct buf		*keys;		/* collects keys ("\0"-separated) for children */
+	size_t			 nkeys;
+	struct fetch_result	*res;
+};
+
+static size_t
+entity_index(const struct cat_entity *e)
+{
+	return (size_t)(e - catalog_amo.entities);
+}
+
+static const struct cat_col *
+version_col(const struct cat_entity *e)
+{
+	for (size_t i = 0; i < e->ncols; i++)
+		if (e->cols[i].flags & CF_VERSION)
+			return &e->cols[i];
+	return NULL;
+}
+
+/* The key column read from the row itself (not a "$param" one). */
+static const struct cat_col *
+own_key_col(const struct cat_entity *e, size_t *idx)
+{
+	for (size_t i = 0; i < e->ncols; i++) {
+		if ((e->cols[i].flags & CF_KEY) && e->cols[i].json[0] != '$') {
+			if (idx != NULL)
+				*idx = i;
+			return &e->cols[i];
+		}
+	}
+	return NULL;
+}
+
+/* Is e the parent whose keys drive another entity's calls? */
+static int
+is_parent(const struct cat_entity *e)
+{
+	for (size_t i = 0; i < catalog_amo.nentities; i++)
+		if (catalog_amo.entities[i].parent != NULL &&
+		    strcmp(catalog_amo.entities[i].parent, e->name) == 0)
+			return 1;
+	return 0;
+}
+
+/* "{name}" inside the endpoint -> name; 0 when there is none. */
+static int
+placeholder(const struct cat_entity *e, char *name, size_t cap, size_t *at, size_t *len)
+{
+	const char *o = strchr(e->endpoint, '{'), *c;
+
+	if (o == NULL || (c = strchr(o, '}')) == NULL || (size_t)(c - o - 1) + 1 > cap)
+		return 0;
+	memcpy(name, o + 1, (size_t)(c - o - 1));
+	name[c - o - 1] = '\0';
+	*at = (size_t)(o - e->endpoint);
+	*len = (size_t)(c - o + 1);
+	return 1;
+}
+
+int
+fetch_memo_new(struct amo *a)
+{
+	struct fetch_memo *fm = calloc(1, sizeof(*fm));
+
+	if (fm == NULL || (fm->m = calloc(catalog_amo.nentities, sizeof(*fm->m))) == NULL) {
+		free(fm);
+		return CS_ENOMEM;
+	}
+	fm->n = catalog_amo.nentities;
+	a->memo = fm;
+	return 0;
+}
+
+static void
+memo_keys_free(struct memo_entity *m)
+{
+	for (size_t i = 0; i < m->nkeys; i++)
+		free(m->keys[i]);
+	free(m->keys);
+	m->keys = NULL;
+	m->nkeys = 0;
+}
+
+void
+fetch_memo_free(struct amo *a)
+{
+	if (a->memo == NULL)
+		return;
+	for (size_t i = 0; i < a->memo->n; i++)
+		memo_keys_free(&a->memo->m[i]);
+	free(a->memo->m);
+	free(a->memo);
+	a->memo = NULL;
+}
+
+/* Remember the keys collected by a complete pass over a parent entity. */
+static void
+memo_set_keys(struct memo_entity *m, const struct buf *b, size_t n)
+{
+	char **keys = calloc(n + 1, sizeof(char *));
+	const char *p = b->data;
+
+	if (keys == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		keys[i] = strdup(p);
+		p += strlen(p) + 1;
+	}
+	memo_keys_free(m);
+	m->keys = keys;
+	m->nkeys = n;
+	m->keys_known = 1;
+}
+
+int
+fetch_param_known(struct amo *a, const struct cat_entity *e, const char *value)
+{
+	const struct cat_entity *p;
+
+	if (e->parent == NULL || value == NULL)
+		return e->parent == NULL && value == NULL;
+	if ((p = catalog_find(CAT_AMO, e->parent)) != NULL) {
+		const struct memo_entity *m = &a->memo->m[entity_index(p)];
+		for (size_t i = 0; i < m->nkeys; i++)
+			if (strcmp(m->keys[i], value) == 0)
+				return 1;
+		return 0;
+	}
+	size_t n = strlen(value);
+	for (const char *s = e->parent; *s != '\0';) {
+		size_t k = strcspn(s, ",");
+		if (k == n && memcmp(s, value, n) == 0)
+			return 1;
+		s += k + (s[k] == ',');
+	}
+	return 0;
+}
+
+/* Append "&name=value" with both parts percent-encoded except brackets' meaning. */
+static int
+add_param(struct buf *q, const char *name, const char *value)
+{
+	int rv = buf_addc(q, q->len ? '&' : '?');
+
+	rv |= http_urlencode(q, name);
+	rv |= buf_addc(q, '=');
+	rv |= http_urlencode(q, value);
+	return rv;
+}
+
+/* Build path + query for page `page` of pass p into q. */
+static int
+build_query(struct pass *p, int page, int limit, struct buf *q)
+{
+	const struct cat_entity *e = p->e;
+	const struct cat_col *vc = version_col(e);
+	char name[160], val[32];
+	int rv = 0;
+
+	buf_init(q, 64u << 10);
+	if (e->paging == PAGE_HAL) {
+		snprintf(val, sizeof(val), "%d", limit);
+		rv |= add_param(q, "limit", val);
+		snprintf(val, sizeof(val), "%d", page);
+		rv |= add_param(q, "page", val);
+	}
+	if (e->params != NULL) {
+		rv |= buf_addc(q, q->len ? '&' : '?');
+		rv |= buf_addstr(q, e->params);
+	}
+	if (p->filtered && vc != NULL) {
+		snprintf(name, sizeof(name), "filter[%s][from]", vc->json);
+		snprintf(val, sizeof(val), "%lld", (long long)p->from);
+		rv |= add_param(q, name, val);
+	}
+	if (p->ordered && vc != NULL) {
+		snprintf(name, sizeof(name), "order[%s]", vc->json);
+		rv |= add_param(q, name, "asc");
+	}
+	if (p->mode == FETCH_IDS) {
+		/* amoCRM filters numeric keys as filter[id]; string keys by their name (uid). */
+		const struct cat_col *kc = own_key_col(e, NULL);
+		snprintf(name, sizeof(name), "filter[%s][]", kc->type == CT_TEXT ? kc->json : "id");
+		for (size_t i = 0; i < p->nids; i++)
+			rv |= add_param(q, name, p->ids[i]);
+	}
+	if (rv != 0)
+		return CS_ETOOBIG;
+	/* The path goes in front: move the query behind it. */
+	struct buf full;
+	buf_init(&full, 64u << 10);
+	rv = buf_addstr(&full, p->path) | buf_add(&full, q->data, q->len);
+	buf_free(q);
+	*q = full;
+	return rv ? CS_ETOOBIG : 0;
+}
+
+static int
+wanted_id(const struct pass *p, const char *key)
+{
+	for (size_t i = 0; i < p->nids; i++)
+		if (strcmp(p->ids[i], key) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Normalise the rows of one page into batch b (memory from ar). Sets *nrows to the number of
+ * rows the page held (before skipping), for the short-page test.
+ */
+static int
+page_records(struct pass *p, const struct json *j, int list, struct arena *ar,
+    Crmsync__RecordBatch *b, int *nrows, char *first_key, size_t fkcap)
+{
+	const struct cat_entity *e = p->e;
+	struct norm_ctx ctx = { 0 };
+	size_t kidx = 0;
+	int n, row;
+
+	own_key_col(e, &kidx);
+	if (p->pvalue != NULL)
+		norm_ctx_set(&ctx, p->pname, p->pvalue);
+	if (json_kind(j, list) == JK_OBJECT && p->e->list_key[0] == '\0') {
+		n = 1;
+		row = list;
+	} else {
+		n = json_size(j, list);
+		row = json_first(j, list);
+	}
+	*nrows = n;
+	first_key[0] = '\0';
+	if (n == 0)
+		return 0;
+	if ((b->records = arena_alloc(ar, (size_t)n * sizeof(*b->records))) == NULL)
+		return CS_ENOMEM;
+	for (int i = 0; i < n; i++, row = json_skip(j, row)) {
+		Crmsync__Record *r = arena_alloc(ar, sizeof(*r));
+		char err[256];
+		int bad = 0;
+
+		if (r == NULL)
+			return CS_ENOMEM;
+		if (json_kind(j, row) != JK_OBJECT ||
+		    normalise_row(e, j, row, &ctx, ar, r, &bad, err, sizeof(err)) != 0) {
+			size_t len;
+			const char *raw = json_text(j, row, &len);
+			stat_add(&amo_stats[AS_BAD_ROWS], 1);
+			log_warnx("row.skipped", "entity=%s reason=%s row=%s", e->name,
+			    lq(json_kind(j, row) != JK_OBJECT ? "not an object" : err), lqn(raw, len));
+			continue;
+		}
+		if (bad > 0)
+			log_debug("row.bad_values", "entity=%s key=%s n=%d", e->name, lq(r->values[kidx]), bad);
+		const char *key = r->values[kidx];
+		if (i == 0)
+			snprintf(first_key, fkcap, "%s", key);
+		if (p->mode == FETCH_IDS && !wanted_id(p, key)) {
+			p->unwanted++;	/* the account ignored filter[id]: not what we asked for */
+			continue;
+		}
+		int64_t ver = r->source_updated_at_us / 1000000;
+		if (r->source_updated_at_us != 0) {
+			if (p->filtered && ver < p->from) {
+				if (!p->m->filter_ignored)
+					log_warnx("sync.filter_ignored", "entity=%s from=%lld row_version=%lld: the "
+					    "account does not apply API filters; incremental passes read everything "
+					    "and skip unchanged rows", e->name, (long long)p->from, (long long)ver);
+				p->m->filter_ignored = 1;
+				p->skipped_old++;
+				continue;	/* unchanged since the last pass */
+			}
+			if (ver < p->last_ver)
+				p->ascending = 0;
+			p->last_ver = ver;
+			if (ver > p->max_ver)
+				p->max_ver = ver;
+		}
+		if (p->keys != NULL && p->nkeys < PARENT_KEYS_MAX &&
+		    buf_add(p->keys, key, strlen(key) + 1) == 0)
+			p->nkeys++;
+		b->records[b->n_records++] = r;
+	}
+	return 0;
+}
+
+/* One pass over one path (one parent value). */
+static int
+fetch_pass(struct pass *p)
+{
+	struct amo *a = p->a;
+	const struct cat_entity *e = p->e;
+	int limit = e->page_size > 0 ? e->page_size : (int)a->conf.page_size;
+	char prev_first[KEY_MAX] = "", first[KEY_MAX];
+	int rv = 0, done = 0;
+
+	p->ascending = 1;
+	p->last_ver = 0;
+	for (int page = 1; !done && page <= FETCH_MAX_PAGES; page++) {
+		Crmsync__RecordBatch b = CRMSYNC__RECORD_BATCH__INIT;
+		Crmsync__Cursor cur = CRMSYNC__CURSOR__INIT;
+		struct http_response resp;
+		struct arena ar;
+		struct json j = { 0 };
+		struct buf q;
+		char curval[32];
+		int list, nrows = 0;
+
+		if (a->stop)
+			return CS_ECANCELED;
+		if ((rv = build_query(p, page, limit, &q)) != 0)
+			return rv;
+		rv = api_get(a, q.data, &resp);
+		if (rv == CS_EREMOTE && p->ordered && resp.status == 400 && page == 1) {
+			/* The account refuses order[]: fine, the cursor then moves at the end. */
+			log_warnx("sync.order_refused", "entity=%s: retrying without order[]", e->name);
+			p->m->no_order = 1;
+			p->ordered = 0;
+			http_response_free(&resp);
+			buf_free(&q);
+			page--;
+			continue;
+		}
+		buf_free(&q);
+		if (rv != 0) {
+			if ((e->flags & CE_OPTIONAL) && page == 1 &&
+			    (rv == CS_ENOENT || (rv == CS_EREMOTE && resp.status >= 400 && resp.status < 500))) {
+				log_info("sync.unavailable", "entity=%s path=%s status=%ld: feature off or not "
+				    "allowed; skipped", e->name, lq(p->path), resp.status);
+				rv = 0;
+				done = 1;
+			}
+			http_response_free(&resp);
+			if (rv != 0)
+				return rv;
+			break;
+		}
+		if (resp.status == 204 || resp.body.len == 0) {
+			http_response_free(&resp);
+			done = 1;
+			goto cursor_only;
+		}
+		arena_init(&ar, FETCH_ARENA_MAX);
+		int maxtok = (int)(resp.body.len / 2 + 64 > FETCH_TOKENS_MAX ? FETCH_TOKENS_MAX :
+		    resp.body.len / 2 + 64);
+		if ((rv = json_parse(&j, resp.body.data, resp.body.len, maxtok)) != 0) {
+			log_warnx("sync.bad_page", "entity=%s path=%s page=%d err=%s body=%s", e->name,
+			    lq(p->path), page, lq(cs_strerror(rv)), lqn(resp.body.data, resp.body.len));
+			http_response_free(&resp);
+			return CS_EJSON;
+		}
+		list = e->list_key[0] == '\0' ? 0 : json_path(&j, 0, e->list_key);
+		if (json_kind(&j, list) != JK_ARRAY && !(e->list_key[0] == '\0' &&
+		    json_kind(&j, list) == JK_OBJECT)) {
+			/* No rows on this page (e.g. "_embedded": {}) */
+			nrows = 0;
+		} else if ((rv = page_records(p, &j, list, &ar, &b, &nrows, first, sizeof(first))) != 0) {
+			json_free(&j);
+			arena_free(&ar);
+			http_response_free(&resp);
+			return rv;
+		}
+		if (nrows > 0 && page > 1 && strcmp(first, prev_first) == 0) {
+			log_warnx("sync.page_repeated", "entity=%s path=%s page=%d: the API returned the "
+			    "previous page again; stopping this pass as incomplete", e->name, lq(p->path), page);
+			json_free(&j);
+			arena_free(&ar);
+			http_response_free(&resp);
+			return CS_EPROTO;
+		}
+		snprintf(prev_first, sizeof(prev_first), "%s", first);
+		int has_next = json_kind(&j, json_path(&j, 0, "_links.next.href")) == JK_STRING;
+		if (e->paging != PAGE_HAL || nrows == 0 || (nrows < limit && !has_next))
+			done = 1;
+		if (p->mode == FETCH_IDS && p->unwanted > 0 && !done) {
+			/* Without API filtering a by-id fetch would page the whole table: keep what
+			 * this page had and leave the rest to the incremental pass. */
+			if (!p->m->filter_ignored)
+				log_warnx("sync.filter_ignored", "entity=%s: filter[id] was ignored; hook "
+				    "fetches read one page and rely on incremental passes", e->name);
+			p->m->filter_ignored = 1;
+			done = 1;
+		}
+		if (nrows > 0 && e == catalog_find(CAT_AMO, "events") &&
+		    (rv = events_deletes(a, e, &j, list, p->run_id)) != 0) {
+			json_free(&j);
+			arena_free(&ar);
+			http_response_free(&resp);
+			return rv;
+		}
+		/* The cursor moves with the rows: on the last page, or now if they are in order. */
+		if (p->cursor_name[0] != '\0' && p->max_ver > p->cursor &&
+		    (done || (p->ordered && p->ascending && p->skipped_old == 0))) {
+			snprintf(curval, sizeof(curval), "%lld", (long long)p->max_ver);
+			cur.name = p->cursor_name;
+			cur.value = curval;
+			b.cursor_opt_case = CRMSYNC__RECORD_BATCH__CURSOR_OPT_CURSOR;
+			b.cursor = &cur;
+		}
+		if (b.n_records > 0 || b.cursor != NULL) {
+			b.entity = (char *)e->name;
+			b.run_id = p->run_id;
+			rv = sink_batch(a, &b);
+			if (rv == 0) {
+				stat_add(&amo_stats[AS_ROWS], (int64_t)b.n_records);
+				if (b.cursor != NULL)
+					p->cursor = p->max_ver;
+			} else if (rv == CS_EREJECTED) {
+				p->res->complete = 0;
+				rv = 0;
+			}
+		}
+		p->res->rows += (int64_t)b.n_records;
+		p->res->pages++;
+		json_free(&j);
+		arena_free(&ar);
+		http_response_free(&resp);
+		if (rv != 0)
+			return rv;
+		if (p->mode != FETCH_IDS && a->conf.progress_pages > 0 &&
+		    p->res->pages % a->conf.progress_pages == 0) {
+			log_info("sync.progress", "entity=%s rows=%lld pages=%lld", e->name,
+			    (long long)p->res->rows, (long long)p->res->pages);
+			(void)sink_progress(a, p->run_id, e->name, p->res->rows, p->res->pages);
+		}
+		/* Hook tasks never wait for a long sync to finish. */
+		if (p->mode != FETCH_IDS && !done)
+			(void)tasks_run_ready(a, 1);
+		continue;
+cursor_only:
+		if (p->cursor_name[0] != '\0' && p->max_ver > p->cursor) {
+			snprintf(curval, sizeof(curval), "%lld", (long long)p->max_ver);
+			cur.name = p->cursor_name;
+			cur.value = curval;
+			b.cursor_opt_case = CRMSYNC__RECORD_BATCH__CURSOR_OPT_CURSOR;
+			b.cursor = &cur;
+			b.entity = (char *)e->name;
+			b.run_id = p->run_id;
+			if ((rv = sink_batch(a, &b)) == 0)
+				p->cursor = p->max_ver;
+			else if (rv == CS_EREJECTED)
+				rv = 0;
+			if (rv != 0)
+				return rv;
+		}
+	}
+	if (!done) {
+		log_warnx("sync.too_many_pages", "entity=%s path=%s", e->name, lq(p->path));
+		return CS_ETOOBIG;
+	}
+	return 0;
+}
+
+/* Prepare pass p for parent value v (NULL = no placeholder). */
+static int
+pass_init(struct pass *p, struct amo *a, const struct cat_entity *e, enum fetch_mode mode,
+    int64_t run_id, const char *v, struct fetch_result *res)
+{
+	size_t at = 0, len = 0;
+
+	memset(p, 0, sizeof(*p));
+	p->a = a;
+	p->e = e;
+	p->m = &a->memo->m[entity_index(e)];
+	p->mode = mode;
+	p->run_id = run_id;
+	p->res = res;
+	p->pvalue = v;
+	if (placeholder(e, p->pname, sizeof(p->pname), &at, &len)) {
+		if (v == NULL)
+			return CS_EINVAL;
+		snprintf(p->path, sizeof(p->path), "%.*s%s%s", (int)at, e->endpoint, v,
+		    e->endpoint + at + len);
+	} else {
+		p->pvalue = NULL;
+		snprintf(p->path, sizeof(p->path), "%s", e->endpoint);
+	}
+	return 0;
+}
+
+/* The cursor of an incremental entity for parent value v. */
+static void
+cursor_name(const struct cat_entity *e, const char *v, char *dst, size_t cap)
+{
+	const struct cat_col *vc = version_col(e);
+
+	snprintf(dst, cap, "%s%s%s.%s", e->name, v ? "/" : "", v ? v : "", vc ? vc->column : "version");
+}
+
+static int
+fetch_one(struct amo *a, const struct cat_entity *e, enum fetch_mode mode, int64_t run_id,
+    const char *v, struct fetch_result *res)
+{
+	struct pass p;
+	char val[64];
+	int rv, found;
+
+	if ((rv = pass_init(&p, a, e, mode, run_id, v, res)) != 0)
+		return rv;
+	if ((e->flags & CE_INCREMENTAL) && version_col(e) != NULL) {
+		cursor_name(e, p.pvalue, p.cursor_name, sizeof(p.cursor_name));
+		if (mode == FETCH_INCREMENTAL) {
+			if ((rv = sink_cursor_get(a, p.cursor_name, val, sizeof(val), &found)) != 0)
+				return rv;
+			if (found && (p.cursor = strtoll(val, NULL, 10)) > 0) {
+				p.from = p.cursor - a->conf.lookback_ms / 1000;
+				p.filtered = 1;
+				p.ordered = !p.m->no_order;
+			}
+		}
+	}
+	if (mode == FETCH_FULL && is_parent(e)) {
+		if ((p.keys = malloc(sizeof(*p.keys))) == NULL)
+			return CS_ENOMEM;
+		buf_init(p.keys, 16u << 20);
+	}
+	rv = fetch_pass(&p);
+	if (p.keys != NULL) {
+		if (rv == 0)
+			memo_set_keys(p.m, p.keys, p.nkeys);
+		buf_free(p.keys);
+		free(p.keys);
+	}
+	if (p.skipped_old > 0)
+		log_info("sync.skipped_unchanged", "entity=%s%s%s rows=%d", e->name, v ? " param=" : "",
+		    v ? v : "", p.skipped_old);
+	return rv;
+}
+
+int
+fetch_entity(struct amo *a, const struct cat_entity *e, enum fetch_mode mode, int64_t run_id,
+    struct fetch_result *res)
+{
+	const struct cat_entity *pe;
+	int rv = 0;
+
+	memset(res, 0, sizeof(*res));
+	res->complete = 1;
+	if (e->parent == NULL) {
+		rv = fetch_one(a, e, mode, run_id, NULL, res);
+	} else if ((pe = catalog_find(CAT_AMO, e->parent)) != NULL) {
+		struct memo_entity *m = &a->memo->m[entity_index(pe)];
+		if (!m->keys_known) {
+			struct fetch_result pr;
+			log_info("sync.parent_first", "entity=%s parent=%s", e->name, pe->name);
+			if ((rv = fetch_entity(a, pe, FETCH_FULL, run_id, &pr)) != 0)
+				goto out;
+		}
+		/* Copy: a hook task between pages may not touch it, but stay safe. */
+		size_t n = m->nkeys;
+		char **keys = calloc(n + 1, sizeof(char *));
+		if (keys == NULL)
+			return CS_ENOMEM;
+		for (size_t i = 0; i < n; i++)
+			keys[i] = strdup(m->keys[i]);
+		for (size_t i = 0; i < n && rv == 0; i++)
+			rv = fetch_one(a, e, mode, run_id, keys[i], res);
+		for (size_t i = 0; i < n; i++)
+			free(keys[i]);
+		free(keys);
+	} else {
+		char v[64];
+		for (const char *s = e->parent; *s != '\0' && rv == 0;) {
+			size_t k = strcspn(s, ",");
+			snprintf(v, sizeof(v), "%.*s", (int)k, s);
+			rv = fetch_one(a, e, mode, run_id, v, res);
+			s += k + (s[k] == ',');
+		}
+	}
+out:
+	if (rv != 0)
+		res->complete = 0;
+	return rv;
+}
+
+int
+fetch_ids(struct amo *a, const struct cat_entity *e, const char *param, char *const *keys,
+    size_t n, struct fetch_result *res)
+{
+	struct pass p;
+	int rv;
+
+	memset(res, 0, sizeof(*res));
+	res->complete = 1;
+	if (own_key_col(e, NULL) == NULL)
+		return CS_EINVAL;
+	if ((rv = pass_init(&p, a, e, FETCH_IDS, 0, param, res)) != 0)
+		return rv;
+	p.ids = keys;
+	p.nids = n;
+	rv = fetch_pass(&p);
+	if (rv != 0)
+		res->complete = 0;
+	return rv;
+}

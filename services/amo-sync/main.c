@@ -1,0 +1,374 @@
+/*
+ * main.c - crmsync-amo-sync: wiring only.
+ *
+ * Peers: the hook gateway and operators send Envelopes to CS_AMO_URL (REP): a
+ * HookDelivery is queued (Ack = received, with done_seq and this process's boot_id; the
+ * gateway drops its journal only up to done_seq and re-sends the rest when boot_id
+ * changes), a SyncCommand starts a run. The store is dialled on CS_STORE_URL by the worker
+ * thread (sync.c), which makes every amoCRM request. Health answers on CS_AMO_HEALTH_URL.
+ *   crmsync-amo-sync                   serve: hooks, incremental timer, commands
+ *   crmsync-amo-sync --full [--once]   start with a full sync (and exit after it)
+ *   crmsync-amo-sync --auth-code CODE  exchange an authorization code, save the tokens, exit
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "amo.h"
+#include "bus.h"
+#include "errors.h"
+#include "health.h"
+#include "log.h"
+#include "normalise.h"
+#include "svc.h"
+
+struct stat_counter amo_stats[AS__N] = {
+	[AS_REQUESTS]		= { "api_requests", "HTTP requests made to amoCRM", 0, 0 },
+	[AS_HTTP_429]		= { "api_429", "429 Too Many Requests answers", 0, 0 },
+	[AS_HTTP_401]		= { "api_401", "401 answers (token refused)", 0, 0 },
+	[AS_HTTP_5XX]		= { "api_5xx", "5xx answers", 0, 0 },
+	[AS_NET_ERRORS]		= { "api_net_errors", "requests failed in transport", 0, 0 },
+	[AS_ROWS]		= { "rows_sent", "rows committed by the store", 0, 0 },
+	[AS_BATCHES]		= { "batches_sent", "record batches committed", 0, 0 },
+	[AS_DELETES]		= { "deletes_sent", "soft deletes committed", 0, 0 },
+	[AS_BAD_ROWS]		= { "rows_skipped", "rows that could not be normalised", 0, 0 },
+	[AS_REJECTED]		= { "batches_rejected", "batches the store dead-lettered", 0, 0 },
+	[AS_HOOK_DELIVERIES]	= { "hook_deliveries", "hook deliveries received", 0, 0 },
+	[AS_HOOK_EVENTS]	= { "hook_events", "hook events received", 0, 0 },
+	[AS_HOOK_FETCHES]	= { "hook_fetches", "list requests made for hook tasks", 0, 0 },
+	[AS_QUEUE_DEPTH]	= { "queue_depth", "hook task keys pending or in flight", 1, 0 },
+	[AS_DONE_SEQ]		= { "done_seq", "highest hook delivery fully processed", 1, 0 },
+	[AS_RUNS_OK]		= { "runs_complete", "sync runs completed", 0, 0 },
+	[AS_RUNS_FAILED]	= { "runs_failed", "sync runs failed or partial", 0, 0 },
+	[AS_TOKEN_REFRESHES]	= { "token_rotations", "OAuth token pairs obtained and saved", 0, 0 },
+	[AS_API_STATE]		= { "api_state", "0 ok, 1 token revoked, 2 account banned", 1, 0 },
+};
+
+#define K(name, type, field, def, min, max, help) \
+	{ name, type, offsetof(struct amo_conf, field), def, min, max, help }
+
+static const struct cfg_key amo_keys[] = {
+	K("CS_AMO_URL", CFG_STR, url, "tcp://127.0.0.1:7702", 0, 0,
+	  "NNG address (REP) for hook deliveries from hook-gateway and sync commands"),
+	K("CS_AMO_HEALTH_URL", CFG_STR, health_url, "tcp://127.0.0.1:7712", 0, 0,
+	  "NNG address of the health responder"),
+	K("CS_STORE_URL", CFG_STR, store_url, "tcp://127.0.0.1:7701", 0, 0,
+	  "NNG address of the store"),
+	K("CS_AMO_BASE_URL", CFG_STR, base_url, NULL, 0, 0,
+	  "the account's API host, e.g. https://example.amocrm.ru (never www.)"),
+	K("CS_AMO_CLIENT_ID", CFG_STR, client_id, "", 0, 0,
+	  "OAuth integration id (Settings -> Integrations -> Keys)"),
+	K("CS_AMO_CLIENT_SECRET", CFG_SECRET, client_secret, "", 0, 0,
+	  "OAuth integration secret key"),
+	K("CS_AMO_REDIRECT_URI", CFG_STR, redirect_uri, "", 0, 0,
+	  "OAuth redirect URI registered with the integration"),
+	K("CS_AMO_TOKEN_FILE", CFG_STR, token_file, "/var/lib/crmsync/amo-token.json", 0, 0,
+	  "where the OAuth token pair lives (rewritten atomically on every rotation)"),
+	K("CS_AMO_LONG_LIVED_TOKEN", CFG_SECRET, long_lived_token, "", 0, 0,
+	  "a long-lived token instead of OAuth (private integrations; never refreshed)"),
+	K("CS_AMO_ACCOUNT_ID", CFG_INT, account_id, "0", 0, INT64_MAX,
+	  "accept hook deliveries only for this account id (0 = any)"),
+	K("CS_AMO_REFRESH_BEFORE", CFG_DURATION, refresh_before_ms, "1h", 0, 30LL * 86400000,
+	  "refresh the access token this long before it expires"),
+	K("CS_AMO_RPS", CFG_INT, rps, "7", 1, 1000,
+	  "API requests per second for this integration (amoCRM: 7; extended plans more)"),
+	K("CS_AMO_RATE_MARGIN", CFG_INT, rate_margin_pct, "3", 0, 50,
+	  "percent kept below CS_AMO_RPS so network jitter never crosses the limit"),
+	K("CS_AMO_INCREMENTAL_INTERVAL", CFG_DURATION, incremental_ms, "5m", 0, 7LL * 86400000,
+	  "time between incremental syncs (0 = only on command)"),
+	K("CS_AMO_REFERENCE_INTERVAL", CFG_DURATION, reference_ms, "1h", 0, 7LL * 86400000,
+	  "how often incremental runs also re-read reference data (users, pipelines, fields...)"),
+	K("CS_AMO_LOOKBACK", CFG_DURATION, lookback_ms, "10m", 0, 7LL * 86400000,
+	  "incremental passes start this long before the cursor (updated_at has 1 s resolution)"),
+	K("CS_AMO_HOOK_DELAY", CFG_DURATION, hook_delay_ms, "2s", 0, 3600000,
+	  "a hook task waits this long to coalesce with others (and for the API to catch up)"),
+	K("CS_AMO_QUEUE_MAX", CFG_INT, queue_max, "200000", 100, 100000000,
+	  "most pending hook task keys; beyond it deliveries are answered retry"),
+	K("CS_AMO_PAGE_SIZE", CFG_INT, page_size, "250", 1, 250,
+	  "rows per list request (amoCRM maximum 250)"),
+	K("CS_AMO_HTTP_TIMEOUT", CFG_DURATION, http_timeout_ms, "60s", 1000, 600000,
+	  "timeout of one HTTP request"),
+	K("CS_AMO_MAX_BODY", CFG_BYTES, max_body, "32MiB", 65536, 1LL << 30,
+	  "largest response body accepted"),
+	K("CS_AMO_RETRY_MAX", CFG_INT, retry_max, "6", 0, 100,
+	  "retries of a request after 5xx or network errors"),
+	K("CS_AMO_BACKOFF_MAX", CFG_DURATION, backoff_max_ms, "60s", 100, 3600000,
+	  "longest wait between retries"),
+	K("CS_AMO_RECV_MAX", CFG_BYTES, recv_max, "16MiB", 4096, 1LL << 30,
+	  "largest NNG message accepted"),
+	K("CS_AMO_PROGRESS_PAGES", CFG_INT, progress_pages, "20", 0, 1000000,
+	  "log and record progress every this many pages (0 = only per entity)"),
+	K("CS_AMO_ENTITIES", CFG_STR, entities, "", 0, 0,
+	  "comma-separated catalogue entities to sync (empty = all)"),
+};
+
+static struct amo amo;
+static uint64_t boot_id;
+
+void
+amo_wake(struct amo *a)
+{
+	pthread_mutex_lock(&a->mtx);
+	pthread_cond_broadcast(&a->wake);
+	pthread_mutex_unlock(&a->mtx);
+}
+
+void
+amo_set_error(struct amo *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&a->mtx);
+	va_start(ap, fmt);
+	vsnprintf(a->last_error, sizeof(a->last_error), fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&a->mtx);
+}
+
+static int
+amo_status(void *arg, char *buf, size_t len)
+{
+	struct amo *a = arg;
+	int st = atomic_load(&a->state);
+
+	stat_set(&amo_stats[AS_API_STATE], st);
+	pthread_mutex_lock(&a->mtx);
+	switch (st) {
+	case API_REVOKED:
+		snprintf(buf, len, "degraded: amoCRM token revoked or missing, syncing stopped (%s); "
+		    "re-authorise with --auth-code", a->last_error);
+		break;
+	case API_BANNED:
+		snprintf(buf, len, "degraded: amoCRM blocked the account's API access (403), syncing stopped");
+		break;
+	default:
+		snprintf(buf, len, "ok");
+		break;
+	}
+	pthread_mutex_unlock(&a->mtx);
+	return st == API_OK;
+}
+
+/* Ack with the two-phase fields the gateway needs. */
+static void
+reply_hooks(nng_socket s, Crmsync__AckStatus st, const char *err, uint64_t seq, uint64_t done)
+{
+	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT;
+	Crmsync__Ack ack = CRMSYNC__ACK__INIT;
+
+	ack.status = st;
+	ack.error = (char *)(err != NULL ? err : "");
+	ack.batch_id = seq;
+	ack.done_seq = done;
+	ack.boot_id = boot_id;
+	env.body_case = CRMSYNC__ENVELOPE__BODY_ACK;
+	env.ack = &ack;
+	(void)bus_send(s, &env);
+}
+
+static void
+on_hooks(struct amo *a, nng_socket s, const Crmsync__HookDelivery *d)
+{
+	uint64_t done = 0;
+	char err[256] = "";
+	Crmsync__AckStatus st;
+
+	if (a->conf.account_id != 0 && d->account_id != 0 && d->account_id != a->conf.account_id) {
+		log_warnx("hook.foreign_account", "seq=%llu account=%lld expected=%lld",
+		    (unsigned long long)d->seq, (long long)d->account_id, (long long)a->conf.account_id);
+		reply_hooks(s, CRMSYNC__ACK_STATUS__ACK_REJECTED, "hook delivery for another account",
+		    d->seq, tasks_done_seq(a->tasks));
+		return;
+	}
+	st = tasks_receive(a->tasks, d, &done, err, sizeof(err));
+	if (st != CRMSYNC__ACK_STATUS__ACK_OK)
+		log_warnx("hook.not_queued", "seq=%llu status=%d reason=%s", (unsigned long long)d->seq,
+		    (int)st, lq(err));
+	reply_hooks(s, st, err, d->seq, done);
+	if (d->n_events > 0)
+		amo_wake(a);
+}
+
+static void
+on_sync(struct amo *a, nng_socket s, const Crmsync__SyncCommand *c)
+{
+	if (c->crm != CRMSYNC__CRM__CRM_AMO && c->crm != CRMSYNC__CRM__CRM_UNSPECIFIED) {
+		(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_REJECTED, "this is the amoCRM sync", 0, 0, 0, 0);
+		return;
+	}
+	/* An operator asking for a run also means "try the API again" after a ban or revoke. */
+	if (atomic_exchange(&a->state, API_OK) != API_OK)
+		log_info("sync.resume", "a sync command cleared the stopped state");
+	if (c->kind == CRMSYNC__SYNC_KIND__SYNC_FULL)
+		atomic_store(&a->want_full, 1);
+	else
+		atomic_store(&a->want_incremental, 1);
+	log_info("sync.requested", "kind=%s", c->kind == CRMSYNC__SYNC_KIND__SYNC_FULL ? "full" : "incremental");
+	(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_OK, NULL, 0, 0, 0, 0);
+	amo_wake(a);
+}
+
+static void
+dispatch(struct amo *a, nng_socket s, Crmsync__Envelope *env)
+{
+	switch (env->body_case) {
+	case CRMSYNC__ENVELOPE__BODY_HOOKS:
+		on_hooks(a, s, env->hooks);
+		return;
+	case CRMSYNC__ENVELOPE__BODY_SYNC:
+		on_sync(a, s, env->sync);
+		return;
+	default:
+		log_warnx("msg.unexpected", "body=%d", (int)env->body_case);
+		(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_REJECTED,
+		    "amo-sync accepts HookDelivery and SyncCommand", 0, 0, 0, 0);
+		return;
+	}
+}
+
+static void
+check_config(struct amo *a)
+{
+	struct amo_conf *c = &a->conf;
+
+	for (const char *s = c->entities; *s != '\0';) {
+		size_t k = strcspn(s, ", ");
+		char name[128];
+		snprintf(name, sizeof(name), "%.*s", (int)k, s);
+		if (k > 0 && catalog_find(CAT_AMO, name) == NULL)
+			fatalx("config.bad_entity", "CS_AMO_ENTITIES names %s, which is not in the catalogue",
+			    lq(name));
+		s += k;
+		s += strspn(s, ", ");
+	}
+	if (c->long_lived_token[0] == '\0' && (c->client_id[0] == '\0' || c->client_secret[0] == '\0' ||
+	    c->redirect_uri[0] == '\0'))
+		fatalx("config.no_auth", "set CS_AMO_CLIENT_ID, CS_AMO_CLIENT_SECRET and "
+		    "CS_AMO_REDIRECT_URI (OAuth) or CS_AMO_LONG_LIVED_TOKEN");
+	if (strncmp(c->base_url, "https://", 8) != 0 && strncmp(c->base_url, "http://", 7) != 0)
+		fatalx("config.bad_base_url", "CS_AMO_BASE_URL must start with https:// (got %s)",
+		    lq(c->base_url));
+	size_t n = strlen(c->base_url);
+	if (n > 0 && c->base_url[n - 1] == '/')
+		c->base_url[n - 1] = '\0';
+}
+
+int
+main(int argc, char **argv)
+{
+	int full = 0, once = 0;
+	const char *auth_code = NULL;
+	const struct svc_flag flags[] = {
+		{ "--full", NULL, "start with a full sync of every entity", &full, NULL },
+		{ "--once", NULL, "exit after the first sync run", &once, NULL },
+		{ "--auth-code", "CODE", "exchange an OAuth authorization code, save the tokens, exit",
+		  NULL, &auth_code },
+	};
+	const struct svc_desc desc = {
+		.name = "amo-sync",
+		.summary = "crmsync-amo-sync: mirrors an amoCRM account into PostgreSQL through the store:\n"
+		    "webhook-driven fetches, incremental syncs by updated_at, deletions from events,\n"
+		    "full syncs on demand; every request under the account's rate limit.",
+		.keys = amo_keys, .nkeys = CFG_NKEYS(amo_keys), .conf = &amo.conf,
+		.flags = flags, .nflags = nitems(flags),
+	};
+	struct health *health = NULL;
+	struct http_opts ho = { 0 };
+	pthread_t worker;
+	nng_socket sock;
+	int rv, started = 0;
+
+	svc_init(argc, argv, &desc);
+	svc_signals();
+	check_config(&amo);
+	pthread_mutex_init(&amo.mtx, NULL);
+	pthread_cond_init(&amo.wake, NULL);
+	rl_init(&amo.rl, (double)amo.conf.rps * (100 - (double)amo.conf.rate_margin_pct) / 100.0, 1);
+	/* The limit is a sliding second: a process started right after another one (a restart,
+	 * --auth-code) must not add its first requests to the other's last second. */
+	rl_pause(&amo.rl, 1000);
+	ho.timeout_ms = amo.conf.http_timeout_ms;
+	ho.max_body = (size_t)amo.conf.max_body;
+	if ((rv = http_new(&amo.http, &ho)) != 0)
+		fatalx("http.init_failed", "err=%s", lq(cs_strerror(rv)));
+	if ((rv = oauth_open(&amo)) != 0)
+		fatalx("oauth.init_failed", "file=%s err=%s", lq(amo.conf.token_file), lq(cs_strerror(rv)));
+	if (auth_code != NULL) {
+		rv = oauth_exchange_code(&amo, auth_code);
+		if (rv != 0)
+			log_warnx("oauth.exchange_failed", "err=%s", lq(cs_strerror(rv)));
+		else
+			log_info("oauth.authorised", "file=%s", lq(amo.conf.token_file));
+		oauth_close(&amo);
+		http_free(amo.http);
+		cfg_free(amo_keys, CFG_NKEYS(amo_keys), &amo.conf);
+		return rv == 0 ? 0 : 1;
+	}
+	if (getrandom(&boot_id, sizeof(boot_id), 0) != sizeof(boot_id) || boot_id == 0)
+		boot_id = (uint64_t)bus_now_ms() * 2654435761u + 1;
+	if ((rv = tasks_new(&amo.tasks, (size_t)amo.conf.queue_max, amo.conf.hook_delay_ms)) != 0 ||
+	    (rv = fetch_memo_new(&amo)) != 0)
+		fatalx("amo.init_failed", "err=%s", lq(cs_strerror(rv)));
+	if ((rv = sink_open(&amo)) != 0)
+		fatalx("store.dial_failed", "url=%s err=%s", lq(amo.conf.store_url), lq(cs_strerror(rv)));
+	if ((rv = health_start(&health, amo.conf.health_url, "amo-sync", amo_stats, AS__N,
+	    amo_status, &amo)) != 0)
+		fatalx("health.listen_failed", "url=%s err=%s", lq(amo.conf.health_url), lq(cs_strerror(rv)));
+	if ((rv = bus_listen(&sock, amo.conf.url, (size_t)amo.conf.recv_max)) != 0)
+		fatalx("amo.listen_failed", "url=%s err=%s", lq(amo.conf.url), lq(cs_strerror(rv)));
+	amo.once = once;
+	if (full)
+		atomic_store(&amo.want_full, 1);
+	else if (once)
+		atomic_store(&amo.want_incremental, 1);
+	if (pthread_create(&worker, NULL, sync_worker, &amo) != 0)
+		fatalx("amo.thread_failed", "worker");
+	started = 1;
+	log_info("amo.ready", "url=%s health=%s store=%s api=%s rps=%lld boot_id=%llu", lq(amo.conf.url),
+	    lq(amo.conf.health_url), lq(amo.conf.store_url), lq(amo.conf.base_url),
+	    (long long)amo.conf.rps, (unsigned long long)boot_id);
+
+	while (!svc_stop && !amo.stop) {
+		Crmsync__Envelope *env = NULL;
+		nng_msg *msg = NULL;
+
+		rv = bus_recv_msg(sock, &msg, &env, 250);
+		if (rv == CS_ETIMEDOUT)
+			continue;
+		if (rv == CS_ECLOSED)
+			break;
+		if (rv == CS_EPROTO) {
+			log_warnx("msg.undecodable", "len=%zu", msg != NULL ? nng_msg_len(msg) : 0);
+			(void)bus_reply_ack(sock, CRMSYNC__ACK_STATUS__ACK_REJECTED, "undecodable message",
+			    0, 0, 0, 0);
+		} else if (rv == 0) {
+			dispatch(&amo, sock, env);
+		} else {
+			log_warnx("amo.recv_failed", "err=%s", lq(cs_strerror(rv)));
+		}
+		bus_free(env);
+		if (msg != NULL)
+			nng_msg_free(msg);
+	}
+	log_info("amo.stopping", "done_seq=%llu queue=%zu", (unsigned long long)tasks_done_seq(amo.tasks),
+	    tasks_depth(amo.tasks));
+	amo.stop = 1;
+	amo_wake(&amo);
+	if (started)
+		pthread_join(worker, NULL);
+	bus_close(sock);
+	health_stop(health);
+	sink_close(&amo);
+	tasks_free(amo.tasks);
+	fetch_memo_free(&amo);
+	oauth_close(&amo);
+	http_free(amo.http);
+	rl_destroy(&amo.rl);
+	pthread_cond_destroy(&amo.wake);
+	pthread_mutex_destroy(&amo.mtx);
+	cfg_free(amo_keys, CFG_NKEYS(amo_keys), &amo.conf);
+	return 0;
+}
