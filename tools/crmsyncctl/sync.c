@@ -1,0 +1,398 @@
+/*
+ * sync.c - `crmsyncctl sync hollihop|amo [--full] [--entities a,b] [--no-wait]`: send a
+ * SyncCommand to the sync service, then follow the run until it ends.
+ *
+ * Progress comes from crmsync.sync_runs when a DSN is configured (status, the per-entity
+ * progress the sync service reports, rows written); otherwise from the service's own
+ * health stats (`running`, `last_run_id`, `runs_complete`, `runs_failed`, `rows_sent`,
+ * `pages`, where the service has them). Ctrl-C stops watching, not the run.
+ * Exit: 0 = the run completed, 1 = it did not (or could not be started), 2 = usage.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+
+#include "bus.h"
+#include "ctl.h"
+#include "errors.h"
+
+#define SYNC_MAX_ENTITIES	64
+#define SYNC_DOWN_LIMIT_MS	30000	/* service silent this long while its run "runs": give up */
+
+static volatile sig_atomic_t sync_interrupted;
+
+/* The sync service's counters before the command. */
+struct sync_before {
+	int64_t	run, ok, failed, pages, rows;
+};
+
+static void
+sync_onsignal(int sig)
+{
+	(void)sig;
+	sync_interrupted = 1;
+}
+
+struct sync_target {
+	const char		*crm;		/* "hollihop" */
+	const char		*service;	/* "hollihop-sync" */
+	Crmsync__Crm		 crm_id;
+	const char		*url;
+	const char		*health_url;
+};
+
+/* One health answer; 0 and *h (free with bus_free on *env) or an error. */
+static int
+sync_health(const struct sync_target *t, Crmsync__Envelope **env)
+{
+	struct ctl_probe p = { .name = t->service, .url = t->health_url };
+
+	ctl_probe_all(&p, 1, (int)ctl.timeout_ms);
+	*env = p.env;
+	return p.rv;
+}
+
+/* Send the command; returns 0 with *run_id (0 = not known yet), or 1 after saying why. */
+static int
+sync_send(const struct sync_target *t, int full, char **entities, size_t nentities, int64_t *run_id)
+{
+	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT, *rep = NULL;
+	Crmsync__SyncCommand cmd = CRMSYNC__SYNC_COMMAND__INIT;
+	nng_socket s;
+	int rv, ret = 1;
+
+	*run_id = 0;
+	cmd.crm = t->crm_id;
+	cmd.kind = full ? CRMSYNC__SYNC_KIND__SYNC_FULL : CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL;
+	cmd.n_entities = nentities;
+	cmd.entities = entities;
+	env.body_case = CRMSYNC__ENVELOPE__BODY_SYNC;
+	env.sync = &cmd;
+	if ((rv = bus_dial(&s, t->url, 1 << 20)) != 0) {
+		fprintf(stderr, "crmsyncctl: cannot dial %s: %s\n", t->url, cs_strerror(rv));
+		return 1;
+	}
+	/* The service answers once the store has opened the run: that can take a while. */
+	rv = bus_call(s, &env, &rep, (int)ctl.command_timeout_ms);
+	bus_close(s);
+	if (rv != 0) {
+		fprintf(stderr, "crmsyncctl: %s did not answer the sync command on %s: %s\n", t->service,
+		    t->url, cs_strerror(rv));
+		return 1;
+	}
+	if (rep->body_case != CRMSYNC__ENVELOPE__BODY_ACK) {
+		fprintf(stderr, "crmsyncctl: %s answered something other than an Ack\n", t->service);
+		goto out;
+	}
+	*run_id = rep->ack->run_id;
+	switch (rep->ack->status) {
+	case CRMSYNC__ACK_STATUS__ACK_OK:
+		printf("%s accepted: run %lld\n", t->service, (long long)*run_id);
+		ret = 0;
+		break;
+	case CRMSYNC__ACK_STATUS__ACK_RETRY:
+		/* Started, but the store has not opened the run yet: follow it all the same. */
+		printf("%s accepted; the run is not open yet (%s)\n", t->service,
+		    rep->ack->error != NULL ? rep->ack->error : "");
+		ret = 0;
+		break;
+	default:
+		if (*run_id > 0 && rep->ack->error != NULL && strncmp(rep->ack->error, "busy", 4) == 0) {
+			printf("%s is busy: %s; following run %lld instead\n", t->service, rep->ack->error,
+			    (long long)*run_id);
+			ret = 0;
+			break;
+		}
+		fprintf(stderr, "crmsyncctl: %s refused: %s\n", t->service,
+		    rep->ack->error != NULL && rep->ack->error[0] ? rep->ack->error : "rejected");
+		break;
+	}
+out:
+	bus_free(rep);
+	return ret;
+}
+
+static void
+sync_show(int tty, const char *line, int final)
+{
+	if (tty) {
+		printf("\r\033[K%s%s", line, final ? "\n" : "");
+		fflush(stdout);
+	} else {
+		printf("%s\n", line);
+		fflush(stdout);
+	}
+}
+
+/* Follow run_id (or the first run of this CRM after max_id) in crmsync.sync_runs. */
+static int
+sync_follow_db(PGconn *c, const struct sync_target *t, int64_t run_id, int64_t max_id)
+{
+	char idbuf[32], maxbuf[32], line[512], last[512] = "";
+	const char *vals[2];
+	int64_t down_since = 0, last_print = 0;
+	int tty = isatty(STDOUT_FILENO), ret = 1;
+
+	while (!sync_interrupted) {
+		Crmsync__Envelope *env = NULL;
+		PGresult *r;
+
+		if (run_id == 0) {
+			snprintf(maxbuf, sizeof(maxbuf), "%lld", (long long)max_id);
+			vals[0] = t->crm;
+			vals[1] = maxbuf;
+			if ((r = ctl_db_query(c, "finding the run", "SELECT id FROM crmsync.sync_runs "
+			    "WHERE crm = $1 AND id > $2::bigint ORDER BY id LIMIT 1", 2, vals)) == NULL)
+				return 1;
+			if (PQntuples(r) == 1)
+				run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+			PQclear(r);
+		}
+		if (run_id > 0) {
+			snprintf(idbuf, sizeof(idbuf), "%lld", (long long)run_id);
+			vals[0] = idbuf;
+			r = ctl_db_query(c, "reading the run",
+			    "SELECT status, kind, extract(epoch FROM coalesce(finished_at, now()) - started_at)::bigint, "
+			    "coalesce(cardinality(entities), 0), "
+			    "(SELECT count(*) FROM jsonb_object_keys(progress)), "
+			    "(SELECT coalesce(sum((v->>'rows')::bigint), 0) FROM jsonb_each(progress) AS e(k, v)), "
+			    "rows_written, rows_deleted, coalesce(error, '') "
+			    "FROM crmsync.sync_runs WHERE id = $1::bigint", 1, vals);
+			if (r == NULL)
+				return 1;
+			if (PQntuples(r) == 1) {
+				const char *status = PQgetvalue(r, 0, 0);
+				char took[32], total[32] = "";
+				int done = strcmp(status, "running") != 0;
+
+				ctl_duration(took, sizeof(took), strtoll(PQgetvalue(r, 0, 2), NULL, 10));
+				if (strcmp(PQgetvalue(r, 0, 3), "0") != 0)
+					snprintf(total, sizeof(total), "/%s", PQgetvalue(r, 0, 3));
+				snprintf(line, sizeof(line), "run %lld %s %s: %s %s, entities %s%s, rows read %s, "
+				    "written %s, deleted %s%s%s", (long long)run_id, t->crm, PQgetvalue(r, 0, 1),
+				    status, took, PQgetvalue(r, 0, 4), total, PQgetvalue(r, 0, 5),
+				    PQgetvalue(r, 0, 6), PQgetvalue(r, 0, 7),
+				    PQgetvalue(r, 0, 8)[0] ? ", error: " : "", PQgetvalue(r, 0, 8));
+				/* A pipe gets a line on change (elapsed time aside) or every 10 s. */
+				if (tty || done || bus_now_ms() - last_print >= 10000 ||
+				    strcmp(strchr(line, ',') ? strchr(line, ',') : line, last) != 0) {
+					sync_show(tty, line, done);
+					last_print = bus_now_ms();
+					snprintf(last, sizeof(last), "%s", strchr(line, ',') ? strchr(line, ',') : line);
+				}
+				if (done) {
+					ret = strcmp(status, "complete") == 0 ? 0 : 1;
+					PQclear(r);
+					return ret;
+				}
+			}
+			PQclear(r);
+		}
+		/* A run can only end if its service is alive. */
+		if (sync_health(t, &env) != 0) {
+			if (down_since == 0) {
+				down_since = bus_now_ms();
+				fprintf(stderr, "%scrmsyncctl: %s stopped answering on %s\n", tty ? "\n" : "",
+				    t->service, t->health_url);
+			} else if (bus_now_ms() - down_since > SYNC_DOWN_LIMIT_MS) {
+				fprintf(stderr, "crmsyncctl: %s has been down for %d s; giving up (run %lld "
+				    "stays 'running' until the service restarts)\n", t->service,
+				    SYNC_DOWN_LIMIT_MS / 1000, (long long)run_id);
+				return 1;
+			}
+		} else {
+			down_since = 0;
+		}
+		bus_free(env);
+		for (int i = 0; i < 10 && !sync_interrupted; i++)
+			usleep(100000);
+	}
+	if (tty)
+		printf("\n");
+	printf("stopped watching; run %lld goes on (crmsyncctl status shows it)\n", (long long)run_id);
+	return 1;
+}
+
+/* Without a database: follow the service's health stats (counters since it started, so
+ * this run's share is the difference from *b, read before the command). */
+static int
+sync_follow_health(const struct sync_target *t, int64_t run_id, const struct sync_before *b)
+{
+	int tty = isatty(STDOUT_FILENO), started = 0, misses = 0;
+	int64_t t0 = bus_now_ms(), last_print = 0;
+	char line[512];
+
+	while (!sync_interrupted) {
+		Crmsync__Envelope *env = NULL;
+		const Crmsync__HealthResponse *h;
+		int64_t running, last_run;
+
+		if (sync_health(t, &env) != 0) {
+			if (++misses * 1000 > SYNC_DOWN_LIMIT_MS) {
+				fprintf(stderr, "%scrmsyncctl: %s has stopped answering on %s\n", tty ? "\n" : "",
+				    t->service, t->health_url);
+				return 1;
+			}
+			goto next;
+		}
+		misses = 0;
+		h = env->health_response;
+		running = ctl_stat(h, "running", -1);
+		last_run = ctl_stat(h, "last_run_id", 0);
+		if (running < 0) {
+			printf("%s does not report a `running` stat: set CS_CTL_PG_DSN (or CS_PG_DSN) to "
+			    "follow run %lld\n", t->service, (long long)run_id);
+			bus_free(env);
+			return 0;
+		}
+		if (running > 0 || last_run != b->run)
+			started = 1;
+		if (run_id == 0 && last_run != b->run)
+			run_id = last_run;
+		{
+			char took[32];
+
+			ctl_duration(took, sizeof(took), (bus_now_ms() - t0) / 1000);
+			snprintf(line, sizeof(line), "run %lld %s: %s %s, pages %lld, rows sent %lld%s%s",
+			    (long long)run_id, t->crm, running > 0 ? "running" : started ? "finished" : "starting",
+			    took, (long long)(ctl_stat(h, "pages", 0) - b->pages),
+			    (long long)(ctl_stat(h, "rows_sent", 0) - b->rows),
+			    h->status != NULL && h->status[0] ? ", " : "", h->status != NULL ? h->status : "");
+		}
+		if (started && running == 0) {
+			int64_t ok = ctl_stat(h, "runs_complete", -1), failed = ctl_stat(h, "runs_failed", -1);
+
+			sync_show(tty, line, 1);
+			bus_free(env);
+			if (ok >= 0 && ok > b->ok) {
+				printf("run %lld complete\n", (long long)run_id);
+				return 0;
+			}
+			if (failed >= 0 && failed > b->failed) {
+				printf("run %lld did not complete (see crmsyncctl status, and the service's log)\n",
+				    (long long)run_id);
+				return 1;
+			}
+			printf("run %lld ended\n", (long long)run_id);
+			return 0;
+		}
+		if (tty || bus_now_ms() - last_print >= 10000) {
+			sync_show(tty, line, 0);
+			last_print = bus_now_ms();
+		}
+		if (!started && bus_now_ms() - t0 > ctl.command_timeout_ms) {
+			fprintf(stderr, "%scrmsyncctl: the run never started\n", tty ? "\n" : "");
+			bus_free(env);
+			return 1;
+		}
+next:
+		bus_free(env);
+		for (int i = 0; i < 10 && !sync_interrupted; i++)
+			usleep(100000);
+	}
+	if (tty)
+		printf("\n");
+	printf("stopped watching; run %lld goes on (crmsyncctl status shows it)\n", (long long)run_id);
+	return 1;
+}
+
+int
+ctl_sync(int argc, char **argv)
+{
+	struct sync_target t;
+	char *entities[SYNC_MAX_ENTITIES], *list = NULL;
+	size_t nentities = 0;
+	int full = 0, nowait = 0, rv;
+	int64_t run_id = 0, max_id = 0;
+	struct sync_before before;
+	Crmsync__Envelope *env = NULL;
+	PGconn *c = NULL;
+	struct sigaction sa;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: crmsyncctl sync hollihop|amo [--full] [--entities a,b,...] [--no-wait]\n");
+		return 2;
+	}
+	memset(&t, 0, sizeof(t));
+	if (strcmp(argv[1], "hollihop") == 0) {
+		t = (struct sync_target){ "hollihop", "hollihop-sync", CRMSYNC__CRM__CRM_HOLLIHOP,
+		    ctl.hollihop_url, ctl.hollihop_health };
+	} else if (strcmp(argv[1], "amo") == 0) {
+		t = (struct sync_target){ "amo", "amo-sync", CRMSYNC__CRM__CRM_AMO, ctl.amo_url, ctl.amo_health };
+	} else {
+		fprintf(stderr, "crmsyncctl: sync: unknown CRM \"%s\" (hollihop or amo)\n", argv[1]);
+		return 2;
+	}
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--full") == 0) {
+			full = 1;
+		} else if (strcmp(argv[i], "--no-wait") == 0) {
+			nowait = 1;
+		} else if (strcmp(argv[i], "--entities") == 0 && i + 1 < argc) {
+			list = argv[++i];
+		} else {
+			fprintf(stderr, "crmsyncctl: sync: unknown argument \"%s\"\n", argv[i]);
+			return 2;
+		}
+	}
+	for (char *save = NULL, *e = list != NULL ? strtok_r(list, ",", &save) : NULL; e != NULL;
+	    e = strtok_r(NULL, ",", &save)) {
+		if (nentities == SYNC_MAX_ENTITIES) {
+			fprintf(stderr, "crmsyncctl: sync: at most %d entities\n", SYNC_MAX_ENTITIES);
+			return 2;
+		}
+		entities[nentities++] = e;
+	}
+
+	/* Is the service there at all? (A refused dial answers at once.) */
+	if ((rv = sync_health(&t, &env)) != 0) {
+		fprintf(stderr, "crmsyncctl: %s is not answering on %s: %s\n", t.service, t.health_url,
+		    ctl_probe_error(rv, (int)ctl.timeout_ms));
+		return 1;
+	}
+	before.run = ctl_stat(env->health_response, "last_run_id", 0);
+	before.ok = ctl_stat(env->health_response, "runs_complete", 0);
+	before.failed = ctl_stat(env->health_response, "runs_failed", 0);
+	before.pages = ctl_stat(env->health_response, "pages", 0);
+	before.rows = ctl_stat(env->health_response, "rows_sent", 0);
+	bus_free(env);
+	if (ctl_dsn() != NULL) {
+		PGresult *r;
+
+		if ((c = ctl_db_connect()) == NULL)
+			return 1;
+		if ((r = ctl_db_query(c, "crmsync.sync_runs", "SELECT coalesce(max(id), 0) FROM crmsync.sync_runs",
+		    0, NULL)) == NULL) {
+			PQfinish(c);
+			return 1;
+		}
+		max_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		PQclear(r);
+	}
+
+	printf("asking %s for a%s %s sync%s (%s)\n", t.service, full ? "" : "n", full ? "full" : "incremental",
+	    nentities ? " of some entities" : "", t.url);
+	if (sync_send(&t, full, entities, nentities, &run_id) != 0) {
+		PQfinish(c);
+		return 1;
+	}
+	if (nowait) {
+		PQfinish(c);
+		return 0;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = sync_onsignal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (c != NULL)
+		rv = sync_follow_db(c, &t, run_id, max_id);
+	else
+		rv = sync_follow_health(&t, run_id, &before);
+	PQfinish(c);
+	return rv;
+}
