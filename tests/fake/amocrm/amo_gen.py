@@ -9,9 +9,12 @@ direction (a contact's leads) is computed, not stored. Item hrefs start with BAS
 amo_api replaces with the real scheme://host of the request.
 """
 
+import json
+
 from amo_ref import ENTITY_TYPES, LOST, WON
+from amo_rows import ALL_WITH, RowText
 from amo_util import (CITIES, COURSES, DAY, LEVELS, NOTE_TEXTS, STREETS, TASK_TEXTS, R,
-                      company_name, email, event_id, hex_uid, person, phone, salt_of, uuid_of)
+                      event_id, hex_uid, person, phone, salt_of, uuid_of)
 
 BASE = "https://BASE"
 NOTE_BASE = {"leads": 0, "contacts": 10000000, "companies": 20000000, "customers": 30000000}
@@ -23,8 +26,9 @@ class Spec:
     """One generated table. key = the integer id (events/unsorted: the row index)."""
 
     def __init__(self, name, n, gen, times, id_base=0, fast=None, order=("id", "asc"),
-                 key_name="id"):
+                 key_name="id", text=None):
         self.name, self.n, self.gen = name, n, gen
+        self.text = text        # text(key, with_set) -> list-view JSON, for the widest rows
         # times(key) -> (created_at, updated_at) of base row `key`
         self.times = times if not id_base else (lambda k: times(k - id_base))
         self.id_base, self.fast, self.default_order = id_base, fast or {}, order
@@ -45,7 +49,7 @@ def _times(salt, n, now, span):
     return times
 
 
-class Gen:
+class Gen(RowText):
     def __init__(self, ref):
         self.ref = ref
         self.seed = ref.seed
@@ -73,6 +77,7 @@ class Gen:
             "t:customers", "t:tasks", "t:events", "t:talks", "t:unsorted", "t:transactions",
             "t:elements", "t:leads/notes", "t:contacts/notes", "t:companies/notes",
             "t:customers/notes")}
+        self._init_text()
 
     # ---- helpers -----------------------------------------------------------------------
     def _user(self, r):
@@ -107,15 +112,17 @@ class Gen:
         ref, now = self.ref, self.now
         out = {}
         yr = 365 * DAY
-        out["leads"] = Spec("leads", self.n["leads"], self.lead,
-                            _times(self.salt["t:leads"], self.n["leads"], now, 2 * yr),
+        out["leads"] = Spec("leads", self.n["leads"], self.lead, text=self.lead_json,
+                            times=_times(self.salt["t:leads"], self.n["leads"], now, 2 * yr),
                             fast={"pipeline_id": lambda k: self._lead_status(k)[0],
                                   "status_id": lambda k: self._lead_status(k)[1],
                                   "responsible_user_id": lambda k: self._lead_resp(k)})
         out["contacts"] = Spec("contacts", self.n["contacts"], self.contact,
-                               _times(self.salt["t:contacts"], self.n["contacts"], now, 3 * yr))
+                               _times(self.salt["t:contacts"], self.n["contacts"], now, 3 * yr),
+                               text=self.contact_json)
         out["companies"] = Spec("companies", self.n["companies"], self.company,
-                                _times(self.salt["t:companies"], self.n["companies"], now, 3 * yr))
+                                _times(self.salt["t:companies"], self.n["companies"], now, 3 * yr),
+                                text=self.company_json)
         out["customers"] = Spec("customers", self.n["customers"], self.customer,
                                 _times(self.salt["t:customers"], self.n["customers"], now, yr))
         out["tasks"] = Spec("tasks", self.n["tasks"], self.task,
@@ -191,97 +198,8 @@ class Gen:
         return ((i - 1) % nco) + 1 if nco and i % 4 != 0 else None
 
     def lead(self, i):
-        r = R(self.salt["leads"], i)
-        created, updated = self.specs["leads"].times(i)
-        pid, sid = self._lead_status(i)
-        resp = self._lead_resp(i)
-        closed = sid in (WON, LOST)
-        u_by = self._user(r) if r.pct(80) else 0
-        course = COURSES[r.n(len(COURSES))]
-        name = "%s %s" % (course, LEVELS[r.n(len(LEVELS))]) if r.pct(85) else "Сделка #%d" % i
-        rec = {
-            "id": i, "name": name, "price": r.n(60) * 1000, "responsible_user_id": resp,
-            "group_id": self._group(resp), "status_id": sid, "pipeline_id": pid,
-            "loss_reason_id": (5001 + r.n(6)) if sid == LOST and r.pct(70) else None,
-            "source_id": (6001 + r.n(3)) if r.pct(20) else None,
-            "created_by": 0 if r.pct(15) else self._user(r), "updated_by": u_by,
-            "created_at": created, "updated_at": updated,
-            "closed_at": max(created, updated - r.n(3600)) if closed else None,
-            "closest_task_at": (updated + r.n(30) * DAY) if not closed and r.pct(50) else None,
-            "is_deleted": False, "custom_fields_values": self._lead_cfv(r),
-            "score": None, "account_id": self.acc, "labor_cost": None,
-            "is_price_modified_by_robot": False,
-            "_links": {"self": {"href": "%s/api/v4/leads/%d" % (BASE, i)}},
-        }
-        emb = {"tags": self._tags("leads", r),
-               "companies": [], "contacts": [], "catalog_elements": []}
-        co = self.lead_company(i)
-        if co:
-            emb["companies"] = [{"id": co, "_links": {"self": {"href": "%s/api/v4/companies/%d" % (BASE, co)}}}]
-        for k, c in enumerate(self.lead_contacts(i)):
-            emb["contacts"].append({"id": c, "is_main": k == 0,
-                                    "_links": {"self": {"href": "%s/api/v4/contacts/%d" % (BASE, c)}}})
-        if i % 5 == 1 and self.n_elements:
-            eid = 1000000 + ((i - 1) % self.n_elements) + 1
-            price_field = self.ref.fields["catalog:%d" % self.products["id"]][1]
-            emb["catalog_elements"].append({"id": eid, "metadata": {
-                "quantity": 1 + r.n(4), "catalog_id": self.products["id"],
-                "price_id": price_field["id"]}})
-        if rec["loss_reason_id"]:
-            lr = self.ref.loss_reasons[rec["loss_reason_id"] - 5001]
-            emb["loss_reason"] = [{"id": lr["id"], "name": lr["name"], "sort": lr["sort"],
-                                   "created_at": lr["created_at"], "updated_at": lr["updated_at"],
-                                   "_links": lr["_links"]}]
-        if rec["source_id"]:
-            s = self.ref.sources[rec["source_id"] - 6001]
-            emb["source"] = {"id": s["id"], "name": s["name"], "external_id": s["external_id"],
-                             "type": "api"}
-        rec["_embedded"] = emb
-        return rec
-
-    def _lead_cfv(self, r):
-        if r.pct(20):
-            return None
-        cf, out = self.cf["leads"], []
-        f = cf["Курс"]
-        out.append(self._cfv(f, [self._enum(f, r)]))
-        if r.pct(70):
-            f = cf["Филиал"]
-            out.append(self._cfv(f, [self._enum(f, r)]))
-        if r.pct(50):
-            f = cf["Дни занятий"]
-            picks = sorted({r.n(7) for _ in range(1 + r.n(3))})
-            out.append(self._cfv(f, [{"value": f["enums"][p]["value"], "enum_id": f["enums"][p]["id"]}
-                                     for p in picks]))
-        if r.pct(50):
-            out.append(self._cfv(cf["Количество занятий"], [{"value": str(4 * (1 + r.n(12)))}]))
-        if r.pct(40):
-            day = (self.now // DAY - r.n(400)) * DAY
-            out.append(self._cfv(cf["Дата пробного урока"], [{"value": day}]))
-        if r.pct(50):
-            out.append(self._cfv(cf["Согласие на рассылку"], [{"value": bool(r.n(2))}]))
-        if r.pct(20):
-            out.append(self._cfv(cf["Комментарий менеджера"],
-                                 [{"value": "Строка 1: «%s»\nСтрока 2 — ок" % NOTE_TEXTS[r.n(10)]}]))
-        if r.pct(20):
-            out.append(self._cfv(cf["Ссылка на договор"],
-                                 [{"value": "https://docs.example.ru/d/%d?x=1&y=2" % r.n(99999)}]))
-        if r.pct(30):
-            out.append(self._cfv(cf["utm_source"], [{"value": r.pick(["yandex", "google", "vk", "telegram"])}]))
-        if r.pct(20):
-            out.append(self._cfv(cf["Звонок назначен на"], [{"value": self.now - r.n(200 * DAY)}]))
-        if r.pct(20):
-            out.append(self._cfv(cf["Предоплата"], [{"value": str(500 * (1 + r.n(20)))}]))
-        if r.pct(30):
-            f = cf["Формат"]
-            out.append(self._cfv(f, [self._enum(f, r)]))
-        ex = self.extra_lead_fields
-        if ex and r.pct(50):
-            for _ in range(2):
-                f = ex[r.n(len(ex))]
-                if all(v["field_id"] != f["id"] for v in out):
-                    out.append(self._cfv(f, [{"value": "значение %d" % r.n(1000)}]))
-        return out
+        """The full lead record (every with= part): the parsed text of amo_rows.lead_json."""
+        return json.loads(self.lead_json(i, ALL_WITH["leads"]))
 
     # ---- contacts, companies, customers ------------------------------------------------
     def contact_company(self, c):
@@ -305,16 +223,6 @@ class Gen:
                 i += nc
         return sorted(set(out))
 
-    def company_members(self, co, n_max, skip_mod):
-        """Ids x <= n_max with (x-1) % NCo + 1 == co and x % skip_mod != 0."""
-        nco, out = self.n["companies"], []
-        x = co
-        while nco and x <= n_max:
-            if x % skip_mod != 0:
-                out.append(x)
-            x += nco
-        return out
-
     def customer_contact(self, k):
         nc = self.n["contacts"]
         return ((k - 1) % nc) + 1 if nc else None
@@ -323,97 +231,11 @@ class Gen:
         nco = self.n["companies"]
         return ((k - 1) % nco) + 1 if nco and k % 2 == 0 else None
 
-    def _person_cfv(self, r, first, last, i):
-        cf, out = self.cf["contacts"], []
-        if r.pct(90):
-            f = cf["Телефон"]
-            vals = [{"value": phone(r), "enum_id": f["enums"][2]["id"], "enum_code": "MOB"}]
-            if r.pct(25):
-                e = f["enums"][r.n(len(f["enums"]))]
-                vals.append({"value": phone(r), "enum_id": e["id"], "enum_code": e["value"]})
-            out.append(self._cfv(f, vals))
-        if r.pct(60):
-            f = cf["Email"]
-            e = f["enums"][r.n(2)]
-            out.append(self._cfv(f, [{"value": email(first, last, i), "enum_id": e["id"],
-                                      "enum_code": e["value"]}]))
-        if r.pct(15):
-            out.append(self._cfv(cf["Должность"], [{"value": r.pick(["Родитель", "Студент", "HR-менеджер", "Директор"])}]))
-        if r.pct(20):
-            out.append(self._cfv(cf["День рождения"], [{"value": (self.now // DAY - 3650 - r.n(12000)) * DAY}]))
-        if r.pct(40):
-            f = cf["Город"]
-            out.append(self._cfv(f, [self._enum(f, r)]))
-        if r.pct(30):
-            out.append(self._cfv(cf["Возраст ученика"], [{"value": str(6 + r.n(40))}]))
-        if r.pct(10):
-            out.append(self._cfv(cf["Адрес"], [{"value": "%s, %s, д. %d" % (
-                r.pick(CITIES), r.pick(STREETS), 1 + r.n(120))}]))
-        return out or None
-
     def contact(self, c):
-        r = R(self.salt["contacts"], c)
-        created, updated = self.specs["contacts"].times(c)
-        first, last, full = person(r)
-        resp = self._user(r)
-        rec = {"id": c, "name": full, "first_name": first, "last_name": last,
-               "responsible_user_id": resp, "group_id": self._group(resp),
-               "created_by": 0 if r.pct(20) else self._user(r),
-               "updated_by": self._user(r) if r.pct(80) else 0,
-               "created_at": created, "updated_at": updated,
-               "closest_task_at": (updated + r.n(20) * DAY) if r.pct(25) else None,
-               "is_deleted": False, "is_unsorted": False,
-               "custom_fields_values": self._person_cfv(r, first, last, c),
-               "account_id": self.acc,
-               "_links": {"self": {"href": "%s/api/v4/contacts/%d" % (BASE, c)}}}
-        emb = {"tags": self._tags("contacts", r, 25), "companies": []}
-        co = self.contact_company(c)
-        if co:
-            emb["companies"] = [{"id": co, "_links": {"self": {"href": "%s/api/v4/companies/%d" % (BASE, co)}}}]
-        emb["leads"] = [{"id": i, "_links": {"self": {"href": "%s/api/v4/leads/%d" % (BASE, i)}}}
-                        for i in self.contact_leads(c, self.n["leads"])]
-        nk = self.n["customers"]
-        emb["customers"] = [{"id": k, "_links": {"self": {"href": "%s/api/v4/customers/%d" % (BASE, k)}}}
-                            for k in range(c, nk + 1, max(self.n["contacts"], 1))]
-        emb["catalog_elements"] = []
-        rec["_embedded"] = emb
-        return rec
+        return json.loads(self.contact_json(c, ALL_WITH["contacts"]))
 
     def company(self, co):
-        r = R(self.salt["companies"], co)
-        created, updated = self.specs["companies"].times(co)
-        resp = self._user(r)
-        cf, vals = self.cf["companies"], []
-        if r.pct(80):
-            f = cf["Телефон"]
-            vals.append(self._cfv(f, [{"value": phone(r), "enum_id": f["enums"][0]["id"], "enum_code": "WORK"}]))
-        if r.pct(50):
-            f = cf["Email"]
-            vals.append(self._cfv(f, [{"value": "info%d@company.example.ru" % co,
-                                       "enum_id": f["enums"][0]["id"], "enum_code": "WORK"}]))
-        if r.pct(40):
-            vals.append(self._cfv(cf["Web"], [{"value": "https://company%d.example.ru" % co}]))
-        if r.pct(40):
-            vals.append(self._cfv(cf["Адрес"], [{"value": "%s, %s, д. %d, оф. %d" % (
-                r.pick(CITIES), r.pick(STREETS), 1 + r.n(99), 1 + r.n(500))}]))
-        if r.pct(50):
-            vals.append(self._cfv(cf["ИНН"], [{"value": "77%08d" % r.n(100000000)}]))
-        rec = {"id": co, "name": company_name(r), "responsible_user_id": resp,
-               "group_id": self._group(resp), "created_by": self._user(r),
-               "updated_by": self._user(r), "created_at": created, "updated_at": updated,
-               "closest_task_at": None, "is_deleted": False,
-               "custom_fields_values": vals or None, "account_id": self.acc,
-               "_links": {"self": {"href": "%s/api/v4/companies/%d" % (BASE, co)}}}
-        rec["_embedded"] = {
-            "tags": self._tags("companies", r, 30),
-            "contacts": [{"id": c, "_links": {"self": {"href": "%s/api/v4/contacts/%d" % (BASE, c)}}}
-                         for c in self.company_members(co, self.n["contacts"], 5)],
-            "leads": [{"id": i, "_links": {"self": {"href": "%s/api/v4/leads/%d" % (BASE, i)}}}
-                      for i in self.company_members(co, self.n["leads"], 4)],
-            "customers": [{"id": k, "_links": {"self": {"href": "%s/api/v4/customers/%d" % (BASE, k)}}}
-                          for k in self.company_members(co, self.n["customers"], 2) if k % 2 == 0],
-            "catalog_elements": []}
-        return rec
+        return json.loads(self.company_json(co, ALL_WITH["companies"]))
 
     def customer(self, k):
         r = R(self.salt["customers"], k)

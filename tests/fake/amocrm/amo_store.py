@@ -297,7 +297,7 @@ class Store:
                 out.pop(f, None)
         emb = rec.get("_embedded") or {}
         keep = {}
-        any_deleted = any(self.tables[t].deleted for t in REF_TABLE.values())
+        any_deleted = self.any_ref_deleted()
         for part in EMBED_ALWAYS[name] + tuple(p for p in EMBED_WITH[name] if p in with_set):
             if part not in emb:
                 continue
@@ -316,10 +316,15 @@ class Store:
         variants = self.rows.get(rk)
         s = variants.get(with_key) if variants else None
         if s is None:
-            rec = table.get(key)
-            if rec is None:
-                return None
-            s = dumps(self.view(table, rec, with_set))
+            text = table.spec.text
+            if (text is not None and table.is_base(key) and key not in table.over
+                    and key not in table.deleted and not self.any_ref_deleted()):
+                s = text(key, with_set)         # fast path: no dict, no json.dumps
+            else:
+                rec = table.get(key)
+                if rec is None:
+                    return None
+                s = dumps(self.view(table, rec, with_set))
             if self.rows_max:
                 rows = self.rows
                 if variants is None:
@@ -329,6 +334,11 @@ class Store:
                     variants = rows[rk] = {}
                 variants[with_key] = s
         return s
+
+    def any_ref_deleted(self):
+        t = self.tables
+        return bool(t["leads"].deleted or t["contacts"].deleted or t["companies"].deleted
+                    or t["customers"].deleted)
 
     def forget(self, table, key):
         """Drop the cached JSON of one row (every with= variant)."""

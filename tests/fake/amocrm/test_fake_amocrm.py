@@ -186,6 +186,18 @@ class ReadTests(unittest.TestCase):
         notes = self.f.json("/api/v4/leads/notes?limit=250")["_embedded"]["notes"]
         self.assertTrue(all(isinstance(n["note_type"], str) and "params" in n for n in notes))
 
+    def test_list_rows_equal_records(self):
+        # lists of leads/contacts/companies are written as text (amo_rows); /_fake/record goes
+        # through the dict path: both must agree for every with= variant
+        for ent, withs in (("leads", ["", "contacts,catalog_elements,loss_reason,source_id,source"]),
+                           ("contacts", ["", "leads,customers"]),
+                           ("companies", ["", "contacts,leads,customers"])):
+            for w in withs:
+                rows = self.f.json("/api/v4/%s?limit=250&with=%s" % (ent, w))["_embedded"][ent]
+                for row in rows:
+                    rec = self.f.json("/_fake/record?entity=%s&id=%d&with=%s" % (ent, row["id"], w))
+                    self.assertEqual(row, rec)
+
     def _walk(self, path, limit):
         ids, url, pages = [], "%s?limit=%d" % (path, limit), 0
         while True:
