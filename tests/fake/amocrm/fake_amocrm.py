@@ -264,6 +264,8 @@ def build_parser():
     s.add_argument("--per-request", type=int, default=1, help="hooks batched into one POST (default 1)")
     s.add_argument("--concurrency", type=int, default=4, help="parallel senders (default 4)")
     s.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, s (default 10)")
+    s.add_argument("--keepalive", action="store_true",
+                   help="reuse one connection per sender (default: a new connection per hook, as amoCRM)")
     s.add_argument("--from", dest="from_url", default=None,
                    help="ask a running fake (http://127.0.0.1:PORT) to send, using its live data")
     s.add_argument("--json", action="store_true", help="print the full per-request result as JSON")
