@@ -411,6 +411,23 @@ class Store:
             raise OpError("%s %r does not exist" % (t.name, op.get("id")))
         return k
 
+    def _restore(self, t, op, ent_single):
+        """Bring a deleted row back (as it was, with a new updated_at) + a *_restored event."""
+        key = op.get("id")
+        if not isinstance(key, int) or key not in t.deleted:
+            raise OpError("%s %r is not deleted" % (t.name, key))
+        t.deleted.discard(key)
+        rec = _copy(t.graveyard.pop(key, None) or t.spec.gen(key))
+        at = self.tick()
+        if "updated_at" in rec:
+            rec["updated_at"] = at
+        t.over[key] = rec
+        if t.name in REF_TABLE:
+            self.rows.clear()
+        if t.name in ("leads", "contacts", "companies"):
+            self.add_event(ent_single + "_restored", ent_single, key, at=at)
+        return {"op": "restore", "entity": t.name, "id": key, "updated_at": at}
+
     def _op(self, op):
         kind = op.get("op")
         t = self.table(op.get("entity", ""))
@@ -440,6 +457,8 @@ class Store:
                     self.add_event("common_note_added", SINGULAR[t.name.split("/")[0]],
                                    rec["entity_id"], after=[{"note": {"id": key}}], at=at)
             return {"op": "add", "entity": t.name, "ids": ids}
+        if kind == "restore":
+            return self._restore(t, op, ent_single)
         key = self._key(t, op)
         self.forget(t, key)
         if kind == "delete":
@@ -457,8 +476,6 @@ class Store:
                 eid = self.add_event("common_note_deleted", SINGULAR[t.name.split("/")[0]],
                                      rec.get("entity_id") or 0, before=[{"note": {"id": key}}], at=at)
             return {"op": "delete", "entity": t.name, "id": op.get("id"), "event_id": eid}
-        if kind == "restore":
-            raise OpError("restore: not supported")
         rec = _copy(t.get(key))
         at = self.tick()
         events = []
@@ -478,9 +495,12 @@ class Store:
                 if sid != LOST:
                     rec["loss_reason_id"] = None
             rec["status_id"] = sid
-            new = {"id": sid, "pipeline_id": pid}
-            events.append(("lead_status_changed" if t.name == "leads" else "customer_status_changed",
-                           [{"lead_status": old}], [{"lead_status": new}]))
+            if t.name == "leads":
+                events.append(("lead_status_changed", [{"lead_status": old}],
+                               [{"lead_status": {"id": sid, "pipeline_id": pid}}]))
+            else:
+                events.append(("customer_status_changed", [{"customer_status": {"id": old["id"]}}],
+                               [{"customer_status": {"id": sid}}]))
         elif kind == "edit":
             changes = op.get("set") or {}
             if not isinstance(changes, dict) or not changes:

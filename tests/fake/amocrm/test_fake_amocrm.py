@@ -338,6 +338,15 @@ class MutateTests(unittest.TestCase):
         ev = self.f.json("/api/v4/events?filter[type][]=lead_status_changed&filter[entity_id]=6")
         e = ev["_embedded"]["events"][0]
         self.assertEqual(e["value_after"], [{"lead_status": {"id": 142, "pipeline_id": 1000001}}])
+        st, res = self.f.post("/_fake/mutate", {"ops": [
+            {"op": "delete", "entity": "leads", "id": 3}, {"op": "delete", "entity": "leads/notes", "id": 4},
+            {"op": "delete", "entity": "tasks", "id": 2}, {"op": "restore", "entity": "leads", "id": 3}]})
+        self.assertEqual(st, 200, res)
+        self.assertEqual(len(self.f.json("/api/v4/leads?filter[id][]=3")["_embedded"]["leads"]), 1)
+        types = [e["type"] for e in self.f.json("/api/v4/events?limit=100")["_embedded"]["events"]]
+        for t in ("lead_deleted", "common_note_deleted", "task_deleted", "lead_restored"):
+            self.assertIn(t, types)
+        self.assertEqual(self.f.get("/api/v4/tasks?filter[id][]=2")[0], 204)
         self.assertEqual(self.f.post("/_fake/mutate", {"ops": [{"op": "edit", "entity": "leads",
                                                                 "id": 99999, "set": {"name": "x"}}]})[0], 400)
 
