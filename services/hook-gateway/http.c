@@ -6,7 +6,10 @@
  *   HEAD (request line + headers, idle timeout) -> [CONTINUE] -> BODY (exactly
  *   Content-Length bytes, body timeout) -> JOURNAL (waiting for the fsync) -> WRITE -> HEAD
  * Every reply has a status and no body. When unread body bytes would desynchronise the
- * stream (404 to a POST, 411, 413, 415) the connection is closed after the reply.
+ * stream (404 to a POST, 411, 413, 415) the connection is closed after the reply, but only
+ * after a lingering read that discards what the client is still sending (bounded in bytes
+ * and time): closing with unread data makes the kernel send RST, and the client may then
+ * never see the 413.
  * Ended sessions go to a reaper thread: freeing an aio or a connection may wait for
  * callbacks, which must not happen on NNG's (or the journal's) callback threads.
  */
@@ -38,8 +41,14 @@
 #define HTTP_FORM_TYPE		"application/x-www-form-urlencoded"
 #define HTTP_PEM_MAX		(1 << 20)
 #define HTTP_STOP_WAIT_MS	10000
+#define HTTP_LINGER_MS		2000
+#define HTTP_DRAIN_BUF		16384
 
-enum http_state { HS_HEAD, HS_CONTINUE, HS_BODY, HS_JOURNAL, HS_WRITE, HS_DEAD };
+/* http_respond() flags */
+#define HR_CLOSE	1	/* close after the reply */
+#define HR_LINGER	2	/* unread body bytes follow: drain them before closing */
+
+enum http_state { HS_HEAD, HS_CONTINUE, HS_BODY, HS_JOURNAL, HS_WRITE, HS_LINGER, HS_DEAD };
 
 struct http_session {
 	struct http		*h;
@@ -53,6 +62,10 @@ struct http_session {
 	size_t			 bodylen;
 	size_t			 nevents;
 	int			 close;		/* close after the reply being written */
+	int			 linger;	/* ... after draining up to linger_left bytes */
+	uint64_t		 linger_left;
+	uint64_t		 clen;		/* Content-Length of the current request, 0 if none */
+	char			*drain;
 };
 
 struct http {
@@ -72,7 +85,7 @@ struct http {
 	int			 reaper_stop;
 	int			 reaper_started;
 	pthread_t		 reaper;
-	atomic_llong		 overload_logged;
+	_Atomic int64_t		 overload_logged;
 };
 
 static void http_session_cb(void *arg);
@@ -135,6 +148,7 @@ http_reaper(void *arg)
 			if (s->res != NULL)
 				nng_http_res_free(s->res);
 			free(s->body);
+			free(s->drain);
 			free(s);
 			n++;
 		}
@@ -150,13 +164,18 @@ http_reaper(void *arg)
 /* ---- replies ---- */
 
 static void
-http_respond(struct http_session *s, uint16_t status, int close)
+http_respond(struct http_session *s, uint16_t status, int flags)
 {
 	struct http *h = s->h;
 	nng_http_res *res = NULL;
 
-	if (close)
+	if (flags & (HR_CLOSE | HR_LINGER))
 		s->close = 1;
+	if (flags & HR_LINGER) {
+		uint64_t cap = 4 * (uint64_t)h->o.body_max;
+		s->linger = 1;
+		s->linger_left = s->clen > 0 && s->clen < cap ? s->clen : cap;
+	}
 	if (status == 204)
 		stat_add(&gw_stats[GW_HOOKS_ACCEPTED], 1);
 	else if (status == 503)
@@ -350,18 +369,20 @@ http_session_request(struct http_session *s)
 	int has_body = te != NULL || (cl != NULL && strcmp(cl, "0") != 0);
 	uint64_t len;
 
+	s->linger = 0;
+	s->clen = 0;
 	s->close = vers == NULL || strcmp(vers, "HTTP/1.1") != 0 ||
 	    (connhdr != NULL && strcasestr(connhdr, "close") != NULL) || atomic_load(&h->closing);
 	if (!http_route_ok(h, method, uri)) {
 		/* Nothing about the path is logged: it may hold a near-miss of the secret. */
 		log_debug("http.not_found", "method=%s", lq(method));
-		http_respond(s, 404, has_body);
+		http_respond(s, 404, has_body ? HR_LINGER : 0);
 		return;
 	}
 	if (te != NULL) {
 		/* NNG would hand us an empty body and then drop the connection. */
 		log_info("hook.refused", "status=411 reason=%s", lq("Transfer-Encoding not supported"));
-		http_respond(s, 411, 1);
+		http_respond(s, 411, HR_LINGER);
 		return;
 	}
 	if (cl == NULL) {
@@ -369,12 +390,13 @@ http_session_request(struct http_session *s)
 		return;
 	}
 	if (http_parse_len(cl, &len) != 0) {
-		http_respond(s, 400, 1);
+		http_respond(s, 400, HR_LINGER);
 		return;
 	}
+	s->clen = len;
 	if (len > h->o.body_max) {
 		log_warnx("hook.too_large", "bytes=%" PRIu64 " max=%zu", len, h->o.body_max);
-		http_respond(s, 413, 1);
+		http_respond(s, 413, HR_LINGER);
 		return;
 	}
 	if (len == 0) {
@@ -383,11 +405,11 @@ http_session_request(struct http_session *s)
 	}
 	if (ctype != NULL && !http_is_form(ctype)) {
 		log_info("hook.refused", "status=415 content_type=%s", lq(ctype));
-		http_respond(s, 415, 1);
+		http_respond(s, 415, HR_LINGER);
 		return;
 	}
 	if ((s->body = malloc((size_t)len + 1)) == NULL) {
-		http_respond(s, 503, 1);
+		http_respond(s, 503, HR_LINGER);
 		return;
 	}
 	s->bodylen = (size_t)len;
@@ -402,6 +424,24 @@ http_session_request(struct http_session *s)
 		return;
 	}
 	http_session_read_body(s);
+}
+
+/* Read and discard what the client still sends, then (from the callback) close. */
+static void
+http_session_linger(struct http_session *s)
+{
+	nng_iov iov;
+
+	if (s->drain == NULL && (s->drain = malloc(HTTP_DRAIN_BUF)) == NULL) {
+		http_session_end(s);
+		return;
+	}
+	iov.iov_buf = s->drain;
+	iov.iov_len = HTTP_DRAIN_BUF;
+	s->state = HS_LINGER;
+	nng_aio_set_iov(s->aio, 1, &iov);
+	nng_aio_set_timeout(s->aio, HTTP_LINGER_MS);
+	nng_http_conn_read(s->conn, s->aio);
 }
 
 static void
@@ -443,6 +483,10 @@ http_session_cb(void *arg)
 	case HS_WRITE:
 		nng_http_res_free(s->res);
 		s->res = NULL;
+		if (rv == 0 && s->linger) {
+			http_session_linger(s);
+			return;
+		}
 		if (rv != 0 || s->close || atomic_load(&h->closing)) {
 			http_session_end(s);
 			return;
@@ -451,6 +495,14 @@ http_session_cb(void *arg)
 		nng_http_req_reset(s->req);
 		nng_aio_set_timeout(s->aio, (nng_duration)h->o.idle_timeout_ms);
 		nng_http_conn_read_req(s->conn, s->req, s->aio);
+		return;
+	case HS_LINGER:
+		if (rv != 0 || nng_aio_count(s->aio) >= s->linger_left) {
+			http_session_end(s);
+			return;
+		}
+		s->linger_left -= nng_aio_count(s->aio);
+		http_session_linger(s);
 		return;
 	default:
 		http_session_end(s);
@@ -682,7 +734,8 @@ http_stop(struct http *h)
 	 * being written finish first (each checks `closing` before reading again). */
 	while (h->sessions != NULL && waited < HTTP_STOP_WAIT_MS) {
 		for (struct http_session *s = h->sessions; s != NULL; s = s->next)
-			if (s->state == HS_HEAD || s->state == HS_CONTINUE || s->state == HS_BODY)
+			if (s->state == HS_HEAD || s->state == HS_CONTINUE || s->state == HS_BODY ||
+			    s->state == HS_LINGER)
 				nng_aio_cancel(s->aio);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 50 * 1000000;

@@ -561,7 +561,8 @@ journal_open(struct journal **out, const struct journal_opts *o)
 	}
 	closedir(d);
 	d = NULL;
-	qsort(j->segs, j->nsegs, sizeof(j->segs[0]), journal_seg_cmp);
+	if (j->nsegs > 1)
+		qsort(j->segs, j->nsegs, sizeof(j->segs[0]), journal_seg_cmp);
 
 	for (size_t i = 0; i < j->nsegs; i++) {
 		char name[JOURNAL_SEG_NAMELEN + 8];

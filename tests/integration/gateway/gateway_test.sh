@@ -271,6 +271,9 @@ fi
 # ---- 12. clean shutdown ----
 stop_gw
 grep -q 'ev=gateway.stopped' "$T/gw.log" || fail "no clean stop logged"
+if grep -qE 'runtime error|AddressSanitizer|LeakSanitizer|ThreadSanitizer' "$T/gw.log" "$T/recv.log"; then
+	fail "sanitizer report in the logs"
+fi
 pass "12. SIGTERM: clean stop, exit 0"
 
 log "all $NPASS checks passed"
