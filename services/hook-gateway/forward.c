@@ -93,7 +93,7 @@ forward_main(void *arg)
 {
 	struct forward *f = arg;
 
-	while (!f->stop) {
+	while (!__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE)) {
 		uint64_t seq;
 		void *payload;
 		size_t len;
@@ -149,7 +149,8 @@ forward_stop(struct forward *f)
 {
 	if (f == NULL)
 		return;
-	f->stop = 1;
+	/* bus_call_ack() polls the same flag through a volatile pointer (lib/bus's API). */
+	__atomic_store_n(&f->stop, 1, __ATOMIC_RELEASE);
 	pthread_join(f->thr, NULL);
 	bus_close(f->sock);
 	free(f->url);
