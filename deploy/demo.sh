@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# demo.sh - crmsync end to end on one machine, with built-in demo data.
+#
+# Installs what is missing, builds, starts a throwaway PostgreSQL, the fake Hollihop and
+# fake amoCRM (a few thousand records, Cyrillic names), the four services; runs a full
+# sync of both CRMs, sends a burst of webhooks through the HTTPS gateway, and prints what
+# landed. Ctrl-C (or the end, with --no-wait) stops everything and removes the temp dir.
+#   deploy/demo.sh            run and keep everything up until Ctrl-C
+#   deploy/demo.sh --no-wait  run, print, stop (used by tests)
+# Everything runs on loopback / unix sockets in a temp dir; nothing is installed as a service.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+WAIT=1
+[ "${1:-}" = "--no-wait" ] && WAIT=0
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+deploy/install-deps.sh
+say "building (build-demo/)"
+cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-demo -j"$(nproc)" --target crmsync-store crmsync-hollihop-sync \
+  crmsync-amo-sync crmsync-hook-gateway crmsyncctl >/dev/null
+B=$ROOT/build-demo
+
+DEMO=$(mktemp -d /tmp/crmsync-demo.XXXXXX)
+chmod 755 "$DEMO"
+PIDS=()
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+asroot_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+cleanup() {
+  trap - EXIT INT TERM
+  echo
+  say "stopping"
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  asroot_pg "$PGBIN/pg_ctl" -D "$DEMO/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$DEMO"
+  echo "all stopped; nothing left running"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Start a background process with its log in $DEMO/<name>.log.
+start() {
+  local name=$1; shift
+  "$@" >"$DEMO/$name.log" 2>&1 &
+  PIDS+=("$!")
+}
+fail() { echo "demo: $*" >&2; for f in "$DEMO"/*.log; do echo "--- $f"; tail -n 20 "$f"; done; exit 1; }
+
+say "PostgreSQL (throwaway, unix socket in $DEMO/pg)"
+mkdir -p "$DEMO/pg" && [ "$(id -u)" = 0 ] && chown postgres: "$DEMO/pg"
+asroot_pg "$PGBIN/initdb" -D "$DEMO/pg/data" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
+asroot_pg "$PGBIN/pg_ctl" -D "$DEMO/pg/data" -l "$DEMO/pg/log" -w \
+  -o "-c listen_addresses='' -k $DEMO/pg -p 5432" start >/dev/null
+psql -q -h "$DEMO/pg" -U postgres -d postgres -c "CREATE DATABASE crmsync" >/dev/null
+export CS_PG_DSN="host=$DEMO/pg port=5432 dbname=crmsync user=postgres"
+PSQL=(psql -X -h "$DEMO/pg" -U postgres -d crmsync)
+
+say "fake CRMs with demo data"
+fake_port() { # wait for "listening port=N" in a log
+  for _ in $(seq 100); do
+    p=$(sed -n 's/^listening port=\([0-9]*\).*/\1/p' "$DEMO/$1.log" 2>/dev/null | head -n1)
+    [ -n "$p" ] && { echo "$p"; return; }; sleep 0.1
+  done
+  fail "$1 did not start"
+}
+HH_KEY='demo/key+1'
+start fake-hollihop python3 tests/fake/hollihop/fake_hollihop.py --port 0 --scale demo --seed 7 --authkey "$HH_KEY"
+start fake-amocrm python3 tests/fake/amocrm/fake_amocrm.py --port 0 --scale demo --seed 7 \
+  --long-lived-token demo-long-lived-token --now real
+HH_PORT=$(fake_port fake-hollihop); AMO_PORT=$(fake_port fake-amocrm)
+echo "fake Hollihop on 127.0.0.1:$HH_PORT, fake amoCRM on 127.0.0.1:$AMO_PORT"
+
+say "the four services"
+export CS_STORE_URL="ipc://$DEMO/store.sock" CS_STORE_HEALTH_URL="ipc://$DEMO/store-health.sock"
+export CS_AMO_URL="ipc://$DEMO/amo.sock" CS_AMO_HEALTH_URL="ipc://$DEMO/amo-health.sock"
+export CS_HOLLIHOP_URL="ipc://$DEMO/hollihop.sock" CS_HOLLIHOP_HEALTH_URL="ipc://$DEMO/hollihop-health.sock"
+export CS_GATEWAY_HEALTH_URL="ipc://$DEMO/gateway-health.sock"
+CTL=("$B/tools/crmsyncctl/crmsyncctl")
+start store "$B/services/store/crmsync-store"
+for _ in $(seq 200); do "${CTL[@]}" probe -q store && break; sleep 0.1; done
+"${CTL[@]}" probe -q store || fail "store not ready"
+
+CS_HOLLIHOP_BASE_URL="http://127.0.0.1:$HH_PORT/Api/V2" CS_HOLLIHOP_AUTHKEY="$HH_KEY" \
+CS_HOLLIHOP_SCHEDULE=off CS_HOLLIHOP_RATE=0 \
+  start hollihop-sync "$B/services/hollihop-sync/crmsync-hollihop-sync"
+CS_AMO_BASE_URL="http://127.0.0.1:$AMO_PORT" CS_AMO_LONG_LIVED_TOKEN=demo-long-lived-token \
+CS_AMO_TOKEN_FILE="$DEMO/amo-token.json" CS_AMO_HOOK_DELAY=200ms \
+  start amo-sync "$B/services/amo-sync/crmsync-amo-sync"
+
+GW_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -keyout "$DEMO/gw.key" -out "$DEMO/gw.crt" -subj "/CN=127.0.0.1" \
+  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" >/dev/null 2>&1
+HOOK_SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+CS_GATEWAY_LISTEN="127.0.0.1:$GW_PORT" CS_GATEWAY_TLS_CERT="$DEMO/gw.crt" CS_GATEWAY_TLS_KEY="$DEMO/gw.key" \
+CS_GATEWAY_SECRET="$HOOK_SECRET" CS_GATEWAY_JOURNAL_DIR="$DEMO/journal" CS_GATEWAY_DEADLETTER_DIR="$DEMO/deadletter" \
+  start hook-gateway "$B/services/hook-gateway/crmsync-hook-gateway"
+for s in hollihop-sync amo-sync hook-gateway; do
+  for _ in $(seq 200); do "${CTL[@]}" probe -q "$s" && break; sleep 0.1; done
+  "${CTL[@]}" probe -q "$s" || fail "$s not ready"
+done
+"${CTL[@]}" status || true
+
+say "full export of Hollihop"
+"${CTL[@]}" sync hollihop --full || fail "Hollihop export did not complete"
+say "full sync of amoCRM (rate limited to 7 requests/s, as the real API)"
+"${CTL[@]}" sync amo --full || fail "amoCRM sync did not complete"
+
+say "webhooks: edit 20 leads in the fake amoCRM, send their hooks through the HTTPS gateway"
+python3 - "$AMO_PORT" <<'PY'
+import json, sys, urllib.request
+port = sys.argv[1]
+ops = [{"op": "edit", "entity": "leads", "id": i, "set": {"name": f"Обновлено вебхуком #{i}"}} for i in range(1, 21)]
+req = urllib.request.Request(f"http://127.0.0.1:{port}/_fake/mutate", data=json.dumps({"ops": ops}).encode(),
+                             headers={"Content-Type": "application/json"})
+urllib.request.urlopen(req).read()
+PY
+python3 tests/fake/amocrm/fake_amocrm.py send-hooks --from "http://127.0.0.1:$AMO_PORT" \
+  --url "https://127.0.0.1:$GW_PORT/hooks/amo/$HOOK_SECRET" --cafile "$DEMO/gw.crt" \
+  --entity leads --action update --ids 1-20 --count 200 --concurrency 8
+for _ in $(seq 300); do
+  n=$("${PSQL[@]}" -tAc "SELECT count(*) FROM amo.leads WHERE name LIKE 'Обновлено вебхуком%'")
+  [ "$n" = 20 ] && break; sleep 0.2
+done
+echo "leads renamed through webhooks and visible in PostgreSQL: $n of 20"
+
+say "rows per table"
+"${PSQL[@]}" -c "SELECT n.nspname AS schema, c.relname AS table, c.reltuples::bigint AS rows_estimate,
+  (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text::bigint AS rows
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname IN ('amo', 'hollihop') AND c.relkind = 'r' ORDER BY 1, 2" | grep -v ' 0$' || true
+
+say "sync runs"
+"${PSQL[@]}" -c "SELECT id, crm, kind, status, started_at::time(0) AS started, finished_at - started_at AS took,
+  rows_written, rows_deleted, left(coalesce(error, ''), 60) AS error FROM crmsync.sync_runs ORDER BY id"
+
+say "example analytic queries"
+echo "-- amoCRM: open leads and their value per pipeline stage"
+"${PSQL[@]}" -c "SELECT p.name AS pipeline, s.name AS stage, count(l.id) AS leads, sum(l.price) AS value
+  FROM amo.leads l JOIN amo.pipelines p ON p.id = l.pipeline_id
+  JOIN amo.pipeline_statuses s ON s.pipeline_id = l.pipeline_id AND s.status_id = l.status_id
+  WHERE l.deleted_at IS NULL GROUP BY 1, 2, s.sort ORDER BY 1, s.sort LIMIT 15" || true
+echo "-- Hollihop: payments per month per office"
+"${PSQL[@]}" -c "SELECT date_trunc('month', p.date)::date AS month, o.name AS office, count(*) AS payments,
+  sum(p.value_quantity) AS amount FROM hollihop.payments p
+  LEFT JOIN hollihop.offices o ON o.id = p.office_or_company_id
+  WHERE p.deleted_at IS NULL GROUP BY 1, 2 ORDER BY 1 DESC, 2 LIMIT 15" || true
+echo "-- Hollihop: students per status"
+"${PSQL[@]}" -c "SELECT coalesce(status, '(none)') AS status, count(*) FROM hollihop.students
+  WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 2 DESC" || true
+
+"${CTL[@]}" status || true
+if [ "$WAIT" = 1 ]; then
+  say "everything is running. PostgreSQL: psql -h $DEMO/pg -U postgres crmsync   — Ctrl-C stops it all"
+  while sleep 3600; do :; done
+fi
