@@ -144,6 +144,9 @@ bus_call(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **out, in
 	int rv;
 
 	*out = NULL;
+	/* A REQ send blocks while no peer is connected: bound it by the same timeout, so
+	 * callers that retry (bus_call_ack) see their stop flag while the peer is down. */
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms < 0 ? NNG_DURATION_INFINITE : timeout_ms);
 	if ((rv = bus_send(s, req)) != 0)
 		return rv;
 	return bus_recv(s, out, timeout_ms);

@@ -442,6 +442,8 @@ fetch_pass(struct pass *p)
 		int has_next = json_kind(&j, json_path(&j, 0, "_links.next.href")) == JK_STRING;
 		if (e->paging != PAGE_HAL || nrows == 0 || (nrows < limit && !has_next))
 			done = 1;
+		if (p->mode == FETCH_IDS && p->res->rows + (int64_t)b.n_records >= (int64_t)p->nids)
+			done = 1;	/* every key asked for has come back: no page 2 to ask */
 		if (p->mode == FETCH_IDS && p->unwanted > 0 && !done) {
 			/* Without API filtering a by-id fetch would page the whole table: keep what
 			 * this page had and leave the rest to the incremental pass. */

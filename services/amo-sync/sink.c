@@ -18,7 +18,7 @@
 #include "errors.h"
 #include "log.h"
 
-#define SINK_TIMEOUT_MS	60000	/* one round trip: a big batch can take a while to COPY */
+#define SINK_TIMEOUT_MS	15000	/* one round trip (a page of 250 rows commits in ms) */
 #define SINK_CLOSING_MS	5000	/* RunEnd while stopping */
 
 int

@@ -169,9 +169,10 @@ sync_worker(void *arg)
 				next_incr = mono_ms() + a->conf.incremental_ms;
 			continue;
 		}
-		if (st == API_OK && (atomic_exchange(&a->want_incremental, 0) ||
-		    (next_incr >= 0 && mono_ms() >= next_incr))) {
-			(void)sync_run(a, CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL, a->once ? "cli" : "schedule");
+		int asked = st == API_OK && atomic_exchange(&a->want_incremental, 0);
+		if (st == API_OK && (asked || (next_incr >= 0 && mono_ms() >= next_incr))) {
+			(void)sync_run(a, CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL,
+			    a->once ? "cli" : asked ? "command" : "schedule");
 			if (a->once)
 				break;
 			if (next_incr >= 0)

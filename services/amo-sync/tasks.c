@@ -5,10 +5,11 @@
  * due (tasks_run_ready). Events are grouped per (entity, parent value, fetch|delete); a
  * group holds each key once, however many events named it, so a burst of 1,000 hooks
  * for 300 leads becomes two list requests of <= 250 ids (filter[id][]). A fetch group
- * is due when it holds 250 keys or its oldest key has waited CS_AMO_HOOK_DELAY (amoCRM
- * may send the hook before its API shows the change, and waiting lets a burst coalesce);
- * delete groups are due at once and need no API call. Groups run oldest first, one
- * request at a time, under the same rate limit as the syncs.
+ * is due when its oldest key has waited CS_AMO_HOOK_DELAY: amoCRM may send the hook before
+ * its API shows the change, and a burst coalesces instead of being fetched piecemeal (a
+ * key asked for again after its fetch started must be fetched again). Delete groups are
+ * due at once and need no API call. Groups run oldest first, one request at a time,
+ * under the same rate limit as the syncs.
  *
  * Acknowledgement (the gateway's journal depends on it): every key remembers the first
  * delivery seq that asked for it, and within a group keys are in seq order. done_seq =
@@ -396,7 +397,7 @@ group_due(const struct tasks *t, const struct group *g, int64_t now, int fetch_o
 		return 0;
 	if (g->del)
 		return 1;
-	return fetch_ok && (g->n - g->head >= TASK_BATCH || now - g->items[g->head].queued_us >= t->delay_us);
+	return fetch_ok && now - g->items[g->head].queued_us >= t->delay_us;
 }
 
 int64_t
@@ -410,8 +411,7 @@ tasks_due_in_ms(struct tasks *t)
 	for (struct group *g = t->head; g != NULL && best != 0; g = g->next) {
 		if (g->n == g->head)
 			continue;
-		int64_t in = g->del || g->n - g->head >= TASK_BATCH ? 0 :
-		    (g->items[g->head].queued_us + t->delay_us - now) / 1000;
+		int64_t in = g->del ? 0 : (g->items[g->head].queued_us + t->delay_us - now) / 1000;
 		if (in < 0)
 			in = 0;
 		if (best < 0 || in < best)
