@@ -12,6 +12,7 @@ PKGS="
   python3
   clang libclang-rt-14-dev
   yamllint shellcheck
+  docker-compose systemd
 "
 missing=""
 for p in $PKGS; do
