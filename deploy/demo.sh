@@ -132,17 +132,17 @@ done
 echo "leads renamed through webhooks and visible in PostgreSQL: $n of 20"
 
 say "rows per table"
-"${PSQL[@]}" -c "SELECT n.nspname AS schema, c.relname AS table, c.reltuples::bigint AS rows_estimate,
+"${PSQL[@]}" -c "SELECT n.nspname AS schema, c.relname AS table,
   (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text::bigint AS rows
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname IN ('amo', 'hollihop') AND c.relkind = 'r' ORDER BY 1, 2" | grep -v ' 0$' || true
+  WHERE n.nspname IN ('amo', 'hollihop') AND c.relkind = 'r' ORDER BY 1, 2"
 
 say "sync runs"
 "${PSQL[@]}" -c "SELECT id, crm, kind, status, started_at::time(0) AS started, finished_at - started_at AS took,
   rows_written, rows_deleted, left(coalesce(error, ''), 60) AS error FROM crmsync.sync_runs ORDER BY id"
 
 say "example analytic queries"
-echo "-- amoCRM: open leads and their value per pipeline stage"
+echo "-- amoCRM: leads and their value per pipeline stage"
 "${PSQL[@]}" -c "SELECT p.name AS pipeline, s.name AS stage, count(l.id) AS leads, sum(l.price) AS value
   FROM amo.leads l JOIN amo.pipelines p ON p.id = l.pipeline_id
   JOIN amo.pipeline_statuses s ON s.pipeline_id = l.pipeline_id AND s.status_id = l.status_id
