@@ -1,0 +1,258 @@
+#!/bin/sh
+# restarts_test.sh - independent restarts: the four services run as processes against a
+# throwaway PostgreSQL and the two fake CRMs while webhooks and syncs keep flowing; each
+# service in turn is stopped (SIGTERM) and started again, then each is killed (SIGKILL)
+# and started again. While one is down the others must keep answering (and the gateway
+# keep accepting hooks); they reconnect on their own; and nothing may be lost: at the end
+# every lead edit whose webhook the gateway answered 2xx is in PostgreSQL, every student
+# edit made in Hollihop is there after a full export, row counts equal the fakes' counts,
+# and there are no dead letters.
+#   CS_BUILD_DIR=build tests/integration/system/restarts_test.sh     (ctest sets it)
+set -eu
+SRC=$(cd "$(dirname "$0")/../../.." && pwd)
+B=$(cd "${CS_BUILD_DIR:?set CS_BUILD_DIR to the build directory}" && pwd)
+PY=${CS_PYTHON:-python3}
+PGBIN=${CS_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
+T=$(mktemp -d "${TMPDIR:-/tmp}/crmsync-restarts.XXXXXX")
+chmod 0755 "$T"
+CTL=$B/tools/crmsyncctl/crmsyncctl
+T0=$(date +%s)
+OK=0
+
+say() { printf '[%3ss] %s\n' $(($(date +%s) - T0)) "$*"; }
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pids() { cat "$T"/*.pid 2>/dev/null || true; }
+cleanup() {
+	[ -f "$T/traffic.pid" ] && kill "$(cat "$T/traffic.pid")" 2>/dev/null
+	for p in $(pids); do kill -TERM "$p" 2>/dev/null || true; done
+	sleep 0.5
+	for p in $(pids); do kill -KILL "$p" 2>/dev/null || true; done
+	as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -m immediate stop >/dev/null 2>&1 || true
+	if [ "$OK" != 1 ]; then
+		for f in "$T"/*.log; do echo "----- $f"; tail -n 25 "$f"; done
+	fi
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+fail() { say "FAIL: $*"; exit 1; }
+psql_() { psql -X -q -h "$T/pg" -U postgres -d crmsync -tA "$@"; }
+
+# --- PostgreSQL, fakes --------------------------------------------------------------------
+mkdir -p "$T/pg"
+[ "$(id -u)" = 0 ] && chown postgres: "$T/pg"
+as_pg "$PGBIN/initdb" -D "$T/pg/data" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/log" -w \
+    -o "-c listen_addresses='' -k $T/pg -p 5432 -c fsync=off" start >/dev/null
+psql -X -q -h "$T/pg" -U postgres -d postgres -c "CREATE DATABASE crmsync"
+
+bg() {	# bg NAME CMD...: start in the background, pid in NAME.pid, output in NAME.log
+	name=$1
+	shift
+	"$@" >>"$T/$name.log" 2>&1 &
+	echo $! >"$T/$name.pid"
+}
+port_of() {
+	for _ in $(seq 100); do
+		p=$(sed -n 's/^listening port=\([0-9]*\).*/\1/p' "$T/$1.log" | head -n1)
+		[ -n "$p" ] && { echo "$p"; return; }
+		sleep 0.1
+	done
+	fail "$1 did not start"
+}
+bg fake-hollihop "$PY" "$SRC/tests/fake/hollihop/fake_hollihop.py" --port 0 --scale tiny --seed 5 --authkey hh-key
+bg fake-amocrm "$PY" "$SRC/tests/fake/amocrm/fake_amocrm.py" --port 0 --scale tiny --seed 5 --rps 0 \
+    --long-lived-token amo-llt --now real
+HH=http://127.0.0.1:$(port_of fake-hollihop)
+AMO=http://127.0.0.1:$(port_of fake-amocrm)
+
+# --- the four services ----------------------------------------------------------------
+GW_PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -keyout "$T/gw.key" -out "$T/gw.crt" -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+SECRET=restarts-test-secret-0123456789
+HOOK_URL=https://127.0.0.1:$GW_PORT/hooks/amo/$SECRET
+# One environment for every process, as one env file would give them.
+cat >"$T/env" <<EOF
+CS_PG_DSN=host=$T/pg dbname=crmsync user=postgres
+CS_STORE_URL=ipc://$T/store.sock
+CS_STORE_HEALTH_URL=ipc://$T/store-health.sock
+CS_STORE_RECONNECT_MAX=500ms
+CS_AMO_URL=ipc://$T/amo.sock
+CS_AMO_HEALTH_URL=ipc://$T/amo-health.sock
+CS_AMO_BASE_URL=$AMO
+CS_AMO_LONG_LIVED_TOKEN=amo-llt
+CS_AMO_TOKEN_FILE=$T/amo-token.json
+CS_AMO_HOOK_DELAY=100ms
+CS_AMO_RPS=100
+CS_AMO_INCREMENTAL_INTERVAL=4s
+CS_HOLLIHOP_URL=ipc://$T/hollihop.sock
+CS_HOLLIHOP_HEALTH_URL=ipc://$T/hollihop-health.sock
+CS_HOLLIHOP_BASE_URL=$HH/Api/V2
+CS_HOLLIHOP_AUTHKEY=hh-key
+CS_HOLLIHOP_SCHEDULE=off
+CS_HOLLIHOP_RATE=0
+CS_GATEWAY_LISTEN=127.0.0.1:$GW_PORT
+CS_GATEWAY_TLS_CERT=$T/gw.crt
+CS_GATEWAY_TLS_KEY=$T/gw.key
+CS_GATEWAY_SECRET=$SECRET
+CS_GATEWAY_JOURNAL_DIR=$T/journal
+CS_GATEWAY_DEADLETTER_DIR=$T/deadletter
+CS_GATEWAY_HEALTH_URL=ipc://$T/gateway-health.sock
+CS_CTL_PG_DSN=host=$T/pg dbname=crmsync user=postgres
+EOF
+while IFS= read -r kv; do export "${kv?}"; done <"$T/env"
+
+start() {	# start SERVICE: run it and wait until it answers its health probe
+	bg "$1" "$B/services/$1/crmsync-$1"
+	for _ in $(seq 300); do "$CTL" probe -q --live "$1" && return 0; sleep 0.1; done
+	fail "$1 did not come up"
+}
+stop() {	# stop SERVICE [KILL]: SIGTERM (it must exit cleanly) or SIGKILL
+	pid=$(cat "$T/$1.pid")
+	kill -"${2:-TERM}" "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	rm -f "$T/$1.pid"
+	[ "${2:-TERM}" = KILL ] || [ "$rc" = 0 ] || fail "$1 exited with $rc after SIGTERM"
+}
+for s in store hollihop-sync amo-sync hook-gateway; do start "$s"; done
+say "four services up"
+
+# --- a baseline: full syncs of both CRMs ------------------------------------------------
+"$CTL" sync hollihop --full >"$T/sync0.log" 2>&1 || fail "first Hollihop export"
+"$CTL" sync amo --full >>"$T/sync0.log" 2>&1 || fail "first amoCRM sync"
+say "baseline: $(psql_ -c 'SELECT count(*) FROM amo.leads') leads, $(psql_ -c 'SELECT count(*) FROM hollihop.students') students"
+
+# --- traffic: lead edits whose hooks go through the gateway; student edits in Hollihop --
+NLEADS=$(psql_ -c 'SELECT max(id) FROM amo.leads')
+NSTUD=$(psql_ -c 'SELECT count(*) FROM hollihop.students')
+: >"$T/traffic.stop"
+rm -f "$T/traffic.stop"
+"$PY" - "$AMO" "$HH" "$HOOK_URL" "$T/gw.crt" "$NLEADS" "$T" <<'PY' >>"$T/traffic.log" 2>&1 &
+# Edit a lead in the fake, then deliver its update hook through the HTTPS gateway until it
+# is answered 2xx (as amoCRM retries); record what each lead must finally be called.
+# Every third round also renames a Hollihop student. Stops when T/traffic.stop appears.
+import json, os, sys, time, urllib.request
+amo, hh, hook_url, cafile, nleads, tdir = sys.argv[1:7]
+nleads = int(nleads)
+def post(url, body):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req, timeout=30).read())
+keys = json.loads(urllib.request.urlopen(hh + "/_fake/keys?method=GetStudents").read())["keys"]
+leads, students, n, acked, refused = {}, {}, 0, 0, 0
+while not os.path.exists(os.path.join(tdir, "traffic.stop")):
+    n += 1
+    lid = 1 + (n * 7) % nleads
+    name = f"перезапуск {n}"
+    post(amo + "/_fake/mutate", {"ops": [{"op": "edit", "entity": "leads", "id": lid, "set": {"name": name}}]})
+    while True:
+        r = post(amo + "/_fake/send_hooks", {"url": hook_url, "cafile": cafile, "timeout": 5,
+                 "events": [{"entity": "leads", "action": "update", "id": lid}]})
+        if r["ok"] == r["requests"]:
+            acked += 1
+            break
+        refused += 1          # gateway down or busy: amoCRM would retry later
+        time.sleep(0.2)
+    leads[lid] = name
+    if n % 3 == 0:
+        key = keys[n % len(keys)]
+        sname = f"Студент {n}"
+        post(hh + "/_fake/mutate", {"ops": [{"op": "edit", "method": "GetStudents", "key": key,
+             "set": {"FirstName": sname}}]})
+        students[json.dumps(key)] = sname
+    with open(os.path.join(tdir, "traffic.json.tmp"), "w") as f:
+        json.dump({"leads": leads, "students": students, "acked": acked, "refused": refused, "n": n}, f)
+    os.replace(os.path.join(tdir, "traffic.json.tmp"), os.path.join(tdir, "traffic.json"))
+    time.sleep(0.05)
+PY
+echo $! >"$T/traffic.pid"
+acked() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["acked"])' "$T/traffic.json" 2>/dev/null || echo 0; }
+for _ in $(seq 100); do [ "$(acked)" -gt 3 ] && break; sleep 0.1; done
+[ "$(acked)" -gt 3 ] || fail "no webhook got through the gateway"
+say "traffic flowing: $(acked) hooks acknowledged"
+
+# --- restart each service in turn while traffic flows: stopped, then killed -------------
+for round in TERM KILL; do
+for s in store amo-sync hollihop-sync hook-gateway; do
+	# A sync in flight too (it may be refused as busy, or be cut by the restart: both fine).
+	"$CTL" sync hollihop --full --no-wait >>"$T/syncs.log" 2>&1 || true
+	before=$(acked)
+	stop "$s" "$round"
+	say "$s stopped (SIG$round)"
+	sleep 2
+	for o in store amo-sync hollihop-sync hook-gateway; do
+		[ "$o" = "$s" ] && continue
+		"$CTL" probe -q --live "$o" || fail "$o stopped answering while $s was down"
+	done
+	if [ "$s" != hook-gateway ]; then
+		# The gateway keeps answering webhooks (they wait in its journal).
+		for _ in $(seq 50); do [ "$(acked)" -gt "$before" ] && break; sleep 0.1; done
+		[ "$(acked)" -gt "$before" ] || fail "no webhook acknowledged while $s was down"
+	fi
+	"$CTL" probe -q "$s" >/dev/null 2>&1 && fail "$s still answers after it stopped"
+	start "$s"
+	say "$s started again; $(acked) hooks acknowledged so far"
+	sleep 2
+done
+done
+
+touch "$T/traffic.stop"
+wait "$(cat "$T/traffic.pid")" || fail "traffic generator failed"
+rm -f "$T/traffic.pid"
+say "traffic stopped: $(acked) hooks acknowledged"
+
+# --- nothing lost ------------------------------------------------------------------------
+# Every acknowledged lead edit reaches PostgreSQL through gateway -> amo-sync -> store.
+"$PY" - "$T/traffic.json" >"$T/expect.sql" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+rows = ",".join(f"({int(k)}, '{v}')" for k, v in t["leads"].items())
+print(f"SELECT count(*) FROM (VALUES {rows}) AS e(id, name) JOIN amo.leads l USING (id) WHERE l.name = e.name")
+PY
+want=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["leads"]))' "$T/traffic.json")
+got=0
+for _ in $(seq 300); do
+	got=$(psql_ -f "$T/expect.sql")
+	[ "$got" = "$want" ] && break
+	sleep 0.2
+done
+[ "$got" = "$want" ] || fail "only $got of $want edited leads have their last name in PostgreSQL"
+say "all $want edited leads carry their last name in PostgreSQL"
+
+# Both CRMs: a full run completes after all this, and row counts match the fakes.
+# A run started before the last edits may still be going: follow it, then start a fresh one.
+for _ in 1 2 3; do
+	"$CTL" sync hollihop --full >"$T/sync1.log" 2>&1 || fail "Hollihop export after the restarts"
+	grep -q 'is busy' "$T/sync1.log" || break
+done
+grep -q 'is busy' "$T/sync1.log" && fail "hollihop-sync stays busy"
+for _ in 1 2 3; do
+	"$CTL" sync amo --full >"$T/sync2.log" 2>&1 || fail "amoCRM sync after the restarts"
+	grep -q 'is busy' "$T/sync2.log" || break
+done
+fake_students=$(curl -fsS "$HH/_fake/count?method=GetStudents&children=0" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["rows"])')
+db_students=$(psql_ -c 'SELECT count(*) FROM hollihop.students WHERE deleted_at IS NULL')
+[ "$fake_students" = "$db_students" ] || fail "students: fake $fake_students, PostgreSQL $db_students"
+fake_leads=$(curl -fsS "$AMO/_fake/count?entity=leads" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d["count"] if isinstance(d, dict) and "count" in d else d)')
+db_leads=$(psql_ -c 'SELECT count(*) FROM amo.leads WHERE deleted_at IS NULL')
+[ "$fake_leads" = "$db_leads" ] || fail "leads: fake $fake_leads, PostgreSQL $db_leads"
+"$PY" - "$T/traffic.json" >"$T/expect-st.sql" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+rows = ",".join(f"({json.loads(k)}, '{v}')" for k, v in t["students"].items()) or "(0, '')"
+print(f"SELECT count(*) FROM (VALUES {rows}) AS e(id, name) JOIN hollihop.students s ON s.client_id = e.id WHERE s.first_name = e.name")
+PY
+want_st=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["students"]))' "$T/traffic.json")
+got_st=$(psql_ -f "$T/expect-st.sql")
+[ "$got_st" = "$want_st" ] || fail "only $got_st of $want_st edited students are in PostgreSQL"
+dead=$(psql_ -c 'SELECT count(*) FROM crmsync.dead_letters')
+[ "$dead" = 0 ] || fail "$dead dead letters"
+[ -z "$(ls "$T/deadletter" 2>/dev/null)" ] || fail "the gateway dead-lettered hooks"
+say "counts match (students $db_students of $NSTUD+, leads $db_leads), $want_st student edits, no dead letters"
+
+"$CTL" status >"$T/status.log" 2>&1 || { cat "$T/status.log"; fail "crmsyncctl status not healthy at the end"; }
+for s in hook-gateway amo-sync hollihop-sync store; do stop "$s"; done
+OK=1
+say "passed"
