@@ -21,13 +21,17 @@
 
 /* ---- shared shapes ---- */
 
-static const struct cat_col hh_ref_cols[] = {		/* {Id, Name}: offices, companies */
-	{ "Id",			"id",			CT_INT8,	0 },
-	{ "Name",		"name",			CT_TEXT,	0 },
+/*
+ * Child columns never repeat a parent key column's name (the store stages child rows
+ * beside the parent key), hence office_id rather than id.
+ */
+static const struct cat_col hh_ref_cols[] = {		/* {Id, Name}: offices (or companies) */
+	{ "Id",			"office_id",		CT_INT8,	0 },
+	{ "Name",		"office_name",		CT_TEXT,	0 },
 };
 
 static const struct cat_col hh_assignee_cols[] = {	/* {Id, FullName}: employees */
-	{ "Id",			"id",			CT_INT8,	0 },
+	{ "Id",			"employee_id",		CT_INT8,	0 },
 	{ "FullName",		"full_name",		CT_TEXT,	0 },
 };
 
@@ -114,8 +118,8 @@ static const struct cat_col hh_price_value_cols[] = {
 };
 
 static const struct cat_child hh_price_children[] = {
-	{ "Offices",	 "price_offices",	hh_ref_cols,	     nitems(hh_ref_cols),	  NULL, NULL },
-	{ "PriceValues", "price_values",	hh_price_value_cols, nitems(hh_price_value_cols), NULL, NULL },
+	{ "Offices",	 "price_offices",	hh_ref_cols,	     nitems(hh_ref_cols),	  "price_id", NULL },
+	{ "PriceValues", "price_values",	hh_price_value_cols, nitems(hh_price_value_cols), "price_id", NULL },
 };
 
 static const struct cat_col hh_discount_cols[] = {	/* discounts and surcharges (UNSURE) */
@@ -153,7 +157,7 @@ static const struct cat_col hh_teacher_cols[] = {
 };
 
 static const struct cat_child hh_teacher_children[] = {
-	{ "Offices",	"teacher_offices",	hh_ref_cols,	nitems(hh_ref_cols),	NULL, NULL },
+	{ "Offices",	"teacher_offices",	hh_ref_cols,	nitems(hh_ref_cols),	"teacher_id", NULL },
 };
 
 static const struct cat_col hh_employee_cols[] = {
@@ -174,7 +178,7 @@ static const struct cat_col hh_employee_cols[] = {
 };
 
 static const struct cat_child hh_employee_children[] = {
-	{ "Offices",	"employee_offices",	hh_ref_cols,	nitems(hh_ref_cols),	NULL, NULL },
+	{ "Offices",	"employee_offices",	hh_ref_cols,	nitems(hh_ref_cols),	"employee_id", NULL },
 };
 
 /* ---- clients ---- */
@@ -199,9 +203,9 @@ static const struct cat_col hh_phone_cols[] = {
 };
 
 static const struct cat_child hh_company_children[] = {
-	{ "Phones",		 "company_phones",	hh_phone_cols,	  nitems(hh_phone_cols),    NULL, NULL },
-	{ "OfficesAndCompanies", "company_offices",	hh_ref_cols,	  nitems(hh_ref_cols),	    NULL, NULL },
-	{ "Assignees",		 "company_assignees",	hh_assignee_cols, nitems(hh_assignee_cols), NULL, NULL },
+	{ "Phones",		 "company_phones",	hh_phone_cols,	  nitems(hh_phone_cols),    "company_id", NULL },
+	{ "OfficesAndCompanies", "company_offices",	hh_ref_cols,	  nitems(hh_ref_cols),	    "company_id", NULL },
+	{ "Assignees",		 "company_assignees",	hh_assignee_cols, nitems(hh_assignee_cols), "company_id", NULL },
 };
 
 static const struct cat_col hh_student_cols[] = {
@@ -300,10 +304,10 @@ static const struct cat_col hh_lead_cols[] = {
 };
 
 static const struct cat_child hh_lead_children[] = {
-	{ "Agents",		 "lead_agents",		hh_agent_cols,	  nitems(hh_agent_cols),    NULL, NULL },
-	{ "OfficesAndCompanies", "lead_offices",	hh_ref_cols,	  nitems(hh_ref_cols),	    NULL, NULL },
-	{ "Assignees",		 "lead_assignees",	hh_assignee_cols, nitems(hh_assignee_cols), NULL, NULL },
-	{ "ExtraFields",	 "lead_extra_fields",	hh_extra_field_cols, nitems(hh_extra_field_cols), NULL, NULL },
+	{ "Agents",		 "lead_agents",		hh_agent_cols,	  nitems(hh_agent_cols),    "lead_id", NULL },
+	{ "OfficesAndCompanies", "lead_offices",	hh_ref_cols,	  nitems(hh_ref_cols),	    "lead_id", NULL },
+	{ "Assignees",		 "lead_assignees",	hh_assignee_cols, nitems(hh_assignee_cols), "lead_id", NULL },
+	{ "ExtraFields",	 "lead_extra_fields",	hh_extra_field_cols, nitems(hh_extra_field_cols), "lead_id", NULL },
 };
 
 static const struct cat_col hh_study_request_cols[] = {
@@ -332,7 +336,7 @@ static const struct cat_col hh_study_request_cols[] = {
 };
 
 static const struct cat_child hh_study_request_children[] = {
-	{ "ExtraFields", "study_request_extra_fields", hh_extra_field_cols, nitems(hh_extra_field_cols), NULL, NULL },
+	{ "ExtraFields", "study_request_extra_fields", hh_extra_field_cols, nitems(hh_extra_field_cols), "study_request_id", NULL },
 };
 
 static const struct cat_col hh_lead_history_cols[] = {	/* no id: (LeadId, DateTime, AfterId) */
@@ -373,7 +377,7 @@ static const struct cat_col hh_ed_unit_cols[] = {
 };
 
 static const struct cat_col hh_schedule_item_cols[] = {
-	{ "Id",			"id",			CT_INT8,	0 },
+	{ "Id",			"schedule_item_id",	CT_INT8,	0 },
 	{ "BeginDate",		"begin_date",		CT_DATE,	0 },
 	{ "EndDate",		"end_date",		CT_DATE,	0 },	/* NULL = open-ended */
 	{ "BeginTime",		"begin_time",		CT_TIME,	0 },
@@ -401,9 +405,9 @@ static const struct cat_col hh_unit_day_cols[] = {	/* what actually happened, pe
 };
 
 static const struct cat_child hh_ed_unit_children[] = {
-	{ "ScheduleItems", "ed_unit_schedule_items", hh_schedule_item_cols, nitems(hh_schedule_item_cols), NULL, NULL },
-	{ "Days",	   "ed_unit_days",	     hh_unit_day_cols,	    nitems(hh_unit_day_cols),	   NULL, NULL },
-	{ "ExtraFields",   "ed_unit_extra_fields",   hh_extra_field_cols,   nitems(hh_extra_field_cols),   NULL, NULL },
+	{ "ScheduleItems", "ed_unit_schedule_items", hh_schedule_item_cols, nitems(hh_schedule_item_cols), "ed_unit_id", NULL },
+	{ "Days",	   "ed_unit_days",	     hh_unit_day_cols,	    nitems(hh_unit_day_cols),	   "ed_unit_id", NULL },
+	{ "ExtraFields",   "ed_unit_extra_fields",   hh_extra_field_cols,   nitems(hh_extra_field_cols),   "ed_unit_id", NULL },
 };
 
 static const struct cat_col hh_ed_unit_student_cols[] = {	/* no id: (EdUnitId, StudentClientId) */
@@ -617,9 +621,11 @@ static const struct cat_col hh_announcement_cols[] = {	/* fields UNSURE; one pas
 	  .paging = paging_, .flags = flags_, .params = params_, .parent = parent_,		\
 	  .cols = cols_, .ncols = nitems(cols_), .doc = doc_ }
 #define EC(name_, method_, key_, paging_, flags_, params_, parent_, cols_, kids_, doc_)	\
+	ECP(name_, method_, key_, paging_, flags_, params_, parent_, 0, cols_, kids_, doc_)
+#define ECP(name_, method_, key_, paging_, flags_, params_, parent_, take_, cols_, kids_, doc_) \
 	{ .crm = CAT_HOLLIHOP, .name = name_, .endpoint = method_, .list_key = key_,		\
 	  .paging = paging_, .flags = flags_, .params = params_, .parent = parent_,		\
-	  .cols = cols_, .ncols = nitems(cols_), .children = kids_,				\
+	  .page_size = take_, .cols = cols_, .ncols = nitems(cols_), .children = kids_,	\
 	  .nchildren = nitems(kids_), .doc = doc_ }
 
 /*
@@ -667,12 +673,13 @@ static const struct cat_entity hh_entities[] = {
 	E("history_modify_lead_status", "GetHistoryModifyLeadStatus", "Actions", PAGE_TAKE_SKIP,
 	  HH_DELETES, NULL, NULL, hh_lead_history_cols,
 	  "Lead status changes (GetHistoryModifyLeadStatus)"),
-	EC("ed_units", "GetEdUnits", "EdUnits", PAGE_TAKE_SKIP, HH_DELETES,
-	  "queryDays=true&dateFrom={$date_from}&dateTo={$date_to}", NULL,
+	/* Heavy with lesson days (Hollihop support says so too): smaller pages. */
+	ECP("ed_units", "GetEdUnits", "EdUnits", PAGE_TAKE_SKIP, HH_DELETES,
+	  "queryDays=true&dateFrom={$date_from}&dateTo={$date_to}", NULL, 250,
 	  hh_ed_unit_cols, hh_ed_unit_children,
 	  "Teaching units: groups, mini-groups, individual courses (GetEdUnits); days within the configured range"),
-	EC("ed_unit_students", "GetEdUnitStudents", "EdUnitStudents", PAGE_TAKE_SKIP, HH_DELETES,
-	  "queryDays=true&queryPayers=true&dateFrom={$date_from}&dateTo={$date_to}", NULL,
+	ECP("ed_unit_students", "GetEdUnitStudents", "EdUnitStudents", PAGE_TAKE_SKIP, HH_DELETES,
+	  "queryDays=true&queryPayers=true&dateFrom={$date_from}&dateTo={$date_to}", NULL, 250,
 	  hh_ed_unit_student_cols, hh_ed_unit_student_children,
 	  "Students in teaching units, with attendance and payers (GetEdUnitStudents)"),
 	E("ed_unit_leads", "GetEdUnitLeads", "EdUnitLeads", PAGE_TAKE_SKIP, HH_DELETES, NULL, NULL,

@@ -8,6 +8,9 @@
 
 #include "errors.h"
 #define JSMN_STRICT
+/* Parent links make closing a bracket O(depth); without them jsmn walks back over every
+ * earlier token, which is quadratic on a page of a thousand rows. */
+#define JSMN_PARENT_LINKS
 #include <jsmn.h>
 #include "json.h"
 

@@ -15,6 +15,7 @@
 
 #define JSMN_HEADER
 #define JSMN_STRICT
+#define JSMN_PARENT_LINKS	/* must match json.c: it changes jsmntok_t */
 #include <jsmn.h>
 
 enum json_kind { JK_ABSENT, JK_NULL, JK_BOOL, JK_NUMBER, JK_STRING, JK_ARRAY, JK_OBJECT };

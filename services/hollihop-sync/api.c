@@ -224,6 +224,8 @@ api_call(struct api *a, const char *method, const char *form, volatile int *stop
 		rv = CS_ETOOBIG;
 		goto out;
 	}
+	/* The form without the key: what was asked, for -v and the benchmark's replay. */
+	log_debug("api.request", "method=%s form=%s", method, lq(form));
 	for (int attempt = 0;; attempt++) {
 		enum verdict v;
 		int64_t wait;

@@ -235,7 +235,10 @@ send_batch(struct exporter *x, const struct cat_entity *e, int64_t run_id, Crmsy
 	b.replace_children = 1;
 	env.body_case = CRMSYNC__ENVELOPE__BODY_BATCH;
 	env.batch = &b;
+	int64_t t0 = bus_now_ms();
 	rv = send_env(x, &env, &ack, stop);
+	log_debug("export.batch", "entity=%s batch=%llu n=%zu store_ms=%lld", e->name,
+	    (unsigned long long)b.batch_id, n, (long long)(bus_now_ms() - t0));
 	if (rv == 0) {
 		stat_add(&hh_stats[HS_BATCHES_SENT], 1);
 		stat_add(&hh_stats[HS_ROWS_SENT], (int64_t)n);
@@ -498,7 +501,8 @@ export_run(struct exporter *x, const struct run_req *rq, volatile int *stop,
 	int npk = 0, rv, failed = 0, stopped = 0;
 	size_t nsel = 0;
 	struct hh_vars vars;
-	int64_t t0 = bus_now_ms();
+	int64_t t0 = bus_now_ms(), req0 = stat_get(&hh_stats[HS_REQUESTS]),
+	    bytes0 = stat_get(&hh_stats[HS_BYTES_IN]), retries0 = stat_get(&hh_stats[HS_RETRIES]);
 
 	memset(res, 0, sizeof(*res));
 	memset(pk, 0, sizeof(pk));
@@ -630,8 +634,11 @@ export_run(struct exporter *x, const struct run_req *rq, volatile int *stop,
 	set_status(x, "idle; last run %lld %s", (long long)res->run_id, sname);
 	if (rv != 0)
 		log_warnx("run.end_unrecorded", "run=%lld err=%s", (long long)res->run_id, lq(cs_strerror(rv)));
-	log_info("run.end", "run=%lld status=%s ms=%lld%s%s", (long long)res->run_id, sname,
-	    (long long)(bus_now_ms() - t0), res->error[0] ? " error=" : "",
+	log_info("run.end", "run=%lld status=%s ms=%lld requests=%lld bytes=%lld retries=%lld%s%s",
+	    (long long)res->run_id, sname, (long long)(bus_now_ms() - t0),
+	    (long long)(stat_get(&hh_stats[HS_REQUESTS]) - req0),
+	    (long long)(stat_get(&hh_stats[HS_BYTES_IN]) - bytes0),
+	    (long long)(stat_get(&hh_stats[HS_RETRIES]) - retries0), res->error[0] ? " error=" : "",
 	    res->error[0] ? lq(res->error) : "");
 	return 0;
 }

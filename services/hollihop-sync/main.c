@@ -8,6 +8,7 @@
  * the schedule are answered while it runs. Peers: the store (REQ, record batches and
  * runs), whoever sends commands (REP), health probes (own REP socket, lib/health).
  */
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,6 +265,13 @@ main(int argc, char **argv)
 	char err[512];
 	int rv, minute, exit_code = 0;
 
+	/*
+	 * Pages are a few MB each and change hands between the fetcher and the run thread:
+	 * serve big buffers from mmap (returned to the system on free) and keep to two malloc
+	 * arenas, so the resident size follows the pages in flight instead of their history.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+	mallopt(M_ARENA_MAX, 2);
 	svc_init(argc, argv, &desc);
 	svc_signals();
 	if (check_timezone(conf.timezone) != 0 || normalise_set_timezone(conf.timezone) != 0)

@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""bench_hollihop.py - full Hollihop export through crmsync, next to a plain curl download.
+
+In one run, on one throwaway PostgreSQL, against the fake Hollihop at bench scale (100k
+students, 500k payments, 20k ed units with lesson days; its rate limit off):
+  1. hollihop-sync --run-now (every catalogue method) against a null store that acks at once:
+     the sync service's own cost (download, parse, normalise, pack, NNG);
+  2. baseline: the very same requests (replayed from step 1's -v log) downloaded by one curl
+     process over one keep-alive connection, bodies discarded;
+  3. the pipeline: hollihop-sync -> crmsync-store -> PostgreSQL; wall time, rows, rows/s,
+     peak RSS of hollihop-sync and of the store, CPU seconds of every process.
+Goals: the pipeline takes at most 25% longer than the download; hollihop-sync < 64 MB RSS.
+
+    bench/hollihop/run.sh            (builds in Release, then runs this)
+    CS_BUILD_DIR=build-rel python3 bench/hollihop/bench_hollihop.py [--scale bench]
+        [--per-client 1000] [--date-from 2025-03-01] [--date-to 2025-05-31] [--durable 1]
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+KEY = "bench/Key+1=="
+
+
+def sh(args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def as_postgres(args, **kw):
+    if os.geteuid() == 0:
+        args = ["runuser", "-u", "postgres", "--"] + args
+    return sh(args, **kw)
+
+
+def vm(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return -1
+
+
+def cpu_s(pid):
+    """user+system CPU seconds of a live process."""
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return -1.0
+
+
+def pg_cpu_s(pgdir):
+    """CPU seconds of every process of the cluster (postmaster and its backends)."""
+    try:
+        pm = int(open(f"{pgdir}/data/postmaster.pid").readline())
+    except OSError:
+        return -1.0
+    total = 0.0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                f = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(d) == pm or int(f[1]) == pm:
+                total += (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def wait_for(pred, timeout, what):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    sys.exit(f"bench: timed out waiting for {what}")
+
+
+def run_sync(build, env, log_path, tmp):
+    """hollihop-sync --run-now -v; (wall s, exit code, peak RSS MB, CPU s)."""
+    rss_path = os.path.join(tmp, "hh.time")
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        rc = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", rss_path,
+                             f"{build}/services/hollihop-sync/crmsync-hollihop-sync", "--run-now", "-v"],
+                            env=env, stdout=log, stderr=log).returncode
+    wall = time.perf_counter() - t0
+    tl = open(rss_path).read().split()
+    return wall, rc, int(tl[-1]) // 1024, float(tl[-3]) + float(tl[-2])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", default="bench")
+    ap.add_argument("--per-client", type=int, default=1000,
+                    help="CS_HOLLIHOP_PER_CLIENT_LIMIT (per-client methods cost one call per client)")
+    ap.add_argument("--date-from", default="2025-03-01")
+    ap.add_argument("--date-to", default="2025-05-31")
+    ap.add_argument("--durable", type=int, default=int(os.environ.get("CS_PG_DURABLE", "1")),
+                    help="1 = PostgreSQL with fsync/synchronous_commit on (production), 0 = off")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    a = ap.parse_args()
+    build = os.path.abspath(os.environ.get("CS_BUILD_DIR", os.path.join(ROOT, "build-rel")))
+    tmp = tempfile.mkdtemp(prefix="crmsync-bench-hh-")
+    os.chmod(tmp, 0o755)
+    procs = []
+    pgdir = os.path.join(tmp, "pg")
+    os.mkdir(pgdir, 0o700)
+    if os.geteuid() == 0:
+        shutil.chown(pgdir, "postgres", "postgres")
+    pgbin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+    try:
+        # -- PostgreSQL
+        as_postgres([f"{pgbin}/initdb", "-D", f"{pgdir}/data", "-U", "postgres", "-A", "trust",
+                     "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"], stdout=subprocess.DEVNULL)
+        opts = f"-c listen_addresses='' -k {pgdir} -p 5432 -c max_wal_size=4GB"
+        if not a.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        as_postgres([f"{pgbin}/pg_ctl", "-D", f"{pgdir}/data", "-l", f"{pgdir}/log", "-w", "-o", opts,
+                     "start"], stdout=subprocess.DEVNULL)
+        sh(["psql", "-q", "-h", pgdir, "-U", "postgres", "-c", "CREATE DATABASE crmsync"])
+        dsn = f"host={pgdir} port=5432 dbname=crmsync user=postgres"
+
+        # -- the fake
+        fake = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/fake/hollihop/fake_hollihop.py"),
+                                 "--port", "0", "--scale", a.scale, "--rate-limit", "0", "--authkey", KEY],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        procs.append(fake)
+        port = int(fake.stdout.readline().split("=")[1])
+        base = f"http://127.0.0.1:{port}/Api/V2"
+
+        # -- 1. hollihop-sync against the null store
+        env = dict(os.environ, CS_HOLLIHOP_BASE_URL=base, CS_HOLLIHOP_AUTHKEY=KEY, CS_HOLLIHOP_RATE="0",
+                   CS_HOLLIHOP_SCHEDULE="off", CS_HOLLIHOP_HEALTH_URL=f"ipc://{tmp}/hh-health.sock",
+                   CS_HOLLIHOP_DATE_FROM=a.date_from, CS_HOLLIHOP_DATE_TO=a.date_to,
+                   CS_HOLLIHOP_PER_CLIENT_LIMIT=str(a.per_client))
+        nenv = dict(env, CS_STORE_URL=f"ipc://{tmp}/null.sock")
+        null = subprocess.Popen([f"{build}/bench/hollihop/hollihop_null_store"], env=nenv,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        procs.append(null)
+        t_null, rc, null_rss, c_null = run_sync(build, nenv, os.path.join(tmp, "hh-null.log"), tmp)
+        null.terminate()
+        null_counts = null.communicate(timeout=20)[0].strip()
+        if rc != 0:
+            sys.exit(f"bench: hollihop-sync (null store) exited {rc}")
+
+        # -- 2. the same requests with curl
+        reqs = []
+        for line in open(os.path.join(tmp, "hh-null.log")):
+            m = re.search(r"ev=api\.request method=(\S+) form=\"(.*)\"$", line.rstrip("\n"))
+            if m:
+                reqs.append((m.group(1), m.group(2)))
+        cfg = os.path.join(tmp, "curl.cfg")
+        enc = "authkey=" + urllib.parse.quote(KEY, safe="")
+        with open(cfg, "w") as f:
+            for i, (meth, form) in enumerate(reqs):
+                if i:
+                    f.write("next\n")
+                f.write(f'url = "{base}/{meth}?culture=ru-RU"\n')
+                f.write(f'data = "{enc}{form}"\n')
+                f.write("output = /dev/null\nsilent\n")
+        t0 = time.perf_counter()
+        subprocess.run(["curl", "-K", cfg], check=True)
+        t_curl = time.perf_counter() - t0
+
+        # -- 3. the pipeline: the store and PostgreSQL
+        senv = dict(env, CS_STORE_URL=f"ipc://{tmp}/store.sock",
+                    CS_STORE_HEALTH_URL=f"ipc://{tmp}/store-health.sock", CS_PG_DSN=dsn)
+        slog = open(os.path.join(tmp, "store.log"), "w")
+        store = subprocess.Popen([f"{build}/services/store/crmsync-store"], env=senv, stdout=slog, stderr=slog)
+        procs.append(store)
+        wait_for(lambda: "store.ready" in open(os.path.join(tmp, "store.log")).read(), 60, "the store")
+        hlog_path = os.path.join(tmp, "hollihop-sync.log")
+        c_fake, c_store, c_pg = cpu_s(fake.pid), cpu_s(store.pid), pg_cpu_s(pgdir)
+        t_pipe, rc, hh_rss, c_hh = run_sync(build, senv, hlog_path, tmp)
+        store_rss = vm(store.pid, "VmHWM")
+        c_fake, c_store, c_pg = cpu_s(fake.pid) - c_fake, cpu_s(store.pid) - c_store, pg_cpu_s(pgdir) - c_pg
+        if rc != 0:
+            sys.exit(f"bench: hollihop-sync exited {rc}; see {hlog_path}")
+        q = lambda sql: subprocess.run(["psql", "-At", "-h", pgdir, "-U", "postgres", "crmsync", "-c", sql],
+                                       capture_output=True, text=True, check=True).stdout.strip()
+        status, progress = q("SELECT status || '|' || progress FROM crmsync.sync_runs ORDER BY id DESC LIMIT 1").split("|", 1)
+        progress = json.loads(progress)
+        rows = sum(v["rows"] for v in progress.values())
+        pages = sum(v["pages"] for v in progress.values())
+        nbytes = 0
+        for line in open(hlog_path):
+            m = re.search(r"ev=run\.end .* bytes=(\d+)", line)
+            if m:
+                nbytes = int(m.group(1))
+
+        big = {t: q(f"SELECT count(*) FROM hollihop.{t}") for t in
+               ("students", "payments", "ed_units", "ed_unit_days", "ed_unit_students",
+                "ed_unit_student_days", "leads")}
+        print(f"hollihop export, scale={a.scale}, PostgreSQL durable={a.durable}, "
+              f"lesson days {a.date_from}..{a.date_to}, per-client methods capped at {a.per_client} clients")
+        print("  rows: " + ", ".join(f"{k}={v}" for k, v in big.items()))
+        print(f"  run status             {status}; {null_counts}")
+        print(f"  requests               {len(reqs)} ({pages} pages), {nbytes / 1e6:.0f} MB received")
+        print(f"  rows (parents)         {rows}")
+        print(f"  1. curl download only  {t_curl:7.1f} s")
+        print(f"  2. hollihop-sync, null store {t_null:7.1f} s  ({100 * (t_null / t_curl - 1):+.1f} % over the download; "
+              f"{c_null:.1f} CPU s; peak RSS {null_rss} MB)")
+        print(f"  3. full pipeline       {t_pipe:7.1f} s  ({100 * (t_pipe / t_curl - 1):+.1f} % over the download, "
+              f"goal <= +25 %; {rows / t_pipe:,.0f} rows/s)")
+        print(f"  peak RSS hollihop-sync {hh_rss} MB (goal < 64 MB); store {store_rss} MB")
+        print(f"  CPU during 3: hollihop-sync {c_hh:.1f} s, store {c_store:.1f} s, "
+              f"PostgreSQL {c_pg:.1f} s, fake {c_fake:.1f} s (2 vCPU: {2 * t_pipe:.0f} CPU s available)")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        stop = [f"{pgbin}/pg_ctl", "-D", f"{pgdir}/data", "-m", "fast", "-w", "stop"]
+        if os.geteuid() == 0:
+            stop = ["runuser", "-u", "postgres", "--"] + stop
+        subprocess.run(stop, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"  kept {tmp}")
+
+
+if __name__ == "__main__":
+    main()
