@@ -158,6 +158,10 @@ int	sink_open(struct amo *a);
 void	sink_close(struct amo *a);
 /* Send until committed. CS_EREJECTED: dead-lettered by the store (logged, counted). */
 int	sink_batch(struct amo *a, Crmsync__RecordBatch *b);
+/* Queue a batch (packed now: b's memory may be freed on return) without waiting for it. */
+int	sink_batch_async(struct amo *a, Crmsync__RecordBatch *b);
+/* Wait until every queued batch is answered; returns the count of rejected batches so far. */
+uint64_t sink_flush(struct amo *a);
 /* Soft-delete keys[i] (version ver_us[i]) of e in one batch. */
 int	sink_deletes(struct amo *a, const struct cat_entity *e, const char *param,
 	    char *const *keys, const int64_t *ver_us, size_t n, int64_t run_id);

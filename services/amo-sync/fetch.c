@@ -354,9 +354,9 @@ page_records(struct pass *p, const struct json *j, int list, struct arena *ar,
 	return 0;
 }
 
-/* One pass over one path (one parent value). */
+/* The pages of one pass over one path (one parent value). */
 static int
-fetch_pass(struct pass *p)
+fetch_pages(struct pass *p)
 {
 	struct amo *a = p->a;
 	const struct cat_entity *e = p->e;
@@ -470,17 +470,11 @@ fetch_pass(struct pass *p)
 			b.cursor = &cur;
 		}
 		if (b.n_records > 0 || b.cursor != NULL) {
+			/* Queued, not awaited: the next request overlaps this page's COMMIT. */
 			b.entity = (char *)e->name;
 			b.run_id = p->run_id;
-			rv = sink_batch(a, &b);
-			if (rv == 0) {
-				stat_add(&amo_stats[AS_ROWS], (int64_t)b.n_records);
-				if (b.cursor != NULL)
-					p->cursor = p->max_ver;
-			} else if (rv == CS_EREJECTED) {
-				p->res->complete = 0;
-				rv = 0;
-			}
+			if ((rv = sink_batch_async(a, &b)) == 0 && b.cursor != NULL)
+				p->cursor = p->max_ver;
 		}
 		p->res->rows += (int64_t)b.n_records;
 		p->res->pages++;
@@ -508,12 +502,9 @@ cursor_only:
 			b.cursor = &cur;
 			b.entity = (char *)e->name;
 			b.run_id = p->run_id;
-			if ((rv = sink_batch(a, &b)) == 0)
-				p->cursor = p->max_ver;
-			else if (rv == CS_EREJECTED)
-				rv = 0;
-			if (rv != 0)
+			if ((rv = sink_batch_async(a, &b)) != 0)
 				return rv;
+			p->cursor = p->max_ver;
 		}
 	}
 	if (!done) {
@@ -521,6 +512,22 @@ cursor_only:
 		return CS_ETOOBIG;
 	}
 	return 0;
+}
+
+/*
+ * One pass: its pages, then wait until the store has answered every batch of it (a pass
+ * with a rejected batch is not complete; a hook fetch must be committed before done_seq
+ * may move past it).
+ */
+static int
+fetch_pass(struct pass *p)
+{
+	uint64_t rejected = sink_flush(p->a);
+	int rv = fetch_pages(p);
+
+	if (sink_flush(p->a) != rejected)
+		p->res->complete = 0;
+	return rv;
 }
 
 /* Prepare pass p for parent value v (NULL = no placeholder). */

@@ -1,12 +1,18 @@
 /*
  * sink.c - amo-sync's side of the store protocol: record batches, soft deletes, sync runs,
- * progress and cursors, over one REQ socket owned by the worker thread.
+ * progress and cursors, over one REQ socket owned by the sink thread.
  *
- * Every call waits for the store's answer and re-sends until it gets one (bus_call_ack):
- * a store that is down or restarting only pauses the sync, nothing is skipped. A batch the
- * store rejects (dead-lettered there, with the reason) is logged and counted here and the
- * sync goes on: one bad row must not stop an account's mirror.
+ * Every message is packed at once (so the page it came from can be freed) and queued in
+ * order. Page batches of a sync pass are queued without waiting (sink_batch_async, at
+ * most SINK_QUEUE_MAX ahead), so the next API request overlaps the store's COPY and
+ * COMMIT of the previous page; everything else waits for its answer. The order of the
+ * queue is the order the store sees, so a cursor still moves with its rows, and
+ * sink_flush() marks the points where a caller needs "all committed" (end of a pass, a
+ * hook task before done_seq moves). Each message is re-sent until the store answers (a
+ * store that is down or restarting only pauses the sync); a batch the store rejects
+ * (dead-lettered there, with the reason) is logged and counted, and the sync goes on.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,63 +25,282 @@
 #include "log.h"
 
 #define SINK_TIMEOUT_MS	15000	/* one round trip (a page of 250 rows commits in ms) */
-#define SINK_CLOSING_MS	5000	/* RunEnd while stopping */
+#define SINK_CLOSING_MS	5000	/* what a message still gets once the service stops */
+#define SINK_QUEUE_MAX	2	/* page batches queued ahead of the store */
+
+struct sink_job {
+	nng_msg			*msg;		/* the packed Envelope */
+	int			 async;		/* nobody waits: the sink thread frees it */
+	int			 ack;		/* the answer is an Ack (else any message) */
+	int			 done;
+	int			 rv;
+	Crmsync__Envelope	*reply;		/* for a waiting caller, who frees it */
+	char			 entity[64];	/* batches: for logs and counters */
+	size_t			 n;
+	uint64_t		 batch_id;
+	int64_t			 run_id;
+	struct sink_job		*next;
+};
+
+struct sink {
+	pthread_t		 thr;
+	pthread_mutex_t		 mtx;
+	pthread_cond_t		 work, room;
+	struct sink_job		*head, *tail;
+	size_t			 queued;	/* async jobs queued or in flight */
+	int			 busy;
+	int			 closing;
+	uint64_t		 rejected;
+};
+
+static struct sink sink;
+
+static void
+sink_sleep(int ms)
+{
+	struct timespec ts = { 0, (long)ms * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Send j until the store answers for good. Sink thread only. */
+static int
+sink_exchange(struct amo *a, struct sink_job *j)
+{
+	int64_t closing_since = 0;
+	int backoff = 50;
+
+	for (;;) {
+		Crmsync__Envelope *rep = NULL;
+		nng_msg *m = NULL;
+		int rv;
+
+		if (a->stop) {
+			if (closing_since == 0)
+				closing_since = bus_now_ms();
+			else if (bus_now_ms() - closing_since > SINK_CLOSING_MS)
+				return CS_ECANCELED;
+		}
+		int timeout = a->stop ? 2000 : SINK_TIMEOUT_MS;
+		nng_socket_set_ms(a->store, NNG_OPT_SENDTIMEO, timeout);
+		if ((rv = nng_msg_dup(&m, j->msg)) != 0)
+			return CS_ENOMEM;
+		if ((rv = nng_sendmsg(a->store, m, 0)) != 0) {
+			nng_msg_free(m);
+			rv = rv == NNG_ETIMEDOUT ? CS_ETIMEDOUT : CS_ENNG;
+		} else {
+			rv = bus_recv(a->store, &rep, timeout);
+		}
+		if (rv == 0 && rep->body_case == CRMSYNC__ENVELOPE__BODY_ACK) {
+			Crmsync__AckStatus st = rep->ack->status;
+			if (st == CRMSYNC__ACK_STATUS__ACK_OK || st == CRMSYNC__ACK_STATUS__ACK_REJECTED) {
+				j->reply = rep;
+				return st == CRMSYNC__ACK_STATUS__ACK_OK ? 0 : CS_EREJECTED;
+			}
+			log_debug("store.retry", "reason=%s", lq(rep->ack->error));
+		} else if (rv == 0 && !j->ack) {
+			j->reply = rep;
+			return 0;
+		} else if (rv == 0) {
+			log_warnx("store.unexpected_reply", "body=%d", (int)rep->body_case);
+		} else if (rv != CS_ETIMEDOUT) {
+			log_debug("store.call_failed", "err=%s", lq(cs_strerror(rv)));
+		}
+		bus_free(rep);
+		for (int s = 0; s < backoff && (!a->stop || closing_since == 0); s += 50)
+			sink_sleep(50);
+		if (backoff < 2000)
+			backoff *= 2;
+	}
+}
+
+static void
+sink_account(struct amo *a, struct sink_job *j)
+{
+	(void)a;
+	if (j->batch_id == 0)
+		return;
+	if (j->rv == 0) {
+		stat_add(&amo_stats[AS_BATCHES], 1);
+		stat_add(&amo_stats[AS_ROWS], (int64_t)j->n);
+		log_debug("batch.committed", "entity=%s batch=%llu run=%lld n=%zu applied=%u unchanged=%u",
+		    j->entity, (unsigned long long)j->batch_id, (long long)j->run_id, j->n,
+		    j->reply->ack->applied, j->reply->ack->unchanged);
+	} else if (j->rv == CS_EREJECTED) {
+		stat_add(&amo_stats[AS_REJECTED], 1);
+		sink.rejected++;
+		log_warnx("batch.rejected", "entity=%s batch=%llu run=%lld n=%zu reason=%s", j->entity,
+		    (unsigned long long)j->batch_id, (long long)j->run_id, j->n,
+		    lq(j->reply != NULL ? j->reply->ack->error : "?"));
+	} else {
+		log_warnx("batch.not_sent", "entity=%s batch=%llu n=%zu err=%s", j->entity,
+		    (unsigned long long)j->batch_id, j->n, lq(cs_strerror(j->rv)));
+	}
+}
+
+static void *
+sink_main(void *arg)
+{
+	struct amo *a = arg;
+
+	pthread_mutex_lock(&sink.mtx);
+	for (;;) {
+		struct sink_job *j;
+
+		while (sink.head == NULL && !sink.closing)
+			pthread_cond_wait(&sink.work, &sink.mtx);
+		if ((j = sink.head) == NULL)
+			break;
+		sink.head = j->next;
+		if (sink.head == NULL)
+			sink.tail = NULL;
+		sink.busy = 1;
+		pthread_mutex_unlock(&sink.mtx);
+		j->rv = sink_exchange(a, j);
+		pthread_mutex_lock(&sink.mtx);
+		sink_account(a, j);
+		sink.busy = 0;
+		if (j->async) {
+			sink.queued--;
+			bus_free(j->reply);
+			nng_msg_free(j->msg);
+			free(j);
+		} else {
+			j->done = 1;
+		}
+		pthread_cond_broadcast(&sink.room);
+	}
+	pthread_mutex_unlock(&sink.mtx);
+	return NULL;
+}
 
 int
 sink_open(struct amo *a)
 {
-	return bus_dial(&a->store, a->conf.store_url, (size_t)a->conf.recv_max);
+	int rv;
+
+	if ((rv = bus_dial(&a->store, a->conf.store_url, (size_t)a->conf.recv_max)) != 0)
+		return rv;
+	pthread_mutex_init(&sink.mtx, NULL);
+	pthread_cond_init(&sink.work, NULL);
+	pthread_cond_init(&sink.room, NULL);
+	if (pthread_create(&sink.thr, NULL, sink_main, a) != 0) {
+		bus_close(a->store);
+		return CS_ENOMEM;
+	}
+	return 0;
 }
 
+/* After the worker has stopped: finish (bounded) what is queued, stop the thread. */
 void
 sink_close(struct amo *a)
 {
+	pthread_mutex_lock(&sink.mtx);
+	sink.closing = 1;
+	pthread_cond_broadcast(&sink.work);
+	pthread_mutex_unlock(&sink.mtx);
+	pthread_join(sink.thr, NULL);
 	bus_close(a->store);
+	pthread_cond_destroy(&sink.work);
+	pthread_cond_destroy(&sink.room);
+	pthread_mutex_destroy(&sink.mtx);
 }
 
 /*
- * One request that must be acknowledged; *ack_out (optional) is freed by the caller. While
- * the service stops, a last message (RunEnd) still gets a few seconds to go through.
+ * Queue env. async: return once queued (waiting for room); otherwise wait for the answer:
+ * *reply (optional, caller frees) gets it. Returns the job's result.
  */
 static int
-sink_call(struct amo *a, Crmsync__Envelope *env, Crmsync__Envelope **ack_out)
+sink_submit(struct amo *a, Crmsync__Envelope *env, int async, int ack, Crmsync__Envelope **reply)
 {
-	Crmsync__Envelope *ack = NULL;
-	int rv = a->stop ? bus_call_ack(a->store, env, &ack, 2000, SINK_CLOSING_MS, NULL) :
-	    bus_call_ack(a->store, env, &ack, SINK_TIMEOUT_MS, 0, &a->stop);
+	size_t len = crmsync__envelope__get_packed_size(env);
+	struct sink_job *j = calloc(1, sizeof(*j));
+	int rv;
 
-	if (ack_out != NULL)
-		*ack_out = ack;
+	(void)a;
+	if (reply != NULL)
+		*reply = NULL;
+	if (j == NULL || nng_msg_alloc(&j->msg, len) != 0) {
+		free(j);
+		return CS_ENOMEM;
+	}
+	crmsync__envelope__pack(env, nng_msg_body(j->msg));
+	j->async = async;
+	j->ack = ack;
+	if (env->body_case == CRMSYNC__ENVELOPE__BODY_BATCH) {
+		snprintf(j->entity, sizeof(j->entity), "%s", env->batch->entity);
+		j->n = env->batch->n_records;
+		j->batch_id = env->batch->batch_id;
+		j->run_id = env->batch->run_id;
+	}
+	pthread_mutex_lock(&sink.mtx);
+	while (async && sink.queued >= SINK_QUEUE_MAX)
+		pthread_cond_wait(&sink.room, &sink.mtx);
+	if (async)
+		sink.queued++;
+	if (sink.tail != NULL)
+		sink.tail->next = j;
 	else
-		bus_free(ack);
+		sink.head = j;
+	sink.tail = j;
+	pthread_cond_signal(&sink.work);
+	if (async) {
+		pthread_mutex_unlock(&sink.mtx);
+		return 0;
+	}
+	while (!j->done)
+		pthread_cond_wait(&sink.room, &sink.mtx);
+	pthread_mutex_unlock(&sink.mtx);
+	rv = j->rv;
+	if (reply != NULL)
+		*reply = j->reply;
+	else
+		bus_free(j->reply);
+	nng_msg_free(j->msg);
+	free(j);
 	return rv;
+}
+
+uint64_t
+sink_flush(struct amo *a)
+{
+	uint64_t rejected;
+
+	(void)a;
+	pthread_mutex_lock(&sink.mtx);
+	while (sink.queued > 0)
+		pthread_cond_wait(&sink.room, &sink.mtx);
+	rejected = sink.rejected;
+	pthread_mutex_unlock(&sink.mtx);
+	return rejected;
+}
+
+static void
+batch_envelope(struct amo *a, Crmsync__RecordBatch *b, Crmsync__Envelope *env)
+{
+	b->crm = CRMSYNC__CRM__CRM_AMO;
+	b->batch_id = ++a->batch_seq;
+	b->replace_children = 1;
+	env->body_case = CRMSYNC__ENVELOPE__BODY_BATCH;
+	env->batch = b;
 }
 
 int
 sink_batch(struct amo *a, Crmsync__RecordBatch *b)
 {
-	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT, *ack = NULL;
-	int rv;
+	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT;
 
-	b->crm = CRMSYNC__CRM__CRM_AMO;
-	b->batch_id = ++a->batch_seq;
-	b->replace_children = 1;
-	env.body_case = CRMSYNC__ENVELOPE__BODY_BATCH;
-	env.batch = b;
-	rv = sink_call(a, &env, &ack);
-	if (rv == 0) {
-		stat_add(&amo_stats[AS_BATCHES], 1);
-		log_debug("batch.committed", "entity=%s batch=%llu run=%lld n=%zu applied=%u unchanged=%u",
-		    b->entity, (unsigned long long)b->batch_id, (long long)b->run_id, b->n_records,
-		    ack->ack->applied, ack->ack->unchanged);
-	} else if (rv == CS_EREJECTED) {
-		stat_add(&amo_stats[AS_REJECTED], 1);
-		log_warnx("batch.rejected", "entity=%s batch=%llu run=%lld n=%zu reason=%s", b->entity,
-		    (unsigned long long)b->batch_id, (long long)b->run_id, b->n_records,
-		    lq(ack != NULL ? ack->ack->error : "?"));
-	}
-	bus_free(ack);
-	return rv;
+	batch_envelope(a, b, &env);
+	return sink_submit(a, &env, 0, 1, NULL);
+}
+
+int
+sink_batch_async(struct amo *a, Crmsync__RecordBatch *b)
+{
+	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT;
+
+	batch_envelope(a, b, &env);
+	return sink_submit(a, &env, 1, 1, NULL);
 }
 
 int
@@ -129,6 +354,13 @@ sink_deletes(struct amo *a, const struct cat_entity *e, const char *param,
 out:
 	arena_free(&ar);
 	return rv == CS_EREJECTED ? 0 : rv;
+}
+
+/* One request answered by an Ack; *ack_out (optional) is freed by the caller. */
+static int
+sink_call(struct amo *a, Crmsync__Envelope *env, Crmsync__Envelope **ack_out)
+{
+	return sink_submit(a, env, 0, 1, ack_out);
 }
 
 int
@@ -218,7 +450,7 @@ sink_cursor_get(struct amo *a, const char *name, char *dst, size_t cap, int *fou
 {
 	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT, *rep = NULL;
 	Crmsync__CursorGet cg = CRMSYNC__CURSOR_GET__INIT;
-	int backoff = 50, rv;
+	int rv;
 
 	*found = 0;
 	dst[0] = '\0';
@@ -226,30 +458,16 @@ sink_cursor_get(struct amo *a, const char *name, char *dst, size_t cap, int *fou
 	cg.name = (char *)name;
 	env.body_case = CRMSYNC__ENVELOPE__BODY_CURSOR_GET;
 	env.cursor_get = &cg;
-	/* The answer is a CursorValue, not an Ack: retry here (Ack = ACK_RETRY, or timeout). */
-	for (;;) {
-		if (a->stop)
-			return CS_ECANCELED;
-		rv = bus_call(a->store, &env, &rep, SINK_TIMEOUT_MS);
-		if (rv == 0 && rep->body_case == CRMSYNC__ENVELOPE__BODY_CURSOR_VALUE) {
-			*found = rep->cursor_value->found;
-			snprintf(dst, cap, "%s", rep->cursor_value->value ? rep->cursor_value->value : "");
-			bus_free(rep);
-			return 0;
-		}
-		if (rv == 0 && rep->body_case == CRMSYNC__ENVELOPE__BODY_ACK &&
-		    rep->ack->status == CRMSYNC__ACK_STATUS__ACK_REJECTED) {
-			log_warnx("cursor.rejected", "name=%s err=%s", lq(name), lq(rep->ack->error));
-			bus_free(rep);
-			return CS_EREJECTED;
-		}
-		bus_free(rep);
-		rep = NULL;
-		for (int s = 0; s < backoff && !a->stop; s += 50) {
-			struct timespec ts = { 0, 50 * 1000000L };
-			nanosleep(&ts, NULL);
-		}
-		if (backoff < 2000)
-			backoff *= 2;
+	/* The answer is a CursorValue (an Ack only for retry/rejection). */
+	rv = sink_submit(a, &env, 0, 0, &rep);
+	if (rv == 0 && rep->body_case == CRMSYNC__ENVELOPE__BODY_CURSOR_VALUE) {
+		*found = rep->cursor_value->found;
+		snprintf(dst, cap, "%s", rep->cursor_value->value ? rep->cursor_value->value : "");
+	} else if (rv == 0) {
+		rv = CS_EPROTO;
+	} else if (rv == CS_EREJECTED) {
+		log_warnx("cursor.rejected", "name=%s err=%s", lq(name), lq(rep ? rep->ack->error : "?"));
 	}
+	bus_free(rep);
+	return rv;
 }
