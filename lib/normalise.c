@@ -254,6 +254,16 @@ normalise_value(enum cat_type type, const struct json *j, int t, struct arena *a
 			return 0;
 		if (k != JK_NUMBER && k != JK_STRING)
 			return CS_EINVAL;
+		if (k == JK_STRING && memchr(raw, '\\', n) != NULL) {
+			/* "33\u00a0000,00 руб." from a serializer that escapes non-ASCII. */
+			char un[256];
+			long w = json_unescape(raw, n, un, sizeof(un));
+			if (w < 0)
+				return CS_EINVAL;
+			if ((rv = clean_numeric(un, (size_t)w, tmp, sizeof(tmp), 1)) != 0)
+				return rv;
+			break;
+		}
 		if ((rv = clean_numeric(raw, n, tmp, sizeof(tmp), type == CT_MONEY_TEXT || k == JK_STRING)) != 0)
 			return rv;
 		break;
