@@ -7,7 +7,8 @@
  * full sync (every entity group, every field of chosen records, custom field values),
  * incremental (edits, pipeline moves, deletions), a hook burst coalesced into <= 2 list
  * requests, a crash with undone hook deliveries re-sent by a simulated gateway, zero 429s
- * at the real 7 rps, a refresh token rotated and then kill -9, and a revoked grant (last:
+ * at the real 7 rps, an account without API filtering, 429/5xx retries and a 403 ban, a
+ * long-lived token, a refresh token rotated and then kill -9, and a revoked grant (last:
  * the fake cannot un-revoke). Hooks are sent over NNG exactly as hook-gateway sends them.
  * The fake runs without a rate limit except in the test about the limit.
  */
@@ -785,6 +786,107 @@ test_no_429_at_the_real_rate(void **state)
 	assert_int_equal(start_amo(NULL), 0);
 }
 
+/* Log lines of amo-sync containing `needle`. */
+static int
+log_has(const char *needle)
+{
+	FILE *f = fopen(amo.log, "r");
+	char line[8192];
+	int n = 0;
+
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+		n += strstr(line, needle) != NULL;
+	if (f != NULL)
+		fclose(f);
+	return n;
+}
+
+static void
+test_account_without_filters_gets_a_full_pass(void **state)
+{
+	(void)state;
+	fake_post("/_fake/config", "{\"ignore_filters\":true}");
+	/* (Contacts: most leads changed within the look-back window by now, so for them an
+	 * ignored filter and an honoured one return the same rows.) */
+	fake_post("/_fake/mutate", "{\"ops\":[{\"op\":\"edit\",\"entity\":\"contacts\",\"id\":7,"
+	    "\"set\":{\"name\":\"без фильтров\"}},{\"op\":\"delete\",\"entity\":\"tasks\",\"id\":3}]}");
+	assert_string_equal(run_and_wait(CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL, 60000), "complete");
+	fake_post("/_fake/config", "{\"ignore_filters\":false}");
+	assert_string_equal(h_sql(db, "SELECT name FROM amo.contacts WHERE id = 7"), "без фильтров");
+	assert_string_equal(h_sql(db, "SELECT deleted_at IS NOT NULL FROM amo.tasks WHERE id = 3"), "t");
+	assert_true(log_has("ev=sync.filter_ignored entity=contacts") == 1);
+	assert_true(log_has("ev=sync.skipped_unchanged entity=contacts") >= 1);
+	/* Rows unchanged since the cursor were read but not sent to the store. */
+	FILE *f = fopen(amo.log, "r");
+	char line[8192];
+	long long sent = -1;
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+		const char *p = strstr(line, "entity=contacts mode=incremental rows=");
+		if (p != NULL && strstr(line, "ev=sync.entity") != NULL)
+			sent = strtoll(p + strlen("entity=contacts mode=incremental rows="), NULL, 10);
+	}
+	if (f != NULL)
+		fclose(f);
+	assert_true(sent >= 1 && sent < live("contacts", NULL));
+}
+
+static void
+test_429_5xx_are_retried_and_a_ban_stops_everything(void **state)
+{
+	Crmsync__Envelope *rep = NULL;
+
+	(void)state;
+	fake_post("/_fake/config", "{\"retry_after\":1}");
+	fake_post("/_fake/faults", "{\"replace\":true,\"faults\":["
+	    "{\"path\":\"/api/v4/leads\",\"kind\":\"ratelimit\",\"count\":1},"
+	    "{\"path\":\"/api/v4/contacts\",\"kind\":\"http502\",\"count\":2}]}");
+	fake_post("/_fake/reset_stats", "{}");
+	int64_t t0 = h_now_ms();
+	assert_string_equal(run_and_wait(CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL, 60000), "complete");
+	assert_true(h_now_ms() - t0 >= 1000);	/* Retry-After: 1 was honoured */
+	assert_int_equal(fake_int("/_fake/stats", "429"), 1);
+	assert_int_equal(fake_int("/_fake/stats", "status.502"), 2);
+	assert_int_equal(fake_call("DELETE", "/_fake/faults", NULL, NULL, 0), 200);
+	fake_post("/_fake/config", "{\"retry_after\":0}");
+
+	/* 403 on everything: the account is banned. Stop, say so, never retry on our own. */
+	fake_post("/_fake/faults", "{\"replace\":true,\"faults\":[{\"path\":\"*\",\"kind\":\"forbidden\",\"count\":-1}]}");
+	fake_post("/_fake/reset_stats", "{}");
+	assert_string_equal(run_and_wait(CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL, 30000), "failed");
+	assert_int_equal(health_probe(amo_health, 2000, &rep), 0);
+	assert_false(rep->health_response->ok);
+	assert_non_null(strstr(rep->health_response->status, "403"));
+	bus_free(rep);
+	assert_true(log_has("ev=api.banned") == 1);
+	int64_t n = fake_int("/_fake/stats", "requests");
+	assert_int_equal(n, 2);		/* the refused call and one check of /api/v4/account */
+	nng_msleep(1500);		/* quiet on purpose: nothing may happen meanwhile */
+	assert_int_equal(fake_int("/_fake/stats", "requests"), n);
+	/* Support lifted the ban; an operator asks for a run. */
+	assert_int_equal(fake_call("DELETE", "/_fake/faults", NULL, NULL, 0), 200);
+	assert_string_equal(run_and_wait(CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL, 30000), "complete");
+	assert_int_equal(health_probe(amo_health, 2000, &rep), 0);
+	assert_true(rep->health_response->ok);
+	bus_free(rep);
+}
+
+static void
+test_long_lived_token_needs_no_oauth(void **state)
+{
+	char *llt[] = { "CS_AMO_LONG_LIVED_TOKEN=" LLT, "CS_AMO_CLIENT_ID=", NULL };
+	int64_t gen = fake_int("/_fake/tokens", "generation");
+
+	(void)state;
+	stop_amo();
+	assert_int_equal(start_amo(llt), 0);
+	fake_post("/_fake/mutate", "{\"ops\":[{\"op\":\"edit\",\"entity\":\"leads\",\"id\":21,\"set\":{\"name\":\"llt\"}}]}");
+	assert_string_equal(run_and_wait(CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL, 60000), "complete");
+	assert_string_equal(h_sql(db, "SELECT name FROM amo.leads WHERE id = 21"), "llt");
+	assert_int_equal(fake_int("/_fake/tokens", "generation"), gen);
+	stop_amo();
+	assert_int_equal(start_amo(NULL), 0);
+}
+
 static void
 test_rotated_refresh_token_survives_kill(void **state)
 {
@@ -868,14 +970,7 @@ test_revoked_token_stops_cleanly(void **state)
 	/* (The 401 counter is not used: the request the fault slowed down in the previous test
 	 * may still complete, with a 401, after the revoke.) */
 	assert_int_equal(fake_int("/_fake/stats", "paths./oauth2/access_token"), 1);
-	FILE *f = fopen(amo.log, "r");
-	char line[4096];
-	int said = 0;
-	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-		said |= strstr(line, "ev=oauth.revoked") != NULL;
-	if (f != NULL)
-		fclose(f);
-	assert_true(said);
+	assert_true(log_has("ev=oauth.revoked") >= 1);
 	stop_amo();	/* still exits cleanly */
 }
 
@@ -888,6 +983,9 @@ main(void)
 		cmocka_unit_test(test_hook_burst_coalesces_into_two_list_requests),
 		cmocka_unit_test(test_crash_with_undone_hooks_loses_nothing),
 		cmocka_unit_test(test_no_429_at_the_real_rate),
+		cmocka_unit_test(test_account_without_filters_gets_a_full_pass),
+		cmocka_unit_test(test_429_5xx_are_retried_and_a_ban_stops_everything),
+		cmocka_unit_test(test_long_lived_token_needs_no_oauth),
 		cmocka_unit_test(test_rotated_refresh_token_survives_kill),
 		cmocka_unit_test(test_revoked_token_stops_cleanly),
 	};
