@@ -134,7 +134,7 @@ sync_follow_db(PGconn *c, const struct sync_target *t, int64_t run_id, int64_t m
 {
 	char idbuf[32], maxbuf[32], line[512], last[512] = "";
 	const char *vals[2];
-	int64_t down_since = 0, last_print = 0;
+	int64_t down_since = 0, last_print = 0, t0 = bus_now_ms();
 	int tty = isatty(STDOUT_FILENO), ret = 1;
 
 	while (!sync_interrupted) {
@@ -151,6 +151,11 @@ sync_follow_db(PGconn *c, const struct sync_target *t, int64_t run_id, int64_t m
 			if (PQntuples(r) == 1)
 				run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 			PQclear(r);
+			if (run_id == 0 && bus_now_ms() - t0 > ctl.command_timeout_ms) {
+				fprintf(stderr, "crmsyncctl: %s accepted, but no run appeared in crmsync.sync_runs "
+				    "within %lld s\n", t->service, (long long)ctl.command_timeout_ms / 1000);
+				return 1;
+			}
 		}
 		if (run_id > 0) {
 			snprintf(idbuf, sizeof(idbuf), "%lld", (long long)run_id);
