@@ -38,6 +38,7 @@ struct amo_conf {
 	char	*token_file;
 	char	*long_lived_token;
 	char	*entities;		/* comma list to sync; empty = the whole catalogue */
+	char	*metrics_addr;		/* Prometheus GET /metrics; empty = off */
 	int64_t	 account_id;		/* 0 = accept hooks of any account */
 	int64_t	 refresh_before_ms;
 	int64_t	 rps;

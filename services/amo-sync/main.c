@@ -22,6 +22,7 @@
 #include "errors.h"
 #include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "normalise.h"
 #include "svc.h"
 
@@ -103,6 +104,8 @@ static const struct cfg_key amo_keys[] = {
 	  "log and record progress every this many pages (0 = only per entity)"),
 	K("CS_AMO_ENTITIES", CFG_STR, entities, "", 0, 0,
 	  "comma-separated catalogue entities to sync (empty = all)"),
+	K("CS_AMO_METRICS_ADDR", CFG_STR, metrics_addr, "", 0, 0,
+	  "host:port serving Prometheus GET /metrics over plain HTTP (e.g. 127.0.0.1:9103; empty = off)"),
 };
 
 static struct amo amo;
@@ -276,6 +279,7 @@ main(int argc, char **argv)
 		.flags = flags, .nflags = nitems(flags),
 	};
 	struct health *health = NULL;
+	struct metrics *metrics = NULL;
 	struct http_opts ho = { 0 };
 	pthread_t worker;
 	nng_socket sock;
@@ -317,6 +321,8 @@ main(int argc, char **argv)
 	if ((rv = health_start(&health, amo.conf.health_url, "amo-sync", amo_stats, AS__N,
 	    amo_status, &amo)) != 0)
 		fatalx("health.listen_failed", "url=%s err=%s", lq(amo.conf.health_url), lq(cs_strerror(rv)));
+	if ((rv = metrics_start(&metrics, amo.conf.metrics_addr, "amo-sync", amo_stats, AS__N)) != 0)
+		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(amo.conf.metrics_addr), lq(cs_strerror(rv)));
 	if ((rv = bus_listen(&sock, amo.conf.url, (size_t)amo.conf.recv_max)) != 0)
 		fatalx("amo.listen_failed", "url=%s err=%s", lq(amo.conf.url), lq(cs_strerror(rv)));
 	amo.once = once;
@@ -360,6 +366,7 @@ main(int argc, char **argv)
 	if (started)
 		pthread_join(worker, NULL);
 	bus_close(sock);
+	metrics_stop(metrics);
 	health_stop(health);
 	sink_close(&amo);
 	tasks_free(amo.tasks);
