@@ -12,46 +12,61 @@
 #include <nng/nng.h>
 #include <nng/supplemental/util/platform.h>
 
+#include "bus.h"
 #include "errors.h"
 #include "log.h"
 #include "store.h"
 #include "svc.h"
 
+/* One connection attempt; on failure the next one is allowed only after the backoff. */
+int
+db_try_connect(struct store *st)
+{
+	int64_t now = bus_now_ms();
+
+	if (st->pg_ok)
+		return 0;
+	if (now < st->next_connect_ms)
+		return CS_EDBCONN;
+	db_close(st);
+	st->pg = PQconnectdb(st->conf.dsn);
+	if (PQstatus(st->pg) == CONNECTION_OK) {
+		char tmo[64];
+		snprintf(tmo, sizeof(tmo), "SET statement_timeout = %lld",
+		    (long long)st->conf.statement_timeout_ms);
+		PQclear(PQexec(st->pg, tmo));
+		PQclear(PQexec(st->pg, "SET synchronous_commit = on"));
+		PQclear(PQexec(st->pg, "SET client_min_messages = warning"));
+		PQclear(PQexec(st->pg, "SET application_name = 'crmsync-store'"));
+		st->pg_ok = 1;
+		stat_set(&store_stats[ST_DB_UP], 1);
+		log_info("db.connected", "attempt=%d server=%d", st->connect_attempts + 1,
+		    PQserverVersion(st->pg));
+		st->connect_attempts = 0;
+		st->backoff_ms = 0;
+		return 0;
+	}
+	/* PQerrorMessage may echo the DSN's host but never its password. */
+	if (st->connect_attempts % 10 == 0)
+		log_warnx("db.connect_failed", "attempt=%d retry_in_ms=%lld err=%s",
+		    st->connect_attempts + 1, (long long)st->backoff_ms, lq(PQerrorMessage(st->pg)));
+	PQfinish(st->pg);
+	st->pg = NULL;
+	st->connect_attempts++;
+	st->backoff_ms = st->backoff_ms == 0 ? 100 : st->backoff_ms * 2;
+	if (st->backoff_ms > st->conf.reconnect_max_ms)
+		st->backoff_ms = st->conf.reconnect_max_ms;
+	st->next_connect_ms = now + st->backoff_ms;
+	return CS_EDBCONN;
+}
+
 int
 db_connect(struct store *st)
 {
-	int64_t backoff = 100;
-	int attempt = 0;
-
-	db_close(st);
 	while (!svc_stop) {
-		st->pg = PQconnectdb(st->conf.dsn);
-		if (PQstatus(st->pg) == CONNECTION_OK) {
-			char tmo[64];
-			snprintf(tmo, sizeof(tmo), "SET statement_timeout = %lld",
-			    (long long)st->conf.statement_timeout_ms);
-			PQclear(PQexec(st->pg, tmo));
-			PQclear(PQexec(st->pg, "SET synchronous_commit = on"));
-			PQclear(PQexec(st->pg, "SET client_min_messages = warning"));
-			PQclear(PQexec(st->pg, "SET application_name = 'crmsync-store'"));
-			st->pg_ok = 1;
-			stat_set(&store_stats[ST_DB_UP], 1);
-			log_info("db.connected", "attempt=%d server=%d", attempt + 1,
-			    PQserverVersion(st->pg));
+		if (db_try_connect(st) == 0)
 			return 0;
-		}
-		/* PQerrorMessage may echo the DSN's host but never its password. */
-		if (attempt == 0 || attempt % 10 == 0)
-			log_warnx("db.connect_failed", "attempt=%d retry_in_ms=%lld err=%s", attempt + 1,
-			    (long long)backoff, lq(PQerrorMessage(st->pg)));
-		PQfinish(st->pg);
-		st->pg = NULL;
-		attempt++;
-		for (int64_t slept = 0; slept < backoff && !svc_stop; slept += 50)
-			nng_msleep(50);
-		backoff *= 2;
-		if (backoff > st->conf.reconnect_max_ms)
-			backoff = st->conf.reconnect_max_ms;
+		nng_msleep(50);
 	}
 	return CS_ECLOSED;
 }
@@ -73,8 +88,9 @@ db_classify(struct store *st, const PGresult *r)
 
 	if (st->pg == NULL || PQstatus(st->pg) != CONNECTION_OK)
 		return CS_EDBCONN;
+	/* Every error the server reports carries a SQLSTATE; none means libpq lost the server. */
 	if (state == NULL)
-		return r == NULL ? CS_EDBCONN : CS_EDB;
+		return CS_EDBCONN;
 	if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
 	    strcmp(state, "53300") == 0 || strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
 		return CS_EDBCONN;

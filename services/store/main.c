@@ -72,13 +72,22 @@ store_status(void *arg, char *buf, size_t len)
 	return up;
 }
 
-/* Reconnect and re-create the session state after the connection died. */
+/*
+ * After the connection died: one reconnect attempt when the backoff allows, and the session
+ * state (temp tables) re-created. Never blocks for long, so requests keep getting prompt
+ * ACK_RETRY answers while PostgreSQL is away.
+ */
 static void
 store_reconnect(struct store *st)
 {
-	stat_add(&store_stats[ST_DB_RECONNECTS], 1);
-	log_warnx("db.lost", "reconnecting");
-	if (db_connect(st) == 0)
+	if (st->pg_ok && st->pg != NULL && PQstatus(st->pg) == CONNECTION_OK)
+		return;
+	if (st->pg_ok) {
+		stat_add(&store_stats[ST_DB_RECONNECTS], 1);
+		log_warnx("db.lost", "reconnecting");
+		db_close(st);
+	}
+	if (db_try_connect(st) == 0)
 		apply_reset_conn(st);
 }
 

@@ -24,9 +24,12 @@ struct migration {
 
 static const struct migration migrations[] = {
 	{ 1, "crmsync system schema",
-	  "CREATE SCHEMA IF NOT EXISTS crmsync;\n"
-	  "CREATE SCHEMA IF NOT EXISTS amo;\n"
-	  "CREATE SCHEMA IF NOT EXISTS hollihop;\n"
+	  /* Schemas a DBA created beforehand (deploy/compose/server-b) are used as they are:
+	   * CREATE SCHEMA IF NOT EXISTS would still need CREATE on the database. */
+	  "DO $$ DECLARE s text; BEGIN FOREACH s IN ARRAY ARRAY['amo', 'hollihop'] LOOP\n"
+	  "  IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s) THEN\n"
+	  "    EXECUTE format('CREATE SCHEMA %I', s);\n"
+	  "  END IF; END LOOP; END $$;\n"
 	  "CREATE TABLE crmsync.sync_runs (\n"
 	  "  id bigserial PRIMARY KEY,\n"
 	  "  crm text NOT NULL,\n"
@@ -160,7 +163,8 @@ migrate_run(struct store *st)
 
 	if ((rv = db_exec(st, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")")) != 0)
 		return rv;
-	rv = db_exec(st, "CREATE SCHEMA IF NOT EXISTS crmsync;"
+	rv = db_exec(st, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'crmsync') "
+	    "THEN CREATE SCHEMA crmsync; END IF; END $$;"
 	    "CREATE TABLE IF NOT EXISTS crmsync.schema_migrations ("
 	    " version integer PRIMARY KEY, name text NOT NULL,"
 	    " applied_at timestamptz NOT NULL DEFAULT now())");

@@ -77,8 +77,10 @@ runs_begin(struct store *st, const Crmsync__RunBegin *rb, int64_t *run_id, char 
 	 * cut off (its sender crashed or was killed). Close it as abandoned, which deletes
 	 * nothing, and drop its seen-keys, so the new run starts cleanly.
 	 */
-	if ((rv = db_exec(st, "BEGIN")) != 0)
+	if ((rv = db_exec(st, "BEGIN")) != 0) {
+		snprintf(err, errlen, "BEGIN: %s", db_errmsg(st, NULL));
 		goto out;
+	}
 	rv = db_execp(st, "WITH gone AS (UPDATE crmsync.sync_runs SET status = 'abandoned', "
 	    "finished_at = now(), error = coalesce(error, 'interrupted: a new run started') "
 	    "WHERE crm = $1 AND kind = $2 AND status = 'running' RETURNING id) "
@@ -175,8 +177,10 @@ runs_end(struct store *st, const Crmsync__RunEnd *re, char *err, size_t errlen)
 
 	snprintf(run, sizeof(run), "%lld", (long long)re->run_id);
 	const char *v1[1] = { run };
-	if ((rv = db_exec(st, "BEGIN")) != 0)
+	if ((rv = db_exec(st, "BEGIN")) != 0) {
+		snprintf(err, errlen, "BEGIN: %s", db_errmsg(st, NULL));
 		return rv;
+	}
 	rv = db_execp(st, "SELECT crm, kind, status FROM crmsync.sync_runs WHERE id = $1 FOR UPDATE", 1, v1, &r);
 	if (rv != 0 || PQntuples(r) != 1) {
 		snprintf(err, errlen, "run %s: %s", run, rv ? db_errmsg(st, r) : "no such run");

@@ -42,6 +42,9 @@ struct store {
 	PGconn			*pg;
 	int			 pg_ok;
 	volatile int		 ready;		/* migrated and listening */
+	int			 connect_attempts;
+	int64_t			 backoff_ms;
+	int64_t			 next_connect_ms;	/* bus_now_ms() of the next allowed attempt */
 	struct entity_sql	*esql;		/* one per catalogue entity, both CRMs */
 	size_t			 nesql;
 	struct buf		 copy;		/* COPY data of the current batch */
@@ -49,6 +52,7 @@ struct store {
 
 /* db.c */
 int	db_connect(struct store *st);		/* blocks with backoff until connected or stop */
+int	db_try_connect(struct store *st);	/* one attempt if the backoff allows; never blocks long */
 void	db_close(struct store *st);
 int	db_exec(struct store *st, const char *sql);	/* CS_EDB / CS_EDBCONN */
 int	db_execp(struct store *st, const char *sql, int n, const char *const *vals, PGresult **out);

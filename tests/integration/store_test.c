@@ -357,6 +357,17 @@ test_postgres_down_then_back(void **state)
 	assert_int_equal(bus_call(sock, &env, &rep, 10000), 0);
 	assert_int_equal(rep->ack->status, CRMSYNC__ACK_STATUS__ACK_RETRY);
 	bus_free(rep);
+	/* Run bookkeeping too: retry, never a rejection. */
+	Crmsync__RunBegin rb = CRMSYNC__RUN_BEGIN__INIT;
+	rb.crm = CRMSYNC__CRM__CRM_AMO;
+	rb.trigger = (char *)"test";
+	env.body_case = CRMSYNC__ENVELOPE__BODY_RUN_BEGIN;
+	env.run_begin = &rb;
+	assert_int_equal(bus_call(sock, &env, &rep, 10000), 0);
+	assert_int_equal(rep->ack->status, CRMSYNC__ACK_STATUS__ACK_RETRY);
+	bus_free(rep);
+	env.body_case = CRMSYNC__ENVELOPE__BODY_BATCH;
+	env.batch = h_batch_msg(b);
 	assert_int_equal(h_pg_restart(&pg), 0);
 	/* The sender retries until the store is back on its feet. */
 	send_ok(b, 1, 0);
