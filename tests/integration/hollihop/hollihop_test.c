@@ -864,6 +864,50 @@ test_bad_authkey_and_error_answer_fail_the_run(void **state)
 	assert_int_equal(h_kill(&p, SIGTERM), 0);
 }
 
+/* The other spelling of every UNSURE shape (root keys, {Name} objects, {} for empty lists). */
+static void
+test_alternative_shapes(void **state)
+{
+	const char *py = getenv("CS_PYTHON"), *src = getenv("CS_SOURCE_DIR");
+	struct h_proc alt, p;
+	char script[1024], line[256], base[256];
+	int port = 0;
+
+	(void)state;
+	snprintf(script, sizeof(script), "%s/tests/fake/hollihop/fake_hollihop.py", src ? src : ".");
+	char *argv[] = { script, "--port", "0", "--scale", "tiny", "--seed", "1", "--authkey", KEY,
+	    "--rate-limit", "0", "--no-warmup", "--alt-shapes", NULL };
+	assert_int_equal(h_spawn(&alt, "fake-alt", py ? py : "/usr/bin/python3", NULL, argv), 0);
+	for (int64_t end = h_now_ms() + 20000; port == 0 && h_now_ms() < end; nng_msleep(20)) {
+		FILE *f = fopen(alt.log, "r");
+		while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+			if (strncmp(line, "listening port=", 15) == 0)
+				port = (int)strtol(line + 15, NULL, 10);
+		if (f != NULL)
+			fclose(f);
+	}
+	assert_true(port > 0);
+	snprintf(base, sizeof(base), "CS_HOLLIHOP_BASE_URL=http://127.0.0.1:%d/Api/V2", port);
+	char *extra[] = { base, "CS_HOLLIHOP_ENTITIES=client_statuses,employee_statuses,learning_types,"
+	    "client_files,student_personal_office_settings", NULL };
+	char *names = strdup(h_sql(db, "SELECT string_agg(name, ',' ORDER BY name) FROM hollihop.learning_types"));
+	int64_t statuses = h_sql_int(db, "SELECT count(*) FROM hollihop.client_statuses WHERE deleted_at IS NULL");
+	assert_int_equal(run_once("sync-alt", extra, &p), 0);
+	h_kill(&alt, SIGTERM);
+	assert_string_equal(run_field(last_run(), "status"), "complete");
+	/* Same rows, read from the other shapes; nothing vanished. */
+	assert_string_equal(h_sql(db, "SELECT string_agg(name, ',' ORDER BY name) FROM hollihop.learning_types "
+	    "WHERE deleted_at IS NULL"), names);
+	free(names);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.learning_types WHERE jsonb_typeof(raw) = 'object'"), 5);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.client_statuses WHERE deleted_at IS NULL"), statuses);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.employee_statuses WHERE deleted_at IS NULL"), 3);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE deleted_at IS NULL"), 20);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.student_personal_office_settings "
+	    "WHERE deleted_at IS NULL"), 20);
+	assert_true(h_sql_int(db, "SELECT count(*) FROM hollihop.client_files WHERE deleted_at IS NULL") > 0);
+}
+
 int
 main(void)
 {
@@ -874,6 +918,7 @@ main(void)
 		cmocka_unit_test(test_faults_are_retried),
 		cmocka_unit_test(test_clamped_take_is_read_to_the_end),
 		cmocka_unit_test(test_bad_authkey_and_error_answer_fail_the_run),
+		cmocka_unit_test(test_alternative_shapes),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
