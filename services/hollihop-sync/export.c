@@ -62,9 +62,16 @@ export_new(struct exporter **out, const struct hh_conf *c, nng_socket store)
 		return CS_ENOMEM;
 	x->c = c;
 	x->store = store;
-	/* rate requests per window: a bucket that refills evenly, with a burst of a tenth. */
-	double rate = c->rate > 0 ? (double)c->rate * 1000.0 / (double)c->rate_window_ms : 0;
-	rl_init(&x->rl, rate, c->rate > 0 ? (double)(c->rate / 10 > 1 ? c->rate / 10 : 1) : 1);
+	/*
+	 * At most `rate` requests in any window: a burst of a tenth of them, and a refill slow
+	 * enough that burst + refill over one window stays within the allowance (600/30 s ->
+	 * burst 60, then 18/s).
+	 */
+	double burst = c->rate >= 20 ? (double)(c->rate / 10) : 1;
+	double rate = c->rate > 0 ? ((double)c->rate - burst) * 1000.0 / (double)c->rate_window_ms : 0;
+	if (c->rate > 0 && rate <= 0)
+		rate = 1000.0 / (double)c->rate_window_ms;
+	rl_init(&x->rl, rate, burst);
 	pthread_mutex_init(&x->mtx, NULL);
 	snprintf(x->status, sizeof(x->status), "idle");
 	if ((rv = api_new(&x->api, c, &x->rl)) != 0) {
@@ -564,7 +571,7 @@ export_run(struct exporter *x, const struct run_req *rq, volatile int *stop,
 		struct entity_out o;
 		struct keys *collect = NULL;
 		const struct keys *parents = NULL;
-		int parents_complete = 1;
+		int parents_complete = e->paging != PAGE_PER_PARENT;	/* until its parent is found */
 
 		if (!sel[i])
 			continue;
