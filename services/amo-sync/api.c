@@ -91,7 +91,7 @@ api_is_banned(struct amo *a, const char *const *hdrs)
 int
 api_get(struct amo *a, const char *pq, struct http_response *resp)
 {
-	char token[4096], auth[4200];
+	char token[4096] = "", auth[4200] = "";
 	const char *hdrs[] = { auth, "Accept: application/hal+json, application/json", NULL };
 	int attempt = 0, n429 = 0, refreshed = 0, rv;
 	struct buf u;
@@ -123,7 +123,6 @@ api_get(struct amo *a, const char *pq, struct http_response *resp)
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
 		http_response_free(resp);
 		rv = api_do(a, "GET", u.data, hdrs, NULL, 0, resp);
-		explicit_bzero(auth, sizeof(auth));
 		if (rv == CS_ECANCELED)
 			break;
 		if (rv != 0) {
@@ -206,6 +205,7 @@ api_get(struct amo *a, const char *pq, struct http_response *resp)
 	}
 out:
 	explicit_bzero(token, sizeof(token));
+	explicit_bzero(auth, sizeof(auth));
 	buf_free(&u);
 	return rv;
 }

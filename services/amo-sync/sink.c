@@ -442,7 +442,7 @@ sink_progress(struct amo *a, int64_t run_id, const char *entity, int64_t rows, i
 	rp.pages = pages;
 	env.body_case = CRMSYNC__ENVELOPE__BODY_RUN_PROGRESS;
 	env.run_progress = &rp;
-	return sink_call(a, &env, NULL);
+	return sink_submit(a, &env, 1, 1, NULL);	/* informational: nobody waits for it */
 }
 
 int
