@@ -21,8 +21,8 @@
 
 #define EVENTS_PAGE_MAX	1000
 
-static int
-list_has(const char *list, const char *name, size_t len)
+int
+events_list_has(const char *list, const char *name, size_t len)
 {
 	if (list == NULL)
 		return 0;
@@ -41,7 +41,7 @@ events_entity_for(const char *name, size_t len)
 	for (size_t i = 0; i < catalog_amo.nentities; i++) {
 		const struct cat_entity *e = &catalog_amo.entities[i];
 		if ((strlen(e->name) == len && memcmp(e->name, name, len) == 0) ||
-		    list_has(e->aliases, name, len))
+		    events_list_has(e->aliases, name, len))
 			return e;
 	}
 	return NULL;
@@ -60,7 +60,7 @@ sub_entity_id(const struct cat_entity *e, const struct json *j, int ev, char *ds
 			size_t n;
 			const char *key = json_raw(j, k, &n);
 			int v = json_skip(j, k);
-			if (list_has(e->aliases, key, n) || (strlen(e->name) == n && memcmp(e->name, key, n) == 0)) {
+			if (events_list_has(e->aliases, key, n) || (strlen(e->name) == n && memcmp(e->name, key, n) == 0)) {
 				int id = json_get(j, v, "id");
 				if (json_kind(j, id) == JK_NUMBER || json_kind(j, id) == JK_STRING)
 					return json_str(j, id, dst, cap, NULL);

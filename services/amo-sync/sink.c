@@ -25,7 +25,7 @@
 #include "log.h"
 
 #define SINK_TIMEOUT_MS	15000	/* one round trip (a page of 250 rows commits in ms) */
-#define SINK_CLOSING_MS	5000	/* what a message still gets once the service stops */
+#define SINK_CLOSING_MS	5000	/* what queued messages still get, together, once the service stops */
 #define SINK_QUEUE_MAX	2	/* page batches queued ahead of the store */
 
 struct sink_job {
@@ -50,6 +50,7 @@ struct sink {
 	size_t			 queued;	/* async jobs queued or in flight */
 	int			 busy;
 	int			 closing;
+	int64_t			 closing_since;	/* when the stop was first seen (one deadline for all) */
 	uint64_t		 rejected;
 };
 
@@ -67,7 +68,6 @@ sink_sleep(int ms)
 static int
 sink_exchange(struct amo *a, struct sink_job *j)
 {
-	int64_t closing_since = 0;
 	int backoff = 50;
 
 	for (;;) {
@@ -76,9 +76,9 @@ sink_exchange(struct amo *a, struct sink_job *j)
 		int rv;
 
 		if (a->stop) {
-			if (closing_since == 0)
-				closing_since = bus_now_ms();
-			else if (bus_now_ms() - closing_since > SINK_CLOSING_MS)
+			if (sink.closing_since == 0)
+				sink.closing_since = bus_now_ms();
+			else if (bus_now_ms() - sink.closing_since > SINK_CLOSING_MS)
 				return CS_ECANCELED;
 		}
 		int timeout = a->stop ? 2000 : SINK_TIMEOUT_MS;
@@ -107,7 +107,7 @@ sink_exchange(struct amo *a, struct sink_job *j)
 			log_debug("store.call_failed", "err=%s", lq(cs_strerror(rv)));
 		}
 		bus_free(rep);
-		for (int s = 0; s < backoff && (!a->stop || closing_since == 0); s += 50)
+		for (int s = 0; s < backoff && !a->stop; s += 50)
 			sink_sleep(50);
 		if (backoff < 2000)
 			backoff *= 2;

@@ -312,6 +312,10 @@ event_task(const Crmsync__HookEvent *ev, const struct cat_entity **te, const cha
 	/* "leads[note]": the action names a sub-entity fetched per parent type. */
 	sub = events_entity_for(action, strlen(action));
 	if (sub != NULL && sub != e && sub->parent != NULL) {
+		/* A literal parent list says which types have them (tasks have no notes). */
+		if (catalog_find(CAT_AMO, sub->parent) == NULL &&
+		    !events_list_has(sub->parent, e->name, strlen(e->name)))
+			return CS_EUNKNOWN_ENTITY;
 		*param = e->name;
 		e = sub;
 	} else if (strcmp(action, "delete") == 0) {
