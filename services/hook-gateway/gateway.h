@@ -24,6 +24,7 @@ enum gw_stat {
 	GW_JOURNAL_RECORDS,
 	GW_FORWARDED,		/* deliveries acknowledged by amo-sync */
 	GW_FORWARD_REJECTED,	/* deliveries amo-sync refused for good (dead-lettered) */
+	GW_FORWARD_REWINDS,	/* amo-sync restarts that made us re-send unfinished deliveries */
 	GW_NSTATS
 };
 

@@ -929,6 +929,21 @@ journal_read(struct journal *j, int timeout_ms, uint64_t *seq, void **payload, s
 	return rv;
 }
 
+void
+journal_rewind(struct journal *j, uint64_t seq)
+{
+	pthread_mutex_lock(&j->mtx);
+	if (seq < j->acked)
+		seq = j->acked;
+	if (seq < j->rseq && j->nsegs > 0) {
+		/* Records at or before rseq are skipped by journal_read: start at the oldest segment. */
+		j->rseq = seq;
+		j->rbase = j->segs[0].base;
+		j->rpos = 0;
+	}
+	pthread_mutex_unlock(&j->mtx);
+}
+
 int
 journal_ack(struct journal *j, uint64_t seq)
 {

@@ -77,6 +77,12 @@ int	journal_append_wait(struct journal *j, const void *payload, size_t len, uint
  */
 int	journal_read(struct journal *j, int timeout_ms, uint64_t *seq, void **payload,
 	    size_t *len);
+/*
+ * Read again from the first record after seq (which must be >= the acknowledged cursor):
+ * the next journal_read() returns it. Used when the peer lost what it had received but
+ * not yet finished (amo-sync restarted).
+ */
+void	journal_rewind(struct journal *j, uint64_t seq);
 /* Everything up to seq is acknowledged: maybe save the cursor, delete acked segments. */
 int	journal_ack(struct journal *j, uint64_t seq);
 /* Save the cursor now (normally done by journal_ack / journal_close). */

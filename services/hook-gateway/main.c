@@ -44,6 +44,7 @@ struct stat_counter gw_stats[GW_NSTATS] = {
 	[GW_JOURNAL_RECORDS]	= { "journal_records", "records written since start", 1, 0 },
 	[GW_FORWARDED]		= { "forwarded", "deliveries acknowledged by amo-sync", 0, 0 },
 	[GW_FORWARD_REJECTED]	= { "forward_rejected", "deliveries amo-sync refused for good", 0, 0 },
+	[GW_FORWARD_REWINDS]	= { "forward_rewinds", "re-sends after amo-sync restarted", 0, 0 },
 };
 
 struct gw_conf {
