@@ -1,19 +1,22 @@
 /*
  * http.c - HTTPS front end for amoCRM webhooks (see http.h).
  *
- * NNG calls http_first() with a connection's first request. We hijack the connection and
- * from then on one struct http_session drives it with a single aio through the states
- *   HEAD (request line + headers, idle timeout) -> [CONTINUE] -> BODY (exactly
- *   Content-Length bytes, body timeout) -> JOURNAL (waiting for the fsync) -> WRITE -> HEAD
- * Every reply has a status and no body. When unread body bytes would desynchronise the
- * stream (404 to a POST, 411, 413, 415) the connection is closed after the reply, but only
- * after a lingering read that discards what the client is still sending (bounded in bytes
- * and time): closing with unread data makes the kernel send RST, and the client may then
- * never see the 413.
- * Ended sessions go to a reaper thread: freeing an aio or a connection may wait for
- * callbacks, which must not happen on NNG's (or the journal's) callback threads.
+ * NNG provides the connections and the TLS: an nng_stream_listener on tls+tcp:// with
+ * NNG's mbedTLS engine. The small part of HTTP/1.1 a webhook needs is spoken here: request
+ * line and headers (8 KiB), Content-Length bodies, keep-alive, pipelining, 100-continue,
+ * and replies that are a status line and nothing else.
+ * Why not NNG's HTTP server: in NNG 1.5 a TLS connection whose peer resets while no read
+ * is queued strands every later read, and nng_http_conn_close() then waits for it forever
+ * (an unauthenticated client sending "GET /" and a RST could wedge the server). Owning the
+ * stream, we can always nng_stream_close() it, which fails whatever TLS has queued.
+ * Owning the socket also lets us set TCP_NODELAY (NNG's server forces Nagle on).
+ *
+ * One struct http_session per connection: two aios (reads, writes) under a session mutex.
+ *   head -> [100 Continue] -> body -> journal fsync -> 204 -> next head ...
+ * Every phase has a deadline; the housekeeping thread closes the stream of a session past
+ * it (the one thing that completes a stuck read), and frees ended sessions, since freeing
+ * aios and streams may wait for callbacks.
  */
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,8 +27,8 @@
 #include <time.h>
 
 #include <nng/nng.h>
-#include <nng/supplemental/http/http.h>
 #include <nng/supplemental/tls/tls.h>
+#include <nng/supplemental/util/platform.h>
 
 #include "arena.h"
 #include "deadletter.h"
@@ -37,58 +40,82 @@
 #include "log.h"
 
 #define HTTP_HOOK_PREFIX	"/hooks/amo/"
-#define HTTP_CONTINUE		"HTTP/1.1 100 Continue\r\n\r\n"
 #define HTTP_FORM_TYPE		"application/x-www-form-urlencoded"
+#define HTTP_HEAD_MAX		8192	/* request line + headers */
+#define HTTP_MAX_HEADERS	64
+#define HTTP_RBUF		16384	/* a head, and what a client sent after it */
 #define HTTP_PEM_MAX		(1 << 20)
-#define HTTP_STOP_WAIT_MS	10000
+#define HTTP_TICK_MS		100
 #define HTTP_LINGER_MS		2000
-#define HTTP_DRAIN_BUF		16384
+#define HTTP_DRAIN_CAP		(64 * 1024)
+#define HTTP_STOP_WAIT_MS	10000
 
-/* http_respond() flags */
-#define HR_CLOSE	1	/* close after the reply */
-#define HR_LINGER	2	/* unread body bytes follow: drain them before closing */
-
-enum http_state { HS_HEAD, HS_CONTINUE, HS_BODY, HS_JOURNAL, HS_WRITE, HS_LINGER, HS_DEAD };
+enum http_rstate { RS_NONE, RS_READ, RS_BODY, RS_DRAIN };
+enum http_wstate { WS_NONE, WS_CONTINUE, WS_REPLY };
 
 struct http_session {
 	struct http		*h;
-	struct http_session	*prev, *next;	/* h->sessions; h->graves once ended */
-	nng_http_conn		*conn;
-	nng_http_req		*req;
-	nng_http_res		*res;
-	nng_aio			*aio;
-	enum http_state		 state;
+	struct http_session	*prev, *next;	/* h->sessions; h->graves once buried */
+	pthread_mutex_t		 mtx;		/* everything below */
+	nng_stream		*st;
+	nng_aio			*raio, *waio;
+	enum http_rstate	 rstate;	/* a read is pending unless RS_NONE */
+	enum http_wstate	 wstate;	/* a write is pending unless WS_NONE */
+	int			 journaling;	/* a journal callback is due */
+	int			 inreq;		/* a request is being answered */
+	int			 close;		/* close once the reply is written */
+	int			 dead;		/* stream closed: no new operations */
+	int			 buried;
+	uint16_t		 due;		/* reply waiting for the 100 Continue write */
+	int64_t			 deadline;	/* monotonic ms, 0 = none */
+	const char		*phase;		/* what the deadline is for, for the log */
+	int64_t			 head_started;	/* first byte of the current head, 0 = none yet */
+	uint64_t		 clen;		/* Content-Length of the current request */
 	char			*body;
-	size_t			 bodylen;
+	size_t			 bodylen, bodygot;
 	size_t			 nevents;
-	int			 close;		/* close after the reply being written */
-	int			 linger;	/* ... after draining up to linger_left bytes */
-	uint64_t		 linger_left;
-	uint64_t		 clen;		/* Content-Length of the current request, 0 if none */
-	char			*drain;
+	uint64_t		 drain_left;
+	char			 wbuf[192];	/* the reply being written */
+	size_t			 wlen, woff;
+	size_t			 roff, rlen;	/* unread request bytes: rbuf[roff, rlen) */
+	char			 rbuf[HTTP_RBUF];	/* no read is pending into it while it moves */
 };
 
 struct http {
 	struct http_opts	 o;
 	char			*secret;
 	size_t			 secretlen;
-	nng_http_server		*srv;
+	nng_stream_listener	*l;
 	nng_tls_config		*tls;
+	nng_aio			*accept_aio;
+	int			 accept_sleeping;
 	int			 port;
-	int			 started;	/* nng_http_server_start succeeded */
 	atomic_int		 closing;
-	pthread_mutex_t		 mtx;
+	pthread_mutex_t		 mtx;		/* lock order: h->mtx before s->mtx */
 	pthread_cond_t		 cv;
 	struct http_session	*sessions;	/* live */
-	struct http_session	*graves;	/* ended, waiting for the reaper */
-	int			 nsessions;	/* live + not yet reaped */
-	int			 reaper_stop;
-	int			 reaper_started;
-	pthread_t		 reaper;
+	struct http_session	*graves;	/* ended, waiting to be freed */
+	int			 nsessions;	/* live + not yet freed */
+	int			 keeper_stop;
+	int			 keeper_started;
+	pthread_t		 keeper;
 	_Atomic int64_t		 overload_logged;
 };
 
-static void http_session_cb(void *arg);
+/* What a request head says, pointing into the session's read buffer. */
+struct http_head {
+	size_t		 len;		/* bytes of the head, final empty line included */
+	const char	*method, *target;
+	size_t		 methodlen, targetlen;
+	int		 minor;		/* HTTP/1.<minor> */
+	const char	*cl, *te, *conn, *ctype, *expect;	/* header values, or NULL */
+	size_t		 cllen, telen, connlen, ctypelen, expectlen;
+	int		 cl_conflict;
+};
+
+static void http_read_cb(void *arg);
+static void http_write_cb(void *arg);
+static void hs_advance(struct http_session *s);
 
 static int64_t
 http_now_us(void)
@@ -99,15 +126,52 @@ http_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static int64_t
+http_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ---- session lifetime ---- */
 
 static void
-http_session_end(struct http_session *s)
+hs_deadline(struct http_session *s, int64_t ms, const char *phase)
 {
-	struct http *h = s->h;
+	s->deadline = ms > 0 ? http_mono_ms() + ms : 0;
+	s->phase = phase;
+}
 
-	pthread_mutex_lock(&h->mtx);
-	s->state = HS_DEAD;
+/* With s->mtx held: close the stream. Pending operations complete with an error, and
+ * their callbacks (or the caller's hs_unlock, if nothing is pending) bury the session. */
+static void
+hs_kill(struct http_session *s)
+{
+	if (!s->dead) {
+		s->dead = 1;
+		s->deadline = 0;
+		nng_stream_close(s->st);
+	}
+}
+
+/* With s->mtx held: 1 when the caller must bury s (dead, nothing pending, not yet buried). */
+static int
+hs_idle(struct http_session *s)
+{
+	if (s->dead && !s->buried && s->rstate == RS_NONE && s->wstate == WS_NONE &&
+	    !s->journaling) {
+		s->buried = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* With h->mtx held: hand s over to be freed. Nothing may touch s afterwards. */
+static void
+http_bury_locked(struct http *h, struct http_session *s)
+{
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -118,63 +182,178 @@ http_session_end(struct http_session *s)
 	s->next = h->graves;
 	h->graves = s;
 	pthread_cond_broadcast(&h->cv);
-	pthread_mutex_unlock(&h->mtx);
 }
 
+static void
+hs_unlock(struct http_session *s)
+{
+	int bury = hs_idle(s);
+	struct http *h = s->h;
+
+	pthread_mutex_unlock(&s->mtx);
+	if (bury) {
+		pthread_mutex_lock(&h->mtx);
+		http_bury_locked(h, s);
+		pthread_mutex_unlock(&h->mtx);
+	}
+}
+
+static void
+http_free_session(struct http_session *s)
+{
+	/* both wait for a callback that may still be returning */
+	nng_aio_free(s->raio);
+	nng_aio_free(s->waio);
+	nng_stream_free(s->st);
+	pthread_mutex_destroy(&s->mtx);
+	free(s->body);
+	free(s);
+}
+
+/*
+ * The housekeeping thread: every tick, close the streams of sessions past their deadline
+ * and free the ended ones.
+ */
 static void *
-http_reaper(void *arg)
+http_keeper(void *arg)
 {
 	struct http *h = arg;
+	struct timespec ts;
 
 	pthread_mutex_lock(&h->mtx);
 	for (;;) {
-		struct http_session *s, *next;
+		struct http_session *s, *next, *dead;
+		int64_t now = http_mono_ms();
 		int n = 0;
 
-		while (h->graves == NULL && !h->reaper_stop)
-			pthread_cond_wait(&h->cv, &h->mtx);
-		if (h->graves == NULL)
-			break;
-		s = h->graves;
-		h->graves = NULL;
-		pthread_mutex_unlock(&h->mtx);
-		for (; s != NULL; s = next) {
+		for (s = h->sessions; s != NULL; s = next) {
+			int bury;
 			next = s->next;
-			nng_aio_free(s->aio);	/* waits for its callback to return */
-			if (s->conn != NULL)
-				nng_http_conn_close(s->conn);	/* closes and frees */
-			if (s->req != NULL)
-				nng_http_req_free(s->req);
-			if (s->res != NULL)
-				nng_http_res_free(s->res);
-			free(s->body);
-			free(s->drain);
-			free(s);
-			n++;
+			pthread_mutex_lock(&s->mtx);
+			if (!s->dead && s->deadline != 0 && now >= s->deadline) {
+				log_debug("http.deadline", "phase=%s", s->phase);
+				hs_kill(s);
+			}
+			bury = hs_idle(s);
+			pthread_mutex_unlock(&s->mtx);
+			if (bury)
+				http_bury_locked(h, s);
 		}
-		pthread_mutex_lock(&h->mtx);
-		h->nsessions -= n;
-		stat_set(&gw_stats[GW_CONNECTIONS], h->nsessions);
-		pthread_cond_broadcast(&h->cv);
+		if (h->graves != NULL) {
+			dead = h->graves;
+			h->graves = NULL;
+			pthread_mutex_unlock(&h->mtx);
+			for (s = dead; s != NULL; s = next) {
+				next = s->next;
+				http_free_session(s);
+				n++;
+			}
+			pthread_mutex_lock(&h->mtx);
+			h->nsessions -= n;
+			stat_set(&gw_stats[GW_CONNECTIONS], h->nsessions);
+			pthread_cond_broadcast(&h->cv);
+			continue;
+		}
+		if (h->keeper_stop && h->sessions == NULL)
+			break;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += HTTP_TICK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&h->cv, &h->mtx, &ts);
 	}
 	pthread_mutex_unlock(&h->mtx);
 	return NULL;
 }
 
-/* ---- replies ---- */
+/* ---- reads and writes (all with s->mtx held, never on a dead session) ---- */
+
+/* More request bytes into rbuf (compacted first). Nothing if the buffer is full. */
+static void
+hs_read(struct http_session *s)
+{
+	nng_iov iov;
+
+	if (s->roff > 0) {
+		memmove(s->rbuf, s->rbuf + s->roff, s->rlen - s->roff);
+		s->rlen -= s->roff;
+		s->roff = 0;
+	}
+	if (s->rlen == sizeof(s->rbuf))
+		return;
+	iov.iov_buf = s->rbuf + s->rlen;
+	iov.iov_len = sizeof(s->rbuf) - s->rlen;
+	s->rstate = RS_READ;
+	nng_aio_set_iov(s->raio, 1, &iov);
+	nng_stream_recv(s->st, s->raio);
+}
 
 static void
-http_respond(struct http_session *s, uint16_t status, int flags)
+hs_read_body(struct http_session *s)
 {
-	struct http *h = s->h;
-	nng_http_res *res = NULL;
+	nng_iov iov;
 
-	if (flags & (HR_CLOSE | HR_LINGER))
-		s->close = 1;
-	if (flags & HR_LINGER) {
-		uint64_t cap = 4 * (uint64_t)h->o.body_max;
-		s->linger = 1;
-		s->linger_left = s->clen > 0 && s->clen < cap ? s->clen : cap;
+	iov.iov_buf = s->body + s->bodygot;
+	iov.iov_len = s->bodylen - s->bodygot;
+	s->rstate = RS_BODY;
+	nng_aio_set_iov(s->raio, 1, &iov);
+	nng_stream_recv(s->st, s->raio);
+}
+
+/* Read and discard what the client still sends after an early reply. */
+static void
+hs_drain(struct http_session *s)
+{
+	nng_iov iov;
+
+	s->roff = s->rlen = 0;
+	iov.iov_buf = s->rbuf;
+	iov.iov_len = sizeof(s->rbuf);
+	s->rstate = RS_DRAIN;
+	nng_aio_set_iov(s->raio, 1, &iov);
+	nng_stream_recv(s->st, s->raio);
+}
+
+static void
+hs_send(struct http_session *s, enum http_wstate what)
+{
+	nng_iov iov;
+
+	iov.iov_buf = s->wbuf + s->woff;
+	iov.iov_len = s->wlen - s->woff;
+	s->wstate = what;
+	nng_aio_set_iov(s->waio, 1, &iov);
+	nng_stream_send(s->st, s->waio);
+}
+
+static const char *
+http_reason(uint16_t status)
+{
+	switch (status) {
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 431: return "Request Header Fields Too Large";
+	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
+	default:  return "Error";
+	}
+}
+
+/* Write the reply: a status line, no body (a 204 has no Content-Length at all). */
+static void
+hs_reply(struct http_session *s, uint16_t status)
+{
+	int n;
+
+	if (s->wstate != WS_NONE) {
+		s->due = status;	/* the 100 Continue is still going out */
+		return;
 	}
 	if (status == 204)
 		stat_add(&gw_stats[GW_HOOKS_ACCEPTED], 1);
@@ -182,40 +361,205 @@ http_respond(struct http_session *s, uint16_t status, int flags)
 		stat_add(&gw_stats[GW_HOOKS_UNAVAILABLE], 1);
 	else
 		stat_add(&gw_stats[GW_HOOKS_REJECTED], 1);
-	if (s->res != NULL) {
-		nng_http_res_free(s->res);
-		s->res = NULL;
-	}
-	/* No body, ever: a body costs a ~40 ms Nagle stall per reply over NNG's TLS. */
-	if (nng_http_res_alloc(&res) != 0 || nng_http_res_set_status(res, status) != 0 ||
-	    (status != 204 && nng_http_res_set_header(res, "Content-Length", "0") != 0) ||
-	    (s->close && nng_http_res_set_header(res, "Connection", "close") != 0)) {
-		if (res != NULL)
-			nng_http_res_free(res);
-		http_session_end(s);
-		return;
-	}
-	s->res = res;
-	s->state = HS_WRITE;
-	nng_aio_set_timeout(s->aio, (nng_duration)h->o.write_timeout_ms);
-	nng_http_conn_write_res(s->conn, res, s->aio);
+	if (atomic_load(&s->h->closing))
+		s->close = 1;
+	n = snprintf(s->wbuf, sizeof(s->wbuf), "HTTP/1.1 %u %s\r\n%s%s\r\n", status,
+	    http_reason(status), status == 204 ? "" : "Content-Length: 0\r\n",
+	    s->close ? "Connection: close\r\n" : "");
+	/*
+	 * Look-ahead: with a read out while the reply goes, a client that leaves is noticed
+	 * at once (NNG's TLS loses a peer's close that arrives while no read is queued, and
+	 * we would only find out at the idle deadline). Only into an empty buffer, so it can
+	 * never race a buffered pipelined request or the buffer's compaction.
+	 */
+	if (s->inreq && !s->close && s->rstate == RS_NONE && s->roff == s->rlen)
+		hs_read(s);
+	s->wlen = (size_t)n;
+	s->woff = 0;
+	hs_deadline(s, s->h->o.write_timeout_ms, "write");
+	hs_send(s, WS_REPLY);
 }
 
-/* ---- request checks ---- */
-
-/* POST to /hooks/amo/<secret>[?...]; the secret compared in constant time. */
-static int
-http_route_ok(struct http *h, const char *method, const char *uri)
+/*
+ * Reply early, leaving body bytes unread: discard them (what is buffered, then up to a cap
+ * read alongside the reply), then close. Closing at once with unread data would make the
+ * kernel send RST, and the client could lose the reply.
+ */
+static void
+hs_reply_drain(struct http_session *s, uint16_t status)
 {
-	size_t plen = strlen(HTTP_HOOK_PREFIX), glen;
-	const char *tok;
+	uint64_t cap = 4 * (uint64_t)s->h->o.body_max, avail = s->rlen - s->roff, skip;
+
+	if (cap < HTTP_DRAIN_CAP)
+		cap = HTTP_DRAIN_CAP;
+	s->close = 1;
+	s->drain_left = s->clen > 0 && s->clen < cap ? s->clen : cap;
+	skip = avail < s->drain_left ? avail : s->drain_left;
+	s->roff += (size_t)skip;
+	s->drain_left -= skip;
+	if (s->drain_left > 0 && s->rstate == RS_NONE)
+		hs_drain(s);
+	hs_reply(s, status);
+}
+
+/* ---- request parsing ---- */
+
+static int
+http_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	    (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int
+http_name_is(const char *p, size_t n, const char *lit)
+{
+	return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
+}
+
+/* Keep one header's value; a repeat with a different value is a conflict. */
+static void
+http_hdr_keep(const char **f, size_t *flen, const char *v, size_t n, int *conflict)
+{
+	if (*f != NULL && (*flen != n || memcmp(*f, v, n) != 0))
+		*conflict = 1;
+	*f = v;
+	*flen = n;
+}
+
+/*
+ * Parse the head at p[0..n). Returns 1 (complete, *hd filled), 0 (need more bytes), or the
+ * status to refuse it with: 400 (malformed), 431 (too large), 505 (not HTTP/1.x).
+ */
+static int
+http_parse_head(const char *p, size_t n, struct http_head *hd)
+{
+	size_t pos = 0, lim = n < HTTP_HEAD_MAX ? n : HTTP_HEAD_MAX;
+	int line = 0, nhdr = 0;
+
+	memset(hd, 0, sizeof(*hd));
+	for (;;) {
+		const char *nl = memchr(p + pos, '\n', lim - pos);
+		size_t end, len;
+
+		if (nl == NULL)
+			return n >= HTTP_HEAD_MAX ? 431 : 0;
+		end = (size_t)(nl - p);
+		len = end - pos;
+		if (len > 0 && p[end - 1] == '\r')
+			len--;
+		if (line == 0) {
+			const char *l = p + pos, *sp1, *sp2;
+			if (len == 0) {		/* empty lines before the request line: allowed */
+				pos = end + 1;
+				continue;
+			}
+			if ((sp1 = memchr(l, ' ', len)) == NULL ||
+			    (sp2 = memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - l))) == NULL)
+				return 400;
+			hd->method = l;
+			hd->methodlen = (size_t)(sp1 - l);
+			hd->target = sp1 + 1;
+			hd->targetlen = (size_t)(sp2 - sp1 - 1);
+			if (hd->methodlen == 0 || hd->methodlen > 16 || hd->targetlen == 0)
+				return 400;
+			for (size_t i = 0; i < hd->methodlen; i++)
+				if (!http_tchar((unsigned char)l[i]))
+					return 400;
+			for (size_t i = 0; i < hd->targetlen; i++)
+				if ((unsigned char)hd->target[i] <= ' ' || hd->target[i] == 0x7f)
+					return 400;
+			len -= (size_t)(sp2 + 1 - l);
+			if (len == 8 && memcmp(sp2 + 1, "HTTP/1.", 7) == 0 &&
+			    (sp2[8] == '0' || sp2[8] == '1'))
+				hd->minor = sp2[8] - '0';
+			else if (len >= 5 && memcmp(sp2 + 1, "HTTP/", 5) == 0)
+				return 505;
+			else
+				return 400;
+		} else if (len == 0) {
+			hd->len = end + 1;
+			return 1;
+		} else {
+			const char *l = p + pos, *colon = memchr(l, ':', len), *v, *ve;
+			if (l[0] == ' ' || l[0] == '\t' || colon == NULL || colon == l)
+				return 400;	/* obsolete line folding, or no name */
+			for (const char *c = l; c < colon; c++)
+				if (!http_tchar((unsigned char)*c))
+					return 400;
+			if (++nhdr > HTTP_MAX_HEADERS)
+				return 431;
+			for (v = colon + 1; v < l + len && (*v == ' ' || *v == '\t'); v++)
+				;
+			for (ve = l + len; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
+				;
+			for (const char *c = v; c < ve; c++)
+				if (((unsigned char)*c < ' ' && *c != '\t') || *c == 0x7f)
+					return 400;
+			{
+				size_t nm = (size_t)(colon - l), vl = (size_t)(ve - v);
+				int ignore = 0;
+				if (http_name_is(l, nm, "content-length"))
+					http_hdr_keep(&hd->cl, &hd->cllen, v, vl, &hd->cl_conflict);
+				else if (http_name_is(l, nm, "transfer-encoding"))
+					http_hdr_keep(&hd->te, &hd->telen, v, vl, &ignore);
+				else if (http_name_is(l, nm, "connection"))
+					http_hdr_keep(&hd->conn, &hd->connlen, v, vl, &ignore);
+				else if (http_name_is(l, nm, "content-type"))
+					http_hdr_keep(&hd->ctype, &hd->ctypelen, v, vl, &ignore);
+				else if (http_name_is(l, nm, "expect"))
+					http_hdr_keep(&hd->expect, &hd->expectlen, v, vl, &ignore);
+			}
+		}
+		line++;
+		pos = end + 1;
+	}
+}
+
+/* Does the comma-separated header value v contain token tok (case-insensitive)? */
+static int
+http_has_token(const char *v, size_t n, const char *tok)
+{
+	size_t tl = strlen(tok), i = 0;
+
+	while (i < n) {
+		size_t s, e;
+		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		s = i;
+		while (i < n && v[i] != ',')
+			i++;
+		e = i;
+		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+			e--;
+		if (e - s == tl && strncasecmp(v + s, tok, tl) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* POST to /hooks/amo/<secret>[?...] (origin or absolute form); secret compared in constant time. */
+static int
+http_route_ok(struct http *h, const struct http_head *hd)
+{
+	size_t plen = strlen(HTTP_HOOK_PREFIX), glen, tlen = hd->targetlen;
+	const char *t = hd->target, *tok;
 	unsigned char d;
 
-	if (method == NULL || uri == NULL || strcmp(method, "POST") != 0 ||
-	    strncmp(uri, HTTP_HOOK_PREFIX, plen) != 0)
+	if (hd->methodlen != 4 || memcmp(hd->method, "POST", 4) != 0)
 		return 0;
-	tok = uri + plen;
-	glen = strcspn(tok, "?#");
+	if (tlen > 8 && (strncasecmp(t, "https://", 8) == 0 || strncasecmp(t, "http://", 7) == 0)) {
+		const char *slash = memchr(t + 8, '/', tlen - 8);
+		if (slash == NULL)
+			return 0;
+		tlen -= (size_t)(slash - t);
+		t = slash;
+	}
+	if (tlen < plen || memcmp(t, HTTP_HOOK_PREFIX, plen) != 0)
+		return 0;
+	tok = t + plen;
+	for (glen = 0; glen < tlen - plen && tok[glen] != '?' && tok[glen] != '#'; glen++)
+		;
 	d = glen != h->secretlen;
 	for (size_t i = 0; i < h->secretlen; i++)
 		d |= (unsigned char)(h->secret[i] ^ (i < glen ? tok[i] : 0));
@@ -223,41 +567,34 @@ http_route_ok(struct http *h, const char *method, const char *uri)
 }
 
 static int
-http_parse_len(const char *s, uint64_t *out)
+http_parse_len(const char *s, size_t n, uint64_t *out)
 {
 	uint64_t v = 0;
-	size_t n = 0;
 
-	while (*s == ' ' || *s == '\t')
-		s++;
-	for (; *s >= '0' && *s <= '9'; s++, n++) {
-		if (n >= 18)
-			return -1;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	while (*s == ' ' || *s == '\t')
-		s++;
-	if (n == 0 || *s != '\0')
+	if (n == 0 || n > 18)
 		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
 	*out = v;
 	return 0;
 }
 
 static int
-http_is_form(const char *ctype)
+http_is_form(const char *ct, size_t n)
 {
-	size_t n = strlen(HTTP_FORM_TYPE);
+	size_t fl = strlen(HTTP_FORM_TYPE);
 
-	while (*ctype == ' ')
-		ctype++;
-	return strncasecmp(ctype, HTTP_FORM_TYPE, n) == 0 &&
-	    (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
+	return n >= fl && strncasecmp(ct, HTTP_FORM_TYPE, fl) == 0 &&
+	    (n == fl || ct[fl] == ';' || ct[fl] == ' ');
 }
 
 /* ---- the hook itself ---- */
 
 static void
-http_session_journaled(void *arg, uint64_t seq, int err)
+http_journaled(void *arg, uint64_t seq, int err)
 {
 	struct http_session *s = arg;
 
@@ -268,7 +605,11 @@ http_session_journaled(void *arg, uint64_t seq, int err)
 		log_warnx("hook.not_journaled", "seq=%" PRIu64 " err=%s action=answering_503",
 		    seq, lq(cs_strerror(err)));
 	}
-	http_respond(s, err == 0 ? 204 : 503, 0);
+	pthread_mutex_lock(&s->mtx);
+	s->journaling = 0;
+	if (!s->dead)
+		hs_reply(s, err == 0 ? 204 : 503);
+	hs_unlock(s);
 }
 
 static void
@@ -281,8 +622,9 @@ http_deadletter(struct http *h, const char *kind, const char *body, size_t len, 
 		stat_add(&gw_stats[GW_DEADLETTERS], 1);
 }
 
+/* The body is in: parse, journal, and (from the journal callback) answer. s->mtx held. */
 static void
-http_session_hook(struct http_session *s)
+hs_hook(struct http_session *s)
 {
 	struct http *h = s->h;
 	Crmsync__HookDelivery d = CRMSYNC__HOOK_DELIVERY__INIT;
@@ -299,9 +641,7 @@ http_session_hook(struct http_session *s)
 		log_warnx("hook.malformed", "bytes=%zu err=%s reason=%s deadletter=%s",
 		    s->bodylen, lq(cs_strerror(rv)), lq(err), lq(path));
 		arena_free(&a);
-		free(s->body);
-		s->body = NULL;
-		http_respond(s, 400, 0);
+		hs_reply(s, 400);
 		return;
 	}
 	if (d.n_events == 0) {
@@ -316,220 +656,300 @@ http_session_hook(struct http_session *s)
 	if ((buf = malloc(n > 0 ? n : 1)) != NULL)
 		crmsync__hook_delivery__pack(&d, buf);
 	arena_free(&a);
-	free(s->body);
-	s->body = NULL;
 	if (buf == NULL) {
-		http_respond(s, 503, 0);
+		hs_reply(s, 503);
 		return;
 	}
 	if (h->o.journal == NULL) {
 		free(buf);
 		stat_add(&gw_stats[GW_HOOK_EVENTS], (int64_t)s->nevents);
-		http_respond(s, 204, 0);
+		hs_reply(s, 204);
 		return;
 	}
-	s->state = HS_JOURNAL;
-	rv = journal_append(h->o.journal, buf, n, http_session_journaled, s, NULL);
+	s->journaling = 1;
+	hs_deadline(s, 0, "journal");
+	rv = journal_append(h->o.journal, buf, n, http_journaled, s, NULL);
 	free(buf);
 	if (rv != 0) {
+		s->journaling = 0;
 		if (rv != CS_EFULL)
 			log_warnx("hook.not_journaled", "err=%s action=answering_503",
 			    lq(cs_strerror(rv)));
-		http_respond(s, 503, 0);
+		hs_reply(s, 503);
 	}
-	/* On success the session belongs to the journal callback now: do not touch s. */
+	/* The callback takes s->mtx, so it cannot run before our caller unlocks. */
 }
 
+/* A complete head was parsed (and consumed from rbuf). s->mtx held. */
 static void
-http_session_read_body(struct http_session *s)
-{
-	nng_iov iov;
-
-	iov.iov_buf = s->body;
-	iov.iov_len = s->bodylen;
-	s->state = HS_BODY;
-	nng_aio_set_iov(s->aio, 1, &iov);
-	nng_aio_set_timeout(s->aio, (nng_duration)s->h->o.body_timeout_ms);
-	nng_http_conn_read_all(s->conn, s->aio);
-}
-
-static void
-http_session_request(struct http_session *s)
+hs_request(struct http_session *s, const struct http_head *hd)
 {
 	struct http *h = s->h;
-	nng_http_req *req = s->req;
-	const char *method = nng_http_req_get_method(req);
-	const char *uri = nng_http_req_get_uri(req);
-	const char *vers = nng_http_req_get_version(req);
-	const char *te = nng_http_req_get_header(req, "Transfer-Encoding");
-	const char *cl = nng_http_req_get_header(req, "Content-Length");
-	const char *connhdr = nng_http_req_get_header(req, "Connection");
-	const char *ctype = nng_http_req_get_header(req, "Content-Type");
-	const char *expect = nng_http_req_get_header(req, "Expect");
-	int has_body = te != NULL || (cl != NULL && strcmp(cl, "0") != 0);
-	uint64_t len;
+	int has_body = hd->te != NULL || (hd->cl != NULL && !(hd->cllen == 1 && hd->cl[0] == '0'));
+	uint64_t len = 0;
+	size_t take;
 
-	s->linger = 0;
+	s->inreq = 1;
 	s->clen = 0;
-	s->close = vers == NULL || strcmp(vers, "HTTP/1.1") != 0 ||
-	    (connhdr != NULL && strcasestr(connhdr, "close") != NULL) || atomic_load(&h->closing);
-	if (!http_route_ok(h, method, uri)) {
+	free(s->body);
+	s->body = NULL;
+	s->bodylen = s->bodygot = 0;
+	s->close = atomic_load(&h->closing) ||
+	    (hd->minor == 0 ? hd->conn == NULL || !http_has_token(hd->conn, hd->connlen, "keep-alive")
+	    : hd->conn != NULL && http_has_token(hd->conn, hd->connlen, "close"));
+	if (hd->cl != NULL && http_parse_len(hd->cl, hd->cllen, &len) == 0)
+		s->clen = len;
+	if (!http_route_ok(h, hd)) {
 		/* Nothing about the path is logged: it may hold a near-miss of the secret. */
-		log_debug("http.not_found", "method=%s", lq(method));
-		http_respond(s, 404, has_body ? HR_LINGER : 0);
+		log_debug("http.not_found", "method=%s", lqn(hd->method, hd->methodlen));
+		if (has_body)
+			hs_reply_drain(s, 404);
+		else
+			hs_reply(s, 404);
 		return;
 	}
-	if (te != NULL) {
-		/* NNG would hand us an empty body and then drop the connection. */
+	if (hd->te != NULL) {
 		log_info("hook.refused", "status=411 reason=%s", lq("Transfer-Encoding not supported"));
-		http_respond(s, 411, HR_LINGER);
+		hs_reply_drain(s, 411);
 		return;
 	}
-	if (cl == NULL) {
-		http_respond(s, 411, 0);
+	if (hd->cl == NULL) {
+		hs_reply(s, 411);
 		return;
 	}
-	if (http_parse_len(cl, &len) != 0) {
-		http_respond(s, 400, HR_LINGER);
+	if (hd->cl_conflict || http_parse_len(hd->cl, hd->cllen, &len) != 0) {
+		hs_reply_drain(s, 400);
 		return;
 	}
-	s->clen = len;
 	if (len > h->o.body_max) {
 		log_warnx("hook.too_large", "bytes=%" PRIu64 " max=%zu", len, h->o.body_max);
-		http_respond(s, 413, HR_LINGER);
+		hs_reply_drain(s, 413);
 		return;
 	}
 	if (len == 0) {
-		http_respond(s, 400, 0);
+		hs_reply(s, 400);
 		return;
 	}
-	if (ctype != NULL && !http_is_form(ctype)) {
-		log_info("hook.refused", "status=415 content_type=%s", lq(ctype));
-		http_respond(s, 415, HR_LINGER);
+	if (hd->ctype != NULL && !http_is_form(hd->ctype, hd->ctypelen)) {
+		log_info("hook.refused", "status=415 content_type=%s", lqn(hd->ctype, hd->ctypelen));
+		hs_reply_drain(s, 415);
 		return;
 	}
 	if ((s->body = malloc((size_t)len + 1)) == NULL) {
-		http_respond(s, 503, HR_LINGER);
+		hs_reply_drain(s, 503);
 		return;
 	}
 	s->bodylen = (size_t)len;
-	if (expect != NULL && strcasecmp(expect, "100-continue") == 0) {
-		nng_iov iov;
-		iov.iov_buf = (void *)HTTP_CONTINUE;
-		iov.iov_len = strlen(HTTP_CONTINUE);
-		s->state = HS_CONTINUE;
-		nng_aio_set_iov(s->aio, 1, &iov);
-		nng_aio_set_timeout(s->aio, (nng_duration)h->o.write_timeout_ms);
-		nng_http_conn_write_all(s->conn, s->aio);
+	take = s->rlen - s->roff < s->bodylen ? s->rlen - s->roff : s->bodylen;
+	memcpy(s->body, s->rbuf + s->roff, take);
+	s->roff += take;
+	s->bodygot = take;
+	if (s->bodygot == s->bodylen) {
+		hs_hook(s);
 		return;
 	}
-	http_session_read_body(s);
+	hs_deadline(s, h->o.body_timeout_ms, "body");
+	hs_read_body(s);
+	if (take == 0 && hd->expect != NULL && hd->expectlen == 12 &&
+	    strncasecmp(hd->expect, "100-continue", 12) == 0) {
+		s->wlen = (size_t)snprintf(s->wbuf, sizeof(s->wbuf), "HTTP/1.1 100 Continue\r\n\r\n");
+		s->woff = 0;
+		hs_send(s, WS_CONTINUE);
+	}
 }
 
-/* Read and discard what the client still sends, then (from the callback) close. */
+/*
+ * Between requests: parse what is buffered (a pipelined request), or read more. s->mtx
+ * held, session alive. If the reply's look-ahead read is still out, the next request
+ * arrives through it (the buffer was empty when it was issued).
+ */
 static void
-http_session_linger(struct http_session *s)
+hs_advance(struct http_session *s)
 {
-	nng_iov iov;
+	struct http *h = s->h;
+	struct http_head hd;
+	int rv;
 
-	if (s->drain == NULL && (s->drain = malloc(HTTP_DRAIN_BUF)) == NULL) {
-		http_session_end(s);
+	if (s->inreq)
+		return;
+	if (s->rstate == RS_READ) {
+		hs_deadline(s, h->o.idle_timeout_ms, "idle");
 		return;
 	}
-	iov.iov_buf = s->drain;
-	iov.iov_len = HTTP_DRAIN_BUF;
-	s->state = HS_LINGER;
-	nng_aio_set_iov(s->aio, 1, &iov);
-	nng_aio_set_timeout(s->aio, HTTP_LINGER_MS);
-	nng_http_conn_read(s->conn, s->aio);
+	if (s->rstate != RS_NONE)
+		return;
+	rv = http_parse_head(s->rbuf + s->roff, s->rlen - s->roff, &hd);
+	if (rv == 1) {
+		s->roff += hd.len;
+		s->head_started = 0;
+		hs_request(s, &hd);
+		return;
+	}
+	if (rv != 0) {
+		log_info("http.bad_request", "status=%d", rv);
+		s->inreq = 1;
+		s->clen = 0;
+		hs_reply_drain(s, (uint16_t)rv);
+		return;
+	}
+	if (s->rlen > s->roff) {
+		/* A head has begun: it gets body_timeout in all, however slowly it trickles. */
+		if (s->head_started == 0) {
+			s->head_started = http_mono_ms();
+			hs_deadline(s, h->o.body_timeout_ms, "head");
+		}
+	} else if (s->phase == NULL) {
+		hs_deadline(s, h->o.body_timeout_ms, "first request");
+	} else {
+		hs_deadline(s, h->o.idle_timeout_ms, "idle");
+	}
+	hs_read(s);
 }
 
 static void
-http_session_cb(void *arg)
+http_read_cb(void *arg)
 {
 	struct http_session *s = arg;
-	struct http *h = s->h;
-	int rv = nng_aio_result(s->aio);
+	int rv = nng_aio_result(s->raio);
+	size_t got = nng_aio_count(s->raio);
+	enum http_rstate was;
 
-	switch (s->state) {
-	case HS_HEAD:
-		if (rv != 0) {
-			if (rv != NNG_ECLOSED && rv != NNG_ECONNRESET && rv != NNG_ECONNSHUT &&
-			    rv != NNG_ECONNREFUSED &&
-			    rv != NNG_ETIMEDOUT && rv != NNG_ECANCELED)
-				log_debug("http.read_failed", "err=%s", lq(nng_strerror(rv)));
-			http_session_end(s);
-			return;
-		}
-		http_session_request(s);
-		return;
-	case HS_CONTINUE:
-		if (rv != 0) {
-			http_session_end(s);
-			return;
-		}
-		http_session_read_body(s);
-		return;
-	case HS_BODY:
-		if (rv != 0) {
-			/* A slow or vanished client: it never got a 2xx, amoCRM will retry. */
-			log_info("http.body_aborted", "bytes=%zu err=%s", s->bodylen,
-			    lq(nng_strerror(rv)));
-			http_session_end(s);
-			return;
-		}
-		http_session_hook(s);
-		return;
-	case HS_WRITE:
-		nng_http_res_free(s->res);
-		s->res = NULL;
-		if (rv == 0 && s->linger) {
-			http_session_linger(s);
-			return;
-		}
-		if (rv != 0 || s->close || atomic_load(&h->closing)) {
-			http_session_end(s);
-			return;
-		}
-		s->state = HS_HEAD;
-		nng_http_req_reset(s->req);
-		nng_aio_set_timeout(s->aio, (nng_duration)h->o.idle_timeout_ms);
-		nng_http_conn_read_req(s->conn, s->req, s->aio);
-		return;
-	case HS_LINGER:
-		if (rv != 0 || nng_aio_count(s->aio) >= s->linger_left) {
-			http_session_end(s);
-			return;
-		}
-		s->linger_left -= nng_aio_count(s->aio);
-		http_session_linger(s);
-		return;
-	default:
-		http_session_end(s);
+	pthread_mutex_lock(&s->mtx);
+	was = s->rstate;
+	s->rstate = RS_NONE;
+	if (s->dead) {
+		hs_unlock(s);
 		return;
 	}
+	switch (was) {
+	case RS_READ:
+		if (rv != 0) {
+			if (rv != NNG_ECLOSED && rv != NNG_ECONNRESET && rv != NNG_ECONNSHUT &&
+			    rv != NNG_ECONNREFUSED && rv != NNG_ECANCELED)
+				log_debug("http.read_failed", "err=%s", lq(nng_strerror(rv)));
+			if (s->inreq)
+				s->close = 1;	/* gone: the reply still due goes out (or fails) first */
+			else
+				hs_kill(s);
+			break;
+		}
+		s->rlen += got;
+		if (!s->inreq)
+			hs_advance(s);
+		break;
+	case RS_BODY:
+		if (rv != 0) {
+			/* A slow or vanished client: it never got a 2xx, amoCRM will retry. */
+			log_info("http.body_aborted", "bytes=%zu got=%zu err=%s", s->bodylen,
+			    s->bodygot, lq(nng_strerror(rv)));
+			hs_kill(s);
+			break;
+		}
+		s->bodygot += got;
+		if (s->bodygot < s->bodylen) {
+			hs_read_body(s);
+			break;
+		}
+		hs_hook(s);
+		break;
+	case RS_DRAIN:
+		if (rv == 0 && got < s->drain_left) {
+			s->drain_left -= got;
+			hs_drain(s);
+		} else if (s->wstate == WS_NONE) {
+			hs_kill(s);	/* drained and replied */
+		}
+		break;
+	default:
+		break;
+	}
+	hs_unlock(s);
 }
 
-/* NNG's handler: the first request of a new connection. */
 static void
-http_first(nng_aio *saio)
+http_write_cb(void *arg)
 {
-	nng_http_req *req = nng_aio_get_input(saio, 0);
-	nng_http_handler *hd = nng_aio_get_input(saio, 1);
-	nng_http_conn *conn = nng_aio_get_input(saio, 2);
-	struct http *h = nng_http_handler_get_data(hd);
+	struct http_session *s = arg;
+	int rv = nng_aio_result(s->waio);
+	enum http_wstate was;
+
+	pthread_mutex_lock(&s->mtx);
+	was = s->wstate;
+	s->wstate = WS_NONE;
+	if (s->dead) {
+		hs_unlock(s);
+		return;
+	}
+	if (rv != 0) {
+		hs_kill(s);
+		hs_unlock(s);
+		return;
+	}
+	s->woff += nng_aio_count(s->waio);
+	if (s->woff < s->wlen) {
+		hs_send(s, was);
+	} else if (was == WS_CONTINUE) {
+		if (s->due != 0) {
+			uint16_t due = s->due;
+			s->due = 0;
+			hs_reply(s, due);
+		}
+	} else {
+		s->inreq = 0;
+		free(s->body);
+		s->body = NULL;
+		if (s->close || atomic_load(&s->h->closing)) {
+			if (s->rstate == RS_DRAIN)
+				hs_deadline(s, HTTP_LINGER_MS, "drain");
+			else
+				hs_kill(s);
+		} else {
+			hs_advance(s);	/* a pipelined request, or wait for the next */
+		}
+	}
+	hs_unlock(s);
+}
+
+/* ---- accepting ---- */
+
+static void
+http_accept_cb(void *arg)
+{
+	struct http *h = arg;
 	struct http_session *s = NULL;
-	nng_http_res *res;
-	int nsess;
+	nng_stream *st;
+	int rv = nng_aio_result(h->accept_aio), nsess;
+
+	if (atomic_load(&h->closing))
+		return;
+	if (h->accept_sleeping) {
+		h->accept_sleeping = 0;
+		nng_stream_listener_accept(h->l, h->accept_aio);
+		return;
+	}
+	if (rv != 0) {
+		if (rv == NNG_ECLOSED)
+			return;
+		/* EMFILE and friends: say so, breathe, try again. */
+		log_warnx("http.accept_failed", "err=%s", lq(nng_strerror(rv)));
+		h->accept_sleeping = 1;
+		nng_sleep_aio(100, h->accept_aio);
+		return;
+	}
+	st = nng_aio_get_output(h->accept_aio, 0);
+	nng_stream_listener_accept(h->l, h->accept_aio);
 
 	pthread_mutex_lock(&h->mtx);
-	if (!atomic_load(&h->closing) && h->nsessions < h->o.max_conns &&
-	    (s = calloc(1, sizeof(*s))) != NULL) {
-		if (nng_aio_alloc(&s->aio, http_session_cb, s) != 0) {
+	if (h->nsessions < h->o.max_conns && (s = calloc(1, sizeof(*s))) != NULL) {
+		if (nng_aio_alloc(&s->raio, http_read_cb, s) != 0 ||
+		    nng_aio_alloc(&s->waio, http_write_cb, s) != 0) {
+			nng_aio_free(s->raio);
 			free(s);
 			s = NULL;
 		} else {
+			pthread_mutex_init(&s->mtx, NULL);
 			s->h = h;
+			s->st = st;
 			s->next = h->sessions;
 			if (h->sessions != NULL)
 				h->sessions->prev = s;
@@ -543,28 +963,19 @@ http_first(nng_aio *saio)
 		int64_t now = http_now_us(), last = atomic_load(&h->overload_logged);
 		if (now - last > 10 * 1000000 &&
 		    atomic_compare_exchange_strong(&h->overload_logged, &last, now))
-			log_warnx("http.overload", "connections=%d max=%d action=answering_503",
+			log_warnx("http.overload", "connections=%d max=%d action=refusing",
 			    nsess, h->o.max_conns);
 		stat_add(&gw_stats[GW_HOOKS_UNAVAILABLE], 1);
-		if (nng_http_res_alloc(&res) == 0) {
-			nng_http_res_set_status(res, 503);
-			nng_http_res_set_header(res, "Content-Length", "0");
-			nng_http_res_set_header(res, "Connection", "close");
-			nng_aio_set_output(saio, 0, res);
-			nng_aio_finish(saio, 0);
-		} else {
-			nng_aio_finish(saio, NNG_ENOMEM);
-		}
+		nng_stream_close(st);
+		nng_stream_free(st);
 		return;
 	}
 	stat_set(&gw_stats[GW_CONNECTIONS], nsess);
-	/* From here on the connection and the request are ours. */
-	nng_http_hijack(conn);
-	s->conn = conn;
-	s->req = req;
-	nng_aio_set_output(saio, 0, NULL);
-	nng_aio_finish(saio, 0);
-	http_session_request(s);
+	/* Replies are one small write each: no reason to let Nagle hold them back. */
+	(void)nng_stream_set_bool(st, NNG_OPT_TCP_NODELAY, true);
+	pthread_mutex_lock(&s->mtx);
+	hs_advance(s);
+	hs_unlock(s);
 }
 
 /* ---- start / stop ---- */
@@ -628,7 +1039,7 @@ http_tls_setup(struct http *h)
 		    lq(h->o.key_file), lq(nng_strerror(rv)));
 		return CS_ECONFIG;
 	}
-	if ((rv = nng_http_server_set_tls(h->srv, h->tls)) != 0) {
+	if ((rv = nng_stream_listener_set_ptr(h->l, NNG_OPT_TLS_CONFIG, h->tls)) != 0) {
 		log_warnx("http.tls_failed", "err=%s", lq(nng_strerror(rv)));
 		return CS_ENNG;
 	}
@@ -639,10 +1050,7 @@ int
 http_start(struct http **out, const struct http_opts *o)
 {
 	struct http *h;
-	nng_http_handler *hd = NULL;
-	nng_url *url = NULL;
-	nng_sockaddr sa;
-	char urlbuf[512];
+	char url[512];
 	int rv, nrv;
 
 	*out = NULL;
@@ -660,45 +1068,28 @@ http_start(struct http **out, const struct http_opts *o)
 	h->secretlen = strlen(h->secret);
 	h->o.secret = NULL;
 	h->o.listen = NULL;
-	if (pthread_create(&h->reaper, NULL, http_reaper, h) != 0) {
+	if (nng_aio_alloc(&h->accept_aio, http_accept_cb, h) != 0 ||
+	    pthread_create(&h->keeper, NULL, http_keeper, h) != 0) {
 		rv = CS_ENOMEM;
 		goto fail;
 	}
-	h->reaper_started = 1;
+	h->keeper_started = 1;
 
-	snprintf(urlbuf, sizeof(urlbuf), "%s://%s", o->tls ? "https" : "http", o->listen);
-	rv = CS_ECONFIG;
-	if ((nrv = nng_url_parse(&url, urlbuf)) != 0) {
+	snprintf(url, sizeof(url), "%s://%s", o->tls ? "tls+tcp" : "tcp", o->listen);
+	if ((nrv = nng_stream_listener_alloc(&h->l, url)) != 0) {
 		log_warnx("http.bad_address", "listen=%s err=%s", lq(o->listen), lq(nng_strerror(nrv)));
-		goto fail;
-	}
-	if ((nrv = nng_http_server_hold(&h->srv, url)) != 0) {
-		log_warnx("http.server_failed", "listen=%s err=%s", lq(o->listen), lq(nng_strerror(nrv)));
+		rv = CS_ECONFIG;
 		goto fail;
 	}
 	if (o->tls && (rv = http_tls_setup(h)) != 0)
 		goto fail;
-	rv = CS_ENNG;
-	if ((nrv = nng_http_handler_alloc(&hd, "/", http_first)) != 0 ||
-	    (nrv = nng_http_handler_set_method(hd, NULL)) != 0 ||
-	    (nrv = nng_http_handler_set_tree(hd)) != 0 ||
-	    (nrv = nng_http_handler_collect_body(hd, false, 0)) != 0 ||
-	    (nrv = nng_http_handler_set_data(hd, h, NULL)) != 0 ||
-	    (nrv = nng_http_server_add_handler(h->srv, hd)) != 0) {
-		log_warnx("http.handler_failed", "err=%s", lq(nng_strerror(nrv)));
-		if (hd != NULL)
-			nng_http_handler_free(hd);
-		goto fail;
-	}
-	if ((nrv = nng_http_server_start(h->srv)) != 0) {
+	if ((nrv = nng_stream_listener_listen(h->l)) != 0) {
 		log_warnx("http.listen_failed", "listen=%s err=%s", lq(o->listen), lq(nng_strerror(nrv)));
 		rv = nrv == NNG_EADDRINUSE || nrv == NNG_EADDRINVAL ? CS_ECONFIG : CS_ENNG;
 		goto fail;
 	}
-	h->started = 1;
-	if (nng_http_server_get_addr(h->srv, &sa) == 0)
-		h->port = sa.s_family == NNG_AF_INET6 ? ntohs(sa.s_in6.sa_port) : ntohs(sa.s_in.sa_port);
-	nng_url_free(url);
+	(void)nng_stream_listener_get_int(h->l, NNG_OPT_TCP_BOUND_PORT, &h->port);
+	nng_stream_listener_accept(h->l, h->accept_aio);
 	stat_set(&gw_stats[GW_HTTP_PORT], h->port);
 	log_info("http.listening", "scheme=%s listen=%s port=%d path=%s max_conns=%d body_max=%zu",
 	    o->tls ? "https" : "http", lq(o->listen), h->port, lq(HTTP_HOOK_PREFIX "***"),
@@ -706,8 +1097,6 @@ http_start(struct http **out, const struct http_opts *o)
 	*out = h;
 	return 0;
 fail:
-	if (url != NULL)
-		nng_url_free(url);
 	http_stop(h);
 	return rv;
 }
@@ -727,21 +1116,32 @@ http_stop(struct http *h)
 	if (h == NULL)
 		return;
 	atomic_store(&h->closing, 1);
-	if (h->started)
-		nng_http_server_stop(h->srv);
+	if (h->l != NULL)
+		nng_stream_listener_close(h->l);
+	if (h->accept_aio != NULL)
+		nng_aio_stop(h->accept_aio);
 	pthread_mutex_lock(&h->mtx);
-	/* Cut idle and half-read connections; hooks waiting for the journal and replies
-	 * being written finish first (each checks `closing` before reading again). */
+	/* Cut idle, half-read and draining connections; hooks waiting for the journal and
+	 * replies being written finish first (the write callback sees `closing`). */
 	while (h->sessions != NULL && waited < HTTP_STOP_WAIT_MS) {
-		for (struct http_session *s = h->sessions; s != NULL; s = s->next)
-			if (s->state == HS_HEAD || s->state == HS_CONTINUE || s->state == HS_BODY ||
-			    s->state == HS_LINGER)
-				nng_aio_cancel(s->aio);
+		struct http_session *s, *next;
+		for (s = h->sessions; s != NULL; s = next) {
+			int bury;
+			next = s->next;
+			pthread_mutex_lock(&s->mtx);
+			if (!s->inreq || s->rstate == RS_BODY ||
+			    (s->rstate == RS_DRAIN && s->wstate == WS_NONE))
+				hs_kill(s);
+			bury = hs_idle(s);
+			pthread_mutex_unlock(&s->mtx);
+			if (bury)
+				http_bury_locked(h, s);
+		}
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
+		ts.tv_nsec += 50 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
+			ts.tv_nsec -= 1000000000L;
 		}
 		pthread_cond_timedwait(&h->cv, &h->mtx, &ts);
 		waited += 50;
@@ -752,13 +1152,14 @@ http_stop(struct http *h)
 		pthread_mutex_unlock(&h->mtx);
 		return;
 	}
-	h->reaper_stop = 1;
+	h->keeper_stop = 1;
 	pthread_cond_broadcast(&h->cv);
 	pthread_mutex_unlock(&h->mtx);
-	if (h->reaper_started)
-		pthread_join(h->reaper, NULL);
-	if (h->srv != NULL)
-		nng_http_server_release(h->srv);
+	if (h->keeper_started)
+		pthread_join(h->keeper, NULL);
+	nng_aio_free(h->accept_aio);
+	if (h->l != NULL)
+		nng_stream_listener_free(h->l);
 	if (h->tls != NULL)
 		nng_tls_config_free(h->tls);
 	pthread_cond_destroy(&h->cv);

@@ -61,8 +61,9 @@ export CS_GATEWAY_SECRET=$SECRET
 export CS_GATEWAY_JOURNAL_DIR=$T/journal CS_GATEWAY_DEADLETTER_DIR=$T/deadletter
 export CS_AMO_URL=ipc://$T/amo.ipc CS_GATEWAY_HEALTH_URL=ipc://$T/health.ipc
 export CS_GATEWAY_BODY_MAX=64KiB CS_GATEWAY_FORWARD_TIMEOUT=500ms
+export CS_GATEWAY_IDLE_TIMEOUT=5s CS_GATEWAY_BODY_TIMEOUT=3s
 
-GWPID= RCPID= PORT= URL=
+GWPID='' RCPID='' PORT='' URL=''
 start_gw() {
 	"$GW" >>"$T/gw.log" 2>&1 &
 	GWPID=$!
@@ -127,7 +128,7 @@ done
 wait_until 30 "$n deliveries" lines_ge "$T/recv1.txt" "$n"
 [ "$(lines "$T/recv1.txt")" -eq "$n" ] || fail "receiver has $(lines "$T/recv1.txt") deliveries, want $n"
 # the deliveries arrive in the order of the POSTs and each carries its kind
-paste -d' ' "$T/samples.expect" "$T/recv1.txt" | while read -r name seq nev first rest; do
+paste -d' ' "$T/samples.expect" "$T/recv1.txt" | while read -r name _seq nev first _rest; do
 	[ "$nev" -ge 1 ] || fail "$name: no events"
 	case $name in batch_*) continue ;; esac
 	kind=${name%.form}
@@ -268,12 +269,91 @@ else
 	log "skip 11. fake amoCRM not found at $FAKE"
 fi
 
-# ---- 12. clean shutdown ----
+# ---- 12. clients that vanish mid-request leave no connection behind ----
+# Each sends a whole hook (or half a body) and resets the connection without reading the
+# reply, so the 204 goes out on a dead TCP connection. NNG 1.5's TLS then strands any read
+# started later; the gateway must still close and free every one of them.
+python3 - "$PORT" "$SECRET" "$T/ca.pem" <<'PY' || fail "vanishing-client script failed"
+import socket, ssl, struct, sys
+port, secret, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+body = b"leads%5Bupdate%5D%5B0%5D%5Bid%5D=7&account%5Bid%5D=42"
+for i in range(60):
+    raw = socket.create_connection(("127.0.0.1", port))
+    s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    n = len(body) if i % 3 else len(body) + 100      # every third: body cut short
+    s.sendall(b"POST /hooks/amo/%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (secret.encode(), n, body))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()                                         # RST, reply unread
+PY
+wait_until 20 "every vanished client's connection freed" stat_eq connections 0
+code=$(post "$T/one.form")
+[ "$code" = 204 ] || fail "after vanishing clients: $code, want 204"
+pass "12. 60 clients that reset mid-request: all connections freed, service unaffected"
+
+# ---- 13. HTTP/1.1 edge cases the gateway speaks itself ----
+python3 - "$PORT" "$SECRET" "$T/ca.pem" <<'PY' || fail "HTTP edge cases"
+import socket, ssl, sys, time
+port, secret, ca = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+body = b"leads%5Bupdate%5D%5B0%5D%5Bid%5D=9&account%5Bid%5D=42"
+def conn():
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1")
+    s.settimeout(10)
+    return s
+def req(extra=b"", b=body, path=b"/hooks/amo/" + secret, ver=b"HTTP/1.1"):
+    return (b"POST " + path + b" " + ver + b"\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
+            extra + b"Content-Length: %d\r\n\r\n" % len(b) + b)
+def replies(s, n):
+    got = b""
+    while got.count(b"\r\n\r\n") < n:
+        d = s.recv(4096)
+        if not d: break
+        got += d
+    return got
+def check(name, cond, got):
+    if not cond:
+        print("FAIL", name, got); sys.exit(1)
+# pipelined: three requests in one write, three 204s in order, one connection
+s = conn(); s.sendall(req() * 3); got = replies(s, 3)
+check("pipelined", got.count(b"HTTP/1.1 204 No Content\r\n") == 3, got); s.close()
+# a head over 8 KiB: 431 and close
+s = conn(); s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"); got = replies(s, 1)
+check("431", got.startswith(b"HTTP/1.1 431 ") and b"Connection: close" in got, got); s.close()
+# HTTP/1.0: answered, then closed
+s = conn(); s.sendall(req(ver=b"HTTP/1.0")); got = replies(s, 1)
+check("http/1.0", got.startswith(b"HTTP/1.1 204") and b"Connection: close" in got and s.recv(1) == b"", got); s.close()
+# Expect: 100-continue, body sent after the interim reply
+head = req(b"Expect: 100-continue\r\n")[:-len(body)]   # the head alone
+s = conn(); s.sendall(head)
+got = replies(s, 1); check("100 continue", got.startswith(b"HTTP/1.1 100 Continue"), got)
+s.sendall(body); got = replies(s, 1); check("after 100", b"204" in got, got); s.close()
+# conflicting Content-Length: 400 and close
+s = conn(); s.sendall(req(b"Content-Length: 5\r\n")); got = replies(s, 1)
+check("cl conflict", got.startswith(b"HTTP/1.1 400"), got); s.close()
+# HTTP/2 preface-ish version: 505
+s = conn(); s.sendall(b"POST / HTTP/2.0\r\nHost: x\r\n\r\n"); got = replies(s, 1)
+check("505", got.startswith(b"HTTP/1.1 505"), got); s.close()
+# slowloris: a head trickled slower than its deadline (3 s here) is cut off
+s = conn(); t0 = time.time(); closed = False
+try:
+    for ch in b"POST /hooks/amo/x HTTP/1.1\r\nHost: x\r\n":
+        s.sendall(bytes([ch])); time.sleep(0.2)
+except (ssl.SSLError, OSError):
+    closed = True
+if not closed:
+    closed = s.recv(1) == b""
+check("slowloris cut", closed and time.time() - t0 < 9, time.time() - t0); s.close()
+PY
+pass "13. HTTP edge cases: pipelining, 431, HTTP/1.0, 100-continue, Content-Length conflict, 505, slowloris cut at its deadline"
+
+# ---- 14. clean shutdown ----
 stop_gw
 grep -q 'ev=gateway.stopped' "$T/gw.log" || fail "no clean stop logged"
 if grep -qE 'runtime error|AddressSanitizer|LeakSanitizer|ThreadSanitizer' "$T/gw.log" "$T/recv.log"; then
 	fail "sanitizer report in the logs"
 fi
-pass "12. SIGTERM: clean stop, exit 0"
+pass "14. SIGTERM: clean stop, exit 0"
 
 log "all $NPASS checks passed"
