@@ -4,13 +4,17 @@
  * Listens REP on URL, and for every Envelope{hooks} appends one line to OUT:
  *   <seq> <n events> <entity>/<action>/<id>/<uid> ...
  * then answers Ack{status, batch_id=seq}. --mode picks the answer: ack (ACK_OK), retry
- * (ACK_RETRY), reject (ACK_REJECTED) or silent (record nothing, never answer). --ready FILE
- * is created once listening. Stops on SIGTERM/SIGINT.
+ * (ACK_RETRY), reject (ACK_REJECTED), silent (record nothing, never answer) or twophase
+ * (ACK_OK with amo-sync's two-phase fields: a boot_id fixed per process and done_seq =
+ * the highest seq received minus --lag, so up to --lag deliveries stay "unfinished" and a
+ * kill -9 must make the gateway send them again). --ready FILE is created once listening.
+ * Stops on SIGTERM/SIGINT.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/supplemental/util/platform.h>
@@ -33,6 +37,8 @@ main(int argc, char **argv)
 {
 	const char *url, *out, *mode = "ack", *ready = NULL;
 	int delay_ms = 0;
+	long lag = 0;
+	uint64_t boot_id, highest = 0;
 	nng_socket s;
 	FILE *f;
 	int rv;
@@ -51,7 +57,10 @@ main(int argc, char **argv)
 			ready = argv[i + 1];
 		else if (strcmp(argv[i], "--delay-ms") == 0)
 			delay_ms = atoi(argv[i + 1]);
+		else if (strcmp(argv[i], "--lag") == 0)
+			lag = atol(argv[i + 1]);
 	}
+	boot_id = ((uint64_t)getpid() << 20) ^ (uint64_t)bus_now_ms();
 	log_init("test-receiver", 0);
 	signal(SIGTERM, onsig);
 	signal(SIGINT, onsig);
@@ -87,6 +96,19 @@ main(int argc, char **argv)
 			continue;
 		}
 		d = env->hooks;
+		if (strcmp(mode, "twophase") == 0 && d->seq == 0) {
+			/* A poll for done_seq: nothing to record. */
+			Crmsync__Envelope rep = CRMSYNC__ENVELOPE__INIT;
+			Crmsync__Ack ack = CRMSYNC__ACK__INIT;
+			ack.done_seq = highest > (uint64_t)lag ? highest - (uint64_t)lag : 0;
+			ack.boot_id = boot_id;
+			ack.error = (char *)"";
+			rep.body_case = CRMSYNC__ENVELOPE__BODY_ACK;
+			rep.ack = &ack;
+			(void)bus_send(s, &rep);
+			bus_free(env);
+			continue;
+		}
 		if (strcmp(mode, "silent") == 0) {
 			bus_free(env);
 			continue;
@@ -99,6 +121,21 @@ main(int argc, char **argv)
 		fflush(f);
 		if (delay_ms > 0)
 			nng_msleep((nng_duration)delay_ms);
+		if (strcmp(mode, "twophase") == 0) {
+			Crmsync__Envelope rep = CRMSYNC__ENVELOPE__INIT;
+			Crmsync__Ack ack = CRMSYNC__ACK__INIT;
+			if (d->seq > highest)
+				highest = d->seq;
+			ack.batch_id = d->seq;
+			ack.done_seq = highest > (uint64_t)lag ? highest - (uint64_t)lag : 0;
+			ack.boot_id = boot_id;
+			ack.error = (char *)"";
+			rep.body_case = CRMSYNC__ENVELOPE__BODY_ACK;
+			rep.ack = &ack;
+			(void)bus_send(s, &rep);
+			bus_free(env);
+			continue;
+		}
 		st = strcmp(mode, "retry") == 0 ? CRMSYNC__ACK_STATUS__ACK_RETRY :
 		    strcmp(mode, "reject") == 0 ? CRMSYNC__ACK_STATUS__ACK_REJECTED :
 		    CRMSYNC__ACK_STATUS__ACK_OK;
