@@ -37,6 +37,7 @@ struct oauth {
 	char	 access[TOKEN_MAX];
 	char	 refresh[TOKEN_MAX];
 	int64_t	 expires_at;		/* unix seconds; 0 = unknown */
+	int64_t	 issued_at;		/* when the pair was obtained (0 = unknown) */
 	int	 long_lived;
 	int	 have_stat;
 	struct stat st;			/* of the token file as last read or written */
@@ -46,6 +47,21 @@ static int64_t
 now_s(void)
 {
 	return (int64_t)time(NULL);
+}
+
+/*
+ * When to refresh ahead of expiry: CS_AMO_REFRESH_BEFORE before it, but never earlier than
+ * half-way through the token's life (a short-lived token must not be refreshed on every
+ * request because the window is longer than its lifetime).
+ */
+static int64_t
+refresh_at(const struct amo *a, const struct oauth *o)
+{
+	int64_t before = a->conf.refresh_before_ms / 1000;
+
+	if (o->issued_at > 0 && o->expires_at > o->issued_at && before > (o->expires_at - o->issued_at) / 2)
+		before = (o->expires_at - o->issued_at) / 2;
+	return o->expires_at - before;
 }
 
 static void
@@ -111,11 +127,15 @@ parse_pair(struct oauth *o, const char *body, size_t len, int need_refresh)
 		goto out;
 	if (get_str(&j, 0, "refresh_token", o->refresh, sizeof(o->refresh)) != 0 && need_refresh)
 		goto out;
-	o->expires_at = 0;
-	if (json_int64(&j, json_get(&j, 0, "expires_at"), &v) == 0)
+	o->expires_at = o->issued_at = 0;
+	if (json_int64(&j, json_get(&j, 0, "expires_at"), &v) == 0) {
 		o->expires_at = v;
-	else if (json_int64(&j, json_get(&j, 0, "expires_in"), &v) == 0 && v > 0)
-		o->expires_at = now_s() + v;
+		if (json_int64(&j, json_get(&j, 0, "issued_at"), &v) == 0)
+			o->issued_at = v;
+	} else if (json_int64(&j, json_get(&j, 0, "expires_in"), &v) == 0 && v > 0) {
+		o->issued_at = now_s();
+		o->expires_at = o->issued_at + v;
+	}
 	log_secret(o->access);
 	log_secret(o->refresh);
 	rv = 0;
@@ -156,6 +176,7 @@ read_file(struct amo *a, struct oauth *o)
 		memcpy(o->access, tmp.access, sizeof(o->access));
 		memcpy(o->refresh, tmp.refresh, sizeof(o->refresh));
 		o->expires_at = tmp.expires_at;
+		o->issued_at = tmp.issued_at;
 		o->st = st;
 		o->have_stat = 1;
 	}
@@ -177,8 +198,8 @@ persist(struct amo *a, const struct oauth *o)
 	json_put(&b, o->access);
 	buf_addstr(&b, ",\"refresh_token\":");
 	json_put(&b, o->refresh);
-	if (buf_printf(&b, ",\"expires_at\":%lld,\"saved_at\":%lld}\n", (long long)o->expires_at,
-	    (long long)now_s()) != 0)
+	if (buf_printf(&b, ",\"expires_at\":%lld,\"issued_at\":%lld}\n", (long long)o->expires_at,
+	    (long long)o->issued_at) != 0)
 		goto out;
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
@@ -302,6 +323,7 @@ token_request(struct amo *a, const char *body, const char *what)
 		memcpy(o->access, next.access, sizeof(o->access));
 		memcpy(o->refresh, next.refresh, sizeof(o->refresh));
 		o->expires_at = next.expires_at;
+		o->issued_at = next.issued_at;
 		stat(a->conf.token_file, &o->st);
 		o->have_stat = 1;
 		oauth_wipe(&next);
@@ -362,12 +384,12 @@ refresh(struct amo *a, const char *rejected)
 		return CS_ERETRY;
 	memset(&disk, 0, sizeof(disk));
 	if (read_file(a, &disk) == 0 && strcmp(disk.refresh, o->refresh) != 0) {
-		int fresh = disk.expires_at == 0 ||
-		    now_s() < disk.expires_at - a->conf.refresh_before_ms / 1000;
+		int fresh = disk.expires_at == 0 || now_s() < refresh_at(a, &disk);
 		if (rejected == NULL ? fresh : strcmp(disk.access, rejected) != 0) {
 			memcpy(o->access, disk.access, sizeof(o->access));
 			memcpy(o->refresh, disk.refresh, sizeof(o->refresh));
 			o->expires_at = disk.expires_at;
+			o->issued_at = disk.issued_at;
 			o->st = disk.st;
 			o->have_stat = 1;
 			oauth_wipe(&disk);
@@ -471,8 +493,7 @@ oauth_token(struct amo *a, char *dst, size_t cap)
 		return CS_EREVOKED;
 	}
 have:
-	if (!o->long_lived && o->expires_at != 0 &&
-	    now_s() >= o->expires_at - a->conf.refresh_before_ms / 1000) {
+	if (!o->long_lived && o->expires_at != 0 && now_s() >= refresh_at(a, o)) {
 		rv = refresh(a, NULL);
 		if (rv != 0 && (rv == CS_EREVOKED || rv == CS_ECANCELED || now_s() >= o->expires_at))
 			return rv;
