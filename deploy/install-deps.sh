@@ -13,6 +13,7 @@ PKGS="
   clang libclang-rt-14-dev
   yamllint shellcheck
   docker-compose systemd
+  wrk
 "
 missing=""
 for p in $PKGS; do

@@ -1,11 +1,12 @@
 /*
  * http.h - the gateway's HTTPS front end: POST /hooks/amo/<secret>.
  *
- * NNG's HTTP server accepts connections (and does TLS); on a connection's first request
- * the handler hijacks it and runs its own keep-alive loop, which gives what NNG 1.5's
- * server lacks: a connection cap, idle/body/write timeouts, 411 for chunked bodies, 413
- * before reading an oversized body, and replies without a body (see the Nagle note in
- * notes/toolchain.md). A hook is answered 204 only after the journal's fsync covers it.
+ * Connections and TLS come from NNG (an nng_stream_listener on tls+tcp://, NNG's mbedTLS
+ * engine); the part of HTTP/1.1 a webhook needs is spoken in http.c, which gives what NNG
+ * 1.5's HTTP server lacks: connection cap, per-phase deadlines (enforced by closing the
+ * stream), 411 for chunked bodies, 413 before reading an oversized body, TCP_NODELAY, and
+ * connections that can always be closed. A hook is answered 204 only after the journal's
+ * fsync covers it; every reply is a status line without a body.
  */
 #ifndef GW_HTTP_H
 #define GW_HTTP_H
