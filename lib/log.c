@@ -16,7 +16,8 @@
 #include "log.h"
 
 #define LOG_LINE_MAX	4096
-#define LOG_SECRETS_MAX	16
+#define LOG_SECRETS_MAX	64
+#define LOG_SECRETS_PINNED 16	/* the first ones registered (config secrets) are never evicted */
 #define LQ_SLOTS	8
 #define LQ_MAX		200
 
@@ -25,6 +26,7 @@ static int log_verbose;
 static pthread_mutex_t log_mtx = PTHREAD_MUTEX_INITIALIZER;
 static char *log_secrets[LOG_SECRETS_MAX];
 static int log_nsecrets;
+static int log_next_evict = LOG_SECRETS_PINNED;
 
 void
 log_init(const char *svc, int verbose)
@@ -54,10 +56,19 @@ log_secret(const char *s)
 	for (int i = 0; i < log_nsecrets; i++)
 		if (strcmp(log_secrets[i], s) == 0)
 			goto out;
+	char *dup = strdup(s);
+	if (dup == NULL)
+		goto out;
 	if (log_nsecrets < LOG_SECRETS_MAX) {
-		char *dup = strdup(s);
-		if (dup != NULL)
-			log_secrets[log_nsecrets++] = dup;
+		log_secrets[log_nsecrets++] = dup;
+	} else {
+		/*
+		 * Full: rotated tokens keep arriving (a new pair a day), so the oldest dynamic
+		 * entry makes room. The first LOG_SECRETS_PINNED (configuration secrets) stay.
+		 */
+		free(log_secrets[log_next_evict]);
+		log_secrets[log_next_evict] = dup;
+		log_next_evict = log_next_evict + 1 >= LOG_SECRETS_MAX ? LOG_SECRETS_PINNED : log_next_evict + 1;
 	}
 out:
 	pthread_mutex_unlock(&log_mtx);

@@ -57,11 +57,36 @@ test_redaction_and_format(void **state)
 	assert_int_equal(lines, 2);
 }
 
+static void
+emit_rotations(void)
+{
+	char tok[64];
+
+	log_init("test", 0);
+	log_secret("pinned-config-secret");
+	/* A long-running service sees many rotated tokens; the newest and the pinned stay hidden. */
+	for (int i = 0; i < 200; i++) {
+		snprintf(tok, sizeof(tok), "rotated-token-%04d", i);
+		log_secret(tok);
+	}
+	log_warnx("rotation", "new=%s config=%s", "rotated-token-0199", "pinned-config-secret");
+}
+
+static void
+test_redaction_survives_rotations(void **state)
+{
+	(void)state;
+	capture(emit_rotations);
+	assert_null(strstr(out, "rotated-token-0199"));
+	assert_null(strstr(out, "pinned-config-secret"));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_redaction_and_format),
+		cmocka_unit_test(test_redaction_survives_rotations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
