@@ -54,6 +54,7 @@ struct hh_conf {
 	int64_t	 queue_pages;
 	int64_t	 store_timeout_ms;
 	int64_t	 store_deadline_ms;
+	char	*metrics_addr;
 };
 
 enum {

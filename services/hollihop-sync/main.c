@@ -20,6 +20,7 @@
 #include "health.h"
 #include "hh.h"
 #include "log.h"
+#include "metrics.h"
 #include "svc.h"
 
 struct stat_counter hh_stats[HS__N] = {
@@ -102,6 +103,8 @@ static const struct cfg_key hh_keys[] = {
 	    "wait for one store acknowledgement before re-sending"),
 	K("CS_HOLLIHOP_STORE_DEADLINE", CFG_DURATION, store_deadline_ms, "10m", 1000, 86400000,
 	    "give the run up when the store has not acknowledged for this long"),
+	K("CS_HOLLIHOP_METRICS_ADDR", CFG_STR, metrics_addr, "", 0, 0,
+	    "host:port serving Prometheus GET /metrics over plain HTTP (e.g. 127.0.0.1:9104; empty = off)"),
 };
 
 /* The one run at a time. */
@@ -261,6 +264,7 @@ main(int argc, char **argv)
 	};
 	static struct runner runner;
 	struct health *health = NULL;
+	struct metrics *metrics = NULL;
 	nng_socket store, sock;
 	char err[512];
 	int rv, minute, exit_code = 0;
@@ -307,6 +311,8 @@ main(int argc, char **argv)
 	if ((rv = health_start(&health, conf.health_url, "hollihop-sync", hh_stats, HS__N, hh_status,
 	    runner.x)) != 0)
 		fatalx("health.listen_failed", "url=%s err=%s", lq(conf.health_url), lq(cs_strerror(rv)));
+	if ((rv = metrics_start(&metrics, conf.metrics_addr, "hollihop-sync", hh_stats, HS__N)) != 0)
+		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(conf.metrics_addr), lq(cs_strerror(rv)));
 
 	if (run_now) {
 		struct run_req rq;
@@ -359,6 +365,7 @@ main(int argc, char **argv)
 out:
 	runner_reap(&runner, 1);
 	log_info("hollihop.stopping", "runs=%lld", (long long)stat_get(&hh_stats[HS_RUNS_STARTED]));
+	metrics_stop(metrics);
 	health_stop(health);
 	export_free(runner.x);
 	bus_close(store);
