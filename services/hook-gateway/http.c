@@ -102,17 +102,6 @@ struct http {
 	_Atomic int64_t		 overload_logged;
 };
 
-/* What a request head says, pointing into the session's read buffer. */
-struct http_head {
-	size_t		 len;		/* bytes of the head, final empty line included */
-	const char	*method, *target;
-	size_t		 methodlen, targetlen;
-	int		 minor;		/* HTTP/1.<minor> */
-	const char	*cl, *te, *conn, *ctype, *expect;	/* header values, or NULL */
-	size_t		 cllen, telen, connlen, ctypelen, expectlen;
-	int		 cl_conflict;
-};
-
 static void http_read_cb(void *arg);
 static void http_write_cb(void *arg);
 static void hs_advance(struct http_session *s);
@@ -427,11 +416,8 @@ http_hdr_keep(const char **f, size_t *flen, const char *v, size_t n, int *confli
 	*flen = n;
 }
 
-/*
- * Parse the head at p[0..n). Returns 1 (complete, *hd filled), 0 (need more bytes), or the
- * status to refuse it with: 400 (malformed), 431 (too large), 505 (not HTTP/1.x).
- */
-static int
+/* See http.h. Bounded: looks at HTTP_HEAD_MAX bytes at most, HTTP_MAX_HEADERS lines. */
+int
 http_parse_head(const char *p, size_t n, struct http_head *hd)
 {
 	size_t pos = 0, lim = n < HTTP_HEAD_MAX ? n : HTTP_HEAD_MAX;

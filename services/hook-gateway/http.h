@@ -36,6 +36,23 @@ struct http_opts {
 	struct deadletter	*deadletter;
 };
 
+/* What a request head says; pointers go into the parsed buffer. */
+struct http_head {
+	size_t		 len;		/* bytes of the head, final empty line included */
+	const char	*method, *target;
+	size_t		 methodlen, targetlen;
+	int		 minor;		/* HTTP/1.<minor> */
+	const char	*cl, *te, *conn, *ctype, *expect;	/* header values, or NULL */
+	size_t		 cllen, telen, connlen, ctypelen, expectlen;
+	int		 cl_conflict;	/* two Content-Length headers that differ */
+};
+
+/*
+ * Parse a request head at p[0..n) (exposed for the fuzz target). Returns 1 (complete, *hd
+ * filled), 0 (need more bytes), or the status to refuse it with: 400, 431 or 505.
+ */
+int	http_parse_head(const char *p, size_t n, struct http_head *hd);
+
 /* Start listening. Strings in o are copied. 0, CS_ECONFIG (cert, key, address), CS_ENNG. */
 int	http_start(struct http **out, const struct http_opts *o);
 /* The bound port. */
