@@ -739,7 +739,7 @@ test_kill9_halfway_deletes_nothing(void **state)
 	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.leads WHERE id = %s AND deleted_at IS NULL", lead), 1);
 
 	/* The next run completes, closes the killed one as abandoned, and deletes the lead now. */
-	fake_req("DELETE", "/_fake/faults", NULL, NULL);
+	free(fake_req("DELETE", "/_fake/faults", NULL, NULL));
 	assert_int_equal(run_once("sync-after-kill", NULL, &p), 0);
 	assert_string_equal(run_field(last_run(), "status"), "complete");
 	assert_string_equal(run_field(killed, "status"), "abandoned");
@@ -772,7 +772,7 @@ test_faults_are_retried(void **state)
 	assert_int_equal(fake_stat("faults_by_kind", "malformed"), 2);
 	assert_int_equal(fake_stat("faults_by_kind", "ratelimit"), 2);
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.payments WHERE deleted_at IS NULL"), rows_before);
-	fake_req("DELETE", "/_fake/faults", NULL, NULL);
+	free(fake_req("DELETE", "/_fake/faults", NULL, NULL));
 
 	/* A real rate limit (both answer shapes): the client backs off and still completes. */
 	fake_post_ok("/_fake/config", "{\"rate_limit\":12,\"rate_window\":1.0,\"rate_limit_status\":200}");
@@ -862,7 +862,7 @@ test_bad_authkey_and_error_answer_fail_the_run(void **state)
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE deleted_at IS NOT NULL"), deleted);
 	assert_string_equal(sqlf("SELECT last_error IS NOT NULL FROM crmsync.entity_state WHERE crm = 'hollihop' "
 	    "AND entity = 'lesson_plans'"), "t");
-	fake_req("DELETE", "/_fake/faults", NULL, NULL);
+	free(fake_req("DELETE", "/_fake/faults", NULL, NULL));
 
 	/* And the health responder reports the runs. */
 	Crmsync__Envelope *h = NULL;
