@@ -1,23 +1,30 @@
 /*
- * forward.c - journal -> amo-sync, one delivery at a time, in seq order (see forward.h).
+ * forward.c - journal -> amo-sync, in seq order, under amo-sync's two-phase acknowledgement
+ * (proto Ack: status, done_seq, boot_id; see forward.h and services/amo-sync/README.md).
  *
- * Acknowledgement has two phases (proto/crmsync.proto, Ack): amo-sync's Ack says it has
- * received delivery `batch_id`, and `done_seq` says everything up to there is fully
- * processed (fetched and committed). Journal entries are released only up to done_seq.
- * When amo-sync's `boot_id` changes it has restarted and lost what it had not finished:
- * the reader is rewound to done_seq and the rest is sent again (duplicates are harmless;
- * amo-sync's fetches are idempotent). While idle with unfinished deliveries, an empty
- * HookDelivery (seq 0) asks for the current done_seq. A peer that sends no boot_id (an
- * older or simpler receiver) is taken to finish each delivery when it acknowledges it.
- *
- * The journal stores each HookDelivery without its seq (the seq lives in the record
- * header, assigned when the record was queued); it is filled in here before sending, so
- * amo-sync sees the journal's seq and echoes it as Ack.batch_id.
+ * amo-sync answers each HookDelivery with ACK_OK as soon as it is queued in memory, plus
+ * done_seq (everything it received up to there is fully processed) and boot_id (random per
+ * process start). So:
+ *  - the journal's cursor moves only to min(done_seq, highest seq sent to this boot):
+ *    done_seq says nothing about seqs a process never received;
+ *  - before the first delivery, and after any call that failed or timed out, we probe
+ *    (an empty delivery, seq 0): a new boot_id means the old process is gone with its
+ *    queue, and everything after our trusted position is sent again (rewind);
+ *  - if a new boot_id shows up in the reply to a real delivery X (amo-sync restarted
+ *    between two of our sends), that process saw X first and would drop re-sends below X
+ *    as duplicates: the unfinished records before X are appended to the journal again
+ *    under new seqs, and the originals count as covered. Order across that recovery is
+ *    not kept; amo-sync's writes compare versions, so it does not matter.
+ * A peer that sends no boot_id (a simple receiver) is taken to have processed a delivery
+ * when it acknowledges it.
  */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
 
 #include "bus.h"
 #include "deadletter.h"
@@ -28,6 +35,7 @@
 #include "log.h"
 
 #define FORWARD_READ_WAIT_MS	200
+#define FORWARD_POLL_MS		500	/* ask for done_seq this often while it lags */
 #define FORWARD_WARN_EVERY_MS	10000
 
 struct forward {
@@ -36,52 +44,29 @@ struct forward {
 	nng_socket		 sock;
 	pthread_t		 thr;
 	volatile int		 stop;
-	uint64_t		 boot_id;	/* amo-sync's, from its last Ack; 0 = not seen yet */
-	uint64_t		 sent;		/* highest seq amo-sync has received */
-	uint64_t		 done;		/* highest seq released from the journal */
+	uint64_t		 boot;		/* amo-sync's boot_id; 0 = none seen yet */
+	int			 known;		/* a probe has answered */
+	uint64_t		 trusted;	/* everything up to here is processed: the cursor */
+	uint64_t		 maxsent;	/* highest seq the current boot received */
+	int64_t			 last_probe_ms;
 };
 
-/* Apply the second phase of an Ack: release finished entries, rewind after a restart. */
-static void
-forward_progress(struct forward *f, const Crmsync__Ack *ack, uint64_t seq)
+static int
+forward_stopped(struct forward *f)
 {
-	uint64_t done = ack->done_seq;
-
-	if (ack->boot_id == 0) {
-		done = seq != 0 ? seq : f->sent;	/* one-phase peer */
-	} else if (f->boot_id != 0 && ack->boot_id != f->boot_id && f->sent > f->done) {
-		log_warnx("forward.peer_restarted", "url=%s done_seq=%" PRIu64 " resend_from=%" PRIu64
-		    " resend_to=%" PRIu64, lq(f->url), f->done, f->done + 1, f->sent);
-		stat_add(&gw_stats[GW_FORWARD_REWINDS], 1);
-		f->boot_id = ack->boot_id;
-		if (done < f->done)
-			done = f->done;
-		f->sent = done;
-		journal_rewind(f->o.journal, done);
-	}
-	f->boot_id = ack->boot_id;
-	if (done > f->sent)
-		done = f->sent;
-	if (done > f->done) {
-		f->done = done;
-		(void)journal_ack(f->o.journal, done);
-	}
+	return __atomic_load_n(&f->stop, __ATOMIC_ACQUIRE);
 }
 
-/* Idle with unfinished deliveries: ask amo-sync how far it got. */
-static void
-forward_poll(struct forward *f)
+/* Sleep ms in short slices; 1 if stopped meanwhile. */
+static int
+forward_sleep(struct forward *f, int ms)
 {
-	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT, *rep = NULL;
-	Crmsync__HookDelivery d = CRMSYNC__HOOK_DELIVERY__INIT;
-
-	env.body_case = CRMSYNC__ENVELOPE__BODY_HOOKS;
-	env.hooks = &d;
-	if (bus_call(f->sock, &env, &rep, f->o.timeout_ms) == 0 &&
-	    rep->body_case == CRMSYNC__ENVELOPE__BODY_ACK &&
-	    rep->ack->status == CRMSYNC__ACK_STATUS__ACK_OK)
-		forward_progress(f, rep->ack, 0);
-	bus_free(rep);
+	for (int slept = 0; slept < ms; slept += 50) {
+		if (forward_stopped(f))
+			return 1;
+		nng_msleep(50);
+	}
+	return forward_stopped(f);
 }
 
 static void
@@ -96,59 +81,207 @@ forward_deadletter(struct forward *f, const char *kind, uint64_t seq, const void
 	    seq, kind, len, lq(path));
 }
 
-/* Send one record until amo-sync answers for good (or we are stopped). */
+/* One round trip; on 0, *ack is an Ack envelope the caller frees with bus_free(). */
+static int
+forward_call(struct forward *f, Crmsync__HookDelivery *d, Crmsync__Envelope **ack)
+{
+	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT;
+	int rv;
+
+	env.body_case = CRMSYNC__ENVELOPE__BODY_HOOKS;
+	env.hooks = d;
+	rv = bus_call(f->sock, &env, ack, f->o.timeout_ms);
+	if (rv == 0 && (*ack)->body_case != CRMSYNC__ENVELOPE__BODY_ACK) {
+		log_warnx("forward.unexpected_reply", "body=%d", (int)(*ack)->body_case);
+		bus_free(*ack);
+		*ack = NULL;
+		rv = CS_EPROTO;
+	}
+	return rv;
+}
+
+/* amo-sync says everything up to done is processed: the journal may drop what we sent. */
+static void
+forward_done(struct forward *f, uint64_t done)
+{
+	uint64_t t = done < f->maxsent ? done : f->maxsent;
+
+	if (t > f->trusted) {
+		f->trusted = t;
+		(void)journal_ack(f->o.journal, t);
+	}
+}
+
+/* Ask amo-sync who it is and how far it got, until it answers. 0 or CS_ECANCELED. */
+static int
+forward_probe(struct forward *f)
+{
+	Crmsync__HookDelivery d = CRMSYNC__HOOK_DELIVERY__INIT;
+	int64_t start = bus_now_ms(), warned = start;
+	int backoff = 50, rv;
+
+	for (;;) {
+		Crmsync__Envelope *ack = NULL;
+
+		if (forward_stopped(f))
+			return CS_ECANCELED;
+		if ((rv = forward_call(f, &d, &ack)) == 0) {
+			Crmsync__Ack *a = ack->ack;
+			f->last_probe_ms = bus_now_ms();
+			if (!f->known || a->boot_id != f->boot) {
+				if (f->known)
+					log_warnx("forward.peer_restarted", "url=%s boot=%" PRIu64
+					    " resend_after=%" PRIu64 " lost_in_peer=%" PRIu64,
+					    lq(f->url), (uint64_t)a->boot_id, f->trusted,
+					    f->maxsent - f->trusted);
+				else
+					log_info("forward.peer_found", "url=%s boot=%" PRIu64 " done_seq=%"
+					    PRIu64 " resend_after=%" PRIu64, lq(f->url),
+					    (uint64_t)a->boot_id, (uint64_t)a->done_seq, f->trusted);
+				if (f->known)
+					stat_add(&gw_stats[GW_FORWARD_REWINDS], 1);
+				f->boot = a->boot_id;
+				f->known = 1;
+				/* Its done_seq covers only what it received from us, which is
+				 * nothing yet as far as we know: start again after `trusted`. */
+				journal_rewind(f->o.journal, f->trusted);
+				f->maxsent = f->trusted;
+			} else if (a->boot_id != 0) {
+				forward_done(f, a->done_seq);
+			}
+			if (bus_now_ms() - start >= FORWARD_WARN_EVERY_MS)
+				log_info("forward.resumed", "url=%s down_s=%" PRId64, lq(f->url),
+				    (bus_now_ms() - start) / 1000);
+			bus_free(ack);
+			return 0;
+		}
+		if (bus_now_ms() - warned >= FORWARD_WARN_EVERY_MS) {
+			struct journal_stats st;
+			journal_get_stats(f->o.journal, &st);
+			log_warnx("forward.peer_unavailable", "url=%s down_s=%" PRId64 " backlog=%"
+			    PRIu64 " action=retrying", lq(f->url), (bus_now_ms() - start) / 1000,
+			    st.backlog);
+			warned = bus_now_ms();
+		}
+		if (forward_sleep(f, backoff))
+			return CS_ECANCELED;
+		if (backoff < 2000)
+			backoff *= 2;
+	}
+}
+
+/*
+ * A new amo-sync answered our real delivery x before any probe: it saw x first and will
+ * take re-sends below x for duplicates. Re-journal what it has not processed before x under
+ * new seqs (they come after everything), then count the originals as covered.
+ */
+static void
+forward_recover(struct forward *f, uint64_t x, uint64_t boot)
+{
+	uint64_t from = f->trusted, copied = 0, seq;
+	void *p;
+	size_t len;
+	int rv = 0;
+
+	stat_add(&gw_stats[GW_FORWARD_REWINDS], 1);
+	f->boot = boot;
+	if (x > from + 1) {
+		journal_rewind(f->o.journal, from);
+		while (journal_read(f->o.journal, 0, &seq, &p, &len) == 0) {
+			if (seq >= x) {
+				free(p);
+				break;	/* x itself: the reader is where the caller left it */
+			}
+			rv = journal_append_wait(f->o.journal, p, len, NULL);
+			free(p);
+			if (rv != 0)
+				break;
+			copied++;
+		}
+	}
+	if (rv != 0) {
+		/* Cannot copy (journal full?): re-send them as they are, amo-sync will likely
+		 * drop them as duplicates, and the next incremental sync picks the changes up. */
+		log_warnx("forward.recovery_incomplete", "seq=%" PRIu64 " from=%" PRIu64 " err=%s"
+		    " action=resending_originals", x, from, lq(cs_strerror(rv)));
+		journal_rewind(f->o.journal, from);
+		f->maxsent = from;
+		return;
+	}
+	log_warnx("forward.peer_restarted_mid_stream", "url=%s boot=%" PRIu64 " seq=%" PRIu64
+	    " recopied=%" PRIu64 " after=%" PRIu64, lq(f->url), boot, x, copied, from);
+	f->maxsent = x - 1;
+	forward_done(f, x - 1);
+}
+
+/*
+ * Deliver one journal record. 0 when it is through (received or refused for good),
+ * CS_ERETRY when the peer restarted and the reader was rewound (drop this one, the reader
+ * gives it again), CS_ECANCELED when stopped.
+ */
 static int
 forward_one(struct forward *f, uint64_t seq, const void *payload, size_t len)
 {
-	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT;
 	Crmsync__HookDelivery *d;
-	Crmsync__Envelope *ack = NULL;
-	int64_t down_since = 0;
-	int rv;
+	int backoff = 50, rv = 0;
 
 	if ((d = crmsync__hook_delivery__unpack(NULL, len, payload)) == NULL) {
-		/* The CRC matched, so this was written like this: keep it, skip it. */
+		/* The CRC matched, so it was written like this: keep it, skip it. */
 		forward_deadletter(f, "undecodable", seq, payload, len);
+		f->maxsent = seq;
 		return 0;
 	}
 	d->seq = seq;
-	env.body_case = CRMSYNC__ENVELOPE__BODY_HOOKS;
-	env.hooks = d;
 	for (;;) {
-		rv = bus_call_ack(f->sock, &env, &ack, f->o.timeout_ms, FORWARD_WARN_EVERY_MS, &f->stop);
-		if (rv != CS_ETIMEDOUT)
+		Crmsync__Envelope *ack = NULL;
+		Crmsync__Ack *a;
+		uint64_t boot = f->boot;
+
+		if (forward_stopped(f)) {
+			rv = CS_ECANCELED;
 			break;
-		if (down_since == 0)
-			down_since = bus_now_ms() - FORWARD_WARN_EVERY_MS;
-		log_warnx("forward.peer_unavailable", "url=%s seq=%" PRIu64 " down_s=%" PRId64
-		    " backlog=%" PRId64 " action=retrying", lq(f->url), seq,
-		    (bus_now_ms() - down_since) / 1000, stat_get(&gw_stats[GW_JOURNAL_BACKLOG]));
-	}
-	if (rv == 0) {
-		if (ack->ack->batch_id != seq)
-			log_warnx("forward.ack_mismatch", "seq=%" PRIu64 " batch_id=%" PRIu64,
-			    seq, (uint64_t)ack->ack->batch_id);
-		if (down_since != 0)
-			log_info("forward.resumed", "url=%s seq=%" PRIu64, lq(f->url), seq);
-		stat_add(&gw_stats[GW_FORWARDED], 1);
-		if (seq > f->sent)
-			f->sent = seq;
-		forward_progress(f, ack->ack, seq);
-	} else if (rv == CS_EREJECTED) {
-		log_warnx("forward.rejected", "seq=%" PRIu64 " error=%s", seq,
-		    lq(ack != NULL ? ack->ack->error : ""));
-		stat_add(&gw_stats[GW_FORWARD_REJECTED], 1);
-		forward_deadletter(f, "rejected", seq, payload, len);
-		/* Kept in the dead-letter dir: as far as the journal goes, it is finished. */
-		if (seq > f->sent)
-			f->sent = seq;
-		if (f->done == seq - 1 || f->boot_id == 0) {
-			f->done = seq;
-			(void)journal_ack(f->o.journal, seq);
 		}
+		if (forward_call(f, d, &ack) != 0) {
+			/* Lost, or nobody there: maybe a new amo-sync. Ask before sending again. */
+			if ((rv = forward_probe(f)) != 0)
+				break;
+			if (f->boot != boot) {
+				rv = CS_ERETRY;
+				break;
+			}
+			continue;
+		}
+		a = ack->ack;
+		if (a->boot_id != f->boot)
+			forward_recover(f, seq, a->boot_id);
+		if (a->status == CRMSYNC__ACK_STATUS__ACK_RETRY) {
+			log_debug("forward.retry", "seq=%" PRIu64 " reason=%s", seq, lq(a->error));
+			bus_free(ack);
+			if (forward_sleep(f, backoff)) {
+				rv = CS_ECANCELED;
+				break;
+			}
+			if (backoff < 2000)
+				backoff *= 2;
+			continue;
+		}
+		if (a->batch_id != seq)
+			log_warnx("forward.ack_mismatch", "seq=%" PRIu64 " batch_id=%" PRIu64, seq,
+			    (uint64_t)a->batch_id);
+		if (a->status == CRMSYNC__ACK_STATUS__ACK_REJECTED) {
+			log_warnx("forward.rejected", "seq=%" PRIu64 " error=%s", seq, lq(a->error));
+			stat_add(&gw_stats[GW_FORWARD_REJECTED], 1);
+			forward_deadletter(f, "rejected", seq, payload, len);
+		} else {
+			stat_add(&gw_stats[GW_FORWARDED], 1);
+		}
+		if (seq > f->maxsent)
+			f->maxsent = seq;
+		forward_done(f, a->boot_id != 0 ? a->done_seq : seq);
+		bus_free(ack);
 		rv = 0;
+		break;
 	}
-	bus_free(ack);
 	crmsync__hook_delivery__free_unpacked(d, NULL);
 	return rv;
 }
@@ -157,24 +290,30 @@ static void *
 forward_main(void *arg)
 {
 	struct forward *f = arg;
+	struct journal_stats st;
 
-	while (!__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE)) {
+	journal_get_stats(f->o.journal, &st);
+	f->trusted = f->maxsent = st.acked;
+	while (!forward_stopped(f)) {
 		uint64_t seq;
 		void *payload;
 		size_t len;
-		int rv = journal_read(f->o.journal, FORWARD_READ_WAIT_MS, &seq, &payload, &len);
+		int rv;
 
-		if (rv == CS_ETIMEDOUT) {
-			if (f->sent > f->done)
-				forward_poll(f);
-			continue;
+		if (!f->known || (f->maxsent > f->trusted &&
+		    bus_now_ms() - f->last_probe_ms >= FORWARD_POLL_MS)) {
+			if (forward_probe(f) != 0)
+				break;
 		}
+		rv = journal_read(f->o.journal, FORWARD_READ_WAIT_MS, &seq, &payload, &len);
+		if (rv == CS_ETIMEDOUT)
+			continue;
 		if (rv != 0)
 			break;
 		rv = forward_one(f, seq, payload, len);
 		free(payload);
-		if (rv != 0)
-			break;	/* stopped: the record stays unacknowledged, resent next start */
+		if (rv == CS_ECANCELED)
+			break;	/* unacknowledged records stay in the journal: sent again next start */
 	}
 	return NULL;
 }
@@ -198,7 +337,7 @@ forward_start(struct forward **out, const struct forward_opts *o)
 		return rv;
 	}
 	/* A REQ send waits for a connected peer; without a limit it would wait forever while
-	 * amo-sync is down, deaf to forward_stop(). Timed out sends are retried by bus_call_ack. */
+	 * amo-sync is down, deaf to forward_stop(). */
 	nng_socket_set_ms(f->sock, NNG_OPT_SENDTIMEO, o->timeout_ms < 250 ? o->timeout_ms : 250);
 	if (pthread_create(&f->thr, NULL, forward_main, f) != 0) {
 		bus_close(f->sock);
@@ -216,7 +355,6 @@ forward_stop(struct forward *f)
 {
 	if (f == NULL)
 		return;
-	/* bus_call_ack() polls the same flag through a volatile pointer (lib/bus's API). */
 	__atomic_store_n(&f->stop, 1, __ATOMIC_RELEASE);
 	pthread_join(f->thr, NULL);
 	bus_close(f->sock);

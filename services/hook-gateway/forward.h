@@ -1,13 +1,13 @@
 /*
  * forward.h - the thread that hands journal entries to amo-sync, in order.
  *
- * It reads the next committed journal record, sends it as Envelope{hooks=HookDelivery}
- * (seq = the record's seq) over NNG REQ to amo-sync, and waits for Ack{ACK_OK, batch_id=seq}
- * (lib/bus bus_call_ack: resend on timeout with backoff). Only then does the journal's
- * acknowledged position move past it. amo-sync down = the thread keeps retrying the same
- * record while the journal (and its backlog) grows; when it returns, the backlog drains in
- * seq order. ACK_REJECTED (a permanent refusal) sends the record to the dead-letter
- * directory and moves on.
+ * Each committed journal record goes out as Envelope{hooks=HookDelivery} (seq = the
+ * record's seq) over NNG REQ. amo-sync acknowledges in two phases (proto Ack): ACK_OK =
+ * received, done_seq = processed up to there, boot_id = which process. The journal's
+ * cursor follows done_seq, never just ACK_OK, and a restart of amo-sync (new boot_id)
+ * sends again whatever it had not processed. amo-sync down = the thread keeps probing
+ * while the journal (and its backlog) grows; when it returns, the backlog drains in seq
+ * order. ACK_REJECTED (a permanent refusal) sends the record to the dead-letter directory.
  */
 #ifndef GW_FORWARD_H
 #define GW_FORWARD_H

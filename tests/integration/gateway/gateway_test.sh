@@ -81,9 +81,9 @@ stop_gw() {
 	done
 	wait "$GWPID" || fail "gateway exited non-zero after SIGTERM"
 }
-start_recv() {	# start_recv OUTFILE [MODE]
+start_recv() {	# start_recv OUTFILE [MODE] [LAG_MS]: the stand-in amo-sync
 	rm -f "$T/recv.ready"
-	"$RECV" "$CS_AMO_URL" "$1" --mode "${2:-ack}" --ready "$T/recv.ready" >>"$T/recv.log" 2>&1 &
+	"$RECV" "$CS_AMO_URL" "$1" --mode "${2:-ack}" --lag-ms "${3:-0}" --ready "$T/recv.ready" >>"$T/recv.log" 2>&1 &
 	RCPID=$!
 	PIDS+=("$RCPID")
 	wait_until 10 "receiver ready" test -e "$T/recv.ready"
@@ -236,6 +236,47 @@ nlost=$(sort -u "$T/acked.ids" | comm -23 - "$T/got.ids" | wc -l)
 [ "$nlost" = 0 ] || fail "$nlost hooks answered 204 never reached amo-sync"
 extra=$(comm -13 <(sort -u "$T/acked.ids") <(grep -E '^1[0-9]{5}$' "$T/got.ids") | wc -l)
 pass "9. kill -9 mid-stream: all $nacked hooks answered 204 reached amo-sync ($extra more were journaled but unanswered)"
+
+# ---- 9b. two-phase acknowledgement: received is not processed ----
+# A stand-in that queues (ACK_OK) but never processes (done_seq stays): the journal must
+# keep every entry. Killed, its queue is gone; the replacement gets them all again.
+ids_in() { awk '{ for (i = 3; i <= NF; i++) { split($i, a, "/"); print a[3] } }' "$@" 2>/dev/null | sort -u; }
+stop_recv
+start_recv "$T/recv4.txt" ack 3600000
+acked0=$(stat_of journal_acked_seq) fwd0=$(stat_of forwarded)
+make_stream "$T/tp.cfg" 300001 300200
+curl -sS -K "$T/tp.cfg" >"$T/tp.codes" 2>>"$T/curl.log"
+[ "$(grep -c '^204$' "$T/tp.codes")" = 200 ] || fail "two-phase: not every hook answered 204"
+wait_until 30 "200 deliveries received" bash -c "[ \$($PROBE $CS_GATEWAY_HEALTH_URL forwarded) -ge $((fwd0 + 200)) ]"
+sleep 1	# give a wrong implementation the time to trim: nothing may move
+[ "$(stat_of journal_acked_seq)" = "$acked0" ] || fail "journal trimmed on ACK_OK without done_seq"
+[ "$(stat_of journal_backlog)" -ge 200 ] || fail "two-phase: backlog $(stat_of journal_backlog), want >= 200"
+[ ! -s "$T/recv4.txt" ] || fail "the never-processing stand-in processed something"
+kill -9 "$RCPID"; wait "$RCPID" 2>/dev/null || true
+start_recv "$T/recv4b.txt"
+wait_until 60 "the 200 unprocessed hooks re-sent to the new amo-sync" bash -c \
+	"[ \$(awk '{ for (i = 3; i <= NF; i++) { split(\$i, a, \"/\"); if (a[3] > 300000 && a[3] <= 300200) print a[3] } }' $T/recv4b.txt | sort -u | wc -l) -eq 200 ]"
+wait_until 30 "backlog 0" stat_eq journal_backlog 0
+grep -q 'ev=forward.peer_restarted' "$T/gw.log" || fail "no forward.peer_restarted log line"
+pass "9b. two-phase ack: ACK_OK without done_seq keeps the journal; after kill -9 of amo-sync all 200 re-sent and processed"
+
+# ---- 9c. amo-sync killed mid-stream while it lags 300 ms behind ----
+stop_recv
+start_recv "$T/recv5.txt" ack 300
+for s in 0 1 2 3; do make_stream "$T/a$s.cfg" $((500000 + s * 10000 + 1)) $((500000 + s * 10000 + 1500)); done
+for s in 0 1 2 3; do curl -sS -K "$T/a$s.cfg" >"$T/a$s.codes" 2>>"$T/curl.log" & done
+wait_until 60 "a third of the stream answered" bash -c "[ \$(cat $T/a?.codes 2>/dev/null | grep -c '^204$') -ge 2000 ]"
+kill -9 "$RCPID"; wait "$RCPID" 2>/dev/null || true
+log "   stand-in amo-sync killed with SIGKILL mid-stream (300 ms of unprocessed hooks lost with it)"
+start_recv "$T/recv5.txt" ack 300
+wait_until 120 "the streams to finish" bash -c "[ \$(cat $T/a?.codes | wc -l) -ge 6000 ]"
+: >"$T/a.acked"
+for s in 0 1 2 3; do awk -v b=$((500000 + s * 10000)) '$1 == 204 { print b + NR }' "$T/a$s.codes" >>"$T/a.acked"; done
+sort -u -o "$T/a.acked" "$T/a.acked"
+[ "$(wc -l <"$T/a.acked")" = 6000 ] || fail "amo-sync restart: only $(wc -l <"$T/a.acked") of 6000 answered 204 (the gateway does not depend on amo-sync)"
+all_processed() { ids_in "$T/recv5.txt" >"$T/a.got"; [ -z "$(comm -23 "$T/a.acked" "$T/a.got" | head -1)" ]; }
+wait_until 120 "every hook processed by one amo-sync or the other" all_processed
+pass "9c. amo-sync kill -9 mid-stream (lag 300 ms): all 6000 hooks processed, $(stat_of forward_rewinds) restart(s) noticed"
 
 # ---- 10. journal cap: 503 when full, accepted again once amo-sync drains it ----
 stop_gw
