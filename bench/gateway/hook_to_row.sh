@@ -1,0 +1,131 @@
+#!/bin/sh
+# bench/gateway/hook_to_row.sh - hook-to-row latency through the whole amoCRM pipeline:
+#   fake amoCRM --webhook (HTTPS)--> hook-gateway --> amo-sync --REST (7 rps)--> store --> PostgreSQL
+#   bench/gateway/hook_to_row.sh [hooks=40] [interval_ms=500]
+# Builds in Release (build-gw-bench), starts a throwaway PostgreSQL, the fake amoCRM with
+# its rate limit on (--rps 7) and the three services with their production defaults
+# (amo-sync: CS_AMO_RPS=7, CS_AMO_HOOK_DELAY=2s), makes a full sync, then edits one lead at
+# a time in the fake, has the fake send that lead's update hook to the gateway, and times
+# how long until PostgreSQL shows the edit. Prints p50/p90/max hook-to-row and time-to-2xx.
+set -eu
+cd "$(dirname "$0")/../.."
+SRC=$PWD
+N=${1:-40} INTERVAL_MS=${2:-500}
+PY=${CS_PYTHON:-python3}
+PGBIN=${CS_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
+B=$SRC/build-gw-bench
+cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$B" -j"$(nproc)" --target crmsync-store crmsync-amo-sync crmsync-hook-gateway crmsyncctl >/dev/null
+CTL=$B/tools/crmsyncctl/crmsyncctl
+T=$(mktemp -d "${TMPDIR:-/tmp}/gw-hook2row.XXXXXX")
+chmod 0755 "$T"
+
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+	for p in $(cat "$T"/*.pid 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
+	sleep 0.5
+	for p in $(cat "$T"/*.pid 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+	as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -m immediate stop >/dev/null 2>&1 || true
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+fail() { echo "hook_to_row: $*" >&2; for f in "$T"/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done; exit 1; }
+bg() { name=$1; shift; "$@" >>"$T/$name.log" 2>&1 & echo $! >"$T/$name.pid"; }
+
+# PostgreSQL with its production durability (fsync on): the row is committed when we see it.
+mkdir -p "$T/pg"
+[ "$(id -u)" = 0 ] && chown postgres: "$T/pg"
+as_pg "$PGBIN/initdb" -D "$T/pg/data" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/log" -w -o "-c listen_addresses='' -k $T/pg -p 5432" start >/dev/null
+psql -X -q -h "$T/pg" -U postgres -d postgres -c "CREATE DATABASE crmsync"
+
+bg fake-amocrm "$PY" "$SRC/tests/fake/amocrm/fake_amocrm.py" --port 0 --scale tiny --seed 7 --rps 7 \
+    --long-lived-token amo-llt --now real
+for _ in $(seq 100); do
+	AMO_PORT=$(sed -n 's/^listening port=\([0-9]*\).*/\1/p' "$T/fake-amocrm.log" | head -n1)
+	[ -n "$AMO_PORT" ] && break
+	sleep 0.1
+done
+[ -n "$AMO_PORT" ] || fail "fake amoCRM did not start"
+AMO=http://127.0.0.1:$AMO_PORT
+
+GW_PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -keyout "$T/gw.key" -out "$T/gw.crt" -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+SECRET=hook-to-row-bench-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export CS_PG_DSN="host=$T/pg dbname=crmsync user=postgres" CS_CTL_PG_DSN="host=$T/pg dbname=crmsync user=postgres"
+export CS_STORE_URL=ipc://$T/store.sock CS_STORE_HEALTH_URL=ipc://$T/store-health.sock
+export CS_AMO_URL=ipc://$T/amo.sock CS_AMO_HEALTH_URL=ipc://$T/amo-health.sock
+export CS_AMO_BASE_URL=$AMO CS_AMO_LONG_LIVED_TOKEN=amo-llt CS_AMO_TOKEN_FILE=$T/amo-token.json
+export CS_AMO_INCREMENTAL_INTERVAL=1h	# only hooks move rows during the measurement
+export CS_GATEWAY_LISTEN=127.0.0.1:$GW_PORT CS_GATEWAY_TLS_CERT=$T/gw.crt CS_GATEWAY_TLS_KEY=$T/gw.key
+export CS_GATEWAY_SECRET=$SECRET CS_GATEWAY_JOURNAL_DIR=$T/journal CS_GATEWAY_DEADLETTER_DIR=$T/deadletter
+export CS_GATEWAY_HEALTH_URL=ipc://$T/gateway-health.sock
+export CS_HOLLIHOP_HEALTH_URL=ipc://$T/hollihop-health.sock CS_HOLLIHOP_URL=ipc://$T/hollihop.sock
+for s in store amo-sync hook-gateway; do
+	bg "$s" "$B/services/$s/crmsync-$s"
+	ok=0
+	for _ in $(seq 300); do "$CTL" probe -q --live "$s" && { ok=1; break; }; sleep 0.1; done
+	[ "$ok" = 1 ] || fail "$s did not come up"
+done
+"$CTL" sync amo --full >"$T/sync.log" 2>&1 || fail "initial full sync"
+NLEADS=$(psql -X -q -h "$T/pg" -U postgres -d crmsync -tA -c 'SELECT max(id) FROM amo.leads')
+
+echo "hook-to-row: $N lead edits, one every ${INTERVAL_MS} ms; fake amoCRM --rps 7; amo-sync CS_AMO_RPS=7, CS_AMO_HOOK_DELAY=2s (defaults); PostgreSQL fsync on; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+"$PY" - "$AMO" "https://127.0.0.1:$GW_PORT/hooks/amo/$SECRET" "$T/gw.crt" "$NLEADS" "$N" "$INTERVAL_MS" "$T/pg" <<'PY'
+import json, subprocess, sys, threading, time, urllib.request
+amo, hook_url, cafile, nleads, n, interval_ms, pghost = sys.argv[1:8]
+nleads, n, interval = int(nleads), int(n), int(interval_ms) / 1000.0
+def post(url, body):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req, timeout=30).read())
+pending, sent, ack_ms, lat_ms, lock = {}, {}, [], [], threading.Lock()
+done = threading.Event()
+def poll():
+    while not (done.is_set() and not pending):
+        with lock:
+            want = dict(pending)
+        if want:
+            ids = ",".join(str(i) for i in want)
+            out = subprocess.run(["psql", "-X", "-q", "-h", pghost, "-U", "postgres", "-d", "crmsync", "-tA",
+                                  "-F", "\t", "-c", f"SELECT id, name FROM amo.leads WHERE id IN ({ids})"],
+                                 capture_output=True, text=True).stdout
+            now = time.time()
+            for line in out.splitlines():
+                lid, name = line.split("\t", 1)
+                lid = int(lid)
+                with lock:
+                    if lid in pending and pending[lid] == name:
+                        lat_ms.append((now - sent[lid]) * 1000)
+                        del pending[lid]
+        time.sleep(0.02)
+poller = threading.Thread(target=poll)
+poller.start()
+for k in range(n):
+    lid = 1 + (k * 13) % nleads
+    with lock:
+        while lid in pending:            # one edit of a lead in flight at a time
+            lid = 1 + (lid % nleads)
+    name = f"hook-to-row {k} {time.time():.3f}"
+    post(amo + "/_fake/mutate", {"ops": [{"op": "edit", "entity": "leads", "id": lid, "set": {"name": name}}]})
+    t0 = time.time()
+    with lock:
+        pending[lid], sent[lid] = name, t0
+    r = post(amo + "/_fake/send_hooks", {"url": hook_url, "cafile": cafile, "timeout": 5,
+             "events": [{"entity": "leads", "action": "update", "id": lid}]})
+    if r["ok"] != r["requests"]:
+        sys.exit("hook not answered 2xx: %r" % r)
+    ack_ms.append((time.time() - t0) * 1000)
+    time.sleep(interval)
+done.set()
+poller.join(timeout=120)
+if pending:
+    sys.exit("%d edits never reached PostgreSQL" % len(pending))
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
+print("\n%-36s %9s %9s %9s" % ("", "p50", "p90", "max"))
+print("%-36s %7.0fms %7.0fms %7.0fms" % ("hook -> row in PostgreSQL", pct(lat_ms, 50), pct(lat_ms, 90), max(lat_ms)))
+print("%-36s %7.1fms %7.1fms %7.1fms" % ("hook -> 2xx (fake's client, new TLS)", pct(ack_ms, 50), pct(ack_ms, 90), max(ack_ms)))
+PY
