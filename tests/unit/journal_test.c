@@ -344,6 +344,35 @@ test_crc_corruption(void **state)
 	journal_close(j);
 }
 
+/* journal_rewind: read again after a point (a peer lost what it had received), never
+ * before what is acknowledged, across segments. */
+static void
+test_rewind(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j;
+
+	f->o.segment_bytes = 4096;
+	j = jopen(f);
+	append_n(j, 1, 60, 200);	/* several segments */
+	for (uint64_t i = 1; i <= 60; i++)
+		expect_next(j, i, 200);
+	expect_empty(j);
+	journal_rewind(j, 40);
+	for (uint64_t i = 41; i <= 60; i++)
+		assert_int_equal(expect_next(j, i, 200), i);
+	expect_empty(j);
+	assert_int_equal(journal_ack(j, 30), 0);
+	journal_rewind(j, 5);		/* below the cursor: clamped to it */
+	for (uint64_t i = 31; i <= 60; i++)
+		assert_int_equal(expect_next(j, i, 200), i);
+	expect_empty(j);
+	journal_rewind(j, 70);		/* ahead of the reader: nothing changes */
+	append_n(j, 61, 1, 200);
+	assert_int_equal(expect_next(j, 61, 200), 61);
+	journal_close(j);
+}
+
 static void
 test_cursor_invalid_replays_all(void **state)
 {
@@ -600,6 +629,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crc_corruption, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cursor_invalid_replays_all, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rewind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_segments_deleted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cap_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
