@@ -25,6 +25,7 @@
 #include "http.h"
 #include "journal.h"
 #include "log.h"
+#include "metrics.h"
 #include "svc.h"
 
 struct stat_counter gw_stats[GW_NSTATS] = {
@@ -71,6 +72,7 @@ struct gw_conf {
 	char	*amo_url;
 	int64_t	 forward_timeout;
 	char	*health_url;
+	char	*metrics_addr;
 };
 
 #define K(name, type, field, def, min, max, help) \
@@ -123,6 +125,8 @@ static const struct cfg_key gw_keys[] = {
 	    "wait for amo-sync's ack before resending"),
 	K("CS_GATEWAY_HEALTH_URL", CFG_STR, health_url, "tcp://127.0.0.1:7311", 0, 0,
 	    "NNG address of the health responder"),
+	K("CS_GATEWAY_METRICS_ADDR", CFG_STR, metrics_addr, "", 0, 0,
+	    "host:port serving Prometheus GET /metrics over plain HTTP (e.g. 127.0.0.1:9102; empty = off)"),
 };
 
 static struct journal *gw_journal;
@@ -171,6 +175,7 @@ main(int argc, char **argv)
 	struct forward *fw = NULL;
 	struct http *http = NULL;
 	struct health *health = NULL;
+	struct metrics *metrics = NULL;
 	struct journal_opts jo;
 	struct forward_opts fo;
 	struct http_opts ho;
@@ -239,6 +244,8 @@ main(int argc, char **argv)
 	if ((rv = health_start(&health, c.health_url, "hook-gateway", gw_stats, GW_NSTATS,
 	    gw_status, &c)) != 0)
 		fatalx("health.start_failed", "url=%s err=%s", lq(c.health_url), lq(cs_strerror(rv)));
+	if ((rv = metrics_start(&metrics, c.metrics_addr, "hook-gateway", gw_stats, GW_NSTATS)) != 0)
+		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(c.metrics_addr), lq(cs_strerror(rv)));
 	log_info("gateway.ready", "port=%d journal=%s amo=%s health=%s", http_port(http),
 	    c.journal_on ? lq(c.journal_dir) : "off", lq(c.amo_url), lq(c.health_url));
 
@@ -246,6 +253,7 @@ main(int argc, char **argv)
 		nng_msleep(100);
 
 	log_info("gateway.stopping", "reason=signal");
+	metrics_stop(metrics);
 	health_stop(health);
 	http_stop(http);		/* in-flight hooks get their journal answer first */
 	forward_stop(fw);
