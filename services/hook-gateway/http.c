@@ -885,8 +885,17 @@ http_write_cb(void *arg)
 		free(s->body);
 		s->body = NULL;
 		if (s->close || atomic_load(&s->h->closing)) {
+			/*
+			 * Lingering close: NNG's TLS completes a write once it is buffered, and
+			 * closing now could cut the reply still on its way to the socket. Read
+			 * until the client, which has its reply, closes (or 2 s, or 64 KiB).
+			 */
+			if (s->rstate == RS_NONE) {
+				s->drain_left = HTTP_DRAIN_CAP;
+				hs_drain(s);
+			}
 			if (s->rstate == RS_DRAIN)
-				hs_deadline(s, HTTP_LINGER_MS, "drain");
+				hs_deadline(s, HTTP_LINGER_MS, "linger");
 			else
 				hs_kill(s);
 		} else {
