@@ -29,22 +29,6 @@
 static char fake_base[128];
 static struct http *hc;
 
-static int
-wait_exit(struct h_proc *p, int64_t timeout_ms)
-{
-	int64_t end = h_now_ms() + timeout_ms;
-	int st;
-
-	while (h_now_ms() < end) {
-		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
-			p->pid = -1;
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		}
-		nng_msleep(20);
-	}
-	return -1;
-}
-
 static int64_t
 fake_int(const char *path, const char *key)
 {
@@ -146,7 +130,7 @@ main(void)
 	    "CS_AMO_INCREMENTAL_INTERVAL=0", NULL };
 	char *authargv[] = { "--auth-code", "fake-auth-code", NULL };
 	if (h_spawn(&auth, "amo-auth", "services/amo-sync/crmsync-amo-sync", aenv, authargv) != 0 ||
-	    wait_exit(&auth, 30000) != 0) {
+	    h_wait_exit(&auth, 30000) != 0) {
 		h_dump_log(&auth);
 		return 1;
 	}
@@ -159,7 +143,7 @@ main(void)
 	int64_t t0 = h_now_ms();
 	if (h_spawn(&amo, "amo-sync", "/usr/bin/time", aenv, targv) != 0)
 		return 1;
-	int rc = wait_exit(&amo, 3600 * 1000);
+	int rc = h_wait_exit(&amo, 3600 * 1000);
 	double wall = (double)(h_now_ms() - t0) / 1000.0;
 	if (rc != 0) {
 		fprintf(stderr, "amo-sync exited with %d\n", rc);

@@ -274,6 +274,22 @@ h_alive(struct h_proc *p)
 }
 
 int
+h_wait_exit(struct h_proc *p, int64_t timeout_ms)
+{
+	int64_t end = h_now_ms() + timeout_ms;
+	int st;
+
+	while (p->pid > 0 && h_now_ms() < end) {
+		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+			p->pid = -1;
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+		nng_msleep(20);
+	}
+	return -1;
+}
+
+int
 h_kill(struct h_proc *p, int sig)
 {
 	int st = 0;

@@ -46,6 +46,8 @@ int	h_free_port(void);
 int	h_spawn(struct h_proc *p, const char *name, const char *path, char *const env[], char *const argv[]);
 int	h_kill(struct h_proc *p, int sig);	/* signal and reap; returns exit status or -1 */
 int	h_alive(struct h_proc *p);
+/* Wait for p to exit on its own: its exit status (128+signal if killed), or -1 after timeout_ms. */
+int	h_wait_exit(struct h_proc *p, int64_t timeout_ms);
 void	h_dump_log(const struct h_proc *p);	/* print the process log to stderr */
 /* Wait until the NNG health responder at url answers; 0 or -1 after timeout_ms. */
 int	h_wait_health(const char *url, int timeout_ms);

@@ -53,22 +53,6 @@ static uint64_t gw_seq = 1;	/* the simulated gateway's journal sequence */
 
 /* ---- helpers: processes ------------------------------------------------------------------ */
 
-static int
-wait_exit(struct h_proc *p, int timeout_ms)
-{
-	int64_t end = h_now_ms() + timeout_ms;
-	int st;
-
-	while (h_now_ms() < end) {
-		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
-			p->pid = -1;
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		}
-		nng_msleep(20);
-	}
-	return -1;
-}
-
 /* The fake prints "listening port=N" first. */
 static int
 start_fake(void)
@@ -528,7 +512,7 @@ setup(void **state)
 	    "CS_AMO_CLIENT_ID=fake-client-id", "CS_AMO_CLIENT_SECRET=fake-client-secret",
 	    "CS_AMO_REDIRECT_URI=https://example.com/oauth", NULL };
 	if (h_spawn(&auth, "amo-auth", "services/amo-sync/crmsync-amo-sync", aenv, aargv) != 0 ||
-	    wait_exit(&auth, 20000) != 0) {
+	    h_wait_exit(&auth, 20000) != 0) {
 		h_dump_log(&auth);
 		return -1;
 	}

@@ -197,19 +197,13 @@ sync_env(char **env, size_t cap, char *const *extra)
 static int
 wait_exit(struct h_proc *p, int timeout_ms)
 {
-	int64_t end = h_now_ms() + timeout_ms;
-	int st;
+	int rv = h_wait_exit(p, timeout_ms);
 
-	while (h_now_ms() < end) {
-		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
-			p->pid = -1;
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		}
-		nng_msleep(20);
+	if (rv < 0) {
+		fprintf(stderr, "%s did not exit within %d ms\n", p->name, timeout_ms);
+		h_kill(p, SIGKILL);
 	}
-	fprintf(stderr, "%s did not exit within %d ms\n", p->name, timeout_ms);
-	h_kill(p, SIGKILL);
-	return -1;
+	return rv;
 }
 
 /* hollihop-sync --run-now with extra environment; returns its exit status. */
