@@ -27,6 +27,7 @@
 
 #include "amo.h"
 #include "errors.h"
+#include "hash.h"
 #include "log.h"
 
 #define TASK_BATCH	250	/* ids per filter[id][] request */
@@ -87,13 +88,7 @@ now_us(void)
 static uint64_t
 hash_key(const char *s)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ull;
-	}
-	return h;
+	return hash_fnv1a(HASH_FNV1A_INIT, s, strlen(s));
 }
 
 int

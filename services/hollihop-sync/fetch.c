@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "errors.h"
+#include "hash.h"
 #include "hh.h"
 #include "log.h"
 
@@ -45,18 +46,6 @@ page_free(struct page *p)
 	json_free(&p->j);
 	http_response_free(&p->resp);
 	free(p);
-}
-
-static uint64_t
-fnv1a(const char *s, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ull;
-	}
-	return h;
 }
 
 /* Find the rows of a response: the list key's array, the response itself, or nothing. */
@@ -203,7 +192,7 @@ pass_take_skip(struct fetch *f, const char *alt)
 		if (n > 0) {
 			size_t len;
 			const char *txt = json_text(&p->j, p->rows, &len);
-			h = fnv1a(txt, len);
+			h = hash_fnv1a(HASH_FNV1A_INIT, txt, len);
 			if (skip > 0 && h == prev) {
 				snprintf(f->err, sizeof(f->err), "%s: the page at skip=%lld repeats the "
 				    "previous one (the server ignores skip?)", f->e->endpoint, (long long)skip);

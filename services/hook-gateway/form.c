@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "hash.h"
 #include "form.h"
 
 enum form_target {
@@ -276,15 +277,12 @@ form_int(const char *s, size_t n, int64_t *out)
 static uint64_t
 form_hash(const struct form_seg *parts, size_t n)
 {
-	uint64_t h = 1469598103934665603ull;
+	static const unsigned char sep = 0xff;	/* "ab","c" != "a","bc" */
+	uint64_t h = HASH_FNV1A_INIT;
 
 	for (size_t k = 0; k < n; k++) {
-		for (size_t i = 0; i < parts[k].len; i++) {
-			h ^= (unsigned char)parts[k].p[i];
-			h *= 1099511628211ull;
-		}
-		h ^= 0xff;	/* separator: "ab","c" != "a","bc" */
-		h *= 1099511628211ull;
+		h = hash_fnv1a(h, parts[k].p, parts[k].len);
+		h = hash_fnv1a(h, &sep, 1);
 	}
 	return h;
 }

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "errors.h"
+#include "hash.h"
 #include "log.h"
 #include "normalise.h"
 #include "store.h"
@@ -395,18 +396,6 @@ rec_key(const struct entity_sql *x, const Crmsync__Record *r, char *dst, size_t 
 	return o;
 }
 
-static uint64_t
-fnv1a(const char *s, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
 /*
  * keep[i] = 1 for the winning record of each key: newest version, then the later one.
  * Returns 0 or CS_EINVAL when a record is malformed (err says which).
@@ -459,7 +448,7 @@ dedupe(const struct entity_sql *x, const Crmsync__RecordBatch *b, unsigned char 
 			break;
 		}
 		keep[i] = 1;
-		h = fnv1a(k1, l1) & (cap - 1);
+		h = hash_fnv1a(HASH_FNV1A_INIT, k1, l1) & (cap - 1);
 		for (;; h = (h + 1) & (cap - 1)) {
 			if (slot[h] < 0) {
 				slot[h] = (int64_t)i;
