@@ -1,7 +1,8 @@
 /*
  * catalog.c - lookups over the compiled-in catalogues and the DDL they imply.
  * Every entity table gets, beside its typed columns: source_updated_at (the source's
- * version), synced_at, deleted_at and raw jsonb (the source row, lossless).
+ * version), synced_at, deleted_at, raw jsonb (the source row, lossless) and content_hash
+ * (the store's hash of raw and the typed values, to skip unchanged rows cheaply).
  */
 #include <string.h>
 
@@ -130,7 +131,8 @@ catalog_ddl(const struct cat_entity *e, const char *schema, struct buf *b)
 	rv |= buf_printf(b, "    source_updated_at timestamptz,\n"
 	    "    synced_at timestamptz NOT NULL DEFAULT now(),\n"
 	    "    deleted_at timestamptz,\n"
-	    "    raw jsonb NOT NULL,\n    PRIMARY KEY (");
+	    "    raw jsonb NOT NULL,\n"
+	    "    content_hash bigint,\n    PRIMARY KEY (");
 	for (size_t i = 0; i < nk; i++)
 		rv |= buf_printf(b, "%s%s", i ? ", " : "", key_col(e, i)->column);
 	rv |= buf_printf(b, ")\n);\n");

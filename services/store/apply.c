@@ -1,231 +1,39 @@
 /*
  * apply.c - one RecordBatch -> one transaction, in bulk.
  *
- * For each catalogue entity the SQL is built once at start-up. A batch then costs a fixed
- * number of round trips whatever its size:
- *   BEGIN; COPY the records into a temp stage table; one INSERT ... ON CONFLICT that only
- *   rewrites a row when the incoming version is not older and the content differs (the keys
- *   it touched land in a temp "applied" table); soft-delete the records flagged deleted;
- *   replace the child rows of applied parents (COPY + DELETE + INSERT); note the keys seen
- *   for a full run; advance the cursor and the run's counters; COMMIT.
- * Duplicate keys inside one batch are resolved here in C first (newest version wins, then
- * the later record), since ON CONFLICT cannot touch a row twice in one statement.
- * Identifiers come only from the compiled-in catalogue; values travel as COPY data or
- * parameters, never inside SQL text.
+ * A batch costs a fixed number of round trips whatever its size. In C first: duplicate
+ * keys inside the batch are resolved (newest version wins, then the later record), and
+ * each live record gets its content_hash, a 64-bit hash (lib/hash.h) of the source JSON,
+ * the version and every typed and child value. Then, in one transaction:
+ *   1. lookup: the table's content_hash for the batch's keys (key arrays as parameters);
+ *      each live record is new (key absent), unchanged (same hash, not soft-deleted) or
+ *      changed;
+ *   2. new records are COPYed straight into the table, their children into the child
+ *      tables: no stage, no conflict handling, the cheapest write PostgreSQL has;
+ *   3. changed records and delete records go through a temp stage: one
+ *      INSERT ... ON CONFLICT that rewrites a row only when the incoming version is not
+ *      older (the keys written land in a temp "applied" table), soft deletes, and the
+ *      children of applied parents replaced (COPY + DELETE + INSERT);
+ *   4. the keys a full run saw (one text[] row per batch), the cursor, the run's counters;
+ *      COMMIT.
+ * Unchanged records cost only their share of the lookup: not parsed, not locked, not
+ * written, so a nightly export of unchanged data writes almost nothing. Because typed
+ * values are in the hash, a new catalogue mapping or time zone rewrites the rows it changes.
+ * If another writer inserts one of the "new" keys between the lookup and the COPY, the
+ * COPY fails with a unique violation; the batch is then redone with every record staged.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "apply.h"
 #include "errors.h"
 #include "hash.h"
 #include "log.h"
 #include "normalise.h"
 #include "store.h"
-
-struct entity_sql {
-	const struct cat_entity	*e;
-	const char		*schema;
-	int			 created;	/* temp tables exist on this connection */
-	char			*create;	/* temp stage tables */
-	char			*copy;		/* COPY st FROM STDIN */
-	char			*upsert;
-	char			*softdel;
-	char			*seen;
-	char			**child_copy;	/* per child */
-	char			**child_del;
-	char			**child_ins;
-	size_t			*kidx;		/* positions of the key columns in e->cols */
-	size_t			 nk;
-};
-
-static void
-esql_free(struct entity_sql *x)
-{
-	free(x->create);
-	free(x->copy);
-	free(x->upsert);
-	free(x->softdel);
-	free(x->seen);
-	for (size_t c = 0; x->e != NULL && c < x->e->nchildren; c++) {
-		free(x->child_copy[c]);
-		free(x->child_del[c]);
-		free(x->child_ins[c]);
-	}
-	free(x->child_copy);
-	free(x->child_del);
-	free(x->child_ins);
-	free(x->kidx);
-}
-
-/* "k1::text" or "k1::text || '|' || k2::text", prefixed by alias. */
-const char *
-apply_key_expr(const struct cat_entity *e, const char *alias, char *buf, size_t cap)
-{
-	size_t o = 0;
-	int first = 1;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < e->ncols; i++) {
-		if (!(e->cols[i].flags & CF_KEY))
-			continue;
-		o += (size_t)snprintf(buf + o, o < cap ? cap - o : 0, "%s%s.%s::text",
-		    first ? "" : " || '|' || ", alias, e->cols[i].column);
-		first = 0;
-	}
-	return o < cap ? buf : NULL;
-}
-
-static char *
-steal(struct buf *b)
-{
-	return buf_steal(b, NULL);
-}
-
-/* Build every statement for entity e. */
-static int
-esql_build(struct entity_sql *x, const struct cat_entity *e, const char *schema)
-{
-	struct buf b;
-	char st[96], ap[96], keyexpr[512], pcol[64], dcol[64];
-	int rv = 0;
-
-	memset(x, 0, sizeof(*x));
-	x->e = e;
-	x->schema = schema;
-	x->nk = catalog_nkeys(e);
-	x->kidx = calloc(x->nk ? x->nk : 1, sizeof(*x->kidx));
-	x->child_copy = calloc(e->nchildren + 1, sizeof(char *));
-	x->child_del = calloc(e->nchildren + 1, sizeof(char *));
-	x->child_ins = calloc(e->nchildren + 1, sizeof(char *));
-	if (x->kidx == NULL || x->child_copy == NULL || x->child_del == NULL || x->child_ins == NULL)
-		return CS_ENOMEM;
-	for (size_t i = 0, k = 0; i < e->ncols; i++)
-		if (e->cols[i].flags & CF_KEY)
-			x->kidx[k++] = i;
-	if (x->nk == 0)
-		return CS_EINVAL;
-	snprintf(st, sizeof(st), "st_%s_%s", schema, e->name);
-	snprintf(ap, sizeof(ap), "ap_%s_%s", schema, e->name);
-	buf_init(&b, 1u << 20);
-
-	/* Temp tables: stage (typed like the target), applied keys, child stages. */
-	rv |= buf_printf(&b, "CREATE TEMP TABLE IF NOT EXISTS %s (del boolean, ver timestamptz", st);
-	for (size_t i = 0; i < e->ncols; i++)
-		rv |= buf_printf(&b, ", %s %s", e->cols[i].column, catalog_sql_type(e->cols[i].type));
-	rv |= buf_printf(&b, ", raw jsonb) ON COMMIT DELETE ROWS;\nCREATE TEMP TABLE IF NOT EXISTS %s (", ap);
-	for (size_t k = 0; k < x->nk; k++)
-		rv |= buf_printf(&b, "%s%s %s", k ? ", " : "", e->cols[x->kidx[k]].column,
-		    catalog_sql_type(e->cols[x->kidx[k]].type));
-	rv |= buf_printf(&b, ") ON COMMIT DELETE ROWS;\n");
-	for (size_t c = 0; c < e->nchildren; c++) {
-		const struct cat_child *ch = &e->children[c];
-		rv |= buf_printf(&b, "CREATE TEMP TABLE IF NOT EXISTS sc_%s_%s_%zu (", schema, e->name, c);
-		for (size_t k = 0; k < x->nk; k++)
-			rv |= buf_printf(&b, "%s%s %s", k ? ", " : "", e->cols[x->kidx[k]].column,
-			    catalog_sql_type(e->cols[x->kidx[k]].type));
-		rv |= buf_printf(&b, ", idx integer");
-		for (size_t i = 0; i < ch->ncols; i++)
-			rv |= buf_printf(&b, ", %s %s", ch->cols[i].column, catalog_sql_type(ch->cols[i].type));
-		rv |= buf_printf(&b, ") ON COMMIT DELETE ROWS;\n");
-	}
-	x->create = steal(&b);
-
-	buf_init(&b, 1u << 20);
-	rv |= buf_printf(&b, "COPY %s FROM STDIN", st);
-	x->copy = steal(&b);
-
-	/* Upsert: rewrite only when not older and different; remember the keys written. */
-	buf_init(&b, 1u << 20);
-	rv |= buf_printf(&b, "WITH up AS (INSERT INTO %s.%s AS t (", schema, e->name);
-	for (size_t i = 0; i < e->ncols; i++)
-		rv |= buf_printf(&b, "%s, ", e->cols[i].column);
-	rv |= buf_printf(&b, "source_updated_at, raw, synced_at, deleted_at) SELECT ");
-	for (size_t i = 0; i < e->ncols; i++)
-		rv |= buf_printf(&b, "s.%s, ", e->cols[i].column);
-	rv |= buf_printf(&b, "s.ver, s.raw, now(), NULL FROM %s s WHERE NOT s.del ON CONFLICT (", st);
-	for (size_t k = 0; k < x->nk; k++)
-		rv |= buf_printf(&b, "%s%s", k ? ", " : "", e->cols[x->kidx[k]].column);
-	rv |= buf_printf(&b, ") DO UPDATE SET ");
-	for (size_t i = 0; i < e->ncols; i++)
-		if (!(e->cols[i].flags & CF_KEY))
-			rv |= buf_printf(&b, "%s = excluded.%s, ", e->cols[i].column, e->cols[i].column);
-	rv |= buf_printf(&b, "source_updated_at = excluded.source_updated_at, raw = excluded.raw, "
-	    "synced_at = now(), deleted_at = NULL "
-	    "WHERE (t.source_updated_at IS NULL OR excluded.source_updated_at IS NULL "
-	    "OR t.source_updated_at <= excluded.source_updated_at) "
-	    "AND (t.raw IS DISTINCT FROM excluded.raw OR t.deleted_at IS NOT NULL) RETURNING ");
-	for (size_t k = 0; k < x->nk; k++)
-		rv |= buf_printf(&b, "%st.%s", k ? ", " : "", e->cols[x->kidx[k]].column);
-	rv |= buf_printf(&b, ") INSERT INTO %s SELECT * FROM up", ap);
-	x->upsert = steal(&b);
-
-	/* Soft delete by key; an older delete never hides a newer row. */
-	buf_init(&b, 1u << 20);
-	rv |= buf_printf(&b, "UPDATE %s.%s AS t SET deleted_at = now(), synced_at = now(), "
-	    "source_updated_at = GREATEST(t.source_updated_at, s.ver) FROM %s s WHERE s.del", schema,
-	    e->name, st);
-	for (size_t k = 0; k < x->nk; k++)
-		rv |= buf_printf(&b, " AND t.%s = s.%s", e->cols[x->kidx[k]].column,
-		    e->cols[x->kidx[k]].column);
-	rv |= buf_printf(&b, " AND t.deleted_at IS NULL AND (s.ver IS NULL OR t.source_updated_at IS NULL "
-	    "OR t.source_updated_at <= s.ver)");
-	x->softdel = steal(&b);
-
-	/* Keys seen by a full run ($1 run id, $2 entity). */
-	buf_init(&b, 1u << 20);
-	rv |= buf_printf(&b, "INSERT INTO crmsync.run_seen (run_id, entity, key) SELECT $1, $2, %s "
-	    "FROM %s s WHERE NOT s.del ON CONFLICT DO NOTHING",
-	    apply_key_expr(e, "s", keyexpr, sizeof(keyexpr)), st);
-	x->seen = steal(&b);
-
-	for (size_t c = 0; c < e->nchildren; c++) {
-		const struct cat_child *ch = &e->children[c];
-		const char *dval = catalog_discriminator(ch, dcol, sizeof(dcol));
-
-		buf_init(&b, 1u << 20);
-		rv |= buf_printf(&b, "COPY sc_%s_%s_%zu FROM STDIN", schema, e->name, c);
-		x->child_copy[c] = steal(&b);
-
-		buf_init(&b, 1u << 20);
-		rv |= buf_printf(&b, "DELETE FROM %s.%s AS c USING %s a WHERE ", schema, ch->table, ap);
-		for (size_t k = 0; k < x->nk; k++) {
-			rv |= catalog_child_parent_col(e, ch, k, pcol, sizeof(pcol));
-			rv |= buf_printf(&b, "%sc.%s = a.%s", k ? " AND " : "", pcol,
-			    e->cols[x->kidx[k]].column);
-		}
-		if (dval != NULL)
-			rv |= buf_printf(&b, " AND c.%s = $1", dcol);
-		x->child_del[c] = steal(&b);
-
-		buf_init(&b, 1u << 20);
-		rv |= buf_printf(&b, "INSERT INTO %s.%s (", schema, ch->table);
-		if (dval != NULL)
-			rv |= buf_printf(&b, "%s, ", dcol);
-		for (size_t k = 0; k < x->nk; k++) {
-			rv |= catalog_child_parent_col(e, ch, k, pcol, sizeof(pcol));
-			rv |= buf_printf(&b, "%s, ", pcol);
-		}
-		rv |= buf_printf(&b, "idx");
-		for (size_t i = 0; i < ch->ncols; i++)
-			rv |= buf_printf(&b, ", %s", ch->cols[i].column);
-		rv |= buf_printf(&b, ") SELECT %s", dval != NULL ? "$1, " : "");
-		for (size_t k = 0; k < x->nk; k++)
-			rv |= buf_printf(&b, "s.%s, ", e->cols[x->kidx[k]].column);
-		rv |= buf_printf(&b, "s.idx");
-		for (size_t i = 0; i < ch->ncols; i++)
-			rv |= buf_printf(&b, ", s.%s", ch->cols[i].column);
-		rv |= buf_printf(&b, " FROM sc_%s_%s_%zu s JOIN %s a USING (", schema, e->name, c, ap);
-		for (size_t k = 0; k < x->nk; k++)
-			rv |= buf_printf(&b, "%s%s", k ? ", " : "", e->cols[x->kidx[k]].column);
-		rv |= buf_printf(&b, ")");
-		x->child_ins[c] = steal(&b);
-	}
-	if (rv != 0 || x->create == NULL || x->upsert == NULL)
-		return CS_ENOMEM;
-	return 0;
-}
 
 int
 apply_init(struct store *st)
@@ -367,7 +175,10 @@ copy_send(struct store *st, const char *sql, struct buf *b, char *err, size_t er
 		rv = CS_EDBCONN;
 	while ((r = PQgetResult(st->pg)) != NULL) {
 		if (PQresultStatus(r) != PGRES_COMMAND_OK && rv == 0) {
+			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 			rv = db_classify(st, r);
+			if (rv == CS_EDB && state != NULL && strcmp(state, "23505") == 0)
+				rv = CS_EEXISTS;	/* unique violation: a direct COPY raced */
 			snprintf(err, errlen, "%s", db_errmsg(st, r));
 		}
 		PQclear(r);
@@ -375,6 +186,30 @@ copy_send(struct store *st, const char *sql, struct buf *b, char *err, size_t er
 	if (rv == CS_EDBCONN && err[0] == '\0')
 		snprintf(err, errlen, "%s", db_errmsg(st, NULL));
 	return rv;
+}
+
+/* A NULL value hashes as a length no string can have, so NULL and "" differ. */
+#define HASH_NULL_MARK	UINT64_MAX
+
+/* content_hash of a live record: source JSON, version, typed values, child rows. */
+static int64_t
+rec_hash(const Crmsync__Record *r)
+{
+	uint64_t h = HASH_CONTENT_INIT;
+
+	h = hash_content(h, r->raw_json.data, r->raw_json.len);
+	h = hash_content_step(h, (uint64_t)r->source_updated_at_us);
+	for (size_t c = 0; c < r->n_values; c++)
+		h = norm_isnull(&r->null_mask, c) ? hash_content_step(h, HASH_NULL_MARK) :
+		    hash_content(h, r->values[c], strlen(r->values[c]));
+	for (size_t k = 0; k < r->n_children; k++) {
+		const Crmsync__ChildRow *cr = r->children[k];
+		h = hash_content_step(h, ((uint64_t)1 << 32) | cr->child);
+		for (size_t v = 0; v < cr->n_values; v++)
+			h = norm_isnull(&cr->null_mask, v) ? hash_content_step(h, HASH_NULL_MARK) :
+			    hash_content(h, cr->values[v], strlen(cr->values[v]));
+	}
+	return (int64_t)hash_content_final(h);
 }
 
 /* Key of record r as one string, for in-batch dedupe. */
@@ -486,140 +321,392 @@ exec_count(struct store *st, const char *sql, int n, const char *const *vals, lo
 	return rv;
 }
 
-int
-apply_batch(struct store *st, const Crmsync__RecordBatch *b, uint32_t *applied,
-    uint32_t *unchanged, char *err, size_t errlen)
+/* What a batch's record turns out to be. */
+enum rec_class {
+	RC_DROPPED,	/* lost the in-batch dedupe */
+	RC_NEW,		/* key not in the table: COPY straight in */
+	RC_SAME,	/* same content_hash, live: nothing to do */
+	RC_STAGED,	/* exists and differs, or a delete record: through the stage */
+};
+
+struct batch {
+	struct entity_sql		*x;
+	const Crmsync__RecordBatch	*b;
+	unsigned char			*keep;	/* dedupe winners */
+	unsigned char			*cls;	/* enum rec_class per record */
+	int64_t				*hash;	/* per live record */
+	size_t				*live;	/* live kept records, in key-array order */
+	size_t				 nlive, ndel;
+	struct buf			 karr[APPLY_MAX_KEYS];	/* text[] literals of live keys */
+	const char			*kparam[2 + APPLY_MAX_KEYS];
+	size_t				 nnew, nsame, nstaged;
+	long				 n_up;	/* staged rows written or deleted */
+	int64_t				 t_lookup, t_direct, t_staged, t_commit;
+};
+
+static int64_t
+now_us(void)
 {
-	struct entity_sql *x = esql_find(st, b->crm, b->entity);
-	unsigned char *keep = NULL;
-	char ver[64], run[24];
-	long n_up = 0, n_del = 0, n_live = 0;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Append v to an array literal opened with '{': "..." with " and \ escaped. */
+static int
+array_add(struct buf *a, const char *v)
+{
+	int rv = (a->len > 1 ? buf_addc(a, ',') : 0) | buf_addc(a, '"');
+
+	for (const char *p = v; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			rv |= buf_addc(a, '\\');
+		rv |= buf_addc(a, *p);
+	}
+	return rv | buf_addc(a, '"');
+}
+
+/* Dedupe, validate, hash, and build the key arrays of the live records. */
+static int
+batch_prepare(struct batch *t, char *err, size_t errlen)
+{
+	const Crmsync__RecordBatch *b = t->b;
+	size_t n = b->n_records;
 	int rv;
 
-	*applied = *unchanged = 0;
-	err[0] = '\0';
-	if (x == NULL) {
-		snprintf(err, errlen, "unknown entity %s for crm %s", b->entity, runs_crm_name(b->crm));
-		return CS_EUNKNOWN_ENTITY;
-	}
-	if (b->n_records > (size_t)st->conf.batch_max_rows) {
-		snprintf(err, errlen, "batch has %zu records, limit %lld", b->n_records,
-		    (long long)st->conf.batch_max_rows);
-		return CS_ETOOBIG;
-	}
-	if ((keep = calloc(b->n_records + 1, 1)) == NULL)
+	t->keep = calloc(n + 1, 1);
+	t->cls = calloc(n + 1, 1);
+	t->hash = calloc(n + 1, sizeof(*t->hash));
+	t->live = calloc(n + 1, sizeof(*t->live));
+	if (t->keep == NULL || t->cls == NULL || t->hash == NULL || t->live == NULL)
 		return CS_ENOMEM;
-	if ((rv = dedupe(x, b, keep, err, errlen)) != 0)
-		goto out;
-
-	/* Stage rows in COPY text format: del, ver, columns..., raw. */
-	buf_reset(&st->copy);
-	for (size_t i = 0; i < b->n_records && rv == 0; i++) {
+	if ((rv = dedupe(t->x, b, t->keep, err, errlen)) != 0)
+		return rv;
+	for (size_t k = 0; k < t->x->nk; k++) {
+		buf_init(&t->karr[k], (size_t)64 << 20);
+		rv |= buf_addc(&t->karr[k], '{');
+	}
+	for (size_t i = 0; i < n && rv == 0; i++) {
 		const Crmsync__Record *r = b->records[i];
-		if (!keep[i])
+		if (!t->keep[i])
 			continue;
-		if (r->deleted)
-			n_del++;
-		else
-			n_live++;
-		rv |= buf_add(&st->copy, r->deleted ? "t\t" : "f\t", 2);
-		if (r->source_updated_at_us != 0) {
-			fmt_us(ver, sizeof(ver), r->source_updated_at_us);
-			rv |= buf_addstr(&st->copy, ver);
-		} else {
-			rv |= buf_add(&st->copy, "\\N", 2);
-		}
-		for (size_t c = 0; c < r->n_values && rv == 0; c++) {
-			rv |= buf_addc(&st->copy, '\t');
-			rv |= copy_value(&st->copy, r->values[c], norm_isnull(&r->null_mask, c));
-		}
-		rv |= buf_addc(&st->copy, '\t');
-		if (r->raw_json.len == 0)
-			rv |= buf_add(&st->copy, r->deleted ? "{}" : "null", r->deleted ? 2 : 4);
-		else if (copy_bytes(&st->copy, &r->raw_json) != 0) {
+		if (r->raw_json.len > 0 && memchr(r->raw_json.data, '\0', r->raw_json.len) != NULL) {
 			snprintf(err, errlen, "record %zu: raw JSON holds a NUL byte", i);
-			rv = CS_EINVAL;
-			goto out;
+			return CS_EINVAL;
 		}
-		rv |= buf_addc(&st->copy, '\n');
+		if (r->deleted) {
+			t->ndel++;
+			continue;
+		}
+		t->hash[i] = rec_hash(r);
+		t->live[t->nlive++] = i;
+		for (size_t k = 0; k < t->x->nk; k++)
+			rv |= array_add(&t->karr[k], r->values[t->x->kidx[k]]);
+	}
+	for (size_t k = 0; k < t->x->nk; k++) {
+		rv |= buf_addc(&t->karr[k], '}');
+		t->kparam[2 + k] = t->karr[k].data;
 	}
 	if (rv != 0) {
-		snprintf(err, errlen, "batch too large to stage: %s", cs_strerror(rv));
-		rv = CS_ETOOBIG;
-		goto out;
+		snprintf(err, errlen, "batch keys too large: %s", cs_strerror(rv));
+		return CS_ETOOBIG;
 	}
+	return 0;
+}
 
-	if ((rv = db_exec(st, "BEGIN")) != 0) {
-		snprintf(err, errlen, "BEGIN: %s", db_errmsg(st, NULL));
-		goto out;
+static void
+batch_free(struct batch *t)
+{
+	for (size_t k = 0; t->x != NULL && k < t->x->nk; k++)
+		buf_free(&t->karr[k]);
+	free(t->keep);
+	free(t->cls);
+	free(t->hash);
+	free(t->live);
+}
+
+/* Classify the live records by the table's content_hash of their keys. */
+static int
+batch_lookup(struct store *st, struct batch *t, int stage_all, char *err, size_t errlen)
+{
+	const Crmsync__RecordBatch *b = t->b;
+	PGresult *r = NULL;
+	int rv;
+
+	t->nnew = t->nsame = t->nstaged = 0;
+	for (size_t i = 0; i < b->n_records; i++)
+		t->cls[i] = !t->keep[i] ? RC_DROPPED : b->records[i]->deleted ? RC_STAGED : RC_NEW;
+	t->nstaged = t->ndel;
+	if (t->nlive == 0)
+		return 0;
+	if ((rv = db_execp(st, t->x->lookup, (int)t->x->nk, t->kparam + 2, &r)) != 0) {
+		snprintf(err, errlen, "lookup: %s", db_errmsg(st, r));
+		PQclear(r);
+		return rv;
 	}
-	if (!x->created) {
-		if ((rv = exec_count(st, x->create, 0, NULL, NULL, err, errlen)) != 0)
-			goto fail;
-		x->created = 1;
+	for (int row = 0; row < PQntuples(r); row++) {
+		long long ord = strtoll(PQgetvalue(r, row, 0), NULL, 10);
+		if (ord < 1 || (size_t)ord > t->nlive)
+			continue;
+		size_t i = t->live[ord - 1];
+		int same = !PQgetisnull(r, row, 1) && PQgetvalue(r, row, 2)[0] == 'f' &&
+		    strtoll(PQgetvalue(r, row, 1), NULL, 10) == t->hash[i];
+		t->cls[i] = same ? RC_SAME : RC_STAGED;
 	}
+	PQclear(r);
+	for (size_t j = 0; j < t->nlive; j++) {
+		size_t i = t->live[j];
+		if (t->cls[i] == RC_NEW && stage_all)
+			t->cls[i] = RC_STAGED;
+		t->nnew += t->cls[i] == RC_NEW;
+		t->nsame += t->cls[i] == RC_SAME;
+		t->nstaged += t->cls[i] == RC_STAGED;
+	}
+	return 0;
+}
+
+/* Version as COPY text, or \N. */
+static int
+put_version(struct buf *o, int64_t us)
+{
+	char ver[64];
+
+	if (us == 0)
+		return buf_add(o, "\\N", 2);
+	fmt_us(ver, sizeof(ver), us);
+	return buf_addstr(o, ver);
+}
+
+/* The typed values, tab-separated (no leading or trailing tab). */
+static int
+put_values(struct buf *o, const Crmsync__Record *r)
+{
+	int rv = 0;
+
+	for (size_t c = 0; c < r->n_values; c++) {
+		if (c > 0)
+			rv |= buf_addc(o, '\t');
+		rv |= copy_value(o, r->values[c], norm_isnull(&r->null_mask, c));
+	}
+	return rv;
+}
+
+static int
+put_raw(struct buf *o, const Crmsync__Record *r)
+{
+	if (r->raw_json.len == 0)
+		return r->deleted ? buf_add(o, "{}", 2) : buf_add(o, "null", 4);
+	return copy_bytes(o, &r->raw_json);
+}
+
+/* Direct row: columns..., source_updated_at, raw, content_hash. */
+static int
+put_direct_row(struct buf *o, const Crmsync__Record *r, int64_t h)
+{
+	int rv = put_values(o, r);
+
+	rv |= buf_addc(o, '\t');
+	rv |= put_version(o, r->source_updated_at_us);
+	rv |= buf_addc(o, '\t');
+	rv |= put_raw(o, r);
+	rv |= buf_printf(o, "\t%" PRId64 "\n", h);
+	return rv;
+}
+
+/* Stage row: del, ver, columns..., raw, h (\N for a delete record). */
+static int
+put_stage_row(struct buf *o, const Crmsync__Record *r, int64_t h)
+{
+	int rv = buf_add(o, r->deleted ? "t\t" : "f\t", 2);
+
+	rv |= put_version(o, r->source_updated_at_us);
+	rv |= buf_addc(o, '\t');
+	rv |= put_values(o, r);
+	rv |= buf_addc(o, '\t');
+	rv |= put_raw(o, r);
+	if (r->deleted)
+		rv |= buf_add(o, "\t\\N\n", 4);
+	else
+		rv |= buf_printf(o, "\t%" PRId64 "\n", h);
+	return rv;
+}
+
+/*
+ * Child rows of child table c for the records of class want: [discriminator,] parent
+ * key..., idx, values... (the stage tables have no discriminator column).
+ */
+static int
+put_children(struct buf *o, const struct batch *t, size_t c, enum rec_class want,
+    const char *dval, size_t *nrows)
+{
+	const struct entity_sql *x = t->x;
+	int rv = 0;
+
+	*nrows = 0;
+	for (size_t j = 0; j < t->nlive && rv == 0; j++) {
+		const Crmsync__Record *r = t->b->records[t->live[j]];
+		int idx = 0;
+		if (t->cls[t->live[j]] != want)
+			continue;
+		for (size_t k = 0; k < r->n_children && rv == 0; k++) {
+			const Crmsync__ChildRow *cr = r->children[k];
+			if (cr->child != c)
+				continue;
+			if (dval != NULL) {
+				rv |= copy_value(o, dval, 0);
+				rv |= buf_addc(o, '\t');
+			}
+			for (size_t q = 0; q < x->nk; q++) {
+				rv |= copy_value(o, r->values[x->kidx[q]], 0);
+				rv |= buf_addc(o, '\t');
+			}
+			rv |= buf_printf(o, "%d", idx++);
+			for (size_t v = 0; v < cr->n_values; v++) {
+				rv |= buf_addc(o, '\t');
+				rv |= copy_value(o, cr->values[v], norm_isnull(&cr->null_mask, v));
+			}
+			rv |= buf_addc(o, '\n');
+			(*nrows)++;
+		}
+	}
+	return rv;
+}
+
+static int
+staged_too_large(char *err, size_t errlen, const char *what, int rv)
+{
+	snprintf(err, errlen, "%s too large to stage: %s", what, cs_strerror(rv));
+	return CS_ETOOBIG;
+}
+
+/* New records: straight into the table, their children straight into the child tables. */
+static int
+batch_direct(struct store *st, struct batch *t, char *err, size_t errlen)
+{
+	const struct entity_sql *x = t->x;
+	char dcol[64];
+	int rv = 0;
+
+	buf_reset(&st->copy);
+	for (size_t j = 0; j < t->nlive && rv == 0; j++)
+		if (t->cls[t->live[j]] == RC_NEW)
+			rv = put_direct_row(&st->copy, t->b->records[t->live[j]], t->hash[t->live[j]]);
+	if (rv != 0)
+		return staged_too_large(err, errlen, "batch", rv);
+	if ((rv = copy_send(st, x->direct, &st->copy, err, errlen)) != 0)
+		return rv;
+	for (size_t c = 0; c < x->e->nchildren; c++) {
+		const char *dval = catalog_discriminator(&x->e->children[c], dcol, sizeof(dcol));
+		size_t nrows;
+		buf_reset(&st->copy);
+		if ((rv = put_children(&st->copy, t, c, RC_NEW, dval, &nrows)) != 0)
+			return staged_too_large(err, errlen, "child rows", rv);
+		if (nrows > 0 && (rv = copy_send(st, x->child_direct[c], &st->copy, err, errlen)) != 0)
+			return rv;
+	}
+	return 0;
+}
+
+/* Changed and delete records: stage, upsert, soft-delete, replace the applied children. */
+static int
+batch_staged(struct store *st, struct batch *t, char *err, size_t errlen)
+{
+	const Crmsync__RecordBatch *b = t->b;
+	const struct entity_sql *x = t->x;
+	size_t nlive_staged = t->nstaged - t->ndel;
+	char dcol[64];
+	int rv = 0;
+
+	t->n_up = 0;
+	buf_reset(&st->copy);
+	for (size_t i = 0; i < b->n_records && rv == 0; i++)
+		if (t->cls[i] == RC_STAGED)
+			rv = put_stage_row(&st->copy, b->records[i], t->hash[i]);
+	if (rv != 0)
+		return staged_too_large(err, errlen, "batch", rv);
 	if ((rv = copy_send(st, x->copy, &st->copy, err, errlen)) != 0)
-		goto fail;
-	if (n_live > 0 && (rv = exec_count(st, x->upsert, 0, NULL, &n_up, err, errlen)) != 0)
-		goto fail;
-	if (n_del > 0) {
+		return rv;
+	if (nlive_staged > 0 && (rv = exec_count(st, x->upsert, 0, NULL, &t->n_up, err, errlen)) != 0)
+		return rv;
+	if (t->ndel > 0) {
 		long nd = 0;
 		if ((rv = exec_count(st, x->softdel, 0, NULL, &nd, err, errlen)) != 0)
-			goto fail;
+			return rv;
 		stat_add(&store_stats[ST_ROWS_DELETED], nd);
-		n_up += nd;
+		t->n_up += nd;
 	}
-
-	/* Children of applied parents: replace them wholesale. */
-	for (size_t c = 0; c < x->e->nchildren && n_up > 0; c++) {
-		const struct cat_child *ch = &x->e->children[c];
-		char dcol[64];
-		const char *dval = catalog_discriminator(ch, dcol, sizeof(dcol));
+	/* Children of applied parents (deleted parents keep theirs): replace them wholesale. */
+	for (size_t c = 0; c < x->e->nchildren && t->n_up > 0 && nlive_staged > 0; c++) {
+		const char *dval = catalog_discriminator(&x->e->children[c], dcol, sizeof(dcol));
 		const char *dv[1] = { dval };
-		size_t nrows = 0;
-
+		size_t nrows;
 		buf_reset(&st->copy);
-		for (size_t i = 0; i < b->n_records && rv == 0; i++) {
-			const Crmsync__Record *r = b->records[i];
-			int idx = 0;
-			if (!keep[i] || r->deleted)
-				continue;
-			for (size_t k = 0; k < r->n_children && rv == 0; k++) {
-				const Crmsync__ChildRow *cr = r->children[k];
-				if (cr->child != c)
-					continue;
-				for (size_t q = 0; q < x->nk; q++) {
-					rv |= copy_value(&st->copy, r->values[x->kidx[q]], 0);
-					rv |= buf_addc(&st->copy, '\t');
-				}
-				rv |= buf_printf(&st->copy, "%d", idx++);
-				for (size_t v = 0; v < cr->n_values; v++) {
-					rv |= buf_addc(&st->copy, '\t');
-					rv |= copy_value(&st->copy, cr->values[v], norm_isnull(&cr->null_mask, v));
-				}
-				rv |= buf_addc(&st->copy, '\n');
-				nrows++;
-			}
-		}
-		if (rv != 0) {
-			snprintf(err, errlen, "child rows too large to stage");
-			rv = CS_ETOOBIG;
-			goto fail;
-		}
+		if ((rv = put_children(&st->copy, t, c, RC_STAGED, NULL, &nrows)) != 0)
+			return staged_too_large(err, errlen, "child rows", rv);
 		if ((rv = exec_count(st, x->child_del[c], dval ? 1 : 0, dv, NULL, err, errlen)) != 0)
-			goto fail;
+			return rv;
 		if (nrows == 0)
 			continue;
 		if ((rv = copy_send(st, x->child_copy[c], &st->copy, err, errlen)) != 0)
-			goto fail;
+			return rv;
 		if ((rv = exec_count(st, x->child_ins[c], dval ? 1 : 0, dv, NULL, err, errlen)) != 0)
-			goto fail;
+			return rv;
 	}
+	return 0;
+}
 
-	if (b->run_id != 0 && n_live > 0 && (x->e->flags & CE_FULL_DELETES)) {
-		const char *v[2] = { run, x->e->name };
-		snprintf(run, sizeof(run), "%lld", (long long)b->run_id);
-		if ((rv = exec_count(st, x->seen, 2, v, NULL, err, errlen)) != 0)
+/*
+ * The temp tables of the staged path, created once per connection outside any transaction
+ * (a rolled-back CREATE would leave the flag set and the tables gone).
+ */
+static int
+ensure_temp(struct store *st, struct entity_sql *x, char *err, size_t errlen)
+{
+	int rv;
+
+	if (x->created)
+		return 0;
+	if ((rv = exec_count(st, x->create, 0, NULL, NULL, err, errlen)) == 0)
+		x->created = 1;
+	return rv;
+}
+
+/* One attempt at the whole batch in one transaction. */
+static int
+batch_tx(struct store *st, struct batch *t, int stage_all, char *err, size_t errlen)
+{
+	const Crmsync__RecordBatch *b = t->b;
+	struct entity_sql *x = t->x;
+	char run[24];
+	int64_t t0 = now_us();
+	int rv;
+
+	snprintf(run, sizeof(run), "%lld", (long long)b->run_id);
+	/*
+	 * The lookup runs before BEGIN: under READ COMMITTED each statement takes its own
+	 * snapshot anyway, and a race it cannot see is caught (a unique violation on a "new"
+	 * key; the version check of the staged upsert).
+	 */
+	if ((rv = batch_lookup(st, t, stage_all, err, errlen)) != 0)
+		return rv;
+	t->t_lookup = now_us() - t0;
+	if (t->nstaged > 0 && (rv = ensure_temp(st, x, err, errlen)) != 0)
+		return rv;
+	if ((rv = db_exec(st, "BEGIN")) != 0) {
+		snprintf(err, errlen, "BEGIN: %s", db_errmsg(st, NULL));
+		return rv;
+	}
+	if (t->nnew > 0 && (rv = batch_direct(st, t, err, errlen)) != 0)
+		goto fail;
+	t->t_direct = now_us() - t0 - t->t_lookup;
+	if (t->nstaged > 0 && (rv = batch_staged(st, t, err, errlen)) != 0)
+		goto fail;
+	t->t_staged = now_us() - t0 - t->t_lookup - t->t_direct;
+	if (b->run_id != 0 && t->nlive > 0 && (x->e->flags & CE_FULL_DELETES)) {
+		t->kparam[0] = run;
+		t->kparam[1] = x->e->name;
+		if ((rv = exec_count(st, x->seen, 2 + (int)x->nk, t->kparam, NULL, err, errlen)) != 0)
 			goto fail;
 	}
 	if (b->cursor_opt_case == CRMSYNC__RECORD_BATCH__CURSOR_OPT_CURSOR && b->cursor != NULL) {
@@ -629,28 +716,71 @@ apply_batch(struct store *st, const Crmsync__RecordBatch *b, uint32_t *applied,
 		    3, v, NULL, err, errlen)) != 0)
 			goto fail;
 	}
-	*applied = (uint32_t)n_up;
-	*unchanged = (uint32_t)(n_live + n_del - n_up > 0 ? n_live + n_del - n_up : 0);
 	if (b->run_id != 0) {
 		char a[24], u[24];
 		const char *v[3] = { run, a, u };
-		snprintf(run, sizeof(run), "%lld", (long long)b->run_id);
-		snprintf(a, sizeof(a), "%u", *applied);
-		snprintf(u, sizeof(u), "%u", *unchanged);
+		long applied = (long)t->nnew + t->n_up;
+		snprintf(a, sizeof(a), "%ld", applied);
+		snprintf(u, sizeof(u), "%ld", (long)(t->nlive + t->ndel) - applied);
 		if ((rv = exec_count(st, "UPDATE crmsync.sync_runs SET batches = batches + 1, "
 		    "rows_written = rows_written + $2, rows_unchanged = rows_unchanged + $3 WHERE id = $1",
 		    3, v, NULL, err, errlen)) != 0)
 			goto fail;
 	}
+	int64_t t1 = now_us();
 	if ((rv = db_exec(st, "COMMIT")) != 0) {
 		snprintf(err, errlen, "COMMIT: %s", db_errmsg(st, NULL));
 		goto fail;
 	}
-	goto out;
+	t->t_commit = now_us() - t1;
+	return 0;
 fail:
 	db_rollback(st);
+	return rv;
+}
+
+int
+apply_batch(struct store *st, const Crmsync__RecordBatch *b, uint32_t *applied,
+    uint32_t *unchanged, char *err, size_t errlen)
+{
+	struct batch t;
+	int64_t t0 = now_us();
+	int rv;
+
 	*applied = *unchanged = 0;
+	err[0] = '\0';
+	memset(&t, 0, sizeof(t));
+	t.b = b;
+	if ((t.x = esql_find(st, b->crm, b->entity)) == NULL) {
+		snprintf(err, errlen, "unknown entity %s for crm %s", b->entity, runs_crm_name(b->crm));
+		return CS_EUNKNOWN_ENTITY;
+	}
+	if (b->n_records > (size_t)st->conf.batch_max_rows) {
+		snprintf(err, errlen, "batch has %zu records, limit %lld", b->n_records,
+		    (long long)st->conf.batch_max_rows);
+		return CS_ETOOBIG;
+	}
+	if ((rv = batch_prepare(&t, err, errlen)) != 0)
+		goto out;
+	int64_t t_prep = now_us() - t0;
+	if ((rv = batch_tx(st, &t, 0, err, errlen)) == CS_EEXISTS) {
+		/* Another writer inserted a "new" key meanwhile: redo with every record staged. */
+		stat_add(&store_stats[ST_REDONE], 1);
+		log_info("batch.redo", "crm=%s entity=%s batch=%llu reason=%s", runs_crm_name(b->crm),
+		    b->entity, (unsigned long long)b->batch_id, lq(err));
+		err[0] = '\0';
+		rv = batch_tx(st, &t, 1, err, errlen);
+	}
+	if (rv == 0) {
+		*applied = (uint32_t)((long)t.nnew + t.n_up);
+		*unchanged = (uint32_t)(t.nlive + t.ndel - *applied);
+		log_debug("batch.timing", "entity=%s n=%zu new=%zu same=%zu staged=%zu prep_us=%lld "
+		    "lookup_us=%lld direct_us=%lld staged_us=%lld commit_us=%lld total_us=%lld",
+		    b->entity, b->n_records, t.nnew, t.nsame, t.nstaged, (long long)t_prep,
+		    (long long)t.t_lookup, (long long)t.t_direct, (long long)t.t_staged,
+		    (long long)t.t_commit, (long long)(now_us() - t0));
+	}
 out:
-	free(keep);
+	batch_free(&t);
 	return rv;
 }

@@ -33,6 +33,7 @@ struct stat_counter store_stats[ST__N] = {
 	[ST_RUNS_STARTED]	= { "runs_started", "sync runs opened", 0, 0 },
 	[ST_RUNS_FINISHED]	= { "runs_finished", "sync runs closed", 0, 0 },
 	[ST_DB_UP]		= { "db_up", "1 when connected to PostgreSQL", 1, 0 },
+	[ST_REDONE]		= { "batches_redone", "batches redone staged after a concurrent insert", 0, 0 },
 };
 
 static const struct cfg_key store_keys[] = {

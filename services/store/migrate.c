@@ -76,6 +76,19 @@ static const struct migration migrations[] = {
 	  "  last_error text,\n"
 	  "  last_error_at timestamptz,\n"
 	  "  PRIMARY KEY (crm, entity));\n" },
+	{ 2, "seen keys as one array per batch",
+	  /* One row per batch instead of one per record: a full export's bookkeeping costs a
+	   * few hundred rows, not a million index entries. A full run still running under the
+	   * old format cannot end with deletions: it is closed as abandoned (deletes nothing). */
+	  "UPDATE crmsync.sync_runs SET status = 'abandoned', finished_at = now(),\n"
+	  "  error = coalesce(error, 'interrupted: the store was upgraded during the run')\n"
+	  "  WHERE status = 'running' AND kind = 'full';\n"
+	  "DROP TABLE crmsync.run_seen;\n"
+	  "CREATE TABLE crmsync.run_seen (\n"
+	  "  run_id bigint NOT NULL,\n"
+	  "  entity text NOT NULL,\n"
+	  "  keys text[] NOT NULL);\n"
+	  "CREATE INDEX ON crmsync.run_seen (run_id, entity);\n" },
 };
 
 static int
@@ -121,6 +134,8 @@ migrate_catalog(struct store *st)
 		for (size_t i = 0; i < d->nentities && rv == 0; i++) {
 			const struct cat_entity *e = &d->entities[i];
 			rv = catalog_ddl(e, d->schema, &b);
+			rv |= buf_printf(&b, "ALTER TABLE %s.%s ADD COLUMN IF NOT EXISTS content_hash bigint;\n",
+			    d->schema, e->name);
 			for (size_t k = 0; k < e->ncols && rv == 0; k++)
 				rv = buf_printf(&b, "ALTER TABLE %s.%s ADD COLUMN IF NOT EXISTS %s %s;\n",
 				    d->schema, e->name, e->cols[k].column, catalog_sql_type(e->cols[k].type));

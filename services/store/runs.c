@@ -131,9 +131,11 @@ runs_delete_unseen(struct store *st, int64_t run_id, const struct cat_entity *e,
 	*deleted = 0;
 	snprintf(run, sizeof(run), "%lld", (long long)run_id);
 	apply_key_expr(e, "t", keyexpr, sizeof(keyexpr));
-	snprintf(sql, sizeof(sql), "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS ("
-	    "SELECT 1 FROM crmsync.run_seen s WHERE s.run_id = $1 AND s.entity = $2 AND s.key = %s)) "
-	    "FROM %s.%s t WHERE t.deleted_at IS NULL", keyexpr, d->schema, e->name);
+	/* A hash join against the run's keys (an array per batch, unnested once). */
+	snprintf(sql, sizeof(sql), "SELECT count(*), count(*) FILTER (WHERE s.key IS NULL) "
+	    "FROM %s.%s t LEFT JOIN (SELECT DISTINCT unnest(keys) AS key FROM crmsync.run_seen "
+	    "WHERE run_id = $1 AND entity = $2) s ON s.key = %s WHERE t.deleted_at IS NULL",
+	    d->schema, e->name, keyexpr);
 	if ((rv = db_execp(st, sql, 2, v, &r)) != 0) {
 		snprintf(err, errlen, "%s", db_errmsg(st, r));
 		PQclear(r);
@@ -153,8 +155,8 @@ runs_delete_unseen(struct store *st, int64_t run_id, const struct cat_entity *e,
 		return CS_EREJECTED;
 	}
 	snprintf(sql, sizeof(sql), "UPDATE %s.%s t SET deleted_at = now() WHERE t.deleted_at IS NULL "
-	    "AND NOT EXISTS (SELECT 1 FROM crmsync.run_seen s WHERE s.run_id = $1 AND s.entity = $2 "
-	    "AND s.key = %s)", d->schema, e->name, keyexpr);
+	    "AND NOT EXISTS (SELECT 1 FROM (SELECT unnest(keys) AS key FROM crmsync.run_seen "
+	    "WHERE run_id = $1 AND entity = $2) s WHERE s.key = %s)", d->schema, e->name, keyexpr);
 	if ((rv = db_execp(st, sql, 2, v, &r)) != 0) {
 		snprintf(err, errlen, "%s", db_errmsg(st, r));
 		PQclear(r);

@@ -47,11 +47,12 @@ start_store(struct h_proc *p, const char *name)
 	return 0;
 }
 
-/* The store is ready for batches once migrations are done: wait for the table. */
+/* The store is ready for batches once every migration is recorded, each once. */
 static int
 wait_ready(void)
 {
-	return h_wait_sql(db, "SELECT count(*) FROM crmsync.schema_migrations", "1", 20000);
+	return h_wait_sql(db, "SELECT count(*) > 0 AND count(*) = max(version) "
+	    "FROM crmsync.schema_migrations", "t", 20000);
 }
 
 static int
@@ -110,7 +111,9 @@ test_migrations_recorded_once(void **state)
 	struct h_proc second;
 
 	(void)state;
-	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.schema_migrations"), 1);
+	int64_t nmig = h_sql_int(db, "SELECT count(*) FROM crmsync.schema_migrations");
+	assert_true(nmig >= 2);
+	assert_int_equal(h_sql_int(db, "SELECT count(DISTINCT version) FROM crmsync.schema_migrations"), nmig);
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM information_schema.tables "
 	    "WHERE table_schema = 'hollihop' AND table_name = 'students'"), 1);
 	/* A second store on the same database migrates nothing and breaks nothing. */
@@ -119,7 +122,7 @@ test_migrations_recorded_once(void **state)
 	assert_int_equal(h_spawn(&second, "store2", "services/store/crmsync-store", env, NULL), 0);
 	assert_int_equal(h_wait_ready("ipc:///tmp/crmsync-unused-health.sock", 20000), 0);
 	assert_int_equal(h_kill(&second, SIGTERM), 0);	/* clean exit, no sanitizer report */
-	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.schema_migrations"), 1);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.schema_migrations"), nmig);
 }
 
 static void
@@ -140,6 +143,54 @@ test_idempotent_batch(void **state)
 	assert_int_equal(h_sql_int(db, "SELECT xmin::text::bigint FROM hollihop.students WHERE client_id = 101"), xmin1);
 	assert_string_equal(h_sql(db, "SELECT first_name FROM hollihop.students WHERE client_id = 102"), "Мария");
 	assert_string_equal(h_sql(db, "SELECT raw->>'FirstName' FROM hollihop.students WHERE client_id = 101"), "Иван");
+	/* Unchanged rows are filtered out before ON CONFLICT: not even locked (xmax stays 0). */
+	assert_int_equal(h_sql_int(db, "SELECT xmax::text::bigint FROM hollihop.students WHERE client_id = 101"), 0);
+	h_batch_free(b);
+}
+
+/*
+ * content_hash covers the typed and child values too, not only the source JSON: the same
+ * raw JSON mapped differently (a new catalogue mapping, another time zone) is rewritten.
+ * A row stored before content_hash existed (NULL) is rewritten once, then left alone.
+ */
+static void
+test_hash_covers_typed_values(void **state)
+{
+	struct h_batch *b;
+
+	(void)state;
+	b = h_batch_new(CAT_HOLLIHOP, "students", 0);
+	h_rec(b, "{\"ClientId\":111}", S(1000), 0, "client_id", "111", "first_name", "a", NULL);
+	send_ok(b, 1, 0);
+	h_batch_free(b);
+	b = h_batch_new(CAT_HOLLIHOP, "students", 0);
+	h_rec(b, "{\"ClientId\":111}", S(1000), 0, "client_id", "111", "first_name", "b", NULL);
+	send_ok(b, 1, 0);
+	assert_string_equal(h_sql(db, "SELECT first_name FROM hollihop.students WHERE client_id = 111"), "b");
+	send_ok(b, 0, 1);
+	h_batch_free(b);
+	/* NULL and "" are different values. */
+	b = h_batch_new(CAT_HOLLIHOP, "students", 0);
+	h_rec(b, "{\"ClientId\":111}", S(1000), 0, "client_id", "111", "first_name", "", NULL);
+	send_ok(b, 1, 0);
+	h_batch_free(b);
+	b = h_batch_new(CAT_HOLLIHOP, "students", 0);
+	h_rec(b, "{\"ClientId\":111}", S(1000), 0, "client_id", "111", NULL);
+	send_ok(b, 1, 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE client_id = 111 "
+	    "AND first_name IS NULL"), 1);
+	/* A child row alone changing also rewrites the parent and its children. */
+	h_child(b, 0, "first_name", "Мама", NULL);
+	send_ok(b, 1, 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.student_agents WHERE client_id = 111"), 1);
+	send_ok(b, 0, 1);
+	/* A row from before content_hash: rewritten once, then unchanged. */
+	assert_int_equal(h_sql_int(db, "WITH u AS (UPDATE hollihop.students SET content_hash = NULL "
+	    "WHERE client_id = 111 RETURNING 1) SELECT count(*) FROM u"), 1);
+	send_ok(b, 1, 0);
+	send_ok(b, 0, 1);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE client_id = 111 "
+	    "AND content_hash IS NOT NULL"), 1);
 	h_batch_free(b);
 }
 
@@ -408,6 +459,135 @@ stream(void *arg)
 	return NULL;
 }
 
+/*
+ * Upgrade from a database of migration 1 (per-key run_seen, no content_hash) with a full
+ * run in flight: the new store abandons that run (its seen-keys are in the old format, so
+ * it must not end with deletions), converts run_seen, adds content_hash, and serves on.
+ */
+/* Two stores on one database race to insert the same new keys. */
+#define RACE_ROWS	2000
+
+struct racer {
+	nng_socket		 s;
+	struct h_batch		*b;
+	pthread_barrier_t	*go;
+	int			 rv;
+};
+
+static void *
+race_send(void *arg)
+{
+	struct racer *r = arg;
+
+	pthread_barrier_wait(r->go);
+	r->rv = h_batch_send(r->s, r->b, NULL);
+	return NULL;
+}
+
+static int
+count_in_log(const struct h_proc *p, const char *needle)
+{
+	FILE *f = fopen(p->log, "r");
+	char line[4096];
+	int n = 0;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		n += strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
+}
+
+/*
+ * Both look the keys up before either commits, both COPY them as new; the second COPY
+ * meets a unique violation and its batch is redone through the staged path. Every round
+ * must end with both batches acknowledged and every row and child row exactly once; the
+ * rounds go on until the redo path has been taken at least once.
+ */
+static void
+test_concurrent_stores_race(void **state)
+{
+	struct h_proc second;
+	struct racer r[2];
+	pthread_barrier_t go;
+	char url2[512], env_url2[600], env_health2[600], sql[256];
+	int redone = 0, round;
+
+	(void)state;
+	snprintf(url2, sizeof(url2), "%s", h_url("store-race"));
+	snprintf(env_url2, sizeof(env_url2), "CS_STORE_URL=%s", url2);
+	snprintf(env_health2, sizeof(env_health2), "CS_STORE_HEALTH_URL=%s", h_url("store-race-health"));
+	char *env[] = { env_url2, env_health2, dsn_env, NULL };
+	assert_int_equal(h_spawn(&second, "store-race", "services/store/crmsync-store", env, NULL), 0);
+	assert_int_equal(h_wait_ready(h_url("store-race-health"), 20000), 0);
+	r[0].s = sock;
+	assert_int_equal(bus_dial(&r[1].s, url2, BUS_RECVMAX_DEFAULT), 0);
+	for (round = 0; round < 60 && redone == 0; round++) {
+		struct h_batch *b = h_batch_new(CAT_HOLLIHOP, "students", 0);
+		pthread_t thr[2];
+		for (int i = 0; i < RACE_ROWS; i++) {
+			char id[32];
+			snprintf(id, sizeof(id), "%d", 5000000 + round * RACE_ROWS + i);
+			h_rec(b, "{\"race\":1}", S(1000), 0, "client_id", id, "first_name", "race", NULL);
+			h_child(b, 0, "first_name", "agent", NULL);
+		}
+		pthread_barrier_init(&go, NULL, 2);
+		for (int k = 0; k < 2; k++) {
+			r[k].b = b;
+			r[k].go = &go;
+			pthread_create(&thr[k], NULL, race_send, &r[k]);
+		}
+		for (int k = 0; k < 2; k++)
+			pthread_join(thr[k], NULL);
+		pthread_barrier_destroy(&go);
+		h_batch_free(b);
+		assert_int_equal(r[0].rv, 0);
+		assert_int_equal(r[1].rv, 0);
+		redone = count_in_log(&store, "ev=batch.redo") + count_in_log(&second, "ev=batch.redo");
+	}
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM hollihop.students WHERE first_name = 'race'");
+	assert_int_equal(h_sql_int(db, sql), (int64_t)round * RACE_ROWS);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.student_agents a JOIN hollihop.students s "
+	    "USING (client_id) WHERE s.first_name = 'race'"), (int64_t)round * RACE_ROWS);
+	fprintf(stderr, "race: %d round(s) until a batch was redone\n", round);
+	assert_true(redone > 0);
+	bus_close(r[1].s);
+	assert_int_equal(h_kill(&second, SIGTERM), 0);
+}
+
+static void
+test_upgrade_from_v1(void **state)
+{
+	struct h_batch *b;
+	char sql[512];
+
+	(void)state;
+	assert_int_equal(h_kill(&store, SIGTERM), 0);
+	assert_int_equal(h_sql_exec(db, "BEGIN; DELETE FROM crmsync.schema_migrations WHERE version >= 2; "
+	    "DROP TABLE crmsync.run_seen; CREATE TABLE crmsync.run_seen (run_id bigint NOT NULL, "
+	    "entity text NOT NULL, key text NOT NULL, PRIMARY KEY (run_id, entity, key)); "
+	    "ALTER TABLE hollihop.students DROP COLUMN content_hash; "
+	    "UPDATE crmsync.sync_runs SET status = 'abandoned' WHERE status = 'running'; "
+	    "INSERT INTO crmsync.sync_runs (crm, kind, trigger) VALUES ('hollihop', 'full', 'v1'); "
+	    "INSERT INTO crmsync.run_seen SELECT max(id), 'students', '1' FROM crmsync.sync_runs; COMMIT"), 0);
+	int64_t run = h_sql_int(db, "SELECT max(id) FROM crmsync.sync_runs");
+	assert_int_equal(start_store(&store, "store-upgraded"), 0);
+	snprintf(sql, sizeof(sql), "SELECT status FROM crmsync.sync_runs WHERE id = %lld", (long long)run);
+	assert_string_equal(h_sql(db, sql), "abandoned");
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM information_schema.columns WHERE "
+	    "table_schema = 'crmsync' AND table_name = 'run_seen' AND column_name = 'keys'"), 1);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.run_seen"), 0);
+	/* Rows from before have no hash: the next export rewrites them once. */
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE content_hash IS NOT NULL"), 0);
+	b = h_batch_new(CAT_HOLLIHOP, "students", 0);
+	h_rec(b, "{\"ClientId\":101,\"FirstName\":\"Иван\"}", S(1000), 0,
+	    "client_id", "101", "first_name", "Иван", NULL);
+	send_ok(b, 1, 0);
+	send_ok(b, 0, 1);
+	h_batch_free(b);
+}
+
 static void
 test_kill9_mid_stream(void **state)
 {
@@ -440,6 +620,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_migrations_recorded_once),
 		cmocka_unit_test(test_idempotent_batch),
+		cmocka_unit_test(test_hash_covers_typed_values),
 		cmocka_unit_test(test_stale_update_ignored),
 		cmocka_unit_test(test_duplicates_in_batch),
 		cmocka_unit_test(test_children_replaced),
@@ -448,6 +629,8 @@ main(void)
 		cmocka_unit_test(test_interrupted_run_is_abandoned),
 		cmocka_unit_test(test_dead_letters_and_keeps_serving),
 		cmocka_unit_test(test_postgres_down_then_back),
+		cmocka_unit_test(test_concurrent_stores_race),
+		cmocka_unit_test(test_upgrade_from_v1),
 		cmocka_unit_test(test_kill9_mid_stream),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -116,8 +116,7 @@ setup(void **state)
 	char *env[] = { env_store_url, env_store_health, env_dsn, "CS_STORE_RECONNECT_MAX=300ms", NULL };
 	if ((db = h_connect(&pg)) == NULL ||
 	    h_spawn(&store, "store", "services/store/crmsync-store", env, NULL) != 0 ||
-	    h_wait_health(store_health, 20000) != 0 ||
-	    h_wait_sql(db, "SELECT count(*) FROM crmsync.schema_migrations", "1", 20000) != 0 ||
+	    h_wait_ready(store_health, 20000) != 0 ||
 	    h_wait_sql(db, "SELECT count(*) > 0 FROM information_schema.tables WHERE table_schema = 'amo'",
 	    "t", 20000) != 0) {
 		h_dump_log(&store);
