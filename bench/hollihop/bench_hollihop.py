@@ -102,6 +102,28 @@ def run_sync(build, env, log_path, tmp):
     return wall, rc, int(tl[-1]) // 1024, float(tl[-3]) + float(tl[-2])
 
 
+def print_phases(path):
+    """Sum the store's batch.timing lines per run: where the batch time went."""
+    runs, cur = [], None
+    for line in open(path):
+        if "ev=run.started" in line:
+            cur = {}
+            runs.append(cur)
+        elif "ev=batch.timing" in line and cur is not None:
+            for k, v in re.findall(r"(\w+)=(\d+)", line):
+                if k in ("n", "new", "same", "staged") or k.endswith("_us"):
+                    cur[k] = cur.get(k, 0) + int(v)
+    for i, r in enumerate(runs, 1):
+        if not r:
+            continue
+        t = r["total_us"] / 1e6
+        parts = ", ".join(f"{k[:-3]} {r[k] / 1e6:.1f}" for k in
+                          ("prep_us", "lookup_us", "direct_us", "staged_us", "commit_us"))
+        rest = t - sum(r[k] for k in ("prep_us", "lookup_us", "direct_us", "staged_us", "commit_us")) / 1e6
+        print(f"  store export {i}: {t:.1f} s in batches ({parts}, other {rest:.1f}); "
+              f"records new {r['new']}, unchanged {r['same']}, staged {r['staged']}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", default="bench")
@@ -112,6 +134,8 @@ def main():
     ap.add_argument("--durable", type=int, default=int(os.environ.get("CS_PG_DURABLE", "1")),
                     help="1 = PostgreSQL with fsync/synchronous_commit on (production), 0 = off")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--store-phases", action="store_true",
+                    help="run the store with -v and print where its batch time went")
     ap.add_argument("--second", action="store_true",
                     help="also time a second export of the same data (the nightly steady state)")
     a = ap.parse_args()
@@ -182,7 +206,8 @@ def main():
         senv = dict(env, CS_STORE_URL=f"ipc://{tmp}/store.sock",
                     CS_STORE_HEALTH_URL=f"ipc://{tmp}/store-health.sock", CS_PG_DSN=dsn)
         slog = open(os.path.join(tmp, "store.log"), "w")
-        store = subprocess.Popen([f"{build}/services/store/crmsync-store"], env=senv, stdout=slog, stderr=slog)
+        sargs = [f"{build}/services/store/crmsync-store"] + (["-v"] if a.store_phases else [])
+        store = subprocess.Popen(sargs, env=senv, stdout=slog, stderr=slog)
         procs.append(store)
         wait_for(lambda: "store.ready" in open(os.path.join(tmp, "store.log")).read(), 60, "the store")
         hlog_path = os.path.join(tmp, "hollihop-sync.log")
@@ -226,6 +251,8 @@ def main():
         if t_second is not None:
             print(f"  4. second export, same data {t_second:7.1f} s  ({100 * (t_second / t_curl - 1):+.1f} % over the download)")
         print(f"  peak RSS hollihop-sync {hh_rss} MB (goal < 64 MB); store {store_rss} MB")
+        if a.store_phases:
+            print_phases(os.path.join(tmp, "store.log"))
         print(f"  CPU during 3: hollihop-sync {c_hh:.1f} s, store {c_store:.1f} s, "
               f"PostgreSQL {c_pg:.1f} s, fake {c_fake:.1f} s (2 vCPU: {2 * t_pipe:.0f} CPU s available)")
     finally:
