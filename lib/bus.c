@@ -88,15 +88,27 @@ bus_close(nng_socket s)
 }
 
 int
-bus_send(nng_socket s, const Crmsync__Envelope *env)
+bus_pack(const Crmsync__Envelope *env, nng_msg **out)
 {
 	size_t len = crmsync__envelope__get_packed_size(env);
+	int rv;
+
+	if ((rv = nng_msg_alloc(out, len)) != 0) {
+		*out = NULL;
+		return bus_nng_err(rv);
+	}
+	crmsync__envelope__pack(env, nng_msg_body(*out));
+	return 0;
+}
+
+int
+bus_send(nng_socket s, const Crmsync__Envelope *env)
+{
 	nng_msg *msg;
 	int rv;
 
-	if ((rv = nng_msg_alloc(&msg, len)) != 0)
-		return bus_nng_err(rv);
-	crmsync__envelope__pack(env, nng_msg_body(msg));
+	if ((rv = bus_pack(env, &msg)) != 0)
+		return rv;
 	if ((rv = nng_sendmsg(s, msg, 0)) != 0) {
 		nng_msg_free(msg);
 		return bus_nng_err(rv);
@@ -156,6 +168,22 @@ int
 bus_call_ack(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **ack_out,
     int timeout_ms, int64_t deadline_ms, volatile int *stop)
 {
+	nng_msg *msg;
+	int rv;
+
+	if (ack_out != NULL)
+		*ack_out = NULL;
+	if ((rv = bus_pack(req, &msg)) != 0)
+		return rv;
+	rv = bus_call_ack_msg(s, msg, ack_out, timeout_ms, deadline_ms, stop);
+	nng_msg_free(msg);
+	return rv;
+}
+
+int
+bus_call_ack_msg(nng_socket s, nng_msg *req, Crmsync__Envelope **ack_out,
+    int timeout_ms, int64_t deadline_ms, volatile int *stop)
+{
 	int64_t start = bus_now_ms();
 	int backoff = 50;
 	int rv;
@@ -164,10 +192,20 @@ bus_call_ack(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **ack
 		*ack_out = NULL;
 	for (;;) {
 		Crmsync__Envelope *rep = NULL;
+		nng_msg *m;
 
 		if (stop != NULL && *stop)
 			return CS_ECANCELED;
-		rv = bus_call(s, req, &rep, timeout_ms);
+		/* Each attempt sends a copy: NNG takes the message it is given. */
+		nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms < 0 ? NNG_DURATION_INFINITE : timeout_ms);
+		if ((rv = nng_msg_dup(&m, req)) != 0)
+			return CS_ENOMEM;
+		if ((rv = nng_sendmsg(s, m, 0)) != 0) {
+			nng_msg_free(m);
+			rv = bus_nng_err(rv);
+		} else {
+			rv = bus_recv(s, &rep, timeout_ms);
+		}
 		if (rv == 0 && rep->body_case == CRMSYNC__ENVELOPE__BODY_ACK) {
 			Crmsync__AckStatus st = rep->ack->status;
 			if (st == CRMSYNC__ACK_STATUS__ACK_OK || st == CRMSYNC__ACK_STATUS__ACK_REJECTED) {

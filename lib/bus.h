@@ -24,6 +24,8 @@ int	bus_listen(nng_socket *s, const char *url, size_t recvmax);
 int	bus_dial(nng_socket *s, const char *url, size_t recvmax);
 void	bus_close(nng_socket s);
 
+/* Pack env into a new message (the caller owns it: nng_msg_free or send it). */
+int	bus_pack(const Crmsync__Envelope *env, nng_msg **out);
 /* Send env; returns 0 or CS_ENNG/CS_ENOMEM/CS_ECLOSED. */
 int	bus_send(nng_socket s, const Crmsync__Envelope *env);
 /*
@@ -44,6 +46,9 @@ int	bus_call(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **out
  * Timeouts and ACK_RETRY are retried with backoff from 50 ms to 2 s.
  */
 int	bus_call_ack(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **ack_out,
+	    int timeout_ms, int64_t deadline_ms, volatile int *stop);
+/* The same for an already packed request (not consumed: each attempt sends a copy). */
+int	bus_call_ack_msg(nng_socket s, nng_msg *req, Crmsync__Envelope **ack_out,
 	    int timeout_ms, int64_t deadline_ms, volatile int *stop);
 
 /* Reply with an Ack. */

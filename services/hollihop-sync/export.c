@@ -4,11 +4,14 @@
  * entity of a complete run did not send).
  *
  * Per entity a fetcher thread (fetch.c) delivers parsed pages; this thread normalises
- * their rows with the catalogue (normalise_row, the one generic mapper) and sends them to
+ * their rows with the catalogue (normalise_row, the one generic mapper) and queues them for
  * the store as RecordBatches, one per page (small per-client pages are gathered up to
- * CS_HOLLIHOP_BATCH_ROWS rows), waiting for each acknowledgement. Nothing is held beyond
- * the pages in flight. Keys of entities that drive per-client methods (students ->
- * ClientId) are collected on the way.
+ * CS_HOLLIHOP_BATCH_ROWS rows). A sender thread (lib/sendq) delivers them in order, so
+ * the store commits page n while page n+1 is normalised; at most two packed batches wait.
+ * An entity ends only when the store has answered all its batches (a rejected batch makes
+ * it incomplete), and RunEnd goes after everything else. Nothing is held beyond the pages
+ * in flight. Keys of entities that drive per-client methods (students -> ClientId) are
+ * collected on the way.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +22,7 @@
 #include "errors.h"
 #include "hh.h"
 #include "log.h"
+#include "sendq.h"
 
 #define EXPORT_ARENA_MAX	(512u << 20)
 #define EXPORT_MAX_PARENTS	8
@@ -36,6 +40,9 @@ struct exporter {
 	struct ratelimit	 rl;
 	struct api		*api;
 	uint64_t		 batch_seq;
+	struct sendq		*q;		/* to the store, during a run */
+	uint64_t		 rejected;	/* batches the store rejected (sender thread; read after a drain) */
+	char			 reject_err[512];	/* the first rejection of the current entity */
 	pthread_mutex_t		 mtx;		/* guards status */
 	char			 status[256];
 };
@@ -199,18 +206,46 @@ select_entities(const struct exporter *x, const struct run_req *rq, unsigned cha
 	}
 }
 
-static int
-send_env(struct exporter *x, const Crmsync__Envelope *env, Crmsync__Envelope **ack, volatile int *stop)
+/* The store's answer to a batch, on the sender thread: counters and logs. */
+static void
+on_batch_done(void *arg, const struct sendq_meta *m, int rv, const Crmsync__Envelope *ack, int64_t ms)
 {
-	return bus_call_ack(x->store, env, ack, (int)x->c->store_timeout_ms, x->c->store_deadline_ms, stop);
+	struct exporter *x = arg;
+
+	if (m->tag == 0)
+		return;		/* not a batch */
+	log_debug("export.batch", "entity=%s batch=%llu n=%zu store_ms=%lld", m->label,
+	    (unsigned long long)m->tag, m->n, (long long)ms);
+	if (rv == 0) {
+		stat_add(&hh_stats[HS_BATCHES_SENT], 1);
+		stat_add(&hh_stats[HS_ROWS_SENT], (int64_t)m->n);
+	} else if (rv == CS_EREJECTED) {
+		const char *why = ack != NULL && ack->ack != NULL ? ack->ack->error : "?";
+		stat_add(&hh_stats[HS_BATCHES_REJECTED], 1);
+		x->rejected++;
+		if (x->reject_err[0] == '\0')
+			snprintf(x->reject_err, sizeof(x->reject_err), "%s: the store rejected batch %llu: %s",
+			    m->label, (unsigned long long)m->tag, why);
+		log_warnx("export.batch_rejected", "entity=%s batch=%llu n=%zu reason=%s", m->label,
+		    (unsigned long long)m->tag, m->n, lq(why));
+	}
 }
 
 static void
-send_progress(struct exporter *x, int64_t run_id, const char *entity, int64_t rows, int64_t pages,
-    volatile int *stop)
+store_err(int rv, char *err, size_t errlen)
+{
+	if (rv == CS_ETIMEDOUT)
+		snprintf(err, errlen, "the store did not acknowledge within CS_HOLLIHOP_STORE_DEADLINE");
+	else
+		snprintf(err, errlen, "sending to the store: %s", cs_strerror(rv));
+}
+
+static void
+send_progress(struct exporter *x, int64_t run_id, const char *entity, int64_t rows, int64_t pages)
 {
 	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT;
 	Crmsync__RunProgress rp = CRMSYNC__RUN_PROGRESS__INIT;
+	struct sendq_meta m = { .deadline_ms = 5000, .best_effort = 1 };
 
 	rp.run_id = run_id;
 	rp.entity = (char *)entity;
@@ -219,16 +254,17 @@ send_progress(struct exporter *x, int64_t run_id, const char *entity, int64_t ro
 	env.body_case = CRMSYNC__ENVELOPE__BODY_RUN_PROGRESS;
 	env.run_progress = &rp;
 	/* Best effort: progress must never hold the export up for long. */
-	(void)bus_call_ack(x->store, &env, NULL, (int)x->c->store_timeout_ms, 5000, stop);
+	(void)sendq_submit(x->q, &env, &m);
 }
 
-/* Send the gathered records as one batch. Returns 0, CS_EREJECTED (dead-lettered) or fatal. */
+/* Queue the gathered records as one batch. Returns 0 or the sender's (fatal) error. */
 static int
 send_batch(struct exporter *x, const struct cat_entity *e, int64_t run_id, Crmsync__Record **recs,
-    size_t n, volatile int *stop, char *err, size_t errlen)
+    size_t n, char *err, size_t errlen)
 {
-	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT, *ack = NULL;
+	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT;
 	Crmsync__RecordBatch b = CRMSYNC__RECORD_BATCH__INIT;
+	struct sendq_meta m = { 0 };
 	int rv;
 
 	if (n == 0)
@@ -242,25 +278,11 @@ send_batch(struct exporter *x, const struct cat_entity *e, int64_t run_id, Crmsy
 	b.replace_children = 1;
 	env.body_case = CRMSYNC__ENVELOPE__BODY_BATCH;
 	env.batch = &b;
-	int64_t t0 = bus_now_ms();
-	rv = send_env(x, &env, &ack, stop);
-	log_debug("export.batch", "entity=%s batch=%llu n=%zu store_ms=%lld", e->name,
-	    (unsigned long long)b.batch_id, n, (long long)(bus_now_ms() - t0));
-	if (rv == 0) {
-		stat_add(&hh_stats[HS_BATCHES_SENT], 1);
-		stat_add(&hh_stats[HS_ROWS_SENT], (int64_t)n);
-	} else if (rv == CS_EREJECTED) {
-		stat_add(&hh_stats[HS_BATCHES_REJECTED], 1);
-		snprintf(err, errlen, "%s: the store rejected batch %llu: %s", e->name,
-		    (unsigned long long)b.batch_id, ack && ack->ack ? ack->ack->error : "?");
-		log_warnx("export.batch_rejected", "entity=%s batch=%llu n=%zu reason=%s", e->name,
-		    (unsigned long long)b.batch_id, n, lq(ack && ack->ack ? ack->ack->error : "?"));
-	} else if (rv == CS_ETIMEDOUT) {
-		snprintf(err, errlen, "the store did not acknowledge within CS_HOLLIHOP_STORE_DEADLINE");
-	} else {
-		snprintf(err, errlen, "sending to the store: %s", cs_strerror(rv));
-	}
-	bus_free(ack);
+	m.tag = b.batch_id;
+	m.n = n;
+	m.label = e->name;
+	if ((rv = sendq_submit(x->q, &env, &m)) != 0)
+		store_err(rv, err, errlen);
 	return rv;
 }
 
@@ -323,15 +345,15 @@ first_key_col(const struct cat_entity *e)
 }
 
 /*
- * Send the gathered records, then free the arena and the pages they pointed into, except
- * keep (the page still being read, or NULL). Returns send_batch's result.
+ * Queue the gathered records (packed at once), then free the arena and the pages they
+ * pointed into, except keep (the page still being read, or NULL). Returns send_batch's result.
  */
 static int
 flush(struct exporter *x, const struct cat_entity *e, int64_t run_id, Crmsync__Record **recs,
     size_t *nrec, struct arena *arena, struct page **pending, struct page *keep,
-    volatile int *stop, char *err, size_t errlen)
+    char *err, size_t errlen)
 {
-	int rv = send_batch(x, e, run_id, recs, *nrec, stop, err, errlen);
+	int rv = send_batch(x, e, run_id, recs, *nrec, err, errlen);
 	struct page **pp = pending;
 
 	*nrec = 0;
@@ -361,10 +383,12 @@ export_entity(struct exporter *x, const struct cat_entity *e, int64_t run_id,
 	size_t nrec = 0, cap = 2 * (size_t)x->c->batch_rows;
 	size_t kcol = first_key_col(e);
 	int64_t t0 = bus_now_ms(), last_note = t0, pages = 0;
-	int truncated = 0, rejected = 0, rv, logged_bad = 0;
+	int truncated = 0, rv, logged_bad = 0;
+	uint64_t rejected0 = x->rejected;	/* the queue is drained: the sender is idle */
 	char ferr[1024] = "";
 
 	memset(o, 0, sizeof(*o));
+	x->reject_err[0] = '\0';
 	arena_init(&arena, EXPORT_ARENA_MAX);
 	log_info("export.entity_begin", "run=%lld entity=%s method=%s", (long long)run_id, e->name,
 	    e->endpoint);
@@ -423,33 +447,36 @@ export_entity(struct exporter *x, const struct cat_entity *e, int64_t run_id,
 			o->rows++;
 			if (nrec == cap) {
 				/* A huge unpaged answer: send part of it, keep its page. */
-				if ((rv = flush(x, e, run_id, recs, &nrec, &arena, &pending, p, stop,
-				    o->err, sizeof(o->err))) != 0 && rv != CS_EREJECTED)
+				if ((rv = flush(x, e, run_id, recs, &nrec, &arena, &pending, p,
+				    o->err, sizeof(o->err))) != 0)
 					goto fail;
-				rejected |= rv == CS_EREJECTED;
 			}
 		}
 		/* One batch per page; small per-client answers are gathered up to batch_rows. */
 		if (nrec >= (size_t)x->c->batch_rows || e->paging != PAGE_PER_PARENT) {
-			if ((rv = flush(x, e, run_id, recs, &nrec, &arena, &pending, NULL, stop,
-			    o->err, sizeof(o->err))) != 0 && rv != CS_EREJECTED)
+			if ((rv = flush(x, e, run_id, recs, &nrec, &arena, &pending, NULL,
+			    o->err, sizeof(o->err))) != 0)
 				goto fail;
-			rejected |= rv == CS_EREJECTED;
 		}
 		int64_t now = bus_now_ms();
 		if (now - last_note >= 2000) {
 			log_info("export.progress", "run=%lld entity=%s pages=%lld rows=%lld",
 			    (long long)run_id, e->name, (long long)pages, (long long)o->rows);
-			send_progress(x, run_id, e->name, o->rows, pages, stop);
+			send_progress(x, run_id, e->name, o->rows, pages);
 			set_status(x, "running run=%lld entity=%s pages=%lld rows=%lld", (long long)run_id,
 			    e->name, (long long)pages, (long long)o->rows);
 			last_note = now;
 		}
 	}
-	if ((rv = flush(x, e, run_id, recs, &nrec, &arena, &pending, NULL, stop, o->err,
-	    sizeof(o->err))) != 0 && rv != CS_EREJECTED)
+	if ((rv = flush(x, e, run_id, recs, &nrec, &arena, &pending, NULL, o->err,
+	    sizeof(o->err))) != 0)
 		goto fail;
-	rejected |= rv == CS_EREJECTED;
+	/* Every batch of the entity answered before it counts as complete. */
+	if ((rv = sendq_drain(x->q)) != 0) {
+		store_err(rv, o->err, sizeof(o->err));
+		goto fail;
+	}
+	int rejected = x->rejected != rejected0;
 	rv = fetch_finish(f, &truncated, NULL, ferr, sizeof(ferr));
 	f = NULL;
 	o->pages = pages;
@@ -460,10 +487,12 @@ export_entity(struct exporter *x, const struct cat_entity *e, int64_t run_id,
 	o->complete = !truncated && !rejected && parents_complete;
 	if (truncated)
 		snprintf(o->err, sizeof(o->err), "%s", ferr);
+	else if (rejected)
+		snprintf(o->err, sizeof(o->err), "%s", x->reject_err);
 	else if (!parents_complete)
 		snprintf(o->err, sizeof(o->err), "%s: its parent %s was not exported completely", e->name,
 		    e->parent);
-	send_progress(x, run_id, e->name, o->rows, pages, stop);
+	send_progress(x, run_id, e->name, o->rows, pages);
 	log_info("export.entity_done", "run=%lld entity=%s pages=%lld rows=%lld bad_rows=%lld "
 	    "complete=%d ms=%lld%s%s", (long long)run_id, e->name, (long long)pages, (long long)o->rows,
 	    (long long)o->bad_rows, o->complete, (long long)(bus_now_ms() - t0),
@@ -524,6 +553,12 @@ export_run(struct exporter *x, const struct run_req *rq, volatile int *stop,
 		return CS_ECONFIG;
 	}
 
+	struct sendq_opts qo = { .timeout_ms = (int)x->c->store_timeout_ms,
+	    .deadline_ms = x->c->store_deadline_ms, .depth = 2, .stop = stop, .done = on_batch_done, .arg = x };
+	if ((rv = sendq_open(&x->q, x->store, &qo)) != 0) {
+		snprintf(res->error, sizeof(res->error), "cannot start the store sender: %s", cs_strerror(rv));
+		return rv;
+	}
 	rb.crm = CRMSYNC__CRM__CRM_HOLLIHOP;
 	rb.kind = CRMSYNC__SYNC_KIND__SYNC_FULL;
 	rb.trigger = (char *)rq->trigger;
@@ -531,11 +566,13 @@ export_run(struct exporter *x, const struct run_req *rq, volatile int *stop,
 	rb.n_entities = nsel;
 	env.body_case = CRMSYNC__ENVELOPE__BODY_RUN_BEGIN;
 	env.run_begin = &rb;
-	if ((rv = send_env(x, &env, &ack, stop)) != 0) {
+	if ((rv = sendq_call(x->q, &env, NULL, &ack)) != 0) {
 		snprintf(res->error, sizeof(res->error), "the store did not open the run: %s%s%s",
 		    cs_strerror(rv), ack && ack->ack ? ": " : "", ack && ack->ack ? ack->ack->error : "");
 		bus_free(ack);
 		log_warnx("run.begin_failed", "err=%s", lq(res->error));
+		sendq_close(x->q);
+		x->q = NULL;
 		return rv;
 	}
 	res->run_id = ack->ack->run_id;
@@ -626,9 +663,14 @@ export_run(struct exporter *x, const struct run_req *rq, volatile int *stop,
 	re.n_entities = nres;
 	env.body_case = CRMSYNC__ENVELOPE__BODY_RUN_END;
 	env.run_end = &re;
-	/* Record the end even while stopping: a short deadline of its own. */
-	rv = bus_call_ack(x->store, &env, NULL, (int)x->c->store_timeout_ms,
-	    stopped ? 5000 : x->c->store_deadline_ms, NULL);
+	/* Record the end even while stopping or after a store failure: after everything queued
+	 * (in order), with a short deadline of its own when stopping. */
+	struct sendq_meta em = { .deadline_ms = stopped ? 5000 : x->c->store_deadline_ms, .unstoppable = 1 };
+	(void)sendq_drain(x->q);
+	sendq_clear_error(x->q);
+	rv = sendq_call(x->q, &env, &em, NULL);
+	sendq_close(x->q);
+	x->q = NULL;
 	stat_set(&hh_stats[HS_RUNNING], 0);
 	if (res->status == CRMSYNC__RUN_STATUS__RUN_COMPLETE) {
 		stat_add(&hh_stats[HS_RUNS_COMPLETE], 1);

@@ -742,6 +742,67 @@ test_kill9_halfway_deletes_nothing(void **state)
 	    deleted_before + 1);
 }
 
+/*
+ * The store killed (-9) in the middle of a run and started again: hollihop-sync's queued
+ * batches wait and are re-sent, the run completes, and nothing is lost (new payments and
+ * an edit made in the fake before the run are all there).
+ * Then a batch the store rejects (a constraint PostgreSQL enforces) makes its entity
+ * incomplete: the run says so, and the entity's deletions wait for a run that completes it.
+ */
+static void
+test_store_killed_then_rejecting(void **state)
+{
+	struct h_proc p;
+	char *env[48], body[1024], sql[512];
+	char *argv[] = { "--run-now", NULL };
+
+	(void)state;
+	char stu[32];
+	snprintf(stu, sizeof(stu), "%s", h_sql(db, "SELECT client_id FROM hollihop.students WHERE "
+	    "deleted_at IS NULL ORDER BY client_id DESC LIMIT 1"));
+	snprintf(body, sizeof(body), "{\"ops\":[{\"op\":\"add\",\"method\":\"GetPayments\",\"count\":25},"
+	    "{\"op\":\"edit\",\"method\":\"GetStudents\",\"key\":%s,\"set\":{\"FirstName\":\"Пережил\"}}]}", stu);
+	fake_post_ok("/_fake/mutate", body);
+	fake_post_ok("/_fake/faults", "{\"replace\":true,\"faults\":[{\"method\":\"GetEdUnits\",\"kind\":\"slow\","
+	    "\"delay_ms\":2000,\"count\":1}]}");
+	int64_t prev = last_run();
+	sync_env(env, 48, NULL);
+	assert_int_equal(h_spawn(&p, "sync-store-killed", "services/hollihop-sync/crmsync-hollihop-sync", env, argv), 0);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM crmsync.sync_runs WHERE id > %lld AND status = 'running' "
+	    "AND progress ? 'leads'", (long long)prev);
+	if (h_wait_sql(db, sql, "1", 30000) != 0)
+		h_dump_log(&p);
+	h_kill(&store, SIGKILL);
+	nng_msleep(1500);	/* the export goes on and queues batches for a store that is not there */
+	assert_int_equal(start_store(), 0);
+	assert_int_equal(wait_exit(&p, 60000), 0);
+	free(fake_req("DELETE", "/_fake/faults", NULL, NULL));
+	assert_string_equal(run_field(last_run(), "status"), "complete");
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.payments WHERE deleted_at IS NULL"),
+	    fake_count("GetPayments", NULL, NULL));
+	assert_string_equal(sqlf("SELECT first_name FROM hollihop.students WHERE client_id = %s", stu), "Пережил");
+
+	/* A rejected batch: offices gets a rule no office can meet; one office edited, one deleted. */
+	char o1[32], o2[32];
+	snprintf(o1, sizeof(o1), "%s", h_sql(db, "SELECT id FROM hollihop.offices WHERE deleted_at IS NULL ORDER BY id LIMIT 1"));
+	snprintf(o2, sizeof(o2), "%s", h_sql(db, "SELECT id FROM hollihop.offices WHERE deleted_at IS NULL ORDER BY id DESC LIMIT 1"));
+	assert_int_equal(h_sql_exec(db, "ALTER TABLE hollihop.offices ADD CONSTRAINT test_reject CHECK (id < 0) NOT VALID"), 0);
+	snprintf(body, sizeof(body), "{\"ops\":[{\"op\":\"edit\",\"method\":\"GetOffices\",\"key\":%s,"
+	    "\"set\":{\"Name\":\"Новый филиал\"}},{\"op\":\"delete\",\"method\":\"GetOffices\",\"key\":%s}]}", o1, o2);
+	fake_post_ok("/_fake/mutate", body);
+	char *only[] = { "CS_HOLLIHOP_ENTITIES=offices,locations", NULL };
+	assert_int_equal(run_once("sync-rejected", only, &p), 0);
+	assert_non_null(strstr(run_field(last_run(), "error"), "the store rejected batch"));
+	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.offices WHERE id = %s AND deleted_at IS NULL", o2), 1);
+	assert_true(h_sql_int(db, "SELECT count(*) FROM crmsync.dead_letters WHERE entity = 'offices'") > 0);
+	/* Fixed: the next run applies the edit and the deletion. */
+	assert_int_equal(h_sql_exec(db, "ALTER TABLE hollihop.offices DROP CONSTRAINT test_reject"), 0);
+	assert_int_equal(run_once("sync-unrejected", only, &p), 0);
+	assert_string_equal(run_field(last_run(), "status"), "complete");
+	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.offices WHERE id = %s AND deleted_at IS NOT NULL", o2), 1);
+	assert_string_equal(sqlf("SELECT name FROM hollihop.offices WHERE id = %s", o1), "Новый филиал");
+}
+
 /* 5xx, slow, dropped, malformed and rate-limit answers are retried; the run completes. */
 static void
 test_faults_are_retried(void **state)
@@ -922,6 +983,7 @@ main(void)
 		cmocka_unit_test(test_full_export_lands_every_method),
 		cmocka_unit_test(test_second_export_mirrors_edits_and_deletions),
 		cmocka_unit_test(test_kill9_halfway_deletes_nothing),
+		cmocka_unit_test(test_store_killed_then_rejecting),
 		cmocka_unit_test(test_faults_are_retried),
 		cmocka_unit_test(test_clamped_take_is_read_to_the_end),
 		cmocka_unit_test(test_bad_authkey_and_error_answer_fail_the_run),

@@ -1,0 +1,63 @@
+/*
+ * sendq.h - an ordered, bounded queue of Envelopes to one REQ peer (the store), sent by a
+ * thread of its own.
+ *
+ * A producer packs a message and queues it (sendq_submit) and goes on with its next page
+ * while the peer commits the previous one; at most `depth` messages wait or are in flight,
+ * so memory stays bounded and a slow peer slows the producer down. Messages reach the
+ * peer strictly in queue order, each re-sent with bus_call_ack_msg's rules (ACK_RETRY and
+ * timeouts retried with backoff, until ACK_OK or ACK_REJECTED, or the deadline).
+ * sendq_call() queues one message and waits for its own answer (hence for all before it);
+ * sendq_drain() waits until everything queued has been answered.
+ * A done callback, run on the sender thread, sees every answer (for logs and counters).
+ * The first failure that is not a rejection (deadline, stop, no memory) is sticky: later
+ * submits and drains return it until sendq_clear_error(); best-effort messages never set it.
+ * The REQ socket must not be used by anyone else while the queue is open.
+ */
+#ifndef CS_SENDQ_H
+#define CS_SENDQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <nng/nng.h>
+
+#include "crmsync.pb-c.h"
+
+struct sendq;
+
+struct sendq_meta {
+	uint64_t	 tag;		/* the caller's id (a batch id) */
+	size_t		 n;		/* rows, for the callback */
+	const char	*label;		/* an entity name, for the callback (copied) */
+	int64_t		 deadline_ms;	/* give up after this long (<= 0: the queue's default) */
+	int		 best_effort;	/* a failure is not sticky (progress notes) */
+	int		 unstoppable;	/* ignore the stop flag (the record of a run's end) */
+};
+
+/* Called on the sender thread once per message; ack is NULL unless the peer answered. */
+typedef void (*sendq_done_fn)(void *arg, const struct sendq_meta *m, int rv,
+    const Crmsync__Envelope *ack, int64_t ms);
+
+struct sendq_opts {
+	int		 timeout_ms;	/* one round trip */
+	int64_t		 deadline_ms;	/* default per message */
+	size_t		 depth;		/* messages queued or in flight, >= 1 */
+	volatile int	*stop;		/* non-zero: give up (CS_ECANCELED) */
+	sendq_done_fn	 done;		/* may be NULL */
+	void		*arg;
+};
+
+int	sendq_open(struct sendq **out, nng_socket s, const struct sendq_opts *o);
+/* Pack env and queue it; waits for room. Returns 0 or the sticky error. */
+int	sendq_submit(struct sendq *q, const Crmsync__Envelope *env, const struct sendq_meta *m);
+/* Queue env and wait for its answer: 0 (*ack, if asked, owned by the caller), CS_EREJECTED, or an error. */
+int	sendq_call(struct sendq *q, const Crmsync__Envelope *env, const struct sendq_meta *m,
+	    Crmsync__Envelope **ack);
+/* Wait until every queued message is answered; returns the sticky error or 0. */
+int	sendq_drain(struct sendq *q);
+int	sendq_error(struct sendq *q);
+void	sendq_clear_error(struct sendq *q);
+/* Drains (bounded by the messages' deadlines and the stop flag), stops the thread, frees. */
+void	sendq_close(struct sendq *q);
+
+#endif
