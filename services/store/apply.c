@@ -73,7 +73,7 @@ void
 apply_reset_conn(struct store *st)
 {
 	for (size_t i = 0; i < st->nesql; i++)
-		st->esql[i].created = 0;
+		st->esql[i].created = st->esql[i].prep_lookup = st->esql[i].prep_seen = 0;
 }
 
 static struct entity_sql *
@@ -440,7 +440,8 @@ batch_lookup(struct store *st, struct batch *t, int stage_all, char *err, size_t
 	t->nstaged = t->ndel;
 	if (t->nlive == 0)
 		return 0;
-	if ((rv = db_execp(st, t->x->lookup, (int)t->x->nk, t->kparam + 2, &r)) != 0) {
+	if ((rv = db_execprep(st, t->x->name_lookup, &t->x->prep_lookup, t->x->lookup, (int)t->x->nk,
+	    t->kparam + 2, &r)) != 0) {
 		snprintf(err, errlen, "lookup: %s", db_errmsg(st, r));
 		PQclear(r);
 		return rv;
@@ -706,7 +707,12 @@ batch_tx(struct store *st, struct batch *t, int stage_all, char *err, size_t err
 	if (b->run_id != 0 && t->nlive > 0 && (x->e->flags & CE_FULL_DELETES)) {
 		t->kparam[0] = run;
 		t->kparam[1] = x->e->name;
-		if ((rv = exec_count(st, x->seen, 2 + (int)x->nk, t->kparam, NULL, err, errlen)) != 0)
+		PGresult *r = NULL;
+		rv = db_execprep(st, x->name_seen, &x->prep_seen, x->seen, 2 + (int)x->nk, t->kparam, &r);
+		if (rv != 0)
+			snprintf(err, errlen, "seen keys: %s", db_errmsg(st, r));
+		PQclear(r);
+		if (rv != 0)
 			goto fail;
 	}
 	if (b->cursor_opt_case == CRMSYNC__RECORD_BATCH__CURSOR_OPT_CURSOR && b->cursor != NULL) {

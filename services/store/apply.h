@@ -13,6 +13,9 @@ struct entity_sql {
 	const struct cat_entity	*e;
 	const char		*schema;
 	int			 created;	/* temp tables exist on this connection */
+	int			 prep_lookup;	/* lookup, seen prepared on this connection */
+	int			 prep_seen;
+	char			 name_lookup[96], name_seen[96];
 	size_t			*kidx;		/* positions of the key columns in e->cols */
 	size_t			 nk;
 

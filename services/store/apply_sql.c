@@ -268,6 +268,8 @@ esql_build(struct entity_sql *x, const struct cat_entity *e, const char *schema)
 	memset(x, 0, sizeof(*x));
 	x->e = e;
 	x->schema = schema;
+	snprintf(x->name_lookup, sizeof(x->name_lookup), "lk_%s_%s", schema, e->name);
+	snprintf(x->name_seen, sizeof(x->name_seen), "sn_%s_%s", schema, e->name);
 	x->nk = catalog_nkeys(e);
 	if (x->nk == 0 || x->nk > APPLY_MAX_KEYS)
 		return CS_EINVAL;

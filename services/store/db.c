@@ -107,28 +107,54 @@ db_errmsg(struct store *st, const PGresult *r)
 	return m;
 }
 
+/* Classify r, hand it to the caller (who inspects errors too) or free it. */
+static int
+db_result(struct store *st, PGresult *r, PGresult **out)
+{
+	int rv = 0;
+
+	if (r == NULL || (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)) {
+		rv = db_classify(st, r);
+		log_debug("db.error", "err=%s", lq(db_errmsg(st, r)));
+	}
+	if (out != NULL)
+		*out = r;
+	else
+		PQclear(r);
+	return rv;
+}
+
 int
 db_execp(struct store *st, const char *sql, int n, const char *const *vals, PGresult **out)
 {
-	PGresult *r;
-	int rv = 0;
+	if (out != NULL)
+		*out = NULL;
+	if (st->pg == NULL)
+		return CS_EDBCONN;
+	return db_result(st, n > 0 ? PQexecParams(st->pg, sql, n, NULL, vals, NULL, NULL, 0) :
+	    PQexec(st->pg, sql), out);
+}
+
+int
+db_execprep(struct store *st, const char *name, int *prepared, const char *sql, int n,
+    const char *const *vals, PGresult **out)
+{
+	int rv;
 
 	if (out != NULL)
 		*out = NULL;
 	if (st->pg == NULL)
 		return CS_EDBCONN;
-	r = n > 0 ? PQexecParams(st->pg, sql, n, NULL, vals, NULL, NULL, 0) : PQexec(st->pg, sql);
-	if (r == NULL || (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)) {
-		rv = db_classify(st, r);
-		log_debug("db.error", "err=%s", lq(db_errmsg(st, r)));
+	if (!*prepared) {
+		if ((rv = db_result(st, PQprepare(st->pg, name, sql, n, NULL), out)) != 0)
+			return rv;
+		if (out != NULL) {
+			PQclear(*out);
+			*out = NULL;
+		}
+		*prepared = 1;
 	}
-	if (out != NULL && rv == 0)
-		*out = r;
-	else if (out != NULL)
-		*out = r;	/* caller inspects the error too */
-	else
-		PQclear(r);
-	return rv;
+	return db_result(st, PQexecPrepared(st->pg, name, n, vals, NULL, NULL, 0), out);
 }
 
 int

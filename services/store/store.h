@@ -56,6 +56,10 @@ int	db_try_connect(struct store *st);	/* one attempt if the backoff allows; neve
 void	db_close(struct store *st);
 int	db_exec(struct store *st, const char *sql);	/* CS_EDB / CS_EDBCONN */
 int	db_execp(struct store *st, const char *sql, int n, const char *const *vals, PGresult **out);
+/* The same through a named prepared statement, prepared on first use (*prepared tracks it;
+ * clear it after a reconnect). */
+int	db_execprep(struct store *st, const char *name, int *prepared, const char *sql, int n,
+	    const char *const *vals, PGresult **out);
 /* CS_EDBCONN when the connection is gone (retry later), CS_EDB for a data/SQL error. */
 int	db_classify(struct store *st, const PGresult *r);
 const char *db_errmsg(struct store *st, const PGresult *r);

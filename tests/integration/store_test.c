@@ -116,6 +116,13 @@ test_migrations_recorded_once(void **state)
 	assert_int_equal(h_sql_int(db, "SELECT count(DISTINCT version) FROM crmsync.schema_migrations"), nmig);
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM information_schema.tables "
 	    "WHERE table_schema = 'hollihop' AND table_name = 'students'"), 1);
+	/* raw is lz4-compressed (Debian's PostgreSQL has it), on every entity table. */
+	assert_true(h_sql_int(db, "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+	    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('amo', 'hollihop') "
+	    "AND a.attname = 'raw' AND a.attcompression = 'l'") >= 50);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+	    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('amo', 'hollihop') "
+	    "AND a.attname = 'raw' AND a.attcompression IS DISTINCT FROM 'l'"), 0);
 	/* A second store on the same database migrates nothing and breaks nothing. */
 	char *env[] = { "CS_STORE_URL=ipc:///tmp/crmsync-unused-store.sock",
 	    "CS_STORE_HEALTH_URL=ipc:///tmp/crmsync-unused-health.sock", dsn_env, NULL };
