@@ -16,16 +16,14 @@
 #include <nng/supplemental/util/platform.h>
 
 #include "bus.h"
+#include "clock.h"
 #include "errors.h"
 #include "log.h"
 
 int64_t
 bus_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return clock_mono_ms();
 }
 
 static int

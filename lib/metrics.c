@@ -13,6 +13,7 @@
 #include <nng/supplemental/http/http.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
@@ -31,14 +32,6 @@ struct metrics {
 	_Atomic int		 warned;	/* "too big" logged once */
 };
 
-static int64_t
-metrics_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* "crmsync_" + name with every byte outside [a-zA-Z0-9_] as '_', + "_total" for counters. */
 static void
@@ -145,7 +138,7 @@ metrics_serve(nng_aio *aio)
 
 	buf_init(&b, METRICS_MAX_BYTES);
 	rv = metrics_render(&b, m->service, m->stats, m->nstats,
-	    (long long)((metrics_now_ms() - m->started_ms) / 1000));
+	    (long long)((clock_mono_ms() - m->started_ms) / 1000));
 	if (rv != 0) {
 		if (atomic_exchange(&m->warned, 1) == 0)
 			log_warnx("metrics.render_failed", "err=%s", lq(cs_strerror(rv)));
@@ -229,7 +222,7 @@ metrics_start(struct metrics **out, const char *addr, const char *service,
 	m->service = service;
 	m->stats = stats;
 	m->nstats = nstats;
-	m->started_ms = metrics_now_ms();
+	m->started_ms = clock_mono_ms();
 	m->port = -1;
 	if (nng_http_server_hold(&m->srv, u) != 0) {
 		m->srv = NULL;

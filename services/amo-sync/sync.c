@@ -17,17 +17,10 @@
 
 #include "amo.h"
 #include "buf.h"
+#include "clock.h"
 #include "errors.h"
 #include "log.h"
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int
 in_list(const char *list, const char *name)
@@ -52,11 +45,11 @@ sync_run(struct amo *a, Crmsync__SyncKind kind, const char *trigger)
 	const struct cat_entity *ents[64];
 	struct fetch_result res[64];
 	size_t n = 0;
-	int64_t run_id = 0, t0 = mono_ms(), req0 = stat_get(&amo_stats[AS_REQUESTS]);
+	int64_t run_id = 0, t0 = clock_mono_ms(), req0 = stat_get(&amo_stats[AS_REQUESTS]);
 	int64_t rows = 0, n429 = stat_get(&amo_stats[AS_HTTP_429]);
 	int full = kind == CRMSYNC__SYNC_KIND__SYNC_FULL;
 	int reference = full || last_reference_ms < 0 ||
-	    mono_ms() - last_reference_ms >= a->conf.reference_ms;
+	    clock_mono_ms() - last_reference_ms >= a->conf.reference_ms;
 	Crmsync__RunStatus status = CRMSYNC__RUN_STATUS__RUN_COMPLETE;
 	struct buf errs;
 	int rv = 0;
@@ -79,14 +72,14 @@ sync_run(struct amo *a, Crmsync__SyncKind kind, const char *trigger)
 	for (done = 0; done < n; done++) {
 		const struct cat_entity *e = ents[done];
 		enum fetch_mode mode = full || !(e->flags & CE_INCREMENTAL) ? FETCH_FULL : FETCH_INCREMENTAL;
-		int64_t te = mono_ms();
+		int64_t te = clock_mono_ms();
 
 		rv = fetch_entity(a, e, mode, run_id, &res[done]);
 		rows += res[done].rows;
 		log_info("sync.entity", "run=%lld entity=%s mode=%s rows=%lld pages=%lld complete=%d ms=%lld%s%s",
 		    (long long)run_id, e->name, mode == FETCH_FULL ? "full" : "incremental",
 		    (long long)res[done].rows, (long long)res[done].pages, res[done].complete,
-		    (long long)(mono_ms() - te), rv ? " err=" : "", rv ? lq(cs_strerror(rv)) : "");
+		    (long long)(clock_mono_ms() - te), rv ? " err=" : "", rv ? lq(cs_strerror(rv)) : "");
 		if (rv == 0)
 			(void)sink_progress(a, run_id, e->name, res[done].rows, res[done].pages);
 		if (rv == CS_ECANCELED || rv == CS_EREVOKED || rv == CS_EBANNED) {
@@ -102,12 +95,12 @@ sync_run(struct amo *a, Crmsync__SyncKind kind, const char *trigger)
 		}
 	}
 	if (status == CRMSYNC__RUN_STATUS__RUN_COMPLETE && reference)
-		last_reference_ms = mono_ms();
+		last_reference_ms = clock_mono_ms();
 	/* A stopping service still closes its run (sink gives it a bounded wait). */
 	if (a->stop)
 		status = CRMSYNC__RUN_STATUS__RUN_PARTIAL;
 	rv = sink_run_end(a, run_id, status, errs.len ? errs.data : NULL, ents, res, done);
-	int64_t ms = mono_ms() - t0;
+	int64_t ms = clock_mono_ms() - t0;
 	int64_t reqs = stat_get(&amo_stats[AS_REQUESTS]) - req0;
 	stat_add(&amo_stats[status == CRMSYNC__RUN_STATUS__RUN_COMPLETE ? AS_RUNS_OK : AS_RUNS_FAILED], 1);
 	log_info("sync.finished", "run=%lld kind=%s status=%s rows=%lld requests=%lld http_429=%lld "
@@ -148,7 +141,7 @@ void *
 sync_worker(void *arg)
 {
 	struct amo *a = arg;
-	int64_t next_incr = a->conf.incremental_ms > 0 ? mono_ms() : -1;
+	int64_t next_incr = a->conf.incremental_ms > 0 ? clock_mono_ms() : -1;
 	int64_t banned_note = 0;
 
 	while (!a->stop) {
@@ -166,21 +159,21 @@ sync_worker(void *arg)
 			if (a->once)
 				break;
 			if (next_incr >= 0)
-				next_incr = mono_ms() + a->conf.incremental_ms;
+				next_incr = clock_mono_ms() + a->conf.incremental_ms;
 			continue;
 		}
 		int asked = st == API_OK && atomic_exchange(&a->want_incremental, 0);
-		if (st == API_OK && (asked || (next_incr >= 0 && mono_ms() >= next_incr))) {
+		if (st == API_OK && (asked || (next_incr >= 0 && clock_mono_ms() >= next_incr))) {
 			(void)sync_run(a, CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL,
 			    a->once ? "cli" : asked ? "command" : "schedule");
 			if (a->once)
 				break;
 			if (next_incr >= 0)
-				next_incr = mono_ms() + a->conf.incremental_ms;
+				next_incr = clock_mono_ms() + a->conf.incremental_ms;
 			continue;
 		}
-		if (st == API_BANNED && mono_ms() - banned_note > 3600 * 1000) {
-			banned_note = mono_ms();
+		if (st == API_BANNED && clock_mono_ms() - banned_note > 3600 * 1000) {
+			banned_note = clock_mono_ms();
 			log_warnx("api.still_banned", "syncing is stopped: amoCRM blocked this account's API "
 			    "access; after support unblocks it, restart or send a sync command");
 		}
@@ -189,8 +182,8 @@ sync_worker(void *arg)
 			int64_t due = tasks_due_in_ms(a->tasks);
 			if (due >= 0 && due < wait)
 				wait = due;
-			if (next_incr >= 0 && next_incr - mono_ms() < wait)
-				wait = next_incr - mono_ms();
+			if (next_incr >= 0 && next_incr - clock_mono_ms() < wait)
+				wait = next_incr - clock_mono_ms();
 		}
 		if (wait < 5)
 			wait = 5;

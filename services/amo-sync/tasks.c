@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "amo.h"
+#include "clock.h"
 #include "errors.h"
 #include "hash.h"
 #include "log.h"
@@ -76,14 +77,6 @@ struct tasks {
 	struct inflight		 cur;
 };
 
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static uint64_t
 hash_key(const char *s)
@@ -333,7 +326,7 @@ tasks_receive(struct tasks *t, const Crmsync__HookDelivery *d, uint64_t *done_se
     size_t errlen)
 {
 	Crmsync__AckStatus st = CRMSYNC__ACK_STATUS__ACK_OK;
-	int64_t now = now_us();
+	int64_t now = clock_mono_us();
 	size_t added = 0, ignored = 0;
 
 	err[0] = '\0';
@@ -402,7 +395,7 @@ group_due(const struct tasks *t, const struct group *g, int64_t now, int fetch_o
 int64_t
 tasks_due_in_ms(struct tasks *t)
 {
-	int64_t now = now_us(), best = -1;
+	int64_t now = clock_mono_us(), best = -1;
 
 	pthread_mutex_lock(&t->mtx);
 	if (t->cur.active)
@@ -424,7 +417,7 @@ tasks_due_in_ms(struct tasks *t)
 static int
 take_batch(struct tasks *t, int fetch_ok)
 {
-	int64_t now = now_us();
+	int64_t now = clock_mono_us();
 	struct group *g;
 
 	for (g = t->head; g != NULL && !group_due(t, g, now, fetch_ok); g = g->next)

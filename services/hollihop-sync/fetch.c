@@ -192,7 +192,7 @@ pass_take_skip(struct fetch *f, const char *alt)
 		if (n > 0) {
 			size_t len;
 			const char *txt = json_text(&p->j, p->rows, &len);
-			h = hash_fnv1a(HASH_FNV1A_INIT, txt, len);
+			h = hash_content(HASH_CONTENT_INIT, txt, len);
 			if (skip > 0 && h == prev) {
 				snprintf(f->err, sizeof(f->err), "%s: the page at skip=%lld repeats the "
 				    "previous one (the server ignores skip?)", f->e->endpoint, (long long)skip);

@@ -31,6 +31,7 @@
 #include <nng/supplemental/util/platform.h>
 
 #include "arena.h"
+#include "clock.h"
 #include "deadletter.h"
 #include "errors.h"
 #include "form.h"
@@ -115,21 +116,13 @@ http_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int64_t
-http_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- session lifetime ---- */
 
 static void
 hs_deadline(struct http_session *s, int64_t ms, const char *phase)
 {
-	s->deadline = ms > 0 ? http_mono_ms() + ms : 0;
+	s->deadline = ms > 0 ? clock_mono_ms() + ms : 0;
 	s->phase = phase;
 }
 
@@ -212,7 +205,7 @@ http_keeper(void *arg)
 	pthread_mutex_lock(&h->mtx);
 	for (;;) {
 		struct http_session *s, *next, *dead;
-		int64_t now = http_mono_ms();
+		int64_t now = clock_mono_ms();
 		int n = 0;
 
 		for (s = h->sessions; s != NULL; s = next) {
@@ -781,7 +774,7 @@ hs_advance(struct http_session *s)
 	if (s->rlen > s->roff) {
 		/* A head has begun: it gets body_timeout in all, however slowly it trickles. */
 		if (s->head_started == 0) {
-			s->head_started = http_mono_ms();
+			s->head_started = clock_mono_ms();
 			hs_deadline(s, h->o.body_timeout_ms, "head");
 		}
 	} else if (s->phase == NULL) {

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "errors.h"
 #include "journal.h"
 #include "log.h"
@@ -157,14 +158,6 @@ journal_get64(const unsigned char *p)
 	return (uint64_t)journal_get32(p) | (uint64_t)journal_get32(p + 4) << 32;
 }
 
-static int64_t
-journal_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 journal_seg_name(char *buf, size_t len, uint64_t base)
@@ -397,7 +390,7 @@ journal_sync_cursor(struct journal *j)
 	pthread_mutex_lock(&j->mtx);
 	if (v > j->cursor_saved)
 		j->cursor_saved = v;
-	j->cursor_saved_ms = journal_now_ms();
+	j->cursor_saved_ms = clock_mono_ms();
 	pthread_mutex_unlock(&j->mtx);
 	rv = 0;
 out:
@@ -599,7 +592,7 @@ journal_open(struct journal **out, const struct journal_opts *o)
 	j->committed = j->next_seq - 1;
 	j->rbase = j->segs[0].base;
 	j->rseq = j->acked;
-	j->cursor_saved_ms = journal_now_ms();
+	j->cursor_saved_ms = clock_mono_ms();
 	journal_gc(j);
 
 	if (pthread_create(&j->writer, NULL, journal_writer, j) != 0) {
@@ -761,7 +754,7 @@ journal_append(struct journal *j, const void *payload, size_t len, journal_done_
 	}
 	if (j->bytes + j->queued_bytes + reclen > j->o.max_bytes) {
 		j->st.full++;
-		now = journal_now_ms();
+		now = clock_mono_ms();
 		if (j->full_logged_ms == 0 || now - j->full_logged_ms >= JOURNAL_FULL_LOG_MS) {
 			/* Loud on purpose: hooks are being refused (amoCRM will retry them). */
 			log_warnx("journal.full", "dir=%s bytes=%" PRIu64 " cap=%" PRIu64
@@ -953,7 +946,7 @@ journal_ack(struct journal *j, uint64_t seq)
 	if (seq > j->acked)
 		j->acked = seq;
 	save = j->acked > j->cursor_saved &&
-	    (journal_now_ms() - j->cursor_saved_ms >= j->o.cursor_interval_ms ||
+	    (clock_mono_ms() - j->cursor_saved_ms >= j->o.cursor_interval_ms ||
 	    (j->nsegs > 1 && j->segs[0].last <= j->acked));
 	pthread_mutex_unlock(&j->mtx);
 	if (save)

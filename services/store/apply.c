@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "apply.h"
+#include "clock.h"
 #include "errors.h"
 #include "hash.h"
 #include "log.h"
@@ -344,14 +345,6 @@ struct batch {
 	int64_t				 t_lookup, t_direct, t_staged, t_commit;
 };
 
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* Append v to an array literal opened with '{': "..." with " and \ escaped. */
 static int
@@ -680,7 +673,7 @@ batch_tx(struct store *st, struct batch *t, int stage_all, char *err, size_t err
 	const Crmsync__RecordBatch *b = t->b;
 	struct entity_sql *x = t->x;
 	char run[24];
-	int64_t t0 = now_us();
+	int64_t t0 = clock_mono_us();
 	int rv;
 
 	snprintf(run, sizeof(run), "%lld", (long long)b->run_id);
@@ -691,7 +684,7 @@ batch_tx(struct store *st, struct batch *t, int stage_all, char *err, size_t err
 	 */
 	if ((rv = batch_lookup(st, t, stage_all, err, errlen)) != 0)
 		return rv;
-	t->t_lookup = now_us() - t0;
+	t->t_lookup = clock_mono_us() - t0;
 	if (t->nstaged > 0 && (rv = ensure_temp(st, x, err, errlen)) != 0)
 		return rv;
 	if ((rv = db_exec(st, "BEGIN")) != 0) {
@@ -700,10 +693,10 @@ batch_tx(struct store *st, struct batch *t, int stage_all, char *err, size_t err
 	}
 	if (t->nnew > 0 && (rv = batch_direct(st, t, err, errlen)) != 0)
 		goto fail;
-	t->t_direct = now_us() - t0 - t->t_lookup;
+	t->t_direct = clock_mono_us() - t0 - t->t_lookup;
 	if (t->nstaged > 0 && (rv = batch_staged(st, t, err, errlen)) != 0)
 		goto fail;
-	t->t_staged = now_us() - t0 - t->t_lookup - t->t_direct;
+	t->t_staged = clock_mono_us() - t0 - t->t_lookup - t->t_direct;
 	if (b->run_id != 0 && t->nlive > 0 && (x->e->flags & CE_FULL_DELETES)) {
 		t->kparam[0] = run;
 		t->kparam[1] = x->e->name;
@@ -733,12 +726,12 @@ batch_tx(struct store *st, struct batch *t, int stage_all, char *err, size_t err
 		    3, v, NULL, err, errlen)) != 0)
 			goto fail;
 	}
-	int64_t t1 = now_us();
+	int64_t t1 = clock_mono_us();
 	if ((rv = db_exec(st, "COMMIT")) != 0) {
 		snprintf(err, errlen, "COMMIT: %s", db_errmsg(st, NULL));
 		goto fail;
 	}
-	t->t_commit = now_us() - t1;
+	t->t_commit = clock_mono_us() - t1;
 	return 0;
 fail:
 	db_rollback(st);
@@ -750,7 +743,7 @@ apply_batch(struct store *st, const Crmsync__RecordBatch *b, uint32_t *applied,
     uint32_t *unchanged, char *err, size_t errlen)
 {
 	struct batch t;
-	int64_t t0 = now_us();
+	int64_t t0 = clock_mono_us();
 	int rv;
 
 	*applied = *unchanged = 0;
@@ -768,7 +761,7 @@ apply_batch(struct store *st, const Crmsync__RecordBatch *b, uint32_t *applied,
 	}
 	if ((rv = batch_prepare(&t, err, errlen)) != 0)
 		goto out;
-	int64_t t_prep = now_us() - t0;
+	int64_t t_prep = clock_mono_us() - t0;
 	if ((rv = batch_tx(st, &t, 0, err, errlen)) == CS_EEXISTS) {
 		/* Another writer inserted a "new" key meanwhile: redo with every record staged. */
 		stat_add(&store_stats[ST_REDONE], 1);
@@ -784,7 +777,7 @@ apply_batch(struct store *st, const Crmsync__RecordBatch *b, uint32_t *applied,
 		    "lookup_us=%lld direct_us=%lld staged_us=%lld commit_us=%lld total_us=%lld",
 		    b->entity, b->n_records, t.nnew, t.nsame, t.nstaged, (long long)t_prep,
 		    (long long)t.t_lookup, (long long)t.t_direct, (long long)t.t_staged,
-		    (long long)t.t_commit, (long long)(now_us() - t0));
+		    (long long)t.t_commit, (long long)(clock_mono_us() - t0));
 	}
 out:
 	batch_free(&t);

@@ -86,11 +86,29 @@ unnest_keys(struct buf *b, const struct entity_sql *x, int first_param, int ordi
 	return rv;
 }
 
+/* "[discriminator, ]parent key..., idx, columns..." of child table ch. */
+static int
+child_columns(struct buf *b, const struct entity_sql *x, const struct cat_child *ch)
+{
+	char pcol[64], dcol[64];
+	int rv = 0;
+
+	if (catalog_discriminator(ch, dcol, sizeof(dcol)) != NULL)
+		rv |= buf_printf(b, "%s, ", dcol);
+	for (size_t k = 0; k < x->nk; k++) {
+		rv |= catalog_child_parent_col(x->e, ch, k, pcol, sizeof(pcol));
+		rv |= buf_printf(b, "%s, ", pcol);
+	}
+	rv |= buf_printf(b, "idx");
+	for (size_t i = 0; i < ch->ncols; i++)
+		rv |= buf_printf(b, ", %s", ch->cols[i].column);
+	return rv;
+}
+
 static int
 build_lookup_direct_seen(struct entity_sql *x, struct buf *b)
 {
 	const struct cat_entity *e = x->e;
-	char pcol[64], dcol[64];
 	int rv = 0;
 
 	/* Which keys exist: ordinal of the key in the arrays, stored hash, soft-deleted. */
@@ -122,15 +140,7 @@ build_lookup_direct_seen(struct entity_sql *x, struct buf *b)
 		const struct cat_child *ch = &e->children[c];
 		buf_init(b, 1u << 20);
 		rv |= buf_printf(b, "COPY %s.%s (", x->schema, ch->table);
-		if (catalog_discriminator(ch, dcol, sizeof(dcol)) != NULL)
-			rv |= buf_printf(b, "%s, ", dcol);
-		for (size_t k = 0; k < x->nk; k++) {
-			rv |= catalog_child_parent_col(e, ch, k, pcol, sizeof(pcol));
-			rv |= buf_printf(b, "%s, ", pcol);
-		}
-		rv |= buf_printf(b, "idx");
-		for (size_t i = 0; i < ch->ncols; i++)
-			rv |= buf_printf(b, ", %s", ch->cols[i].column);
+		rv |= child_columns(b, x, ch);
 		rv |= buf_printf(b, ") FROM STDIN");
 		x->child_direct[c] = buf_steal(b, NULL);
 	}
@@ -233,15 +243,7 @@ build_staged(struct entity_sql *x, struct buf *b)
 
 		buf_init(b, 1u << 20);
 		rv |= buf_printf(b, "INSERT INTO %s.%s (", schema, ch->table);
-		if (dval != NULL)
-			rv |= buf_printf(b, "%s, ", dcol);
-		for (size_t k = 0; k < x->nk; k++) {
-			rv |= catalog_child_parent_col(e, ch, k, pcol, sizeof(pcol));
-			rv |= buf_printf(b, "%s, ", pcol);
-		}
-		rv |= buf_printf(b, "idx");
-		for (size_t i = 0; i < ch->ncols; i++)
-			rv |= buf_printf(b, ", %s", ch->cols[i].column);
+		rv |= child_columns(b, x, ch);
 		rv |= buf_printf(b, ") SELECT %s", dval != NULL ? "$1, " : "");
 		for (size_t k = 0; k < x->nk; k++)
 			rv |= buf_printf(b, "s.%s, ", kcol(x, k)->column);

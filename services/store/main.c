@@ -176,8 +176,8 @@ dispatch(struct store *st, nng_socket s, nng_msg *msg, Crmsync__Envelope *env)
 		rv = runs_begin(st, env->run_begin, &run_id, err, sizeof(err));
 		if (rv == 0) {
 			stat_add(&store_stats[ST_RUNS_STARTED], 1);
-			log_info("run.started", "run=%lld crm=%s kind=%d trigger=%s", (long long)run_id,
-			    runs_crm_name(env->run_begin->crm), (int)env->run_begin->kind,
+			log_info("run.started", "run=%lld crm=%s kind=%s trigger=%s", (long long)run_id,
+			    runs_crm_name(env->run_begin->crm), runs_kind_name(env->run_begin->kind),
 			    lq(env->run_begin->trigger));
 		}
 		reply_result(st, s, rv, err, run_id);

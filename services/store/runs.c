@@ -26,8 +26,8 @@ runs_crm_name(int crm)
 	}
 }
 
-static const char *
-kind_name(Crmsync__SyncKind k)
+const char *
+runs_kind_name(Crmsync__SyncKind k)
 {
 	switch (k) {
 	case CRMSYNC__SYNC_KIND__SYNC_FULL:	return "full";
@@ -71,7 +71,7 @@ runs_begin(struct store *st, const Crmsync__RunBegin *rb, int64_t *run_id, char 
 		buf_printf(&ents, "%s%s", i ? "," : "", rb->entities[i]);
 	}
 	buf_addc(&ents, '}');
-	const char *v[4] = { runs_crm_name(rb->crm), kind_name(rb->kind), rb->trigger, ents.data };
+	const char *v[4] = { runs_crm_name(rb->crm), runs_kind_name(rb->kind), rb->trigger, ents.data };
 	/*
 	 * One run of a kind per CRM at a time: a run of the same kind still marked running was
 	 * cut off (its sender crashed or was killed). Close it as abandoned, which deletes

@@ -77,6 +77,7 @@ int	apply_batch(struct store *st, const Crmsync__RecordBatch *b, uint32_t *appli
 const char *apply_key_expr(const struct cat_entity *e, const char *alias, char *buf, size_t cap);
 
 /* runs.c */
+const char *runs_kind_name(Crmsync__SyncKind k);	/* "full", "incremental", "hooks" */
 int	runs_begin(struct store *st, const Crmsync__RunBegin *rb, int64_t *run_id, char *err, size_t errlen);
 int	runs_end(struct store *st, const Crmsync__RunEnd *re, char *err, size_t errlen);
 int	runs_progress(struct store *st, const Crmsync__RunProgress *rp);

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -94,6 +95,35 @@ test_malformed_and_limits(void **state)
 	assert_true(json_unescape("\\q", 2, out, sizeof(out)) < 0);
 }
 
+/* Token-dense input outgrows the first token array: the parse resumes and is exact. */
+static void
+test_token_array_grows(void **state)
+{
+	static char src[256 * 1024];
+	struct json j;
+	size_t o = 0;
+	int64_t v;
+
+	(void)state;
+	o += (size_t)snprintf(src + o, sizeof(src) - o, "{\"rows\":[");
+	for (int i = 0; i < 5000; i++)
+		o += (size_t)snprintf(src + o, sizeof(src) - o, "%s[%d,\"x\",{}]", i ? "," : "", i);
+	o += (size_t)snprintf(src + o, sizeof(src) - o, "]}");
+	assert_true(o < sizeof(src));
+	assert_int_equal(json_parse(&j, src, o, 1000000), 0);
+	assert_int_equal(j.ntok, 3 + 5000 * 4);
+	int rows = json_get(&j, 0, "rows");
+	assert_int_equal(json_size(&j, rows), 5000);
+	int t = json_first(&j, rows);
+	for (int i = 0; i < 4999; i++)
+		t = json_skip(&j, t);
+	assert_int_equal(json_int64(&j, json_first(&j, t), &v), 0);
+	assert_int_equal(v, 4999);
+	json_free(&j);
+	/* The limit still holds when it is only reached after growing. */
+	assert_int_equal(json_parse(&j, src, o, 10000), CS_ETOOBIG);
+}
+
 int
 main(void)
 {
@@ -101,6 +131,7 @@ main(void)
 		cmocka_unit_test(test_lookup_and_paths),
 		cmocka_unit_test(test_strings_unescape),
 		cmocka_unit_test(test_malformed_and_limits),
+		cmocka_unit_test(test_token_array_grows),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
