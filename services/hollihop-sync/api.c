@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
 #include "errors.h"
 #include "hh.h"
 #include "log.h"
@@ -235,9 +236,14 @@ api_call(struct api *a, const char *method, const char *form, volatile int *stop
 			goto out;
 		}
 		stat_add(&hh_stats[HS_REQUESTS], 1);
+		int64_t t0 = clock_mono_us();
 		int hrv = http_request(a->http, "POST", url, headers, body.data, body.len, resp);
+		int64_t t1 = clock_mono_us();
 		stat_add(&hh_stats[HS_BYTES_IN], (int64_t)resp->body.len);
 		v = classify(a, hrv, resp, j, &code, why, sizeof(why));
+		log_debug("api.response", "method=%s status=%ld bytes=%zu http_us=%lld parse_us=%lld",
+		    method, resp->status, resp->body.len, (long long)(t1 - t0),
+		    (long long)(clock_mono_us() - t1));
 		if (v == V_OK) {
 			rv = 0;
 			goto out;

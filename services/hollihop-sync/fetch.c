@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "errors.h"
 #include "hash.h"
 #include "hh.h"
@@ -35,6 +36,9 @@ struct fetch {
 	int			 rv;
 	int			 truncated;
 	int64_t			 pages;
+	int64_t			 api_us;	/* in api_call: request, download, parse */
+	int64_t			 blocked_us;	/* the fetcher waiting for room in the queue */
+	int64_t			 idle_us;	/* the consumer waiting for a page */
 	char			 err[1024];
 };
 
@@ -100,6 +104,8 @@ locate_rows(const struct cat_entity *e, struct page *p, char *err, size_t errlen
 static int
 enqueue(struct fetch *f, struct page *p)
 {
+	int64_t t0 = clock_mono_us();
+
 	pthread_mutex_lock(&f->mtx);
 	while (f->depth >= f->c->queue_pages && !f->cancel) {
 		struct timespec ts;
@@ -111,6 +117,7 @@ enqueue(struct fetch *f, struct page *p)
 		}
 		pthread_cond_timedwait(&f->cv, &f->mtx, &ts);
 	}
+	f->blocked_us += clock_mono_us() - t0;
 	if (f->cancel) {
 		pthread_mutex_unlock(&f->mtx);
 		page_free(p);
@@ -147,9 +154,11 @@ fetch_page(struct fetch *f, const char *alt, int64_t take, int64_t skip, struct 
 	if (rv == 0 && take > 0 && buf_printf(&form, "&take=%lld&skip=%lld", (long long)take,
 	    (long long)skip) != 0)
 		rv = CS_ETOOBIG;
+	int64_t t0 = clock_mono_us();
 	if (rv == 0)
 		rv = api_call(f->api, e->endpoint, form.data != NULL ? form.data : "", &f->cancel,
 		    &p->resp, &p->j, f->err, sizeof(f->err));
+	f->api_us += clock_mono_us() - t0;
 	buf_free(&form);
 	if (rv == 0 && (rv = locate_rows(e, p, f->err, sizeof(f->err))) == 0) {
 		*out = p;
@@ -302,6 +311,7 @@ struct page *
 fetch_next(struct fetch *f)
 {
 	struct page *p = NULL;
+	int64_t t0 = clock_mono_us();
 
 	pthread_mutex_lock(&f->mtx);
 	for (;;) {
@@ -328,6 +338,7 @@ fetch_next(struct fetch *f)
 		}
 		pthread_cond_timedwait(&f->cv, &f->mtx, &ts);
 	}
+	f->idle_us += clock_mono_us() - t0;
 	pthread_mutex_unlock(&f->mtx);
 	return p;
 }
@@ -343,6 +354,11 @@ fetch_finish(struct fetch *f, int *truncated, int64_t *pages, char *err, size_t 
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mtx);
 	pthread_join(f->thr, NULL);
+	/* Which side waited: a fetcher blocked on a full queue means the consumer (normalise,
+	 * store) is the slower one; a consumer idle means the download is. */
+	log_debug("fetch.times", "entity=%s pages=%lld api_ms=%lld fetcher_blocked_ms=%lld "
+	    "consumer_idle_ms=%lld", f->e->name, (long long)f->pages, (long long)(f->api_us / 1000),
+	    (long long)(f->blocked_us / 1000), (long long)(f->idle_us / 1000));
 	while (f->head != NULL) {
 		struct page *p = f->head;
 		f->head = p->next;
