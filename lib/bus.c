@@ -164,7 +164,7 @@ bus_call(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **out, in
 
 int
 bus_call_ack(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **ack_out,
-    int timeout_ms, int64_t deadline_ms, volatile int *stop)
+    int timeout_ms, int64_t deadline_ms, volatile _Atomic int *stop)
 {
 	nng_msg *msg;
 	int rv;
@@ -180,7 +180,7 @@ bus_call_ack(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **ack
 
 int
 bus_call_ack_msg(nng_socket s, nng_msg *req, Crmsync__Envelope **ack_out,
-    int timeout_ms, int64_t deadline_ms, volatile int *stop)
+    int timeout_ms, int64_t deadline_ms, volatile _Atomic int *stop)
 {
 	int64_t start = bus_now_ms();
 	int backoff = 50;

@@ -46,10 +46,10 @@ int	bus_call(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **out
  * Timeouts and ACK_RETRY are retried with backoff from 50 ms to 2 s.
  */
 int	bus_call_ack(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope **ack_out,
-	    int timeout_ms, int64_t deadline_ms, volatile int *stop);
+	    int timeout_ms, int64_t deadline_ms, volatile _Atomic int *stop);
 /* The same for an already packed request (not consumed: each attempt sends a copy). */
 int	bus_call_ack_msg(nng_socket s, nng_msg *req, Crmsync__Envelope **ack_out,
-	    int timeout_ms, int64_t deadline_ms, volatile int *stop);
+	    int timeout_ms, int64_t deadline_ms, volatile _Atomic int *stop);
 
 /* Reply with an Ack. */
 int	bus_reply_ack(nng_socket s, Crmsync__AckStatus status, const char *error,

@@ -41,7 +41,7 @@ sleep_us(int64_t us)
 }
 
 int
-rl_acquire(struct ratelimit *rl, volatile int *stop)
+rl_acquire(struct ratelimit *rl, volatile _Atomic int *stop)
 {
 	for (;;) {
 		int64_t wait_us = 0, now;

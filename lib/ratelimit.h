@@ -23,7 +23,7 @@ struct ratelimit {
 
 void	rl_init(struct ratelimit *rl, double rate, double burst);
 /* 0, or CS_ECANCELED when *stop became non-zero while waiting. */
-int	rl_acquire(struct ratelimit *rl, volatile int *stop);
+int	rl_acquire(struct ratelimit *rl, volatile _Atomic int *stop);
 void	rl_pause(struct ratelimit *rl, int64_t ms);
 void	rl_destroy(struct ratelimit *rl);
 

@@ -42,7 +42,7 @@ struct sendq_opts {
 	int		 timeout_ms;	/* one round trip */
 	int64_t		 deadline_ms;	/* default per message */
 	size_t		 depth;		/* messages queued or in flight, >= 1 */
-	volatile int	*stop;		/* non-zero: give up (CS_ECANCELED) */
+	volatile _Atomic int	*stop;		/* non-zero: give up (CS_ECANCELED) */
 	sendq_done_fn	 done;		/* may be NULL */
 	void		*arg;
 };

@@ -8,7 +8,7 @@
 #include "svc.h"
 #include "version.h"
 
-volatile sig_atomic_t svc_stop;
+volatile _Atomic int svc_stop;
 
 static void
 svc_usage(FILE *f, const struct svc_desc *d)

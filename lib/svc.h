@@ -31,7 +31,7 @@ struct svc_desc {
 };
 
 /* Set by SIGINT/SIGTERM. */
-extern volatile sig_atomic_t svc_stop;
+extern volatile _Atomic int svc_stop;	/* lock-free: the signal handler sets it */
 
 /*
  * Parse argv, initialise logging, load the config. Exits 0 after --help, -V and -n, and

@@ -78,7 +78,7 @@ struct fetch_memo;
 
 struct amo {
 	struct amo_conf		 conf;
-	volatile int		 stop;
+	volatile _Atomic int		 stop;
 	atomic_int		 state;		/* enum api_state */
 	atomic_int		 want_full;	/* set by SyncCommand / --full */
 	atomic_int		 want_incremental;

@@ -82,7 +82,7 @@ contains_ci(const char *s, const char *needle)
 
 /* Sleep ms in short slices; CS_ECANCELED when *stop is set meanwhile. */
 static int
-nap(int64_t ms, volatile int *stop)
+nap(int64_t ms, volatile _Atomic int *stop)
 {
 	while (ms > 0) {
 		int64_t s = ms > 50 ? 50 : ms;
@@ -203,7 +203,7 @@ classify(struct api *a, int hrv, struct http_response *resp, struct json *j, int
 }
 
 int
-api_call(struct api *a, const char *method, const char *form, volatile int *stop,
+api_call(struct api *a, const char *method, const char *form, volatile _Atomic int *stop,
     struct http_response *resp, struct json *j, char *err, size_t errlen)
 {
 	static const char *const headers[] = {

@@ -374,7 +374,7 @@ flush(struct exporter *x, const struct cat_entity *e, int64_t run_id, Crmsync__R
 static void
 export_entity(struct exporter *x, const struct cat_entity *e, int64_t run_id,
     const struct hh_vars *vars, const struct keys *parents, int parents_complete,
-    struct keys *collect, volatile int *stop, struct entity_out *o)
+    struct keys *collect, volatile _Atomic int *stop, struct entity_out *o)
 {
 	struct fetch *f = NULL;
 	struct arena arena;
@@ -523,7 +523,7 @@ out:
 }
 
 int
-export_run(struct exporter *x, const struct run_req *rq, volatile int *stop,
+export_run(struct exporter *x, const struct run_req *rq, volatile _Atomic int *stop,
     void (*on_begin)(void *, int64_t), void *arg, struct run_result *res)
 {
 	const struct cat_crm_desc *d = catalog_crm(CAT_HOLLIHOP);

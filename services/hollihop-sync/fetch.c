@@ -25,8 +25,8 @@ struct fetch {
 	struct api		*api;
 	struct hh_vars		 vars;
 	const struct keys	*parents;
-	volatile int		*run_stop;
-	volatile int		 cancel;	/* run stop seen, or the consumer gave up */
+	volatile _Atomic int		*run_stop;
+	volatile _Atomic int		 cancel;	/* run stop seen, or the consumer gave up */
 	pthread_t		 thr;
 	pthread_mutex_t		 mtx;
 	pthread_cond_t		 cv;
@@ -282,7 +282,7 @@ fetch_main(void *arg)
 
 int
 fetch_start(struct fetch **out, const struct cat_entity *e, const struct hh_conf *c,
-    struct api *api, const struct hh_vars *vars, const struct keys *parents, volatile int *stop)
+    struct api *api, const struct hh_vars *vars, const struct keys *parents, volatile _Atomic int *stop)
 {
 	struct fetch *f;
 

@@ -104,7 +104,7 @@ void	api_free(struct api *a);
  * {"Error": …} answer or a 4xx), CS_EJSON/CS_ENET/CS_ETIMEDOUT (retries exhausted),
  * CS_ETOOBIG or CS_ECANCELED, with a message in err; resp/j are then already freed.
  */
-int	api_call(struct api *a, const char *method, const char *form, volatile int *stop,
+int	api_call(struct api *a, const char *method, const char *form, volatile _Atomic int *stop,
 	    struct http_response *resp, struct json *j, char *err, size_t errlen);
 
 /* ---- fetch.c: a fetcher thread that pages one entity and queues parsed pages ---- */
@@ -135,7 +135,7 @@ struct fetch;
  */
 int	fetch_start(struct fetch **out, const struct cat_entity *e, const struct hh_conf *c,
 	    struct api *api, const struct hh_vars *vars, const struct keys *parents,
-	    volatile int *stop);
+	    volatile _Atomic int *stop);
 /*
  * The next page, or NULL at the end: then fetch_finish() tells why (0 = the entity was
  * read to its end; *truncated = 1 when a configured cap cut it short).
@@ -168,7 +168,7 @@ int	export_check(const struct run_req *rq, char *err, size_t errlen);
  * command can be answered with its id). Returns 0 when the run was recorded (whatever its
  * status, see res), else the error that kept it from being opened.
  */
-int	export_run(struct exporter *x, const struct run_req *rq, volatile int *stop,
+int	export_run(struct exporter *x, const struct run_req *rq, volatile _Atomic int *stop,
 	    void (*on_begin)(void *, int64_t), void *arg, struct run_result *res);
 /* One line about what the current run is doing, for the health status (thread-safe). */
 void	export_status(struct exporter *x, char *buf, size_t len);

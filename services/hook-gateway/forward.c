@@ -43,7 +43,7 @@ struct forward {
 	char			*url;
 	nng_socket		 sock;
 	pthread_t		 thr;
-	volatile int		 stop;
+	volatile _Atomic int		 stop;
 	uint64_t		 boot;		/* amo-sync's boot_id; 0 = none seen yet */
 	int			 known;		/* a probe has answered */
 	uint64_t		 trusted;	/* everything up to here is processed: the cursor */

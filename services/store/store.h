@@ -41,7 +41,7 @@ struct store {
 	struct store_conf	 conf;
 	PGconn			*pg;
 	int			 pg_ok;
-	volatile int		 ready;		/* migrated and listening */
+	volatile _Atomic int		 ready;		/* migrated and listening */
 	int			 connect_attempts;
 	int64_t			 backoff_ms;
 	int64_t			 next_connect_ms;	/* bus_now_ms() of the next allowed attempt */

@@ -437,7 +437,7 @@ test_postgres_down_then_back(void **state)
 /* kill -9 of the store during a stream: every acked row is there, the rest re-sent once. */
 #define STREAM_BATCHES	60
 #define STREAM_ROWS	200
-static volatile int acked_batches;
+static _Atomic int acked_batches;	/* written by the streaming thread */
 
 static void *
 stream(void *arg)

@@ -210,7 +210,7 @@ struct fake {
 	pthread_t		 thr;
 	nng_socket		 rep, store;
 	struct health		*health;
-	volatile int		 stop;
+	volatile _Atomic int		 stop;
 	int			 commands, last_kind;
 };
 
