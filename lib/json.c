@@ -191,10 +191,24 @@ json_skip(const struct json *j, int t)
 
 	if (t < 0 || t >= j->ntok)
 		return -1;
+	/* A scalar (or an object key, whose value follows it) ends at the next token. */
+	if (j->tok[t].type == JSMN_STRING || j->tok[t].type == JSMN_PRIMITIVE)
+		return t + 1;
+	/*
+	 * Tokens are in document order, and a container's subtree is the run of tokens that
+	 * start before it ends: binary search for the first one that starts at or after its
+	 * end, so skipping a big nested value costs O(log n), not its size.
+	 */
 	end = j->tok[t].end;
-	for (i = t + 1; i < j->ntok && j->tok[i].start < end; i++)
-		;
-	return i;
+	int lo = t + 1, hi = j->ntok;
+	while (lo < hi) {
+		i = lo + (hi - lo) / 2;
+		if (j->tok[i].start < end)
+			lo = i + 1;
+		else
+			hi = i;
+	}
+	return lo;
 }
 
 int

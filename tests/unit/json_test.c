@@ -119,6 +119,10 @@ test_token_array_grows(void **state)
 		t = json_skip(&j, t);
 	assert_int_equal(json_int64(&j, json_first(&j, t), &v), 0);
 	assert_int_equal(v, 4999);
+	/* Skipping a nested value lands on the next sibling, whatever its size. */
+	assert_int_equal(json_skip(&j, rows), j.ntok);
+	assert_int_equal(json_skip(&j, json_first(&j, rows)), json_first(&j, rows) + 4);
+	assert_int_equal(json_skip(&j, 1), 2);	/* a key: its value follows */
 	json_free(&j);
 	/* The limit still holds when it is only reached after growing. */
 	assert_int_equal(json_parse(&j, src, o, 10000), CS_ETOOBIG);
