@@ -113,3 +113,33 @@ buf_steal(struct buf *b, size_t *len)
 	b->len = b->cap = 0;
 	return p;
 }
+
+int
+buf_add_copytext(struct buf *b, const char *p, size_t n)
+{
+	size_t start = 0;
+	int rv = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char esc;
+		switch (p[i]) {
+		case '\\':	esc = '\\'; break;
+		case '\t':	esc = 't'; break;
+		case '\n':	esc = 'n'; break;
+		case '\r':	esc = 'r'; break;
+		case '\0':	return CS_EINVAL;
+		default:	continue;
+		}
+		rv |= buf_add(b, p + start, i - start);
+		rv |= buf_addc(b, '\\');
+		rv |= buf_addc(b, esc);
+		start = i + 1;
+	}
+	return rv | buf_add(b, p + start, n - start);
+}
+
+int
+buf_add_copy_null(struct buf *b)
+{
+	return buf_add(b, "\\N", 2);
+}

@@ -23,6 +23,12 @@ int	buf_add(struct buf *b, const void *p, size_t n);
 int	buf_addstr(struct buf *b, const char *s);
 int	buf_addc(struct buf *b, char c);
 int	buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * Append n bytes as one value in PostgreSQL's COPY text format (\\, \t, \n, \r escaped);
+ * CS_EINVAL for a NUL byte, which the format cannot carry. buf_add_copy_null: the NULL marker.
+ */
+int	buf_add_copytext(struct buf *b, const char *p, size_t n);
+int	buf_add_copy_null(struct buf *b);
 /* Take the data out: the caller frees it; the buffer is left empty. */
 char	*buf_steal(struct buf *b, size_t *len);
 

@@ -86,57 +86,11 @@ esql_find(struct store *st, int crm, const char *entity)
 	return NULL;
 }
 
-/* Append a value in COPY text format. */
+/* A typed value in COPY text format (or \N). */
 static int
 copy_value(struct buf *b, const char *v, int isnull)
 {
-	const char *p = v, *start = v;
-	int rv = 0;
-
-	if (isnull)
-		return buf_add(b, "\\N", 2);
-	for (; *p != '\0'; p++) {
-		char esc = 0;
-		switch (*p) {
-		case '\\':	esc = '\\'; break;
-		case '\t':	esc = 't'; break;
-		case '\n':	esc = 'n'; break;
-		case '\r':	esc = 'r'; break;
-		default:	continue;
-		}
-		rv |= buf_add(b, start, (size_t)(p - start));
-		rv |= buf_addc(b, '\\');
-		rv |= buf_addc(b, esc);
-		start = p + 1;
-	}
-	rv |= buf_add(b, start, (size_t)(p - start));
-	return rv;
-}
-
-static int
-copy_bytes(struct buf *b, const ProtobufCBinaryData *d)
-{
-	const char *s = (const char *)d->data;
-	size_t start = 0;
-	int rv = 0;
-
-	for (size_t i = 0; i < d->len; i++) {
-		char esc = 0;
-		switch (s[i]) {
-		case '\\':	esc = '\\'; break;
-		case '\t':	esc = 't'; break;
-		case '\n':	esc = 'n'; break;
-		case '\r':	esc = 'r'; break;
-		case '\0':	return CS_EINVAL;
-		default:	continue;
-		}
-		rv |= buf_add(b, s + start, i - start);
-		rv |= buf_addc(b, '\\');
-		rv |= buf_addc(b, esc);
-		start = i + 1;
-	}
-	rv |= buf_add(b, s + start, d->len - start);
-	return rv;
+	return isnull ? buf_add_copy_null(b) : buf_add_copytext(b, v, strlen(v));
 }
 
 static int
@@ -491,7 +445,7 @@ put_raw(struct buf *o, const Crmsync__Record *r)
 {
 	if (r->raw_json.len == 0)
 		return r->deleted ? buf_add(o, "{}", 2) : buf_add(o, "null", 4);
-	return copy_bytes(o, &r->raw_json);
+	return buf_add_copytext(o, (const char *)r->raw_json.data, r->raw_json.len);
 }
 
 /* Direct row: columns..., source_updated_at, raw, content_hash. */

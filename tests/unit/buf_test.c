@@ -46,11 +46,29 @@ test_arena(void **state)
 	arena_reset(&a);
 }
 
+/* COPY text: the four escapes, NUL refused, \N for NULL. */
+static void
+test_copytext(void **state)
+{
+	struct buf b;
+	static const char in[] = "a\\b\tc\nd\re\"{}";
+
+	(void)state;
+	buf_init(&b, 1024);
+	assert_int_equal(buf_add_copytext(&b, in, sizeof(in) - 1), 0);
+	assert_int_equal(buf_addc(&b, '|'), 0);
+	assert_int_equal(buf_add_copy_null(&b), 0);
+	assert_string_equal(b.data, "a\\\\b\\tc\\nd\\re\"{}|\\N");
+	assert_int_equal(buf_add_copytext(&b, "x\0y", 3), CS_EINVAL);
+	buf_free(&b);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buf_limit),
+		cmocka_unit_test(test_copytext),
 		cmocka_unit_test(test_arena),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
