@@ -46,22 +46,36 @@ esql_free(struct entity_sql *x)
 	memset(x, 0, sizeof(*x));
 }
 
-/* "k1::text" or "k1::text || '|' || k2::text", prefixed by alias. */
-const char *
-apply_key_expr(const struct cat_entity *e, const char *alias, char *buf, size_t cap)
+/*
+ * A key as one text: "a.k1::text" or "a.k1::text || '|' || a.k2::text". The run's seen
+ * keys and the table's keys are compared as this text, so both sides are built here:
+ * columns named as in the catalogue, or positional ("k0", "k1"... of an unnest) when
+ * positional is set.
+ */
+static const char *
+key_expr(const struct cat_entity *e, const char *alias, int positional, char *buf, size_t cap)
 {
-	size_t o = 0;
-	int first = 1;
+	size_t o = 0, k = 0;
 
 	buf[0] = '\0';
 	for (size_t i = 0; i < e->ncols; i++) {
 		if (!(e->cols[i].flags & CF_KEY))
 			continue;
-		o += (size_t)snprintf(buf + o, o < cap ? cap - o : 0, "%s%s.%s::text",
-		    first ? "" : " || '|' || ", alias, e->cols[i].column);
-		first = 0;
+		if (positional)
+			o += (size_t)snprintf(buf + o, o < cap ? cap - o : 0, "%s%s.k%zu::text",
+			    k ? " || '|' || " : "", alias, k);
+		else
+			o += (size_t)snprintf(buf + o, o < cap ? cap - o : 0, "%s%s.%s::text",
+			    k ? " || '|' || " : "", alias, e->cols[i].column);
+		k++;
 	}
 	return o < cap ? buf : NULL;
+}
+
+const char *
+apply_key_expr(const struct cat_entity *e, const char *alias, char *buf, size_t cap)
+{
+	return key_expr(e, alias, 0, buf, cap);
 }
 
 static const struct cat_col *
@@ -109,6 +123,7 @@ static int
 build_lookup_direct_seen(struct entity_sql *x, struct buf *b)
 {
 	const struct cat_entity *e = x->e;
+	char keyexpr[512];
 	int rv = 0;
 
 	/* Which keys exist: ordinal of the key in the arrays, stored hash, soft-deleted. */
@@ -122,10 +137,8 @@ build_lookup_direct_seen(struct entity_sql *x, struct buf *b)
 
 	/* The keys a full run saw, rendered by PostgreSQL the way runs.c renders the table's. */
 	buf_init(b, 1u << 20);
-	rv |= buf_printf(b, "INSERT INTO crmsync.run_seen (run_id, entity, keys) SELECT $1, $2, array_agg(");
-	for (size_t k = 0; k < x->nk; k++)
-		rv |= buf_printf(b, "%su.k%zu::text", k ? " || '|' || " : "", k);
-	rv |= buf_printf(b, ") FROM ");
+	rv |= buf_printf(b, "INSERT INTO crmsync.run_seen (run_id, entity, keys) SELECT $1, $2, "
+	    "array_agg(%s) FROM ", key_expr(e, "u", 1, keyexpr, sizeof(keyexpr)));
 	rv |= unnest_keys(b, x, 3, 0);
 	x->seen = buf_steal(b, NULL);
 
