@@ -193,17 +193,6 @@ sendq_drain(struct sendq *q)
 	return rv;
 }
 
-int
-sendq_error(struct sendq *q)
-{
-	int rv;
-
-	pthread_mutex_lock(&q->mtx);
-	rv = q->err;
-	pthread_mutex_unlock(&q->mtx);
-	return rv;
-}
-
 void
 sendq_clear_error(struct sendq *q)
 {

@@ -55,7 +55,6 @@ int	sendq_call(struct sendq *q, const Crmsync__Envelope *env, const struct sendq
 	    Crmsync__Envelope **ack);
 /* Wait until every queued message is answered; returns the sticky error or 0. */
 int	sendq_drain(struct sendq *q);
-int	sendq_error(struct sendq *q);
 void	sendq_clear_error(struct sendq *q);
 /* Drains (bounded by the messages' deadlines and the stop flag), stops the thread, frees. */
 void	sendq_close(struct sendq *q);
