@@ -772,12 +772,17 @@ test_store_killed_then_rejecting(void **state)
 	    "AND progress ? 'leads'", (long long)prev);
 	if (h_wait_sql(db, sql, "1", 30000) != 0)
 		h_dump_log(&p);
+	int64_t run = last_run();
 	h_kill(&store, SIGKILL);
-	nng_msleep(1500);	/* the export goes on and queues batches for a store that is not there */
+	int64_t batches_at_kill = atoll(run_field(run, "batches"));
+	nng_msleep(1500);	/* the export goes on; what it sends meanwhile is retried */
+	assert_true(h_alive(&p));
 	assert_int_equal(start_store(), 0);
 	assert_int_equal(wait_exit(&p, 60000), 0);
 	free(fake_req("DELETE", "/_fake/faults", NULL, NULL));
-	assert_string_equal(run_field(last_run(), "status"), "complete");
+	assert_string_equal(run_field(run, "status"), "complete");
+	/* The same run went on into the restarted store. */
+	assert_true(atoll(run_field(run, "batches")) > batches_at_kill);
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.payments WHERE deleted_at IS NULL"),
 	    fake_count("GetPayments", NULL, NULL));
 	assert_string_equal(sqlf("SELECT first_name FROM hollihop.students WHERE client_id = %s", stu), "Пережил");
