@@ -68,8 +68,6 @@ apply_free(struct store *st)
 	buf_free(&st->copy);
 }
 
-/* After a reconnect the temp tables are gone. */
-void apply_reset_conn(struct store *st);
 void
 apply_reset_conn(struct store *st)
 {

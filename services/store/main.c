@@ -20,8 +20,6 @@
 #include "store.h"
 #include "svc.h"
 
-void apply_reset_conn(struct store *st);
-
 struct stat_counter store_stats[ST__N] = {
 	[ST_BATCHES]		= { "batches_applied", "record batches committed", 0, 0 },
 	[ST_ROWS_APPLIED]	= { "rows_written", "rows inserted, changed or deleted", 0, 0 },

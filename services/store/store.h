@@ -75,6 +75,8 @@ void	apply_free(struct store *st);
 int	apply_batch(struct store *st, const Crmsync__RecordBatch *b, uint32_t *applied,
 	    uint32_t *unchanged, char *err, size_t errlen);
 const char *apply_key_expr(const struct cat_entity *e, const char *alias, char *buf, size_t cap);
+/* After a reconnect: temp tables and prepared statements are gone with the old session. */
+void	apply_reset_conn(struct store *st);
 
 /* runs.c */
 const char *runs_kind_name(Crmsync__SyncKind k);	/* "full", "incremental", "hooks" */
