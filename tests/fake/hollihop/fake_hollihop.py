@@ -2563,11 +2563,17 @@ class ActionsTable(GroupedTable):
         if lt.find(lk) is None:
             raise ControlError("no such LeadId")
         after = int(spec.get("AfterId", LEAD_STATUSES[(seq % (len(LEAD_STATUSES) - 1)) + 1][0]))
-        when = spec.get("DateTime") or d.bump(None)
-        key = (lk, when, after)
-        if self.find(key) is not None:
-            raise ControlError("action exists")
-        return key, ("a",)
+        if spec.get("DateTime"):
+            key = (lk, spec["DateTime"], after)
+            if self.find(key) is not None:
+                raise ControlError("action exists")
+            return key, ("a",)
+        # "now", moved on a second while the key is taken: DateTime has 1 s resolution, so two
+        # adds within one second would otherwise collide on (LeadId, DateTime, AfterId).
+        when = d.bump(None)
+        while self.find((lk, when, after)) is not None:
+            when = d.bump(when)
+        return (lk, when, after), ("a",)
 
 
 class FilesTable(GroupedTable):

@@ -601,6 +601,25 @@ class GeneratorTest(unittest.TestCase):
                         got += [k for k, _ in itertools.islice(t.iter_from(skip, t.st), take)]
                     self.assertEqual(got, full, (m, take))
 
+    def test_actions_added_in_one_second_get_distinct_keys(self):
+        # The history key is (LeadId, DateTime, AfterId) with DateTime at 1 s resolution:
+        # adds within one second for the same lead and status must not collide (this made
+        # test_overlay_paging_randomised fail now and then with "action exists").
+        d = F.Data(9, F.SCALES["tiny"], F.datetime.date(2025, 6, 1))
+        t = d.tables["gethistorymodifyleadstatus"]
+        n = t.live_count(t.st)
+        res = F.mutate_one(d, {"op": "add", "method": "GetHistoryModifyLeadStatus", "count": 3,
+                               "set": {"AfterId": 2}})
+        keys = [tuple(k) for k in res["keys"]]
+        self.assertEqual(len(set(keys)), 3)
+        self.assertEqual(len({k[0] for k in keys}), 1)      # one lead
+        self.assertEqual(sorted(k[1] for k in keys), [k[1] for k in keys])  # in time order
+        self.assertEqual(t.live_count(t.st), n + 3)
+        # An explicit DateTime is taken as given: a duplicate is still an error.
+        with self.assertRaises(F.ControlError):
+            F.mutate_one(d, {"op": "add", "method": "GetHistoryModifyLeadStatus",
+                             "set": {"LeadId": keys[0][0], "AfterId": 2, "DateTime": keys[0][1]}})
+
     def test_bench_scale_is_lazy_and_fast(self):
         t0 = time.perf_counter()
         d = F.Data(1, F.SCALES["bench"], F.datetime.date(2025, 6, 1))
