@@ -16,6 +16,12 @@
  * "^path" in a flattened child resolves against the outer element (see cat_child).
  * "a|b" takes the first alternative present ("Name|" = an object's Name, or the row
  * itself when it is a bare string), for shapes the API notes are unsure about.
+ * "arr[Key=want].x" picks the first element of array arr whose string member Key equals
+ * want ("$name" = a context value), then x inside it: one entry of a {Name, Value} list
+ * ("ExtraFields[Name=$amo_lead_field].Value"); no such element = NULL.
+ * A "~marker" suffix (CT_INT8 columns) takes the integer right after marker in the string
+ * ("...Value~/leads/detail/" on "https://x.amocrm.ru/leads/detail/24384061" = 24384061);
+ * a string without it is NULL, not an unreadable value.
  */
 #ifndef CS_CATALOG_H
 #define CS_CATALOG_H

@@ -13,6 +13,11 @@
  * "$name" column reads the parameter `name` of the call (e.g. the clientId of a
  * per-client call). Methods whose shape is UNSURE in the API notes are CE_OPTIONAL: an
  * API error there skips the method instead of failing the run.
+ *
+ * Evidence: docs/api/hollihop.md says, for every typed column below, whether its source key
+ * was seen in real traffic (real response shapes, kept as contract fixtures in
+ * tests/contract/hollihop/), is named by the field list of a client that runs against live
+ * accounts, or is an ASSUMPTION. Keys real traffic contradicts are not typed here.
  */
 #include "catalog.h"
 
@@ -139,7 +144,6 @@ static const struct cat_col hh_teacher_cols[] = {
 	{ "FirstName",		"first_name",		CT_TEXT,	0 },
 	{ "LastName",		"last_name",		CT_TEXT,	0 },
 	{ "MiddleName",		"middle_name",		CT_TEXT,	0 },
-	{ "Gender",		"gender",		CT_BOOL,	0 },	/* true = male (UNSURE) */
 	{ "Birthday",		"birthday",		CT_DATE,	0 },
 	{ "Mobile",		"mobile",		CT_TEXT,	0 },
 	{ "Phone",		"phone",		CT_TEXT,	0 },
@@ -153,7 +157,7 @@ static const struct cat_col hh_teacher_cols[] = {
 	{ "Levels",		"levels",		CT_TEXT_ARRAY,	0 },
 	{ "Maturities",		"maturities",		CT_TEXT_ARRAY,	0 },
 	{ "Corporative",	"corporative",		CT_BOOL,	0 },
-	{ "PhotoUrls",		"photo_urls",		CT_TEXT_ARRAY,	0 },
+	{ "PhotoUrls",		"photo_urls",		CT_TEXT_ARRAY,	0 },	/* ASSUMPTION */
 };
 
 static const struct cat_child hh_teacher_children[] = {
@@ -236,6 +240,9 @@ static const struct cat_col hh_student_cols[] = {
 	{ "AdSource",		"ad_source",		CT_TEXT,	0 },
 	{ "LearningTypes",	"learning_types",	CT_TEXT_ARRAY,	0 },
 	{ "PhotoUrls",		"photo_urls",		CT_TEXT_ARRAY,	0 },
+	/* The amoCRM lead linked by the extra field CS_HOLLIHOP_AMO_LEAD_FIELD ("Ссылка на
+	 * amoCRM" = "https://<sub>.amocrm.ru/leads/detail/<lead id>"): joins amo.leads.id. */
+	{ "ExtraFields[Name=$amo_lead_field].Value~/leads/detail/", "amo_lead_id", CT_INT8, 0 },
 };
 
 static const struct cat_col hh_student_discipline_cols[] = {
@@ -285,7 +292,6 @@ static const struct cat_col hh_lead_cols[] = {
 	{ "FirstName",		"first_name",		CT_TEXT,	0 },
 	{ "LastName",		"last_name",		CT_TEXT,	0 },
 	{ "MiddleName",		"middle_name",		CT_TEXT,	0 },
-	{ "Gender",		"gender",		CT_BOOL,	0 },
 	{ "Birthday",		"birthday",		CT_DATE,	0 },
 	{ "AddressDate",	"address_date",		CT_DATE,	0 },
 	{ "StatusId",		"status_id",		CT_INT8,	0 },
@@ -325,7 +331,7 @@ static const struct cat_col hh_study_request_cols[] = {
 	{ "Teacher",		"teacher",		CT_TEXT,	0 },
 	{ "BeginDate",		"begin_date",		CT_DATE,	0 },
 	{ "EndDate",		"end_date",		CT_DATE,	0 },
-	{ "Referrer",		"referrer",		CT_TEXT,	0 },
+	{ "Reffer|Referrer",	"referrer",		CT_TEXT,	0 },	/* "Reffer" (sic) per a strict client */
 	{ "Utm.Source",		"utm_source",		CT_TEXT,	0 },
 	{ "Utm.Medium",		"utm_medium",		CT_TEXT,	0 },
 	{ "Utm.Campaign",	"utm_campaign",		CT_TEXT,	0 },
@@ -354,7 +360,8 @@ static const struct cat_col hh_ed_unit_cols[] = {
 	{ "Id",			"id",			CT_INT8,	CF_KEY },
 	{ "Type",		"type",			CT_TEXT,	0 },
 	{ "Name",		"name",			CT_TEXT,	0 },
-	{ "Status",		"status",		CT_TEXT,	0 },	/* UNSURE */
+	/* Rows carry no Status: it is the statuses= filter of the pass that read the row. */
+	{ "$statuses",		"status",		CT_TEXT,	0 },
 	{ "Corporative",	"corporative",		CT_BOOL,	0 },
 	{ "OfficeOrCompanyId",	"office_or_company_id",	CT_INT8,	0 },
 	{ "OfficeOrCompanyName", "office_or_company_name", CT_TEXT,	0 },
@@ -372,8 +379,7 @@ static const struct cat_col hh_ed_unit_cols[] = {
 	{ "CompanyContractDate", "company_contract_date", CT_DATE,	0 },
 	{ "Assignee.Id",	"assignee_id",		CT_INT8,	0 },
 	{ "Assignee.FullName",	"assignee_full_name",	CT_TEXT,	0 },
-	{ "Created",		"created",		CT_TS_LOCAL,	0 },
-	{ "Updated",		"updated",		CT_TS_LOCAL,	CF_VERSION },	/* UNSURE */
+	/* No Created / Updated: rows have neither, so ed units have no version column. */
 };
 
 static const struct cat_col hh_schedule_item_cols[] = {
@@ -398,8 +404,6 @@ static const struct cat_col hh_unit_day_cols[] = {	/* what actually happened, pe
 	{ "Pass",		"pass",			CT_BOOL,	0 },	/* the lesson was not held */
 	{ "Description",	"description",		CT_TEXT,	0 },
 	{ "ScheduleItemIds",	"schedule_item_ids",	CT_INT8_ARRAY,	0 },
-	{ "Accepted",		"accepted",		CT_BOOL,	0 },
-	{ "AcceptedDescription", "accepted_description", CT_TEXT,	0 },
 	{ "StudentPayableMinutes", "student_payable_minutes", CT_NUMERIC, 0 },
 	{ "TeacherPayableMinutes", "teacher_payable_minutes", CT_NUMERIC, 0 },
 };
@@ -438,18 +442,13 @@ static const struct cat_col hh_ed_unit_student_cols[] = {	/* no id: (EdUnitId, S
 
 static const struct cat_col hh_student_day_cols[] = {	/* attendance of one student */
 	{ "Date",		"date",			CT_DATE,	0 },
+	{ "Minutes",		"minutes",		CT_NUMERIC,	0 },	/* this student's lesson */
 	{ "Pass",		"pass",			CT_BOOL,	0 },	/* true = absent */
-	{ "Payable",		"payable",		CT_BOOL,	0 },
 	{ "StudentPayableMinutes", "student_payable_minutes", CT_NUMERIC, 0 },
 	{ "TeacherPayableMinutes", "teacher_payable_minutes", CT_NUMERIC, 0 },
 	{ "Description",	"description",		CT_TEXT,	0 },
 	{ "Accepted",		"accepted",		CT_BOOL,	0 },
 	{ "AcceptedDescription", "accepted_description", CT_TEXT,	0 },
-	{ "ScheduleItemIds",	"schedule_item_ids",	CT_INT8_ARRAY,	0 },
-	{ "WorkingOffToEdUnitId", "working_off_to_ed_unit_id", CT_INT8,	0 },
-	{ "WorkingOffToDate",	"working_off_to_date",	CT_DATE,	0 },
-	{ "WorkingOffFromEdUnitId", "working_off_from_ed_unit_id", CT_INT8, 0 },
-	{ "WorkingOffFromDate",	"working_off_from_date", CT_DATE,	0 },
 };
 
 static const struct cat_col hh_payer_cols[] = {
@@ -457,7 +456,6 @@ static const struct cat_col hh_payer_cols[] = {
 	{ "IsCompany",		"is_company",		CT_BOOL,	0 },
 	{ "Name",		"name",			CT_TEXT,	0 },
 	{ "Actual",		"actual",		CT_BOOL,	0 },
-	{ "ContractNumber",	"contract_number",	CT_TEXT,	0 },
 	{ "PriceId",		"price_id",		CT_INT8,	0 },
 	{ "PriceName",		"price_name",		CT_TEXT,	0 },
 	{ "PayableMinutes",	"payable_minutes",	CT_NUMERIC,	0 },
@@ -674,10 +672,16 @@ static const struct cat_entity hh_entities[] = {
 	  HH_DELETES, NULL, NULL, hh_lead_history_cols,
 	  "Lead status changes (GetHistoryModifyLeadStatus)"),
 	/* Heavy with lesson days (Hollihop support says so too): smaller pages. */
+	/*
+	 * One pass per status: rows carry no Status, and the server's default for a call without
+	 * statuses= is not known to include them all. A unit is seen by the pass of its status;
+	 * deletions consider the union of all passes (one entity, one run).
+	 */
 	ECP("ed_units", "GetEdUnits", "EdUnits", PAGE_TAKE_SKIP, HH_DELETES,
-	  "queryDays=true&dateFrom={$date_from}&dateTo={$date_to}", NULL, 250,
+	  "queryDays=true&dateFrom={$date_from}&dateTo={$date_to}"
+	  "&statuses={Reserve|Forming|Working|Stopped|Finished}", NULL, 250,
 	  hh_ed_unit_cols, hh_ed_unit_children,
-	  "Teaching units: groups, mini-groups, individual courses (GetEdUnits); days within the configured range"),
+	  "Teaching units: groups, mini-groups, individual courses (GetEdUnits, one pass per status); days within the configured range"),
 	ECP("ed_unit_students", "GetEdUnitStudents", "EdUnitStudents", PAGE_TAKE_SKIP, HH_DELETES,
 	  "queryDays=true&queryPayers=true&dateFrom={$date_from}&dateTo={$date_to}", NULL, 250,
 	  hh_ed_unit_student_cols, hh_ed_unit_student_children,

@@ -354,24 +354,78 @@ normalise_value(enum cat_type type, const struct json *j, int t, struct arena *a
 	return (*out = arena_strndup(a, tmp, strlen(tmp))) != NULL ? 0 : CS_ENOMEM;
 }
 
-/* Resolve a column's source: "$ctx", "^outer.path", "" (the row) or a path. */
+/* A context value by name, or NULL. */
+static const char *
+ctx_get(const struct norm_ctx *ctx, const char *name, size_t n)
+{
+	for (int i = 0; ctx != NULL && i < ctx->n; i++)
+		if (strlen(ctx->name[i]) == n && memcmp(ctx->name[i], name, n) == 0)
+			return ctx->value[i];
+	return NULL;
+}
+
+/*
+ * "arr[Key=want].rest": the first element of array arr whose string member Key equals want
+ * ("$name" = a context value), then rest inside it ("" = the element). -1 when the array,
+ * the element or the context value is missing, or the path is malformed.
+ */
 static int
-resolve(const struct cat_col *c, const struct json *j, int row, int outer,
+resolve_select(const struct json *j, int row, const char *path, const struct norm_ctx *ctx)
+{
+	const char *lb = strchr(path, '['), *eq, *rb;
+	char arr[128], key[64], want[512], got[512];
+	size_t n;
+
+	if (lb == NULL || (eq = strchr(lb, '=')) == NULL || (rb = strchr(eq, ']')) == NULL ||
+	    (size_t)(lb - path) >= sizeof(arr) || (size_t)(eq - lb - 1) >= sizeof(key) ||
+	    (rb[1] != '\0' && rb[1] != '.'))
+		return -1;
+	memcpy(arr, path, (size_t)(lb - path));
+	arr[lb - path] = '\0';
+	memcpy(key, lb + 1, (size_t)(eq - lb - 1));
+	key[eq - lb - 1] = '\0';
+	if (eq[1] == '$') {
+		const char *v = ctx_get(ctx, eq + 2, (size_t)(rb - eq - 2));
+		if (v == NULL || *v == '\0' || strlen(v) >= sizeof(want))
+			return -1;
+		snprintf(want, sizeof(want), "%s", v);
+	} else {
+		if ((size_t)(rb - eq - 1) >= sizeof(want))
+			return -1;
+		memcpy(want, eq + 1, (size_t)(rb - eq - 1));
+		want[rb - eq - 1] = '\0';
+	}
+	int a = arr[0] ? json_path(j, row, arr) : row;
+	if (json_kind(j, a) != JK_ARRAY)
+		return -1;
+	for (int i = 0, el = json_first(j, a); i < json_size(j, a); i++, el = json_skip(j, el)) {
+		int k = json_get(j, el, key);
+		if (json_kind(j, k) != JK_STRING || json_str(j, k, got, sizeof(got), &n) != 0 ||
+		    strcmp(got, want) != 0)
+			continue;
+		return rb[1] == '.' ? json_path(j, el, rb + 2) : el;
+	}
+	return -1;
+}
+
+/* Resolve a column's source path: "$ctx", "^outer.path", "a[K=v].b", "" (the row) or a path. */
+static int
+resolve(const char *path, const struct json *j, int row, int outer,
     const struct norm_ctx *ctx, const char **ctxval)
 {
 	*ctxval = NULL;
-	if (c->json[0] == '$') {
-		for (int i = 0; ctx != NULL && i < ctx->n; i++)
-			if (strcmp(ctx->name[i], c->json + 1) == 0)
-				*ctxval = ctx->value[i];
+	if (path[0] == '$') {
+		*ctxval = ctx_get(ctx, path + 1, strlen(path + 1));
 		return -1;
 	}
-	if (c->json[0] == '^')
-		return json_path(j, outer, c->json + 1);
-	if (strchr(c->json, '|') != NULL) {
+	if (path[0] == '^')
+		return json_path(j, outer, path + 1);
+	if (strchr(path, '[') != NULL)
+		return resolve_select(j, row, path, ctx);
+	if (strchr(path, '|') != NULL) {
 		/* "a|b": the first alternative present ("" = the row itself), for shapes the
 		 * API notes are unsure about, e.g. "Name|" = an object's Name or a bare string. */
-		for (const char *p = c->json;;) {
+		for (const char *p = path;;) {
 			char alt[128];
 			size_t n = strcspn(p, "|");
 			int t;
@@ -387,9 +441,46 @@ resolve(const struct cat_col *c, const struct json *j, int row, int outer,
 			p += n + 1;
 		}
 	}
-	if (c->json[0] == '\0')
+	if (path[0] == '\0')
 		return row;
-	return json_path(j, row, c->json);
+	return json_path(j, row, path);
+}
+
+/*
+ * "path~marker" (CT_INT8): the integer that directly follows marker in the string at t, e.g.
+ * the lead id of "https://x.amocrm.ru/leads/detail/24384061". A string without the marker
+ * or without digits after it is NULL, not an error: link fields often hold a placeholder
+ * such as "https://" (raw keeps it). A non-string value is unreadable.
+ */
+static int
+extract_after(const struct json *j, int t, const char *marker, struct arena *a, char **out)
+{
+	char s[4096];
+	const char *p;
+	size_t n, d = 0, mlen = strlen(marker);
+
+	*out = NULL;
+	switch (json_kind(j, t)) {
+	case JK_ABSENT:
+	case JK_NULL:
+		return 0;
+	case JK_STRING:
+		break;
+	default:
+		return CS_EINVAL;
+	}
+	if (json_str(j, t, s, sizeof(s), &n) != 0)
+		return CS_ETOOBIG;
+	if (mlen == 0 || (p = memmem(s, n, marker, mlen)) == NULL)
+		return 0;
+	p += mlen;
+	while (p + d < s + n && p[d] >= '0' && p[d] <= '9')
+		d++;
+	if (d == 0)
+		return 0;
+	if (d > 18)
+		return CS_ERANGE;
+	return (*out = arena_strndup(a, p, d)) != NULL ? 0 : CS_ENOMEM;
 }
 
 /* Fill values/null_mask for ncols columns of an element. Returns bad count or -1 (key). */
@@ -409,14 +500,28 @@ fill_values(const struct cat_col *cols, size_t ncols, const struct json *j, int 
 	}
 	for (size_t i = 0; i < ncols; i++) {
 		const struct cat_col *c = &cols[i];
-		const char *cv;
-		int t = resolve(c, j, row, outer, ctx, &cv);
+		const char *cv, *path = c->json, *marker = strchr(c->json, '~');
+		char pbuf[256];
 		char *out = NULL;
 		int64_t ver = 0;
-		int rv = 0;
+		int rv = 0, t;
 
+		if (marker != NULL) {
+			size_t pn = (size_t)(marker - c->json);
+			if (pn >= sizeof(pbuf)) {
+				snprintf(err, errlen, "column %s: path too long", c->column);
+				return -1;
+			}
+			memcpy(pbuf, c->json, pn);
+			pbuf[pn] = '\0';
+			path = pbuf;
+			marker++;
+		}
+		t = resolve(path, j, row, outer, ctx, &cv);
 		if (cv != NULL)
 			out = arena_strndup(a, cv, strlen(cv));
+		else if (marker != NULL)
+			rv = extract_after(j, t, marker, a, &out);
 		else
 			rv = normalise_value(c->type, j, t, a, &out, &ver);
 		if (rv != 0) {

@@ -151,6 +151,7 @@ fetch_page(struct fetch *f, const char *alt, int64_t take, int64_t skip, struct 
 	buf_init(&form, 64 * 1024);
 	rv = params_expand(e->params, alt, &f->vars, &form, &p->ctx, p->ctxstore,
 	    sizeof(p->ctxstore), f->err, sizeof(f->err));
+	params_context(&p->ctx, f->c);
 	if (rv == 0 && take > 0 && buf_printf(&form, "&take=%lld&skip=%lld", (long long)take,
 	    (long long)skip) != 0)
 		rv = CS_ETOOBIG;

@@ -38,6 +38,7 @@ struct hh_conf {
 	char	*skip;
 	char	*date_from;
 	char	*date_to;
+	char	*amo_lead_field;
 	int64_t	 rate;
 	int64_t	 rate_window_ms;
 	int64_t	 page_size;
@@ -64,6 +65,9 @@ enum {
 };
 extern struct stat_counter hh_stats[HS__N];
 
+/* Longest CS_HOLLIHOP_AMO_LEAD_FIELD (extra field names are short UI labels). */
+#define HH_FIELD_NAME_MAX	255
+
 /* ---- params.c: the catalogue's parameter templates ----
  * A template is "k=v&k=v". A value may be "{$name}" (a run variable: today, date_from,
  * date_to, parent) or "{a|b|c}" (one pass per alternative). Every parameter is also a
@@ -89,6 +93,8 @@ int	params_expand(const char *tmpl, const char *alt, const struct hh_vars *v, st
 	    struct norm_ctx *ctx, char *store, size_t cap, char *err, size_t errlen);
 /* "2024-01-31", or "-365d"/"+90d"/"0d" relative to today (local time) -> YYYY-MM-DD. */
 int	params_date(const char *spec, time_t now, char out[16]);
+/* Context values every call's rows see, from the config: "$amo_lead_field". */
+void	params_context(struct norm_ctx *ctx, const struct hh_conf *c);
 int	params_vars(struct hh_vars *v, const struct hh_conf *c, time_t now);
 
 /* ---- api.c: one Hollihop call ---- */

@@ -71,6 +71,9 @@ static const struct cfg_key hh_keys[] = {
 	    "start of the date range for lesson days (YYYY-MM-DD or -Nd from today)"),
 	K("CS_HOLLIHOP_DATE_TO", CFG_STR, date_to, "+90d", 0, 0,
 	    "end of the date range for lesson days (YYYY-MM-DD or +Nd from today)"),
+	K("CS_HOLLIHOP_AMO_LEAD_FIELD", CFG_STR, amo_lead_field, "Ссылка на amoCRM", 0, 0,
+	    "name of the student extra field holding the amoCRM lead link "
+	    "(https://<sub>.amocrm.ru/leads/detail/<id>) -> students.amo_lead_id; empty = off"),
 	K("CS_HOLLIHOP_RATE", CFG_INT, rate, "600", 0, 1000000,
 	    "requests allowed per CS_HOLLIHOP_RATE_WINDOW (0 = no limit)"),
 	K("CS_HOLLIHOP_RATE_WINDOW", CFG_DURATION, rate_window_ms, "30s", 1000, 3600000,
@@ -282,6 +285,9 @@ main(int argc, char **argv)
 		fatalx("config.bad_timezone", "CS_HOLLIHOP_TIMEZONE=%s is not a known zone", lq(conf.timezone));
 	if (schedule_parse(conf.schedule, &minute) != 0)
 		fatalx("config.bad_schedule", "CS_HOLLIHOP_SCHEDULE=%s: expected HH:MM or off", lq(conf.schedule));
+	if (strlen(conf.amo_lead_field) > HH_FIELD_NAME_MAX)
+		fatalx("config.bad_amo_lead_field", "CS_HOLLIHOP_AMO_LEAD_FIELD is longer than %d bytes",
+		    HH_FIELD_NAME_MAX);
 	if (export_check(NULL, err, sizeof(err)) != 0)
 		fatalx("config.bad_catalogue", "err=%s", lq(err));
 	struct hh_vars v;

@@ -123,6 +123,13 @@ params_expand(const char *tmpl, const char *alt, const struct hh_vars *v, struct
 	return 0;
 }
 
+void
+params_context(struct norm_ctx *ctx, const struct hh_conf *c)
+{
+	/* The catalogue names the column (students.amo_lead_id), the config the field. */
+	norm_ctx_set(ctx, "amo_lead_field", c->amo_lead_field != NULL ? c->amo_lead_field : "");
+}
+
 int
 params_date(const char *spec, time_t now, char out[16])
 {

@@ -353,6 +353,114 @@ test_ed_units_schedule_and_days(void **state)
 	unload(&f);
 }
 
+/*
+ * GetEdUnits rows carry no Status, Created or Updated (real clients' field lists): the
+ * status is the statuses= filter of the pass that read the row, one pass per status, and
+ * ed units have no version column.
+ */
+static void
+test_ed_units_status_from_the_pass(void **state)
+{
+	const struct cat_entity *e = catalog_find(CAT_HOLLIHOP, "ed_units");
+	const char *want[] = { "Reserve", "Forming", "Working", "Stopped", "Finished" };
+	char alts[PARAMS_MAX_ALTS][64], store[512], err[256];
+	struct hh_vars v = { .today = "2025-06-01", .date_from = "2025-01-01", .date_to = "2025-12-31" };
+	struct fixture f;
+	Crmsync__Record r;
+
+	(void)state;
+	assert_int_equal(params_alternatives(e->params, alts, PARAMS_MAX_ALTS), 5);
+	for (int i = 0; i < 5; i++)
+		assert_string_equal(alts[i], want[i]);
+	for (size_t i = 0; i < e->ncols; i++) {
+		assert_false(e->cols[i].flags & CF_VERSION);
+		if (strcmp(e->cols[i].json, "Status") == 0 || strcmp(e->cols[i].json, "Created") == 0 ||
+		    strcmp(e->cols[i].json, "Updated") == 0)
+			fail_msg("ed_units types %s, which real rows do not have", e->cols[i].json);
+	}
+	load(&f, "GetEdUnits", e);
+	for (int i = 0; i < 5; i++) {
+		struct norm_ctx ctx = { 0 };
+		struct buf b;
+		/* The pass's own parameters are the row's context, as the fetcher makes them. */
+		buf_init(&b, 4096);
+		assert_int_equal(params_expand(e->params, alts[i], &v, &b, &ctx, store, sizeof(store), err,
+		    sizeof(err)), 0);
+		assert_non_null(strstr(b.data, "&statuses="));
+		assert_non_null(strstr(b.data, want[i]));
+		buf_free(&b);
+		assert_int_equal(norm(e, &f, 0, &ctx, &r, err), 0);
+		assert_string_equal(val(e, &r, "status"), want[i]);
+		assert_true(r.source_updated_at_us == 0);
+	}
+	unload(&f);
+}
+
+/* Per-student lesson days carry Minutes; Payable, ScheduleItemIds, WorkingOff* do not exist. */
+static void
+test_student_days_minutes(void **state)
+{
+	const struct cat_entity *e = catalog_find(CAT_HOLLIHOP, "ed_unit_students");
+	const char *phantom[] = { "Payable", "ScheduleItemIds", "WorkingOffToEdUnitId", "WorkingOffToDate",
+	    "WorkingOffFromEdUnitId", "WorkingOffFromDate" };
+	struct fixture f;
+	Crmsync__Record r;
+	char err[256];
+
+	(void)state;
+	for (size_t c = 0; c < e->nchildren; c++) {
+		if (strcmp(e->children[c].table, "ed_unit_student_days") != 0)
+			continue;
+		for (size_t i = 0; i < e->children[c].ncols; i++)
+			for (size_t k = 0; k < nitems(phantom); k++)
+				if (strcmp(e->children[c].cols[i].json, phantom[k]) == 0)
+					fail_msg("ed_unit_student_days types %s, which no real client has", phantom[k]);
+	}
+	load(&f, "GetEdUnitStudents", e);
+	assert_int_equal(norm(e, &f, 0, NULL, &r, err), 0);
+	assert_int_equal(nchild(e, &r, "ed_unit_student_days"), 2);
+	assert_string_equal(child_val(e, &r, "ed_unit_student_days", 0, "minutes"), "90");
+	assert_string_equal(child_val(e, &r, "ed_unit_student_days", 0, "student_payable_minutes"), "90.0");
+	assert_string_equal(child_val(e, &r, "ed_unit_student_days", 1, "minutes"), "120");
+	assert_string_equal(child_val(e, &r, "ed_unit_student_days", 1, "pass"), "t");
+	assert_string_equal(child_val(e, &r, "ed_unit_student_days", 1, "accepted_description"), "ждёт справку");
+	unload(&f);
+}
+
+/*
+ * students.amo_lead_id: the lead id at the end of the amoCRM link in the extra field whose
+ * name the context (CS_HOLLIHOP_AMO_LEAD_FIELD) gives; a placeholder link is NULL.
+ */
+static void
+test_students_amo_lead_id(void **state)
+{
+	const struct cat_entity *e = catalog_find(CAT_HOLLIHOP, "students");
+	struct norm_ctx ctx = { 0 };
+	struct fixture f;
+	Crmsync__Record r;
+	char err[256];
+
+	(void)state;
+	load(&f, "GetStudents", e);
+	norm_ctx_set(&ctx, "amo_lead_field", "Ссылка на amoCRM");
+	assert_int_equal(norm(e, &f, 0, &ctx, &r, err), 0);
+	assert_string_equal(val(e, &r, "amo_lead_id"), "31337042");
+	assert_int_equal(nchild(e, &r, "student_extra_fields"), 3);
+	/* The name matched after \u-unescaping; the value is only "https://": NULL, not bad. */
+	assert_int_equal(norm(e, &f, 1, &ctx, &r, err), 0);
+	assert_string_equal(val(e, &r, "amo_lead_id"), "NULL");
+	/* Another configured name: that field is looked for instead. */
+	norm_ctx_set(&ctx, "amo_lead_field", "Ссылка на Мой класс");
+	assert_int_equal(norm(e, &f, 0, &ctx, &r, err), 0);
+	assert_string_equal(val(e, &r, "amo_lead_id"), "NULL");	/* no "/leads/detail/" in it */
+	norm_ctx_set(&ctx, "amo_lead_field", "");
+	assert_int_equal(norm(e, &f, 0, &ctx, &r, err), 0);
+	assert_string_equal(val(e, &r, "amo_lead_id"), "NULL");	/* off */
+	assert_int_equal(norm(e, &f, 0, NULL, &r, err), 0);
+	assert_string_equal(val(e, &r, "amo_lead_id"), "NULL");
+	unload(&f);
+}
+
 static void
 test_announcements_keyed_by_target(void **state)
 {
@@ -467,6 +575,9 @@ main(void)
 		cmocka_unit_test(test_learning_types_both_shapes),
 		cmocka_unit_test(test_ledger_is_one_row_per_client),
 		cmocka_unit_test(test_ed_units_schedule_and_days),
+		cmocka_unit_test(test_ed_units_status_from_the_pass),
+		cmocka_unit_test(test_student_days_minutes),
+		cmocka_unit_test(test_students_amo_lead_id),
 		cmocka_unit_test(test_announcements_keyed_by_target),
 		cmocka_unit_test(test_params_templates),
 		cmocka_unit_test(test_params_dates),

@@ -283,6 +283,14 @@ pg_path(const char *json, char *dst, size_t cap)
 	dst[o] = '\0';
 }
 
+/* A plain "a.b.c" path (checked against raw here); context values, alternatives, element
+ * picks and extractions have tests of their own. */
+static int
+plain_path(const char *json)
+{
+	return json[0] != '$' && strpbrk(json, "|[~") == NULL;
+}
+
 /*
  * SQL that is true when column `col` (of alias a) holds exactly what its JSON value `J`
  * says, converted independently of the C normaliser.
@@ -329,7 +337,7 @@ check_table_columns(const struct cat_entity *e, const struct cat_child *ch)
 	buf_printf(&b, "SELECT count(*)");
 	for (size_t i = 0; i < ncols; i++) {
 		const struct cat_col *c = &cols[i];
-		if (c->json[0] == '$' || strchr(c->json, '|') != NULL)
+		if (!plain_path(c->json))
 			continue;
 		pg_path(c->json, path, sizeof(path));
 		if (ch != NULL) {
@@ -363,7 +371,7 @@ check_table_columns(const struct cat_entity *e, const struct cat_child *ch)
 	}
 	for (size_t i = 0, f = 1; i < ncols; i++) {
 		const struct cat_col *c = &cols[i];
-		if (c->json[0] == '$' || strchr(c->json, '|') != NULL)
+		if (!plain_path(c->json))
 			continue;
 		long bad = strtol(PQgetvalue(r, 0, (int)f++), NULL, 10);
 		if (bad != 0)
