@@ -28,7 +28,7 @@ marked alternatives so parsers can be tested on both)::
   GetEmployees                    Employees                      Id (odd numbers)                paged; HTTP 500 unless queryPhoto=false
   GetTeachers                     Teachers                       Id (even numbers)               paged (take/skip optional)
   GetEmployeeStatuses             Statuses (alt: EmployeeStatuses) Id UNSURE                     dictionary
-  GetEdUnits                      EdUnits (+Now)                 Id                              paged; Days only with queryDays=true+dateFrom+dateTo
+  GetEdUnits                      EdUnits (+Now)                 Id                              paged; statuses= (default: active); Days only with queryDays=true+dateFrom+dateTo
   GetEdUnitStudents               EdUnitStudents                 (EdUnitId, StudentClientId)     paged; Days as above, Payers with queryPayers=true
   GetEdUnitLeads                  EdUnitLeads                    (EdUnitId, LeadId)              paged
   GetLessonPlans                  LessonPlans                    Id  UNSURE fields               paged
@@ -50,7 +50,9 @@ Other choices made where the notes are UNSURE: empty result lists are sent as ``
 rows, only Days; rate-limited requests do not occupy the sliding window; money strings use
 U+00A0 between thousands and a plain space before the currency; param errors are
 ``{"Error":...}`` with ``--error-status`` (default 200); ``take`` defaults to ``--default-take``
-(1000) and is clamped to ``--max-take`` (10000); Gender true = male.
+(1000) and is clamped to ``--max-take`` (10000); Gender (students) true = male; a 429 is an
+HTML page with Retry-After. Nothing here may serve a key real traffic does not support:
+test_fake_shapes.py checks it (its FAKE_ASSUMPTIONS list is the fake's complete debt).
 """
 
 import argparse
@@ -285,11 +287,14 @@ EXTRA_FIELDS = (("Откуда узнали", ("Друзья", "Интернет
                 ("Комментарий менеджера", ("Перезвонить вечером", "VIP", "Скидка по акции",
                                            "Хочет в утреннюю группу")),
                 ("Номер договора", None))
+AMO_LINK_FIELD = "Ссылка на amoCRM"    # a real school's field for the amoCRM lead URL
 LEAD_STATUSES = ((1, "Новый", "regular"), (2, "Первичный контакт", "regular"),
                  (5, "Думает", "pending"), (3, "Записан на пробное", "pending"),
                  (4, "Пробное проведено", "pending"), (8, "Недозвон", "regular"),
                  (6, "Стал клиентом", "successful"), (7, "Отказ", "unsuccessful"))
 LEAD_STATUS_NAME = {i: n for i, n, _ in LEAD_STATUSES}
+ED_UNIT_STATUSES = ("Reserve", "Forming", "Working", "Stopped", "Finished")
+ED_UNIT_ACTIVE = ("Reserve", "Forming", "Working")
 CLIENT_STATUSES = ((1, "Занимается"), (2, "Закончил обучение"), (3, "Саморегистрация"),
                    (4, "В резерве"), (5, "Приостановил обучение"))
 EMPLOYEE_STATUSES = ((1, "Работает"), (2, "Уволен"), (3, "В отпуске"))
@@ -441,6 +446,7 @@ class Table:
     required = ()              # (param, error message)
     gen_json = None            # optional fast path: (key, tok, ctx) -> JSON text of the row
     flat = False               # rows never carry nested collections (cheap /_fake/count)
+    defaults = {}              # parameter -> value the server assumes when it is absent
 
     def __init__(self, d, method, root, gen=None, filters=None, **kw):
         self.d = d
@@ -473,6 +479,8 @@ class Table:
         if ov:
             row = dict(row)
             for k, v in ov.items():
+                if k.startswith("_"):
+                    continue    # a hidden attribute (e.g. _Status of ed units): never served
                 if v is REMOVE:
                     row.pop(k, None)
                 else:
@@ -517,6 +525,8 @@ class Table:
         preds, cands = [], None
         for pname, builder in self.filters.items():
             v = params.get(pname)
+            if v is None or v == "":
+                v = self.defaults.get(pname)
             if v is None or v == "":
                 continue
             try:
@@ -1194,7 +1204,10 @@ class Data:
             row["Agents"] = ag
         if r.pct(55):
             row["AdSource"] = r.pick(AD_SOURCES)
-        ef = self.extra_fields(r, 30, cid)
+        ef = self.extra_fields(r, 30, cid) or []
+        amo = self.amo_link(i)
+        if amo is not None:
+            ef = ef + [{"Name": AMO_LINK_FIELD, "Value": amo}]
         if ef:
             row["ExtraFields"] = ef
         if r.pct(3):
@@ -1204,6 +1217,21 @@ class Data:
             if srs:
                 row["StudyRequests"] = srs
         return row
+
+    def amo_lead_of(self, i):
+        """The amoCRM lead id a student's link points to (None: no link, "" placeholder)."""
+        k = i % 7                   # 3 in 7 with a link, 1 in 7 with only the placeholder
+        if k not in (0, 2, 3, 5):
+            return None
+        if k == 3:
+            return ""               # the field exists but holds only "https://"
+        return 20000000 + mix(self.salt["stu"] ^ 0xA30 ^ i) % 9000000
+
+    def amo_link(self, i):
+        lid = self.amo_lead_of(i)
+        if lid is None:
+            return None
+        return "https://" if lid == "" else f"https://fakeschool.amocrm.ru/leads/detail/{lid}"
 
     def student_study_requests(self, si):
         out = []
@@ -1217,7 +1245,7 @@ class Data:
                     continue
                 key = srt.key_at(q)
                 full = srt.render(key, q, {}, st)
-                e = {k: full[k] for k in ("Id", "Created", "LeadId", "Referrer", "Utm") if k in full}
+                e = {k: full[k] for k in ("Id", "Created", "LeadId", "Reffer", "Utm") if k in full}
                 out.append(e)
         out.sort(key=lambda e: e["Id"])
         return out
@@ -1283,8 +1311,7 @@ class Data:
                "FirstName": first, "LastName": last}
         if mid:
             row["MiddleName"] = mid
-        if r.pct(80):
-            row["Gender"] = male
+        r.pct(80)    # (was Gender: 1,736 real leads have none; the draw keeps the data)
         if r.pct(3):
             row["Birthday"] = ds(self.S - 1500 - r.n(15000))
         row["AddressDate"] = ds(co)
@@ -1365,7 +1392,7 @@ class Data:
             if r.pct(50):
                 row["EndDate"] = ds(co + 60 + r.n(200))
         if r.pct(50):
-            row["Referrer"] = r.pick(("https://school.example.ru/", "https://school.example.ru/kids",
+            row["Reffer"] = r.pick(("https://school.example.ru/", "https://school.example.ru/kids",
                                       "https://yandex.ru/", "https://vk.com/school"))
         if r.pct(40):
             u = {"Source": r.pick(UTM_SOURCES), "Medium": r.pick(UTM_MEDIUMS),
@@ -1407,7 +1434,6 @@ class Data:
         row = {"Id": key, "Created": dts(co, cs), "FirstName": first, "LastName": last}
         if mid:
             row["MiddleName"] = mid
-        row["Gender"] = male
         if r.pct(55):
             row["Birthday"] = ds(self.S - 7000 - r.n(12000))
         if r.pct(95):
@@ -1594,6 +1620,25 @@ class Data:
         self._unit[u] = c
         return c
 
+    def unit_status(self, key):
+        """A unit's status: a hidden attribute (control API: edit/add with set._Status)."""
+        t = self.tables["getedunits"]
+        st = t.st
+        ov = st.edits.get(key)
+        if ov and "_Status" in ov and ov["_Status"] is not REMOVE:
+            return ov["_Status"]
+        tok = t.find(key, st)
+        if isinstance(tok, int) and tok < self.NU:
+            return self.unit(tok)["status"]
+        return "Working"
+
+    def f_unit_status(self, v):
+        xs = {x.strip().lower() for x in v.split(",") if x.strip()}
+        bad = [x for x in xs if x not in {s.lower() for s in ED_UNIT_STATUSES}]
+        if bad:
+            raise ApiError(f"Некорректное значение параметра statuses: {bad[0]}")
+        return (lambda row: self.unit_status(row["Id"]).lower() in xs), None
+
     def unit_place(self, c):
         """(OfficeOrCompanyId, name, address, time zone) of a unit."""
         oi = c["oi"]
@@ -1631,13 +1676,14 @@ class Data:
         if cancelled or (h >> 8) % 100 < 3:
             d["Description"] = DAY_NOTES[(h >> 16) % len(DAY_NOTES)]
         d["ScheduleItemIds"] = [it["id"]]
-        acc = past and not cancelled and (h >> 24) % 100 < 93
-        d["Accepted"] = acc
-        if acc and (h >> 32) % 100 < 2:
-            d["AcceptedDescription"] = "Проверено администратором"
         d["StudentPayableMinutes"] = 0.0 if cancelled else float(ln)
         d["TeacherPayableMinutes"] = 0.0 if cancelled else float(ln)
         return d, cancelled
+
+    def day_accepted(self, u, o):
+        """Whether the administrator accepted unit u's lesson on day o (per-student days)."""
+        h = mix(self.salt["day"] ^ (u << 24) ^ o)
+        return o < self.A and h % 100 >= 3 and (h >> 24) % 100 < 93
 
     def sched_item(self, c, it):
         e = {"Id": it["id"], "BeginDate": ds(it["begin"])}
@@ -1670,9 +1716,9 @@ class Data:
                "OfficeOrCompanyId": oid, "OfficeOrCompanyName": oname,
                "OfficeOrCompanyAddress": oaddr, "OfficeTimeZone": tz, "Discipline": c["disc"],
                "Level": c["level"], "Maturity": c["mat"], "LearningType": c["lt"],
-               "StudentsCount": c["m"], "Vacancies": max(0, c["cap"] - c["m"]),
-               "Status": c["status"], "Created": dts(*c["created"]),
-               "Updated": dts(*c["updated"])}
+               "StudentsCount": c["m"], "Vacancies": max(0, c["cap"] - c["m"])}
+        # No Status, Created or Updated: real rows have none (the status exists only as the
+        # statuses= filter, see unit_status).
         if c["desc"]:
             row["Description"] = c["desc"]
         if c["corp"]:
@@ -1810,16 +1856,18 @@ class Data:
                     past = o < self.A
                     absent = past and h % 100 < 11
                     payable = (not absent) or (h >> 8) % 100 < 30
-                    d = {"Date": ud["Date"], "Pass": absent, "Payable": payable,
+                    # Minutes: this student's lesson (a late arrival is shorter).
+                    late = not absent and (h >> 40) % 100 < 5
+                    d = {"Date": ud["Date"], "Minutes": it["len"] - (15 if late else 0),
+                         "Pass": absent,
                          "StudentPayableMinutes": float(it["len"]) if payable else 0.0,
                          "TeacherPayableMinutes": float(it["len"])}
                     if absent and (h >> 16) % 100 < 30:
                         d["Description"] = SDAY_NOTES[(h >> 24) % len(SDAY_NOTES)]
-                    d["Accepted"] = ud["Accepted"]
-                    d["ScheduleItemIds"] = ud["ScheduleItemIds"]
-                    if absent and self.NU > 1 and (h >> 32) % 100 < 8:
-                        d["WorkingOffToEdUnitId"] = self.unit_id((u + 1) % self.NU)
-                        d["WorkingOffToDate"] = ds(o + 1 + (h >> 40) % 10)
+                    acc = self.day_accepted(u, o)
+                    d["Accepted"] = acc
+                    if acc and (h >> 32) % 100 < 2:
+                        d["AcceptedDescription"] = "Проверено администратором"
                     days.append(d)
             if days:
                 row["Days"] = days
@@ -1835,9 +1883,8 @@ class Data:
         else:
             e = {"ClientId": cid, "IsCompany": False, "Name": name}
         e["Actual"] = True
-        if r.pct(60):
-            e["ContractNumber"] = f"{cid}/{2021 + r.n(5)}"
-        mins = float(c["items"][0]["len"] * (4 + r.n(30)))
+        r.pct(60)    # (was ContractNumber, which no real client has: the draw keeps the data)
+        mins = c["items"][0]["len"] * (4 + r.n(30))
         if p:
             e["PriceId"] = p["Id"]
             e["PriceName"] = p["Name"]
@@ -2284,14 +2331,17 @@ class Data:
                        gen=lambda k, i, ctx: {"Id": k, "Name": EMPLOYEE_STATUSES[i][1]
                                               if i < len(EMPLOYEE_STATUSES) else f"Статус {k}"}))
         units = IdTable(self, "GetEdUnits", "EdUnits", c["ed_units"], start=101, step=2, jitter=2,
-                        gen=self.gen_ed_unit, stamps=("Created", "Updated"), now=True)
+                        gen=self.gen_ed_unit, now=True)
+        # ASSUMPTION: without statuses= the server returns the active units only. Nobody has
+        # published the real default; this is the unsafe reading (a client that relies on
+        # the default loses stopped and finished units), so clients are tested against it.
+        units.defaults = {"statuses": ",".join(ED_UNIT_ACTIVE)}
         units.filters = {
             "id": f_eq("Id", cands=lambda x: [i for i in [units.index_of(x)] if i is not None]),
-            "types": f_in("Type"), "statuses": f_in("Status"),
+            "types": f_in("Type"), "statuses": self.f_unit_status,
             "officeorcompanyid": f_eq("OfficeOrCompanyId"), "disciplines": f_in("Discipline"),
             "levels": f_in("Level"), "maturities": f_in("Maturity"),
             "learningtypes": f_in("LearningType"), "corporative": f_bool("Corporative"),
-            "lastupdatedfrom": f_ge("Updated"),
             "teacherid": lambda v: ((lambda row, x=int(v): any(
                 x in e.get("TeacherIds", ()) for e in row.get("ScheduleItems", ()))), None)}
         add(units)
@@ -2637,7 +2687,7 @@ METHODS = ("GetLocations GetOffices GetStudyRequests GetLeads GetLeadStatuses "
            "GetEdUnits GetEdUnitStudents GetEdUnitLeads GetLessonPlans GetDisciplines GetLevels "
            "GetLearningTypes GetPrices GetDiscounts GetSurcharges GetPayments GetBalances "
            "GetIncomesAndOutgoes GetSupplies GetEdMaterials GetAnnouncements").split()
-FAULT_KINDS = ("http500", "slow", "drop", "malformed", "error_body", "ratelimit")
+FAULT_KINDS = ("http500", "slow", "drop", "malformed", "error_body", "ratelimit", "ban")
 
 
 class App:
@@ -2678,6 +2728,13 @@ class App:
                 self.stats[key] += n
             else:
                 self.stats[key][sub] += n
+
+    def retry_after(self):
+        """Whole seconds until the rate window has room again (at least 1)."""
+        with self.lock:
+            if not self.hits:
+                return 1
+            return max(1, math.ceil(self.hits[0] + self.rate_window - time.monotonic()))
 
     def rate_ok(self):
         if self.rate_limit <= 0:
@@ -3001,8 +3058,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n > 0 else b""
 
+    extra_headers = ()
+
     def send(self, status, body, ctype="application/json; charset=utf-8"):
         self.send_response(status)
+        for k, v in self.extra_headers:
+            self.send_header(k, v)
+        self.extra_headers = ()
         if self.t_start:
             self.send_header("X-Fake-Serve-Ms", f"{(time.perf_counter() - self.t_start) * 1000:.2f}")
         self.send_header("Content-Type", ctype)
@@ -3122,7 +3184,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                {"Error": fault.get("message", "Внутренняя ошибка сервера")})
                 return
             if kind == "ratelimit":
-                self.rate_limited(method)
+                self.rate_limited(method, fault.get("retry_after"))
+                return
+            if kind == "ban":
+                # ASSUMPTION (Hollihop's ban page is unpublished): the front proxy's 403 page.
+                self.send(fault.get("status", 403),
+                          b"<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n"
+                          b"<center><h1>403 Forbidden</h1></center>\r\n<hr><center>nginx</center>\r\n"
+                          b"</body>\r\n</html>\r\n", "text/html")
                 return
             if kind == "slow":
                 time.sleep(fault.get("delay_ms", 3000) / 1000.0)
@@ -3149,10 +3218,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             data = data[:cut]
         self.send(status, data)
 
-    def rate_limited(self, method):
+    def rate_limited(self, method, retry_after=None):
         APP.stat("rate_limited")
         APP.stat("rate_limited_by_method", sub=method)
-        self.send_json(APP.rate_status, {"Error": "Requests limit is exceeded"})
+        if APP.rate_status == 200:
+            # The shape a client documents from Hollihop support: a JSON error, HTTP 200.
+            self.send_json(200, {"Error": "Requests limit is exceeded"})
+            return
+        # ASSUMPTION: any other status comes from the front proxy, as amoCRM's 429/403 do:
+        # an HTML page, not JSON, with Retry-After (seconds until the window has room).
+        wait = APP.retry_after() if retry_after is None else retry_after
+        st = APP.rate_status
+        self.extra_headers = [("Retry-After", str(wait))]
+        self.send(st, (f"<html>\r\n<head><title>{st} Too Many Requests</title></head>\r\n<body>\r\n"
+                       f"<center><h1>{st} Too Many Requests</h1></center>\r\n<hr><center>nginx</center>\r\n"
+                       "</body>\r\n</html>\r\n").encode(), "text/html")
 
     # --- control
     def control(self, verb, what, query, body):
@@ -3192,7 +3272,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         nf = {"method": str(f.get("method", "*")).lower(), "kind": kind,
                               "count": int(f.get("count", 1)), "after": int(f.get("after", 0)),
                               "seen": 0, "served": 0}
-                        for k in ("delay_ms", "status", "message"):
+                        for k in ("delay_ms", "status", "message", "retry_after"):
                             if k in f:
                                 nf[k] = f[k]
                         new.append(nf)

@@ -28,6 +28,8 @@ REQ = {
     "GetBalances": {"balanceDate": "2025-05-01"},
     "GetAnnouncements": {"targets": "Students,Employees,Companies"},
     "GetEmployees": {"queryPhoto": "false"},
+    # without statuses= only the active units come back (the fake's unsafe default)
+    "GetEdUnits": {"statuses": "Reserve,Forming,Working,Stopped,Finished"},
 }
 PER_CLIENT = ("GetIncomesAndOutgoes", "GetClientFiles", "GetStudentPersonalOfficeSettings")
 PAGED = ("GetStudyRequests", "GetLeads", "GetHistoryModifyLeadStatus", "GetStudents",
@@ -75,8 +77,10 @@ class Server:
                                                   "application/x-www-form-urlencoded"})
         try:
             with urllib.request.urlopen(req, timeout=20) as r:
+                self.headers = r.headers
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
+            self.headers = e.headers
             return e.code, e.read()
 
     def call(self, method, params=None, **kw):
@@ -251,7 +255,7 @@ class FakeHollihopTest(unittest.TestCase):
         lead_ids = {l["Id"] for l in leads}
         for a in self.s.all_rows("GetHistoryModifyLeadStatus", take=1000):
             self.assertIn(a["LeadId"], lead_ids)
-        unit_ids = {u["Id"] for u in self.s.all_rows("GetEdUnits", take=1000)}
+        unit_ids = {u["Id"] for u in self.s.all_rows("GetEdUnits", REQ["GetEdUnits"], take=1000)}
         for e in self.s.all_rows("GetEdUnitLeads", take=1000):
             self.assertIn(e["EdUnitId"], unit_ids)
             self.assertIn(e["LeadId"], lead_ids)
@@ -262,7 +266,7 @@ class FakeHollihopTest(unittest.TestCase):
             with self.subTest(method=m):
                 p = self.params_for(m)
                 rows = self.s.all_rows(m, p, take=7)
-                cnt = self.s.q("count", method=m)
+                cnt = self.s.q("count", method=m, **p)
                 self.assertEqual(len(rows), cnt["rows"])
                 keys = self.s.q("keys", method=m)["keys"]
                 self.assertEqual([key_of(m, r) for r in rows], keys)
@@ -381,9 +385,11 @@ class FakeHollihopTest(unittest.TestCase):
         try:
             for _ in range(5):
                 self.assertEqual(s2.call("GetLocations")[0], 200)
-            st, obj = s2.call("GetLocations")
+            st, body = s2.raw("GetLocations")
             self.assertEqual(st, 429)
-            self.assertEqual(obj, {"Error": "Requests limit is exceeded"})
+            self.assertTrue(body.startswith(b"<html>"))     # the proxy's page, not JSON
+            self.assertEqual(s2.headers.get("Content-Type"), "text/html")
+            self.assertTrue(1 <= int(s2.headers.get("Retry-After")) <= 30)
             s2.ctl("config", {"rate_limit_status": 200, "rate_limit": 2})
             s2.call("GetLocations")
             s2.call("GetLocations")
@@ -413,9 +419,18 @@ class FakeHollihopTest(unittest.TestCase):
         self.assertIn("Error", obj)
         self.assertIn("Leads", s.call("GetLeads")[1])
 
-        s.ctl("faults", {"faults": [{"method": "GetLeads", "kind": "ratelimit"}]})
-        st, obj = s.call("GetLeads")
-        self.assertEqual((st, obj), (429, {"Error": "Requests limit is exceeded"}))
+        s.ctl("faults", {"faults": [{"method": "GetLeads", "kind": "ratelimit", "retry_after": 7}]})
+        st, body = s.raw("GetLeads")
+        self.assertEqual(st, 429)
+        self.assertIn(b"429 Too Many Requests", body)
+        self.assertEqual(s.headers.get("Retry-After"), "7")
+
+        s.ctl("faults", {"faults": [{"method": "GetLeads", "kind": "ban"}]})
+        st, body = s.raw("GetLeads")
+        self.assertEqual(st, 403)
+        self.assertIn(b"403 Forbidden", body)
+        with self.assertRaises(ValueError):
+            json.loads(body)
 
         s.ctl("faults", {"faults": [{"method": "GetLeads", "kind": "malformed"}]})
         st, body = s.raw("GetLeads")

@@ -401,6 +401,14 @@ entity_params(const struct cat_entity *e, char *dst, size_t cap)
 			strcpy(eq + 1, DATE_FROM);
 		else if (eq != NULL && strcmp(eq + 1, "{$date_to}") == 0)
 			strcpy(eq + 1, DATE_TO);
+		else if (eq != NULL && eq[1] == '{' && eq[2] != '$')
+			/* one pass per alternative = all of them at once (a comma list) */
+			for (char *c = eq + 1; *c; c++)
+				*c = *c == '|' ? ',' : *c;
+		if (eq != NULL && eq[1] == '{' && eq[2] != '$') {
+			memmove(eq + 1, eq + 2, strlen(eq + 2) + 1);
+			eq[strlen(eq) - 1] = '\0';
+		}
 		if (eq != NULL && eq[1] != '{')
 			o += (size_t)snprintf(dst + o, o < cap ? cap - o : 0, "%s%s", o ? "&" : "", kv);
 		p += n;
@@ -592,6 +600,35 @@ test_full_export_lands_every_method(void **state)
 	    "USING (ed_unit_id, student_client_id) WHERE d.date BETWEEN '" DATE_FROM "' AND '" DATE_TO "'") > 0);
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.ed_unit_days WHERE date NOT BETWEEN '"
 	    DATE_FROM "' AND '" DATE_TO "'"), 0);
+	/* Ed units: every status read (the fake, like an unknown real default, serves only the
+	 * active ones without statuses=), each unit's status the pass that read it. */
+	const char *statuses[] = { "Reserve", "Forming", "Working", "Stopped", "Finished" };
+	int64_t all_units = 0;
+	for (size_t i = 0; i < nitems(statuses); i++) {
+		char q[64];
+		snprintf(q, sizeof(q), "statuses=%s", statuses[i]);
+		int64_t in_pass = fake_count("GetEdUnits", q, NULL);
+		all_units += in_pass;
+		assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.ed_units WHERE status = '%s'", statuses[i]),
+		    in_pass);
+	}
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.ed_units"), all_units);
+	assert_true(fake_count("GetEdUnits", NULL, NULL) < all_units);
+	assert_true(h_sql_int(db, "SELECT count(*) FROM hollihop.ed_units WHERE status IN ('Stopped', 'Finished')") > 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.ed_units WHERE source_updated_at IS NOT NULL "
+	    "OR raw ? 'Status' OR raw ? 'Updated'"), 0);
+	/* Per-student lesson days carry the student's minutes. */
+	assert_true(h_sql_int(db, "SELECT count(*) FROM hollihop.ed_unit_student_days WHERE minutes > 0") > 0);
+	assert_true(h_sql_int(db, "SELECT count(*) FROM hollihop.ed_unit_student_days d "
+	    "WHERE d.minutes < d.teacher_payable_minutes") > 0);	/* late arrivals */
+	/* students.amo_lead_id: the id in the "Ссылка на amoCRM" link, NULL for a bare "https://". */
+	const char *link = "(SELECT e->>'Value' FROM jsonb_array_elements(s.raw->'ExtraFields') e "
+	    "WHERE e->>'Name' = 'Ссылка на amoCRM' LIMIT 1)";
+	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.students s WHERE amo_lead_id IS DISTINCT FROM "
+	    "substring(%s from '/leads/detail/([0-9]+)')::bigint", link), 0);
+	assert_true(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE amo_lead_id > 0") > 0);
+	assert_true(sqlf_int("SELECT count(*) FROM hollihop.students s WHERE %s = 'https://' AND amo_lead_id IS NULL",
+	    link) > 0);
 	/* Nothing rejected, nothing dead-lettered. */
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.dead_letters"), 0);
 }
@@ -608,7 +645,7 @@ test_second_export_mirrors_edits_and_deletions(void **state)
 	(void)state;
 	/* Two students to delete, one to edit (name and agents), one payment deleted, one added,
 	 * one membership gone, one unit renamed. */
-	char s1[32], s2[32], s3[32], pay[32], eu[32], mem[64];
+	char s1[32], s2[32], s3[32], pay[32], eu[32], mem[64], eu_w[32], eu_f[32], eu_gone[32];
 	snprintf(s1, sizeof(s1), "%s", h_sql(db, "SELECT client_id FROM hollihop.students ORDER BY client_id OFFSET 2 LIMIT 1"));
 	snprintf(s2, sizeof(s2), "%s", h_sql(db, "SELECT client_id FROM hollihop.students ORDER BY client_id OFFSET 5 LIMIT 1"));
 	snprintf(s3, sizeof(s3), "%s", h_sql(db, "SELECT client_id FROM hollihop.students ORDER BY client_id OFFSET 7 LIMIT 1"));
@@ -616,6 +653,15 @@ test_second_export_mirrors_edits_and_deletions(void **state)
 	snprintf(eu, sizeof(eu), "%s", h_sql(db, "SELECT id FROM hollihop.ed_units ORDER BY id OFFSET 4 LIMIT 1"));
 	snprintf(mem, sizeof(mem), "%s", h_sql(db, "SELECT '[' || ed_unit_id || ',' || student_client_id || ']' "
 	    "FROM hollihop.ed_unit_students ORDER BY 1 LIMIT 1"));
+	/* Units whose status changes between runs move between the per-status passes: the
+	 * union of the passes is what deletion compares with, so they must stay live. */
+	snprintf(eu_w, sizeof(eu_w), "%s", h_sql(db, "SELECT id FROM hollihop.ed_units WHERE status = 'Working' "
+	    "ORDER BY id LIMIT 1"));
+	snprintf(eu_f, sizeof(eu_f), "%s", h_sql(db, "SELECT id FROM hollihop.ed_units WHERE status = 'Finished' "
+	    "ORDER BY id LIMIT 1"));
+	snprintf(eu_gone, sizeof(eu_gone), "%s", h_sql(db, "SELECT id FROM hollihop.ed_units WHERE status = 'Stopped' "
+	    "ORDER BY id LIMIT 1"));
+	assert_true(eu_w[0] != '(' && eu_f[0] != '(' && eu_gone[0] != '(');
 	int64_t files_of_deleted = sqlf_int("SELECT count(*) FROM hollihop.client_files WHERE client_id IN (%s, %s)", s1, s2);
 	char *old_updated = strdup(sqlf("SELECT updated::text FROM hollihop.students WHERE client_id = %s", s3));
 	snprintf(body, sizeof(body), "{\"ops\":["
@@ -627,8 +673,11 @@ test_second_export_mirrors_edits_and_deletions(void **state)
 	    "{\"op\":\"add\",\"method\":\"GetPayments\",\"count\":1,\"set\":{\"ClientId\":%s,"
 	    "\"Value\":\"1\u00a0234,50 руб.\",\"ValueQuantity\":1234.5,\"Type\":\"Обучение\"}},"
 	    "{\"op\":\"delete\",\"method\":\"GetEdUnitStudents\",\"key\":%s},"
-	    "{\"op\":\"edit\",\"method\":\"GetEdUnits\",\"key\":%s,\"set\":{\"Name\":\"Переименованная группа\"}}"
-	    "]}", s1, s2, s3, pay, s3, mem, eu);
+	    "{\"op\":\"edit\",\"method\":\"GetEdUnits\",\"key\":%s,\"set\":{\"Name\":\"Переименованная группа\"}},"
+	    "{\"op\":\"edit\",\"method\":\"GetEdUnits\",\"key\":%s,\"set\":{\"_Status\":\"Finished\"}},"
+	    "{\"op\":\"edit\",\"method\":\"GetEdUnits\",\"key\":%s,\"set\":{\"_Status\":\"Reserve\"}},"
+	    "{\"op\":\"delete\",\"method\":\"GetEdUnits\",\"key\":%s}"
+	    "]}", s1, s2, s3, pay, s3, mem, eu, eu_w, eu_f, eu_gone);
 	fake_post_ok("/_fake/mutate", body);
 	for (size_t i = 0; i < d->nentities; i++)
 		before[i] = sqlf_int("SELECT count(*) FROM hollihop.%s WHERE deleted_at IS NOT NULL",
@@ -685,7 +734,8 @@ test_second_export_mirrors_edits_and_deletions(void **state)
 			want = 2;	/* per-client methods follow the students */
 		else if (strcmp(e->name, "client_files") == 0)
 			want = files_of_deleted;
-		else if (strcmp(e->name, "payments") == 0 || strcmp(e->name, "ed_unit_students") == 0)
+		else if (strcmp(e->name, "payments") == 0 || strcmp(e->name, "ed_unit_students") == 0 ||
+		    strcmp(e->name, "ed_units") == 0)
 			want = 1;
 		if (now - before[i] != want)
 			fail_msg("%s: %lld rows newly deleted, want %lld", e->name, (long long)(now - before[i]),
@@ -700,6 +750,12 @@ test_second_export_mirrors_edits_and_deletions(void **state)
 	assert_string_equal(sqlf("SELECT value_quantity || ' ' || value || ' ' || client_id FROM hollihop.payments "
 	    "WHERE id = (SELECT max(id) FROM hollihop.payments)"), sqlf("SELECT '1234.5 1234.50 %s'", s3));
 	assert_string_equal(sqlf("SELECT name FROM hollihop.ed_units WHERE id = %s", eu), "Переименованная группа");
+	assert_string_equal(sqlf("SELECT status || ' ' || (deleted_at IS NULL) FROM hollihop.ed_units WHERE id = %s",
+	    eu_w), "Finished true");
+	assert_string_equal(sqlf("SELECT status || ' ' || (deleted_at IS NULL) FROM hollihop.ed_units WHERE id = %s",
+	    eu_f), "Reserve true");
+	assert_string_equal(sqlf("SELECT (deleted_at IS NOT NULL)::text FROM hollihop.ed_units WHERE id = %s",
+	    eu_gone), "true");
 	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.ed_unit_schedule_items WHERE ed_unit_id = %s", eu),
 	    sqlf_int("SELECT jsonb_array_length(raw->'ScheduleItems') FROM hollihop.ed_units WHERE id = %s", eu));
 	assert_string_equal(run_field(run, "status"), "complete");
