@@ -20,8 +20,12 @@
  * raw-only list, so a key real traffic has and the catalogue drops is a decision, not an
  * accident. A fixture without an .expect fails.
  *
- * Second test: docs/api/hollihop.md documents every typed Hollihop column with its
- * evidence (REAL, PROFILE, FIELDS, DOCS or ASSUMPTION).
+ * The database starts as an installation upgraded from an older catalogue would be: the
+ * columns real traffic made us drop are still there (nullable, one legacy row holds values),
+ * and writes must work around them (test_dropped_columns_stay_harmless says what is left).
+ *
+ * Last test: docs/api/hollihop.md documents every typed Hollihop column with its evidence
+ * (REAL, PROFILE, FIELDS, DOCS or ASSUMPTION).
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -608,6 +612,44 @@ test_real_shapes_land_field_by_field(void **state)
 	}
 }
 
+/* Columns an older catalogue had, as an upgraded installation still holds them. */
+static const char *legacy_sql =
+    "ALTER TABLE hollihop.ed_units ADD COLUMN created timestamptz, ADD COLUMN updated timestamptz;"
+    "ALTER TABLE hollihop.ed_unit_student_days ADD COLUMN payable boolean,"
+    " ADD COLUMN schedule_item_ids bigint[], ADD COLUMN working_off_to_ed_unit_id bigint,"
+    " ADD COLUMN working_off_to_date date, ADD COLUMN working_off_from_ed_unit_id bigint,"
+    " ADD COLUMN working_off_from_date date;"
+    "ALTER TABLE hollihop.ed_unit_days ADD COLUMN accepted boolean, ADD COLUMN accepted_description text;"
+    "ALTER TABLE hollihop.ed_unit_student_payers ADD COLUMN contract_number text;"
+    "ALTER TABLE hollihop.teachers ADD COLUMN gender boolean;"
+    "ALTER TABLE hollihop.leads ADD COLUMN gender boolean;"
+    /* rows written by the old catalogue: an ed unit with its version, a teacher with Gender */
+    "INSERT INTO hollihop.ed_units (id, status, created, updated, source_updated_at, raw, content_hash)"
+    " VALUES (1600, 'Working', '2021-01-01 10:00+00', '2024-05-01 10:00+00', '2024-05-01 10:00+00',"
+    " '{\"Id\":1600,\"Status\":\"Working\"}', 1);"
+    "INSERT INTO hollihop.ed_unit_days (ed_unit_id, idx, date, accepted) VALUES (1600, 0, '2024-01-01', true);"
+    "INSERT INTO hollihop.teachers (id, gender, raw, content_hash) VALUES (88, true, '{\"Id\":88}', 1);";
+
+static void
+test_dropped_columns_stay_harmless(void **state)
+{
+	(void)state;
+	/* The rewrite of the legacy ed unit went through: no version any more; its dropped
+	 * columns keep the old values (nothing writes them); child rows were replaced, so the
+	 * dropped child columns are NULL everywhere. */
+	assert_string_equal(h_sql(db, "SELECT coalesce(source_updated_at::text, 'NULL') || ' ' || updated::text "
+	    "FROM hollihop.ed_units WHERE id = 1600"), "NULL 2024-05-01 10:00:00+00");
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.ed_unit_days WHERE accepted IS NOT NULL "
+	    "OR accepted_description IS NOT NULL"), 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.ed_unit_student_days WHERE payable IS NOT NULL "
+	    "OR schedule_item_ids IS NOT NULL OR working_off_to_ed_unit_id IS NOT NULL"), 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.ed_unit_student_days"), 2);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.ed_unit_student_payers WHERE contract_number "
+	    "IS NOT NULL"), 0);
+	assert_string_equal(h_sql(db, "SELECT gender::text FROM hollihop.teachers WHERE id = 88"), "true");
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.teachers WHERE gender IS NOT NULL"), 1);
+}
+
 /* docs/api/hollihop.md: a section per table, a row per typed column with its evidence. */
 static void
 test_every_typed_column_is_documented(void **state)
@@ -679,7 +721,8 @@ setup(void **state)
 	}
 	if (bus_dial(&sock, url, BUS_RECVMAX_DEFAULT) != 0)
 		return -1;
-	if ((db = h_connect(&pg)) == NULL || h_sql_exec(db, "SET timezone = 'UTC'") != 0)
+	if ((db = h_connect(&pg)) == NULL || h_sql_exec(db, "SET timezone = 'UTC'") != 0 ||
+	    h_sql_exec(db, legacy_sql) != 0)
 		return -1;
 	return 0;
 }
@@ -704,6 +747,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_real_shapes_land_field_by_field),
+		cmocka_unit_test(test_dropped_columns_stay_harmless),
 		cmocka_unit_test(test_every_typed_column_is_documented),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
