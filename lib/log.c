@@ -2,8 +2,9 @@
  * log.c - logfmt lines on stderr with secret redaction.
  *
  * A line is built in a stack buffer (bounded: 4 KiB, longer lines are cut and end in "..."),
- * secrets are masked in place, then the line goes out in one write(2) so lines of
- * different threads never interleave.
+ * secrets are masked in place, control characters are escaped (\n, \t, \r, \xHH: one event
+ * is always one line, whatever a caller formatted into it), then the line goes out in one
+ * write(2) so lines of different threads never interleave.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -20,6 +21,25 @@
 #define LOG_SECRETS_PINNED 16	/* the first ones registered (config secrets) are never evicted */
 #define LQ_SLOTS	8
 #define LQ_MAX		200
+
+/* Append the readable escape of control character c at dst (room for 4). Returns its length. */
+static size_t
+log_escape_ctl(char *dst, unsigned char c)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	dst[0] = '\\';
+	switch (c) {
+	case '\n':	dst[1] = 'n'; return 2;
+	case '\t':	dst[1] = 't'; return 2;
+	case '\r':	dst[1] = 'r'; return 2;
+	default:
+		dst[1] = 'x';
+		dst[2] = hex[c >> 4];
+		dst[3] = hex[c & 0xf];
+		return 4;
+	}
+}
 
 static const char *log_svc = "crmsync";
 static int log_verbose;
@@ -93,7 +113,7 @@ log_redact(char *line)
 static void
 log_emit(const char *lvl, const char *ev, int with_errno, int saved_errno, const char *fmt, va_list ap)
 {
-	char line[LOG_LINE_MAX];
+	char line[LOG_LINE_MAX], esc[LOG_LINE_MAX + 8];
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
@@ -123,10 +143,25 @@ log_emit(const char *lvl, const char *ev, int with_errno, int saved_errno, const
 	}
 	line[n] = '\0';
 	log_redact(line);
-	n = strlen(line);
-	line[n++] = '\n';
+	/* Control characters a caller formatted in raw (%s of a multi-line message) would
+	 * split the event or garble a terminal: escape them, cutting the line if it grows. */
+	n = 0;
+	for (const char *p = line; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (n + 4 >= sizeof(esc) - 4) {
+			memcpy(esc + n, "...", 3);
+			n += 3;
+			break;
+		}
+		if (c < 0x20 || c == 0x7f)
+			n += log_escape_ctl(esc + n, c);
+		else
+			esc[n++] = (char)c;
+	}
+	esc[n++] = '\n';
 	/* One write per line; a short write on stderr is not worth a retry loop. */
-	if (write(STDERR_FILENO, line, n) < 0)
+	if (write(STDERR_FILENO, esc, n) < 0)
 		(void)0;
 }
 
@@ -182,7 +217,7 @@ fatal(const char *ev, const char *fmt, ...)
 const char *
 lqn(const char *s, unsigned long len)
 {
-	static _Thread_local char ring[LQ_SLOTS][LQ_MAX + 8];
+	static _Thread_local char ring[LQ_SLOTS][LQ_MAX + 16];
 	static _Thread_local unsigned slot;
 	char *out = ring[slot++ % LQ_SLOTS];
 	size_t o = 0;
@@ -193,11 +228,8 @@ lqn(const char *s, unsigned long len)
 		if (c == '"' || c == '\\') {
 			out[o++] = '\\';
 			out[o++] = (char)c;
-		} else if (c == '\n') {
-			out[o++] = '\\';
-			out[o++] = 'n';
 		} else if (c < 0x20 || c == 0x7f) {
-			out[o++] = '?';
+			o += log_escape_ctl(out + o, c);
 		} else {
 			out[o++] = (char)c;
 		}

@@ -27,7 +27,8 @@ void	fatalx(const char *ev, const char *fmt, ...) __attribute__((format(printf, 
 void	fatal(const char *ev, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
 /*
- * Quote a value for logfmt: "text" with \" \\ \n escaped, truncated to 200 bytes.
+ * Quote a value for logfmt: "text" with \" \\ escaped and control characters written as
+ * \n \t \r or \xHH, truncated to 200 bytes.
  * Returns a pointer into a small per-thread ring (8 slots): valid until 8 more calls.
  */
 const char *lq(const char *s);

@@ -81,12 +81,64 @@ test_redaction_survives_rotations(void **state)
 	assert_null(strstr(out, "pinned-config-secret"));
 }
 
+/* libpq's multi-line errors ("...\n\tIs the server running...") and other control bytes. */
+static void
+emit_controls(void)
+{
+	log_init("test", 0);
+	log_warnx("db.down", "err=%s", lq("could not connect: No such file\n\tIs the server running?\r\x01"));
+	/* A caller that formats a raw multi-line message without lq() still gets one line. */
+	log_warnx("db.raw", "msg=%s tail=1", "line one\nline\ttwo\x1b[31m");
+}
+
+static void
+test_control_characters_escaped_one_line(void **state)
+{
+	(void)state;
+	capture(emit_controls);
+	assert_non_null(strstr(out, "err=\"could not connect: No such file\\n\\tIs the server running?\\r\\x01\""));
+	assert_non_null(strstr(out, "msg=line one\\nline\\ttwo\\x1b[31m tail=1"));
+	assert_null(strstr(out, "?Is"));
+	/* exactly two lines, no raw control byte except their two newlines */
+	int lines = 0;
+	for (char *p = out; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		lines += c == '\n';
+		assert_true(c >= 0x20 || c == '\n');
+	}
+	assert_int_equal(lines, 2);
+}
+
+/* An escaped line longer than the line buffer is cut, still one line. */
+static void
+emit_long_controls(void)
+{
+	char big[3000];
+
+	memset(big, '\t', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	log_init("test", 0);
+	log_warnx("long", "v=%s", big);
+}
+
+static void
+test_long_escaped_line_cut(void **state)
+{
+	(void)state;
+	capture(emit_long_controls);
+	assert_int_equal(strchr(out, '\n') - out + 1, (long)strlen(out));
+	assert_true(strlen(out) <= 4096 + 8);
+	assert_non_null(strstr(out, "..."));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_redaction_and_format),
 		cmocka_unit_test(test_redaction_survives_rotations),
+		cmocka_unit_test(test_control_characters_escaped_one_line),
+		cmocka_unit_test(test_long_escaped_line_cut),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
