@@ -1,6 +1,9 @@
 /*
  * json.c - token walking on top of jsmn (see json.h).
  * jsmn itself is compiled here once (JSMN_STATIC would duplicate it per file).
+ * Nesting is bounded before jsmn runs (json_depth_check): jsmn finds the container a
+ * closing bracket ends by walking up from the last token, O(depth) per bracket, so
+ * unbounded depth made hostile input quadratic (a 400 KB page of brackets: ~50 s).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -14,7 +17,6 @@
 #include <jsmn.h>
 #include "json.h"
 
-#define JSON_MAX_DEPTH	64
 
 /* A JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int
@@ -99,6 +101,70 @@ validate(const struct json *j, int t, int depth)
 	}
 }
 
+/* A strict-mode primitive runs until one of these (jsmn_parse_primitive). */
+static int
+primitive_end(char c)
+{
+	return c == '\t' || c == '\r' || c == '\n' || c == ' ' || c == ',' || c == ']' || c == '}';
+}
+
+size_t
+json_depth_check(const char *src, size_t len, int max_depth)
+{
+	int depth = 0;
+
+	/*
+	 * Tokenise exactly as jsmn's strict mode does (strings with their escapes, primitives up
+	 * to their terminator, a NUL ends the input), so a bracket inside a string never counts
+	 * and one jsmn would open always does. Where jsmn would stop with an error, stop too:
+	 * it reads nothing after that.
+	 */
+	for (size_t i = 0; i < len && src[i] != '\0'; i++) {
+		switch (src[i]) {
+		case '{':
+		case '[':
+			if (++depth > max_depth)
+				return i;
+			break;
+		case '}':
+		case ']':
+			if (depth-- == 0)
+				return len;	/* unmatched: jsmn fails here */
+			break;
+		case '"':
+			for (i++; i < len && src[i] != '\0' && src[i] != '"'; i++)
+				if (src[i] == '\\' && i + 1 < len)
+					i++;	/* \uXXXX: the hex digits cannot be a quote */
+			if (i >= len || src[i] != '"')
+				return len;	/* unterminated */
+			break;
+		case '\t':
+		case '\r':
+		case '\n':
+		case ' ':
+		case ':':
+		case ',':
+			break;
+		case '-':
+		case '0': case '1': case '2': case '3': case '4':
+		case '5': case '6': case '7': case '8': case '9':
+		case 't':
+		case 'f':
+		case 'n':
+			for (; i < len && src[i] != '\0' && !primitive_end(src[i]); i++)
+				if ((signed char)src[i] < 32 || src[i] == 127)
+					return len;
+			if (i >= len || src[i] == '\0')
+				return len;	/* strict jsmn: a primitive must be followed by , ] } */
+			i--;			/* the terminator is read by the loop */
+			break;
+		default:
+			return len;		/* not JSON: jsmn stops here */
+		}
+	}
+	return len;
+}
+
 int
 json_parse(struct json *j, const char *src, size_t len, int max_tokens)
 {
@@ -108,6 +174,9 @@ json_parse(struct json *j, const char *src, size_t len, int max_tokens)
 	memset(j, 0, sizeof(*j));
 	j->src = src;
 	j->len = len;
+	/* Before jsmn, in one linear pass: too deep is refused at the bracket too many. */
+	if (json_depth_check(src, len, JSON_MAX_DEPTH) < len)
+		return CS_EJSON;
 	/*
 	 * One pass into a token array sized from the input and grown when jsmn runs out
 	 * (jsmn resumes where it stopped), instead of a counting pass first: the fetcher

@@ -28,8 +28,19 @@ struct json {
 	int		 cap;
 };
 
-/* Parse src[0..len). max_tokens bounds memory (CS_ETOOBIG past it); CS_EJSON if malformed. */
+#define JSON_MAX_DEPTH	64	/* levels of [ and { */
+
+/*
+ * Parse src[0..len). max_tokens bounds memory (CS_ETOOBIG past it); CS_EJSON if malformed
+ * or nested deeper than JSON_MAX_DEPTH. Costs time linear in len, whatever the input.
+ */
 int	json_parse(struct json *j, const char *src, size_t len, int max_tokens);
+/*
+ * The offset of the first bracket that opens more than max_depth levels, as jsmn's strict
+ * tokenizer would see it (brackets inside strings do not count), or len when there is none
+ * or the input turns malformed before it. One linear pass; json_parse runs it first.
+ */
+size_t	json_depth_check(const char *src, size_t len, int max_depth);
 void	json_free(struct json *j);
 
 enum json_kind json_kind(const struct json *j, int t);

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "errors.h"
@@ -128,6 +130,77 @@ test_token_array_grows(void **state)
 	assert_int_equal(json_parse(&j, src, o, 10000), CS_ETOOBIG);
 }
 
+/*
+ * Hostile nesting is refused at the bracket too many, before the rest of the input is read:
+ * the input claims 400 KB but only its first page is readable; any read past it (what jsmn
+ * did, walking the parent chain at each of 200,000 closing brackets: quadratic time) faults.
+ */
+static void
+test_deep_nesting_refused_before_full_parse(void **state)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), len = 400 * 1024;
+	size_t maplen = (len + page - 1) / page * page;
+	struct json j;
+	char *m;
+
+	(void)state;
+	m = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(m != MAP_FAILED);
+	memset(m, '[', page);
+	assert_int_equal(mprotect(m + page, maplen - page, PROT_NONE), 0);
+	assert_int_equal(mprotect(m, page, PROT_READ), 0);
+	assert_int_equal(json_parse(&j, m, len, 1 << 20), CS_EJSON);
+	munmap(m, maplen);
+}
+
+/* The depth scan sees what jsmn sees: brackets in strings (escaped quotes too) do not count. */
+static void
+test_depth_check_follows_tokens(void **state)
+{
+	static char src[8192];
+	struct json j;
+	size_t o;
+
+	(void)state;
+	/* exactly the limit: accepted; one more: refused at that bracket */
+	memset(src, '[', JSON_MAX_DEPTH);
+	memset(src + JSON_MAX_DEPTH, ']', JSON_MAX_DEPTH);
+	assert_int_equal(json_depth_check(src, 2 * JSON_MAX_DEPTH, JSON_MAX_DEPTH), 2 * JSON_MAX_DEPTH);
+	assert_int_equal(json_parse(&j, src, 2 * JSON_MAX_DEPTH, 1000), 0);
+	json_free(&j);
+	o = (size_t)snprintf(src, sizeof(src), "{\"a\":");
+	memset(src + o, '[', JSON_MAX_DEPTH);
+	memset(src + o + JSON_MAX_DEPTH, ']', JSON_MAX_DEPTH);
+	src[o + 2 * JSON_MAX_DEPTH] = '}';
+	assert_int_equal(json_depth_check(src, o + 2 * JSON_MAX_DEPTH + 1, JSON_MAX_DEPTH),
+	    o + JSON_MAX_DEPTH - 1);
+	assert_int_equal(json_parse(&j, src, o + 2 * JSON_MAX_DEPTH + 1, 1000), CS_EJSON);
+	/* 3,000 brackets inside a string (with an escaped quote before them) are text */
+	o = (size_t)snprintf(src, sizeof(src), "[\"x\\\"");
+	memset(src + o, '[', 3000);
+	o += 3000;
+	o += (size_t)snprintf(src + o, sizeof(src) - o, "\",[1,{\"k\":\"]]]{{{\"}]]");
+	assert_int_equal(json_depth_check(src, o, JSON_MAX_DEPTH), o);
+	assert_int_equal(json_parse(&j, src, o, 1000), 0);
+	assert_int_equal(json_size(&j, 0), 2);
+	json_free(&j);
+	/* deep but legal, many times over: accepted (linear: each bracket walks <= 64 tokens) */
+	o = 0;
+	while (o + 2 * JSON_MAX_DEPTH + 3 < sizeof(src)) {
+		src[o] = o == 0 ? '[' : ',';
+		o++;
+		memset(src + o, '[', JSON_MAX_DEPTH - 1);
+		memset(src + o + JSON_MAX_DEPTH - 1, ']', JSON_MAX_DEPTH - 1);
+		o += 2 * (JSON_MAX_DEPTH - 1);
+	}
+	src[o++] = ']';
+	assert_int_equal(json_parse(&j, src, o, 100000), 0);
+	json_free(&j);
+	/* a NUL ends the input for jsmn: brackets after it are not counted (and are garbage) */
+	memcpy(src, "[1]\0[[[[", 9);
+	assert_int_equal(json_depth_check(src, 9, 2), 9);
+}
+
 int
 main(void)
 {
@@ -136,6 +209,8 @@ main(void)
 		cmocka_unit_test(test_strings_unescape),
 		cmocka_unit_test(test_malformed_and_limits),
 		cmocka_unit_test(test_token_array_grows),
+		cmocka_unit_test(test_deep_nesting_refused_before_full_parse),
+		cmocka_unit_test(test_depth_check_follows_tokens),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
