@@ -155,18 +155,20 @@ amo_status(void *arg, char *buf, size_t len)
 	return st == API_OK;
 }
 
-/* Ack with the two-phase fields the gateway needs. */
+/* Ack with the two-phase fields the gateway needs; done counts in the delivery's journal. */
 static void
-reply_hooks(nng_socket s, Crmsync__AckStatus st, const char *err, uint64_t seq, uint64_t done)
+reply_hooks(nng_socket s, Crmsync__AckStatus st, const char *err, const Crmsync__HookDelivery *d,
+    uint64_t done)
 {
 	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT;
 	Crmsync__Ack ack = CRMSYNC__ACK__INIT;
 
 	ack.status = st;
 	ack.error = (char *)(err != NULL ? err : "");
-	ack.batch_id = seq;
+	ack.batch_id = d->seq;
 	ack.done_seq = done;
 	ack.boot_id = boot_id;
+	ack.journal_id = d->journal_id;
 	env.body_case = CRMSYNC__ENVELOPE__BODY_ACK;
 	env.ack = &ack;
 	(void)bus_send(s, &env);
@@ -182,15 +184,16 @@ on_hooks(struct amo *a, nng_socket s, const Crmsync__HookDelivery *d)
 	if (a->conf.account_id != 0 && d->account_id != 0 && d->account_id != a->conf.account_id) {
 		log_warnx("hook.foreign_account", "seq=%llu account=%lld expected=%lld",
 		    (unsigned long long)d->seq, (long long)d->account_id, (long long)a->conf.account_id);
+		/* done_seq 0: nothing said about progress (it may count in another journal) */
 		reply_hooks(s, CRMSYNC__ACK_STATUS__ACK_REJECTED, "hook delivery for another account",
-		    d->seq, tasks_done_seq(a->tasks));
+		    d, 0);
 		return;
 	}
 	st = tasks_receive(a->tasks, d, &done, err, sizeof(err));
 	if (st != CRMSYNC__ACK_STATUS__ACK_OK)
 		log_warnx("hook.not_queued", "seq=%llu status=%d reason=%s", (unsigned long long)d->seq,
 		    (int)st, lq(err));
-	reply_hooks(s, st, err, d->seq, done);
+	reply_hooks(s, st, err, d, done);
 	if (d->n_events > 0)
 		amo_wake(a);
 }

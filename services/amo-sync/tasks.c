@@ -18,6 +18,9 @@
  * A batch that fails for a temporary reason (network, revoked token, stop) stays in
  * flight and is retried, so done_seq never passes it. Nothing here is persisted: after a
  * restart the gateway re-sends everything after the last done_seq it was told.
+ * Seqs count within one gateway journal (HookDelivery.journal_id): a delivery from another
+ * journal (a gateway restarted on an empty volume) starts the count again, so its seqs are
+ * never mistaken for re-sends of what the old journal delivered.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -73,7 +76,8 @@ struct tasks {
 	size_t			 depth;		/* pending keys */
 	size_t			 max_items;
 	int64_t			 delay_us;
-	uint64_t		 max_seq;	/* highest delivery seq received */
+	uint64_t		 max_seq;	/* highest delivery seq received from journal_id */
+	uint64_t		 journal_id;	/* the gateway journal seqs count in */
 	struct inflight		 cur;
 };
 
@@ -321,6 +325,28 @@ event_task(const Crmsync__HookEvent *ev, const struct cat_entity **te, const cha
 	return 0;
 }
 
+/*
+ * Caller holds the lock. Deliveries now come from another gateway journal: its seqs are
+ * unrelated to max_seq, so start counting again. Keys still pending from the old journal
+ * take seq 1 (the first the new journal can have; they stay first in their groups), so
+ * done_seq cannot pass anything of the new journal until they are done.
+ */
+static void
+journal_changed_locked(struct tasks *t, uint64_t id)
+{
+	log_warnx("hook.journal_changed", "old=%016llx new=%016llx max_seq=%llu pending=%zu",
+	    (unsigned long long)t->journal_id, (unsigned long long)id,
+	    (unsigned long long)t->max_seq, t->depth + t->cur.n);
+	for (struct group *g = t->head; g != NULL; g = g->next)
+		for (size_t i = g->head; i < g->n; i++)
+			if (g->items[i].seq != 0)
+				g->items[i].seq = 1;
+	if (t->cur.active && t->cur.min_seq != 0)
+		t->cur.min_seq = 1;
+	t->journal_id = id;
+	t->max_seq = 0;
+}
+
 Crmsync__AckStatus
 tasks_receive(struct tasks *t, const Crmsync__HookDelivery *d, uint64_t *done_seq, char *err,
     size_t errlen)
@@ -337,6 +363,8 @@ tasks_receive(struct tasks *t, const Crmsync__HookDelivery *d, uint64_t *done_se
 		st = CRMSYNC__ACK_STATUS__ACK_REJECTED;
 		goto out;
 	}
+	if (d->journal_id != t->journal_id)
+		journal_changed_locked(t, d->journal_id);
 	if (d->seq != 0 && d->seq <= t->max_seq)
 		goto out;	/* a re-send of something already queued (our ack got lost) */
 	if (t->depth + d->n_events > t->max_items) {

@@ -17,6 +17,11 @@
  *    not kept; amo-sync's writes compare versions, so it does not matter.
  * A peer that sends no boot_id (a simple receiver) is taken to have processed a delivery
  * when it acknowledges it.
+ * Every delivery and probe carries the journal's id (journal_id): amo-sync compares seqs
+ * only within one journal, so a gateway on a new, empty journal is not taken for one
+ * re-sending old seqs. A done_seq is trusted only for our journal (the Ack echoes the id)
+ * and within what the journal ever committed; anything else is logged and counted
+ * (forward_bad_done_seq), never acknowledged.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -100,6 +105,32 @@ forward_call(struct forward *f, Crmsync__HookDelivery *d, Crmsync__Envelope **ac
 	return rv;
 }
 
+/*
+ * Is a's done_seq about our journal and within its range? A peer that counts in another
+ * journal's seqs (a new journal while amo-sync kept running, without ids on its side)
+ * would otherwise make us drop what it never processed.
+ */
+static int
+forward_done_ok(struct forward *f, const Crmsync__Ack *a)
+{
+	struct journal_stats st;
+	uint64_t id = journal_id(f->o.journal);
+	const char *why = NULL;
+
+	journal_get_stats(f->o.journal, &st);
+	if (a->journal_id != 0 && a->journal_id != id)
+		why = "another_journal";
+	else if (a->done_seq > st.committed)
+		why = "beyond_journal";
+	if (why == NULL)
+		return 1;
+	stat_add(&gw_stats[GW_FORWARD_BAD_DONE], 1);
+	log_warnx("forward.done_seq_refused", "url=%s reason=%s done_seq=%" PRIu64 " committed=%"
+	    PRIu64 " journal=%016" PRIx64 " peer_journal=%016" PRIx64 " action=not_acknowledged",
+	    lq(f->url), why, (uint64_t)a->done_seq, st.committed, id, (uint64_t)a->journal_id);
+	return 0;
+}
+
 /* amo-sync says everything up to done is processed: the journal may drop what we sent. */
 static void
 forward_done(struct forward *f, uint64_t done)
@@ -120,6 +151,7 @@ forward_probe(struct forward *f)
 	int64_t start = bus_now_ms(), warned = start;
 	int backoff = 50, rv;
 
+	d.journal_id = journal_id(f->o.journal);
 	for (;;) {
 		Crmsync__Envelope *ack = NULL;
 
@@ -146,7 +178,7 @@ forward_probe(struct forward *f)
 				 * nothing yet as far as we know: start again after `trusted`. */
 				journal_rewind(f->o.journal, f->trusted);
 				f->maxsent = f->trusted;
-			} else if (a->boot_id != 0) {
+			} else if (a->boot_id != 0 && forward_done_ok(f, a)) {
 				forward_done(f, a->done_seq);
 			}
 			if (bus_now_ms() - start >= FORWARD_WARN_EVERY_MS)
@@ -232,6 +264,7 @@ forward_one(struct forward *f, uint64_t seq, const void *payload, size_t len)
 		return 0;
 	}
 	d->seq = seq;
+	d->journal_id = journal_id(f->o.journal);
 	for (;;) {
 		Crmsync__Envelope *ack = NULL;
 		Crmsync__Ack *a;
@@ -277,7 +310,10 @@ forward_one(struct forward *f, uint64_t seq, const void *payload, size_t len)
 		}
 		if (seq > f->maxsent)
 			f->maxsent = seq;
-		forward_done(f, a->boot_id != 0 ? a->done_seq : seq);
+		if (a->boot_id == 0)
+			forward_done(f, seq);
+		else if (forward_done_ok(f, a))
+			forward_done(f, a->done_seq);
 		bus_free(ack);
 		rv = 0;
 		break;

@@ -25,6 +25,8 @@ enum gw_stat {
 	GW_FORWARDED,		/* deliveries acknowledged by amo-sync */
 	GW_FORWARD_REJECTED,	/* deliveries amo-sync refused for good (dead-lettered) */
 	GW_FORWARD_REWINDS,	/* amo-sync restarts that made us re-send unfinished deliveries */
+	GW_FORWARD_BAD_DONE,	/* done_seqs refused: another journal's, or beyond ours */
+	GW_JOURNAL_REFUSING,	/* gauge: 1 while hooks are refused (503): cap, disk full, I/O */
 	GW_NSTATS
 };
 

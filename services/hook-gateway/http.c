@@ -647,7 +647,7 @@ hs_hook(struct http_session *s)
 	}
 	s->journaling = 1;
 	hs_deadline(s, 0, "journal");
-	rv = journal_append(h->o.journal, buf, n, http_journaled, s, NULL);
+	rv = journal_append(h->o.journal, buf, n, http_journaled, s);
 	free(buf);
 	if (rv != 0) {
 		s->journaling = 0;

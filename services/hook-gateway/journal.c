@@ -8,6 +8,10 @@
  * Only bytes below a segment's committed size are ever read, so the reader (forwarder)
  * never sees a record that is not durable, and a failed write is simply overwritten by
  * the next group. All file I/O happens outside j->mtx.
+ * A full filesystem is survived without an operator: the acknowledged position is saved by
+ * overwriting one of two slots of a preallocated state file (no new blocks needed), and
+ * after a write failed for want of space the next group starts a new segment, so the old
+ * one is deleted as soon as everything in it is acknowledged.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -17,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,9 +33,14 @@
 
 #define JOURNAL_MAGIC		"CSJ1"
 #define JOURNAL_SEG_NAMELEN	24	/* 20 digits + ".seg" */
-#define JOURNAL_CURSOR		"cursor"
-#define JOURNAL_CURSOR_TMP	"cursor.tmp"
-#define JOURNAL_CURSOR_HDR	"crmsync-journal-cursor 1\n"
+#define JOURNAL_STATE		"state"
+#define JOURNAL_STATE_TMP	"state.tmp"
+#define JOURNAL_STATE_MAGIC	"CSJS"
+#define JOURNAL_STATE_VERSION	1
+#define JOURNAL_STATE_LEN	36	/* magic, version, id, gen, acked, crc */
+#define JOURNAL_STATE_SLOT	512	/* two slots, a sector each: a torn save spoils one */
+#define JOURNAL_LEGACY_CURSOR	"cursor"	/* before journal ids: text, converted on open */
+#define JOURNAL_LEGACY_HDR	"crmsync-journal-cursor 1\n"
 #define JOURNAL_FULL_LOG_MS	10000
 
 struct journal_seg {
@@ -65,6 +75,10 @@ struct journal {
 	size_t			 nsegs, capsegs;
 	int			 wfd;		/* the active segment, for the writer */
 
+	uint64_t		 id;		/* identity, made with the journal (state file) */
+	int			 statefd;	/* the state file, overwritten in place */
+	uint64_t		 state_gen;	/* generation of the last slot written */
+
 	uint64_t		 next_seq;
 	uint64_t		 committed;
 	uint64_t		 acked;
@@ -74,11 +88,16 @@ struct journal {
 	uint64_t		 queued_bytes;	/* queued or being written */
 	struct journal_req	*qhead, **qtail;
 	int64_t			 full_logged_ms;
+	int			 disk_full;	/* the last write failed for want of space */
+	int			 roll_wanted;	/* disk full, all acknowledged: writer, roll */
+	enum journal_refusal	 refusing;	/* why appends are being refused, if they are */
+	int64_t			 refusing_since_ms;
 
 	/* reader (forwarder) position */
 	uint64_t		 rbase, rpos, rseq;
 	int			 rfd;
 	uint64_t		 rfd_base;
+	int			 rbusy;		/* the reader is using rfd without the lock */
 
 	/* writer scratch */
 	unsigned char		*wbuf;
@@ -330,63 +349,169 @@ journal_seg_create(struct journal *j, uint64_t base)
 	return fd;
 }
 
-/* ---- cursor ---- */
+/* ---- state: identity and acknowledged position ---- */
+
+/* One slot: magic | u32 version | u64 id | u64 generation | u64 acked | u32 CRC of the rest. */
+static void
+journal_state_slot(unsigned char *p, uint64_t id, uint64_t gen, uint64_t acked)
+{
+	memset(p, 0, JOURNAL_STATE_SLOT);
+	memcpy(p, JOURNAL_STATE_MAGIC, 4);
+	journal_put32(p + 4, JOURNAL_STATE_VERSION);
+	journal_put64(p + 8, id);
+	journal_put64(p + 16, gen);
+	journal_put64(p + 24, acked);
+	journal_put32(p + 32, journal_crc32(0, p, 32));
+}
 
 static int
-journal_cursor_read(struct journal *j, uint64_t *out)
+journal_state_valid(const unsigned char *p)
+{
+	return memcmp(p, JOURNAL_STATE_MAGIC, 4) == 0 &&
+	    journal_get32(p + 4) == JOURNAL_STATE_VERSION && journal_get64(p + 8) != 0 &&
+	    journal_get32(p + 32) == journal_crc32(0, p, 32);
+}
+
+static uint64_t
+journal_new_id(void)
+{
+	uint64_t id = 0;
+
+	while (id == 0) {
+		if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id))
+			id = (uint64_t)clock_mono_ms() * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+	}
+	return id;
+}
+
+/* A cursor file of the version before journal ids: its position, or 0 (replay all). */
+static void
+journal_legacy_cursor(struct journal *j, int fd)
 {
 	char buf[128];
-	ssize_t n;
-	int fd;
 	unsigned long long v;
 	char *end;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
 
-	*out = 0;
-	if ((fd = openat(j->dirfd, JOURNAL_CURSOR, O_RDONLY | O_CLOEXEC)) < 0)
-		return errno == ENOENT ? 0 : CS_EIO;
-	n = read(fd, buf, sizeof(buf) - 1);
+	if (n < 0)
+		n = 0;
+	buf[n] = '\0';
+	errno = 0;
+	if (strncmp(buf, JOURNAL_LEGACY_HDR, strlen(JOURNAL_LEGACY_HDR)) == 0) {
+		v = strtoull(buf + strlen(JOURNAL_LEGACY_HDR), &end, 10);
+		if (errno == 0 && end != buf + strlen(JOURNAL_LEGACY_HDR) && *end == '\n') {
+			j->acked = v;
+			return;
+		}
+	}
+	/* Replaying from the start only costs duplicates, which receivers tolerate. */
+	log_warnx("journal.cursor_invalid", "dir=%s action=replay_all", lq(j->dir));
+}
+
+/*
+ * Read the state file (or an older cursor file): j->id and j->acked. j->id stays 0 when
+ * there is no valid state: the journal then gets a new identity (journal_state_create).
+ */
+static int
+journal_state_load(struct journal *j)
+{
+	unsigned char buf[2 * JOURNAL_STATE_SLOT];
+	ssize_t n;
+	int fd;
+
+	j->id = 0;
+	j->acked = 0;
+	if ((fd = openat(j->dirfd, JOURNAL_STATE, O_RDONLY | O_CLOEXEC)) < 0) {
+		if (errno != ENOENT)
+			return CS_EIO;
+		if ((fd = openat(j->dirfd, JOURNAL_LEGACY_CURSOR, O_RDONLY | O_CLOEXEC)) < 0)
+			return errno == ENOENT ? 0 : CS_EIO;
+		journal_legacy_cursor(j, fd);
+		close(fd);
+		log_info("journal.cursor_converted", "dir=%s acked=%" PRIu64, lq(j->dir), j->acked);
+		return 0;
+	}
+	n = read(fd, buf, sizeof(buf));
 	close(fd);
 	if (n < 0)
 		return CS_EIO;
-	buf[n] = '\0';
-	if (strncmp(buf, JOURNAL_CURSOR_HDR, strlen(JOURNAL_CURSOR_HDR)) != 0)
-		goto bad;
-	errno = 0;
-	v = strtoull(buf + strlen(JOURNAL_CURSOR_HDR), &end, 10);
-	if (errno != 0 || end == buf + strlen(JOURNAL_CURSOR_HDR) || *end != '\n')
-		goto bad;
-	*out = v;
-	return 0;
-bad:
-	/* Replaying from the start only costs duplicates, which receivers tolerate. */
-	log_warnx("journal.cursor_invalid", "dir=%s action=replay_all", lq(j->dir));
+	for (int i = 0; i < 2; i++) {
+		const unsigned char *p = buf + i * JOURNAL_STATE_SLOT;
+
+		if ((size_t)n < (size_t)i * JOURNAL_STATE_SLOT + JOURNAL_STATE_LEN || !journal_state_valid(p))
+			continue;
+		if (j->id != 0 && journal_get64(p + 8) != j->id)
+			continue;	/* cannot happen unless tampered with: trust slot 0 */
+		if (j->id == 0 || journal_get64(p + 16) > j->state_gen) {
+			j->id = journal_get64(p + 8);
+			j->state_gen = journal_get64(p + 16);
+			j->acked = journal_get64(p + 24);
+		}
+	}
+	if (j->id == 0)
+		log_warnx("journal.state_invalid", "dir=%s action=new_identity_replay_all", lq(j->dir));
 	return 0;
 }
 
+/*
+ * Write a whole new state file (tmp, fsync, rename, fsync dir) with a new identity when
+ * j->id is 0, and keep it open for in-place saves. This is the only state write that needs
+ * free space: it happens when the journal is created (or converted, or found inconsistent).
+ */
+static int
+journal_state_create(struct journal *j)
+{
+	unsigned char buf[2 * JOURNAL_STATE_SLOT];
+	int fd, rv = CS_EIO;
+
+	if (j->id == 0)
+		j->id = journal_new_id();
+	j->state_gen = 1;
+	journal_state_slot(buf, j->id, j->state_gen, j->acked);
+	journal_state_slot(buf + JOURNAL_STATE_SLOT, j->id, j->state_gen, j->acked);
+	fd = openat(j->dirfd, JOURNAL_STATE_TMP, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0)
+		goto fail;
+	if (journal_pwrite_full(fd, buf, sizeof(buf), 0) != 0 || (!j->o.nosync && fsync(fd) != 0))
+		goto fail;
+	if (renameat(j->dirfd, JOURNAL_STATE_TMP, j->dirfd, JOURNAL_STATE) != 0 ||
+	    (!j->o.nosync && fsync(j->dirfd) != 0))
+		goto fail;
+	j->statefd = fd;
+	unlinkat(j->dirfd, JOURNAL_LEGACY_CURSOR, 0);
+	return 0;
+fail:
+	if (errno == ENOSPC || errno == EDQUOT)
+		rv = CS_EFULL;
+	log_warn("journal.state_create_failed", "dir=%s", lq(j->dir));
+	if (fd >= 0)
+		close(fd);
+	unlinkat(j->dirfd, JOURNAL_STATE_TMP, 0);
+	return rv;
+}
+
+/*
+ * Save the acknowledged position: overwrite the older of the two slots in place and
+ * fdatasync. Overwriting allocated blocks needs no free space, so this works on a full
+ * filesystem; a failed save is retried by the next journal_ack.
+ */
 int
 journal_sync_cursor(struct journal *j)
 {
-	char buf[128];
-	uint64_t v;
-	int fd, len, rv = CS_EIO;
+	unsigned char slot[JOURNAL_STATE_SLOT];
+	uint64_t v, gen;
+	int rv = CS_EIO;
 
 	pthread_mutex_lock(&j->cursor_mtx);
 	pthread_mutex_lock(&j->mtx);
 	v = j->acked;
 	pthread_mutex_unlock(&j->mtx);
-	len = snprintf(buf, sizeof(buf), JOURNAL_CURSOR_HDR "%" PRIu64 "\n", v);
-	fd = openat(j->dirfd, JOURNAL_CURSOR_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd < 0)
+	gen = j->state_gen + 1;
+	journal_state_slot(slot, j->id, gen, v);
+	if (journal_pwrite_full(j->statefd, slot, sizeof(slot), (gen & 1) * JOURNAL_STATE_SLOT) != 0 ||
+	    (!j->o.nosync && fdatasync(j->statefd) != 0))
 		goto out;
-	if (journal_pwrite_full(fd, buf, (size_t)len, 0) != 0 ||
-	    (!j->o.nosync && fsync(fd) != 0)) {
-		close(fd);
-		goto out;
-	}
-	close(fd);
-	if (renameat(j->dirfd, JOURNAL_CURSOR_TMP, j->dirfd, JOURNAL_CURSOR) != 0 ||
-	    (!j->o.nosync && fsync(j->dirfd) != 0))
-		goto out;
+	j->state_gen = gen;
 	pthread_mutex_lock(&j->mtx);
 	if (v > j->cursor_saved)
 		j->cursor_saved = v;
@@ -395,9 +520,16 @@ journal_sync_cursor(struct journal *j)
 	rv = 0;
 out:
 	if (rv != 0)
-		log_warn("journal.cursor_save_failed", "dir=%s seq=%" PRIu64, lq(j->dir), v);
+		log_warn("journal.cursor_save_failed", "dir=%s seq=%" PRIu64 " action=retry_on_next_ack",
+		    lq(j->dir), v);
 	pthread_mutex_unlock(&j->cursor_mtx);
 	return rv;
+}
+
+uint64_t
+journal_id(const struct journal *j)
+{
+	return j->id;
 }
 
 /* ---- open: scan segments, cut torn tails ---- */
@@ -463,7 +595,11 @@ journal_mkdirs(const char *dir)
 	return 0;
 }
 
-/* Delete fully acknowledged segments (never the active one) once the cursor covers them. */
+/*
+ * Delete fully acknowledged segments (never the active one) once the cursor covers them.
+ * The reader's descriptor of a deleted segment is closed here when the reader is not using
+ * it, since an open descriptor keeps the space allocated.
+ */
 static void
 journal_gc(struct journal *j)
 {
@@ -471,6 +607,7 @@ journal_gc(struct journal *j)
 
 	for (;;) {
 		struct journal_seg s;
+		int rfd = -1;
 
 		pthread_mutex_lock(&j->mtx);
 		if (j->nsegs < 2 || j->segs[0].last > j->cursor_saved) {
@@ -481,7 +618,19 @@ journal_gc(struct journal *j)
 		memmove(&j->segs[0], &j->segs[1], (j->nsegs - 1) * sizeof(j->segs[0]));
 		j->nsegs--;
 		j->bytes -= s.size;
+		if (j->rfd >= 0 && j->rfd_base == s.base && !j->rbusy) {
+			rfd = j->rfd;
+			j->rfd = -1;
+		}
+		if ((j->refusing == JOURNAL_REFUSING_DISK || j->refusing == JOURNAL_REFUSING_CAP) &&
+		    s.size > 0) {
+			log_info("journal.space_reclaimed", "dir=%s seg_bytes=%" PRIu64 " action=accepting",
+			    lq(j->dir), s.size);
+			j->refusing = JOURNAL_ACCEPTING;
+		}
 		pthread_mutex_unlock(&j->mtx);
+		if (rfd >= 0)
+			close(rfd);
 		journal_seg_name(name, sizeof(name), s.base);
 		if (unlinkat(j->dirfd, name, 0) != 0 && errno != ENOENT)
 			log_warn("journal.unlink_failed", "seg=%s", name);
@@ -500,6 +649,7 @@ journal_open(struct journal **out, const struct journal_opts *o)
 	DIR *d = NULL;
 	struct dirent *de;
 	uint64_t lastseq = 0;
+	size_t found_segs;
 	int rv = CS_EIO;
 
 	*out = NULL;
@@ -508,7 +658,7 @@ journal_open(struct journal **out, const struct journal_opts *o)
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return CS_ENOMEM;
 	j->o = *o;
-	j->dirfd = j->wfd = j->rfd = -1;
+	j->dirfd = j->wfd = j->rfd = j->statefd = -1;
 	j->qtail = &j->qhead;
 	pthread_mutex_init(&j->mtx, NULL);
 	pthread_mutex_init(&j->cursor_mtx, NULL);
@@ -529,8 +679,8 @@ journal_open(struct journal **out, const struct journal_opts *o)
 		log_warn("journal.open_failed", "dir=%s", lq(j->dir));
 		goto fail;
 	}
-	unlinkat(j->dirfd, JOURNAL_CURSOR_TMP, 0);
-	if ((rv = journal_cursor_read(j, &j->acked)) != 0)
+	unlinkat(j->dirfd, JOURNAL_STATE_TMP, 0);
+	if ((rv = journal_state_load(j)) != 0)
 		goto fail;
 	j->cursor_saved = j->acked;
 
@@ -556,6 +706,7 @@ journal_open(struct journal **out, const struct journal_opts *o)
 	d = NULL;
 	if (j->nsegs > 1)
 		qsort(j->segs, j->nsegs, sizeof(j->segs[0]), journal_seg_cmp);
+	found_segs = j->nsegs;
 
 	for (size_t i = 0; i < j->nsegs; i++) {
 		char name[JOURNAL_SEG_NAMELEN + 8];
@@ -590,6 +741,20 @@ journal_open(struct journal **out, const struct journal_opts *o)
 		}
 	}
 	j->committed = j->next_seq - 1;
+	if (j->id != 0 && found_segs == 0 && j->acked > 0) {
+		/*
+		 * State without segments: the segments were lost (wiped, restored without them).
+		 * Seqs after the cursor may have been delivered already under this identity; a new
+		 * identity makes amo-sync take what comes next as new, not as re-sends.
+		 */
+		log_warnx("journal.segments_missing", "dir=%s acked=%" PRIu64 " action=new_identity",
+		    lq(j->dir), j->acked);
+		j->id = 0;
+	}
+	if (j->id == 0 || (j->statefd = openat(j->dirfd, JOURNAL_STATE, O_RDWR | O_CLOEXEC)) < 0) {
+		if ((rv = journal_state_create(j)) != 0)
+			goto fail;
+	}
 	j->rbase = j->segs[0].base;
 	j->rseq = j->acked;
 	j->cursor_saved_ms = clock_mono_ms();
@@ -600,9 +765,9 @@ journal_open(struct journal **out, const struct journal_opts *o)
 		goto fail;
 	}
 	j->writer_started = 1;
-	log_info("journal.opened", "dir=%s segments=%zu bytes=%" PRIu64 " acked=%" PRIu64
-	    " next_seq=%" PRIu64 " backlog=%" PRIu64, lq(j->dir), j->nsegs, j->bytes, j->acked,
-	    j->next_seq, j->committed > j->acked ? j->committed - j->acked : 0);
+	log_info("journal.opened", "dir=%s id=%016" PRIx64 " segments=%zu bytes=%" PRIu64
+	    " acked=%" PRIu64 " next_seq=%" PRIu64 " backlog=%" PRIu64, lq(j->dir), j->id, j->nsegs,
+	    j->bytes, j->acked, j->next_seq, j->committed > j->acked ? j->committed - j->acked : 0);
 	*out = j;
 	return 0;
 fail:
@@ -614,29 +779,51 @@ fail:
 
 /* ---- writer ---- */
 
-/* Write and sync one group; returns 0, CS_EIO or CS_EFULL. */
+/*
+ * Writer thread: start a new segment at base (no seq below base may be written after).
+ * reclaim (the disk was found full): then also save the cursor and delete what is
+ * acknowledged, so the old segment's space is free before the next write needs it.
+ */
+static int
+journal_roll(struct journal *j, uint64_t base, int reclaim)
+{
+	int nfd = journal_seg_create(j, base), save;
+
+	if (nfd < 0)
+		return errno == ENOSPC || errno == EDQUOT ? CS_EFULL : CS_EIO;
+	pthread_mutex_lock(&j->mtx);
+	if (journal_segs_add(j, base) != 0) {
+		pthread_mutex_unlock(&j->mtx);
+		close(nfd);
+		return CS_EIO;
+	}
+	close(j->wfd);
+	j->wfd = nfd;
+	save = j->acked > j->cursor_saved;
+	pthread_mutex_unlock(&j->mtx);
+	if (reclaim) {
+		log_info("journal.rolled_for_space", "dir=%s seg_base=%" PRIu64, lq(j->dir), base);
+		if (save)
+			(void)journal_sync_cursor(j);
+		journal_gc(j);
+	}
+	return 0;
+}
+
+/* Write and sync one group, after a roll if asked; returns 0, CS_EIO or CS_EFULL. */
 static int
 journal_write_group(struct journal *j, struct journal_req *batch, size_t nbytes, int roll,
-    uint64_t off)
+    int reclaim, uint64_t off)
 {
 	size_t o = 0;
-	int fd = j->wfd;
+	int fd, rv;
 
 	if (roll) {
-		int nfd = journal_seg_create(j, batch->seq);
-		if (nfd < 0)
-			return errno == ENOSPC || errno == EDQUOT ? CS_EFULL : CS_EIO;
-		pthread_mutex_lock(&j->mtx);
-		if (journal_segs_add(j, batch->seq) != 0) {
-			pthread_mutex_unlock(&j->mtx);
-			close(nfd);
-			return CS_EIO;
-		}
-		close(j->wfd);
-		j->wfd = fd = nfd;
-		pthread_mutex_unlock(&j->mtx);
+		if ((rv = journal_roll(j, batch->seq, reclaim)) != 0)
+			return rv;
 		off = 0;
 	}
+	fd = j->wfd;
 	if (nbytes > j->wcap) {
 		unsigned char *b = realloc(j->wbuf, nbytes);
 		if (b == NULL)
@@ -675,27 +862,49 @@ journal_writer(void *arg)
 		struct journal_req *batch, *r, *last = NULL;
 		struct journal_seg *act;
 		size_t nbytes = 0, n = 0;
-		uint64_t off;
-		int roll, rv;
+		uint64_t off, first;
+		int roll, reclaim, rv;
 
-		while (j->qhead == NULL && !j->closing)
+		while (j->qhead == NULL && !j->closing && !j->roll_wanted)
 			pthread_cond_wait(&j->wcv, &j->mtx);
-		if (j->qhead == NULL)
+		if (j->qhead == NULL && j->closing)
 			break;
+		if (j->qhead == NULL) {
+			/* Refusing for want of space and everything is acknowledged: roll now, so the
+			 * space comes back without waiting for the next hook to be refused first. */
+			uint64_t base = j->next_seq;
+
+			j->roll_wanted = 0;
+			if (!j->disk_full || j->segs[j->nsegs - 1].size == 0)
+				continue;
+			pthread_mutex_unlock(&j->mtx);
+			rv = journal_roll(j, base, 1);
+			pthread_mutex_lock(&j->mtx);
+			if (rv == 0)
+				j->disk_full = 0;	/* the next write tells whether it is enough */
+			continue;
+		}
 		batch = j->qhead;
 		j->qhead = NULL;
 		j->qtail = &j->qhead;
+		/* Seqs are given here, by the only thread that gives them, so a write that fails
+		 * takes its seqs back: committed seqs have no gaps, and the backlog is exact. */
+		first = j->next_seq;
 		for (r = batch; r != NULL; r = r->next) {
+			r->seq = j->next_seq++;
 			nbytes += JOURNAL_REC_HDR + r->len;
 			n++;
 			last = r;
 		}
 		act = &j->segs[j->nsegs - 1];
 		off = act->size;
-		roll = act->size > 0 && act->size + nbytes > j->o.segment_bytes;
+		/* After a write found the disk full, a non-empty segment is closed: it can then be
+		 * deleted once acknowledged (the active one never is), which frees its space. */
+		roll = act->size > 0 && (act->size + nbytes > j->o.segment_bytes || j->disk_full);
+		reclaim = roll && j->disk_full;
 		pthread_mutex_unlock(&j->mtx);
 
-		rv = journal_write_group(j, batch, nbytes, roll, off);
+		rv = journal_write_group(j, batch, nbytes, roll, reclaim, off);
 
 		pthread_mutex_lock(&j->mtx);
 		j->queued_bytes -= nbytes;
@@ -708,9 +917,23 @@ journal_writer(void *arg)
 			j->st.records += n;
 			if (!j->o.nosync)
 				j->st.fsyncs++;
+			if (j->disk_full || j->refusing != JOURNAL_ACCEPTING)
+				log_info("journal.accepting", "dir=%s refused=%" PRIu64 " refusing_s=%" PRId64,
+				    lq(j->dir), j->st.full, (clock_mono_ms() - j->refusing_since_ms) / 1000);
+			j->disk_full = 0;
+			j->refusing = JOURNAL_ACCEPTING;
 			pthread_cond_broadcast(&j->rcv);
-		} else if (rv == CS_EFULL) {
-			j->st.full += n;
+		} else {
+			j->next_seq = first;
+			for (r = batch; r != NULL; r = r->next)
+				r->seq = 0;
+			if (rv == CS_EFULL) {
+				j->st.full += n;
+				j->disk_full = 1;
+			}
+			if (j->refusing == JOURNAL_ACCEPTING)
+				j->refusing_since_ms = clock_mono_ms();
+			j->refusing = rv == CS_EFULL ? JOURNAL_REFUSING_DISK : JOURNAL_REFUSING_IO;
 		}
 		pthread_mutex_unlock(&j->mtx);
 
@@ -730,7 +953,7 @@ journal_writer(void *arg)
 
 int
 journal_append(struct journal *j, const void *payload, size_t len, journal_done_fn done,
-    void *arg, uint64_t *seq)
+    void *arg)
 {
 	struct journal_req *r;
 	uint64_t reclen = JOURNAL_REC_HDR + (uint64_t)len;
@@ -755,6 +978,9 @@ journal_append(struct journal *j, const void *payload, size_t len, journal_done_
 	if (j->bytes + j->queued_bytes + reclen > j->o.max_bytes) {
 		j->st.full++;
 		now = clock_mono_ms();
+		if (j->refusing == JOURNAL_ACCEPTING)
+			j->refusing_since_ms = now;
+		j->refusing = JOURNAL_REFUSING_CAP;
 		if (j->full_logged_ms == 0 || now - j->full_logged_ms >= JOURNAL_FULL_LOG_MS) {
 			/* Loud on purpose: hooks are being refused (amoCRM will retry them). */
 			log_warnx("journal.full", "dir=%s bytes=%" PRIu64 " cap=%" PRIu64
@@ -771,9 +997,9 @@ journal_append(struct journal *j, const void *payload, size_t len, journal_done_
 		    lq(j->dir), j->bytes, j->st.full);
 		j->full_logged_ms = 0;
 	}
-	r->seq = j->next_seq++;
-	if (seq != NULL)
-		*seq = r->seq;
+	if (j->refusing == JOURNAL_REFUSING_CAP)
+		j->refusing = JOURNAL_ACCEPTING;	/* under the cap again */
+	r->seq = 0;	/* given by the writer */
 	*j->qtail = r;
 	j->qtail = &r->next;
 	j->queued_bytes += reclen;
@@ -786,6 +1012,7 @@ struct journal_waiter {
 	struct journal	*j;
 	int		 done;
 	int		 err;
+	uint64_t	 seq;
 };
 
 static void
@@ -793,10 +1020,10 @@ journal_waiter_done(void *arg, uint64_t seq, int err)
 {
 	struct journal_waiter *w = arg;
 
-	(void)seq;
 	pthread_mutex_lock(&w->j->mtx);
 	w->done = 1;
 	w->err = err;
+	w->seq = seq;
 	pthread_cond_broadcast(&w->j->scv);
 	pthread_mutex_unlock(&w->j->mtx);
 }
@@ -804,15 +1031,17 @@ journal_waiter_done(void *arg, uint64_t seq, int err)
 int
 journal_append_wait(struct journal *j, const void *payload, size_t len, uint64_t *seq)
 {
-	struct journal_waiter w = { j, 0, 0 };
+	struct journal_waiter w = { j, 0, 0, 0 };
 	int rv;
 
-	if ((rv = journal_append(j, payload, len, journal_waiter_done, &w, seq)) != 0)
+	if ((rv = journal_append(j, payload, len, journal_waiter_done, &w)) != 0)
 		return rv;
 	pthread_mutex_lock(&j->mtx);
 	while (!w.done)
 		pthread_cond_wait(&j->scv, &j->mtx);
 	pthread_mutex_unlock(&j->mtx);
+	if (seq != NULL)
+		*seq = w.seq;
 	return w.err;
 }
 
@@ -858,6 +1087,12 @@ journal_read(struct journal *j, int timeout_ms, uint64_t *seq, void **payload, s
 			if (i + 1 < j->nsegs) {
 				j->rbase = j->segs[i + 1].base;
 				j->rpos = 0;
+				if (j->rfd >= 0) {
+					/* done with it: an open descriptor would keep a deleted
+					 * segment's space allocated */
+					close(j->rfd);
+					j->rfd = -1;
+				}
 				continue;
 			}
 			if (timeout_ms == 0) {
@@ -893,11 +1128,13 @@ journal_read(struct journal *j, int timeout_ms, uint64_t *seq, void **payload, s
 			int ok;
 
 			/* Committed bytes never change: read them without the lock. */
+			j->rbusy = 1;
 			pthread_mutex_unlock(&j->mtx);
 			ok = journal_rec_read(fd, pos, end, 0, &s, &p, &l) == 0;
 			if (!ok && journal_resync(fd, pos, end, rseq, &found) != 0)
 				found = end;
 			pthread_mutex_lock(&j->mtx);
+			j->rbusy = 0;
 			if (ok) {
 				j->rpos = pos + JOURNAL_REC_HDR + l;
 				if (s <= j->rseq) {
@@ -945,6 +1182,10 @@ journal_ack(struct journal *j, uint64_t seq)
 	pthread_mutex_lock(&j->mtx);
 	if (seq > j->acked)
 		j->acked = seq;
+	if (j->disk_full && j->segs[j->nsegs - 1].size > 0 && j->segs[j->nsegs - 1].last <= j->acked) {
+		j->roll_wanted = 1;
+		pthread_cond_signal(&j->wcv);
+	}
 	save = j->acked > j->cursor_saved &&
 	    (clock_mono_ms() - j->cursor_saved_ms >= j->o.cursor_interval_ms ||
 	    (j->nsegs > 1 && j->segs[0].last <= j->acked));
@@ -965,6 +1206,8 @@ journal_get_stats(struct journal *j, struct journal_stats *st)
 	st->committed = j->committed;
 	st->acked = j->acked;
 	st->backlog = j->committed > j->acked ? j->committed - j->acked : 0;
+	st->refusing = j->refusing;
+	st->refusing_ms = j->refusing != JOURNAL_ACCEPTING ? clock_mono_ms() - j->refusing_since_ms : 0;
 	pthread_mutex_unlock(&j->mtx);
 }
 
@@ -989,6 +1232,8 @@ journal_close(struct journal *j)
 		close(j->wfd);
 	if (j->rfd >= 0)
 		close(j->rfd);
+	if (j->statefd >= 0)
+		close(j->statefd);
 	if (j->dirfd >= 0)
 		close(j->dirfd);
 	pthread_cond_destroy(&j->wcv);

@@ -46,6 +46,8 @@ struct stat_counter gw_stats[GW_NSTATS] = {
 	[GW_FORWARDED]		= { "forwarded", "deliveries amo-sync received", 0, 0 },
 	[GW_FORWARD_REJECTED]	= { "forward_rejected", "deliveries amo-sync refused for good", 0, 0 },
 	[GW_FORWARD_REWINDS]	= { "forward_rewinds", "re-sends after amo-sync restarted", 0, 0 },
+	[GW_FORWARD_BAD_DONE]	= { "forward_bad_done_seq", "done_seqs refused (another journal's, or beyond ours)", 0, 0 },
+	[GW_JOURNAL_REFUSING]	= { "journal_refusing", "1 while hooks are answered 503 (journal cap, disk full, I/O error)", 1, 0 },
 };
 
 struct gw_conf {
@@ -131,10 +133,15 @@ static const struct cfg_key gw_keys[] = {
 
 static struct journal *gw_journal;
 
-/* Health status: refresh the journal gauges, say degraded when hooks are being refused. */
+/* Health status: refresh the journal gauges; not ok while hooks are refused, and why. */
 static int
 gw_status(void *arg, char *buf, size_t len)
 {
+	static const char *const why[] = {
+		[JOURNAL_REFUSING_CAP] = "journal at its cap (CS_GATEWAY_JOURNAL_MAX), waiting for amo-sync",
+		[JOURNAL_REFUSING_DISK] = "journal filesystem full",
+		[JOURNAL_REFUSING_IO] = "journal writes failing",
+	};
 	struct journal_stats st;
 	const struct gw_conf *c = arg;
 
@@ -150,6 +157,13 @@ gw_status(void *arg, char *buf, size_t len)
 	stat_set(&gw_stats[GW_JOURNAL_ACKED], (int64_t)st.acked);
 	stat_set(&gw_stats[GW_JOURNAL_FSYNCS], (int64_t)st.fsyncs);
 	stat_set(&gw_stats[GW_JOURNAL_RECORDS], (int64_t)st.records);
+	stat_set(&gw_stats[GW_JOURNAL_REFUSING], st.refusing != JOURNAL_ACCEPTING);
+	if (st.refusing != JOURNAL_ACCEPTING) {
+		snprintf(buf, len, "refusing hooks (503) for %" PRId64 " s: %s; journal %" PRIu64
+		    " bytes, backlog %" PRIu64 ", %" PRIu64 " refused", st.refusing_ms / 1000,
+		    why[st.refusing], st.bytes, st.backlog, st.full);
+		return 0;
+	}
 	if (st.bytes * 10 >= (uint64_t)c->journal_max * 9) {
 		snprintf(buf, len, "degraded: journal at %" PRIu64 " of %" PRId64 " bytes, backlog %" PRIu64,
 		    st.bytes, c->journal_max, st.backlog);

@@ -6,7 +6,9 @@
  * acknowledged, a torn or corrupt tail is cut, corruption in the middle is skipped, the
  * cursor survives, acknowledged segments are deleted, the cap refuses appends, concurrent
  * appends share fsyncs, and a child killed with SIGKILL mid-stream loses nothing it was
- * told was durable.
+ * told was durable. The journal keeps its identity across reopens and gets a new one when
+ * its state is new or lost; on a full filesystem (a small tmpfs, mounted in a private
+ * mount namespace) it refuses, then recovers by itself once everything is acknowledged.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -214,12 +218,12 @@ test_replay_after_cursor(void **state)
 	assert_int_equal(journal_ack(j, 50), 0);	/* read 60, acknowledged 50 */
 	journal_close(j);
 
-	snprintf(buf, sizeof(buf), "%s/cursor", f->dir);
+	/* the state file: two slots of 512 bytes, the newer one says 50 */
+	snprintf(buf, sizeof(buf), "%s/state", f->dir);
 	assert_non_null(cf = fopen(buf, "r"));
-	assert_non_null(fgets(buf, sizeof(buf), cf));
-	assert_string_equal(buf, "crmsync-journal-cursor 1\n");
-	assert_non_null(fgets(buf, sizeof(buf), cf));
-	assert_string_equal(buf, "50\n");
+	assert_int_equal(fread(buf, 1, sizeof(buf), cf), 512);
+	assert_int_equal(fread(buf, 1, sizeof(buf), cf), 512);
+	assert_int_equal(fread(buf, 1, sizeof(buf), cf), 0);
 	fclose(cf);
 
 	j = jopen(f);
@@ -379,20 +383,139 @@ test_cursor_invalid_replays_all(void **state)
 	struct fixture *f = *state;
 	struct journal *j = jopen(f);
 	char path[512];
+	uint64_t id;
 	FILE *cf;
 
 	append_n(j, 1, 5, 20);
 	for (uint64_t i = 1; i <= 5; i++)
 		expect_next(j, i, 20);
 	journal_ack(j, 5);
+	id = journal_id(j);
 	journal_close(j);
-	snprintf(path, sizeof(path), "%s/cursor", f->dir);
+	snprintf(path, sizeof(path), "%s/state", f->dir);
 	assert_non_null(cf = fopen(path, "w"));
 	fputs("garbage\n", cf);
 	fclose(cf);
 	j = jopen(f);
 	for (uint64_t i = 1; i <= 5; i++)
 		assert_int_equal(expect_next(j, i, 20), i);
+	/* what was delivered under the old identity comes again under a new one */
+	assert_true(journal_id(j) != id && journal_id(j) != 0);
+	journal_close(j);
+}
+
+/* The identity is made with the journal, kept across reopens, and never shared. */
+static void
+test_identity(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = jopen(f), *j2;
+	struct journal_opts o2 = f->o;
+	char dir2[300], path[400];
+	uint64_t id = journal_id(j);
+
+	assert_true(id != 0);
+	append_n(j, 1, 10, 20);
+	for (uint64_t i = 1; i <= 10; i++)
+		expect_next(j, i, 20);
+	journal_ack(j, 10);
+	journal_close(j);
+	j = jopen(f);
+	assert_true(journal_id(j) == id);
+	journal_close(j);
+
+	/* a fresh directory: a new journal, a new identity, seqs from 1 again */
+	snprintf(dir2, sizeof(dir2), "%s/other", f->dir);
+	o2.dir = dir2;
+	assert_int_equal(journal_open(&j2, &o2), 0);
+	assert_true(journal_id(j2) != id && journal_id(j2) != 0);
+	append_n(j2, 1, 1, 20);
+	assert_int_equal(expect_next(j2, 1, 20), 1);
+	journal_close(j2);
+
+	/* the state survives but the segments are gone: the seqs after the cursor may have
+	 * been delivered under this identity already, so the journal takes a new one */
+	for (int i = 1; i <= 10; i++) {
+		snprintf(path, sizeof(path), "%s/%020d.seg", f->dir, i);
+		unlink(path);
+	}
+	assert_int_equal(count_segments(f->dir), 0);
+	j = jopen(f);
+	assert_true(journal_id(j) != id);
+	journal_close(j);
+}
+
+/* A cursor file of the version before ids: its position is kept, then it is replaced. */
+static void
+test_legacy_cursor_converted(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = jopen(f);
+	struct journal_stats st;
+	char path[400];
+	FILE *cf;
+
+	append_n(j, 1, 8, 20);
+	journal_close(j);
+	snprintf(path, sizeof(path), "%s/state", f->dir);
+	assert_int_equal(unlink(path), 0);
+	snprintf(path, sizeof(path), "%s/cursor", f->dir);
+	assert_non_null(cf = fopen(path, "w"));
+	fputs("crmsync-journal-cursor 1\n5\n", cf);
+	fclose(cf);
+	j = jopen(f);
+	journal_get_stats(j, &st);
+	assert_int_equal(st.acked, 5);
+	assert_int_equal(expect_next(j, 6, 20), 6);
+	assert_int_equal(access(path, F_OK), -1);	/* converted */
+	snprintf(path, sizeof(path), "%s/state", f->dir);
+	assert_int_equal(access(path, F_OK), 0);
+	journal_close(j);
+}
+
+/* A save torn mid-slot spoils that slot only: the other one (one save older) is used. */
+static void
+test_torn_state_slot(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j;
+	struct journal_stats st;
+	char path[400], junk[100];
+	uint64_t id;
+	int fd;
+
+	f->o.cursor_interval_ms = 3600 * 1000;	/* only the explicit saves below */
+	j = jopen(f);
+	id = journal_id(j);
+	append_n(j, 1, 20, 20);
+	for (uint64_t i = 1; i <= 20; i++)
+		expect_next(j, i, 20);
+	journal_ack(j, 12);
+	assert_int_equal(journal_sync_cursor(j), 0);	/* generation 2: slot 0 */
+	journal_ack(j, 17);
+	assert_int_equal(journal_sync_cursor(j), 0);	/* generation 3: slot 1 */
+	journal_close(j);
+	snprintf(path, sizeof(path), "%s/state", f->dir);
+	memset(junk, 0x5a, sizeof(junk));
+
+	assert_true((fd = open(path, O_RDWR)) >= 0);
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), 512 + 10), (ssize_t)sizeof(junk));
+	close(fd);
+	j = jopen(f);
+	journal_get_stats(j, &st);
+	assert_int_equal(st.acked, 12);			/* the older slot */
+	assert_true(journal_id(j) == id);
+	assert_int_equal(expect_next(j, 13, 20), 13);
+	journal_close(j);
+
+	assert_true((fd = open(path, O_RDWR)) >= 0);
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), 10), (ssize_t)sizeof(junk));
+	close(fd);
+	j = jopen(f);					/* both torn: replay all, new identity */
+	journal_get_stats(j, &st);
+	assert_int_equal(st.acked, 0);
+	assert_true(journal_id(j) != id);
+	assert_int_equal(expect_next(j, 1, 20), 1);
 	journal_close(j);
 }
 
@@ -461,7 +584,7 @@ test_cap_full(void **state)
 	}
 	assert_int_equal(expect_next(j, n + 1, 1000), seq);
 	/* a payload above the record limit is refused outright */
-	assert_int_equal(journal_append(j, buf, (size_t)JOURNAL_REC_MAX + 1, NULL, NULL, NULL),
+	assert_int_equal(journal_append(j, buf, (size_t)JOURNAL_REC_MAX + 1, NULL, NULL),
 	    CS_ETOOBIG);
 	journal_close(j);
 }
@@ -620,6 +743,141 @@ test_kill9(void **state)
 	}
 }
 
+/* ---- a full filesystem: a 256 KiB tmpfs in a mount namespace of a child process ---- */
+
+#define CHILD_CHECK(cond) do {							\
+	if (!(cond)) {								\
+		fprintf(stderr, "disk full: %s:%d: %s\n", __FILE__, __LINE__, #cond);	\
+		return 1;							\
+	}									\
+} while (0)
+
+/* Append 1000-byte records until one is refused; returns how many went in. */
+static uint64_t
+fill(struct journal *j, uint64_t from, int *rv)
+{
+	char buf[1024];
+	uint64_t n = 0, seq;
+
+	for (;;) {
+		size_t l = mkpayload(buf, sizeof(buf), from + n, 1000);
+		if ((*rv = journal_append_wait(j, buf, l, &seq)) != 0)
+			return n;
+		n++;
+	}
+}
+
+static int
+wait_accepting(struct journal *j)
+{
+	struct journal_stats st;
+
+	for (int i = 0; i < 500; i++) {
+		journal_get_stats(j, &st);
+		if (st.refusing == JOURNAL_ACCEPTING)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+static int
+disk_full_child(struct fixture *f)
+{
+	struct journal_opts o = f->o;
+	struct journal *j;
+	struct journal_stats st;
+	char mnt[300], dir[320], buf[1024];
+	uint64_t n, n2, seq, next = 1;
+	int rv;
+
+	if (unshare(CLONE_NEWNS) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) {
+		fprintf(stderr, "no private mount namespace here (%s): skipped\n", strerror(errno));
+		return 77;
+	}
+	snprintf(mnt, sizeof(mnt), "%s/tmpfs", f->dir);
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 || mkdir(mnt, 0700) != 0 ||
+	    mount("tmpfs", mnt, "tmpfs", 0, "size=256k") != 0) {
+		fprintf(stderr, "cannot mount a tmpfs (%s): skipped\n", strerror(errno));
+		return 77;
+	}
+	snprintf(dir, sizeof(dir), "%s/journal", mnt);
+	o.dir = dir;
+	o.max_bytes = 64u << 20;	/* far above the filesystem: the disk fills first */
+	o.segment_bytes = 16u << 20;	/* one segment could hold the whole filesystem */
+	CHILD_CHECK(journal_open(&j, &o) == 0);
+
+	/* 1. full: refused as such, and the cursor can still be saved (in place) */
+	n = fill(j, next, &rv);
+	CHILD_CHECK(rv == CS_EFULL && n >= 100);
+	journal_get_stats(j, &st);
+	CHILD_CHECK(st.refusing == JOURNAL_REFUSING_DISK);
+	for (uint64_t i = 0; i < n / 2; i++) {
+		void *p;
+		size_t l;
+		CHILD_CHECK(journal_read(j, 1000, &seq, &p, &l) == 0);
+		free(p);
+	}
+	CHILD_CHECK(journal_ack(j, seq) == 0);
+	CHILD_CHECK(journal_sync_cursor(j) == 0);
+	/* half acknowledged is not enough room: still refused (the write rolled, though) */
+	n2 = fill(j, next + n, &rv);
+	CHILD_CHECK(rv == CS_EFULL && n2 == 0);
+	/* 2. everything acknowledged: the old segment goes, appends are accepted again */
+	for (uint64_t i = n / 2; i < n; i++) {
+		void *p;
+		size_t l;
+		CHILD_CHECK(journal_read(j, 1000, &seq, &p, &l) == 0);
+		free(p);
+	}
+	CHILD_CHECK(journal_ack(j, seq) == 0);
+	CHILD_CHECK(wait_accepting(j));
+	next += n;
+	n = fill(j, next, &rv);
+	CHILD_CHECK(rv == CS_EFULL && n >= 100);	/* all the space came back */
+	/* 3. full again, no hook in between: once acknowledged, the writer rolls by itself */
+	for (uint64_t i = 0; i < n; i++) {
+		void *p;
+		size_t l;
+		size_t wl = mkpayload(buf, sizeof(buf), next + i, 1000);
+		CHILD_CHECK(journal_read(j, 1000, &seq, &p, &l) == 0);
+		CHILD_CHECK(l == wl && memcmp(p, buf, l) == 0);
+		free(p);
+	}
+	CHILD_CHECK(journal_ack(j, seq) == 0);
+	CHILD_CHECK(wait_accepting(j));
+	next += n;
+	{
+		size_t l = mkpayload(buf, sizeof(buf), next, 1000);
+		CHILD_CHECK(journal_append_wait(j, buf, l, &seq) == 0);
+	}
+	CHILD_CHECK(expect_next(j, next, 1000) == seq);
+	journal_close(j);
+	/* 4. reopened on the same (nearly full) filesystem: same place, nothing replayed */
+	CHILD_CHECK(journal_open(&j, &o) == 0);
+	journal_get_stats(j, &st);
+	CHILD_CHECK(st.backlog == 1);
+	journal_close(j);
+	return 0;
+}
+
+static void
+test_disk_full_recovers(void **state)
+{
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	if ((pid = fork()) == 0)
+		_exit(disk_full_child(*state));
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77)
+		skip();
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int
 main(void)
 {
@@ -634,6 +892,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cap_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_identity, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_legacy_cursor_converted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torn_state_slot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_full_recovers, setup, teardown),
 	};
 
 	log_init("journal-test", 0);

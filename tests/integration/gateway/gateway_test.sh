@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gateway_test.sh - integration tests of crmsync-hook-gateway: the real binary, real TLS.
 #
-#   gateway_test.sh GATEWAY RECEIVER PROBE SAMPLES_DIR
+#   gateway_test.sh GATEWAY RECEIVER PROBE SAMPLES_DIR CRMSYNCCTL
 #
 # Makes a throwaway CA and server certificate with openssl, talks HTTPS with curl
 # --cacert (verification on), and stands in for amo-sync with gw_test_receiver (NNG REP,
@@ -10,10 +10,12 @@
 # Scenarios: every sample hook reaches amo-sync; wrong secret 404; oversized 413; chunked 411;
 # malformed and non-UTF-8 400 + dead letter; amo-sync down while 5,000 hooks arrive, then up:
 # all arrive exactly in order; kill -9 of the gateway mid-stream: every 204'd hook arrives;
-# journal cap: 503, then accepted again once drained; the fake amoCRM's sender, if present.
+# journal cap: 503, then accepted again once drained; the fake amoCRM's sender, if present;
+# a fresh journal while amo-sync keeps running; the journal's filesystem full (a small
+# tmpfs in a private mount namespace): 503 and unhealthy, then back by itself.
 set -euo pipefail
 
-GW=$1 RECV=$2 PROBE=$3 SAMPLES=$4
+GW=$1 RECV=$2 PROBE=$3 SAMPLES=$4 CTL=$5
 HERE=$(cd "$(dirname "$0")" && pwd)
 FAKE=$HERE/../../fake/amocrm/fake_amocrm.py
 T=$(mktemp -d "${TMPDIR:-/tmp}/gwtest.XXXXXX")
@@ -388,6 +390,74 @@ if not closed:
 check("slowloris cut", closed and time.time() - t0 < 9, time.time() - t0); s.close()
 PY
 pass "13. HTTP edge cases: pipelining, 431, HTTP/1.0, 100-continue, Content-Length conflict, 505, slowloris cut at its deadline"
+
+# ---- 15. a fresh journal while amo-sync keeps running: every 204'd hook arrives ----
+# (a new container without its volume, a wiped disk). The journal starts at seq 1 again;
+# amo-sync, still running, has seen seqs far above: it must not take them for re-sends.
+stop_gw
+CS_GATEWAY_JOURNAL_DIR=$T/journal-fresh start_gw
+make_stream "$T/fresh.cfg" 900001 900005
+curl -sS -K "$T/fresh.cfg" >"$T/fresh.codes" 2>>"$T/curl.log"
+[ "$(grep -c '^204$' "$T/fresh.codes")" = 5 ] || fail "fresh journal: not all 5 hooks answered 204"
+got_fresh() { [ "$(ids_in "$T/recv3.txt" | grep -c '^90000[1-5]$')" = 5 ]; }
+wait_until 30 "the 5 hooks of the fresh journal at amo-sync" got_fresh
+wait_until 30 "backlog 0" stat_eq journal_backlog 0
+[ "$(stat_of forward_bad_done_seq)" = 0 ] || fail "done_seq refused with a receiver that knows journal ids"
+pass "15. fresh journal (seq 1 again) while amo-sync kept running: all 5 hooks answered 204 arrived"
+
+# ---- 16. the journal's filesystem full: 503 and unhealthy, then back without an operator ----
+# A 128 KiB tmpfs in a private mount namespace (root: unshare -m; otherwise a user namespace),
+# a cap far above it and a segment bigger than the filesystem: only rolling the segment
+# once amo-sync caught up can free space.
+ns=""
+if unshare -m --propagation private true 2>/dev/null; then
+	ns="unshare -m --propagation private"
+elif unshare -rm --propagation private true 2>/dev/null; then
+	ns="unshare -rm --propagation private"
+fi
+if [ -z "$ns" ]; then
+	log "skip 16. no private mount namespace here (unshare -m / -rm refused): cannot mount a small tmpfs"
+else
+	stop_gw
+	stop_recv
+	mkdir -p "$T/jfs"
+	CS_GATEWAY_JOURNAL_DIR=$T/jfs/journal CS_GATEWAY_JOURNAL_MAX=64MiB CS_GATEWAY_SEGMENT_SIZE=16MiB \
+		$ns sh -c 'mount -t tmpfs -o size=128k tmpfs "$1" && exec "$2"' sh "$T/jfs" "$GW" >>"$T/gw.log" 2>&1 &
+	GWPID=$!
+	PIDS+=("$GWPID")
+	wait_until 20 "gateway health (tmpfs journal)" "$PROBE" "$CS_GATEWAY_HEALTH_URL" >/dev/null 2>&1
+	PORT=$("$PROBE" "$CS_GATEWAY_HEALTH_URL" http_port)
+	URL=https://127.0.0.1:$PORT/hooks/amo/$SECRET
+	"$CTL" probe -q hook-gateway || fail "disk full: unhealthy before anything happened"
+	make_stream "$T/dfull.cfg" 700001 703000
+	curl -sS -K "$T/dfull.cfg" >"$T/dfull.codes" 2>>"$T/curl.log"
+	n204=$(grep -c '^204$' "$T/dfull.codes" || true)
+	n503=$(grep -c '^503$' "$T/dfull.codes" || true)
+	[ "$n503" -gt 0 ] && [ "$n204" -gt 100 ] || fail "disk full: $n204 x 204, $n503 x 503 of 3000"
+	[ $((n204 + n503)) -eq 3000 ] || fail "disk full: unexpected statuses: $(sort "$T/dfull.codes" | uniq -c | tr '\n' ' ')"
+	grep -q 'ev=journal.disk_full' "$T/gw.log" || fail "no journal.disk_full log line"
+	# refusing hooks is unhealthy, and says why
+	rc=0; out=$("$CTL" probe hook-gateway) || rc=$?
+	[ "$rc" = 1 ] || fail "disk full: crmsyncctl probe exited $rc, want 1 ($out)"
+	case $out in *"refusing hooks"*"filesystem full"*) ;; *) fail "disk full: probe says: $out" ;; esac
+	rc=0; "$CTL" status >"$T/status.out" 2>&1 || rc=$?
+	[ "$rc" = 1 ] && grep -q 'hook-gateway.*degraded.*refusing hooks' "$T/status.out" ||
+		fail "disk full: status (exit $rc) does not say so: $(cat "$T/status.out")"
+	[ "$(stat_of journal_refusing)" = 1 ] || fail "disk full: journal_refusing gauge not 1"
+	# amo-sync comes back and catches up: the space comes back with no hook and no operator
+	start_recv "$T/recv6.txt"
+	wait_until 60 "the $n204 journaled hooks delivered" lines_ge "$T/recv6.txt" "$n204"
+	wait_until 30 "healthy again without a single new hook" "$CTL" probe -q hook-gateway
+	[ "$(stat_of journal_refusing)" = 0 ] || fail "disk full: still refusing after recovery"
+	make_stream "$T/dfull2.cfg" 703001 703200
+	curl -sS -K "$T/dfull2.cfg" >"$T/dfull2.codes" 2>>"$T/curl.log"
+	[ "$(grep -c '^204$' "$T/dfull2.codes")" = 200 ] || fail "after recovery: $(sort "$T/dfull2.codes" | uniq -c | tr '\n' ' ')"
+	wait_until 60 "the 200 new hooks delivered" lines_ge "$T/recv6.txt" $((n204 + 200))
+	grep -q 'ev=journal.space_reclaimed' "$T/gw.log" || fail "no journal.space_reclaimed log line"
+	pass "16. journal filesystem full (128 KiB tmpfs): $n204 x 204 then $n503 x 503, probe/status unhealthy with the reason; after amo-sync caught up, healthy and accepting again by itself"
+	stop_gw
+	start_gw
+fi
 
 # ---- 14. clean shutdown ----
 stop_gw

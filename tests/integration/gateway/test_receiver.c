@@ -4,7 +4,9 @@
  * Listens REP on URL and answers HookDeliveries the way amo-sync does (its README,
  * "Webhooks"): Ack{ACK_OK, batch_id=seq, done_seq, boot_id} as soon as a delivery is
  * queued; boot_id is random per start; seq 0 is a probe; a seq at or below the highest
- * seen is a duplicate (answered, not queued). A queued delivery is "processed" --lag-ms
+ * seen from the same journal (journal_id) is a duplicate (answered, not queued); another
+ * journal starts the count again, and what is pending counts as its seq 1 (done_seq 0 until
+ * it is processed). A queued delivery is "processed" --lag-ms
  * later: only then is it appended to OUT, one line each,
  *   <seq> <n events> <entity>/<action>/<id>/<uid> ...
  * and only then does done_seq pass it. Killed, it loses what it had not processed, as
@@ -35,6 +37,7 @@ static volatile sig_atomic_t stop;
 static struct pending *q;
 static size_t qhead, qtail, qcap;
 static uint64_t max_seq;
+static uint64_t journal_id;	/* the journal max_seq counts in */
 
 static void
 onsig(int sig)
@@ -93,7 +96,7 @@ render(const Crmsync__HookDelivery *d)
 }
 
 static void
-reply(nng_socket s, Crmsync__AckStatus st, uint64_t seq, uint64_t boot)
+reply(nng_socket s, Crmsync__AckStatus st, uint64_t seq, uint64_t boot, uint64_t jid)
 {
 	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT;
 	Crmsync__Ack ack = CRMSYNC__ACK__INIT;
@@ -103,6 +106,7 @@ reply(nng_socket s, Crmsync__AckStatus st, uint64_t seq, uint64_t boot)
 	ack.batch_id = seq;
 	ack.done_seq = done_seq();
 	ack.boot_id = boot;
+	ack.journal_id = jid;
 	env.body_case = CRMSYNC__ENVELOPE__BODY_ACK;
 	env.ack = &ack;
 	(void)bus_send(s, &env);
@@ -175,13 +179,22 @@ main(int argc, char **argv)
 			bus_free(env);
 			continue;
 		}
+		if (d->journal_id != journal_id) {
+			fprintf(stderr, "journal changed: %016llx -> %016llx, max_seq %llu, %zu pending\n",
+			    (unsigned long long)journal_id, (unsigned long long)d->journal_id,
+			    (unsigned long long)max_seq, qtail - qhead);
+			for (size_t i = qhead; i < qtail; i++)
+				q[i].seq = 1;
+			journal_id = d->journal_id;
+			max_seq = 0;
+		}
 		if (d->seq == 0 || d->seq <= max_seq) {
 			/* a probe, or a re-send of something already queued */
-			reply(s, CRMSYNC__ACK_STATUS__ACK_OK, d->seq, boot);
+			reply(s, CRMSYNC__ACK_STATUS__ACK_OK, d->seq, boot, journal_id);
 		} else if (strcmp(mode, "retry") == 0) {
-			reply(s, CRMSYNC__ACK_STATUS__ACK_RETRY, d->seq, boot);
+			reply(s, CRMSYNC__ACK_STATUS__ACK_RETRY, d->seq, boot, journal_id);
 		} else if (strcmp(mode, "reject") == 0) {
-			reply(s, CRMSYNC__ACK_STATUS__ACK_REJECTED, d->seq, boot);
+			reply(s, CRMSYNC__ACK_STATUS__ACK_REJECTED, d->seq, boot, journal_id);
 		} else {
 			if (qtail == qcap) {
 				qcap = qcap ? qcap * 2 : 1024;
@@ -194,7 +207,7 @@ main(int argc, char **argv)
 			max_seq = d->seq;
 			if (lag_ms == 0)
 				flush_due(f);
-			reply(s, CRMSYNC__ACK_STATUS__ACK_OK, d->seq, boot);
+			reply(s, CRMSYNC__ACK_STATUS__ACK_OK, d->seq, boot, journal_id);
 		}
 		bus_free(env);
 	}
