@@ -27,6 +27,7 @@ enum gw_stat {
 	GW_FORWARD_REWINDS,	/* amo-sync restarts that made us re-send unfinished deliveries */
 	GW_FORWARD_BAD_DONE,	/* done_seqs refused: another journal's, or beyond ours */
 	GW_JOURNAL_REFUSING,	/* gauge: 1 while hooks are refused (503): cap, disk full, I/O */
+	GW_CONNS_REFUSED_CLIENT,	/* connections closed at once: their address had its share */
 	GW_NSTATS
 };
 

@@ -16,6 +16,8 @@
  * Every phase has a deadline; the housekeeping thread closes the stream of a session past
  * it (the one thing that completes a stuck read), and frees ended sessions, since freeing
  * aios and streams may wait for callbacks.
+ * Connections are capped in all (max_conns) and per client address (max_conns_per_client,
+ * a small hash table of counts), so one slow peer cannot hold every slot (slowloris).
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -78,6 +80,7 @@ struct http_session {
 	uint64_t		 drain_left;
 	char			 wbuf[192];	/* the reply being written */
 	size_t			 wlen, woff;
+	uint8_t			 peer[16];	/* client address (IPv4 as ::ffff:a.b.c.d) */
 	size_t			 roff, rlen;	/* unread request bytes: rbuf[roff, rlen) */
 	char			 rbuf[HTTP_RBUF];	/* no read is pending into it while it moves */
 };
@@ -97,15 +100,103 @@ struct http {
 	struct http_session	*sessions;	/* live */
 	struct http_session	*graves;	/* ended, waiting to be freed */
 	int			 nsessions;	/* live + not yet freed */
+	struct http_peer	*peers;		/* open connections per client address */
+	size_t			 npeerslots;	/* power of 2, > 2 x max_conns */
 	int			 keeper_stop;
 	int			 keeper_started;
 	pthread_t		 keeper;
 	_Atomic int64_t		 overload_logged;
 };
 
+/* A client address and how many connections it holds (n == 0: a free slot). */
+struct http_peer {
+	uint8_t	addr[16];
+	int	n;
+};
+
 static void http_read_cb(void *arg);
 static void http_write_cb(void *arg);
 static void hs_advance(struct http_session *s);
+
+/* ---- connections per client address (all with h->mtx held) ---- */
+
+static size_t
+http_peer_hash(const uint8_t *a, size_t mask)
+{
+	uint64_t x = 1469598103934665603ull;
+
+	for (int i = 0; i < 16; i++)
+		x = (x ^ a[i]) * 1099511628211ull;
+	return (size_t)x & mask;
+}
+
+/* The slot holding addr, or the free slot where it would go. */
+static struct http_peer *
+http_peer_find(struct http *h, const uint8_t *addr)
+{
+	size_t mask = h->npeerslots - 1, i = http_peer_hash(addr, mask);
+
+	while (h->peers[i].n != 0 && memcmp(h->peers[i].addr, addr, 16) != 0)
+		i = (i + 1) & mask;
+	return &h->peers[i];
+}
+
+/* One more connection from addr, unless it already has max_conns_per_client. */
+static int
+http_peer_add(struct http *h, const uint8_t *addr)
+{
+	struct http_peer *p = http_peer_find(h, addr);
+
+	if (p->n >= h->o.max_conns_per_client)
+		return 0;
+	if (p->n == 0)
+		memcpy(p->addr, addr, 16);
+	p->n++;
+	return 1;
+}
+
+static void
+http_peer_del(struct http *h, const uint8_t *addr)
+{
+	size_t mask = h->npeerslots - 1, i, j;
+	struct http_peer *p = http_peer_find(h, addr);
+
+	if (p->n == 0 || --p->n > 0)
+		return;
+	/* Free the slot: move later members of the probe run back (no tombstones). */
+	i = (size_t)(p - h->peers);
+	for (j = (i + 1) & mask; h->peers[j].n != 0; j = (j + 1) & mask) {
+		size_t k = http_peer_hash(h->peers[j].addr, mask);
+		/* j's entry may fill the hole at i unless its home k lies cyclically in (i, j] */
+		if ((i <= j) ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		h->peers[i] = h->peers[j];
+		h->peers[j].n = 0;
+		i = j;
+	}
+}
+
+/* The stream's client address as 16 bytes (IPv4 mapped into IPv6); zeros if unknown. */
+static void
+http_peer_addr(nng_stream *st, uint8_t *out, char *text, size_t textlen)
+{
+	nng_sockaddr sa;
+
+	memset(out, 0, 16);
+	snprintf(text, textlen, "?");
+	if (nng_stream_get_addr(st, NNG_OPT_REMADDR, &sa) != 0)
+		return;
+	if (sa.s_family == NNG_AF_INET) {
+		const uint8_t *b = (const uint8_t *)&sa.s_in.sa_addr;	/* network order */
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, b, 4);
+		snprintf(text, textlen, "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+	} else if (sa.s_family == NNG_AF_INET6) {
+		memcpy(out, sa.s_in6.sa_addr, 16);
+		snprintf(text, textlen, "%02x%02x:%02x%02x:...:%02x%02x", out[0], out[1], out[2], out[3],
+		    out[14], out[15]);
+	}
+}
 
 static int64_t
 http_now_us(void)
@@ -224,6 +315,8 @@ http_keeper(void *arg)
 		if (h->graves != NULL) {
 			dead = h->graves;
 			h->graves = NULL;
+			for (s = dead; s != NULL; s = s->next)
+				http_peer_del(h, s->peer);
 			pthread_mutex_unlock(&h->mtx);
 			for (s = dead; s != NULL; s = next) {
 				next = s->next;
@@ -906,7 +999,9 @@ http_accept_cb(void *arg)
 	struct http *h = arg;
 	struct http_session *s = NULL;
 	nng_stream *st;
-	int rv = nng_aio_result(h->accept_aio), nsess;
+	uint8_t peer[16];
+	char peertext[64];
+	int rv = nng_aio_result(h->accept_aio), nsess, per_client = 0;
 
 	if (atomic_load(&h->closing))
 		return;
@@ -926,9 +1021,11 @@ http_accept_cb(void *arg)
 	}
 	st = nng_aio_get_output(h->accept_aio, 0);
 	nng_stream_listener_accept(h->l, h->accept_aio);
+	http_peer_addr(st, peer, peertext, sizeof(peertext));
 
 	pthread_mutex_lock(&h->mtx);
-	if (h->nsessions < h->o.max_conns && (s = calloc(1, sizeof(*s))) != NULL) {
+	if (h->nsessions < h->o.max_conns && !(per_client = !http_peer_add(h, peer)) &&
+	    (s = calloc(1, sizeof(*s))) != NULL) {
 		if (nng_aio_alloc(&s->raio, http_read_cb, s) != 0 ||
 		    nng_aio_alloc(&s->waio, http_write_cb, s) != 0) {
 			nng_aio_free(s->raio);
@@ -938,6 +1035,7 @@ http_accept_cb(void *arg)
 			pthread_mutex_init(&s->mtx, NULL);
 			s->h = h;
 			s->st = st;
+			memcpy(s->peer, peer, sizeof(peer));
 			s->next = h->sessions;
 			if (h->sessions != NULL)
 				h->sessions->prev = s;
@@ -945,14 +1043,23 @@ http_accept_cb(void *arg)
 			h->nsessions++;
 		}
 	}
+	if (s == NULL && h->nsessions < h->o.max_conns && !per_client)
+		http_peer_del(h, peer);		/* counted, but out of memory */
 	nsess = h->nsessions;
 	pthread_mutex_unlock(&h->mtx);
 	if (s == NULL) {
 		int64_t now = http_now_us(), last = atomic_load(&h->overload_logged);
 		if (now - last > 10 * 1000000 &&
-		    atomic_compare_exchange_strong(&h->overload_logged, &last, now))
-			log_warnx("http.overload", "connections=%d max=%d action=refusing",
-			    nsess, h->o.max_conns);
+		    atomic_compare_exchange_strong(&h->overload_logged, &last, now)) {
+			if (per_client)
+				log_warnx("http.client_overload", "client=%s max_per_client=%d connections=%d "
+				    "action=refusing", peertext, h->o.max_conns_per_client, nsess);
+			else
+				log_warnx("http.overload", "connections=%d max=%d action=refusing",
+				    nsess, h->o.max_conns);
+		}
+		if (per_client)
+			stat_add(&gw_stats[GW_CONNS_REFUSED_CLIENT], 1);
 		stat_add(&gw_stats[GW_HOOKS_UNAVAILABLE], 1);
 		nng_stream_close(st);
 		nng_stream_free(st);
@@ -1047,8 +1154,16 @@ http_start(struct http **out, const struct http_opts *o)
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return CS_ENOMEM;
 	h->o = *o;
+	if (h->o.max_conns_per_client <= 0 || h->o.max_conns_per_client > h->o.max_conns)
+		h->o.max_conns_per_client = h->o.max_conns;
 	pthread_mutex_init(&h->mtx, NULL);
 	pthread_cond_init(&h->cv, NULL);
+	for (h->npeerslots = 16; h->npeerslots <= 2 * (size_t)h->o.max_conns; h->npeerslots *= 2)
+		;
+	if ((h->peers = calloc(h->npeerslots, sizeof(*h->peers))) == NULL) {
+		rv = CS_ENOMEM;
+		goto fail;
+	}
 	if ((h->secret = strdup(o->secret)) == NULL) {
 		rv = CS_ENOMEM;
 		goto fail;
@@ -1079,9 +1194,9 @@ http_start(struct http **out, const struct http_opts *o)
 	(void)nng_stream_listener_get_int(h->l, NNG_OPT_TCP_BOUND_PORT, &h->port);
 	nng_stream_listener_accept(h->l, h->accept_aio);
 	stat_set(&gw_stats[GW_HTTP_PORT], h->port);
-	log_info("http.listening", "scheme=%s listen=%s port=%d path=%s max_conns=%d body_max=%zu",
-	    o->tls ? "https" : "http", lq(o->listen), h->port, lq(HTTP_HOOK_PREFIX "***"),
-	    o->max_conns, o->body_max);
+	log_info("http.listening", "scheme=%s listen=%s port=%d path=%s max_conns=%d "
+	    "max_conns_per_client=%d body_max=%zu", o->tls ? "https" : "http", lq(o->listen), h->port,
+	    lq(HTTP_HOOK_PREFIX "***"), o->max_conns, h->o.max_conns_per_client, o->body_max);
 	*out = h;
 	return 0;
 fail:
@@ -1156,5 +1271,6 @@ http_stop(struct http *h)
 		explicit_bzero(h->secret, h->secretlen);
 		free(h->secret);
 	}
+	free(h->peers);
 	free(h);
 }

@@ -3,7 +3,7 @@
  *
  * Connections and TLS come from NNG (an nng_stream_listener on tls+tcp://, NNG's mbedTLS
  * engine); the part of HTTP/1.1 a webhook needs is spoken in http.c, which gives what NNG
- * 1.5's HTTP server lacks: connection cap, per-phase deadlines (enforced by closing the
+ * 1.5's HTTP server lacks: connection caps (in all and per client address), per-phase deadlines (enforced by closing the
  * stream), 411 for chunked bodies, 413 before reading an oversized body, TCP_NODELAY, and
  * connections that can always be closed. A hook is answered 204 only after the journal's
  * fsync covers it; every reply is a status line without a body.
@@ -31,6 +31,7 @@ struct http_opts {
 	int64_t			 body_timeout_ms;
 	int64_t			 write_timeout_ms;
 	int			 max_conns;
+	int			 max_conns_per_client;	/* from one client address; <= 0: max_conns */
 	struct form_limits	 limits;
 	struct journal		*journal;	/* NULL: answer 204 without journaling (benchmarks) */
 	struct deadletter	*deadletter;

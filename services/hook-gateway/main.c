@@ -48,6 +48,7 @@ struct stat_counter gw_stats[GW_NSTATS] = {
 	[GW_FORWARD_REWINDS]	= { "forward_rewinds", "re-sends after amo-sync restarted", 0, 0 },
 	[GW_FORWARD_BAD_DONE]	= { "forward_bad_done_seq", "done_seqs refused (another journal's, or beyond ours)", 0, 0 },
 	[GW_JOURNAL_REFUSING]	= { "journal_refusing", "1 while hooks are answered 503 (journal cap, disk full, I/O error)", 1, 0 },
+	[GW_CONNS_REFUSED_CLIENT] = { "connections_refused_per_client", "connections closed at once: their client address had CS_GATEWAY_MAX_CONNS_PER_CLIENT open", 0, 0 },
 };
 
 struct gw_conf {
@@ -68,6 +69,7 @@ struct gw_conf {
 	int64_t	 max_depth;
 	int64_t	 max_events;
 	int64_t	 max_conns;
+	int64_t	 max_conns_per_client;
 	int64_t	 idle_timeout;
 	int64_t	 body_timeout;
 	int64_t	 write_timeout;
@@ -115,6 +117,9 @@ static const struct cfg_key gw_keys[] = {
 	    "events per body"),
 	K("CS_GATEWAY_MAX_CONNS", CFG_INT, max_conns, "512", 1, 100000,
 	    "open connections; past it new ones are refused (closed at once)"),
+	K("CS_GATEWAY_MAX_CONNS_PER_CLIENT", CFG_INT, max_conns_per_client, "64", 1, 100000,
+	    "open connections from one client IP address, so one slow peer cannot hold them all; "
+	    "behind a proxy every connection has the proxy's address: set it to CS_GATEWAY_MAX_CONNS"),
 	K("CS_GATEWAY_IDLE_TIMEOUT", CFG_DURATION, idle_timeout, "60s", 100, 3600000,
 	    "keep-alive connection idle limit"),
 	K("CS_GATEWAY_BODY_TIMEOUT", CFG_DURATION, body_timeout, "10s", 100, 600000,
@@ -245,6 +250,7 @@ main(int argc, char **argv)
 	ho.body_timeout_ms = c.body_timeout;
 	ho.write_timeout_ms = c.write_timeout;
 	ho.max_conns = (int)c.max_conns;
+	ho.max_conns_per_client = (int)c.max_conns_per_client;
 	ho.limits.max_pairs = (size_t)c.max_keys;
 	ho.limits.max_depth = (size_t)c.max_depth;
 	ho.limits.max_key = 1024;

@@ -12,7 +12,8 @@
 # all arrive exactly in order; kill -9 of the gateway mid-stream: every 204'd hook arrives;
 # journal cap: 503, then accepted again once drained; the fake amoCRM's sender, if present;
 # a fresh journal while amo-sync keeps running; the journal's filesystem full (a small
-# tmpfs in a private mount namespace): 503 and unhealthy, then back by itself.
+# tmpfs in a private mount namespace): 503 and unhealthy, then back by itself; slowloris
+# from one address against the per-client connection cap.
 set -euo pipefail
 
 GW=$1 RECV=$2 PROBE=$3 SAMPLES=$4 CTL=$5
@@ -458,6 +459,68 @@ else
 	stop_gw
 	start_gw
 fi
+
+# ---- 17. slowloris from one address cannot lock the others out ----
+# One client opens as many idle connections as the global cap (90 here); it gets
+# CS_GATEWAY_MAX_CONNS_PER_CLIENT=8 of them, and a hook from another address still gets in.
+# Then ten other addresses take their 8 each, twice over (the per-address counts must come
+# back down when connections close).
+stop_gw
+CS_GATEWAY_MAX_CONNS=90 CS_GATEWAY_MAX_CONNS_PER_CLIENT=8 CS_GATEWAY_IDLE_TIMEOUT=60s start_gw
+rm -f "$T/sl.ready" "$T/sl.stop"
+python3 - "$PORT" "$T" <<'PY' >>"$T/slowloris.log" 2>&1 &
+import os, socket, sys, time
+port, t = int(sys.argv[1]), sys.argv[2]
+def hold(src, n):
+    out = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind((src, 0))
+        s.connect(("127.0.0.1", port))
+        out.append(s)
+    return out
+def mark(name):
+    open(os.path.join(t, name), "w").close()
+def wait_for(name):
+    end = time.time() + 60
+    while not os.path.exists(os.path.join(t, name)):
+        if time.time() > end:
+            sys.exit("timed out waiting for " + name)
+        time.sleep(0.05)
+slow = hold("127.0.0.1", 90)
+mark("sl.ready")
+for r in (1, 2):
+    wait_for("sl.round%d" % r)
+    others = [s for i in range(3, 13) for s in hold("127.0.0.%d" % i, 9)]
+    mark("sl.held%d" % r)
+    wait_for("sl.drop%d" % r)
+    for s in others:
+        s.close()
+wait_for("sl.stop")
+PY
+SLPID=$!
+PIDS+=("$SLPID")
+wait_until 20 "the slow client's 90 connections" test -e "$T/sl.ready"
+wait_until 20 "the gateway to keep 8 and refuse 82" bash -c \
+	"[ \$($PROBE $CS_GATEWAY_HEALTH_URL connections) = 8 ] && [ \$($PROBE $CS_GATEWAY_HEALTH_URL connections_refused_per_client) -ge 82 ]"
+code=$(post "$T/one.form" --interface 127.0.0.2)
+[ "$code" = 204 ] || fail "slowloris: a hook from another address got $code while one client held 90 connections"
+grep -q 'ev=http.client_overload client=127.0.0.1 ' "$T/gw.log" || fail "no http.client_overload log line"
+for r in 1 2; do
+	touch "$T/sl.round$r"
+	wait_until 20 "round $r: ten more addresses connected" test -e "$T/sl.held$r"
+	wait_until 20 "round $r: 8 per address (88 in all)" stat_eq connections 88
+	touch "$T/sl.drop$r"
+	wait_until 20 "round $r: back to the slow client's 8" stat_eq connections 8
+done
+code=$(post "$T/one.form" --interface 127.0.0.2)
+[ "$code" = 204 ] || fail "slowloris: after the churn a hook from another address got $code"
+touch "$T/sl.stop"
+wait "$SLPID" || fail "slowloris client script failed: $(tail -3 "$T/slowloris.log")"
+wait_until 20 "every connection freed" stat_eq connections 0
+pass "17. one client opening 90 connections (the global cap) gets 8 (CS_GATEWAY_MAX_CONNS_PER_CLIENT); hooks from other addresses still get in; per-address counts follow closes"
+stop_gw
+start_gw
 
 # ---- 14. clean shutdown ----
 stop_gw
