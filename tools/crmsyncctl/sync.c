@@ -6,6 +6,8 @@
  * progress the sync service reports, rows written); otherwise from the service's own
  * health stats (`running`, `last_run_id`, `runs_complete`, `runs_failed`, `rows_sent`,
  * `pages`, where the service has them). Ctrl-C stops watching, not the run.
+ * PostgreSQL restarting while we watch does not end the watch: the run goes on (its
+ * service retries), so we reconnect and keep following it.
  * Exit: 0 = the run completed, 1 = it did not (or could not be started), 2 = usage.
  */
 #include <signal.h>
@@ -22,6 +24,7 @@
 
 #define SYNC_MAX_ENTITIES	64
 #define SYNC_DOWN_LIMIT_MS	30000	/* service silent this long while its run "runs": give up */
+#define SYNC_DB_DOWN_LIMIT_MS	300000	/* PostgreSQL unreachable this long: give up watching */
 
 static volatile sig_atomic_t sync_interrupted;
 
@@ -91,7 +94,11 @@ sync_send(const struct sync_target *t, int full, char **entities, size_t nentiti
 	*run_id = rep->ack->run_id;
 	switch (rep->ack->status) {
 	case CRMSYNC__ACK_STATUS__ACK_OK:
-		printf("%s accepted: run %lld\n", t->service, (long long)*run_id);
+		if (*run_id > 0)
+			printf("%s accepted: run %lld\n", t->service, (long long)*run_id);
+		else
+			printf("%s accepted; its run number is pending (%s opens the run with the store)\n",
+			    t->service, t->service);
 		ret = 0;
 		break;
 	case CRMSYNC__ACK_STATUS__ACK_RETRY:
@@ -128,28 +135,71 @@ sync_show(int tty, const char *line, int final)
 	}
 }
 
+/*
+ * A query of the watch failed. If the connection is gone (PostgreSQL restarting), try to
+ * get it back and say so: 1 = keep watching, 0 = give up (another error, or down too long).
+ */
+static int
+sync_db_lost(PGconn *c, const struct sync_target *t, int64_t run_id, int64_t *down_since, int tty)
+{
+	if (*down_since == 0 && PQstatus(c) == CONNECTION_OK) {
+		/* libpq may still say OK right after the server went away: ask once more */
+		PGresult *r = PQexec(c, "SELECT 1");
+		int alive = PQresultStatus(r) == PGRES_TUPLES_OK;
+
+		PQclear(r);
+		if (alive)
+			return 0;	/* a real error (permissions, a missing table): said already */
+	}
+	if (*down_since == 0) {
+		*down_since = bus_now_ms();
+		fprintf(stderr, "%scrmsyncctl: lost the PostgreSQL connection; reconnecting (the %s run goes on)\n",
+		    tty ? "\n" : "", t->crm);
+	} else if (bus_now_ms() - *down_since > SYNC_DB_DOWN_LIMIT_MS) {
+		fprintf(stderr, "crmsyncctl: PostgreSQL unreachable for %d s; giving up watching (run %lld goes on: "
+		    "crmsyncctl status shows it)\n", SYNC_DB_DOWN_LIMIT_MS / 1000, (long long)run_id);
+		return 0;
+	}
+	PQreset(c);
+	if (PQstatus(c) == CONNECTION_OK) {
+		fprintf(stderr, "crmsyncctl: PostgreSQL is back after %lld s\n",
+		    (long long)(bus_now_ms() - *down_since) / 1000);
+		*down_since = 0;
+	}
+	return 1;
+}
+
 /* Follow run_id (or the first run of this CRM after max_id) in crmsync.sync_runs. */
 static int
 sync_follow_db(PGconn *c, const struct sync_target *t, int64_t run_id, int64_t max_id)
 {
 	char idbuf[32], maxbuf[32], line[512], last[512] = "";
 	const char *vals[2];
-	int64_t down_since = 0, last_print = 0, t0 = bus_now_ms();
+	int64_t down_since = 0, db_down_since = 0, last_print = 0, t0 = bus_now_ms();
 	int tty = isatty(STDOUT_FILENO), ret = 1;
 
 	while (!sync_interrupted) {
 		Crmsync__Envelope *env = NULL;
 		PGresult *r;
 
+		if (db_down_since != 0 && !sync_db_lost(c, t, run_id, &db_down_since, tty))
+			return 1;
+		if (db_down_since != 0)
+			goto check_service;	/* still reconnecting */
 		if (run_id == 0) {
 			snprintf(maxbuf, sizeof(maxbuf), "%lld", (long long)max_id);
 			vals[0] = t->crm;
 			vals[1] = maxbuf;
 			if ((r = ctl_db_query(c, "finding the run", "SELECT id FROM crmsync.sync_runs "
-			    "WHERE crm = $1 AND id > $2::bigint ORDER BY id LIMIT 1", 2, vals)) == NULL)
-				return 1;
-			if (PQntuples(r) == 1)
+			    "WHERE crm = $1 AND id > $2::bigint ORDER BY id LIMIT 1", 2, vals)) == NULL) {
+				if (!sync_db_lost(c, t, run_id, &db_down_since, tty))
+					return 1;
+				goto check_service;
+			}
+			if (PQntuples(r) == 1) {
 				run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+				printf("%s%s opened run %lld\n", tty ? "\r\033[K" : "", t->service, (long long)run_id);
+			}
 			PQclear(r);
 			if (run_id == 0 && bus_now_ms() - t0 > ctl.command_timeout_ms) {
 				fprintf(stderr, "crmsyncctl: %s accepted, but no run appeared in crmsync.sync_runs "
@@ -167,8 +217,11 @@ sync_follow_db(PGconn *c, const struct sync_target *t, int64_t run_id, int64_t m
 			    "(SELECT coalesce(sum((v->>'rows')::bigint), 0) FROM jsonb_each(progress) AS e(k, v)), "
 			    "rows_written, rows_deleted, coalesce(error, '') "
 			    "FROM crmsync.sync_runs WHERE id = $1::bigint", 1, vals);
-			if (r == NULL)
-				return 1;
+			if (r == NULL) {
+				if (!sync_db_lost(c, t, run_id, &db_down_since, tty))
+					return 1;
+				goto check_service;
+			}
 			if (PQntuples(r) == 1) {
 				const char *status = PQgetvalue(r, 0, 0);
 				char took[32], total[32] = "";
@@ -197,6 +250,7 @@ sync_follow_db(PGconn *c, const struct sync_target *t, int64_t run_id, int64_t m
 			}
 			PQclear(r);
 		}
+check_service:
 		/* A run can only end if its service is alive. */
 		if (sync_health(t, &env) != 0) {
 			if (down_since == 0) {
@@ -256,14 +310,20 @@ sync_follow_health(const struct sync_target *t, int64_t run_id, const struct syn
 		}
 		if (running > 0 || last_run != b->run)
 			started = 1;
-		if (run_id == 0 && last_run != b->run)
+		if (run_id == 0 && last_run != b->run) {
 			run_id = last_run;
+			printf("%s%s opened run %lld\n", tty ? "\r\033[K" : "", t->service, (long long)run_id);
+		}
 		{
 			char took[32];
 
+			char runlabel[32] = "pending";
+
+			if (run_id > 0)
+				snprintf(runlabel, sizeof(runlabel), "%lld", (long long)run_id);
 			ctl_duration(took, sizeof(took), (bus_now_ms() - t0) / 1000);
-			snprintf(line, sizeof(line), "run %lld %s: %s %s, pages %lld, rows sent %lld%s%s",
-			    (long long)run_id, t->crm, running > 0 ? "running" : started ? "finished" : "starting",
+			snprintf(line, sizeof(line), "run %s %s: %s %s, pages %lld, rows sent %lld%s%s",
+			    runlabel, t->crm, running > 0 ? "running" : started ? "finished" : "starting",
 			    took, (long long)(ctl_stat(h, "pages", 0) - b->pages),
 			    (long long)(ctl_stat(h, "rows_sent", 0) - b->rows),
 			    h->status != NULL && h->status[0] ? ", " : "", h->status != NULL ? h->status : "");

@@ -9,7 +9,8 @@
  * Covered: status (store up, others down, exit code, the PostgreSQL section, no secret in
  * the output), probe exit codes (healthy, down, degraded store while PostgreSQL is away,
  * --live, by service name, usage), sync followed through the database and through health
- * stats, sync to a service that is not running, catalog ddl applied to a fresh database.
+ * stats, sync to a service that is not running, catalog ddl applied to a fresh database,
+ * a sync followed through the database while PostgreSQL restarts (exit 0 all the same).
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -211,6 +212,8 @@ struct fake {
 	nng_socket		 rep, store;
 	struct health		*health;
 	volatile _Atomic int		 stop;
+	volatile _Atomic int		 hold;		/* keep the run going until cleared */
+	int			 late;		/* accept first, open the run after (as amo-sync) */
 	int			 commands, last_kind;
 };
 
@@ -237,6 +240,11 @@ fake_main(void *arg)
 		}
 		f->commands++;
 		f->last_kind = req->sync->kind;
+		if (f->late) {
+			/* amo-sync's way: accepted at once, the run opened with the store after */
+			(void)bus_reply_ack(f->rep, CRMSYNC__ACK_STATUS__ACK_OK, NULL, 0, 0, 0, 0);
+			nng_msleep(300);
+		}
 		if (h_run_begin(f->store, CAT_HOLLIHOP, req->sync->kind == CRMSYNC__SYNC_KIND__SYNC_FULL,
 		    &run_id) != 0) {
 			(void)bus_reply_ack(f->rep, CRMSYNC__ACK_STATUS__ACK_RETRY, "store unavailable", 0, 0, 0, 0);
@@ -245,7 +253,8 @@ fake_main(void *arg)
 		}
 		stat_set(&fk_stats[FK_RUNNING], 1);
 		stat_set(&fk_stats[FK_LAST_RUN], run_id);
-		(void)bus_reply_ack(f->rep, CRMSYNC__ACK_STATUS__ACK_OK, NULL, 0, 0, 0, run_id);
+		if (!f->late)
+			(void)bus_reply_ack(f->rep, CRMSYNC__ACK_STATUS__ACK_OK, NULL, 0, 0, 0, run_id);
 		bus_free(req);
 		/* Some visible progress, long enough for crmsyncctl to poll it at least once. */
 		prog.run_id = run_id;
@@ -258,6 +267,8 @@ fake_main(void *arg)
 		stat_add(&fk_stats[FK_ROWS], 1000);
 		stat_add(&fk_stats[FK_PAGES], 1);
 		nng_msleep(1500);
+		while (f->hold && !f->stop)
+			nng_msleep(50);
 		(void)h_run_end(f->store, run_id, CRMSYNC__RUN_STATUS__RUN_COMPLETE, "students", 1);
 		stat_add(&fk_stats[FK_COMPLETE], 1);
 		stat_set(&fk_stats[FK_RUNNING], 0);
@@ -335,6 +346,36 @@ test_sync_followed_through_health(void **state)
 	assert_non_null(strstr(out, "accepted: run "));
 }
 
+/*
+ * A service that accepts before it has a run id (amo-sync) must not make crmsyncctl print
+ * "run 0" and then follow another number: it says the number is pending, then which run.
+ */
+static void
+test_sync_run_id_pending(void **state)
+{
+	char want[64];
+	int64_t run;
+
+	(void)state;
+	for (int with_db = 1; with_db >= 0; with_db--) {
+		struct fake f;
+		int rv;
+
+		fake_start(&f);
+		f.late = 1;
+		rv = ctl(base_env(with_db), "sync", "hollihop", "--full", NULL);
+		fake_stop(&f);
+		assert_int_equal(rv, 0);
+		run = h_sql_int(db, "SELECT max(id) FROM crmsync.sync_runs");
+		assert_null(strstr(out, "run 0"));
+		assert_non_null(strstr(out, "its run number is pending"));
+		snprintf(want, sizeof(want), "hollihop-sync opened run %lld\n", (long long)run);
+		assert_non_null(strstr(out, want));
+		snprintf(want, sizeof(want), "run %lld ", (long long)run);
+		assert_non_null(strstr(out, want));
+	}
+}
+
 static void
 test_sync_service_down(void **state)
 {
@@ -372,6 +413,66 @@ test_catalog_ddl_applies(void **state)
 	assert_int_equal(ctl(base_env(0), "catalog", "list", "amo", NULL), 0);
 	assert_non_null(strstr(out, "leads"));
 	assert_int_equal(ctl(base_env(0), "catalog", "ddl", "nope", NULL), 2);
+}
+
+/* Poll crmsyncctl's log (p) until it contains s, or the process ended; 1 if found. */
+static int
+log_has(const struct h_proc *p, const char *s, int timeout_ms)
+{
+	for (int64_t end = h_now_ms() + timeout_ms;; nng_msleep(50)) {
+		FILE *f = fopen(p->log, "r");
+		size_t n = 0;
+
+		if (f != NULL) {
+			n = fread(out, 1, sizeof(out) - 1, f);
+			fclose(f);
+		}
+		out[n] = '\0';
+		if (strstr(out, s) != NULL)
+			return 1;
+		if (!h_alive((struct h_proc *)p) || h_now_ms() >= end)
+			return 0;
+	}
+}
+
+/*
+ * PostgreSQL restarts while crmsyncctl follows a run through it: the run goes on (the
+ * service retries against the store) and completes; crmsyncctl must follow it to the end
+ * and exit 0 (it exited 1 at the first failed query).
+ */
+static void
+test_sync_survives_pg_restart(void **state)
+{
+	char *args[] = { "sync", "hollihop", "--full", NULL };
+	struct h_proc p;
+	struct fake f;
+	int st;
+
+	(void)state;
+	fake_start(&f);
+	f.hold = 1;
+	assert_int_equal(h_spawn(&p, "ctl-pg-restart", "tools/crmsyncctl/crmsyncctl", base_env(1), args), 0);
+	assert_true(log_has(&p, "hollihop full: running", 20000));
+	PQfinish(db);
+	db = NULL;
+	assert_int_equal(h_pg_stop(&pg, 1), 0);
+	/* crmsyncctl notices at its next poll (once a second); it must not give up */
+	if (!log_has(&p, "lost the PostgreSQL connection", 10000))
+		fail_msg("crmsyncctl (%s) did not say it reconnects:\n%s", h_alive(&p) ? "running" : "exited", out);
+	nng_msleep(1500);
+	assert_true(h_alive(&p));
+	assert_int_equal(h_pg_restart(&pg), 0);
+	assert_non_null(db = h_connect(&pg));
+	f.hold = 0;
+	assert_int_equal(waitpid(p.pid, &st, 0), p.pid);
+	fake_stop(&f);
+	(void)log_has(&p, "", 0);	/* read the whole log */
+	fprintf(stderr, "--- crmsyncctl sync across a PostgreSQL restart -> %d\n%s",
+	    WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_non_null(strstr(out, "PostgreSQL is back"));
+	assert_non_null(strstr(out, "hollihop full: complete"));
 }
 
 /* Last: PostgreSQL goes away, the store says it is degraded, probe says 1 (--live: 0). */
@@ -428,8 +529,10 @@ main(void)
 		cmocka_unit_test(test_probe_exit_codes),
 		cmocka_unit_test(test_sync_followed_through_db),
 		cmocka_unit_test(test_sync_followed_through_health),
+		cmocka_unit_test(test_sync_run_id_pending),
 		cmocka_unit_test(test_sync_service_down),
 		cmocka_unit_test(test_catalog_ddl_applies),
+		cmocka_unit_test(test_sync_survives_pg_restart),
 		cmocka_unit_test(test_probe_degraded_store),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
