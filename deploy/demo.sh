@@ -8,6 +8,9 @@
 #   deploy/demo.sh            run and keep everything up until Ctrl-C
 #   deploy/demo.sh --no-wait  run, print, stop (used by tests)
 # Everything runs on loopback / unix sockets in a temp dir; nothing is installed as a service.
+# Nothing waits for a key: psql never pages (a terminal would otherwise stop at less's ':').
+# CS_DEMO_BUILD=DIR uses the binaries already built in DIR instead of building build-demo/
+# (tests/integration/system/demo_tty_test.py runs the demo that way, under a terminal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -17,11 +20,16 @@ WAIT=1
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 deploy/install-deps.sh
-say "building (build-demo/)"
-cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-demo -j"$(nproc)" --target crmsync-store crmsync-hollihop-sync \
-  crmsync-amo-sync crmsync-hook-gateway crmsyncctl >/dev/null
-B=$ROOT/build-demo
+if [ -n "${CS_DEMO_BUILD:-}" ]; then
+  B=$(cd "$CS_DEMO_BUILD" && pwd)
+  say "using the binaries in $B"
+else
+  say "building (build-demo/)"
+  cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build build-demo -j"$(nproc)" --target crmsync-store crmsync-hollihop-sync \
+    crmsync-amo-sync crmsync-hook-gateway crmsyncctl >/dev/null
+  B=$ROOT/build-demo
+fi
 
 DEMO=$(mktemp -d /tmp/crmsync-demo.XXXXXX)
 chmod 755 "$DEMO"
@@ -58,9 +66,10 @@ mkdir -p "$DEMO/pg" && [ "$(id -u)" = 0 ] && chown postgres: "$DEMO/pg"
 asroot_pg "$PGBIN/initdb" -D "$DEMO/pg/data" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
 asroot_pg "$PGBIN/pg_ctl" -D "$DEMO/pg/data" -l "$DEMO/pg/log" -w \
   -o "-c listen_addresses='' -k $DEMO/pg -p 5432" start >/dev/null
-psql -q -h "$DEMO/pg" -U postgres -d postgres -c "CREATE DATABASE crmsync" >/dev/null
+psql -X -q -h "$DEMO/pg" -U postgres -d postgres -c "CREATE DATABASE crmsync" >/dev/null
 export CS_PG_DSN="host=$DEMO/pg port=5432 dbname=crmsync user=postgres"
-PSQL=(psql -X -h "$DEMO/pg" -U postgres -d crmsync)
+# -P pager=off: on a terminal psql would page the 100-row listing below and wait for 'q'.
+PSQL=(psql -X -P pager=off -h "$DEMO/pg" -U postgres -d crmsync)
 
 say "fake CRMs with demo data"
 fake_port() { # wait for "listening port=N" in a log
@@ -130,6 +139,13 @@ for _ in $(seq 300); do
   [ "$n" = 20 ] && break; sleep 0.2
 done
 echo "leads renamed through webhooks and visible in PostgreSQL: $n of 20"
+# The gateway drops a hook from its journal once amo-sync reports it processed (polled
+# every half second): the backlog empties within a second or two of the work being done.
+for _ in $(seq 100); do
+  backlog=$("${CTL[@]}" status -v 2>/dev/null | awk '$1 == "journal_backlog" { print $2; exit }')
+  [ "$backlog" = 0 ] && break; sleep 0.1
+done
+echo "hooks still waiting in the gateway's journal for amo-sync: ${backlog:-?}"
 
 say "rows per table"
 "${PSQL[@]}" -c "SELECT n.nspname AS schema, c.relname AS table,
