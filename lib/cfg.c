@@ -145,7 +145,8 @@ cfg_set(const struct cfg_key *k, void *conf, const char *val, char *err, size_t 
 	case CFG_BOOL: {
 		int b;
 		if (cfg_parse_bool(val, &b) != 0) {
-			snprintf(err, errlen, "%s: expected true or false, got %s", k->name, lq(val));
+			snprintf(err, errlen, "%s: %s is not on or off (also: true/false, yes/no, 1/0)",
+			    k->name, lq(val));
 			return CS_ECONFIG;
 		}
 		*(int *)(void *)(base + k->off) = b;
@@ -164,7 +165,12 @@ cfg_set(const struct cfg_key *k, void *conf, const char *val, char *err, size_t 
 		return CS_EINVAL;
 	}
 	if (rv != 0) {
-		snprintf(err, errlen, "%s: bad %s %s", k->name, type_name(k->type), lq(val));
+		static const char *const example[] = {
+			[CFG_INT] = "a whole number",
+			[CFG_DURATION] = "a duration such as 250ms, 5s, 2m, 1h or 1d",
+			[CFG_BYTES] = "a size such as 512, 64KiB or 16MiB",
+		};
+		snprintf(err, errlen, "%s: %s is not %s", k->name, lq(val), example[k->type]);
 		return CS_ECONFIG;
 	}
 	if ((k->min != 0 || k->max != 0) && (v < k->min || v > k->max)) {
@@ -187,7 +193,8 @@ cfg_load(const struct cfg_key *keys, size_t n, void *conf, char *err, size_t err
 		if (val == NULL)
 			val = keys[i].def;
 		if (val == NULL) {
-			snprintf(err, errlen, "%s is required (%s)", keys[i].name, keys[i].help);
+			snprintf(err, errlen, "%s is required: %s (--help lists every variable)",
+			    keys[i].name, keys[i].help);
 			return CS_ECONFIG;
 		}
 		if ((rv = cfg_set(&keys[i], conf, val, err, errlen)) != 0)

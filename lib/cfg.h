@@ -35,7 +35,7 @@ struct cfg_key {
 
 #define CFG_NKEYS(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Returns 0, or CS_ECONFIG with a message in err ("CS_X: bad duration \"abc\""). */
+/* Returns 0, or CS_ECONFIG with a message in err ("CS_X: \"abc\" is not a duration such as ..."). */
 int	cfg_load(const struct cfg_key *keys, size_t n, void *conf, char *err, size_t errlen);
 void	cfg_free(const struct cfg_key *keys, size_t n, void *conf);
 void	cfg_usage(FILE *f, const struct cfg_key *keys, size_t n);

@@ -22,10 +22,14 @@ svc_usage(FILE *f, const struct svc_desc *d)
 	    "  -n, --check     check the configuration, print it (secrets as ***) and exit\n"
 	    "  -v, --verbose   debug logging\n"
 	    "  -V, --version   print the version\n");
-	for (size_t i = 0; i < d->nflags; i++)
-		fprintf(f, "  %s%s%-*s %s\n", d->flags[i].name, d->flags[i].arg ? " " : "",
-		    (int)(14 - strlen(d->flags[i].name) - (d->flags[i].arg ? strlen(d->flags[i].arg) + 1 : 0)),
-		    d->flags[i].arg ? d->flags[i].arg : "", d->flags[i].help);
+	for (size_t i = 0; i < d->nflags; i++) {
+		char opt[64];
+
+		/* the same column as the options above: "  -h, --help      show..." */
+		snprintf(opt, sizeof(opt), "%s%s%s", d->flags[i].name, d->flags[i].arg ? " " : "",
+		    d->flags[i].arg ? d->flags[i].arg : "");
+		fprintf(f, "  %-15s %s\n", opt, d->flags[i].help);
+	}
 	fputc('\n', f);
 	cfg_usage(f, d->keys, d->nkeys);
 }

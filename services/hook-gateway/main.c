@@ -6,8 +6,10 @@
  * forwarder, then the listener; shutdown runs the other way round so that every hook
  * answered 204 is on disk and every in-flight one is either answered or never was.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -138,6 +140,18 @@ static const struct cfg_key gw_keys[] = {
 
 static struct journal *gw_journal;
 
+/* Start-up only: a file the configuration names must be readable, said before anything
+ * is created on disk. */
+static void
+gw_readable(const char *key, const char *path)
+{
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL)
+		fatalx("config.bad", "key=%s path=%s reason=%s", key, lq(path), lq(strerror(errno)));
+	fclose(f);
+}
+
 /* Health status: refresh the journal gauges; not ok while hooks are refused, and why. */
 static int
 gw_status(void *arg, char *buf, size_t len)
@@ -184,8 +198,8 @@ main(int argc, char **argv)
 	struct gw_conf c;
 	struct svc_desc d = {
 		.name = "hook-gateway",
-		.summary = "Receives amoCRM webhooks over HTTPS, journals them to disk (fsync) before\n"
-		    "answering 204, and forwards them in order to amo-sync over NNG.",
+		.summary = "crmsync-hook-gateway: receives amoCRM webhooks over HTTPS, journals them to\n"
+		    "disk (fsync) before answering 204, and forwards them in order to amo-sync over NNG.",
 		.keys = gw_keys,
 		.nkeys = CFG_NKEYS(gw_keys),
 		.conf = &c,
@@ -214,8 +228,16 @@ main(int argc, char **argv)
 	if (c.tls && (c.cert[0] == '\0' || c.key[0] == '\0'))
 		fatalx("config.bad", "key=CS_GATEWAY_TLS_CERT reason=%s",
 		    lq("TLS is on: set CS_GATEWAY_TLS_CERT and CS_GATEWAY_TLS_KEY (or CS_GATEWAY_TLS=off behind a proxy)"));
-	if (!c.tls)
+	if (c.tls) {
+		gw_readable("CS_GATEWAY_TLS_CERT", c.cert);
+		gw_readable("CS_GATEWAY_TLS_KEY", c.key);
+	} else {
 		log_warnx("config.plain_http", "reason=%s", lq("CS_GATEWAY_TLS=off: serving plain HTTP"));
+	}
+	if (strrchr(c.listen, ':') == NULL || strspn(strrchr(c.listen, ':') + 1, "0123456789") !=
+	    strlen(strrchr(c.listen, ':') + 1) || strrchr(c.listen, ':')[1] == '\0')
+		fatalx("config.bad", "key=CS_GATEWAY_LISTEN value=%s reason=%s", lq(c.listen),
+		    lq("expected address:port, e.g. 0.0.0.0:8443"));
 
 	if ((rv = deadletter_open(&dl, c.deadletter_dir, (uint64_t)c.deadletter_max)) != 0)
 		fatalx("deadletter.open_failed", "dir=%s err=%s", lq(c.deadletter_dir), lq(cs_strerror(rv)));
@@ -226,7 +248,9 @@ main(int argc, char **argv)
 		jo.segment_bytes = (uint64_t)c.segment_size;
 		jo.cursor_interval_ms = c.cursor_interval;
 		if ((rv = journal_open(&gw_journal, &jo)) != 0)
-			fatalx("journal.open_failed", "dir=%s err=%s", lq(c.journal_dir), lq(cs_strerror(rv)));
+			fatalx("journal.open_failed", "dir=%s err=%s", lq(c.journal_dir),
+			    lq(rv == CS_EIO ? "cannot create, read or write it (the line before says why)" :
+			    cs_strerror(rv)));
 		memset(&fo, 0, sizeof(fo));
 		fo.url = c.amo_url;
 		fo.timeout_ms = (int)c.forward_timeout;

@@ -19,6 +19,7 @@
 #include <nng/nng.h>
 
 #include "bus.h"
+#include "catalog.h"
 #include "ctl.h"
 #include "errors.h"
 
@@ -397,7 +398,13 @@ ctl_sync(int argc, char **argv)
 			full = 1;
 		} else if (strcmp(argv[i], "--no-wait") == 0) {
 			nowait = 1;
-		} else if (strcmp(argv[i], "--entities") == 0 && i + 1 < argc) {
+		} else if (strcmp(argv[i], "--entities") == 0) {
+			if (i + 1 >= argc || argv[i + 1][0] == '-' || argv[i + 1][0] == '\0') {
+				fprintf(stderr, "crmsyncctl: sync: --entities needs a comma-separated list, e.g. "
+				    "--entities %s (crmsyncctl catalog list %s shows them all)\n",
+				    t.crm_id == CRMSYNC__CRM__CRM_AMO ? "leads,contacts" : "students,ed_units", t.crm);
+				return 2;
+			}
 			list = argv[++i];
 		} else {
 			fprintf(stderr, "crmsyncctl: sync: unknown argument \"%s\"\n", argv[i]);
@@ -408,6 +415,11 @@ ctl_sync(int argc, char **argv)
 	    e = strtok_r(NULL, ",", &save)) {
 		if (nentities == SYNC_MAX_ENTITIES) {
 			fprintf(stderr, "crmsyncctl: sync: at most %d entities\n", SYNC_MAX_ENTITIES);
+			return 2;
+		}
+		if (catalog_find(t.crm_id == CRMSYNC__CRM__CRM_AMO ? CAT_AMO : CAT_HOLLIHOP, e) == NULL) {
+			fprintf(stderr, "crmsyncctl: sync: %s has no entity \"%s\" (crmsyncctl catalog list %s "
+			    "shows them all)\n", t.crm, e, t.crm);
 			return 2;
 		}
 		entities[nentities++] = e;
