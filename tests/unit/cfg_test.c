@@ -101,6 +101,22 @@ test_bad_values_are_errors(void **state)
 		assert_non_null(strstr(err, bad[i][0]));
 		cfg_free(keys, CFG_NKEYS(keys), &c);
 	}
+	/* ...and says what would have been right, in the terms of --help */
+	static const char *const says[][3] = {
+		{ "T_TIMEOUT", "5 parsecs", "is not a duration such as 250ms, 5s" },
+		{ "T_SIZE", "1TB!", "is not a size such as 512, 64KiB" },
+		{ "T_N", "abc", "is not a whole number" },
+		{ "T_FLAG", "maybe", "is not on or off" },
+	};
+	for (size_t i = 0; i < sizeof(says) / sizeof(says[0]); i++) {
+		struct conf c = { 0 };
+		clear_env();
+		setenv(says[i][0], says[i][1], 1);
+		assert_int_equal(cfg_load(keys, CFG_NKEYS(keys), &c, err, sizeof(err)), CS_ECONFIG);
+		if (strstr(err, says[i][2]) == NULL)
+			fail_msg("%s=%s: \"%s\" does not say \"%s\"", says[i][0], says[i][1], err, says[i][2]);
+		cfg_free(keys, CFG_NKEYS(keys), &c);
+	}
 }
 
 static void

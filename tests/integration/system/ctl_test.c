@@ -384,6 +384,11 @@ test_sync_service_down(void **state)
 	assert_non_null(strstr(out, "amo-sync is not answering"));
 	assert_int_equal(ctl(base_env(1), "sync", "nocrm", NULL), 2);
 	assert_int_equal(ctl(base_env(1), "sync", "amo", "--bogus", NULL), 2);
+	/* a missing or unknown entity list is said as such, with where to look */
+	assert_int_equal(ctl(base_env(1), "sync", "amo", "--entities", NULL), 2);
+	assert_non_null(strstr(out, "--entities needs a comma-separated list"));
+	assert_int_equal(ctl(base_env(1), "sync", "hollihop", "--entities", "students,groups", NULL), 2);
+	assert_non_null(strstr(out, "hollihop has no entity \"groups\" (crmsyncctl catalog list hollihop"));
 }
 
 static void
