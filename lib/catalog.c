@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "catalog.h"
 #include "errors.h"
+#include "strlist.h"
 
 const struct cat_crm_desc *
 catalog_crm(enum cat_crm crm)
@@ -80,20 +81,8 @@ catalog_child_parent_col(const struct cat_entity *e, const struct cat_child *c, 
     char *dst, size_t cap)
 {
 	if (c->parent_cols != NULL) {
-		const char *p = c->parent_cols;
-		for (size_t k = 0; k < i && p != NULL; k++) {
-			p = strchr(p, ',');
-			if (p != NULL)
-				p++;
-		}
-		if (p == NULL)
-			return CS_EINVAL;
-		size_t n = strcspn(p, ",");
-		if (n + 1 > cap)
-			return CS_ETOOBIG;
-		memcpy(dst, p, n);
-		dst[n] = '\0';
-		return 0;
+		int rv = strlist_nth(c->parent_cols, i, dst, cap);
+		return rv == CS_ENOENT ? CS_EINVAL : rv;
 	}
 	const struct cat_col *k = key_col(e, i);
 	if (k == NULL || strlen(k->column) + 1 > cap)

@@ -35,6 +35,15 @@ struct cfg_key {
 
 #define CFG_NKEYS(a) (sizeof(a) / sizeof((a)[0]))
 
+/*
+ * One row of a key table, for the config struct named by CFG_STRUCT:
+ *   #define CFG_STRUCT struct amo_conf
+ *   static const struct cfg_key keys[] = {
+ *	CFG_KEY("CS_AMO_RPS", CFG_INT, rps, "7", 1, 1000, "requests per second"), ...
+ */
+#define CFG_KEY(name, type, field, def, min, max, help) \
+	{ name, type, offsetof(CFG_STRUCT, field), def, min, max, help }
+
 /* Returns 0, or CS_ECONFIG with a message in err ("CS_X: \"abc\" is not a duration such as ..."). */
 int	cfg_load(const struct cfg_key *keys, size_t n, void *conf, char *err, size_t errlen);
 void	cfg_free(const struct cfg_key *keys, size_t n, void *conf);

@@ -18,21 +18,14 @@
 #include "errors.h"
 #include "json.h"
 #include "log.h"
+#include "strlist.h"
 
 #define EVENTS_PAGE_MAX	1000
 
 int
 events_list_has(const char *list, const char *name, size_t len)
 {
-	if (list == NULL)
-		return 0;
-	for (const char *s = list; *s != '\0';) {
-		size_t k = strcspn(s, ",");
-		if (k == len && memcmp(s, name, len) == 0)
-			return 1;
-		s += k + (s[k] == ',');
-	}
-	return 0;
+	return strlist_has(list, name, len);
 }
 
 const struct cat_entity *

@@ -26,6 +26,7 @@
 #include "json.h"
 #include "log.h"
 #include "normalise.h"
+#include "strlist.h"
 
 #define FETCH_MAX_PAGES		200000
 #define FETCH_ARENA_MAX		(256u << 20)
@@ -197,14 +198,7 @@ fetch_param_known(struct amo *a, const struct cat_entity *e, const char *value)
 				return 1;
 		return 0;
 	}
-	size_t n = strlen(value);
-	for (const char *s = e->parent; *s != '\0';) {
-		size_t k = strcspn(s, ",");
-		if (k == n && memcmp(s, value, n) == 0)
-			return 1;
-		s += k + (s[k] == ',');
-	}
-	return 0;
+	return strlist_has_str(e->parent, value);
 }
 
 /* Append "&name=value" with both parts percent-encoded except brackets' meaning. */
@@ -638,12 +632,12 @@ fetch_entity(struct amo *a, const struct cat_entity *e, enum fetch_mode mode, in
 			free(keys[i]);
 		free(keys);
 	} else {
+		const char *cur = e->parent, *item;
+		size_t k;
 		char v[64];
-		for (const char *s = e->parent; *s != '\0' && rv == 0;) {
-			size_t k = strcspn(s, ",");
-			snprintf(v, sizeof(v), "%.*s", (int)k, s);
+		while (rv == 0 && strlist_next(&cur, &item, &k)) {
+			snprintf(v, sizeof(v), "%.*s", (int)k, item);
 			rv = fetch_one(a, e, mode, run_id, v, res);
-			s += k + (s[k] == ',');
 		}
 	}
 out:

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "normalise.h"
+#include "strlist.h"
 #include "svc.h"
 
 struct stat_counter amo_stats[AS__N] = {
@@ -48,63 +49,62 @@ struct stat_counter amo_stats[AS__N] = {
 	[AS_API_STATE]		= { "api_state", "0 ok, 1 token revoked, 2 account banned", 1, 0 },
 };
 
-#define K(name, type, field, def, min, max, help) \
-	{ name, type, offsetof(struct amo_conf, field), def, min, max, help }
+#define CFG_STRUCT struct amo_conf
 
 static const struct cfg_key amo_keys[] = {
-	K("CS_AMO_URL", CFG_STR, url, "tcp://127.0.0.1:7702", 0, 0,
+	CFG_KEY("CS_AMO_URL", CFG_STR, url, "tcp://127.0.0.1:7702", 0, 0,
 	  "NNG address (REP) for hook deliveries from hook-gateway and sync commands"),
-	K("CS_AMO_HEALTH_URL", CFG_STR, health_url, "tcp://127.0.0.1:7712", 0, 0,
+	CFG_KEY("CS_AMO_HEALTH_URL", CFG_STR, health_url, "tcp://127.0.0.1:7712", 0, 0,
 	  "NNG address of the health responder"),
-	K("CS_STORE_URL", CFG_STR, store_url, "tcp://127.0.0.1:7701", 0, 0,
+	CFG_KEY("CS_STORE_URL", CFG_STR, store_url, "tcp://127.0.0.1:7701", 0, 0,
 	  "NNG address of the store"),
-	K("CS_AMO_BASE_URL", CFG_STR, base_url, NULL, 0, 0,
+	CFG_KEY("CS_AMO_BASE_URL", CFG_STR, base_url, NULL, 0, 0,
 	  "the account's API host, e.g. https://example.amocrm.ru (never www.)"),
-	K("CS_AMO_CLIENT_ID", CFG_STR, client_id, "", 0, 0,
+	CFG_KEY("CS_AMO_CLIENT_ID", CFG_STR, client_id, "", 0, 0,
 	  "OAuth integration id (Settings -> Integrations -> Keys)"),
-	K("CS_AMO_CLIENT_SECRET", CFG_SECRET, client_secret, "", 0, 0,
+	CFG_KEY("CS_AMO_CLIENT_SECRET", CFG_SECRET, client_secret, "", 0, 0,
 	  "OAuth integration secret key"),
-	K("CS_AMO_REDIRECT_URI", CFG_STR, redirect_uri, "", 0, 0,
+	CFG_KEY("CS_AMO_REDIRECT_URI", CFG_STR, redirect_uri, "", 0, 0,
 	  "OAuth redirect URI registered with the integration"),
-	K("CS_AMO_TOKEN_FILE", CFG_STR, token_file, "/var/lib/crmsync/amo-token.json", 0, 0,
+	CFG_KEY("CS_AMO_TOKEN_FILE", CFG_STR, token_file, "/var/lib/crmsync/amo-token.json", 0, 0,
 	  "where the OAuth token pair lives (rewritten atomically on every rotation)"),
-	K("CS_AMO_LONG_LIVED_TOKEN", CFG_SECRET, long_lived_token, "", 0, 0,
+	CFG_KEY("CS_AMO_LONG_LIVED_TOKEN", CFG_SECRET, long_lived_token, "", 0, 0,
 	  "a long-lived token instead of OAuth (private integrations; never refreshed)"),
-	K("CS_AMO_ACCOUNT_ID", CFG_INT, account_id, "0", 0, INT64_MAX,
+	CFG_KEY("CS_AMO_ACCOUNT_ID", CFG_INT, account_id, "0", 0, INT64_MAX,
 	  "accept hook deliveries only for this account id (0 = any)"),
-	K("CS_AMO_REFRESH_BEFORE", CFG_DURATION, refresh_before_ms, "1h", 0, 30LL * 86400000,
+	CFG_KEY("CS_AMO_REFRESH_BEFORE", CFG_DURATION, refresh_before_ms, "1h", 0, 30LL * 86400000,
 	  "refresh the access token this long before it expires"),
-	K("CS_AMO_RPS", CFG_INT, rps, "7", 1, 1000,
+	CFG_KEY("CS_AMO_RPS", CFG_INT, rps, "7", 1, 1000,
 	  "API requests per second for this integration (amoCRM: 7; extended plans more)"),
-	K("CS_AMO_RATE_MARGIN", CFG_INT, rate_margin_pct, "3", 0, 50,
+	CFG_KEY("CS_AMO_RATE_MARGIN", CFG_INT, rate_margin_pct, "3", 0, 50,
 	  "percent kept below CS_AMO_RPS so network jitter never crosses the limit"),
-	K("CS_AMO_INCREMENTAL_INTERVAL", CFG_DURATION, incremental_ms, "5m", 0, 7LL * 86400000,
+	CFG_KEY("CS_AMO_INCREMENTAL_INTERVAL", CFG_DURATION, incremental_ms, "5m", 0, 7LL * 86400000,
 	  "time between incremental syncs (0 = only on command)"),
-	K("CS_AMO_REFERENCE_INTERVAL", CFG_DURATION, reference_ms, "1h", 0, 7LL * 86400000,
+	CFG_KEY("CS_AMO_REFERENCE_INTERVAL", CFG_DURATION, reference_ms, "1h", 0, 7LL * 86400000,
 	  "how often incremental runs also re-read reference data (users, pipelines, fields...)"),
-	K("CS_AMO_LOOKBACK", CFG_DURATION, lookback_ms, "10m", 0, 7LL * 86400000,
+	CFG_KEY("CS_AMO_LOOKBACK", CFG_DURATION, lookback_ms, "10m", 0, 7LL * 86400000,
 	  "incremental passes start this long before the cursor (updated_at has 1 s resolution)"),
-	K("CS_AMO_HOOK_DELAY", CFG_DURATION, hook_delay_ms, "2s", 0, 3600000,
+	CFG_KEY("CS_AMO_HOOK_DELAY", CFG_DURATION, hook_delay_ms, "2s", 0, 3600000,
 	  "a hook task waits this long to coalesce with others (and for the API to catch up)"),
-	K("CS_AMO_QUEUE_MAX", CFG_INT, queue_max, "200000", 100, 100000000,
+	CFG_KEY("CS_AMO_QUEUE_MAX", CFG_INT, queue_max, "200000", 100, 100000000,
 	  "most pending hook task keys; beyond it deliveries are answered retry"),
-	K("CS_AMO_PAGE_SIZE", CFG_INT, page_size, "250", 1, 250,
+	CFG_KEY("CS_AMO_PAGE_SIZE", CFG_INT, page_size, "250", 1, 250,
 	  "rows per list request (amoCRM maximum 250)"),
-	K("CS_AMO_HTTP_TIMEOUT", CFG_DURATION, http_timeout_ms, "60s", 1000, 600000,
+	CFG_KEY("CS_AMO_HTTP_TIMEOUT", CFG_DURATION, http_timeout_ms, "60s", 1000, 600000,
 	  "timeout of one HTTP request"),
-	K("CS_AMO_MAX_BODY", CFG_BYTES, max_body, "32MiB", 65536, 1LL << 30,
+	CFG_KEY("CS_AMO_MAX_BODY", CFG_BYTES, max_body, "32MiB", 65536, 1LL << 30,
 	  "largest response body accepted"),
-	K("CS_AMO_RETRY_MAX", CFG_INT, retry_max, "6", 0, 100,
+	CFG_KEY("CS_AMO_RETRY_MAX", CFG_INT, retry_max, "6", 0, 100,
 	  "retries of a request after 5xx or network errors"),
-	K("CS_AMO_BACKOFF_MAX", CFG_DURATION, backoff_max_ms, "60s", 100, 3600000,
+	CFG_KEY("CS_AMO_BACKOFF_MAX", CFG_DURATION, backoff_max_ms, "60s", 100, 3600000,
 	  "longest wait between retries"),
-	K("CS_AMO_RECV_MAX", CFG_BYTES, recv_max, "16MiB", 4096, 1LL << 30,
+	CFG_KEY("CS_AMO_RECV_MAX", CFG_BYTES, recv_max, "16MiB", 4096, 1LL << 30,
 	  "largest NNG message accepted"),
-	K("CS_AMO_PROGRESS_PAGES", CFG_INT, progress_pages, "20", 0, 1000000,
+	CFG_KEY("CS_AMO_PROGRESS_PAGES", CFG_INT, progress_pages, "20", 0, 1000000,
 	  "log and record progress every this many pages (0 = only per entity)"),
-	K("CS_AMO_ENTITIES", CFG_STR, entities, "", 0, 0,
+	CFG_KEY("CS_AMO_ENTITIES", CFG_STR, entities, "", 0, 0,
 	  "comma-separated catalogue entities to sync (empty = all)"),
-	K("CS_AMO_METRICS_ADDR", CFG_STR, metrics_addr, "", 0, 0,
+	CFG_KEY("CS_AMO_METRICS_ADDR", CFG_STR, metrics_addr, "", 0, 0,
 	  "host:port serving Prometheus GET /metrics over plain HTTP (e.g. 127.0.0.1:9103; empty = off)"),
 };
 
@@ -240,15 +240,14 @@ check_config(struct amo *a)
 {
 	struct amo_conf *c = &a->conf;
 
-	for (const char *s = c->entities; *s != '\0';) {
-		size_t k = strcspn(s, ", ");
+	const char *cur = c->entities, *item;
+	size_t k;
+	while (strlist_next(&cur, &item, &k)) {
 		char name[128];
-		snprintf(name, sizeof(name), "%.*s", (int)k, s);
-		if (k > 0 && catalog_find(CAT_AMO, name) == NULL)
+		snprintf(name, sizeof(name), "%.*s", (int)k, item);
+		if (catalog_find(CAT_AMO, name) == NULL)
 			fatalx("config.bad_entity", "CS_AMO_ENTITIES names %s, which is not in the catalogue",
 			    lq(name));
-		s += k;
-		s += strspn(s, ", ");
 	}
 	if (c->long_lived_token[0] == '\0' && (c->client_id[0] == '\0' || c->client_secret[0] == '\0' ||
 	    c->redirect_uri[0] == '\0'))

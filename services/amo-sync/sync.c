@@ -20,22 +20,7 @@
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
-
-
-static int
-in_list(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *s = list; s != NULL && *s != '\0';) {
-		size_t k = strcspn(s, ", ");
-		if (k == n && memcmp(s, name, n) == 0)
-			return 1;
-		s += k;
-		s += strspn(s, ", ");
-	}
-	return 0;
-}
+#include "strlist.h"
 
 static int64_t last_reference_ms = -1;	/* worker thread only */
 
@@ -56,7 +41,7 @@ sync_run(struct amo *a, Crmsync__SyncKind kind, const char *trigger)
 
 	for (size_t i = 0; i < catalog_amo.nentities && n < nitems(ents); i++) {
 		const struct cat_entity *e = &catalog_amo.entities[i];
-		if (a->conf.entities[0] != '\0' && !in_list(a->conf.entities, e->name))
+		if (a->conf.entities[0] != '\0' && !strlist_has_str(a->conf.entities, e->name))
 			continue;
 		if (!full && !(e->flags & CE_INCREMENTAL) && !reference)
 			continue;

@@ -23,6 +23,7 @@
 #include "hh.h"
 #include "log.h"
 #include "sendq.h"
+#include "strlist.h"
 
 #define EXPORT_ARENA_MAX	(512u << 20)
 #define EXPORT_MAX_PARENTS	8
@@ -123,22 +124,6 @@ set_status(struct exporter *x, const char *fmt, ...)
 	pthread_mutex_unlock(&x->mtx);
 }
 
-/* Is name in the comma-separated list? */
-static int
-in_list(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = list; p != NULL && *p != '\0';) {
-		size_t len = strcspn(p, ", ");
-		if (len == n && strncmp(p, name, n) == 0)
-			return 1;
-		p += len;
-		p += strspn(p, ", ");
-	}
-	return 0;
-}
-
 int
 export_check(const struct run_req *rq, char *err, size_t errlen)
 {
@@ -191,8 +176,8 @@ select_entities(const struct exporter *x, const struct run_req *rq, unsigned cha
 				if (strcmp(rq->entities[k], name) == 0)
 					want = 1;
 		} else {
-			want = (x->c->entities[0] == '\0' || in_list(x->c->entities, name)) &&
-			    !in_list(x->c->skip, name);
+			want = (x->c->entities[0] == '\0' || strlist_has_str(x->c->entities, name)) &&
+			    !strlist_has_str(x->c->skip, name);
 		}
 		sel[i] = (unsigned char)want;
 	}

@@ -21,6 +21,7 @@
 #include "hh.h"
 #include "log.h"
 #include "metrics.h"
+#include "strlist.h"
 #include "svc.h"
 
 struct stat_counter hh_stats[HS__N] = {
@@ -44,69 +45,68 @@ struct stat_counter hh_stats[HS__N] = {
 
 static struct hh_conf conf;
 
-#define K(name, type, field, def, min, max, help) \
-	{ name, type, offsetof(struct hh_conf, field), def, min, max, help }
+#define CFG_STRUCT struct hh_conf
 static const struct cfg_key hh_keys[] = {
-	K("CS_HOLLIHOP_BASE_URL", CFG_STR, base_url, NULL, 0, 0,
+	CFG_KEY("CS_HOLLIHOP_BASE_URL", CFG_STR, base_url, NULL, 0, 0,
 	    "API base, e.g. https://school.t8s.ru/Api/V2 (methods are appended)"),
-	K("CS_HOLLIHOP_AUTHKEY", CFG_SECRET, authkey, NULL, 0, 0,
+	CFG_KEY("CS_HOLLIHOP_AUTHKEY", CFG_SECRET, authkey, NULL, 0, 0,
 	    "API key (Настройки > Интеграция > API); sent urlencoded in the POST body, never logged"),
-	K("CS_HOLLIHOP_URL", CFG_STR, url, "tcp://127.0.0.1:7703", 0, 0,
+	CFG_KEY("CS_HOLLIHOP_URL", CFG_STR, url, "tcp://127.0.0.1:7703", 0, 0,
 	    "NNG address for SyncCommand requests (REP)"),
-	K("CS_HOLLIHOP_HEALTH_URL", CFG_STR, health_url, "tcp://127.0.0.1:7713", 0, 0,
+	CFG_KEY("CS_HOLLIHOP_HEALTH_URL", CFG_STR, health_url, "tcp://127.0.0.1:7713", 0, 0,
 	    "NNG address of the health responder"),
-	K("CS_STORE_URL", CFG_STR, store_url, "tcp://127.0.0.1:7701", 0, 0,
+	CFG_KEY("CS_STORE_URL", CFG_STR, store_url, "tcp://127.0.0.1:7701", 0, 0,
 	    "NNG address of the store"),
-	K("CS_HOLLIHOP_SCHEDULE", CFG_STR, schedule, "03:30", 0, 0,
+	CFG_KEY("CS_HOLLIHOP_SCHEDULE", CFG_STR, schedule, "03:30", 0, 0,
 	    "local time of the nightly full export, HH:MM, or off"),
-	K("CS_HOLLIHOP_TIMEZONE", CFG_STR, timezone, "Europe/Moscow", 0, 0,
+	CFG_KEY("CS_HOLLIHOP_TIMEZONE", CFG_STR, timezone, "Europe/Moscow", 0, 0,
 	    "time zone of the schedule and of Hollihop's naive local timestamps"),
-	K("CS_HOLLIHOP_CULTURE", CFG_STR, culture, "ru-RU", 0, 0,
+	CFG_KEY("CS_HOLLIHOP_CULTURE", CFG_STR, culture, "ru-RU", 0, 0,
 	    "culture= sent with every call (fixes the money-string format); empty = none"),
-	K("CS_HOLLIHOP_ENTITIES", CFG_STR, entities, "", 0, 0,
+	CFG_KEY("CS_HOLLIHOP_ENTITIES", CFG_STR, entities, "", 0, 0,
 	    "comma-separated entities a run exports (empty = the whole catalogue)"),
-	K("CS_HOLLIHOP_SKIP", CFG_STR, skip, "", 0, 0,
+	CFG_KEY("CS_HOLLIHOP_SKIP", CFG_STR, skip, "", 0, 0,
 	    "comma-separated entities to leave out, e.g. client_files"),
-	K("CS_HOLLIHOP_DATE_FROM", CFG_STR, date_from, "-365d", 0, 0,
+	CFG_KEY("CS_HOLLIHOP_DATE_FROM", CFG_STR, date_from, "-365d", 0, 0,
 	    "start of the date range for lesson days (YYYY-MM-DD or -Nd from today)"),
-	K("CS_HOLLIHOP_DATE_TO", CFG_STR, date_to, "+90d", 0, 0,
+	CFG_KEY("CS_HOLLIHOP_DATE_TO", CFG_STR, date_to, "+90d", 0, 0,
 	    "end of the date range for lesson days (YYYY-MM-DD or +Nd from today)"),
-	K("CS_HOLLIHOP_AMO_LEAD_FIELD", CFG_STR, amo_lead_field, "Ссылка на amoCRM", 0, 0,
+	CFG_KEY("CS_HOLLIHOP_AMO_LEAD_FIELD", CFG_STR, amo_lead_field, "Ссылка на amoCRM", 0, 0,
 	    "name of the student extra field holding the amoCRM lead link "
 	    "(https://<sub>.amocrm.ru/leads/detail/<id>) -> students.amo_lead_id; empty = off"),
-	K("CS_HOLLIHOP_RATE", CFG_INT, rate, "600", 0, 1000000,
+	CFG_KEY("CS_HOLLIHOP_RATE", CFG_INT, rate, "600", 0, 1000000,
 	    "requests allowed per CS_HOLLIHOP_RATE_WINDOW (0 = no limit)"),
-	K("CS_HOLLIHOP_RATE_WINDOW", CFG_DURATION, rate_window_ms, "30s", 1000, 3600000,
+	CFG_KEY("CS_HOLLIHOP_RATE_WINDOW", CFG_DURATION, rate_window_ms, "30s", 1000, 3600000,
 	    "window of the rate limit"),
-	K("CS_HOLLIHOP_PAGE_SIZE", CFG_INT, page_size, "1000", 1, 100000,
+	CFG_KEY("CS_HOLLIHOP_PAGE_SIZE", CFG_INT, page_size, "1000", 1, 100000,
 	    "take= of paged methods (the catalogue may set a smaller one per method)"),
-	K("CS_HOLLIHOP_TIMEOUT", CFG_DURATION, timeout_ms, "120s", 1000, 3600000,
+	CFG_KEY("CS_HOLLIHOP_TIMEOUT", CFG_DURATION, timeout_ms, "120s", 1000, 3600000,
 	    "longest a single API call may take"),
-	K("CS_HOLLIHOP_CONNECT_TIMEOUT", CFG_DURATION, connect_timeout_ms, "10s", 100, 600000,
+	CFG_KEY("CS_HOLLIHOP_CONNECT_TIMEOUT", CFG_DURATION, connect_timeout_ms, "10s", 100, 600000,
 	    "TCP/TLS connect timeout"),
-	K("CS_HOLLIHOP_RETRIES", CFG_INT, retries, "8", 0, 100,
+	CFG_KEY("CS_HOLLIHOP_RETRIES", CFG_INT, retries, "8", 0, 100,
 	    "retries of one call on network errors, 5xx, rate-limit answers, bad JSON"),
-	K("CS_HOLLIHOP_BACKOFF_BASE", CFG_DURATION, backoff_base_ms, "1s", 1, 600000,
+	CFG_KEY("CS_HOLLIHOP_BACKOFF_BASE", CFG_DURATION, backoff_base_ms, "1s", 1, 600000,
 	    "first retry delay (doubles per attempt, with jitter)"),
-	K("CS_HOLLIHOP_BACKOFF_MAX", CFG_DURATION, backoff_max_ms, "60s", 1, 3600000,
+	CFG_KEY("CS_HOLLIHOP_BACKOFF_MAX", CFG_DURATION, backoff_max_ms, "60s", 1, 3600000,
 	    "longest retry delay"),
-	K("CS_HOLLIHOP_MAX_BODY", CFG_BYTES, max_body, "64MiB", 1024, 1LL << 31,
+	CFG_KEY("CS_HOLLIHOP_MAX_BODY", CFG_BYTES, max_body, "64MiB", 1024, 1LL << 31,
 	    "largest response accepted"),
-	K("CS_HOLLIHOP_MAX_TOKENS", CFG_INT, max_tokens, "4000000", 16, 100000000,
+	CFG_KEY("CS_HOLLIHOP_MAX_TOKENS", CFG_INT, max_tokens, "4000000", 16, 100000000,
 	    "most JSON tokens in one response"),
-	K("CS_HOLLIHOP_MAX_PAGES", CFG_INT, max_pages, "100000", 1, 100000000,
+	CFG_KEY("CS_HOLLIHOP_MAX_PAGES", CFG_INT, max_pages, "100000", 1, 100000000,
 	    "most pages per method in one run (beyond: the method counts as incomplete)"),
-	K("CS_HOLLIHOP_PER_CLIENT_LIMIT", CFG_INT, per_client_limit, "0", 0, 100000000,
+	CFG_KEY("CS_HOLLIHOP_PER_CLIENT_LIMIT", CFG_INT, per_client_limit, "0", 0, 100000000,
 	    "most clients per per-client method (GetIncomesAndOutgoes...) per run; 0 = all"),
-	K("CS_HOLLIHOP_BATCH_ROWS", CFG_INT, batch_rows, "1000", 1, 50000,
+	CFG_KEY("CS_HOLLIHOP_BATCH_ROWS", CFG_INT, batch_rows, "1000", 1, 50000,
 	    "rows per record batch when small answers are gathered"),
-	K("CS_HOLLIHOP_QUEUE_PAGES", CFG_INT, queue_pages, "2", 1, 64,
+	CFG_KEY("CS_HOLLIHOP_QUEUE_PAGES", CFG_INT, queue_pages, "2", 1, 64,
 	    "pages downloaded ahead of the store"),
-	K("CS_HOLLIHOP_STORE_TIMEOUT", CFG_DURATION, store_timeout_ms, "60s", 100, 3600000,
+	CFG_KEY("CS_HOLLIHOP_STORE_TIMEOUT", CFG_DURATION, store_timeout_ms, "60s", 100, 3600000,
 	    "wait for one store acknowledgement before re-sending"),
-	K("CS_HOLLIHOP_STORE_DEADLINE", CFG_DURATION, store_deadline_ms, "10m", 1000, 86400000,
+	CFG_KEY("CS_HOLLIHOP_STORE_DEADLINE", CFG_DURATION, store_deadline_ms, "10m", 1000, 86400000,
 	    "give the run up when the store has not acknowledged for this long"),
-	K("CS_HOLLIHOP_METRICS_ADDR", CFG_STR, metrics_addr, "", 0, 0,
+	CFG_KEY("CS_HOLLIHOP_METRICS_ADDR", CFG_STR, metrics_addr, "", 0, 0,
 	    "host:port serving Prometheus GET /metrics over plain HTTP (e.g. 127.0.0.1:9104; empty = off)"),
 };
 
@@ -297,14 +297,13 @@ main(int argc, char **argv)
 	if (conf.entities[0] != '\0' || conf.skip[0] != '\0') {
 		struct run_req rq;
 		memset(&rq, 0, sizeof(rq));
-		for (const char *lists[2] = { conf.entities, conf.skip }, **l = lists; l < lists + 2; l++)
-			for (const char *p = *l; *p != '\0';) {
-				size_t n = strcspn(p, ", ");
-				if (n > 0 && rq.nentities < (int)nitems(rq.entities))
-					snprintf(rq.entities[rq.nentities++], sizeof(rq.entities[0]), "%.*s", (int)n, p);
-				p += n;
-				p += strspn(p, ", ");
-			}
+		for (const char *lists[2] = { conf.entities, conf.skip }, **l = lists; l < lists + 2; l++) {
+			const char *cur = *l, *item;
+			size_t n;
+			while (strlist_next(&cur, &item, &n))
+				if (rq.nentities < (int)nitems(rq.entities))
+					snprintf(rq.entities[rq.nentities++], sizeof(rq.entities[0]), "%.*s", (int)n, item);
+		}
 		if (export_check(&rq, err, sizeof(err)) != 0)
 			fatalx("config.bad_entities", "CS_HOLLIHOP_ENTITIES/CS_HOLLIHOP_SKIP: %s", lq(err));
 	}

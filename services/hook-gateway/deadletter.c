@@ -18,6 +18,7 @@
 
 #include "deadletter.h"
 #include "errors.h"
+#include "fs.h"
 #include "log.h"
 
 struct deadletter {
@@ -33,24 +34,16 @@ int
 deadletter_open(struct deadletter **out, const char *dir, uint64_t max_bytes)
 {
 	struct deadletter *d;
-	char path[4096];
-	size_t n = strlen(dir);
+	char failed[4096];
 	DIR *dh;
 	struct dirent *de;
+	int rv;
 
 	*out = NULL;
-	if (n == 0 || n >= sizeof(path))
-		return CS_EINVAL;
-	memcpy(path, dir, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (path[i] != '/' && path[i] != '\0')
-			continue;
-		path[i] = '\0';
-		if (mkdir(path, 0750) != 0 && errno != EEXIST) {
-			log_warn("deadletter.mkdir_failed", "dir=%s", lq(path));
-			return CS_EIO;
-		}
-		path[i] = dir[i];
+	if ((rv = fs_mkdirs(dir, 0750, failed, sizeof(failed))) != 0) {
+		if (rv == CS_EIO)
+			log_warn("deadletter.mkdir_failed", "dir=%s", lq(failed));
+		return rv;
 	}
 	if ((d = calloc(1, sizeof(*d))) == NULL || (d->dir = strdup(dir)) == NULL) {
 		free(d);

@@ -28,6 +28,7 @@
 
 #include "clock.h"
 #include "errors.h"
+#include "fs.h"
 #include "journal.h"
 #include "log.h"
 
@@ -575,26 +576,6 @@ journal_scan_seg(struct journal *j, struct journal_seg *s, int fd, uint64_t *las
 	return 0;
 }
 
-static int
-journal_mkdirs(const char *dir)
-{
-	char path[4096];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(path))
-		return CS_EINVAL;
-	memcpy(path, dir, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (path[i] != '/' && path[i] != '\0')
-			continue;
-		path[i] = '\0';
-		if (mkdir(path, 0750) != 0 && errno != EEXIST)
-			return CS_EIO;
-		path[i] = dir[i];
-	}
-	return 0;
-}
-
 /*
  * Delete fully acknowledged segments (never the active one) once the cursor covers them.
  * The reader's descriptor of a deleted segment is closed here when the reader is not using
@@ -674,7 +655,7 @@ journal_open(struct journal **out, const struct journal_opts *o)
 		rv = CS_ENOMEM;
 		goto fail;
 	}
-	if (journal_mkdirs(j->dir) != 0 ||
+	if (fs_mkdirs(j->dir, 0750, NULL, 0) != 0 ||
 	    (j->dirfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		log_warn("journal.open_failed", "dir=%s", lq(j->dir));
 		goto fail;

@@ -21,29 +21,28 @@
 
 struct ctl_conf ctl;
 
-#define K(name, type, field, def, min, max, help) \
-	{ name, type, offsetof(struct ctl_conf, field), def, min, max, help }
+#define CFG_STRUCT struct ctl_conf
 
 static const struct cfg_key ctl_keys[] = {
-	K("CS_STORE_HEALTH_URL", CFG_STR, store_health, "tcp://127.0.0.1:7711", 0, 0,
+	CFG_KEY("CS_STORE_HEALTH_URL", CFG_STR, store_health, "tcp://127.0.0.1:7711", 0, 0,
 	  "health responder of crmsync-store"),
-	K("CS_GATEWAY_HEALTH_URL", CFG_STR, gateway_health, "tcp://127.0.0.1:7311", 0, 0,
+	CFG_KEY("CS_GATEWAY_HEALTH_URL", CFG_STR, gateway_health, "tcp://127.0.0.1:7311", 0, 0,
 	  "health responder of crmsync-hook-gateway"),
-	K("CS_AMO_HEALTH_URL", CFG_STR, amo_health, "tcp://127.0.0.1:7712", 0, 0,
+	CFG_KEY("CS_AMO_HEALTH_URL", CFG_STR, amo_health, "tcp://127.0.0.1:7712", 0, 0,
 	  "health responder of crmsync-amo-sync"),
-	K("CS_HOLLIHOP_HEALTH_URL", CFG_STR, hollihop_health, "tcp://127.0.0.1:7713", 0, 0,
+	CFG_KEY("CS_HOLLIHOP_HEALTH_URL", CFG_STR, hollihop_health, "tcp://127.0.0.1:7713", 0, 0,
 	  "health responder of crmsync-hollihop-sync"),
-	K("CS_AMO_URL", CFG_STR, amo_url, "tcp://127.0.0.1:7702", 0, 0,
+	CFG_KEY("CS_AMO_URL", CFG_STR, amo_url, "tcp://127.0.0.1:7702", 0, 0,
 	  "where amo-sync takes SyncCommand (crmsyncctl sync amo)"),
-	K("CS_HOLLIHOP_URL", CFG_STR, hollihop_url, "tcp://127.0.0.1:7703", 0, 0,
+	CFG_KEY("CS_HOLLIHOP_URL", CFG_STR, hollihop_url, "tcp://127.0.0.1:7703", 0, 0,
 	  "where hollihop-sync takes SyncCommand (crmsyncctl sync hollihop)"),
-	K("CS_PG_DSN", CFG_SECRET, pg_dsn, "", 0, 0,
+	CFG_KEY("CS_PG_DSN", CFG_SECRET, pg_dsn, "", 0, 0,
 	  "libpq connection string; when set, status and sync also read crmsync.* tables"),
-	K("CS_CTL_PG_DSN", CFG_SECRET, ctl_dsn, "", 0, 0,
+	CFG_KEY("CS_CTL_PG_DSN", CFG_SECRET, ctl_dsn, "", 0, 0,
 	  "used instead of CS_PG_DSN when set (e.g. the read-only analyst role)"),
-	K("CS_CTL_TIMEOUT", CFG_DURATION, timeout_ms, "1s", 50, 60000,
+	CFG_KEY("CS_CTL_TIMEOUT", CFG_DURATION, timeout_ms, "1s", 50, 60000,
 	  "how long a health probe waits for its answer"),
-	K("CS_CTL_COMMAND_TIMEOUT", CFG_DURATION, command_timeout_ms, "90s", 100, 3600000,
+	CFG_KEY("CS_CTL_COMMAND_TIMEOUT", CFG_DURATION, command_timeout_ms, "90s", 100, 3600000,
 	  "how long `sync` waits for the service to accept the command"),
 };
 
