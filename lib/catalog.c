@@ -34,6 +34,26 @@ catalog_find(enum cat_crm crm, const char *name)
 	return NULL;
 }
 
+int
+catalog_is_named(const struct cat_entity *e, const char *name, size_t len)
+{
+	return (strlen(e->name) == len && memcmp(e->name, name, len) == 0) ||
+	    strlist_has(e->aliases, name, len);
+}
+
+const struct cat_entity *
+catalog_find_alias(enum cat_crm crm, const char *name, size_t len)
+{
+	const struct cat_crm_desc *d = catalog_crm(crm);
+
+	if (d == NULL || name == NULL || len == 0)
+		return NULL;
+	for (size_t i = 0; i < d->nentities; i++)
+		if (catalog_is_named(&d->entities[i], name, len))
+			return &d->entities[i];
+	return NULL;
+}
+
 const char *
 catalog_sql_type(enum cat_type t)
 {

@@ -4,11 +4,16 @@
  * One static const table per CRM (catalog_amo.c, catalog_hollihop.c) lists each entity:
  * where it is fetched, where its rows sit in the response, its typed columns (JSON path ->
  * column, SQL type) and its child collections. Generic code reads it:
- *   - catalog_normalise() turns one JSON row into a Record (sync services),
- *   - catalog_ddl() emits CREATE TABLE statements (migrations, crmsyncctl),
+ *   - normalise_row() (lib/normalise.c) turns one JSON row into a Record (sync services),
+ *   - catalog_ddl() emits CREATE TABLE statements: the store runs them at start-up
+ *     (services/store/migrate.c: CREATE TABLE / ADD COLUMN IF NOT EXISTS), crmsyncctl
+ *     prints them,
  *   - the store builds its upsert SQL from it (services/store/apply.c),
- *   - the sync services' fetch loops page through it.
- * Adding an entity = adding a table entry and a migration, not code.
+ *   - the sync services' fetch loops page through it,
+ *   - catalog_find_alias() maps the CRM's own words for an entity (webhook keys, event
+ *     types) to its entry.
+ * Adding an entity = adding a table entry: no code and no hand-written migration (the
+ * store creates its tables; numbered migrations are for crmsync's own schema).
  *
  * JSON paths: "a.b.c" walks objects; a numeric segment indexes an array ("Offices.0.Id");
  * "" is the row itself (rows that are bare strings); "$name" is a context value supplied
@@ -88,6 +93,8 @@ enum cat_paging {
 #define CE_EVENT_DELETES 0x04	/* deletions come from *_deleted events */
 #define CE_FULL_DELETES	0x08	/* a complete full export soft-deletes rows not seen */
 #define CE_OPTIONAL	0x10	/* an API error (e.g. feature off, 402/422) skips, not fails */
+#define CE_EVENT_LOG	0x20	/* its rows are the CRM's event log: each page's "<name>_deleted"
+				   events soft-delete rows of CE_EVENT_DELETES entities */
 
 struct cat_entity {
 	enum cat_crm		 crm;
@@ -123,6 +130,11 @@ extern const struct cat_crm_desc catalog_hollihop;
 
 const struct cat_crm_desc *catalog_crm(enum cat_crm crm);
 const struct cat_entity *catalog_find(enum cat_crm crm, const char *name);
+/* The entity name[0..len) refers to: its catalogue name or one of its aliases (the CRM's
+ * own words in webhooks and events: "lead", "common_note"), or NULL. */
+const struct cat_entity *catalog_find_alias(enum cat_crm crm, const char *name, size_t len);
+/* 1 when name[0..len) is e's name or one of its aliases. */
+int catalog_is_named(const struct cat_entity *e, const char *name, size_t len);
 const char *catalog_sql_type(enum cat_type t);
 size_t catalog_nkeys(const struct cat_entity *e);
 

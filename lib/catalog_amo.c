@@ -669,7 +669,7 @@ static const struct cat_entity amo_entities[] = {
 	  .aliases = "talk" },
 	{ .crm = CAT_AMO, .name = "events", .endpoint = "/api/v4/events",
 	  .list_key = "_embedded.events", .paging = PAGE_HAL, .page_size = 100,
-	  .flags = CE_INCREMENTAL,
+	  .flags = CE_INCREMENTAL | CE_EVENT_LOG,
 	  .cols = amo_event_cols, .ncols = nitems(amo_event_cols),
 	  .doc = "The account's event log (field history, deletions, calls, chats)" },
 };

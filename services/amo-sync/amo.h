@@ -151,10 +151,6 @@ struct arena;
 /* Soft deletes implied by the *_deleted events of one page; sent before the page itself. */
 int	events_deletes(struct amo *a, const struct cat_entity *events, const struct json *j,
 	    int list, int64_t run_id);
-/* The catalogue entity a CRM name (webhook key, event prefix) refers to, or NULL. */
-const struct cat_entity *events_entity_for(const char *name, size_t len);
-/* 1 when the comma-separated list holds name[0..len). */
-int	events_list_has(const char *list, const char *name, size_t len);
 
 /* sink.c */
 int	sink_open(struct amo *a);

@@ -1,11 +1,10 @@
 /*
- * events.c - deletions from the amoCRM event log, and the name -> entity lookup that
- * webhooks share.
+ * events.c - deletions from the amoCRM event log (the CE_EVENT_LOG entity).
  *
  * Deleted entities vanish from every list; only webhooks and events say so. Each page of
  * /api/v4/events is scanned before it is stored: an event "<name>_deleted" whose <name>
  * is an entity's name or alias ("lead", "contact", "company", "customer", "task",
- * "common_note") and whose entity has CE_EVENT_DELETES becomes a soft delete of
+ * "common_note": catalog_find_alias) and whose entity has CE_EVENT_DELETES becomes a soft delete of
  * entity_id, versioned by the event's created_at (so an older delete never hides a row
  * that was restored and changed since). For a sub-entity (a note deleted from a lead)
  * the event's value_before names it: [{"note": {"id": 123}}] -> delete note 123.
@@ -18,27 +17,8 @@
 #include "errors.h"
 #include "json.h"
 #include "log.h"
-#include "strlist.h"
 
 #define EVENTS_PAGE_MAX	1000
-
-int
-events_list_has(const char *list, const char *name, size_t len)
-{
-	return strlist_has(list, name, len);
-}
-
-const struct cat_entity *
-events_entity_for(const char *name, size_t len)
-{
-	for (size_t i = 0; i < catalog_amo.nentities; i++) {
-		const struct cat_entity *e = &catalog_amo.entities[i];
-		if ((strlen(e->name) == len && memcmp(e->name, name, len) == 0) ||
-		    events_list_has(e->aliases, name, len))
-			return e;
-	}
-	return NULL;
-}
 
 /* The id a sub-entity delete names in value_before: [{"<alias>": {"id": N}}]. */
 static int
@@ -53,7 +33,7 @@ sub_entity_id(const struct cat_entity *e, const struct json *j, int ev, char *ds
 			size_t n;
 			const char *key = json_raw(j, k, &n);
 			int v = json_skip(j, k);
-			if (events_list_has(e->aliases, key, n) || (strlen(e->name) == n && memcmp(e->name, key, n) == 0)) {
+			if (catalog_is_named(e, key, n)) {
 				int id = json_get(j, v, "id");
 				if (json_kind(j, id) == JK_NUMBER || json_kind(j, id) == JK_STRING)
 					return json_str(j, id, dst, cap, NULL);
@@ -92,7 +72,7 @@ events_deletes(struct amo *a, const struct cat_entity *events, const struct json
 		if (json_str(j, json_get(j, ev, "type"), type, sizeof(type), &tl) != 0 || tl <= 8 ||
 		    strcmp(type + tl - 8, "_deleted") != 0)
 			continue;
-		if ((e = events_entity_for(type, tl - 8)) == NULL || !(e->flags & CE_EVENT_DELETES))
+		if ((e = catalog_find_alias(CAT_AMO, type, tl - 8)) == NULL || !(e->flags & CE_EVENT_DELETES))
 			continue;
 		if (sub_entity_id(e, j, ev, key, sizeof(key)) != 0 &&
 		    json_str(j, json_get(j, ev, "entity_id"), key, sizeof(key), NULL) != 0)

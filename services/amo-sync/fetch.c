@@ -447,7 +447,7 @@ fetch_pages(struct pass *p)
 			p->m->filter_ignored = 1;
 			done = 1;
 		}
-		if (nrows > 0 && e == catalog_find(CAT_AMO, "events") &&
+		if (nrows > 0 && (e->flags & CE_EVENT_LOG) &&
 		    (rv = events_deletes(a, e, &j, list, p->run_id)) != 0) {
 			json_free(&j);
 			arena_free(&ar);

@@ -33,6 +33,7 @@
 #include "errors.h"
 #include "hash.h"
 #include "log.h"
+#include "strlist.h"
 
 #define TASK_BATCH	250	/* ids per filter[id][] request */
 #define TASK_KEY_MAX	64
@@ -297,16 +298,16 @@ event_task(const Crmsync__HookEvent *ev, const struct cat_entity **te, const cha
 	const struct cat_entity *e, *sub;
 	const char *action = ev->action != NULL ? ev->action : "";
 
-	if (ev->entity == NULL || (e = events_entity_for(ev->entity, strlen(ev->entity))) == NULL)
+	if (ev->entity == NULL || (e = catalog_find_alias(CAT_AMO, ev->entity, strlen(ev->entity))) == NULL)
 		return CS_EUNKNOWN_ENTITY;
 	*param = NULL;
 	*del = 0;
 	/* "leads[note]": the action names a sub-entity fetched per parent type. */
-	sub = events_entity_for(action, strlen(action));
+	sub = catalog_find_alias(CAT_AMO, action, strlen(action));
 	if (sub != NULL && sub != e && sub->parent != NULL) {
 		/* A literal parent list says which types have them (tasks have no notes). */
 		if (catalog_find(CAT_AMO, sub->parent) == NULL &&
-		    !events_list_has(sub->parent, e->name, strlen(e->name)))
+		    !strlist_has_str(sub->parent, e->name))
 			return CS_EUNKNOWN_ENTITY;
 		*param = e->name;
 		e = sub;

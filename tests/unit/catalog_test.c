@@ -133,12 +133,58 @@ test_hollihop_catalogue(void **state)
 	check_crm(&catalog_hollihop);
 }
 
+/* Webhooks and events name entities in the singular ("lead", "common_note"): the aliases. */
+static void
+test_catalog_find_alias_resolves_names_and_aliases(void **state)
+{
+	const struct cat_entity *leads = catalog_find(CAT_AMO, "leads");
+	const struct cat_entity *notes = catalog_find(CAT_AMO, "notes");
+
+	(void)state;
+	assert_non_null(leads);
+	assert_non_null(notes);
+	assert_ptr_equal(catalog_find_alias(CAT_AMO, "leads", 5), leads);
+	assert_ptr_equal(catalog_find_alias(CAT_AMO, "lead", 4), leads);
+	assert_ptr_equal(catalog_find_alias(CAT_AMO, "common_note_deleted", 11), notes);
+	assert_ptr_equal(catalog_find_alias(CAT_AMO, "note", 4), notes);
+	assert_null(catalog_find_alias(CAT_AMO, "lea", 3));		/* a prefix is not a name */
+	assert_null(catalog_find_alias(CAT_AMO, "leadsx", 6));
+	assert_null(catalog_find_alias(CAT_AMO, "", 0));
+	assert_null(catalog_find_alias(CAT_HOLLIHOP, "lead", 4));	/* per CRM */
+	assert_true(catalog_is_named(leads, "lead", 4));
+	assert_true(catalog_is_named(leads, "leads", 5));
+	assert_false(catalog_is_named(leads, "contact", 7));
+}
+
+/* The event log is a flag, not a name: exactly one amoCRM entity is scanned for deletions. */
+static void
+test_catalog_event_log_is_one_flagged_entity(void **state)
+{
+	const struct cat_crm_desc *d = &catalog_amo;
+	int n = 0;
+
+	(void)state;
+	for (size_t i = 0; i < d->nentities; i++) {
+		const struct cat_entity *e = &d->entities[i];
+		if (!(e->flags & CE_EVENT_LOG))
+			continue;
+		n++;
+		assert_true(e->list_key != NULL && e->list_key[0] != '\0');
+		assert_false(e->flags & CE_EVENT_DELETES);
+	}
+	assert_int_equal(n, 1);
+	for (size_t i = 0; i < catalog_hollihop.nentities; i++)
+		assert_false(catalog_hollihop.entities[i].flags & CE_EVENT_LOG);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_amo_catalogue),
 		cmocka_unit_test(test_hollihop_catalogue),
+		cmocka_unit_test(test_catalog_find_alias_resolves_names_and_aliases),
+		cmocka_unit_test(test_catalog_event_log_is_one_flagged_entity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
