@@ -4,7 +4,7 @@
  * One pack and one unpack function serve every message type: the Envelope's oneof names
  * the body. REQ sockets are set to reconnect quickly (20 ms .. 1 s) so a restarted peer is
  * found again within a second; NNG's own resend timer is pushed out of the way because
- * bus_call_ack() owns the retry policy.
+ * bus_call_retry() owns the retry policy.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -182,55 +182,99 @@ int
 bus_call_ack_msg(nng_socket s, nng_msg *req, Crmsync__Envelope **ack_out,
     int timeout_ms, int64_t deadline_ms, volatile _Atomic int *stop)
 {
-	int64_t start = bus_now_ms();
+	const struct bus_retry r = { .timeout_ms = timeout_ms, .deadline_ms = deadline_ms,
+	    .stop = stop };
+
+	return bus_call_retry(s, req, ack_out, &r);
+}
+
+/*
+ * 0 while the caller may go on, CS_ECANCELED once stopped and out of grace. *left is what
+ * remains of the grace, or -1 when not stopping.
+ */
+static int
+retry_stopping(const struct bus_retry *r, int64_t *seen_local, int64_t *left)
+{
+	int64_t *seen = r->stop_seen_ms != NULL ? r->stop_seen_ms : seen_local;
+
+	*left = -1;
+	if (r->stop == NULL || !*r->stop)
+		return 0;
+	if (*seen == 0)
+		*seen = bus_now_ms();
+	*left = r->grace_ms - (bus_now_ms() - *seen);
+	return *left > 0 ? 0 : CS_ECANCELED;
+}
+
+/* One attempt: send m (consumed), wait for the reply. */
+static int
+retry_attempt(nng_socket s, nng_msg *m, int timeout_ms, Crmsync__Envelope **rep)
+{
+	int rv;
+
+	*rep = NULL;
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms < 0 ? NNG_DURATION_INFINITE : timeout_ms);
+	if ((rv = nng_sendmsg(s, m, 0)) != 0) {
+		nng_msg_free(m);
+		return bus_nng_err(rv);
+	}
+	return bus_recv(s, rep, timeout_ms);
+}
+
+int
+bus_call_retry(nng_socket s, nng_msg *req, Crmsync__Envelope **reply, const struct bus_retry *r)
+{
+	int64_t start = bus_now_ms(), seen = 0, left;
+	Crmsync__Envelope *rep = NULL;
 	int backoff = 50;
 	int rv;
 
-	if (ack_out != NULL)
-		*ack_out = NULL;
+	if (reply != NULL)
+		*reply = NULL;
 	for (;;) {
-		Crmsync__Envelope *rep = NULL;
+		int timeout = r->timeout_ms;
 		nng_msg *m;
 
-		if (stop != NULL && *stop)
-			return CS_ECANCELED;
+		if ((rv = retry_stopping(r, &seen, &left)) != 0)
+			return rv;
+		if (left >= 0 && (timeout < 0 || timeout > left))
+			timeout = (int)left;
 		/* Each attempt sends a copy: NNG takes the message it is given. */
-		nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms < 0 ? NNG_DURATION_INFINITE : timeout_ms);
-		if ((rv = nng_msg_dup(&m, req)) != 0)
+		if (nng_msg_dup(&m, req) != 0)
 			return CS_ENOMEM;
-		if ((rv = nng_sendmsg(s, m, 0)) != 0) {
-			nng_msg_free(m);
-			rv = bus_nng_err(rv);
-		} else {
-			rv = bus_recv(s, &rep, timeout_ms);
-		}
+		rv = retry_attempt(s, m, timeout, &rep);
 		if (rv == 0 && rep->body_case == CRMSYNC__ENVELOPE__BODY_ACK) {
 			Crmsync__AckStatus st = rep->ack->status;
 			if (st == CRMSYNC__ACK_STATUS__ACK_OK || st == CRMSYNC__ACK_STATUS__ACK_REJECTED) {
-				if (ack_out != NULL)
-					*ack_out = rep;
-				else
-					bus_free(rep);
-				return st == CRMSYNC__ACK_STATUS__ACK_OK ? 0 : CS_EREJECTED;
+				rv = st == CRMSYNC__ACK_STATUS__ACK_OK ? 0 : CS_EREJECTED;
+				break;
 			}
 			log_debug("bus.retry", "reason=%s", lq(rep->ack->error));
+		} else if (rv == 0 && r->data_reply) {
+			break;
 		} else if (rv == 0) {
 			log_warnx("bus.unexpected_reply", "body=%d", (int)rep->body_case);
 		} else if (rv != CS_ETIMEDOUT) {
 			log_debug("bus.call_failed", "err=%s", lq(cs_strerror(rv)));
 		}
 		bus_free(rep);
-		if (deadline_ms > 0 && bus_now_ms() - start >= deadline_ms)
+		rep = NULL;
+		if (r->deadline_ms > 0 && bus_now_ms() - start >= r->deadline_ms)
 			return CS_ETIMEDOUT;
 		/* Sleep in short slices so a stop request is seen quickly. */
 		for (int slept = 0; slept < backoff; slept += 50) {
-			if (stop != NULL && *stop)
-				return CS_ECANCELED;
+			if ((rv = retry_stopping(r, &seen, &left)) != 0)
+				return rv;
 			nng_msleep(50);
 		}
 		if (backoff < 2000)
 			backoff *= 2;
 	}
+	if (reply != NULL)
+		*reply = rep;
+	else
+		bus_free(rep);
+	return rv;
 }
 
 int

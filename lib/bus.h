@@ -51,6 +51,28 @@ int	bus_call_ack(nng_socket s, const Crmsync__Envelope *req, Crmsync__Envelope *
 int	bus_call_ack_msg(nng_socket s, nng_msg *req, Crmsync__Envelope **ack_out,
 	    int timeout_ms, int64_t deadline_ms, volatile _Atomic int *stop);
 
+/* How bus_call_retry() keeps trying. */
+struct bus_retry {
+	int			 timeout_ms;	/* one round trip (< 0: wait forever) */
+	int64_t			 deadline_ms;	/* give up after this long (<= 0: never) */
+	volatile _Atomic int	*stop;		/* set: give up with CS_ECANCELED (NULL: never) */
+	int64_t			 grace_ms;	/* once *stop is set, keep trying this long (0: stop at once) */
+	int64_t			*stop_seen_ms;	/* when the stop was first seen (bus_now_ms; 0 = not yet),
+						   so calls in a row share one grace window; may be NULL */
+	int			 data_reply;	/* a reply that is not an Ack (a CursorValue) answers */
+};
+
+/*
+ * bus_call_ack_msg with every knob: returns 0 with the answer in *reply (an Ack with
+ * ACK_OK, or with data_reply any other message), CS_EREJECTED for ACK_REJECTED (the Ack in
+ * *reply), CS_ECANCELED once stopped and the grace is over, CS_ETIMEDOUT past the
+ * deadline. ACK_RETRY, timeouts and transport errors are retried with backoff (50 ms to
+ * 2 s); while stopping, a round trip waits at most what is left of the grace.
+ * *reply (may be NULL) belongs to the caller.
+ */
+int	bus_call_retry(nng_socket s, nng_msg *req, Crmsync__Envelope **reply,
+	    const struct bus_retry *r);
+
 /* Reply with an Ack. */
 int	bus_reply_ack(nng_socket s, Crmsync__AckStatus status, const char *error,
 	    uint64_t batch_id, uint32_t applied, uint32_t unchanged, int64_t run_id);

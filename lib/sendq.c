@@ -12,10 +12,10 @@ struct sendq_job {
 	nng_msg			*msg;
 	struct sendq_meta	 m;
 	char			 label[64];
-	int			 waited;	/* sendq_call: the caller takes rv and ack */
+	int			 waited;	/* sendq_call: the caller takes rv and the reply */
 	int			 done;
 	int			 rv;
-	Crmsync__Envelope	*ack;
+	Crmsync__Envelope	*reply;
 	struct sendq_job	*next;
 };
 
@@ -30,6 +30,7 @@ struct sendq {
 	int			 busy;
 	int			 closing;
 	int			 err;		/* sticky */
+	int64_t			 stop_seen;	/* sender thread: when it first saw *stop (grace) */
 };
 
 static void
@@ -39,7 +40,7 @@ job_free(struct sendq_job *j)
 		return;
 	if (j->msg != NULL)
 		nng_msg_free(j->msg);
-	bus_free(j->ack);
+	bus_free(j->reply);
 	free(j);
 }
 
@@ -59,11 +60,17 @@ sendq_main(void *arg)
 		pthread_mutex_unlock(&q->mtx);
 
 		int64_t t0 = bus_now_ms();
-		int64_t deadline = j->m.deadline_ms > 0 ? j->m.deadline_ms : q->o.deadline_ms;
-		int rv = bus_call_ack_msg(q->s, j->msg, &j->ack, q->o.timeout_ms, deadline,
-		    j->m.unstoppable ? NULL : q->o.stop);
+		const struct bus_retry r = {
+			.timeout_ms = q->o.timeout_ms,
+			.deadline_ms = j->m.deadline_ms > 0 ? j->m.deadline_ms : q->o.deadline_ms,
+			.stop = j->m.unstoppable ? NULL : q->o.stop,
+			.grace_ms = q->o.grace_ms,
+			.stop_seen_ms = &q->stop_seen,
+			.data_reply = j->m.data_reply,
+		};
+		int rv = bus_call_retry(q->s, j->msg, &j->reply, &r);
 		if (q->o.done != NULL)
-			q->o.done(q->o.arg, &j->m, rv, j->ack, bus_now_ms() - t0);
+			q->o.done(q->o.arg, &j->m, rv, j->reply, bus_now_ms() - t0);
 
 		pthread_mutex_lock(&q->mtx);
 		q->head = j->next;
@@ -158,13 +165,13 @@ sendq_submit(struct sendq *q, const Crmsync__Envelope *env, const struct sendq_m
 
 int
 sendq_call(struct sendq *q, const Crmsync__Envelope *env, const struct sendq_meta *m,
-    Crmsync__Envelope **ack)
+    Crmsync__Envelope **reply)
 {
 	struct sendq_job *j;
 	int rv;
 
-	if (ack != NULL)
-		*ack = NULL;
+	if (reply != NULL)
+		*reply = NULL;
 	if ((rv = enqueue(q, env, m, 1, &j)) != 0)
 		return rv;
 	pthread_mutex_lock(&q->mtx);
@@ -172,9 +179,9 @@ sendq_call(struct sendq *q, const Crmsync__Envelope *env, const struct sendq_met
 		pthread_cond_wait(&q->cv, &q->mtx);
 	pthread_mutex_unlock(&q->mtx);
 	rv = j->rv;
-	if (ack != NULL) {
-		*ack = j->ack;
-		j->ack = NULL;
+	if (reply != NULL) {
+		*reply = j->reply;
+		j->reply = NULL;
 	}
 	job_free(j);
 	return rv;

@@ -6,8 +6,9 @@
  * Per entity a fetcher thread (fetch.c) delivers parsed pages; this thread normalises
  * their rows with the catalogue (normalise_row, the one generic mapper) and queues them for
  * the store as RecordBatches, one per page (small per-client pages are gathered up to
- * CS_HOLLIHOP_BATCH_ROWS rows). A sender thread (lib/sendq) delivers them in order, so
- * the store commits page n while page n+1 is normalised; at most two packed batches wait.
+ * CS_HOLLIHOP_BATCH_ROWS rows). The store client (lib/storecli, one sender thread)
+ * delivers them in order, so the store commits page n while page n+1 is normalised; at
+ * most two packed batches wait.
  * An entity ends only when the store has answered all its batches (a rejected batch makes
  * it incomplete), and RunEnd goes after everything else. Nothing is held beyond the pages
  * in flight. Keys of entities that drive per-client methods (students -> ClientId) are
@@ -22,12 +23,13 @@
 #include "errors.h"
 #include "hh.h"
 #include "log.h"
-#include "sendq.h"
+#include "storecli.h"
 #include "strlist.h"
 
 #define EXPORT_ARENA_MAX	(512u << 20)
 #define EXPORT_MAX_PARENTS	8
 #define EXPORT_KEYS_MAX		(64u << 20)
+#define EXPORT_NOTE_MS		2000	/* progress log and note at most this often */
 
 struct parent_keys {
 	const struct cat_entity	*e;
@@ -35,16 +37,14 @@ struct parent_keys {
 	int			 complete;
 };
 
+/* Thread ownership: the run thread (one run at a time) uses everything but status. */
 struct exporter {
 	const struct hh_conf	*c;
-	nng_socket		 store;
+	volatile _Atomic int	*stop;
 	struct ratelimit	 rl;
 	struct api		*api;
-	uint64_t		 batch_seq;
-	struct sendq		*q;		/* to the store, during a run */
-	uint64_t		 rejected;	/* batches the store rejected (sender thread; read after a drain) */
-	char			 reject_err[512];	/* the first rejection of the current entity */
-	pthread_mutex_t		 mtx;		/* guards status */
+	struct storecli		*sc;		/* to the store; its sender thread owns the socket */
+	pthread_mutex_t		 mtx;		/* guards status (read by the health thread) */
 	char			 status[256];
 };
 
@@ -59,8 +59,41 @@ struct entity_out {
 	char		 err[1024];
 };
 
+/* One entity's export in progress (export_entity and its phases). */
+struct entity_run {
+	struct exporter		*x;
+	const struct cat_entity	*e;
+	int64_t			 run_id;
+	struct keys		*collect;	/* where its keys go, or NULL */
+	struct fetch		*f;
+	struct arena		 arena;		/* the records of the batch being gathered */
+	struct page		*pending;	/* pages the gathered records point into */
+	Crmsync__Record		**recs;
+	size_t			 nrec, cap;
+	size_t			 kcol;
+	int64_t			 t0, last_note, pages;
+	int			 logged_bad;
+	struct entity_out	*o;
+};
+
+/* One run in progress (export_run and its phases). */
+struct run {
+	const struct cat_crm_desc *d;
+	unsigned char		 sel[256];	/* selected entities, by catalogue index */
+	const char		*names[256];
+	size_t			 nsel;
+	struct hh_vars		 vars;
+	struct parent_keys	 pk[EXPORT_MAX_PARENTS];
+	int			 npk;
+	struct storecli_entity	 results[256];
+	size_t			 nres;
+	int			 failed, stopped;
+	int64_t			 t0, req0, bytes0, retries0;
+};
+
 int
-export_new(struct exporter **out, const struct hh_conf *c, nng_socket store)
+export_new(struct exporter **out, const struct hh_conf *c, nng_socket store,
+    volatile _Atomic int *stop)
 {
 	struct exporter *x;
 	int rv;
@@ -69,7 +102,7 @@ export_new(struct exporter **out, const struct hh_conf *c, nng_socket store)
 	if ((x = calloc(1, sizeof(*x))) == NULL)
 		return CS_ENOMEM;
 	x->c = c;
-	x->store = store;
+	x->stop = stop;
 	/*
 	 * At most `rate` requests in any window: a burst of a tenth of them, and a refill slow
 	 * enough that burst + refill over one window stays within the allowance (600/30 s ->
@@ -82,7 +115,12 @@ export_new(struct exporter **out, const struct hh_conf *c, nng_socket store)
 	rl_init(&x->rl, rate, burst);
 	pthread_mutex_init(&x->mtx, NULL);
 	snprintf(x->status, sizeof(x->status), "idle");
-	if ((rv = api_new(&x->api, c, &x->rl)) != 0) {
+	/* Two packed batches wait at most: the store commits one while the next is normalised. */
+	const struct storecli_opts so = { .crm = CAT_HOLLIHOP, .timeout_ms = (int)c->store_timeout_ms,
+	    .deadline_ms = c->store_deadline_ms, .depth = 2, .stop = stop,
+	    .batches = &hh_stats[HS_BATCHES_SENT], .rows = &hh_stats[HS_ROWS_SENT],
+	    .rejected = &hh_stats[HS_BATCHES_REJECTED] };
+	if ((rv = api_new(&x->api, c, &x->rl)) != 0 || (rv = storecli_open(&x->sc, store, &so)) != 0) {
 		export_free(x);
 		return rv;
 	}
@@ -95,6 +133,7 @@ export_free(struct exporter *x)
 {
 	if (x == NULL)
 		return;
+	storecli_close(x->sc);
 	api_free(x->api);
 	rl_destroy(&x->rl);
 	pthread_mutex_destroy(&x->mtx);
@@ -191,31 +230,6 @@ select_entities(const struct exporter *x, const struct run_req *rq, unsigned cha
 	}
 }
 
-/* The store's answer to a batch, on the sender thread: counters and logs. */
-static void
-on_batch_done(void *arg, const struct sendq_meta *m, int rv, const Crmsync__Envelope *ack, int64_t ms)
-{
-	struct exporter *x = arg;
-
-	if (m->tag == 0)
-		return;		/* not a batch */
-	log_debug("export.batch", "entity=%s batch=%llu n=%zu store_ms=%lld", m->label,
-	    (unsigned long long)m->tag, m->n, (long long)ms);
-	if (rv == 0) {
-		stat_add(&hh_stats[HS_BATCHES_SENT], 1);
-		stat_add(&hh_stats[HS_ROWS_SENT], (int64_t)m->n);
-	} else if (rv == CS_EREJECTED) {
-		const char *why = ack != NULL && ack->ack != NULL ? ack->ack->error : "?";
-		stat_add(&hh_stats[HS_BATCHES_REJECTED], 1);
-		x->rejected++;
-		if (x->reject_err[0] == '\0')
-			snprintf(x->reject_err, sizeof(x->reject_err), "%s: the store rejected batch %llu: %s",
-			    m->label, (unsigned long long)m->tag, why);
-		log_warnx("export.batch_rejected", "entity=%s batch=%llu n=%zu reason=%s", m->label,
-		    (unsigned long long)m->tag, m->n, lq(why));
-	}
-}
-
 static void
 store_err(int rv, char *err, size_t errlen)
 {
@@ -225,49 +239,21 @@ store_err(int rv, char *err, size_t errlen)
 		snprintf(err, errlen, "sending to the store: %s", cs_strerror(rv));
 }
 
-static void
-send_progress(struct exporter *x, int64_t run_id, const char *entity, int64_t rows, int64_t pages)
-{
-	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT;
-	Crmsync__RunProgress rp = CRMSYNC__RUN_PROGRESS__INIT;
-	struct sendq_meta m = { .deadline_ms = 5000, .best_effort = 1 };
-
-	rp.run_id = run_id;
-	rp.entity = (char *)entity;
-	rp.rows = rows;
-	rp.pages = pages;
-	env.body_case = CRMSYNC__ENVELOPE__BODY_RUN_PROGRESS;
-	env.run_progress = &rp;
-	/* Best effort: progress must never hold the export up for long. */
-	(void)sendq_submit(x->q, &env, &m);
-}
-
 /* Queue the gathered records as one batch. Returns 0 or the sender's (fatal) error. */
 static int
-send_batch(struct exporter *x, const struct cat_entity *e, int64_t run_id, Crmsync__Record **recs,
-    size_t n, char *err, size_t errlen)
+send_batch(struct entity_run *r)
 {
-	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT;
 	Crmsync__RecordBatch b = CRMSYNC__RECORD_BATCH__INIT;
-	struct sendq_meta m = { 0 };
 	int rv;
 
-	if (n == 0)
+	if (r->nrec == 0)
 		return 0;
-	b.crm = CRMSYNC__CRM__CRM_HOLLIHOP;
-	b.entity = (char *)e->name;
-	b.batch_id = ++x->batch_seq;
-	b.run_id = run_id;
-	b.records = recs;
-	b.n_records = n;
-	b.replace_children = 1;
-	env.body_case = CRMSYNC__ENVELOPE__BODY_BATCH;
-	env.batch = &b;
-	m.tag = b.batch_id;
-	m.n = n;
-	m.label = e->name;
-	if ((rv = sendq_submit(x->q, &env, &m)) != 0)
-		store_err(rv, err, errlen);
+	b.entity = (char *)r->e->name;
+	b.run_id = r->run_id;
+	b.records = r->recs;
+	b.n_records = r->nrec;
+	if ((rv = storecli_batch(r->x->sc, &b)) != 0)
+		store_err(rv, r->o->err, sizeof(r->o->err));
 	return rv;
 }
 
@@ -334,15 +320,13 @@ first_key_col(const struct cat_entity *e)
  * pointed into, except keep (the page still being read, or NULL). Returns send_batch's result.
  */
 static int
-flush(struct exporter *x, const struct cat_entity *e, int64_t run_id, Crmsync__Record **recs,
-    size_t *nrec, struct arena *arena, struct page **pending, struct page *keep,
-    char *err, size_t errlen)
+flush(struct entity_run *r, struct page *keep)
 {
-	int rv = send_batch(x, e, run_id, recs, *nrec, err, errlen);
-	struct page **pp = pending;
+	int rv = send_batch(r);
+	struct page **pp = &r->pending;
 
-	*nrec = 0;
-	arena_reset(arena);
+	r->nrec = 0;
+	arena_reset(&r->arena);
 	while (*pp != NULL) {
 		struct page *q = *pp;
 		if (q == keep) {
@@ -355,307 +339,289 @@ flush(struct exporter *x, const struct cat_entity *e, int64_t run_id, Crmsync__R
 	return rv;
 }
 
-/* Export one entity; fills o. collect: where to put its keys (NULL if no one needs them). */
-static void
-export_entity(struct exporter *x, const struct cat_entity *e, int64_t run_id,
-    const struct hh_vars *vars, const struct keys *parents, int parents_complete,
-    struct keys *collect, volatile _Atomic int *stop, struct entity_out *o)
+/* Normalise one row into the batch being gathered; a row that cannot be stored is skipped. */
+static int
+add_row(struct entity_run *r, struct page *p, int t, int i)
 {
-	struct fetch *f = NULL;
-	struct arena arena;
-	struct page *pending = NULL, *p;
-	Crmsync__Record **recs = NULL;
-	size_t nrec = 0, cap = 2 * (size_t)x->c->batch_rows;
-	size_t kcol = first_key_col(e);
-	int64_t t0 = bus_now_ms(), last_note = t0, pages = 0;
-	int truncated = 0, rv, logged_bad = 0;
-	uint64_t rejected0 = x->rejected;	/* the queue is drained: the sender is idle */
-	char ferr[1024] = "";
+	struct entity_out *o = r->o;
+	Crmsync__Record *rec = arena_alloc(&r->arena, sizeof(*rec));
+	char nerr[256];
+	int bad = 0;
 
-	memset(o, 0, sizeof(*o));
-	x->reject_err[0] = '\0';
-	arena_init(&arena, EXPORT_ARENA_MAX);
-	log_info("export.entity_begin", "run=%lld entity=%s method=%s", (long long)run_id, e->name,
-	    e->endpoint);
-	set_status(x, "running run=%lld entity=%s", (long long)run_id, e->name);
-	if ((recs = malloc(cap * sizeof(*recs))) == NULL) {
-		o->rv = CS_ENOMEM;
-		o->fatal = 1;
-		snprintf(o->err, sizeof(o->err), "%s: out of memory", e->name);
+	if (rec == NULL) {
+		snprintf(o->err, sizeof(o->err), "%s: page too large for memory", r->e->name);
+		return CS_ENOMEM;
+	}
+	if (normalise_row(r->e, &p->j, t, &p->ctx, &r->arena, rec, &bad, nerr, sizeof(nerr)) != 0) {
+		/* A row without its key cannot be stored or compared; raw is in the log. */
+		o->bad_rows++;
+		stat_add(&hh_stats[HS_ROWS_BAD], 1);
+		if (r->logged_bad++ < 10) {
+			size_t len;
+			const char *raw = json_text(&p->j, t, &len);
+			log_warnx("export.row_skipped", "entity=%s skip=%lld row=%d reason=%s raw=%s",
+			    r->e->name, (long long)p->skip, i, lq(nerr), lqn(raw, len));
+		}
+		return 0;
+	}
+	if (bad > 0)
+		stat_add(&hh_stats[HS_BAD_VALUES], bad);
+	if (r->collect != NULL && !norm_isnull(&rec->null_mask, r->kcol) &&
+	    keys_add(r->collect, rec->values[r->kcol]) != 0) {
+		snprintf(o->err, sizeof(o->err), "%s: too many keys to drive per-client calls", r->e->name);
+		return CS_ETOOBIG;
+	}
+	r->recs[r->nrec++] = rec;
+	o->rows++;
+	/* A huge unpaged answer: send part of it, keep its page. */
+	return r->nrec == r->cap ? flush(r, p) : 0;
+}
+
+/* Every row of one page; then one batch per page (small per-client answers are gathered
+ * up to batch_rows). */
+static int
+add_page(struct entity_run *r, struct page *p)
+{
+	int t = p->one_row ? p->rows : json_first(&p->j, p->rows);
+	int rv;
+
+	r->pages++;
+	stat_add(&hh_stats[HS_PAGES], 1);
+	p->next = r->pending;
+	r->pending = p;
+	for (int i = 0; i < p->nrows; i++, t = p->one_row ? t : json_skip(&p->j, t))
+		if ((rv = add_row(r, p, t, i)) != 0)
+			return rv;
+	if (r->nrec >= (size_t)r->x->c->batch_rows || r->e->paging != PAGE_PER_PARENT)
+		return flush(r, NULL);
+	return 0;
+}
+
+/* Log and record progress, at most every EXPORT_NOTE_MS. */
+static void
+note_progress(struct entity_run *r)
+{
+	int64_t now = bus_now_ms();
+
+	if (now - r->last_note < EXPORT_NOTE_MS)
 		return;
-	}
-	if ((rv = fetch_start(&f, e, x->c, x->api, vars, parents, stop)) != 0) {
-		free(recs);
-		o->rv = rv;
-		o->fatal = 1;
-		snprintf(o->err, sizeof(o->err), "%s: cannot start the fetcher", e->name);
-		return;
-	}
-	while ((p = fetch_next(f)) != NULL) {
-		int t = p->one_row ? p->rows : json_first(&p->j, p->rows);
+	log_info("export.progress", "run=%lld entity=%s pages=%lld rows=%lld", (long long)r->run_id,
+	    r->e->name, (long long)r->pages, (long long)r->o->rows);
+	storecli_progress(r->x->sc, r->run_id, r->e->name, r->o->rows, r->pages);
+	set_status(r->x, "running run=%lld entity=%s pages=%lld rows=%lld", (long long)r->run_id,
+	    r->e->name, (long long)r->pages, (long long)r->o->rows);
+	r->last_note = now;
+}
 
-		pages++;
-		stat_add(&hh_stats[HS_PAGES], 1);
-		p->next = pending;
-		pending = p;
-		for (int i = 0; i < p->nrows; i++, t = p->one_row ? t : json_skip(&p->j, t)) {
-			Crmsync__Record *r = arena_alloc(&arena, sizeof(*r));
-			char nerr[256];
-			int bad = 0;
+/*
+ * The entity was read to its end: send the rest, wait until the store answered all of it,
+ * and decide whether it is complete. Returns 0 or the error that makes it fail.
+ */
+static int
+finish_entity(struct entity_run *r, uint64_t rejected0, int parents_complete)
+{
+	struct entity_out *o = r->o;
+	char ferr[1024] = "", why[512];
+	int truncated = 0, rv;
 
-			if (r == NULL) {
-				rv = CS_ENOMEM;
-				snprintf(o->err, sizeof(o->err), "%s: page too large for memory", e->name);
-				goto fail;
-			}
-			if (normalise_row(e, &p->j, t, &p->ctx, &arena, r, &bad, nerr, sizeof(nerr)) != 0) {
-				/* A row without its key cannot be stored or compared; raw is in the log. */
-				o->bad_rows++;
-				stat_add(&hh_stats[HS_ROWS_BAD], 1);
-				if (logged_bad++ < 10) {
-					size_t len;
-					const char *raw = json_text(&p->j, t, &len);
-					log_warnx("export.row_skipped", "entity=%s skip=%lld row=%d reason=%s raw=%s",
-					    e->name, (long long)p->skip, i, lq(nerr), lqn(raw, len));
-				}
-				continue;
-			}
-			if (bad > 0)
-				stat_add(&hh_stats[HS_BAD_VALUES], bad);
-			if (collect != NULL && !norm_isnull(&r->null_mask, kcol) &&
-			    keys_add(collect, r->values[kcol]) != 0) {
-				rv = CS_ETOOBIG;
-				snprintf(o->err, sizeof(o->err), "%s: too many keys to drive per-client calls", e->name);
-				goto fail;
-			}
-			recs[nrec++] = r;
-			o->rows++;
-			if (nrec == cap) {
-				/* A huge unpaged answer: send part of it, keep its page. */
-				if ((rv = flush(x, e, run_id, recs, &nrec, &arena, &pending, p,
-				    o->err, sizeof(o->err))) != 0)
-					goto fail;
-			}
-		}
-		/* One batch per page; small per-client answers are gathered up to batch_rows. */
-		if (nrec >= (size_t)x->c->batch_rows || e->paging != PAGE_PER_PARENT) {
-			if ((rv = flush(x, e, run_id, recs, &nrec, &arena, &pending, NULL,
-			    o->err, sizeof(o->err))) != 0)
-				goto fail;
-		}
-		int64_t now = bus_now_ms();
-		if (now - last_note >= 2000) {
-			log_info("export.progress", "run=%lld entity=%s pages=%lld rows=%lld",
-			    (long long)run_id, e->name, (long long)pages, (long long)o->rows);
-			send_progress(x, run_id, e->name, o->rows, pages);
-			set_status(x, "running run=%lld entity=%s pages=%lld rows=%lld", (long long)run_id,
-			    e->name, (long long)pages, (long long)o->rows);
-			last_note = now;
-		}
-	}
-	if ((rv = flush(x, e, run_id, recs, &nrec, &arena, &pending, NULL, o->err,
-	    sizeof(o->err))) != 0)
-		goto fail;
+	if ((rv = flush(r, NULL)) != 0)
+		return rv;
 	/* Every batch of the entity answered before it counts as complete. */
-	if ((rv = sendq_drain(x->q)) != 0) {
+	if ((rv = storecli_drain(r->x->sc)) != 0) {
 		store_err(rv, o->err, sizeof(o->err));
-		goto fail;
+		return rv;
 	}
-	int rejected = x->rejected != rejected0;
-	rv = fetch_finish(f, &truncated, NULL, ferr, sizeof(ferr));
-	f = NULL;
-	o->pages = pages;
+	int rejected = storecli_rejected(r->x->sc, why, sizeof(why)) != rejected0;
+	rv = fetch_finish(r->f, &truncated, NULL, ferr, sizeof(ferr));
+	r->f = NULL;
+	o->pages = r->pages;
 	if (rv != 0) {
 		snprintf(o->err, sizeof(o->err), "%s", ferr);
-		goto fail;
+		return rv;
 	}
 	o->complete = !truncated && !rejected && parents_complete;
 	if (truncated)
 		snprintf(o->err, sizeof(o->err), "%s", ferr);
 	else if (rejected)
-		snprintf(o->err, sizeof(o->err), "%s", x->reject_err);
+		snprintf(o->err, sizeof(o->err), "%s", why);
 	else if (!parents_complete)
-		snprintf(o->err, sizeof(o->err), "%s: its parent %s was not exported completely", e->name,
-		    e->parent);
-	send_progress(x, run_id, e->name, o->rows, pages);
+		snprintf(o->err, sizeof(o->err), "%s: its parent %s was not exported completely",
+		    r->e->name, r->e->parent);
+	storecli_progress(r->x->sc, r->run_id, r->e->name, o->rows, r->pages);
 	log_info("export.entity_done", "run=%lld entity=%s pages=%lld rows=%lld bad_rows=%lld "
-	    "complete=%d ms=%lld%s%s", (long long)run_id, e->name, (long long)pages, (long long)o->rows,
-	    (long long)o->bad_rows, o->complete, (long long)(bus_now_ms() - t0),
+	    "complete=%d ms=%lld%s%s", (long long)r->run_id, r->e->name, (long long)r->pages,
+	    (long long)o->rows, (long long)o->bad_rows, o->complete, (long long)(bus_now_ms() - r->t0),
 	    o->err[0] ? " note=" : "", o->err[0] ? lq(o->err) : "");
-	goto out;
-fail:
+	return 0;
+}
+
+/* The entity failed with rv: stop its fetcher and decide whether the run goes on. */
+static void
+fail_entity(struct entity_run *r, int rv)
+{
+	struct entity_out *o = r->o;
+	char ferr[1024] = "";
+
 	o->rv = rv;
-	o->pages = pages;
-	if (f != NULL) {
-		(void)fetch_finish(f, NULL, NULL, ferr, sizeof(ferr));
+	o->pages = r->pages;
+	if (r->f != NULL) {
+		(void)fetch_finish(r->f, NULL, NULL, ferr, sizeof(ferr));
+		r->f = NULL;
 		if (o->err[0] == '\0')
 			snprintf(o->err, sizeof(o->err), "%s", ferr);
 	}
 	/* The API refusing the key, the store gone or a stop request end the run; a failing
 	 * optional method only skips itself. */
 	o->fatal = rv == CS_EAUTH || rv == CS_ECANCELED || rv == CS_ETIMEDOUT || rv == CS_ENOMEM ||
-	    !(e->flags & CE_OPTIONAL) || rv == CS_ENNG || rv == CS_ECLOSED;
+	    !(r->e->flags & CE_OPTIONAL) || rv == CS_ENNG || rv == CS_ECLOSED;
 	log_warnx("export.entity_failed", "run=%lld entity=%s pages=%lld rows=%lld fatal=%d err=%s",
-	    (long long)run_id, e->name, (long long)pages, (long long)o->rows, o->fatal, lq(o->err));
-out:
-	while (pending != NULL) {
-		struct page *q = pending;
-		pending = q->next;
-		page_free(q);
-	}
-	arena_reset(&arena);
-	free(recs);
+	    (long long)r->run_id, r->e->name, (long long)r->pages, (long long)o->rows, o->fatal,
+	    lq(o->err));
 }
 
-int
-export_run(struct exporter *x, const struct run_req *rq, volatile _Atomic int *stop,
-    void (*on_begin)(void *, int64_t), void *arg, struct run_result *res)
+/* Export one entity; fills o. collect: where to put its keys (NULL if no one needs them). */
+static void
+export_entity(struct exporter *x, const struct cat_entity *e, int64_t run_id,
+    const struct hh_vars *vars, const struct keys *parents, int parents_complete,
+    struct keys *collect, struct entity_out *o)
 {
-	const struct cat_crm_desc *d = catalog_crm(CAT_HOLLIHOP);
-	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT, *ack = NULL;
-	Crmsync__RunBegin rb = CRMSYNC__RUN_BEGIN__INIT;
-	Crmsync__RunEnd re = CRMSYNC__RUN_END__INIT;
-	unsigned char sel[256];
-	char *names[256];
-	Crmsync__EntityResult results[256], *rptr[256];
-	struct parent_keys pk[EXPORT_MAX_PARENTS];
-	int npk = 0, rv, failed = 0, stopped = 0;
-	size_t nsel = 0;
-	struct hh_vars vars;
-	int64_t t0 = bus_now_ms(), req0 = stat_get(&hh_stats[HS_REQUESTS]),
-	    bytes0 = stat_get(&hh_stats[HS_BYTES_IN]), retries0 = stat_get(&hh_stats[HS_RETRIES]);
+	struct entity_run r = { .x = x, .e = e, .run_id = run_id, .collect = collect, .o = o,
+	    .cap = 2 * (size_t)x->c->batch_rows, .kcol = first_key_col(e) };
+	uint64_t rejected0 = storecli_rejected(x->sc, NULL, 0);
+	char why[512];
+	struct page *p;
+	int rv, started = 0;
 
-	memset(res, 0, sizeof(*res));
-	memset(pk, 0, sizeof(pk));
-	if (d->nentities > 256)
+	memset(o, 0, sizeof(*o));
+	r.t0 = r.last_note = bus_now_ms();
+	(void)storecli_rejected(x->sc, why, sizeof(why));	/* forget rejections before this entity */
+	arena_init(&r.arena, EXPORT_ARENA_MAX);
+	log_info("export.entity_begin", "run=%lld entity=%s method=%s", (long long)run_id, e->name,
+	    e->endpoint);
+	set_status(x, "running run=%lld entity=%s", (long long)run_id, e->name);
+	if ((r.recs = malloc(r.cap * sizeof(*r.recs))) == NULL) {
+		rv = CS_ENOMEM;
+		snprintf(o->err, sizeof(o->err), "%s: out of memory", e->name);
+		goto fail;
+	}
+	if ((rv = fetch_start(&r.f, e, x->c, x->api, vars, parents, x->stop)) != 0) {
+		r.f = NULL;
+		snprintf(o->err, sizeof(o->err), "%s: cannot start the fetcher", e->name);
+		goto fail;
+	}
+	started = 1;
+	while ((p = fetch_next(r.f)) != NULL) {
+		if ((rv = add_page(&r, p)) != 0)
+			goto fail;
+		note_progress(&r);
+	}
+	if ((rv = finish_entity(&r, rejected0, parents_complete)) == 0)
+		goto out;
+fail:
+	fail_entity(&r, rv);
+	if (!started)
+		o->fatal = 1;	/* no memory, no fetcher thread: nothing else will do better */
+out:
+	while (r.pending != NULL) {
+		struct page *q = r.pending;
+		r.pending = q->next;
+		page_free(q);
+	}
+	arena_reset(&r.arena);
+	free(r.recs);
+}
+
+/* Which entities run, their parents' key collectors, and the run's variables. */
+static int
+plan_run(struct exporter *x, const struct run_req *rq, struct run *run, struct run_result *res)
+{
+	const struct cat_crm_desc *d = run->d;
+
+	if (d->nentities > nitems(run->sel))
 		return CS_ETOOBIG;
-	select_entities(x, rq, sel);
+	select_entities(x, rq, run->sel);
 	for (size_t i = 0; i < d->nentities; i++)
-		if (sel[i])
-			names[nsel++] = (char *)d->entities[i].name;
-	if (params_vars(&vars, x->c, time(NULL)) != 0) {
+		if (run->sel[i])
+			run->names[run->nsel++] = d->entities[i].name;
+	if (params_vars(&run->vars, x->c, time(NULL)) != 0) {
 		snprintf(res->error, sizeof(res->error), "bad CS_HOLLIHOP_DATE_FROM/DATE_TO");
 		return CS_ECONFIG;
 	}
-
-	struct sendq_opts qo = { .timeout_ms = (int)x->c->store_timeout_ms,
-	    .deadline_ms = x->c->store_deadline_ms, .depth = 2, .stop = stop, .done = on_batch_done, .arg = x };
-	if ((rv = sendq_open(&x->q, x->store, &qo)) != 0) {
-		snprintf(res->error, sizeof(res->error), "cannot start the store sender: %s", cs_strerror(rv));
-		return rv;
-	}
-	rb.crm = CRMSYNC__CRM__CRM_HOLLIHOP;
-	rb.kind = CRMSYNC__SYNC_KIND__SYNC_FULL;
-	rb.trigger = (char *)rq->trigger;
-	rb.entities = names;
-	rb.n_entities = nsel;
-	env.body_case = CRMSYNC__ENVELOPE__BODY_RUN_BEGIN;
-	env.run_begin = &rb;
-	if ((rv = sendq_call(x->q, &env, NULL, &ack)) != 0) {
-		snprintf(res->error, sizeof(res->error), "the store did not open the run: %s%s%s",
-		    cs_strerror(rv), ack && ack->ack ? ": " : "", ack && ack->ack ? ack->ack->error : "");
-		bus_free(ack);
-		log_warnx("run.begin_failed", "err=%s", lq(res->error));
-		sendq_close(x->q);
-		x->q = NULL;
-		return rv;
-	}
-	res->run_id = ack->ack->run_id;
-	bus_free(ack);
-	ack = NULL;
-	stat_add(&hh_stats[HS_RUNS_STARTED], 1);
-	stat_set(&hh_stats[HS_RUNNING], 1);
-	stat_set(&hh_stats[HS_LAST_RUN_ID], res->run_id);
-	log_info("run.begin", "run=%lld trigger=%s entities=%zu today=%s date_from=%s date_to=%s",
-	    (long long)res->run_id, rq->trigger, nsel, vars.today, vars.date_from, vars.date_to);
-	if (on_begin != NULL)
-		on_begin(arg, res->run_id);
-
 	/* Entities whose keys drive per-client methods of this run. */
 	for (size_t i = 0; i < d->nentities; i++) {
 		const struct cat_entity *e = &d->entities[i];
 		const struct cat_entity *p;
 		int have = 0;
-		if (!sel[i] || e->paging != PAGE_PER_PARENT || (p = catalog_find(CAT_HOLLIHOP, e->parent)) == NULL)
+		if (!run->sel[i] || e->paging != PAGE_PER_PARENT ||
+		    (p = catalog_find(CAT_HOLLIHOP, e->parent)) == NULL)
 			continue;
-		for (int k = 0; k < npk; k++)
-			have |= pk[k].e == p;
-		if (!have && npk < EXPORT_MAX_PARENTS) {
-			pk[npk].e = p;
-			buf_init(&pk[npk].keys.b, EXPORT_KEYS_MAX);
-			npk++;
+		for (int k = 0; k < run->npk; k++)
+			have |= run->pk[k].e == p;
+		if (!have && run->npk < EXPORT_MAX_PARENTS) {
+			run->pk[run->npk].e = p;
+			buf_init(&run->pk[run->npk].keys.b, EXPORT_KEYS_MAX);
+			run->npk++;
 		}
 	}
+	return 0;
+}
 
-	size_t nres = 0;
-	for (size_t i = 0; i < d->nentities; i++) {
-		const struct cat_entity *e = &d->entities[i];
-		struct entity_out o;
-		struct keys *collect = NULL;
-		const struct keys *parents = NULL;
-		int parents_complete = e->paging != PAGE_PER_PARENT;	/* until its parent is found */
+/* Export entity e of the run, unless the run has already failed or is stopping. */
+static void
+run_entity(struct exporter *x, struct run *run, const struct cat_entity *e, struct run_result *res)
+{
+	struct storecli_entity *er = &run->results[run->nres++];
+	struct keys *collect = NULL;
+	const struct keys *parents = NULL;
+	int parents_complete = e->paging != PAGE_PER_PARENT;	/* until its parent is found */
+	struct entity_out o;
 
-		if (!sel[i])
-			continue;
-		Crmsync__EntityResult *er = &results[nres];
-		crmsync__entity_result__init(er);
-		er->entity = (char *)e->name;
-		rptr[nres++] = er;
-		if (failed || stopped || *stop) {
-			stopped |= *stop;
-			continue;	/* listed as incomplete */
-		}
-		for (int k = 0; k < npk; k++) {
-			if (pk[k].e == e)
-				collect = &pk[k].keys;
-			if (e->paging == PAGE_PER_PARENT && strcmp(pk[k].e->name, e->parent) == 0) {
-				parents = &pk[k].keys;
-				parents_complete = pk[k].complete;
-			}
-		}
-		export_entity(x, e, res->run_id, &vars, parents, parents_complete, collect, stop, &o);
-		er->complete = o.complete;
-		er->rows = o.rows;
-		er->pages = o.pages;
-		for (int k = 0; k < npk; k++) {
-			if (pk[k].e == e) {
-				pk[k].complete = o.complete && o.rv == 0;
-				if (keys_unique(&pk[k].keys) != 0)
-					pk[k].complete = 0;
-			}
-		}
-		if (o.rv == CS_ECANCELED || *stop) {
-			stopped = 1;
-			continue;
-		}
-		if (o.err[0] != '\0' && strlen(res->error) + strlen(o.err) + 3 < sizeof(res->error))
-			snprintf(res->error + strlen(res->error), sizeof(res->error) - strlen(res->error),
-			    "%s%s", res->error[0] ? "; " : "", o.err);
-		if (o.rv != 0 && o.fatal)
-			failed = 1;
+	memset(er, 0, sizeof(*er));
+	er->entity = e->name;
+	if (run->failed || run->stopped || *x->stop) {
+		run->stopped |= *x->stop;
+		return;		/* listed as incomplete */
 	}
-	for (int k = 0; k < npk; k++)
-		buf_free(&pk[k].keys.b);
+	for (int k = 0; k < run->npk; k++) {
+		if (run->pk[k].e == e)
+			collect = &run->pk[k].keys;
+		if (e->paging == PAGE_PER_PARENT && strcmp(run->pk[k].e->name, e->parent) == 0) {
+			parents = &run->pk[k].keys;
+			parents_complete = run->pk[k].complete;
+		}
+	}
+	export_entity(x, e, res->run_id, &run->vars, parents, parents_complete, collect, &o);
+	er->complete = o.complete;
+	er->rows = o.rows;
+	er->pages = o.pages;
+	for (int k = 0; k < run->npk; k++) {
+		if (run->pk[k].e == e) {
+			run->pk[k].complete = o.complete && o.rv == 0;
+			if (keys_unique(&run->pk[k].keys) != 0)
+				run->pk[k].complete = 0;
+		}
+	}
+	if (o.rv == CS_ECANCELED || *x->stop) {
+		run->stopped = 1;
+		return;
+	}
+	size_t len = strlen(res->error);
+	if (o.err[0] != '\0' && len + strlen(o.err) + 3 < sizeof(res->error))
+		snprintf(res->error + len, sizeof(res->error) - len, "%s%s", len ? "; " : "", o.err);
+	if (o.rv != 0 && o.fatal)
+		run->failed = 1;
+}
 
-	res->status = failed ? CRMSYNC__RUN_STATUS__RUN_FAILED :
-	    stopped ? CRMSYNC__RUN_STATUS__RUN_PARTIAL : CRMSYNC__RUN_STATUS__RUN_COMPLETE;
-	if (stopped && !failed && res->error[0] == '\0')
+/* Record the run's end with the store (even while stopping), then counters and logs. */
+static void
+close_run(struct exporter *x, struct run *run, struct run_result *res)
+{
+	res->status = run->failed ? CRMSYNC__RUN_STATUS__RUN_FAILED :
+	    run->stopped ? CRMSYNC__RUN_STATUS__RUN_PARTIAL : CRMSYNC__RUN_STATUS__RUN_COMPLETE;
+	if (run->stopped && !run->failed && res->error[0] == '\0')
 		snprintf(res->error, sizeof(res->error), "stopped before the end (shutdown)");
-	re.run_id = res->run_id;
-	re.status = (Crmsync__RunStatus)res->status;
-	re.error = res->error;
-	re.entities = rptr;
-	re.n_entities = nres;
-	env.body_case = CRMSYNC__ENVELOPE__BODY_RUN_END;
-	env.run_end = &re;
-	/* Record the end even while stopping or after a store failure: after everything queued
-	 * (in order), with a short deadline of its own when stopping. */
-	struct sendq_meta em = { .deadline_ms = stopped ? 5000 : x->c->store_deadline_ms, .unstoppable = 1 };
-	(void)sendq_drain(x->q);
-	sendq_clear_error(x->q);
-	rv = sendq_call(x->q, &env, &em, NULL);
-	sendq_close(x->q);
-	x->q = NULL;
+	(void)storecli_run_end(x->sc, res->run_id, (Crmsync__RunStatus)res->status, res->error,
+	    run->results, run->nres);
 	stat_set(&hh_stats[HS_RUNNING], 0);
 	if (res->status == CRMSYNC__RUN_STATUS__RUN_COMPLETE) {
 		stat_add(&hh_stats[HS_RUNS_COMPLETE], 1);
@@ -666,13 +632,50 @@ export_run(struct exporter *x, const struct run_req *rq, volatile _Atomic int *s
 	const char *sname = res->status == CRMSYNC__RUN_STATUS__RUN_COMPLETE ? "complete" :
 	    res->status == CRMSYNC__RUN_STATUS__RUN_PARTIAL ? "partial" : "failed";
 	set_status(x, "idle; last run %lld %s", (long long)res->run_id, sname);
-	if (rv != 0)
-		log_warnx("run.end_unrecorded", "run=%lld err=%s", (long long)res->run_id, lq(cs_strerror(rv)));
 	log_info("run.end", "run=%lld status=%s ms=%lld requests=%lld bytes=%lld retries=%lld%s%s",
-	    (long long)res->run_id, sname, (long long)(bus_now_ms() - t0),
-	    (long long)(stat_get(&hh_stats[HS_REQUESTS]) - req0),
-	    (long long)(stat_get(&hh_stats[HS_BYTES_IN]) - bytes0),
-	    (long long)(stat_get(&hh_stats[HS_RETRIES]) - retries0), res->error[0] ? " error=" : "",
+	    (long long)res->run_id, sname, (long long)(bus_now_ms() - run->t0),
+	    (long long)(stat_get(&hh_stats[HS_REQUESTS]) - run->req0),
+	    (long long)(stat_get(&hh_stats[HS_BYTES_IN]) - run->bytes0),
+	    (long long)(stat_get(&hh_stats[HS_RETRIES]) - run->retries0), res->error[0] ? " error=" : "",
 	    res->error[0] ? lq(res->error) : "");
-	return 0;
+}
+
+int
+export_run(struct exporter *x, const struct run_req *rq, void (*on_begin)(void *, int64_t),
+    void *arg, struct run_result *res)
+{
+	struct run *run = calloc(1, sizeof(*run));
+	int rv = CS_ENOMEM;
+
+	memset(res, 0, sizeof(*res));
+	if (run == NULL)
+		return rv;
+	run->d = catalog_crm(CAT_HOLLIHOP);
+	run->t0 = bus_now_ms();
+	run->req0 = stat_get(&hh_stats[HS_REQUESTS]);
+	run->bytes0 = stat_get(&hh_stats[HS_BYTES_IN]);
+	run->retries0 = stat_get(&hh_stats[HS_RETRIES]);
+	if ((rv = plan_run(x, rq, run, res)) != 0)
+		goto out;
+	if ((rv = storecli_run_begin(x->sc, CRMSYNC__SYNC_KIND__SYNC_FULL, rq->trigger, run->names,
+	    run->nsel, &res->run_id, res->error, sizeof(res->error))) != 0)
+		goto out;
+	stat_add(&hh_stats[HS_RUNS_STARTED], 1);
+	stat_set(&hh_stats[HS_RUNNING], 1);
+	stat_set(&hh_stats[HS_LAST_RUN_ID], res->run_id);
+	log_info("run.begin", "run=%lld trigger=%s entities=%zu today=%s date_from=%s date_to=%s",
+	    (long long)res->run_id, rq->trigger, run->nsel, run->vars.today, run->vars.date_from,
+	    run->vars.date_to);
+	if (on_begin != NULL)
+		on_begin(arg, res->run_id);
+	for (size_t i = 0; i < run->d->nentities; i++)
+		if (run->sel[i])
+			run_entity(x, run, &run->d->entities[i], res);
+	close_run(x, run, res);
+	rv = 0;
+out:
+	for (int k = 0; k < run->npk; k++)
+		buf_free(&run->pk[k].keys.b);
+	free(run);
+	return rv;
 }

@@ -165,7 +165,9 @@ struct run_result {
 
 struct exporter;
 
-int	export_new(struct exporter **out, const struct hh_conf *c, nng_socket store);
+/* The exporter sends to the store over s (still the caller's to close) until *stop. */
+int	export_new(struct exporter **out, const struct hh_conf *c, nng_socket store,
+	    volatile _Atomic int *stop);
 void	export_free(struct exporter *x);
 /* Check the catalogue and a run request (entity names); CS_EUNKNOWN_ENTITY + err. */
 int	export_check(const struct run_req *rq, char *err, size_t errlen);
@@ -174,8 +176,8 @@ int	export_check(const struct run_req *rq, char *err, size_t errlen);
  * command can be answered with its id). Returns 0 when the run was recorded (whatever its
  * status, see res), else the error that kept it from being opened.
  */
-int	export_run(struct exporter *x, const struct run_req *rq, volatile _Atomic int *stop,
-	    void (*on_begin)(void *, int64_t), void *arg, struct run_result *res);
+int	export_run(struct exporter *x, const struct run_req *rq, void (*on_begin)(void *, int64_t),
+	    void *arg, struct run_result *res);
 /* One line about what the current run is doing, for the health status (thread-safe). */
 void	export_status(struct exporter *x, char *buf, size_t len);
 

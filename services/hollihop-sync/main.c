@@ -140,7 +140,7 @@ static void *
 runner_main(void *arg)
 {
 	struct runner *r = arg;
-	int rv = export_run(r->x, &r->rq, &svc_stop, runner_on_begin, r, &r->res);
+	int rv = export_run(r->x, &r->rq, runner_on_begin, r, &r->res);
 
 	if (rv != 0)
 		log_warnx("run.not_started", "trigger=%s err=%s", r->rq.trigger, lq(r->res.error));
@@ -309,7 +309,7 @@ main(int argc, char **argv)
 	}
 	if ((rv = bus_dial(&store, conf.store_url, BUS_RECVMAX_DEFAULT)) != 0)
 		fatalx("store.dial_failed", "url=%s err=%s", lq(conf.store_url), lq(cs_strerror(rv)));
-	if ((rv = export_new(&runner.x, &conf, store)) != 0)
+	if ((rv = export_new(&runner.x, &conf, store, &svc_stop)) != 0)
 		fatalx("export.init_failed", "err=%s", lq(cs_strerror(rv)));
 	pthread_mutex_init(&runner.mtx, NULL);
 	pthread_cond_init(&runner.cv, NULL);
@@ -324,7 +324,7 @@ main(int argc, char **argv)
 		struct run_result res;
 		memset(&rq, 0, sizeof(rq));
 		rq.trigger = "cli";
-		rv = export_run(runner.x, &rq, &svc_stop, NULL, NULL, &res);
+		rv = export_run(runner.x, &rq, NULL, NULL, &res);
 		exit_code = rv == 0 && res.status == CRMSYNC__RUN_STATUS__RUN_COMPLETE ? 0 : 1;
 		if (rv != 0)
 			log_warnx("run.not_started", "err=%s", lq(res.error));
