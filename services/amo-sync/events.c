@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "amo.h"
+#include "catalog.h"
 #include "errors.h"
+#include "events.h"
 #include "json.h"
 #include "log.h"
+#include "storecli.h"
 
 #define EVENTS_PAGE_MAX	1000
 
@@ -52,14 +54,12 @@ struct del_group {
 };
 
 int
-events_deletes(struct amo *a, const struct cat_entity *events, const struct json *j, int list,
-    int64_t run_id)
+events_deletes(struct storecli *sc, const struct json *j, int list, int64_t run_id)
 {
 	struct del_group g[16];
 	size_t ng = 0;
 	int rv = 0, ev = json_first(j, list), n = json_size(j, list);
 
-	(void)events;
 	memset(g, 0, sizeof(g));
 	if (n > EVENTS_PAGE_MAX)
 		n = EVENTS_PAGE_MAX;
@@ -103,7 +103,7 @@ events_deletes(struct amo *a, const struct cat_entity *events, const struct json
 	}
 	for (size_t k = 0; k < ng; k++) {
 		if (rv == 0)
-			rv = sink_deletes(a, g[k].e, NULL, g[k].keys, g[k].ver, g[k].n, run_id);
+			rv = storecli_deletes(sc, g[k].e, NULL, g[k].keys, g[k].ver, g[k].n, run_id);
 		for (size_t i = 0; i < g[k].n; i++)
 			free(g[k].keys[i]);
 		free(g[k].keys);

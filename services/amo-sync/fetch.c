@@ -13,19 +13,26 @@
  * rows themselves are the probe for accounts without API filtering: a row older than `from`
  * means the filter was ignored; the pass then simply reads everything, skipping rows older
  * than `from` (unchanged since the last pass), and the account is remembered as such.
- * Between pages the worker runs due hook tasks, so a long full sync does not delay them.
+ * Between pages it calls the sync loop's idle hook (which runs due hook tasks), so a long
+ * full sync does not delay them. Pages of the CE_EVENT_LOG entity are first scanned for
+ * *_deleted events (events.c). Batches go to the store through a->store (lib/storecli),
+ * queued without waiting; a pass ends when the store has answered all of them.
+ * Worker thread only.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "amo.h"
+#include "api.h"
 #include "arena.h"
 #include "buf.h"
 #include "errors.h"
+#include "events.h"
+#include "fetch.h"
 #include "json.h"
 #include "log.h"
 #include "normalise.h"
+#include "storecli.h"
 #include "strlist.h"
 
 #define FETCH_MAX_PAGES		200000
@@ -46,6 +53,8 @@ struct memo_entity {
 struct fetch_memo {
 	struct memo_entity	*m;
 	size_t			 n;
+	fetch_idle_fn		 idle;		/* between pages; may be NULL */
+	void			*idle_arg;
 };
 
 struct pass {
@@ -130,7 +139,7 @@ placeholder(const struct cat_entity *e, char *name, size_t cap, size_t *at, size
 }
 
 int
-fetch_memo_new(struct amo *a)
+fetch_memo_new(struct amo *a, fetch_idle_fn idle, void *arg)
 {
 	struct fetch_memo *fm = calloc(1, sizeof(*fm));
 
@@ -139,6 +148,8 @@ fetch_memo_new(struct amo *a)
 		return CS_ENOMEM;
 	}
 	fm->n = catalog_amo.nentities;
+	fm->idle = idle;
+	fm->idle_arg = arg;
 	a->memo = fm;
 	return 0;
 }
@@ -182,23 +193,6 @@ memo_set_keys(struct memo_entity *m, const struct buf *b, size_t n)
 	m->keys = keys;
 	m->nkeys = n;
 	m->keys_known = 1;
-}
-
-int
-fetch_param_known(struct amo *a, const struct cat_entity *e, const char *value)
-{
-	const struct cat_entity *p;
-
-	if (e->parent == NULL || value == NULL)
-		return e->parent == NULL && value == NULL;
-	if ((p = catalog_find(CAT_AMO, e->parent)) != NULL) {
-		const struct memo_entity *m = &a->memo->m[entity_index(p)];
-		for (size_t i = 0; i < m->nkeys; i++)
-			if (strcmp(m->keys[i], value) == 0)
-				return 1;
-		return 0;
-	}
-	return strlist_has_str(e->parent, value);
 }
 
 /* Append "&name=value" with both parts percent-encoded except brackets' meaning. */
@@ -309,7 +303,7 @@ page_records(struct pass *p, const struct json *j, int list, struct arena *ar,
 		    normalise_row(e, j, row, &ctx, ar, r, &bad, err, sizeof(err)) != 0) {
 			size_t len;
 			const char *raw = json_text(j, row, &len);
-			stat_add(&amo_stats[AS_BAD_ROWS], 1);
+			amo_count(p->a, AS_BAD_ROWS, 1);
 			log_warnx("row.skipped", "entity=%s reason=%s row=%s", e->name,
 			    lq(json_kind(j, row) != JK_OBJECT ? "not an object" : err), lqn(raw, len));
 			continue;
@@ -348,161 +342,229 @@ page_records(struct pass *p, const struct json *j, int list, struct arena *ar,
 	return 0;
 }
 
+/* What a page request came back with. */
+enum page_kind {
+	PAGE_ROWS,		/* a body to parse */
+	PAGE_EMPTY,		/* 204 or no body: the end of the list */
+	PAGE_UNAVAILABLE,	/* an optional entity the account does not offer */
+};
+
+/* One page being read: the answer, its parse, the batch made of it. */
+struct page {
+	struct http_response	 resp;
+	struct json		 j;
+	struct arena		 ar;		/* the batch's records */
+	int			 list;		/* token of the row array (or of the one row) */
+	int			 nrows;		/* rows the page held, before skipping */
+	char			 first[KEY_MAX];/* key of its first row */
+	Crmsync__RecordBatch	 b;
+	Crmsync__Cursor		 cur;
+	char			 curval[32];
+};
+
+static void
+page_free(struct page *pg)
+{
+	json_free(&pg->j);
+	arena_free(&pg->ar);
+	http_response_free(&pg->resp);
+}
+
+/* GET page `page` of the pass into pg->resp; *kind says what came back. */
+static int
+page_get(struct pass *p, int page, int limit, struct page *pg, enum page_kind *kind)
+{
+	const struct cat_entity *e = p->e;
+	struct buf q;
+	int rv;
+
+	*kind = PAGE_ROWS;
+	for (;;) {
+		if ((rv = build_query(p, page, limit, &q)) != 0)
+			return rv;
+		rv = api_get(p->a, q.data, &pg->resp);
+		buf_free(&q);
+		if (!(rv == CS_EREMOTE && p->ordered && pg->resp.status == 400 && page == 1))
+			break;
+		/* The account refuses order[]: fine, the cursor then moves at the end. */
+		log_warnx("sync.order_refused", "entity=%s: retrying without order[]", e->name);
+		p->m->no_order = 1;
+		p->ordered = 0;
+		http_response_free(&pg->resp);
+	}
+	if (rv != 0 && (e->flags & CE_OPTIONAL) && page == 1 && (rv == CS_ENOENT ||
+	    (rv == CS_EREMOTE && pg->resp.status >= 400 && pg->resp.status < 500))) {
+		log_info("sync.unavailable", "entity=%s path=%s status=%ld: feature off or not "
+		    "allowed; skipped", e->name, lq(p->path), pg->resp.status);
+		*kind = PAGE_UNAVAILABLE;
+		rv = 0;
+	} else if (rv == 0 && (pg->resp.status == 204 || pg->resp.body.len == 0)) {
+		*kind = PAGE_EMPTY;
+	}
+	return rv;
+}
+
+/* Parse the page and normalise its rows into pg->b. */
+static int
+page_parse(struct pass *p, struct page *pg, int page)
+{
+	const struct cat_entity *e = p->e;
+	size_t len = pg->resp.body.len;
+	int maxtok = (int)(len / 2 + 64 > FETCH_TOKENS_MAX ? FETCH_TOKENS_MAX : len / 2 + 64);
+	int rv;
+
+	if ((rv = json_parse(&pg->j, pg->resp.body.data, len, maxtok)) != 0) {
+		log_warnx("sync.bad_page", "entity=%s path=%s page=%d err=%s body=%s", e->name,
+		    lq(p->path), page, lq(cs_strerror(rv)), lqn(pg->resp.body.data, len));
+		return CS_EJSON;
+	}
+	pg->list = e->list_key[0] == '\0' ? 0 : json_path(&pg->j, 0, e->list_key);
+	if (json_kind(&pg->j, pg->list) != JK_ARRAY && !(e->list_key[0] == '\0' &&
+	    json_kind(&pg->j, pg->list) == JK_OBJECT))
+		return 0;	/* no rows on this page (e.g. "_embedded": {}) */
+	return page_records(p, &pg->j, pg->list, &pg->ar, &pg->b, &pg->nrows, pg->first,
+	    sizeof(pg->first));
+}
+
+/* Is this the pass's last page? */
+static int
+page_is_last(struct pass *p, const struct page *pg, int limit)
+{
+	const struct cat_entity *e = p->e;
+	int has_next = json_kind(&pg->j, json_path(&pg->j, 0, "_links.next.href")) == JK_STRING;
+
+	if (e->paging != PAGE_HAL || pg->nrows == 0 || (pg->nrows < limit && !has_next))
+		return 1;
+	if (p->mode != FETCH_IDS)
+		return 0;
+	if (p->res->rows + (int64_t)pg->b.n_records >= (int64_t)p->nids)
+		return 1;	/* every key asked for has come back: no page 2 to ask */
+	if (p->unwanted > 0) {
+		/* Without API filtering a by-id fetch would page the whole table: keep what
+		 * this page had and leave the rest to the incremental pass. */
+		if (!p->m->filter_ignored)
+			log_warnx("sync.filter_ignored", "entity=%s: filter[id] was ignored; hook "
+			    "fetches read one page and rely on incremental passes", e->name);
+		p->m->filter_ignored = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Attach the pass's cursor to b when it may move: on the last page, or now if the rows
+ * come in version order. */
+static void
+page_cursor(struct pass *p, struct page *pg, int last)
+{
+	if (p->cursor_name[0] == '\0' || p->max_ver <= p->cursor)
+		return;
+	if (!last && !(p->ordered && p->ascending && p->skipped_old == 0))
+		return;
+	snprintf(pg->curval, sizeof(pg->curval), "%lld", (long long)p->max_ver);
+	pg->cur.name = p->cursor_name;
+	pg->cur.value = pg->curval;
+	pg->b.cursor_opt_case = CRMSYNC__RECORD_BATCH__CURSOR_OPT_CURSOR;
+	pg->b.cursor = &pg->cur;
+}
+
+/* Queue the page's batch (rows and/or cursor), not awaited: the next request overlaps
+ * this page's COMMIT. */
+static int
+page_send(struct pass *p, struct page *pg)
+{
+	int rv = 0;
+
+	if (pg->b.n_records > 0 || pg->b.cursor != NULL) {
+		pg->b.entity = (char *)p->e->name;
+		pg->b.run_id = p->run_id;
+		if ((rv = storecli_batch(p->a->store, &pg->b)) == 0 && pg->b.cursor != NULL)
+			p->cursor = p->max_ver;
+	}
+	return rv;
+}
+
+/* A page with rows: parse, check, send (the deletes it implies first). */
+static int
+page_rows(struct pass *p, struct page *pg, int page, int limit, char *prev_first, int *last)
+{
+	const struct cat_entity *e = p->e;
+	int rv;
+
+	if ((rv = page_parse(p, pg, page)) != 0)
+		return rv;
+	if (pg->nrows > 0 && page > 1 && strcmp(pg->first, prev_first) == 0) {
+		log_warnx("sync.page_repeated", "entity=%s path=%s page=%d: the API returned the "
+		    "previous page again; stopping this pass as incomplete", e->name, lq(p->path), page);
+		return CS_EPROTO;
+	}
+	snprintf(prev_first, KEY_MAX, "%s", pg->first);
+	*last = page_is_last(p, pg, limit);
+	if (pg->nrows > 0 && (e->flags & CE_EVENT_LOG) &&
+	    (rv = events_deletes(p->a->store, &pg->j, pg->list, p->run_id)) != 0)
+		return rv;
+	page_cursor(p, pg, *last);
+	rv = page_send(p, pg);
+	p->res->rows += (int64_t)pg->b.n_records;
+	p->res->pages++;
+	return rv;
+}
+
+/* After a page: progress now and then, and due hook tasks between the pages of a pass. */
+static void
+page_after(struct pass *p, int last)
+{
+	struct amo *a = p->a;
+
+	if (p->mode == FETCH_IDS)
+		return;
+	if (a->conf.progress_pages > 0 && p->res->pages % a->conf.progress_pages == 0) {
+		log_info("sync.progress", "entity=%s rows=%lld pages=%lld", p->e->name,
+		    (long long)p->res->rows, (long long)p->res->pages);
+		storecli_progress(a->store, p->run_id, p->e->name, p->res->rows, p->res->pages);
+	}
+	/* Hook tasks never wait for a long sync to finish. */
+	if (!last && a->memo->idle != NULL)
+		a->memo->idle(a->memo->idle_arg);
+}
+
 /* The pages of one pass over one path (one parent value). */
 static int
 fetch_pages(struct pass *p)
 {
-	struct amo *a = p->a;
-	const struct cat_entity *e = p->e;
-	int limit = e->page_size > 0 ? e->page_size : (int)a->conf.page_size;
-	char prev_first[KEY_MAX] = "", first[KEY_MAX];
-	int rv = 0, done = 0;
+	int limit = p->e->page_size > 0 ? p->e->page_size : (int)p->a->conf.page_size;
+	char prev_first[KEY_MAX] = "";
+	int rv = 0, last = 0;
 
 	p->ascending = 1;
 	p->last_ver = 0;
-	for (int page = 1; !done && page <= FETCH_MAX_PAGES; page++) {
-		Crmsync__RecordBatch b = CRMSYNC__RECORD_BATCH__INIT;
-		Crmsync__Cursor cur = CRMSYNC__CURSOR__INIT;
-		struct http_response resp;
-		struct arena ar;
-		struct json j = { 0 };
-		struct buf q;
-		char curval[32];
-		int list, nrows = 0;
+	for (int page = 1; !last && page <= FETCH_MAX_PAGES; page++) {
+		struct page pg;
+		enum page_kind kind;
 
-		if (a->stop)
+		if (p->a->stop)
 			return CS_ECANCELED;
-		if ((rv = build_query(p, page, limit, &q)) != 0)
-			return rv;
-		rv = api_get(a, q.data, &resp);
-		if (rv == CS_EREMOTE && p->ordered && resp.status == 400 && page == 1) {
-			/* The account refuses order[]: fine, the cursor then moves at the end. */
-			log_warnx("sync.order_refused", "entity=%s: retrying without order[]", e->name);
-			p->m->no_order = 1;
-			p->ordered = 0;
-			http_response_free(&resp);
-			buf_free(&q);
-			page--;
-			continue;
-		}
-		buf_free(&q);
-		if (rv != 0) {
-			if ((e->flags & CE_OPTIONAL) && page == 1 &&
-			    (rv == CS_ENOENT || (rv == CS_EREMOTE && resp.status >= 400 && resp.status < 500))) {
-				log_info("sync.unavailable", "entity=%s path=%s status=%ld: feature off or not "
-				    "allowed; skipped", e->name, lq(p->path), resp.status);
-				rv = 0;
-				done = 1;
+		memset(&pg, 0, sizeof(pg));
+		crmsync__record_batch__init(&pg.b);
+		crmsync__cursor__init(&pg.cur);
+		arena_init(&pg.ar, FETCH_ARENA_MAX);
+		if ((rv = page_get(p, page, limit, &pg, &kind)) == 0 && kind == PAGE_ROWS) {
+			rv = page_rows(p, &pg, page, limit, prev_first, &last);
+		} else if (rv == 0) {
+			/* The end of the list: only the cursor may still have to move. */
+			last = 1;
+			if (kind == PAGE_EMPTY) {
+				page_cursor(p, &pg, last);
+				rv = page_send(p, &pg);
 			}
-			http_response_free(&resp);
-			if (rv != 0)
-				return rv;
-			break;
 		}
-		if (resp.status == 204 || resp.body.len == 0) {
-			http_response_free(&resp);
-			done = 1;
-			goto cursor_only;
-		}
-		arena_init(&ar, FETCH_ARENA_MAX);
-		int maxtok = (int)(resp.body.len / 2 + 64 > FETCH_TOKENS_MAX ? FETCH_TOKENS_MAX :
-		    resp.body.len / 2 + 64);
-		if ((rv = json_parse(&j, resp.body.data, resp.body.len, maxtok)) != 0) {
-			log_warnx("sync.bad_page", "entity=%s path=%s page=%d err=%s body=%s", e->name,
-			    lq(p->path), page, lq(cs_strerror(rv)), lqn(resp.body.data, resp.body.len));
-			http_response_free(&resp);
-			return CS_EJSON;
-		}
-		list = e->list_key[0] == '\0' ? 0 : json_path(&j, 0, e->list_key);
-		if (json_kind(&j, list) != JK_ARRAY && !(e->list_key[0] == '\0' &&
-		    json_kind(&j, list) == JK_OBJECT)) {
-			/* No rows on this page (e.g. "_embedded": {}) */
-			nrows = 0;
-		} else if ((rv = page_records(p, &j, list, &ar, &b, &nrows, first, sizeof(first))) != 0) {
-			json_free(&j);
-			arena_free(&ar);
-			http_response_free(&resp);
-			return rv;
-		}
-		if (nrows > 0 && page > 1 && strcmp(first, prev_first) == 0) {
-			log_warnx("sync.page_repeated", "entity=%s path=%s page=%d: the API returned the "
-			    "previous page again; stopping this pass as incomplete", e->name, lq(p->path), page);
-			json_free(&j);
-			arena_free(&ar);
-			http_response_free(&resp);
-			return CS_EPROTO;
-		}
-		snprintf(prev_first, sizeof(prev_first), "%s", first);
-		int has_next = json_kind(&j, json_path(&j, 0, "_links.next.href")) == JK_STRING;
-		if (e->paging != PAGE_HAL || nrows == 0 || (nrows < limit && !has_next))
-			done = 1;
-		if (p->mode == FETCH_IDS && p->res->rows + (int64_t)b.n_records >= (int64_t)p->nids)
-			done = 1;	/* every key asked for has come back: no page 2 to ask */
-		if (p->mode == FETCH_IDS && p->unwanted > 0 && !done) {
-			/* Without API filtering a by-id fetch would page the whole table: keep what
-			 * this page had and leave the rest to the incremental pass. */
-			if (!p->m->filter_ignored)
-				log_warnx("sync.filter_ignored", "entity=%s: filter[id] was ignored; hook "
-				    "fetches read one page and rely on incremental passes", e->name);
-			p->m->filter_ignored = 1;
-			done = 1;
-		}
-		if (nrows > 0 && (e->flags & CE_EVENT_LOG) &&
-		    (rv = events_deletes(a, e, &j, list, p->run_id)) != 0) {
-			json_free(&j);
-			arena_free(&ar);
-			http_response_free(&resp);
-			return rv;
-		}
-		/* The cursor moves with the rows: on the last page, or now if they are in order. */
-		if (p->cursor_name[0] != '\0' && p->max_ver > p->cursor &&
-		    (done || (p->ordered && p->ascending && p->skipped_old == 0))) {
-			snprintf(curval, sizeof(curval), "%lld", (long long)p->max_ver);
-			cur.name = p->cursor_name;
-			cur.value = curval;
-			b.cursor_opt_case = CRMSYNC__RECORD_BATCH__CURSOR_OPT_CURSOR;
-			b.cursor = &cur;
-		}
-		if (b.n_records > 0 || b.cursor != NULL) {
-			/* Queued, not awaited: the next request overlaps this page's COMMIT. */
-			b.entity = (char *)e->name;
-			b.run_id = p->run_id;
-			if ((rv = sink_batch_async(a, &b)) == 0 && b.cursor != NULL)
-				p->cursor = p->max_ver;
-		}
-		p->res->rows += (int64_t)b.n_records;
-		p->res->pages++;
-		json_free(&j);
-		arena_free(&ar);
-		http_response_free(&resp);
+		page_free(&pg);
 		if (rv != 0)
 			return rv;
-		if (p->mode != FETCH_IDS && a->conf.progress_pages > 0 &&
-		    p->res->pages % a->conf.progress_pages == 0) {
-			log_info("sync.progress", "entity=%s rows=%lld pages=%lld", e->name,
-			    (long long)p->res->rows, (long long)p->res->pages);
-			(void)sink_progress(a, p->run_id, e->name, p->res->rows, p->res->pages);
-		}
-		/* Hook tasks never wait for a long sync to finish. */
-		if (p->mode != FETCH_IDS && !done)
-			(void)tasks_run_ready(a, 1);
-		continue;
-cursor_only:
-		if (p->cursor_name[0] != '\0' && p->max_ver > p->cursor) {
-			snprintf(curval, sizeof(curval), "%lld", (long long)p->max_ver);
-			cur.name = p->cursor_name;
-			cur.value = curval;
-			b.cursor_opt_case = CRMSYNC__RECORD_BATCH__CURSOR_OPT_CURSOR;
-			b.cursor = &cur;
-			b.entity = (char *)e->name;
-			b.run_id = p->run_id;
-			if ((rv = sink_batch_async(a, &b)) != 0)
-				return rv;
-			p->cursor = p->max_ver;
-		}
+		if (kind == PAGE_ROWS)
+			page_after(p, last);
 	}
-	if (!done) {
-		log_warnx("sync.too_many_pages", "entity=%s path=%s", e->name, lq(p->path));
+	if (!last) {
+		log_warnx("sync.too_many_pages", "entity=%s path=%s", p->e->name, lq(p->path));
 		return CS_ETOOBIG;
 	}
 	return 0;
@@ -516,12 +578,17 @@ cursor_only:
 static int
 fetch_pass(struct pass *p)
 {
-	uint64_t rejected = sink_flush(p->a);
-	int rv = fetch_pages(p);
+	struct storecli *sc = p->a->store;
+	uint64_t rejected;
+	int rv, drv;
 
-	if (sink_flush(p->a) != rejected)
+	(void)storecli_drain(sc);
+	rejected = storecli_rejected(sc, NULL, 0);
+	rv = fetch_pages(p);
+	drv = storecli_drain(sc);
+	if (drv != 0 || storecli_rejected(sc, NULL, 0) != rejected)
 		p->res->complete = 0;
-	return rv;
+	return rv != 0 ? rv : drv;
 }
 
 /* Prepare pass p for parent value v (NULL = no placeholder). */
@@ -573,7 +640,7 @@ fetch_one(struct amo *a, const struct cat_entity *e, enum fetch_mode mode, int64
 	if ((e->flags & CE_INCREMENTAL) && version_col(e) != NULL) {
 		cursor_name(e, p.pvalue, p.cursor_name, sizeof(p.cursor_name));
 		if (mode == FETCH_INCREMENTAL) {
-			if ((rv = sink_cursor_get(a, p.cursor_name, val, sizeof(val), &found)) != 0)
+			if ((rv = storecli_cursor_get(a->store, p.cursor_name, val, sizeof(val), &found)) != 0)
 				return rv;
 			if (found && (p.cursor = strtoll(val, NULL, 10)) > 0) {
 				p.from = p.cursor - a->conf.lookback_ms / 1000;

@@ -4,8 +4,8 @@
  * Peers: the hook gateway and operators send Envelopes to CS_AMO_URL (REP): a
  * HookDelivery is queued (Ack = received, with done_seq and this process's boot_id; the
  * gateway drops its journal only up to done_seq and re-sends the rest when boot_id
- * changes), a SyncCommand starts a run. The store is dialled on CS_STORE_URL by the worker
- * thread (sync.c), which makes every amoCRM request. Health answers on CS_AMO_HEALTH_URL.
+ * changes), a SyncCommand starts a run. The worker thread (sync.c) makes every amoCRM
+ * request and sends to the store on CS_STORE_URL. Health answers on CS_AMO_HEALTH_URL.
  *   crmsync-amo-sync                   serve: hooks, incremental timer, commands
  *   crmsync-amo-sync --full [--once]   start with a full sync (and exit after it)
  *   crmsync-amo-sync --auth-code CODE  exchange an authorization code, save the tokens, exit
@@ -23,31 +23,11 @@
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
-#include "normalise.h"
+#include "oauth.h"
 #include "strlist.h"
 #include "svc.h"
-
-struct stat_counter amo_stats[AS__N] = {
-	[AS_REQUESTS]		= { "api_requests", "HTTP requests made to amoCRM", 0, 0 },
-	[AS_HTTP_429]		= { "api_429", "429 Too Many Requests answers", 0, 0 },
-	[AS_HTTP_401]		= { "api_401", "401 answers (token refused)", 0, 0 },
-	[AS_HTTP_5XX]		= { "api_5xx", "5xx answers", 0, 0 },
-	[AS_NET_ERRORS]		= { "api_net_errors", "requests failed in transport", 0, 0 },
-	[AS_ROWS]		= { "rows_sent", "rows committed by the store", 0, 0 },
-	[AS_BATCHES]		= { "batches_sent", "record batches committed", 0, 0 },
-	[AS_DELETES]		= { "deletes_sent", "soft deletes committed", 0, 0 },
-	[AS_BAD_ROWS]		= { "rows_skipped", "rows that could not be normalised", 0, 0 },
-	[AS_REJECTED]		= { "batches_rejected", "batches the store dead-lettered", 0, 0 },
-	[AS_HOOK_DELIVERIES]	= { "hook_deliveries", "hook deliveries received", 0, 0 },
-	[AS_HOOK_EVENTS]	= { "hook_events", "hook events received", 0, 0 },
-	[AS_HOOK_FETCHES]	= { "hook_fetches", "list requests made for hook tasks", 0, 0 },
-	[AS_QUEUE_DEPTH]	= { "queue_depth", "hook task keys pending or in flight", 1, 0 },
-	[AS_DONE_SEQ]		= { "done_seq", "highest hook delivery fully processed", 1, 0 },
-	[AS_RUNS_OK]		= { "runs_complete", "sync runs completed", 0, 0 },
-	[AS_RUNS_FAILED]	= { "runs_failed", "sync runs failed or partial", 0, 0 },
-	[AS_TOKEN_REFRESHES]	= { "token_rotations", "OAuth token pairs obtained and saved", 0, 0 },
-	[AS_API_STATE]		= { "api_state", "0 ok, 1 token revoked, 2 account banned", 1, 0 },
-};
+#include "sync.h"
+#include "tasks.h"
 
 #define CFG_STRUCT struct amo_conf
 
@@ -111,50 +91,6 @@ static const struct cfg_key amo_keys[] = {
 static struct amo amo;
 static uint64_t boot_id;
 
-void
-amo_wake(struct amo *a)
-{
-	pthread_mutex_lock(&a->mtx);
-	pthread_cond_broadcast(&a->wake);
-	pthread_mutex_unlock(&a->mtx);
-}
-
-void
-amo_set_error(struct amo *a, const char *fmt, ...)
-{
-	va_list ap;
-
-	pthread_mutex_lock(&a->mtx);
-	va_start(ap, fmt);
-	vsnprintf(a->last_error, sizeof(a->last_error), fmt, ap);
-	va_end(ap);
-	pthread_mutex_unlock(&a->mtx);
-}
-
-static int
-amo_status(void *arg, char *buf, size_t len)
-{
-	struct amo *a = arg;
-	int st = atomic_load(&a->state);
-
-	stat_set(&amo_stats[AS_API_STATE], st);
-	pthread_mutex_lock(&a->mtx);
-	switch (st) {
-	case API_REVOKED:
-		snprintf(buf, len, "degraded: amoCRM token revoked or missing, syncing stopped (%s); "
-		    "re-authorise with --auth-code", a->last_error);
-		break;
-	case API_BANNED:
-		snprintf(buf, len, "degraded: amoCRM blocked the account's API access (403), syncing stopped");
-		break;
-	default:
-		snprintf(buf, len, "ok");
-		break;
-	}
-	pthread_mutex_unlock(&a->mtx);
-	return st == API_OK;
-}
-
 /* Ack with the two-phase fields the gateway needs; done counts in the delivery's journal. */
 static void
 reply_hooks(nng_socket s, Crmsync__AckStatus st, const char *err, const Crmsync__HookDelivery *d,
@@ -206,7 +142,7 @@ on_sync(struct amo *a, nng_socket s, const Crmsync__SyncCommand *c)
 		return;
 	}
 	/* An operator asking for a run also means "try the API again" after a ban or revoke. */
-	if (atomic_exchange(&a->state, API_OK) != API_OK)
+	if (atomic_exchange(&a->api_state, API_OK) != API_OK)
 		log_info("sync.resume", "a sync command cleared the stopped state");
 	if (c->kind == CRMSYNC__SYNC_KIND__SYNC_FULL)
 		atomic_store(&a->want_full, 1);
@@ -261,10 +197,123 @@ check_config(struct amo *a)
 		c->base_url[n - 1] = '\0';
 }
 
+/* What every mode needs: the rate limit, the HTTP client, the token state. */
+static void
+client_open(struct amo *a)
+{
+	struct http_opts ho = { 0 };
+	int rv;
+
+	rl_init(&a->rl, (double)a->conf.rps * (100 - (double)a->conf.rate_margin_pct) / 100.0, 1);
+	/* The limit is a sliding second: a process started right after another one (a restart,
+	 * --auth-code) must not add its first requests to the other's last second. */
+	rl_pause(&a->rl, 1000);
+	ho.timeout_ms = a->conf.http_timeout_ms;
+	ho.max_body = (size_t)a->conf.max_body;
+	if ((rv = http_new(&a->http, &ho)) != 0)
+		fatalx("http.init_failed", "err=%s", lq(cs_strerror(rv)));
+	if ((rv = oauth_open(a)) != 0)
+		fatalx("oauth.init_failed", "file=%s err=%s", lq(a->conf.token_file), lq(cs_strerror(rv)));
+}
+
+static void
+client_close(struct amo *a)
+{
+	oauth_close(a);
+	http_free(a->http);
+	rl_destroy(&a->rl);
+}
+
+/* --auth-code: exchange the code for the first token pair; the exit status. */
+static int
+auth_code_run(struct amo *a, const char *code)
+{
+	int rv = oauth_exchange_code(a, code);
+
+	if (rv != 0)
+		log_warnx("oauth.exchange_failed", "err=%s", lq(cs_strerror(rv)));
+	else
+		log_info("oauth.authorised", "file=%s", lq(a->conf.token_file));
+	return rv == 0 ? 0 : 1;
+}
+
+/* Serving: the task queue, the store client, health, metrics, the REP socket, the worker. */
+static void
+serve_start(struct amo *a, nng_socket *sock, struct health **health, struct metrics **metrics,
+    pthread_t *worker)
+{
+	int rv;
+
+	if (getrandom(&boot_id, sizeof(boot_id), 0) != sizeof(boot_id) || boot_id == 0)
+		boot_id = (uint64_t)bus_now_ms() * 2654435761u + 1;
+	if ((rv = tasks_new(&a->tasks, (size_t)a->conf.queue_max, a->conf.hook_delay_ms, a->stats)) != 0)
+		fatalx("amo.init_failed", "err=%s", lq(cs_strerror(rv)));
+	if ((rv = sync_open(a)) != 0)
+		fatalx("store.dial_failed", "url=%s err=%s", lq(a->conf.store_url), lq(cs_strerror(rv)));
+	if ((rv = health_start(health, a->conf.health_url, "amo-sync", a->stats, AS__N,
+	    amo_status, a)) != 0)
+		fatalx("health.listen_failed", "url=%s err=%s", lq(a->conf.health_url), lq(cs_strerror(rv)));
+	if ((rv = metrics_start(metrics, a->conf.metrics_addr, "amo-sync", a->stats, AS__N)) != 0)
+		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(a->conf.metrics_addr), lq(cs_strerror(rv)));
+	if ((rv = bus_listen(sock, a->conf.url, (size_t)a->conf.recv_max)) != 0)
+		fatalx("amo.listen_failed", "url=%s err=%s", lq(a->conf.url), lq(cs_strerror(rv)));
+	if (pthread_create(worker, NULL, sync_worker, a) != 0)
+		fatalx("amo.thread_failed", "worker");
+	log_info("amo.ready", "url=%s health=%s store=%s api=%s rps=%lld boot_id=%llu", lq(a->conf.url),
+	    lq(a->conf.health_url), lq(a->conf.store_url), lq(a->conf.base_url),
+	    (long long)a->conf.rps, (unsigned long long)boot_id);
+}
+
+/* The REP loop: hook deliveries and sync commands, until a signal or the worker stops. */
+static void
+serve(struct amo *a, nng_socket sock)
+{
+	while (!svc_stop && !a->stop) {
+		Crmsync__Envelope *env = NULL;
+		nng_msg *msg = NULL;
+		int rv;
+
+		rv = bus_recv_msg(sock, &msg, &env, 250);
+		if (rv == CS_ETIMEDOUT)
+			continue;
+		if (rv == CS_ECLOSED)
+			break;
+		if (rv == CS_EPROTO) {
+			log_warnx("msg.undecodable", "len=%zu", msg != NULL ? nng_msg_len(msg) : 0);
+			(void)bus_reply_ack(sock, CRMSYNC__ACK_STATUS__ACK_REJECTED, "undecodable message",
+			    0, 0, 0, 0);
+		} else if (rv == 0) {
+			dispatch(a, sock, env);
+		} else {
+			log_warnx("amo.recv_failed", "err=%s", lq(cs_strerror(rv)));
+		}
+		bus_free(env);
+		if (msg != NULL)
+			nng_msg_free(msg);
+	}
+}
+
+/* Stop the worker, then everything serve_start started, in reverse. */
+static void
+serve_stop(struct amo *a, nng_socket sock, struct health *health, struct metrics *metrics,
+    pthread_t worker)
+{
+	log_info("amo.stopping", "done_seq=%llu queue=%zu", (unsigned long long)tasks_done_seq(a->tasks),
+	    tasks_depth(a->tasks));
+	a->stop = 1;
+	amo_wake(a);
+	pthread_join(worker, NULL);
+	bus_close(sock);
+	metrics_stop(metrics);
+	health_stop(health);
+	sync_close(a);
+	tasks_free(a->tasks);
+}
+
 int
 main(int argc, char **argv)
 {
-	int full = 0, once = 0;
+	int full = 0, once = 0, rv = 0;
 	const char *auth_code = NULL;
 	const struct svc_flag flags[] = {
 		{ "--full", NULL, "start with a full sync of every entity", &full, NULL },
@@ -282,102 +331,29 @@ main(int argc, char **argv)
 	};
 	struct health *health = NULL;
 	struct metrics *metrics = NULL;
-	struct http_opts ho = { 0 };
 	pthread_t worker;
 	nng_socket sock;
-	int rv, started = 0;
 
 	svc_init(argc, argv, &desc);
 	svc_signals();
+	amo_init(&amo);
 	check_config(&amo);
-	pthread_mutex_init(&amo.mtx, NULL);
-	pthread_cond_init(&amo.wake, NULL);
-	rl_init(&amo.rl, (double)amo.conf.rps * (100 - (double)amo.conf.rate_margin_pct) / 100.0, 1);
-	/* The limit is a sliding second: a process started right after another one (a restart,
-	 * --auth-code) must not add its first requests to the other's last second. */
-	rl_pause(&amo.rl, 1000);
-	ho.timeout_ms = amo.conf.http_timeout_ms;
-	ho.max_body = (size_t)amo.conf.max_body;
-	if ((rv = http_new(&amo.http, &ho)) != 0)
-		fatalx("http.init_failed", "err=%s", lq(cs_strerror(rv)));
-	if ((rv = oauth_open(&amo)) != 0)
-		fatalx("oauth.init_failed", "file=%s err=%s", lq(amo.conf.token_file), lq(cs_strerror(rv)));
+	client_open(&amo);
 	if (auth_code != NULL) {
-		rv = oauth_exchange_code(&amo, auth_code);
-		if (rv != 0)
-			log_warnx("oauth.exchange_failed", "err=%s", lq(cs_strerror(rv)));
-		else
-			log_info("oauth.authorised", "file=%s", lq(amo.conf.token_file));
-		oauth_close(&amo);
-		http_free(amo.http);
-		cfg_free(amo_keys, CFG_NKEYS(amo_keys), &amo.conf);
-		return rv == 0 ? 0 : 1;
+		rv = auth_code_run(&amo, auth_code);
+		goto out;
 	}
-	if (getrandom(&boot_id, sizeof(boot_id), 0) != sizeof(boot_id) || boot_id == 0)
-		boot_id = (uint64_t)bus_now_ms() * 2654435761u + 1;
-	if ((rv = tasks_new(&amo.tasks, (size_t)amo.conf.queue_max, amo.conf.hook_delay_ms)) != 0 ||
-	    (rv = fetch_memo_new(&amo)) != 0)
-		fatalx("amo.init_failed", "err=%s", lq(cs_strerror(rv)));
-	if ((rv = sink_open(&amo)) != 0)
-		fatalx("store.dial_failed", "url=%s err=%s", lq(amo.conf.store_url), lq(cs_strerror(rv)));
-	if ((rv = health_start(&health, amo.conf.health_url, "amo-sync", amo_stats, AS__N,
-	    amo_status, &amo)) != 0)
-		fatalx("health.listen_failed", "url=%s err=%s", lq(amo.conf.health_url), lq(cs_strerror(rv)));
-	if ((rv = metrics_start(&metrics, amo.conf.metrics_addr, "amo-sync", amo_stats, AS__N)) != 0)
-		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(amo.conf.metrics_addr), lq(cs_strerror(rv)));
-	if ((rv = bus_listen(&sock, amo.conf.url, (size_t)amo.conf.recv_max)) != 0)
-		fatalx("amo.listen_failed", "url=%s err=%s", lq(amo.conf.url), lq(cs_strerror(rv)));
 	amo.once = once;
 	if (full)
 		atomic_store(&amo.want_full, 1);
 	else if (once)
 		atomic_store(&amo.want_incremental, 1);
-	if (pthread_create(&worker, NULL, sync_worker, &amo) != 0)
-		fatalx("amo.thread_failed", "worker");
-	started = 1;
-	log_info("amo.ready", "url=%s health=%s store=%s api=%s rps=%lld boot_id=%llu", lq(amo.conf.url),
-	    lq(amo.conf.health_url), lq(amo.conf.store_url), lq(amo.conf.base_url),
-	    (long long)amo.conf.rps, (unsigned long long)boot_id);
-
-	while (!svc_stop && !amo.stop) {
-		Crmsync__Envelope *env = NULL;
-		nng_msg *msg = NULL;
-
-		rv = bus_recv_msg(sock, &msg, &env, 250);
-		if (rv == CS_ETIMEDOUT)
-			continue;
-		if (rv == CS_ECLOSED)
-			break;
-		if (rv == CS_EPROTO) {
-			log_warnx("msg.undecodable", "len=%zu", msg != NULL ? nng_msg_len(msg) : 0);
-			(void)bus_reply_ack(sock, CRMSYNC__ACK_STATUS__ACK_REJECTED, "undecodable message",
-			    0, 0, 0, 0);
-		} else if (rv == 0) {
-			dispatch(&amo, sock, env);
-		} else {
-			log_warnx("amo.recv_failed", "err=%s", lq(cs_strerror(rv)));
-		}
-		bus_free(env);
-		if (msg != NULL)
-			nng_msg_free(msg);
-	}
-	log_info("amo.stopping", "done_seq=%llu queue=%zu", (unsigned long long)tasks_done_seq(amo.tasks),
-	    tasks_depth(amo.tasks));
-	amo.stop = 1;
-	amo_wake(&amo);
-	if (started)
-		pthread_join(worker, NULL);
-	bus_close(sock);
-	metrics_stop(metrics);
-	health_stop(health);
-	sink_close(&amo);
-	tasks_free(amo.tasks);
-	fetch_memo_free(&amo);
-	oauth_close(&amo);
-	http_free(amo.http);
-	rl_destroy(&amo.rl);
-	pthread_cond_destroy(&amo.wake);
-	pthread_mutex_destroy(&amo.mtx);
+	serve_start(&amo, &sock, &health, &metrics, &worker);
+	serve(&amo, sock);
+	serve_stop(&amo, sock, health, metrics, worker);
+out:
+	client_close(&amo);
+	amo_destroy(&amo);
 	cfg_free(amo_keys, CFG_NKEYS(amo_keys), &amo.conf);
-	return 0;
+	return rv;
 }

@@ -23,11 +23,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "amo.h"
 #include "buf.h"
 #include "errors.h"
 #include "json.h"
 #include "log.h"
+#include "oauth.h"
+#include "request.h"
 
 #define TOKEN_MAX	4096
 #define TOKEN_FILE_MAX	(64u << 10)
@@ -280,7 +281,7 @@ lock_release(int fd)
 static void
 set_revoked(struct amo *a, const char *why)
 {
-	atomic_store(&a->state, API_REVOKED);
+	amo_set_api_state(a, API_REVOKED);
 	amo_set_error(a, "%s", why);
 	log_warnx("oauth.revoked", "reason=%s action=\"syncing stopped; re-authorise with "
 	    "crmsync-amo-sync --auth-code CODE (the running service resumes when the token file "
@@ -299,7 +300,7 @@ token_request(struct amo *a, const char *body, const char *what)
 	int rv;
 
 	memset(&next, 0, sizeof(next));
-	rv = api_post_json(a, "/oauth2/access_token", body, &r);
+	rv = request_post_json(a, "/oauth2/access_token", body, &r);
 	if (rv != 0) {
 		log_warnx("oauth.unreachable", "grant=%s err=%s", what, lq(r.error[0] ? r.error : cs_strerror(rv)));
 		http_response_free(&r);
@@ -327,7 +328,7 @@ token_request(struct amo *a, const char *body, const char *what)
 		stat(a->conf.token_file, &o->st);
 		o->have_stat = 1;
 		oauth_wipe(&next);
-		stat_add(&amo_stats[AS_TOKEN_REFRESHES], 1);
+		amo_count(a, AS_TOKEN_REFRESHES, 1);
 		log_info("oauth.rotated", "grant=%s expires_in=%lld file=%s", what,
 		    (long long)(o->expires_at ? o->expires_at - now_s() : -1), lq(a->conf.token_file));
 		return 0;
@@ -476,7 +477,7 @@ oauth_exchange_code(struct amo *a, const char *code)
 	buf_free(&body);
 	lock_release(fd);
 	if (rv == 0)
-		atomic_store(&a->state, API_OK);
+		amo_set_api_state(a, API_OK);
 	return rv;
 }
 
@@ -535,6 +536,6 @@ oauth_reload(struct amo *a)
 	if ((rv = read_file(a, o)) != 0)
 		return rv;
 	log_info("oauth.reloaded", "file=%s changed: resuming", lq(a->conf.token_file));
-	atomic_store(&a->state, API_OK);
+	amo_set_api_state(a, API_OK);
 	return 0;
 }

@@ -34,6 +34,7 @@
 #include "hash.h"
 #include "log.h"
 #include "strlist.h"
+#include "tasks.h"
 
 #define TASK_BATCH	250	/* ids per filter[id][] request */
 #define TASK_KEY_MAX	64
@@ -79,7 +80,8 @@ struct tasks {
 	int64_t			 delay_us;
 	uint64_t		 max_seq;	/* highest delivery seq received from journal_id */
 	uint64_t		 journal_id;	/* the gateway journal seqs count in */
-	struct inflight		 cur;
+	struct inflight		 cur;		/* the worker's once active */
+	struct stat_counter	*stats;		/* enum amo_stat */
 };
 
 
@@ -90,7 +92,7 @@ hash_key(const char *s)
 }
 
 int
-tasks_new(struct tasks **out, size_t max_items, int64_t delay_ms)
+tasks_new(struct tasks **out, size_t max_items, int64_t delay_ms, struct stat_counter *stats)
 {
 	struct tasks *t = calloc(1, sizeof(*t));
 
@@ -100,6 +102,7 @@ tasks_new(struct tasks **out, size_t max_items, int64_t delay_ms)
 	pthread_mutex_init(&t->mtx, NULL);
 	t->max_items = max_items;
 	t->delay_us = delay_ms * 1000;
+	t->stats = stats;
 	*out = t;
 	return 0;
 }
@@ -261,8 +264,8 @@ done_seq_locked(struct tasks *t)
 static void
 publish(struct tasks *t)
 {
-	stat_set(&amo_stats[AS_QUEUE_DEPTH], (int64_t)(t->depth + t->cur.n));
-	stat_set(&amo_stats[AS_DONE_SEQ], (int64_t)done_seq_locked(t));
+	stat_set(&t->stats[AS_QUEUE_DEPTH], (int64_t)(t->depth + t->cur.n));
+	stat_set(&t->stats[AS_DONE_SEQ], (int64_t)done_seq_locked(t));
 }
 
 uint64_t
@@ -398,8 +401,8 @@ tasks_receive(struct tasks *t, const Crmsync__HookDelivery *d, uint64_t *done_se
 	}
 	if (st == CRMSYNC__ACK_STATUS__ACK_OK && d->seq > t->max_seq)
 		t->max_seq = d->seq;
-	stat_add(&amo_stats[AS_HOOK_DELIVERIES], 1);
-	stat_add(&amo_stats[AS_HOOK_EVENTS], (int64_t)d->n_events);
+	stat_add(&t->stats[AS_HOOK_DELIVERIES], 1);
+	stat_add(&t->stats[AS_HOOK_EVENTS], (int64_t)d->n_events);
 	if (d->n_events > 0)
 		log_debug("hook.queued", "seq=%llu events=%zu new_keys=%zu ignored=%zu depth=%zu",
 		    (unsigned long long)d->seq, d->n_events, added, ignored, t->depth);
@@ -477,15 +480,33 @@ take_batch(struct tasks *t, int fetch_ok)
 	return 1;
 }
 
-int
-tasks_run_ready(struct amo *a, int max)
+/* Execute the batch in t->cur: 0 or the error of its fetch or delete. */
+static int
+run_batch(struct tasks *t, const struct tasks_exec *x)
 {
-	struct tasks *t = a->tasks;
+	struct inflight *f = &t->cur;
+	const char *param = f->param[0] ? f->param : NULL;
+	int64_t rows = 0;
+	int rv;
+
+	if (f->del)
+		return x->deletes(x->arg, f->e, param, f->keys, f->ver, f->n);
+	stat_add(&t->stats[AS_HOOK_FETCHES], 1);
+	rv = x->fetch(x->arg, f->e, param, f->keys, f->n, &rows);
+	if (rv == 0)
+		log_info("hook.fetched", "entity=%s%s%s ids=%zu rows=%lld", f->e->name,
+		    param ? " param=" : "", f->param, f->n, (long long)rows);
+	return rv;
+}
+
+int
+tasks_run_ready(struct tasks *t, int max, const struct tasks_exec *x)
+{
 	int done = 0, fetches = 0;
 
-	while (!a->stop) {
+	while (!*x->stop) {
 		struct inflight *f = &t->cur;
-		int fetch_ok = atomic_load(&a->state) == API_OK;
+		int fetch_ok = x->api_ok(x->arg);
 		int rv;
 
 		pthread_mutex_lock(&t->mtx);
@@ -498,17 +519,9 @@ tasks_run_ready(struct amo *a, int max)
 		/* Only this thread touches t->cur once it is active. */
 		if (!f->del && (!fetch_ok || fetches >= max))
 			break;
-		if (f->del) {
-			rv = sink_deletes(a, f->e, f->param[0] ? f->param : NULL, f->keys, f->ver, f->n, 0);
-		} else {
-			struct fetch_result res;
+		if (!f->del)
 			fetches++;
-			stat_add(&amo_stats[AS_HOOK_FETCHES], 1);
-			rv = fetch_ids(a, f->e, f->param[0] ? f->param : NULL, f->keys, f->n, &res);
-			if (rv == 0)
-				log_info("hook.fetched", "entity=%s%s%s ids=%zu rows=%lld", f->e->name,
-				    f->param[0] ? " param=" : "", f->param, f->n, (long long)res.rows);
-		}
+		rv = run_batch(t, x);
 		if (rv == CS_ECANCELED || rv == CS_EREVOKED || rv == CS_EBANNED || rv == CS_ENET ||
 		    rv == CS_ERATELIMIT || (rv == CS_EREMOTE && ++f->attempts < 3)) {
 			/* Temporary: keep it in flight, done_seq waits for it. */
