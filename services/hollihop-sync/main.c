@@ -251,6 +251,101 @@ check_timezone(const char *tz)
 	return access(path, R_OK) == 0 ? 0 : CS_EINVAL;
 }
 
+/* Every configured value that start-up can check, or stop with one clear line. */
+static void
+check_config(int *minute)
+{
+	char err[512];
+	struct hh_vars v;
+
+	if (check_timezone(conf.timezone) != 0 || normalise_set_timezone(conf.timezone) != 0)
+		fatalx("config.bad_timezone", "CS_HOLLIHOP_TIMEZONE=%s is not a known zone", lq(conf.timezone));
+	if (schedule_parse(conf.schedule, minute) != 0)
+		fatalx("config.bad_schedule", "CS_HOLLIHOP_SCHEDULE=%s: expected HH:MM or off", lq(conf.schedule));
+	if (strlen(conf.amo_lead_field) > HH_FIELD_NAME_MAX)
+		fatalx("config.bad_amo_lead_field", "CS_HOLLIHOP_AMO_LEAD_FIELD is longer than %d bytes",
+		    HH_FIELD_NAME_MAX);
+	if (export_check(NULL, err, sizeof(err)) != 0)
+		fatalx("config.bad_catalogue", "err=%s", lq(err));
+	if (params_vars(&v, &conf, time(NULL)) != 0)
+		fatalx("config.bad_dates", "CS_HOLLIHOP_DATE_FROM=%s CS_HOLLIHOP_DATE_TO=%s: expected "
+		    "YYYY-MM-DD or +-Nd", lq(conf.date_from), lq(conf.date_to));
+	if (conf.entities[0] != '\0' || conf.skip[0] != '\0') {
+		struct run_req rq;
+		memset(&rq, 0, sizeof(rq));
+		for (const char *lists[2] = { conf.entities, conf.skip }, **l = lists; l < lists + 2; l++) {
+			const char *cur = *l, *item;
+			size_t n;
+			while (strlist_next(&cur, &item, &n))
+				if (rq.nentities < (int)nitems(rq.entities))
+					snprintf(rq.entities[rq.nentities++], sizeof(rq.entities[0]), "%.*s", (int)n, item);
+		}
+		if (export_check(&rq, err, sizeof(err)) != 0)
+			fatalx("config.bad_entities", "CS_HOLLIHOP_ENTITIES/CS_HOLLIHOP_SKIP: %s", lq(err));
+	}
+}
+
+/* --run-now: one export, then the exit status (0 = complete). */
+static int
+run_once(struct runner *r)
+{
+	struct run_req rq;
+	struct run_result res;
+	int rv;
+
+	memset(&rq, 0, sizeof(rq));
+	rq.trigger = "cli";
+	rv = export_run(r->x, &rq, NULL, NULL, &res);
+	if (rv != 0)
+		log_warnx("run.not_started", "err=%s", lq(res.error));
+	return rv == 0 && res.status == CRMSYNC__RUN_STATUS__RUN_COMPLETE ? 0 : 1;
+}
+
+/* Serve sync commands and the nightly schedule until a signal. */
+static void
+serve(struct runner *r, int minute)
+{
+	time_t next = schedule_next(time(NULL), minute);
+	char when[32] = "off";
+	nng_socket sock;
+	int rv;
+
+	if ((rv = bus_listen(&sock, conf.url, 1u << 20)) != 0)
+		fatalx("command.listen_failed", "url=%s err=%s", lq(conf.url), lq(cs_strerror(rv)));
+	if (next != (time_t)-1) {
+		struct tm tm;
+		localtime_r(&next, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M%z", &tm);
+	}
+	log_info("hollihop.ready", "url=%s health=%s store=%s next_run=%s tz=%s", lq(conf.url),
+	    lq(conf.health_url), lq(conf.store_url), when, lq(conf.timezone));
+	while (!svc_stop) {
+		Crmsync__Envelope *env = NULL;
+
+		rv = bus_recv(sock, &env, 250);
+		if (rv == 0 && env->body_case == CRMSYNC__ENVELOPE__BODY_SYNC) {
+			on_command(r, sock, env->sync);
+		} else if (rv == 0 || rv == CS_EPROTO) {
+			log_warnx("command.unexpected", "body=%d", env != NULL ? (int)env->body_case : -1);
+			(void)bus_reply_ack(sock, CRMSYNC__ACK_STATUS__ACK_REJECTED,
+			    "hollihop-sync takes SyncCommand only (health: CS_HOLLIHOP_HEALTH_URL)", 0, 0, 0, 0);
+		} else if (rv != CS_ETIMEDOUT) {
+			log_warnx("command.recv_failed", "err=%s", lq(cs_strerror(rv)));
+		}
+		bus_free(env);
+		runner_reap(r, 0);
+		if (next != (time_t)-1 && time(NULL) >= next) {
+			struct run_req rq;
+			memset(&rq, 0, sizeof(rq));
+			rq.trigger = "schedule";
+			if (runner_start(r, &rq) != 0)
+				log_warnx("schedule.skipped", "reason=%s", lq("a run is still in progress"));
+			next = schedule_next(time(NULL), minute);
+		}
+	}
+	bus_close(sock);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -268,8 +363,7 @@ main(int argc, char **argv)
 	static struct runner runner;
 	struct health *health = NULL;
 	struct metrics *metrics = NULL;
-	nng_socket store, sock;
-	char err[512];
+	nng_socket store;
 	int rv, minute, exit_code = 0;
 
 	/*
@@ -281,32 +375,7 @@ main(int argc, char **argv)
 	mallopt(M_ARENA_MAX, 2);
 	svc_init(argc, argv, &desc);
 	svc_signals();
-	if (check_timezone(conf.timezone) != 0 || normalise_set_timezone(conf.timezone) != 0)
-		fatalx("config.bad_timezone", "CS_HOLLIHOP_TIMEZONE=%s is not a known zone", lq(conf.timezone));
-	if (schedule_parse(conf.schedule, &minute) != 0)
-		fatalx("config.bad_schedule", "CS_HOLLIHOP_SCHEDULE=%s: expected HH:MM or off", lq(conf.schedule));
-	if (strlen(conf.amo_lead_field) > HH_FIELD_NAME_MAX)
-		fatalx("config.bad_amo_lead_field", "CS_HOLLIHOP_AMO_LEAD_FIELD is longer than %d bytes",
-		    HH_FIELD_NAME_MAX);
-	if (export_check(NULL, err, sizeof(err)) != 0)
-		fatalx("config.bad_catalogue", "err=%s", lq(err));
-	struct hh_vars v;
-	if (params_vars(&v, &conf, time(NULL)) != 0)
-		fatalx("config.bad_dates", "CS_HOLLIHOP_DATE_FROM=%s CS_HOLLIHOP_DATE_TO=%s: expected "
-		    "YYYY-MM-DD or +-Nd", lq(conf.date_from), lq(conf.date_to));
-	if (conf.entities[0] != '\0' || conf.skip[0] != '\0') {
-		struct run_req rq;
-		memset(&rq, 0, sizeof(rq));
-		for (const char *lists[2] = { conf.entities, conf.skip }, **l = lists; l < lists + 2; l++) {
-			const char *cur = *l, *item;
-			size_t n;
-			while (strlist_next(&cur, &item, &n))
-				if (rq.nentities < (int)nitems(rq.entities))
-					snprintf(rq.entities[rq.nentities++], sizeof(rq.entities[0]), "%.*s", (int)n, item);
-		}
-		if (export_check(&rq, err, sizeof(err)) != 0)
-			fatalx("config.bad_entities", "CS_HOLLIHOP_ENTITIES/CS_HOLLIHOP_SKIP: %s", lq(err));
-	}
+	check_config(&minute);
 	if ((rv = bus_dial(&store, conf.store_url, BUS_RECVMAX_DEFAULT)) != 0)
 		fatalx("store.dial_failed", "url=%s err=%s", lq(conf.store_url), lq(cs_strerror(rv)));
 	if ((rv = export_new(&runner.x, &conf, store, &svc_stop)) != 0)
@@ -318,56 +387,10 @@ main(int argc, char **argv)
 		fatalx("health.listen_failed", "url=%s err=%s", lq(conf.health_url), lq(cs_strerror(rv)));
 	if ((rv = metrics_start(&metrics, conf.metrics_addr, "hollihop-sync", hh_stats, HS__N)) != 0)
 		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(conf.metrics_addr), lq(cs_strerror(rv)));
-
-	if (run_now) {
-		struct run_req rq;
-		struct run_result res;
-		memset(&rq, 0, sizeof(rq));
-		rq.trigger = "cli";
-		rv = export_run(runner.x, &rq, NULL, NULL, &res);
-		exit_code = rv == 0 && res.status == CRMSYNC__RUN_STATUS__RUN_COMPLETE ? 0 : 1;
-		if (rv != 0)
-			log_warnx("run.not_started", "err=%s", lq(res.error));
-		goto out;
-	}
-
-	if ((rv = bus_listen(&sock, conf.url, 1u << 20)) != 0)
-		fatalx("command.listen_failed", "url=%s err=%s", lq(conf.url), lq(cs_strerror(rv)));
-	time_t next = schedule_next(time(NULL), minute);
-	char when[32] = "off";
-	if (next != (time_t)-1) {
-		struct tm tm;
-		localtime_r(&next, &tm);
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M%z", &tm);
-	}
-	log_info("hollihop.ready", "url=%s health=%s store=%s next_run=%s tz=%s", lq(conf.url),
-	    lq(conf.health_url), lq(conf.store_url), when, lq(conf.timezone));
-	while (!svc_stop) {
-		Crmsync__Envelope *env = NULL;
-
-		rv = bus_recv(sock, &env, 250);
-		if (rv == 0 && env->body_case == CRMSYNC__ENVELOPE__BODY_SYNC) {
-			on_command(&runner, sock, env->sync);
-		} else if (rv == 0 || rv == CS_EPROTO) {
-			log_warnx("command.unexpected", "body=%d", env != NULL ? (int)env->body_case : -1);
-			(void)bus_reply_ack(sock, CRMSYNC__ACK_STATUS__ACK_REJECTED,
-			    "hollihop-sync takes SyncCommand only (health: CS_HOLLIHOP_HEALTH_URL)", 0, 0, 0, 0);
-		} else if (rv != CS_ETIMEDOUT) {
-			log_warnx("command.recv_failed", "err=%s", lq(cs_strerror(rv)));
-		}
-		bus_free(env);
-		runner_reap(&runner, 0);
-		if (next != (time_t)-1 && time(NULL) >= next) {
-			struct run_req rq;
-			memset(&rq, 0, sizeof(rq));
-			rq.trigger = "schedule";
-			if (runner_start(&runner, &rq) != 0)
-				log_warnx("schedule.skipped", "reason=%s", lq("a run is still in progress"));
-			next = schedule_next(time(NULL), minute);
-		}
-	}
-	bus_close(sock);
-out:
+	if (run_now)
+		exit_code = run_once(&runner);
+	else
+		serve(&runner, minute);
 	runner_reap(&runner, 1);
 	log_info("hollihop.stopping", "runs=%lld", (long long)stat_get(&hh_stats[HS_RUNS_STARTED]));
 	metrics_stop(metrics);

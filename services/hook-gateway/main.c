@@ -1,7 +1,7 @@
 /*
  * main.c - crmsync-hook-gateway: wiring, configuration, signals.
  *
- * amoCRM --HTTPS POST--> http.c --form.c--> journal.c (fsync, then 204) --forward.c--> amo-sync
+ * amoCRM --HTTPS POST--> httpd.c --form.c--> journal.c (fsync, then 204) --forward.c--> amo-sync
  * The journal is opened first (replaying whatever amo-sync has not acknowledged), then the
  * forwarder, then the listener; shutdown runs the other way round so that every hook
  * answered 204 is on disk and every in-flight one is either answered or never was.
@@ -24,7 +24,7 @@
 #include "form.h"
 #include "gateway.h"
 #include "health.h"
-#include "http.h"
+#include "httpd.h"
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
@@ -191,6 +191,92 @@ gw_status(void *arg, char *buf, size_t len)
 	return 1;
 }
 
+/* What start-up can check beyond the key table: one clear line, or a warning. */
+static void
+check_config(const struct gw_conf *c)
+{
+	if (strlen(c->secret) < 16)
+		fatalx("config.bad", "key=CS_GATEWAY_SECRET reason=%s",
+		    lq("must be at least 16 characters (it is the only authentication)"));
+	if (strspn(c->secret, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~") !=
+	    strlen(c->secret))
+		fatalx("config.bad", "key=CS_GATEWAY_SECRET reason=%s",
+		    lq("only URL-safe characters [A-Za-z0-9-._~]"));
+	if (c->tls && (c->cert[0] == '\0' || c->key[0] == '\0'))
+		fatalx("config.bad", "key=CS_GATEWAY_TLS_CERT reason=%s",
+		    lq("TLS is on: set CS_GATEWAY_TLS_CERT and CS_GATEWAY_TLS_KEY (or CS_GATEWAY_TLS=off behind a proxy)"));
+	if (c->tls) {
+		gw_readable("CS_GATEWAY_TLS_CERT", c->cert);
+		gw_readable("CS_GATEWAY_TLS_KEY", c->key);
+	} else {
+		log_warnx("config.plain_http", "reason=%s", lq("CS_GATEWAY_TLS=off: serving plain HTTP"));
+	}
+	if (strrchr(c->listen, ':') == NULL || strspn(strrchr(c->listen, ':') + 1, "0123456789") !=
+	    strlen(strrchr(c->listen, ':') + 1) || strrchr(c->listen, ':')[1] == '\0')
+		fatalx("config.bad", "key=CS_GATEWAY_LISTEN value=%s reason=%s", lq(c->listen),
+		    lq("expected address:port, e.g. 0.0.0.0:8443"));
+}
+
+/* The journal (replayed) and its forwarder to amo-sync; nothing when the journal is off. */
+static void
+journal_start(const struct gw_conf *c, struct deadletter *dl, struct forward **fw)
+{
+	struct journal_opts jo;
+	struct forward_opts fo;
+	int rv;
+
+	if (!c->journal_on) {
+		log_warnx("config.journal_off", "reason=%s",
+		    lq("CS_GATEWAY_JOURNAL=off: hooks are answered 204 and DROPPED (benchmark baseline only)"));
+		return;
+	}
+	memset(&jo, 0, sizeof(jo));
+	jo.dir = c->journal_dir;
+	jo.max_bytes = (uint64_t)c->journal_max;
+	jo.segment_bytes = (uint64_t)c->segment_size;
+	jo.cursor_interval_ms = c->cursor_interval;
+	if ((rv = journal_open(&gw_journal, &jo)) != 0)
+		fatalx("journal.open_failed", "dir=%s err=%s", lq(c->journal_dir),
+		    lq(rv == CS_EIO ? "cannot create, read or write it (the line before says why)" :
+		    cs_strerror(rv)));
+	memset(&fo, 0, sizeof(fo));
+	fo.url = c->amo_url;
+	fo.timeout_ms = (int)c->forward_timeout;
+	fo.journal = gw_journal;
+	fo.deadletter = dl;
+	if ((rv = forward_start(fw, &fo)) != 0)
+		fatalx("forward.start_failed", "url=%s err=%s", lq(c->amo_url), lq(cs_strerror(rv)));
+}
+
+/* The HTTPS listener. */
+static void
+listener_start(const struct gw_conf *c, struct deadletter *dl, struct httpd **httpd)
+{
+	struct httpd_opts ho;
+	int rv;
+
+	memset(&ho, 0, sizeof(ho));
+	ho.listen = c->listen;
+	ho.tls = c->tls;
+	ho.cert_file = c->cert;
+	ho.key_file = c->key;
+	ho.secret = c->secret;
+	ho.body_max = (size_t)c->body_max;
+	ho.idle_timeout_ms = c->idle_timeout;
+	ho.body_timeout_ms = c->body_timeout;
+	ho.write_timeout_ms = c->write_timeout;
+	ho.max_conns = (int)c->max_conns;
+	ho.max_conns_per_client = (int)c->max_conns_per_client;
+	ho.limits.max_pairs = (size_t)c->max_keys;
+	ho.limits.max_depth = (size_t)c->max_depth;
+	ho.limits.max_key = 1024;
+	ho.limits.max_events = (size_t)c->max_events;
+	ho.journal = gw_journal;
+	ho.deadletter = dl;
+	if ((rv = httpd_start(httpd, &ho)) != 0)
+		fatalx("http.start_failed", "listen=%s err=%s", lq(c->listen), lq(cs_strerror(rv)));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -205,91 +291,26 @@ main(int argc, char **argv)
 	};
 	struct deadletter *dl = NULL;
 	struct forward *fw = NULL;
-	struct http *http = NULL;
+	struct httpd *httpd = NULL;
 	struct health *health = NULL;
 	struct metrics *metrics = NULL;
-	struct journal_opts jo;
-	struct forward_opts fo;
-	struct http_opts ho;
 	int rv;
 
 	memset(&c, 0, sizeof(c));
 	svc_init(argc, argv, &d);
 	svc_signals();
-
-	if (strlen(c.secret) < 16)
-		fatalx("config.bad", "key=CS_GATEWAY_SECRET reason=%s",
-		    lq("must be at least 16 characters (it is the only authentication)"));
-	if (strspn(c.secret, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~") !=
-	    strlen(c.secret))
-		fatalx("config.bad", "key=CS_GATEWAY_SECRET reason=%s",
-		    lq("only URL-safe characters [A-Za-z0-9-._~]"));
-	if (c.tls && (c.cert[0] == '\0' || c.key[0] == '\0'))
-		fatalx("config.bad", "key=CS_GATEWAY_TLS_CERT reason=%s",
-		    lq("TLS is on: set CS_GATEWAY_TLS_CERT and CS_GATEWAY_TLS_KEY (or CS_GATEWAY_TLS=off behind a proxy)"));
-	if (c.tls) {
-		gw_readable("CS_GATEWAY_TLS_CERT", c.cert);
-		gw_readable("CS_GATEWAY_TLS_KEY", c.key);
-	} else {
-		log_warnx("config.plain_http", "reason=%s", lq("CS_GATEWAY_TLS=off: serving plain HTTP"));
-	}
-	if (strrchr(c.listen, ':') == NULL || strspn(strrchr(c.listen, ':') + 1, "0123456789") !=
-	    strlen(strrchr(c.listen, ':') + 1) || strrchr(c.listen, ':')[1] == '\0')
-		fatalx("config.bad", "key=CS_GATEWAY_LISTEN value=%s reason=%s", lq(c.listen),
-		    lq("expected address:port, e.g. 0.0.0.0:8443"));
-
+	check_config(&c);
 	if ((rv = deadletter_open(&dl, c.deadletter_dir, (uint64_t)c.deadletter_max)) != 0)
 		fatalx("deadletter.open_failed", "dir=%s err=%s", lq(c.deadletter_dir), lq(cs_strerror(rv)));
-	if (c.journal_on) {
-		memset(&jo, 0, sizeof(jo));
-		jo.dir = c.journal_dir;
-		jo.max_bytes = (uint64_t)c.journal_max;
-		jo.segment_bytes = (uint64_t)c.segment_size;
-		jo.cursor_interval_ms = c.cursor_interval;
-		if ((rv = journal_open(&gw_journal, &jo)) != 0)
-			fatalx("journal.open_failed", "dir=%s err=%s", lq(c.journal_dir),
-			    lq(rv == CS_EIO ? "cannot create, read or write it (the line before says why)" :
-			    cs_strerror(rv)));
-		memset(&fo, 0, sizeof(fo));
-		fo.url = c.amo_url;
-		fo.timeout_ms = (int)c.forward_timeout;
-		fo.journal = gw_journal;
-		fo.deadletter = dl;
-		if ((rv = forward_start(&fw, &fo)) != 0)
-			fatalx("forward.start_failed", "url=%s err=%s", lq(c.amo_url), lq(cs_strerror(rv)));
-	} else {
-		log_warnx("config.journal_off", "reason=%s",
-		    lq("CS_GATEWAY_JOURNAL=off: hooks are answered 204 and DROPPED (benchmark baseline only)"));
-	}
-
-	memset(&ho, 0, sizeof(ho));
-	ho.listen = c.listen;
-	ho.tls = c.tls;
-	ho.cert_file = c.cert;
-	ho.key_file = c.key;
-	ho.secret = c.secret;
-	ho.body_max = (size_t)c.body_max;
-	ho.idle_timeout_ms = c.idle_timeout;
-	ho.body_timeout_ms = c.body_timeout;
-	ho.write_timeout_ms = c.write_timeout;
-	ho.max_conns = (int)c.max_conns;
-	ho.max_conns_per_client = (int)c.max_conns_per_client;
-	ho.limits.max_pairs = (size_t)c.max_keys;
-	ho.limits.max_depth = (size_t)c.max_depth;
-	ho.limits.max_key = 1024;
-	ho.limits.max_events = (size_t)c.max_events;
-	ho.journal = gw_journal;
-	ho.deadletter = dl;
-	if ((rv = http_start(&http, &ho)) != 0)
-		fatalx("http.start_failed", "listen=%s err=%s", lq(c.listen), lq(cs_strerror(rv)));
-
+	journal_start(&c, dl, &fw);
+	listener_start(&c, dl, &httpd);
 	/* Last: a health answer means the listener is up and the journal replayed. */
 	if ((rv = health_start(&health, c.health_url, "hook-gateway", gw_stats, GW_NSTATS,
 	    gw_status, &c)) != 0)
 		fatalx("health.start_failed", "url=%s err=%s", lq(c.health_url), lq(cs_strerror(rv)));
 	if ((rv = metrics_start(&metrics, c.metrics_addr, "hook-gateway", gw_stats, GW_NSTATS)) != 0)
 		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(c.metrics_addr), lq(cs_strerror(rv)));
-	log_info("gateway.ready", "port=%d journal=%s amo=%s health=%s", http_port(http),
+	log_info("gateway.ready", "port=%d journal=%s amo=%s health=%s", httpd_port(httpd),
 	    c.journal_on ? lq(c.journal_dir) : "off", lq(c.amo_url), lq(c.health_url));
 
 	while (!svc_stop)
@@ -298,7 +319,7 @@ main(int argc, char **argv)
 	log_info("gateway.stopping", "reason=signal");
 	metrics_stop(metrics);
 	health_stop(health);
-	http_stop(http);		/* in-flight hooks get their journal answer first */
+	httpd_stop(httpd);		/* in-flight hooks get their journal answer first */
 	forward_stop(fw);
 	journal_close(gw_journal);	/* saves the cursor */
 	deadletter_close(dl);

@@ -1,6 +1,6 @@
 /*
  * http_head_fuzz.c - libFuzzer target for the hook gateway's HTTP/1.x request head parser
- * (http_parse_head in services/hook-gateway/http.c). Whatever it accepts must be
+ * (httpd_parse_head in services/hook-gateway/httpd.c). Whatever it accepts must be
  * consistent: the head fits in the input, every value it points at lies inside the head.
  */
 #include <stddef.h>
@@ -8,9 +8,9 @@
 #include <stdlib.h>
 
 #include "gateway.h"
-#include "http.h"
+#include "httpd.h"
 
-/* http.c counts into the gateway's stats; main.c, which defines them, is not linked here. */
+/* httpd.c counts into the gateway's stats; main.c, which defines them, is not linked here. */
 struct stat_counter gw_stats[GW_NSTATS];
 
 int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -26,8 +26,8 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *p = (const char *)data;
-	struct http_head hd;
-	int rv = http_parse_head(p, size, &hd);
+	struct httpd_head hd;
+	int rv = httpd_parse_head(p, size, &hd);
 
 	if (rv != 0 && rv != 1 && rv != 400 && rv != 431 && rv != 505)
 		abort();

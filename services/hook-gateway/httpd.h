@@ -1,15 +1,15 @@
 /*
- * http.h - the gateway's HTTPS front end: POST /hooks/amo/<secret>.
+ * httpd.h - the gateway's HTTPS front end: POST /hooks/amo/<secret>.
  *
  * Connections and TLS come from NNG (an nng_stream_listener on tls+tcp://, NNG's mbedTLS
- * engine); the part of HTTP/1.1 a webhook needs is spoken in http.c, which gives what NNG
+ * engine); the part of HTTP/1.1 a webhook needs is spoken in httpd.c, which gives what NNG
  * 1.5's HTTP server lacks: connection caps (in all and per client address), per-phase deadlines (enforced by closing the
  * stream), 411 for chunked bodies, 413 before reading an oversized body, TCP_NODELAY, and
  * connections that can always be closed. A hook is answered 204 only after the journal's
  * fsync covers it; every reply is a status line without a body.
  */
-#ifndef GW_HTTP_H
-#define GW_HTTP_H
+#ifndef GW_HTTPD_H
+#define GW_HTTPD_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -18,9 +18,9 @@
 
 struct journal;
 struct deadletter;
-struct http;
+struct httpd;
 
-struct http_opts {
+struct httpd_opts {
 	const char		*listen;	/* "host:port"; port 0 picks a free one */
 	int			 tls;		/* 0 only when explicitly configured */
 	const char		*cert_file;	/* PEM, may hold the chain */
@@ -38,7 +38,7 @@ struct http_opts {
 };
 
 /* What a request head says; pointers go into the parsed buffer. */
-struct http_head {
+struct httpd_head {
 	size_t		 len;		/* bytes of the head, final empty line included */
 	const char	*method, *target;
 	size_t		 methodlen, targetlen;
@@ -52,16 +52,16 @@ struct http_head {
  * Parse a request head at p[0..n) (exposed for the fuzz target). Returns 1 (complete, *hd
  * filled), 0 (need more bytes), or the status to refuse it with: 400, 431 or 505.
  */
-int	http_parse_head(const char *p, size_t n, struct http_head *hd);
+int	httpd_parse_head(const char *p, size_t n, struct httpd_head *hd);
 
 /* Start listening. Strings in o are copied. 0, CS_ECONFIG (cert, key, address), CS_ENNG. */
-int	http_start(struct http **out, const struct http_opts *o);
+int	httpd_start(struct httpd **out, const struct httpd_opts *o);
 /* The bound port. */
-int	http_port(struct http *h);
+int	httpd_port(struct httpd *h);
 /*
  * Stop accepting, let in-flight hooks finish (their journal callbacks still arrive, so
  * close the journal after this), close every connection and free. NULL is fine.
  */
-void	http_stop(struct http *h);
+void	httpd_stop(struct httpd *h);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * http.c - HTTPS front end for amoCRM webhooks (see http.h).
+ * httpd.c - HTTPS front end for amoCRM webhooks (see httpd.h).
  *
  * NNG provides the connections and the TLS: an nng_stream_listener on tls+tcp:// with
  * NNG's mbedTLS engine. The small part of HTTP/1.1 a webhook needs is spoken here: request
@@ -11,7 +11,7 @@
  * stream, we can always nng_stream_close() it, which fails whatever TLS has queued.
  * Owning the socket also lets us set TCP_NODELAY (NNG's server forces Nagle on).
  *
- * One struct http_session per connection: two aios (reads, writes) under a session mutex.
+ * One struct httpd_session per connection: two aios (reads, writes) under a session mutex.
  *   head -> [100 Continue] -> body -> journal fsync -> 204 -> next head ...
  * Every phase has a deadline; the housekeeping thread closes the stream of a session past
  * it (the one thing that completes a stuck read), and frees ended sessions, since freeing
@@ -38,7 +38,7 @@
 #include "errors.h"
 #include "form.h"
 #include "gateway.h"
-#include "http.h"
+#include "httpd.h"
 #include "journal.h"
 #include "log.h"
 
@@ -53,17 +53,17 @@
 #define HTTP_DRAIN_CAP		(64 * 1024)
 #define HTTP_STOP_WAIT_MS	10000
 
-enum http_rstate { RS_NONE, RS_READ, RS_BODY, RS_DRAIN };
-enum http_wstate { WS_NONE, WS_CONTINUE, WS_REPLY };
+enum httpd_rstate { RS_NONE, RS_READ, RS_BODY, RS_DRAIN };
+enum httpd_wstate { WS_NONE, WS_CONTINUE, WS_REPLY };
 
-struct http_session {
-	struct http		*h;
-	struct http_session	*prev, *next;	/* h->sessions; h->graves once buried */
+struct httpd_session {
+	struct httpd		*h;
+	struct httpd_session	*prev, *next;	/* h->sessions; h->graves once buried */
 	pthread_mutex_t		 mtx;		/* everything below */
 	nng_stream		*st;
 	nng_aio			*raio, *waio;
-	enum http_rstate	 rstate;	/* a read is pending unless RS_NONE */
-	enum http_wstate	 wstate;	/* a write is pending unless WS_NONE */
+	enum httpd_rstate	 rstate;	/* a read is pending unless RS_NONE */
+	enum httpd_wstate	 wstate;	/* a write is pending unless WS_NONE */
 	int			 journaling;	/* a journal callback is due */
 	int			 inreq;		/* a request is being answered */
 	int			 close;		/* close once the reply is written */
@@ -85,8 +85,8 @@ struct http_session {
 	char			 rbuf[HTTP_RBUF];	/* no read is pending into it while it moves */
 };
 
-struct http {
-	struct http_opts	 o;
+struct httpd {
+	struct httpd_opts	 o;
 	char			*secret;
 	size_t			 secretlen;
 	nng_stream_listener	*l;
@@ -97,10 +97,10 @@ struct http {
 	atomic_int		 closing;
 	pthread_mutex_t		 mtx;		/* lock order: h->mtx before s->mtx */
 	pthread_cond_t		 cv;
-	struct http_session	*sessions;	/* live */
-	struct http_session	*graves;	/* ended, waiting to be freed */
+	struct httpd_session	*sessions;	/* live */
+	struct httpd_session	*graves;	/* ended, waiting to be freed */
 	int			 nsessions;	/* live + not yet freed */
-	struct http_peer	*peers;		/* open connections per client address */
+	struct httpd_peer	*peers;		/* open connections per client address */
 	size_t			 npeerslots;	/* power of 2, > 2 x max_conns */
 	int			 keeper_stop;
 	int			 keeper_started;
@@ -109,19 +109,19 @@ struct http {
 };
 
 /* A client address and how many connections it holds (n == 0: a free slot). */
-struct http_peer {
+struct httpd_peer {
 	uint8_t	addr[16];
 	int	n;
 };
 
-static void http_read_cb(void *arg);
-static void http_write_cb(void *arg);
-static void hs_advance(struct http_session *s);
+static void httpd_read_cb(void *arg);
+static void httpd_write_cb(void *arg);
+static void hs_advance(struct httpd_session *s);
 
 /* ---- connections per client address (all with h->mtx held) ---- */
 
 static size_t
-http_peer_hash(const uint8_t *a, size_t mask)
+httpd_peer_hash(const uint8_t *a, size_t mask)
 {
 	uint64_t x = 1469598103934665603ull;
 
@@ -131,10 +131,10 @@ http_peer_hash(const uint8_t *a, size_t mask)
 }
 
 /* The slot holding addr, or the free slot where it would go. */
-static struct http_peer *
-http_peer_find(struct http *h, const uint8_t *addr)
+static struct httpd_peer *
+httpd_peer_find(struct httpd *h, const uint8_t *addr)
 {
-	size_t mask = h->npeerslots - 1, i = http_peer_hash(addr, mask);
+	size_t mask = h->npeerslots - 1, i = httpd_peer_hash(addr, mask);
 
 	while (h->peers[i].n != 0 && memcmp(h->peers[i].addr, addr, 16) != 0)
 		i = (i + 1) & mask;
@@ -143,9 +143,9 @@ http_peer_find(struct http *h, const uint8_t *addr)
 
 /* One more connection from addr, unless it already has max_conns_per_client. */
 static int
-http_peer_add(struct http *h, const uint8_t *addr)
+httpd_peer_add(struct httpd *h, const uint8_t *addr)
 {
-	struct http_peer *p = http_peer_find(h, addr);
+	struct httpd_peer *p = httpd_peer_find(h, addr);
 
 	if (p->n >= h->o.max_conns_per_client)
 		return 0;
@@ -156,17 +156,17 @@ http_peer_add(struct http *h, const uint8_t *addr)
 }
 
 static void
-http_peer_del(struct http *h, const uint8_t *addr)
+httpd_peer_del(struct httpd *h, const uint8_t *addr)
 {
 	size_t mask = h->npeerslots - 1, i, j;
-	struct http_peer *p = http_peer_find(h, addr);
+	struct httpd_peer *p = httpd_peer_find(h, addr);
 
 	if (p->n == 0 || --p->n > 0)
 		return;
 	/* Free the slot: move later members of the probe run back (no tombstones). */
 	i = (size_t)(p - h->peers);
 	for (j = (i + 1) & mask; h->peers[j].n != 0; j = (j + 1) & mask) {
-		size_t k = http_peer_hash(h->peers[j].addr, mask);
+		size_t k = httpd_peer_hash(h->peers[j].addr, mask);
 		/* j's entry may fill the hole at i unless its home k lies cyclically in (i, j] */
 		if ((i <= j) ? (i < k && k <= j) : (i < k || k <= j))
 			continue;
@@ -178,7 +178,7 @@ http_peer_del(struct http *h, const uint8_t *addr)
 
 /* The stream's client address as 16 bytes (IPv4 mapped into IPv6); zeros if unknown. */
 static void
-http_peer_addr(nng_stream *st, uint8_t *out, char *text, size_t textlen)
+httpd_peer_addr(nng_stream *st, uint8_t *out, char *text, size_t textlen)
 {
 	nng_sockaddr sa;
 
@@ -199,7 +199,7 @@ http_peer_addr(nng_stream *st, uint8_t *out, char *text, size_t textlen)
 }
 
 static int64_t
-http_now_us(void)
+httpd_now_us(void)
 {
 	struct timespec ts;
 
@@ -211,7 +211,7 @@ http_now_us(void)
 /* ---- session lifetime ---- */
 
 static void
-hs_deadline(struct http_session *s, int64_t ms, const char *phase)
+hs_deadline(struct httpd_session *s, int64_t ms, const char *phase)
 {
 	s->deadline = ms > 0 ? clock_mono_ms() + ms : 0;
 	s->phase = phase;
@@ -220,7 +220,7 @@ hs_deadline(struct http_session *s, int64_t ms, const char *phase)
 /* With s->mtx held: close the stream. Pending operations complete with an error, and
  * their callbacks (or the caller's hs_unlock, if nothing is pending) bury the session. */
 static void
-hs_kill(struct http_session *s)
+hs_kill(struct httpd_session *s)
 {
 	if (!s->dead) {
 		s->dead = 1;
@@ -231,7 +231,7 @@ hs_kill(struct http_session *s)
 
 /* With s->mtx held: 1 when the caller must bury s (dead, nothing pending, not yet buried). */
 static int
-hs_idle(struct http_session *s)
+hs_idle(struct httpd_session *s)
 {
 	if (s->dead && !s->buried && s->rstate == RS_NONE && s->wstate == WS_NONE &&
 	    !s->journaling) {
@@ -243,7 +243,7 @@ hs_idle(struct http_session *s)
 
 /* With h->mtx held: hand s over to be freed. Nothing may touch s afterwards. */
 static void
-http_bury_locked(struct http *h, struct http_session *s)
+httpd_bury_locked(struct httpd *h, struct httpd_session *s)
 {
 	if (s->prev != NULL)
 		s->prev->next = s->next;
@@ -258,21 +258,21 @@ http_bury_locked(struct http *h, struct http_session *s)
 }
 
 static void
-hs_unlock(struct http_session *s)
+hs_unlock(struct httpd_session *s)
 {
 	int bury = hs_idle(s);
-	struct http *h = s->h;
+	struct httpd *h = s->h;
 
 	pthread_mutex_unlock(&s->mtx);
 	if (bury) {
 		pthread_mutex_lock(&h->mtx);
-		http_bury_locked(h, s);
+		httpd_bury_locked(h, s);
 		pthread_mutex_unlock(&h->mtx);
 	}
 }
 
 static void
-http_free_session(struct http_session *s)
+httpd_free_session(struct httpd_session *s)
 {
 	/* both wait for a callback that may still be returning */
 	nng_aio_free(s->raio);
@@ -288,14 +288,14 @@ http_free_session(struct http_session *s)
  * and free the ended ones.
  */
 static void *
-http_keeper(void *arg)
+httpd_keeper(void *arg)
 {
-	struct http *h = arg;
+	struct httpd *h = arg;
 	struct timespec ts;
 
 	pthread_mutex_lock(&h->mtx);
 	for (;;) {
-		struct http_session *s, *next, *dead;
+		struct httpd_session *s, *next, *dead;
 		int64_t now = clock_mono_ms();
 		int n = 0;
 
@@ -310,17 +310,17 @@ http_keeper(void *arg)
 			bury = hs_idle(s);
 			pthread_mutex_unlock(&s->mtx);
 			if (bury)
-				http_bury_locked(h, s);
+				httpd_bury_locked(h, s);
 		}
 		if (h->graves != NULL) {
 			dead = h->graves;
 			h->graves = NULL;
 			for (s = dead; s != NULL; s = s->next)
-				http_peer_del(h, s->peer);
+				httpd_peer_del(h, s->peer);
 			pthread_mutex_unlock(&h->mtx);
 			for (s = dead; s != NULL; s = next) {
 				next = s->next;
-				http_free_session(s);
+				httpd_free_session(s);
 				n++;
 			}
 			pthread_mutex_lock(&h->mtx);
@@ -347,7 +347,7 @@ http_keeper(void *arg)
 
 /* More request bytes into rbuf (compacted first). Nothing if the buffer is full. */
 static void
-hs_read(struct http_session *s)
+hs_read(struct httpd_session *s)
 {
 	nng_iov iov;
 
@@ -366,7 +366,7 @@ hs_read(struct http_session *s)
 }
 
 static void
-hs_read_body(struct http_session *s)
+hs_read_body(struct httpd_session *s)
 {
 	nng_iov iov;
 
@@ -379,7 +379,7 @@ hs_read_body(struct http_session *s)
 
 /* Read and discard what the client still sends after an early reply. */
 static void
-hs_drain(struct http_session *s)
+hs_drain(struct httpd_session *s)
 {
 	nng_iov iov;
 
@@ -392,7 +392,7 @@ hs_drain(struct http_session *s)
 }
 
 static void
-hs_send(struct http_session *s, enum http_wstate what)
+hs_send(struct httpd_session *s, enum httpd_wstate what)
 {
 	nng_iov iov;
 
@@ -404,7 +404,7 @@ hs_send(struct http_session *s, enum http_wstate what)
 }
 
 static const char *
-http_reason(uint16_t status)
+httpd_reason(uint16_t status)
 {
 	switch (status) {
 	case 204: return "No Content";
@@ -422,7 +422,7 @@ http_reason(uint16_t status)
 
 /* Write the reply: a status line, no body (a 204 has no Content-Length at all). */
 static void
-hs_reply(struct http_session *s, uint16_t status)
+hs_reply(struct httpd_session *s, uint16_t status)
 {
 	int n;
 
@@ -439,7 +439,7 @@ hs_reply(struct http_session *s, uint16_t status)
 	if (atomic_load(&s->h->closing))
 		s->close = 1;
 	n = snprintf(s->wbuf, sizeof(s->wbuf), "HTTP/1.1 %u %s\r\n%s%s\r\n", status,
-	    http_reason(status), status == 204 ? "" : "Content-Length: 0\r\n",
+	    httpd_reason(status), status == 204 ? "" : "Content-Length: 0\r\n",
 	    s->close ? "Connection: close\r\n" : "");
 	/*
 	 * Look-ahead: with a read out while the reply goes, a client that leaves is noticed
@@ -461,7 +461,7 @@ hs_reply(struct http_session *s, uint16_t status)
  * kernel send RST, and the client could lose the reply.
  */
 static void
-hs_reply_drain(struct http_session *s, uint16_t status)
+hs_reply_drain(struct httpd_session *s, uint16_t status)
 {
 	uint64_t cap = 4 * (uint64_t)s->h->o.body_max, avail = s->rlen - s->roff, skip;
 
@@ -480,21 +480,21 @@ hs_reply_drain(struct http_session *s, uint16_t status)
 /* ---- request parsing ---- */
 
 static int
-http_tchar(unsigned char c)
+httpd_tchar(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 	    (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 static int
-http_name_is(const char *p, size_t n, const char *lit)
+httpd_name_is(const char *p, size_t n, const char *lit)
 {
 	return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
 }
 
 /* Keep one header's value; a repeat with a different value is a conflict. */
 static void
-http_hdr_keep(const char **f, size_t *flen, const char *v, size_t n, int *conflict)
+httpd_hdr_keep(const char **f, size_t *flen, const char *v, size_t n, int *conflict)
 {
 	if (*f != NULL && (*flen != n || memcmp(*f, v, n) != 0))
 		*conflict = 1;
@@ -502,9 +502,9 @@ http_hdr_keep(const char **f, size_t *flen, const char *v, size_t n, int *confli
 	*flen = n;
 }
 
-/* See http.h. Bounded: looks at HTTP_HEAD_MAX bytes at most, HTTP_MAX_HEADERS lines. */
+/* See httpd.h. Bounded: looks at HTTP_HEAD_MAX bytes at most, HTTP_MAX_HEADERS lines. */
 int
-http_parse_head(const char *p, size_t n, struct http_head *hd)
+httpd_parse_head(const char *p, size_t n, struct httpd_head *hd)
 {
 	size_t pos = 0, lim = n < HTTP_HEAD_MAX ? n : HTTP_HEAD_MAX;
 	int line = 0, nhdr = 0;
@@ -536,7 +536,7 @@ http_parse_head(const char *p, size_t n, struct http_head *hd)
 			if (hd->methodlen == 0 || hd->methodlen > 16 || hd->targetlen == 0)
 				return 400;
 			for (size_t i = 0; i < hd->methodlen; i++)
-				if (!http_tchar((unsigned char)l[i]))
+				if (!httpd_tchar((unsigned char)l[i]))
 					return 400;
 			for (size_t i = 0; i < hd->targetlen; i++)
 				if ((unsigned char)hd->target[i] <= ' ' || hd->target[i] == 0x7f)
@@ -557,7 +557,7 @@ http_parse_head(const char *p, size_t n, struct http_head *hd)
 			if (l[0] == ' ' || l[0] == '\t' || colon == NULL || colon == l)
 				return 400;	/* obsolete line folding, or no name */
 			for (const char *c = l; c < colon; c++)
-				if (!http_tchar((unsigned char)*c))
+				if (!httpd_tchar((unsigned char)*c))
 					return 400;
 			if (++nhdr > HTTP_MAX_HEADERS)
 				return 431;
@@ -571,16 +571,16 @@ http_parse_head(const char *p, size_t n, struct http_head *hd)
 			{
 				size_t nm = (size_t)(colon - l), vl = (size_t)(ve - v);
 				int ignore = 0;
-				if (http_name_is(l, nm, "content-length"))
-					http_hdr_keep(&hd->cl, &hd->cllen, v, vl, &hd->cl_conflict);
-				else if (http_name_is(l, nm, "transfer-encoding"))
-					http_hdr_keep(&hd->te, &hd->telen, v, vl, &ignore);
-				else if (http_name_is(l, nm, "connection"))
-					http_hdr_keep(&hd->conn, &hd->connlen, v, vl, &ignore);
-				else if (http_name_is(l, nm, "content-type"))
-					http_hdr_keep(&hd->ctype, &hd->ctypelen, v, vl, &ignore);
-				else if (http_name_is(l, nm, "expect"))
-					http_hdr_keep(&hd->expect, &hd->expectlen, v, vl, &ignore);
+				if (httpd_name_is(l, nm, "content-length"))
+					httpd_hdr_keep(&hd->cl, &hd->cllen, v, vl, &hd->cl_conflict);
+				else if (httpd_name_is(l, nm, "transfer-encoding"))
+					httpd_hdr_keep(&hd->te, &hd->telen, v, vl, &ignore);
+				else if (httpd_name_is(l, nm, "connection"))
+					httpd_hdr_keep(&hd->conn, &hd->connlen, v, vl, &ignore);
+				else if (httpd_name_is(l, nm, "content-type"))
+					httpd_hdr_keep(&hd->ctype, &hd->ctypelen, v, vl, &ignore);
+				else if (httpd_name_is(l, nm, "expect"))
+					httpd_hdr_keep(&hd->expect, &hd->expectlen, v, vl, &ignore);
 			}
 		}
 		line++;
@@ -590,7 +590,7 @@ http_parse_head(const char *p, size_t n, struct http_head *hd)
 
 /* Does the comma-separated header value v contain token tok (case-insensitive)? */
 static int
-http_has_token(const char *v, size_t n, const char *tok)
+httpd_has_token(const char *v, size_t n, const char *tok)
 {
 	size_t tl = strlen(tok), i = 0;
 
@@ -612,7 +612,7 @@ http_has_token(const char *v, size_t n, const char *tok)
 
 /* POST to /hooks/amo/<secret>[?...] (origin or absolute form); secret compared in constant time. */
 static int
-http_route_ok(struct http *h, const struct http_head *hd)
+httpd_route_ok(struct httpd *h, const struct httpd_head *hd)
 {
 	size_t plen = strlen(HTTP_HOOK_PREFIX), glen, tlen = hd->targetlen;
 	const char *t = hd->target, *tok;
@@ -639,7 +639,7 @@ http_route_ok(struct http *h, const struct http_head *hd)
 }
 
 static int
-http_parse_len(const char *s, size_t n, uint64_t *out)
+httpd_parse_len(const char *s, size_t n, uint64_t *out)
 {
 	uint64_t v = 0;
 
@@ -655,7 +655,7 @@ http_parse_len(const char *s, size_t n, uint64_t *out)
 }
 
 static int
-http_is_form(const char *ct, size_t n)
+httpd_is_form(const char *ct, size_t n)
 {
 	size_t fl = strlen(HTTP_FORM_TYPE);
 
@@ -666,9 +666,9 @@ http_is_form(const char *ct, size_t n)
 /* ---- the hook itself ---- */
 
 static void
-http_journaled(void *arg, uint64_t seq, int err)
+httpd_journaled(void *arg, uint64_t seq, int err)
 {
-	struct http_session *s = arg;
+	struct httpd_session *s = arg;
 
 	if (err == 0) {
 		stat_add(&gw_stats[GW_HOOK_EVENTS], (int64_t)s->nevents);
@@ -685,7 +685,7 @@ http_journaled(void *arg, uint64_t seq, int err)
 }
 
 static void
-http_deadletter(struct http *h, const char *kind, const char *body, size_t len, char *path,
+httpd_deadletter(struct httpd *h, const char *kind, const char *body, size_t len, char *path,
     size_t pathlen)
 {
 	path[0] = '\0';
@@ -696,9 +696,9 @@ http_deadletter(struct http *h, const char *kind, const char *body, size_t len, 
 
 /* The body is in: parse, journal, and (from the journal callback) answer. s->mtx held. */
 static void
-hs_hook(struct http_session *s)
+hs_hook(struct httpd_session *s)
 {
-	struct http *h = s->h;
+	struct httpd *h = s->h;
 	Crmsync__HookDelivery d = CRMSYNC__HOOK_DELIVERY__INIT;
 	struct arena a;
 	char err[160], path[4200];
@@ -709,7 +709,7 @@ hs_hook(struct http_session *s)
 	arena_init(&a, form_arena_size(s->bodylen, &h->o.limits));
 	rv = form_parse(s->body, s->bodylen, &h->o.limits, &a, &d, err, sizeof(err));
 	if (rv != 0) {
-		http_deadletter(h, "malformed", s->body, s->bodylen, path, sizeof(path));
+		httpd_deadletter(h, "malformed", s->body, s->bodylen, path, sizeof(path));
 		log_warnx("hook.malformed", "bytes=%zu err=%s reason=%s deadletter=%s",
 		    s->bodylen, lq(cs_strerror(rv)), lq(err), lq(path));
 		arena_free(&a);
@@ -718,11 +718,11 @@ hs_hook(struct http_session *s)
 	}
 	if (d.n_events == 0) {
 		/* amoCRM's account block but nothing we know: keep it, and accept it. */
-		http_deadletter(h, "noevents", s->body, s->bodylen, path, sizeof(path));
+		httpd_deadletter(h, "noevents", s->body, s->bodylen, path, sizeof(path));
 		log_warnx("hook.no_events", "bytes=%zu subdomain=%s deadletter=%s", s->bodylen,
 		    lq(d.subdomain), lq(path));
 	}
-	d.received_at_us = http_now_us();
+	d.received_at_us = httpd_now_us();
 	s->nevents = d.n_events;
 	n = crmsync__hook_delivery__get_packed_size(&d);
 	if ((buf = malloc(n > 0 ? n : 1)) != NULL)
@@ -740,7 +740,7 @@ hs_hook(struct http_session *s)
 	}
 	s->journaling = 1;
 	hs_deadline(s, 0, "journal");
-	rv = journal_append(h->o.journal, buf, n, http_journaled, s);
+	rv = journal_append(h->o.journal, buf, n, httpd_journaled, s);
 	free(buf);
 	if (rv != 0) {
 		s->journaling = 0;
@@ -754,9 +754,9 @@ hs_hook(struct http_session *s)
 
 /* A complete head was parsed (and consumed from rbuf). s->mtx held. */
 static void
-hs_request(struct http_session *s, const struct http_head *hd)
+hs_request(struct httpd_session *s, const struct httpd_head *hd)
 {
-	struct http *h = s->h;
+	struct httpd *h = s->h;
 	int has_body = hd->te != NULL || (hd->cl != NULL && !(hd->cllen == 1 && hd->cl[0] == '0'));
 	uint64_t len = 0;
 	size_t take;
@@ -767,11 +767,11 @@ hs_request(struct http_session *s, const struct http_head *hd)
 	s->body = NULL;
 	s->bodylen = s->bodygot = 0;
 	s->close = atomic_load(&h->closing) ||
-	    (hd->minor == 0 ? hd->conn == NULL || !http_has_token(hd->conn, hd->connlen, "keep-alive")
-	    : hd->conn != NULL && http_has_token(hd->conn, hd->connlen, "close"));
-	if (hd->cl != NULL && http_parse_len(hd->cl, hd->cllen, &len) == 0)
+	    (hd->minor == 0 ? hd->conn == NULL || !httpd_has_token(hd->conn, hd->connlen, "keep-alive")
+	    : hd->conn != NULL && httpd_has_token(hd->conn, hd->connlen, "close"));
+	if (hd->cl != NULL && httpd_parse_len(hd->cl, hd->cllen, &len) == 0)
 		s->clen = len;
-	if (!http_route_ok(h, hd)) {
+	if (!httpd_route_ok(h, hd)) {
 		/* Nothing about the path is logged: it may hold a near-miss of the secret. */
 		log_debug("http.not_found", "method=%s", lqn(hd->method, hd->methodlen));
 		if (has_body)
@@ -789,7 +789,7 @@ hs_request(struct http_session *s, const struct http_head *hd)
 		hs_reply(s, 411);
 		return;
 	}
-	if (hd->cl_conflict || http_parse_len(hd->cl, hd->cllen, &len) != 0) {
+	if (hd->cl_conflict || httpd_parse_len(hd->cl, hd->cllen, &len) != 0) {
 		hs_reply_drain(s, 400);
 		return;
 	}
@@ -802,7 +802,7 @@ hs_request(struct http_session *s, const struct http_head *hd)
 		hs_reply(s, 400);
 		return;
 	}
-	if (hd->ctype != NULL && !http_is_form(hd->ctype, hd->ctypelen)) {
+	if (hd->ctype != NULL && !httpd_is_form(hd->ctype, hd->ctypelen)) {
 		log_info("hook.refused", "status=415 content_type=%s", lqn(hd->ctype, hd->ctypelen));
 		hs_reply_drain(s, 415);
 		return;
@@ -836,10 +836,10 @@ hs_request(struct http_session *s, const struct http_head *hd)
  * arrives through it (the buffer was empty when it was issued).
  */
 static void
-hs_advance(struct http_session *s)
+hs_advance(struct httpd_session *s)
 {
-	struct http *h = s->h;
-	struct http_head hd;
+	struct httpd *h = s->h;
+	struct httpd_head hd;
 	int rv;
 
 	if (s->inreq)
@@ -850,7 +850,7 @@ hs_advance(struct http_session *s)
 	}
 	if (s->rstate != RS_NONE)
 		return;
-	rv = http_parse_head(s->rbuf + s->roff, s->rlen - s->roff, &hd);
+	rv = httpd_parse_head(s->rbuf + s->roff, s->rlen - s->roff, &hd);
 	if (rv == 1) {
 		s->roff += hd.len;
 		s->head_started = 0;
@@ -879,12 +879,12 @@ hs_advance(struct http_session *s)
 }
 
 static void
-http_read_cb(void *arg)
+httpd_read_cb(void *arg)
 {
-	struct http_session *s = arg;
+	struct httpd_session *s = arg;
 	int rv = nng_aio_result(s->raio);
 	size_t got = nng_aio_count(s->raio);
-	enum http_rstate was;
+	enum httpd_rstate was;
 
 	pthread_mutex_lock(&s->mtx);
 	was = s->rstate;
@@ -939,11 +939,11 @@ http_read_cb(void *arg)
 }
 
 static void
-http_write_cb(void *arg)
+httpd_write_cb(void *arg)
 {
-	struct http_session *s = arg;
+	struct httpd_session *s = arg;
 	int rv = nng_aio_result(s->waio);
-	enum http_wstate was;
+	enum httpd_wstate was;
 
 	pthread_mutex_lock(&s->mtx);
 	was = s->wstate;
@@ -994,10 +994,10 @@ http_write_cb(void *arg)
 /* ---- accepting ---- */
 
 static void
-http_accept_cb(void *arg)
+httpd_accept_cb(void *arg)
 {
-	struct http *h = arg;
-	struct http_session *s = NULL;
+	struct httpd *h = arg;
+	struct httpd_session *s = NULL;
 	nng_stream *st;
 	uint8_t peer[16];
 	char peertext[64];
@@ -1021,13 +1021,13 @@ http_accept_cb(void *arg)
 	}
 	st = nng_aio_get_output(h->accept_aio, 0);
 	nng_stream_listener_accept(h->l, h->accept_aio);
-	http_peer_addr(st, peer, peertext, sizeof(peertext));
+	httpd_peer_addr(st, peer, peertext, sizeof(peertext));
 
 	pthread_mutex_lock(&h->mtx);
-	if (h->nsessions < h->o.max_conns && !(per_client = !http_peer_add(h, peer)) &&
+	if (h->nsessions < h->o.max_conns && !(per_client = !httpd_peer_add(h, peer)) &&
 	    (s = calloc(1, sizeof(*s))) != NULL) {
-		if (nng_aio_alloc(&s->raio, http_read_cb, s) != 0 ||
-		    nng_aio_alloc(&s->waio, http_write_cb, s) != 0) {
+		if (nng_aio_alloc(&s->raio, httpd_read_cb, s) != 0 ||
+		    nng_aio_alloc(&s->waio, httpd_write_cb, s) != 0) {
 			nng_aio_free(s->raio);
 			free(s);
 			s = NULL;
@@ -1044,11 +1044,11 @@ http_accept_cb(void *arg)
 		}
 	}
 	if (s == NULL && h->nsessions < h->o.max_conns && !per_client)
-		http_peer_del(h, peer);		/* counted, but out of memory */
+		httpd_peer_del(h, peer);		/* counted, but out of memory */
 	nsess = h->nsessions;
 	pthread_mutex_unlock(&h->mtx);
 	if (s == NULL) {
-		int64_t now = http_now_us(), last = atomic_load(&h->overload_logged);
+		int64_t now = httpd_now_us(), last = atomic_load(&h->overload_logged);
 		if (now - last > 10 * 1000000 &&
 		    atomic_compare_exchange_strong(&h->overload_logged, &last, now)) {
 			if (per_client)
@@ -1076,7 +1076,7 @@ http_accept_cb(void *arg)
 /* ---- start / stop ---- */
 
 static int
-http_read_pem(const char *path, char **out)
+httpd_read_pem(const char *path, char **out)
 {
 	FILE *f;
 	char *buf;
@@ -1101,7 +1101,7 @@ http_read_pem(const char *path, char **out)
 }
 
 static int
-http_tls_setup(struct http *h)
+httpd_tls_setup(struct httpd *h)
 {
 	char *cert = NULL, *key = NULL;
 	int rv;
@@ -1116,11 +1116,11 @@ http_tls_setup(struct http *h)
 		log_warnx("http.tls_failed", "err=%s", lq(nng_strerror(rv)));
 		return CS_ENNG;
 	}
-	if (http_read_pem(h->o.cert_file, &cert) != 0) {
+	if (httpd_read_pem(h->o.cert_file, &cert) != 0) {
 		log_warnx("http.tls_cert_unreadable", "path=%s", lq(h->o.cert_file));
 		return CS_ECONFIG;
 	}
-	if (http_read_pem(h->o.key_file, &key) != 0) {
+	if (httpd_read_pem(h->o.key_file, &key) != 0) {
 		log_warnx("http.tls_key_unreadable", "path=%s", lq(h->o.key_file));
 		free(cert);
 		return CS_ECONFIG;
@@ -1142,9 +1142,9 @@ http_tls_setup(struct http *h)
 }
 
 int
-http_start(struct http **out, const struct http_opts *o)
+httpd_start(struct httpd **out, const struct httpd_opts *o)
 {
-	struct http *h;
+	struct httpd *h;
 	char url[512];
 	int rv, nrv;
 
@@ -1171,8 +1171,8 @@ http_start(struct http **out, const struct http_opts *o)
 	h->secretlen = strlen(h->secret);
 	h->o.secret = NULL;
 	h->o.listen = NULL;
-	if (nng_aio_alloc(&h->accept_aio, http_accept_cb, h) != 0 ||
-	    pthread_create(&h->keeper, NULL, http_keeper, h) != 0) {
+	if (nng_aio_alloc(&h->accept_aio, httpd_accept_cb, h) != 0 ||
+	    pthread_create(&h->keeper, NULL, httpd_keeper, h) != 0) {
 		rv = CS_ENOMEM;
 		goto fail;
 	}
@@ -1184,7 +1184,7 @@ http_start(struct http **out, const struct http_opts *o)
 		rv = CS_ECONFIG;
 		goto fail;
 	}
-	if (o->tls && (rv = http_tls_setup(h)) != 0)
+	if (o->tls && (rv = httpd_tls_setup(h)) != 0)
 		goto fail;
 	if ((nrv = nng_stream_listener_listen(h->l)) != 0) {
 		log_warnx("http.listen_failed", "listen=%s err=%s", lq(o->listen), lq(nng_strerror(nrv)));
@@ -1200,18 +1200,18 @@ http_start(struct http **out, const struct http_opts *o)
 	*out = h;
 	return 0;
 fail:
-	http_stop(h);
+	httpd_stop(h);
 	return rv;
 }
 
 int
-http_port(struct http *h)
+httpd_port(struct httpd *h)
 {
 	return h->port;
 }
 
 void
-http_stop(struct http *h)
+httpd_stop(struct httpd *h)
 {
 	struct timespec ts;
 	int waited = 0;
@@ -1227,7 +1227,7 @@ http_stop(struct http *h)
 	/* Cut idle, half-read and draining connections; hooks waiting for the journal and
 	 * replies being written finish first (the write callback sees `closing`). */
 	while (h->sessions != NULL && waited < HTTP_STOP_WAIT_MS) {
-		struct http_session *s, *next;
+		struct httpd_session *s, *next;
 		for (s = h->sessions; s != NULL; s = next) {
 			int bury;
 			next = s->next;
@@ -1238,7 +1238,7 @@ http_stop(struct http *h)
 			bury = hs_idle(s);
 			pthread_mutex_unlock(&s->mtx);
 			if (bury)
-				http_bury_locked(h, s);
+				httpd_bury_locked(h, s);
 		}
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 50 * 1000000L;
