@@ -3,9 +3,9 @@
  *
  * Order matters: services/amo-sync fetches entities in this order, so an entity whose
  * keys drive another's calls (catalogs -> catalog_elements) comes first, and events (the
- * source of soft deletes) come after the entities they delete. Shapes follow
- * shared/api/amocrm.md; where that file says UNSURE the columns are liberal (raw keeps
- * everything anyway).
+ * source of soft deletes) come after the entities they delete. Shapes follow amoCRM's
+ * public API v4 documentation and captured responses; where those leave a shape open the
+ * columns are liberal (raw keeps everything anyway).
  *
  * Shared child tables, keyed by (entity_type, entity_id, idx):
  *   custom_field_values - one row per value of every custom field of leads, contacts,

@@ -1,6 +1,6 @@
 /*
- * api.c - authorised GETs and amoCRM's status policy (shared/api notes §3, summarised in
- * api.h). Every request goes through request_do(), so none bypasses the rate limit.
+ * api.c - authorised GETs and amoCRM's status policy (summarised in api.h; amoCRM's
+ * "HTTP status codes" and rate-limit documentation). Every request goes through request_do(), so none bypasses the rate limit.
  * Worker thread only.
  */
 #include <stdio.h>

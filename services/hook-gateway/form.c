@@ -37,7 +37,7 @@ enum form_target {
 #define RANK_NOTE_BOOST	8
 
 /*
- * Entities amoCRM sends (amocrm.md §5.1/5.2). id_key names the entity's own id field;
+ * Entities amoCRM sends (its webhook format documentation). id_key names the entity's own id field;
  * id_text means that id is text (kept in uid). Entities not listed are still turned into
  * events, with the defaults, so a new kind on the wire is forwarded rather than lost.
  */

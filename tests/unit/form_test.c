@@ -1,7 +1,7 @@
 /*
  * form_test.c - unit tests for services/hook-gateway/form.c (amoCRM webhook bodies).
  *
- * Hand-written bodies for every entity/action shape in amocrm.md §5.2 (brackets
+ * Hand-written bodies for every entity/action shape of amoCRM's webhook format (brackets
  * percent-encoded as amoCRM sends them), nested custom fields that must not leak into the
  * event, percent/plus/UTF-8 decoding, every limit and malformed inputs. With a directory
  * argument it also parses every *.form sample there (dumped by the fake amoCRM).

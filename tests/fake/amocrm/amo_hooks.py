@@ -5,7 +5,8 @@ wire format: application/x-www-form-urlencoded with PHP bracket keys, brackets p
 (`leads%5Bstatus%5D%5B0%5D%5Bid%5D=5`), spaces as `+`, UTF-8 percent-encoded, null fields left
 out (as PHP's http_build_query does), booleans "1"/"0", `account[subdomain|id|_links][self]`
 appended. Field names are the legacy ones hooks use (last_modified, date_create,
-created_user_id...), not the v4 ones; see /work/shared/api/amocrm.md §5.2 and README.md.
+created_user_id...), not the v4 ones (amoCRM's webhook format documentation:
+https://www.amocrm.ru/developers/content/crm_platform/webhooks-format); see README.md.
 """
 
 import concurrent.futures

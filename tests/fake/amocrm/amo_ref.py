@@ -2,7 +2,7 @@
 
 These lists are small, so they are built once at start (build_ref) and served from memory.
 The bulk entities (leads, contacts...) are in amo_gen.py and refer to the ids made here.
-Shapes follow /work/shared/api/amocrm.md §4; see README.md for what is UNSURE.
+Shapes follow amoCRM's public API v4 documentation; see README.md for what is UNSURE.
 """
 
 from amo_util import (CITIES, COURSES, DAY, R, TAG_WORDS, person, salt_of, email, uuid_of)

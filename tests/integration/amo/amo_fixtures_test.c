@@ -2,7 +2,7 @@
  * amo_fixtures_test.c - every entity of the amoCRM catalogue against a recorded response.
  *
  * For each catalogue entity, tests/data/amo/<entity>.json is one list page (or object) in
- * the API's shape, including the UNSURE alternatives of shared/api/amocrm.md (task result
+ * the API's shape, including the alternatives the API documentation leaves open (task result
  * [] or {"text"}, custom_fields_values null, date custom fields as unix or "YYYY-MM-DD",
  * catalog element is_deleted null, numeric values as strings, object values), and
  * <entity>.expect says what the normaliser must make of it, line by line:
