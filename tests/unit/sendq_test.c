@@ -97,6 +97,24 @@ submit_batch(struct sendq *q, uint64_t id)
 	return sendq_submit(q, &env, &m);
 }
 
+/* Queue batches 1..n. */
+static void
+submit_n(struct sendq *q, uint64_t n)
+{
+	for (uint64_t i = 1; i <= n; i++)
+		assert_int_equal(submit_batch(q, i), 0);
+}
+
+/* Close the queue; how long it took (ms). */
+static int64_t
+close_timed(struct sendq *q)
+{
+	int64_t t0 = bus_now_ms();
+
+	sendq_close(q);
+	return bus_now_ms() - t0;
+}
+
 static size_t
 done_count(void)
 {
@@ -106,6 +124,17 @@ done_count(void)
 	n = dl.n;
 	pthread_mutex_unlock(&dl.mtx);
 	return n;
+}
+
+/* The done callback saw batches 1..n, in order, each with result rv. */
+static void
+expect_done(size_t n, int rv)
+{
+	assert_int_equal(done_count(), n);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(dl.tag[i], i + 1);
+		assert_int_equal(dl.rv[i], rv);
+	}
 }
 
 /* The batches the store answered for good (OK or REJECTED), in the order it saw them. */
@@ -162,17 +191,12 @@ test_sendq_keeps_order_of_many_batches(void **state)
 	(void)state;
 	assert_non_null(f);
 	q = open_q(&s, 2000, 0, 0, 2);
-	for (uint64_t i = 1; i <= 60; i++)
-		assert_int_equal(submit_batch(q, i), 0);
+	submit_n(q, 60);
 	assert_int_equal(sendq_drain(q), 0);
 	assert_int_equal(final_batches(f, ids, 100), 60);
 	for (uint64_t i = 0; i < 60; i++)
 		assert_int_equal(ids[i], i + 1);
-	assert_int_equal(done_count(), 60);
-	for (size_t i = 0; i < 60; i++) {
-		assert_int_equal(dl.tag[i], i + 1);
-		assert_int_equal(dl.rv[i], 0);
-	}
+	expect_done(60, 0);
 	sendq_close(q);
 	bus_close(s);
 	fake_store_stop(f);
@@ -190,8 +214,7 @@ test_sendq_resends_while_the_store_answers_retry(void **state)
 	(void)state;
 	assert_non_null(f);
 	q = open_q(&s, 2000, 0, 0, 2);
-	for (uint64_t i = 1; i <= 4; i++)
-		assert_int_equal(submit_batch(q, i), 0);
+	submit_n(q, 4);
 	assert_int_equal(sendq_drain(q), 0);
 	/* Each batch: two RETRYs, then OK, before the next batch is sent at all. */
 	assert_int_equal(fake_store_count(f), 12);
@@ -201,9 +224,7 @@ test_sendq_resends_while_the_store_answers_retry(void **state)
 		assert_int_equal(seen.answer, i % 3 == 2 ? FAKE_OK : FAKE_RETRY);
 	}
 	assert_int_equal(final_batches(f, ids, 16), 4);
-	assert_int_equal(done_count(), 4);
-	for (size_t i = 0; i < 4; i++)
-		assert_int_equal(dl.rv[i], 0);
+	expect_done(4, 0);
 	sendq_close(q);
 	bus_close(s);
 	fake_store_stop(f);
@@ -224,8 +245,7 @@ test_sendq_rejected_batch_is_reported_and_the_queue_goes_on(void **state)
 	(void)state;
 	assert_non_null(f);
 	q = open_q(&s, 2000, 0, 0, 2);
-	for (uint64_t i = 1; i <= 5; i++)
-		assert_int_equal(submit_batch(q, i), 0);
+	submit_n(q, 5);
 	assert_int_equal(sendq_drain(q), 0);		/* a rejection is not sticky */
 	assert_int_equal(final_batches(f, ids, 16), 5);
 	assert_int_equal(fake_store_count(f), 5);	/* sent once each */
@@ -322,17 +342,10 @@ test_sendq_shutdown_drops_unsent_batches_without_grace(void **state)
 	(void)state;
 	/* No store listens: nothing can be delivered. */
 	q = open_q(&s, 200, 0, 0, 4);
-	for (uint64_t i = 1; i <= 3; i++)
-		assert_int_equal(submit_batch(q, i), 0);
+	submit_n(q, 3);
 	stop_flag = 1;
-	int64_t t0 = bus_now_ms();
-	sendq_close(q);
-	assert_true(bus_now_ms() - t0 < 2000);
-	assert_int_equal(done_count(), 3);
-	for (size_t i = 0; i < 3; i++) {
-		assert_int_equal(dl.tag[i], i + 1);
-		assert_int_equal(dl.rv[i], CS_ECANCELED);
-	}
+	assert_true(close_timed(q) < 2000);
+	expect_done(3, CS_ECANCELED);
 	bus_close(s);
 }
 
@@ -348,8 +361,7 @@ test_sendq_shutdown_grace_delivers_queued_batches(void **state)
 	(void)state;
 	assert_non_null(f);
 	q = open_q(&s, 1000, 0, 10000, 4);
-	for (uint64_t i = 1; i <= 3; i++)
-		assert_int_equal(submit_batch(q, i), 0);
+	submit_n(q, 3);
 	assert_true(fake_store_wait(f, 1, 5000) >= 1);	/* batch 1 is being retried */
 	stop_flag = 1;
 	fake_store_set(f, always, &fa_ok);
@@ -357,9 +369,7 @@ test_sendq_shutdown_grace_delivers_queued_batches(void **state)
 	assert_int_equal(final_batches(f, ids, 16), 3);
 	for (uint64_t i = 0; i < 3; i++)
 		assert_int_equal(ids[i], i + 1);
-	assert_int_equal(done_count(), 3);
-	for (size_t i = 0; i < 3; i++)
-		assert_int_equal(dl.rv[i], 0);
+	expect_done(3, 0);
 	bus_close(s);
 	fake_store_stop(f);
 }
@@ -374,17 +384,12 @@ test_sendq_shutdown_grace_is_one_window(void **state)
 	(void)state;
 	/* No store: every message runs out of grace. */
 	q = open_q(&s, 100, 0, 600, 4);
-	for (uint64_t i = 1; i <= 4; i++)
-		assert_int_equal(submit_batch(q, i), 0);
+	submit_n(q, 4);
 	stop_flag = 1;
-	int64_t t0 = bus_now_ms();
-	sendq_close(q);
-	int64_t took = bus_now_ms() - t0;
+	int64_t took = close_timed(q);
 	assert_true(took >= 500);
 	assert_true(took < 2000);	/* 4 x 600 ms would be 2.4 s */
-	assert_int_equal(done_count(), 4);
-	for (size_t i = 0; i < 4; i++)
-		assert_int_equal(dl.rv[i], CS_ECANCELED);
+	expect_done(4, CS_ECANCELED);
 	bus_close(s);
 }
 
