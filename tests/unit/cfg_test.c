@@ -20,13 +20,15 @@ struct conf {
 	int	 flag;
 };
 
+/* Written with CFG_KEY, as the services write theirs. */
+#define CFG_STRUCT struct conf
 static const struct cfg_key keys[] = {
-	{ "T_URL", CFG_STR, offsetof(struct conf, url), "tcp://x", 0, 0, "url" },
-	{ "T_SECRET", CFG_SECRET, offsetof(struct conf, secret), "", 0, 0, "secret" },
-	{ "T_N", CFG_INT, offsetof(struct conf, n), "5", 1, 10, "n" },
-	{ "T_TIMEOUT", CFG_DURATION, offsetof(struct conf, timeout), "2s", 0, 0, "timeout" },
-	{ "T_SIZE", CFG_BYTES, offsetof(struct conf, size), "1KiB", 0, 0, "size" },
-	{ "T_FLAG", CFG_BOOL, offsetof(struct conf, flag), "off", 0, 0, "flag" },
+	CFG_KEY("T_URL", CFG_STR, url, "tcp://x", 0, 0, "url"),
+	CFG_KEY("T_SECRET", CFG_SECRET, secret, "", 0, 0, "secret"),
+	CFG_KEY("T_N", CFG_INT, n, "5", 1, 10, "n"),
+	CFG_KEY("T_TIMEOUT", CFG_DURATION, timeout, "2s", 0, 0, "timeout"),
+	CFG_KEY("T_SIZE", CFG_BYTES, size, "1KiB", 0, 0, "size"),
+	CFG_KEY("T_FLAG", CFG_BOOL, flag, "off", 0, 0, "flag"),
 };
 
 static void
