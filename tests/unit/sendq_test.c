@@ -332,21 +332,37 @@ test_sendq_data_reply_mode_returns_the_message(void **state)
 	fake_store_stop(f);
 }
 
-/* Stopping with no grace: batches still queued fail at once, each reported, none sent. */
+/*
+ * Stopping while no store listens: every batch still queued fails with CS_ECANCELED and is
+ * reported; without grace at once, with grace after one window shared by all of them.
+ */
 static void
-test_sendq_shutdown_drops_unsent_batches_without_grace(void **state)
+test_sendq_shutdown_cancels_unsent_batches(void **state)
 {
-	nng_socket s;
-	struct sendq *q;
+	static const struct {
+		int64_t		grace_ms;
+		uint64_t	n;
+		int64_t		min_ms, max_ms;
+	} cases[] = {
+		{ 0, 3, 0, 2000 },	/* at once (a round trip in progress ends first) */
+		{ 600, 4, 500, 2000 },	/* one 600 ms window, not 4 x 600 ms = 2.4 s */
+	};
 
-	(void)state;
-	/* No store listens: nothing can be delivered. */
-	q = open_q(&s, 200, 0, 0, 4);
-	submit_n(q, 3);
-	stop_flag = 1;
-	assert_true(close_timed(q) < 2000);
-	expect_done(3, CS_ECANCELED);
-	bus_close(s);
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		nng_socket s;
+		struct sendq *q;
+
+		assert_int_equal(setup(state), 0);
+		q = open_q(&s, 100, 0, cases[k].grace_ms, 4);
+		submit_n(q, cases[k].n);
+		stop_flag = 1;
+		int64_t took = close_timed(q);
+		assert_true(took >= cases[k].min_ms);
+		assert_true(took < cases[k].max_ms);
+		expect_done(cases[k].n, CS_ECANCELED);
+		bus_close(s);
+		assert_int_equal(teardown(state), 0);
+	}
 }
 
 /* Stopping with a grace window: what is queued still reaches a store that answers in time. */
@@ -372,25 +388,6 @@ test_sendq_shutdown_grace_delivers_queued_batches(void **state)
 	expect_done(3, 0);
 	bus_close(s);
 	fake_store_stop(f);
-}
-
-/* The grace is one window for everything queued, not a fresh one per message. */
-static void
-test_sendq_shutdown_grace_is_one_window(void **state)
-{
-	nng_socket s;
-	struct sendq *q;
-
-	(void)state;
-	/* No store: every message runs out of grace. */
-	q = open_q(&s, 100, 0, 600, 4);
-	submit_n(q, 4);
-	stop_flag = 1;
-	int64_t took = close_timed(q);
-	assert_true(took >= 500);
-	assert_true(took < 2000);	/* 4 x 600 ms would be 2.4 s */
-	expect_done(4, CS_ECANCELED);
-	bus_close(s);
 }
 
 /* An unstoppable message (the record of a run's end) is sent although the stop is set. */
@@ -431,9 +428,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sendq_rejected_batch_is_reported_and_the_queue_goes_on, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sendq_deadline_failure_sticks_until_cleared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sendq_data_reply_mode_returns_the_message, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sendq_shutdown_drops_unsent_batches_without_grace, setup, teardown),
+		cmocka_unit_test(test_sendq_shutdown_cancels_unsent_batches),
 		cmocka_unit_test_setup_teardown(test_sendq_shutdown_grace_delivers_queued_batches, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sendq_shutdown_grace_is_one_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sendq_unstoppable_message_ignores_stop, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
