@@ -152,6 +152,17 @@ final_batches(struct fake_store *f, uint64_t *ids, size_t cap)
 	return n;
 }
 
+/* The store answered batches 1..n for good, in order. */
+static void
+expect_delivered(struct fake_store *f, uint64_t n)
+{
+	uint64_t ids[128];
+
+	assert_int_equal(final_batches(f, ids, 128), n);
+	for (uint64_t i = 0; i < n; i++)
+		assert_int_equal(ids[i], i + 1);
+}
+
 static enum fake_answer
 retry_twice(void *arg, const Crmsync__Envelope *env, int attempt)
 {
@@ -184,7 +195,6 @@ static void
 test_sendq_keeps_order_of_many_batches(void **state)
 {
 	struct fake_store *f = fake_store_start(url, NULL, NULL);
-	uint64_t ids[100];
 	nng_socket s;
 	struct sendq *q;
 
@@ -193,9 +203,7 @@ test_sendq_keeps_order_of_many_batches(void **state)
 	q = open_q(&s, 2000, 0, 0, 2);
 	submit_n(q, 60);
 	assert_int_equal(sendq_drain(q), 0);
-	assert_int_equal(final_batches(f, ids, 100), 60);
-	for (uint64_t i = 0; i < 60; i++)
-		assert_int_equal(ids[i], i + 1);
+	expect_delivered(f, 60);
 	expect_done(60, 0);
 	sendq_close(q);
 	bus_close(s);
@@ -207,7 +215,6 @@ static void
 test_sendq_resends_while_the_store_answers_retry(void **state)
 {
 	struct fake_store *f = fake_store_start(url, retry_twice, NULL);
-	uint64_t ids[16];
 	nng_socket s;
 	struct sendq *q;
 
@@ -223,7 +230,7 @@ test_sendq_resends_while_the_store_answers_retry(void **state)
 		assert_int_equal(seen.batch_id, i / 3 + 1);
 		assert_int_equal(seen.answer, i % 3 == 2 ? FAKE_OK : FAKE_RETRY);
 	}
-	assert_int_equal(final_batches(f, ids, 16), 4);
+	expect_delivered(f, 4);
 	expect_done(4, 0);
 	sendq_close(q);
 	bus_close(s);
@@ -238,7 +245,6 @@ test_sendq_rejected_batch_is_reported_and_the_queue_goes_on(void **state)
 	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT, *reply = NULL;
 	Crmsync__RecordBatch b = CRMSYNC__RECORD_BATCH__INIT;
 	struct sendq_meta m = { .tag = 6, .label = "leads" };
-	uint64_t ids[16];
 	nng_socket s;
 	struct sendq *q;
 
@@ -247,7 +253,7 @@ test_sendq_rejected_batch_is_reported_and_the_queue_goes_on(void **state)
 	q = open_q(&s, 2000, 0, 0, 2);
 	submit_n(q, 5);
 	assert_int_equal(sendq_drain(q), 0);		/* a rejection is not sticky */
-	assert_int_equal(final_batches(f, ids, 16), 5);
+	expect_delivered(f, 5);
 	assert_int_equal(fake_store_count(f), 5);	/* sent once each */
 	assert_int_equal(done_count(), 5);
 	for (size_t i = 0; i < 5; i++) {
@@ -370,7 +376,6 @@ static void
 test_sendq_shutdown_grace_delivers_queued_batches(void **state)
 {
 	struct fake_store *f = fake_store_start(url, always, &fa_retry);
-	uint64_t ids[16];
 	nng_socket s;
 	struct sendq *q;
 
@@ -382,9 +387,7 @@ test_sendq_shutdown_grace_delivers_queued_batches(void **state)
 	stop_flag = 1;
 	fake_store_set(f, always, &fa_ok);
 	sendq_close(q);
-	assert_int_equal(final_batches(f, ids, 16), 3);
-	for (uint64_t i = 0; i < 3; i++)
-		assert_int_equal(ids[i], i + 1);
+	expect_delivered(f, 3);
 	expect_done(3, 0);
 	bus_close(s);
 	fake_store_stop(f);
