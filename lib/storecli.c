@@ -114,6 +114,8 @@ storecli_run_begin(struct storecli *c, Crmsync__SyncKind kind, const char *trigg
 	rb.n_entities = n;
 	env.body_case = CRMSYNC__ENVELOPE__BODY_RUN_BEGIN;
 	env.run_begin = &rb;
+	/* A run starts clean: a failure before it (a RunBegin that timed out) is not its own. */
+	sendq_clear_error(c->q);
 	if ((rv = sendq_call(c->q, &env, NULL, &ack)) == 0) {
 		*run_id = ack->ack->run_id;
 	} else {

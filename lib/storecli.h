@@ -60,8 +60,9 @@ int	storecli_open(struct storecli **out, nng_socket s, const struct storecli_opt
 void	storecli_close(struct storecli *c);
 
 /*
- * Open a run of the given entities and wait for its id. On failure err (may be NULL) says
- * why, e.g. "the store did not open the run: rejected by peer: ..."; logged run.begin_failed.
+ * Open a run of the given entities and wait for its id (the sticky error of what came
+ * before is cleared first). On failure err (may be NULL) says why, e.g. "the store did not
+ * open the run: rejected by peer: ..."; logged run.begin_failed.
  */
 int	storecli_run_begin(struct storecli *c, Crmsync__SyncKind kind, const char *trigger,
 	    const char *const *entities, size_t n, int64_t *run_id, char *err, size_t errlen);

@@ -264,6 +264,30 @@ test_storecli_run_end_is_recorded_after_a_stop(void **state)
 	assert_int_equal(stat_get(&st_batches), 0);
 }
 
+/* A RunBegin the store never answered (deadline) does not keep the next run from starting. */
+static void
+test_storecli_failed_run_begin_does_not_block_the_next(void **state)
+{
+	const struct storecli_opts o = { .crm = CAT_HOLLIHOP, .timeout_ms = 100, .deadline_ms = 300,
+	    .depth = 2, .stop = &stop_flag };
+	const char *const names[] = { "students" };
+	struct storecli *c;
+	char err[256] = "";
+	int64_t run_id;
+
+	(void)state;
+	assert_int_equal(storecli_open(&c, sock, &o), 0);
+	fake_store_set(fs, silent, NULL);
+	assert_int_equal(storecli_run_begin(c, CRMSYNC__SYNC_KIND__SYNC_FULL, "schedule", names, 1,
+	    &run_id, err, sizeof(err)), CS_ETIMEDOUT);
+	assert_string_equal(err, "the store did not open the run: timed out");
+	fake_store_set(fs, decide, NULL);
+	assert_int_equal(storecli_run_begin(c, CRMSYNC__SYNC_KIND__SYNC_FULL, "schedule", names, 1,
+	    &run_id, err, sizeof(err)), 0);
+	assert_int_equal(run_id, FAKE_RUN_ID);
+	storecli_close(c);
+}
+
 int
 main(void)
 {
@@ -273,6 +297,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_storecli_deletes_carry_only_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_storecli_cursor_get, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_storecli_run_end_is_recorded_after_a_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_storecli_failed_run_begin_does_not_block_the_next, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
