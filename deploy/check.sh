@@ -1,20 +1,22 @@
 #!/bin/sh
-# check.sh - validate deploy/ with what runs on this machine (no container engine here):
+# check.sh - validate deploy/ with local tools, without a container engine (the images
+# and compose files run for real under podman in tests/containers/containers_test.sh):
 #
-#   1. shellcheck (warnings and errors) on every deploy script
+#   1. shellcheck (warnings and errors) on every deploy script and the container test
 #   2. yamllint on the compose files
 #   3. docker-compose config on both compose files (the Debian docker-compose 1.29 package),
-#      plus the rules they must keep: restart policies, state volumes, health checks
-#   4. each Dockerfile's stages replayed as a script: its COPY lines into a scratch "image"
-#      directory, its RUN lines (deploy/docker/build-steps.sh) with every absolute path moved
-#      under that directory, apt-get only simulated (CS_DRY_RUN=1); then the runtime "image"
-#      must hold the ENTRYPOINT and HEALTHCHECK binaries, and they must start
+#      plus the rules they must keep: restart policies, state volumes, one Dockerfile target
+#      per service, the project's PostgreSQL image, nothing podman cannot run
+#   4. deploy/docker/Dockerfile's stages replayed as a script: its COPY lines into scratch
+#      "image" directories, its RUN lines (deploy/docker/build-steps.sh) with every absolute
+#      path moved under them, apt-get only simulated (CS_DRY_RUN=1); each service's
+#      "image" must hold its ENTRYPOINT and HEALTHCHECK binaries, and they must start
 #   5. systemd-analyze verify on the units, in a scratch root holding the built binaries
 #   6. deploy/env/crmsync.env.example lists every variable every binary's --help lists
-#   7. server B for real: a PostgreSQL 15 with TLS, deploy's pg_hba.conf and init script,
-#      then the built store migrates as crmsync_store over sslmode=verify-full, the analyst
-#      role reads but cannot write, plain TCP and a wrong CA are refused, and crmsyncctl
-#      status reads the database as the analyst
+#   7. server B's files for real: a PostgreSQL 15 with TLS, the image's pg_hba.conf and init
+#      script, then the built store migrates as crmsync_store over sslmode=verify-full, the
+#      analyst role reads but cannot write, plain TCP and a wrong CA are refused, and
+#      crmsyncctl status reads the database as the analyst
 #
 #   deploy/check.sh            everything (about 30 s; step 7 needs root or the postgres user)
 # Exit 0 = all passed, 1 = a check failed, 77 = a needed tool is missing (run
@@ -55,7 +57,7 @@ need shellcheck yamllint docker-compose systemd-analyze cmake openssl python3
 
 # ---------------------------------------------------------------------------------------
 step "1. shellcheck"
-SCRIPTS=$(find deploy -name '*.sh' | sort)
+SCRIPTS=$(find deploy tests/containers -name '*.sh' | sort)
 # shellcheck disable=SC2086
 shellcheck -x -S warning $SCRIPTS || fail "shellcheck"
 ok "$(echo "$SCRIPTS" | wc -l) scripts"
@@ -98,8 +100,13 @@ for s in want:
         errors.append(f"server-a: no service {s}"); continue
     if c.get("restart") not in ("always", "unless-stopped", "on-failure"):
         errors.append(f"server-a: {s}: restart policy is {c.get('restart')!r}")
-    if c["build"]["dockerfile"] != f"deploy/docker/{s}.Dockerfile":
-        errors.append(f"server-a: {s}: builds {c['build']['dockerfile']}")
+    if c["build"]["dockerfile"] != "deploy/docker/Dockerfile" or c["build"].get("target") != s:
+        errors.append(f"server-a: {s}: builds {c['build']}, not target {s} of deploy/docker/Dockerfile")
+    # Under podman a ulimits entry replaces containers.conf's default_ulimits (see there).
+    if "ulimits" in c:
+        errors.append(f"server-a: {s}: ulimits (breaks podman without CAP_SYS_RESOURCE)")
+    if "profiles" in c:
+        errors.append(f"server-a: {s}: profiles (podman-compose 1.0.3 ignores them)")
     env = c.get("environment", {})
     # Every service listens on all interfaces inside its container and dials the others by name.
     for k, v in env.items():
@@ -120,27 +127,33 @@ for v in ("gateway-state", "amo-state"):
     if v not in a.get("volumes", {}):
         errors.append(f"server-a: volume {v} not declared")
 pg = b["services"]["postgres"]
-cmd = " ".join(pg["command"])
-for need in ("ssl=on", "ssl_cert_file=", "ssl_key_file=", "hba_file="):
-    if need not in cmd:
-        errors.append(f"server-b: postgres command lacks {need}")
-if not pg["image"].startswith("postgres:15"):
-    errors.append(f"server-b: image {pg['image']} is not PostgreSQL 15")
+if not pg["image"].startswith("crmsync/postgres:") or pg["build"]["dockerfile"] != "deploy/docker/postgres.Dockerfile":
+    errors.append(f"server-b: image {pg['image']} is not the project's (deploy/docker/postgres.Dockerfile)")
 if pg.get("restart") not in ("always", "unless-stopped", "on-failure"):
     errors.append("server-b: no restart policy")
+mounts = {v.split(":")[1] for v in pg.get("volumes", []) if isinstance(v, str)}
+for m in ("/var/lib/postgresql/data", "/etc/postgresql/tls/server.crt", "/etc/postgresql/tls/server.key"):
+    if m not in mounts:
+        errors.append(f"server-b: nothing mounted at {m}")
 for e in errors:
     print("  " + e)
 sys.exit(1 if errors else 0)
 EOF
-ok "restart policies, state volumes, listen/dial addresses, TLS flags"
+# TLS and the hba file are the image's business now: its entrypoint starts postgres so.
+for flag in ssl=on ssl_cert_file= ssl_key_file= hba_file=/etc/postgresql/pg_hba.conf password_encryption=scram-sha-256; do
+	grep -q -- "-c $flag" deploy/docker/postgres/entrypoint.sh || fail "postgres entrypoint lacks -c $flag"
+done
+ok "restart policies, state volumes, listen/dial addresses, targets, TLS flags"
 
 # ---------------------------------------------------------------------------------------
-step "4. Dockerfiles replayed as scripts"
-# Replay one stage of a Dockerfile into directory $2: COPY (from the repository, or from
-# the build stage's directory $3 for --from=build) and RUN, every absolute path under $2.
-replay() {	# replay DOCKERFILE STAGE_INDEX IMGDIR BUILDIMG
-	df=$1 want=$2 img=$3 from=$4
-	python3 - "$df" "$want" >"$TMP/stage.sh" <<'EOF'
+step "4. deploy/docker/Dockerfile replayed as a script"
+DF=deploy/docker/Dockerfile
+# Replay one stage (by name) of the Dockerfile into directory $2: COPY (from the
+# repository, or from the build stage's directory $3 for --from=build) and RUN, every
+# absolute path under $2.
+replay() {	# replay STAGE IMGDIR BUILDIMG
+	want=$1 img=$2 from=$3
+	python3 - "$DF" "$want" >"$TMP/stage.sh" <<'EOF'
 import shlex, sys
 lines, cur = [], ""
 for raw in open(sys.argv[1]):
@@ -153,13 +166,13 @@ for raw in open(sys.argv[1]):
     if cur.strip():
         lines.append(cur.strip())
     cur = ""
-stage, out = -1, []
+stage, out = None, []
 for l in lines:
     word, _, rest = l.partition(" ")
     word = word.upper()
     if word == "FROM":
-        stage += 1; continue
-    if stage != int(sys.argv[2]):
+        stage = rest.split()[-1]; continue
+    if stage != sys.argv[2]:
         continue
     if word == "COPY":
         args = shlex.split(rest)
@@ -192,47 +205,38 @@ EOF
 		}
 		. "$1"' replay "$TMP/stage.sh"
 }
-first=""
+stage_of() {	# stage_of NAME: the Dockerfile lines of stage NAME
+	awk -v n="$1" '/^FROM / { on = ($NF == n) } on' "$DF"
+}
+grep -q '^FROM debian:12 AS build$' "$DF" || fail "$DF: build stage is not debian:12"
+grep -q '^FROM debian:12-slim AS runtime$' "$DF" || fail "$DF: runtime stage is not debian:12-slim"
+if grep '^RUN ' "$DF" | grep -v 'build-steps.sh' >/dev/null; then fail "$DF: a RUN outside build-steps.sh"; fi
+# The project compiles once: one build step, in the build stage.
+[ "$(grep -c 'build-steps.sh build ' "$DF")" = 1 ] || fail "$DF: not exactly one compile step"
+replay build "$TMP/build-img" "" >"$TMP/build.log" 2>&1 || { cat "$TMP/build.log"; fail "$DF: build stage"; }
+replay runtime "$TMP/img-runtime" "$TMP/build-img" >"$TMP/runtime.log" 2>&1 ||
+    { cat "$TMP/runtime.log"; fail "$DF: runtime stage"; }
+for p in libnng1 libprotobuf-c1 libpq5 libcurl4 libmbedtls14; do
+	grep -q "apt-get install.*\b$p\b" "$TMP/runtime.log" || fail "$DF: runtime does not install $p"
+done
+[ ! -e "$TMP/img-runtime/tmp/crmsync-setup" ] || fail "$DF: setup files left in the runtime image"
+ok "build and runtime stages: one compile; runtime installs $(sed -n 's/.*(dry run) apt-get install //p' "$TMP/runtime.log" | wc -w) packages"
 for svc in $SERVICES; do
-	df=deploy/docker/$svc.Dockerfile
-	[ -f "$df" ] || fail "$df missing"
-	# Static rules every Dockerfile keeps.
-	[ "$(grep -c '^FROM ' "$df")" = 2 ] || fail "$df: not two stages"
-	grep -q '^FROM debian:12 AS build' "$df" || fail "$df: build stage is not debian:12"
-	grep -q '^FROM debian:12-slim$' "$df" || fail "$df: runtime stage is not debian:12-slim"
-	grep -q '^USER crmsync' "$df" || fail "$df: no non-root USER"
-	grep -q "^    CMD \[\"crmsyncctl\", \"probe\", \"-q\", \"$svc\"\]" "$df" || fail "$df: HEALTHCHECK is not crmsyncctl probe $svc"
-	grep -q "^ENTRYPOINT \[\"/usr/local/bin/crmsync-$svc\"\]" "$df" || fail "$df: ENTRYPOINT"
-	if grep '^RUN ' "$df" | grep -v 'build-steps.sh' >/dev/null; then fail "$df: a RUN outside build-steps.sh"; fi
-	# The build stage is shared: identical COPY/deps lines give Docker's layer cache, and
-	# here one scratch build tree for the four.
-	prefix=$(sed -n '/^FROM debian:12 AS build/,/build-steps.sh build/p' "$df" | grep -v 'build-steps.sh build')
-	if [ -z "$first" ]; then
-		first=$prefix
-		replay "$df" 0 "$TMP/build-img" "" >"$TMP/build.log" 2>&1 || { cat "$TMP/build.log"; fail "$df: build stage"; }
-	else
-		[ "$prefix" = "$first" ] || fail "$df: build stage differs from the others before the build step"
-		# Only this service's build and stage steps are new.
-		rm -rf "$TMP/build-img/out"
-		grep -E '^RUN .*build-steps.sh (build|stage) ' "$df" | sed 's/^RUN //' >"$TMP/steps"
-		while read -r cmd; do
-			cmd=$(printf '%s' "$cmd" | sed "s# /# $TMP/build-img/#g")
-			sh -euc "$cmd" >>"$TMP/build.log" 2>&1 || { cat "$TMP/build.log"; fail "$df: $cmd"; }
-		done <"$TMP/steps"
-	fi
+	st=$(stage_of "$svc")
+	[ "$(printf '%s\n' "$st" | head -n1)" = "FROM runtime AS $svc" ] || fail "$DF: no stage 'FROM runtime AS $svc'"
+	printf '%s\n' "$st" | grep -q '^USER crmsync' || fail "$DF: $svc: no non-root USER"
+	printf '%s\n' "$st" | grep -q "^    CMD \[\"crmsyncctl\", \"probe\", \"-q\", \"$svc\"\]" || fail "$DF: $svc: HEALTHCHECK is not crmsyncctl probe $svc"
+	printf '%s\n' "$st" | grep -q "^ENTRYPOINT \[\"/usr/local/bin/crmsync-$svc\"\]" || fail "$DF: $svc: ENTRYPOINT"
 	img=$TMP/img-$svc
 	mkdir -p "$img"
-	replay "$df" 1 "$img" "$TMP/build-img" >"$TMP/runtime-$svc.log" 2>&1 ||
-	    { cat "$TMP/runtime-$svc.log"; fail "$df: runtime stage"; }
-	[ -x "$img/usr/local/bin/crmsync-$svc" ] || fail "$df: runtime image lacks crmsync-$svc"
-	[ -x "$img/usr/local/bin/crmsyncctl" ] || fail "$df: runtime image lacks crmsyncctl"
-	[ ! -e "$img/tmp/crmsync-setup" ] || fail "$df: setup files left in the runtime image"
+	cp -a "$TMP/img-runtime/." "$img/"
+	replay "$svc" "$img" "$TMP/build-img" >"$TMP/stage-$svc.log" 2>&1 || { cat "$TMP/stage-$svc.log"; fail "$DF: stage $svc"; }
+	[ -x "$img/usr/local/bin/crmsync-$svc" ] || fail "$DF: $svc image lacks crmsync-$svc"
+	[ -x "$img/usr/local/bin/crmsyncctl" ] || fail "$DF: $svc image lacks crmsyncctl"
+	[ "$(find "$img/usr/local/bin" -type f | wc -l)" = 2 ] || fail "$DF: $svc image holds other binaries"
 	"$img/usr/local/bin/crmsync-$svc" --help >/dev/null || fail "crmsync-$svc --help"
 	"$img/usr/local/bin/crmsyncctl" --version >/dev/null || fail "crmsyncctl --version"
-	for p in libnng1 libprotobuf-c1 libpq5; do
-		grep -q "apt-get install.*\b$p\b" "$TMP/runtime-$svc.log" || fail "$df: runtime does not install $p"
-	done
-	ok "$df: $(grep -c '^RUN ' "$df") RUN steps replayed; runtime installs $(sed -n 's/.*(dry run) apt-get install //p' "$TMP/runtime-$svc.log" | wc -w) packages"
+	ok "$DF target $svc: crmsync-$svc + crmsyncctl, USER crmsync, HEALTHCHECK, ENTRYPOINT"
 done
 
 # ---------------------------------------------------------------------------------------
@@ -286,10 +290,10 @@ else
 	as_pg "$PGBIN/pg_ctl" -D "$TMP/pg/data" -l "$TMP/pg/log" -w -t 30 -o "-p $port -k $TMP/pg \
 	    -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on -c ssl_cert_file=$TMP/pg/server.crt \
 	    -c ssl_key_file=$TMP/pg/server.key -c ssl_min_protocol_version=TLSv1.2 \
-	    -c hba_file=$ROOT/deploy/compose/server-b/pg_hba.conf -c password_encryption=scram-sha-256" start >/dev/null
+	    -c hba_file=$ROOT/deploy/docker/postgres/pg_hba.conf -c password_encryption=scram-sha-256" start >/dev/null
 	as_pg env PGHOST="$TMP/pg" PGPORT="$port" "$PGBIN/createdb" -U postgres crmsync
 	as_pg env PGHOST="$TMP/pg" PGPORT="$port" POSTGRES_DB=crmsync CRMSYNC_STORE_PASSWORD='st0re pw/%' \
-	    CRMSYNC_ANALYST_PASSWORD=analyst-pw sh deploy/compose/server-b/initdb/10-crmsync-roles.sh >/dev/null
+	    CRMSYNC_ANALYST_PASSWORD=analyst-pw sh deploy/docker/postgres/initdb/10-crmsync-roles.sh >/dev/null
 	ok "init script: roles created"
 	# The password has a space, a slash and a percent sign: percent-encoded in the URI.
 	dsn="postgresql://crmsync_store:st0re%20pw%2F%25@localhost:$port/crmsync?sslmode=verify-full&sslrootcert=$TMP/tls/ca.crt"

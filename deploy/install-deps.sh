@@ -13,6 +13,7 @@ PKGS="
   clang libclang-rt-14-dev
   yamllint shellcheck
   docker-compose systemd
+  podman runc conmon netavark aardvark-dns catatonit iptables mmdebstrap podman-compose
   wrk
 "
 missing=""
