@@ -11,8 +11,8 @@
 #             its own. The store reaches it only through server B's published port, with
 #             sslmode=verify-full and a certificate for db.<run>.test, as across two hosts
 #
-# Steps: images (cached: deploy/podman/build.sh), OAuth authorisation of amo-sync with a
-# one-off `podman-compose run`, both stacks up; server B's TLS and roles; full Hollihop
+# Steps: images (cached: deploy/podman/build.sh), the fakes, server B, OAuth authorisation
+# of amo-sync with a one-off `podman-compose run`, server A's services; server B's TLS and roles; full Hollihop
 # export, full amoCRM sync and a burst of HTTPS webhooks, `crmsyncctl status` inside the
 # stack, `podman healthcheck run` for each container; then, while hooks and syncs flow,
 # each service's process is killed (SIGKILL) in turn and its restart policy must bring it
@@ -110,8 +110,8 @@ ANALYST_PW=analyst-$RUN
 SECRET=containers-test-secret-$RUN
 printf 'POSTGRES_PASSWORD=\nCRMSYNC_STORE_PASSWORD=%s\nCRMSYNC_ANALYST_PASSWORD=%s\n' "$STORE_PW" "$ANALYST_PW" >"$C/server-b.env"
 cat >"$C/crmsync.env" <<EOF
-CS_PG_DSN=postgresql://crmsync_store:$STORE_PW_URI@$DBNAME:$PG_PORT/crmsync?sslmode=verify-full&sslrootcert=/etc/crmsync/pg-ca.crt
-CS_CTL_PG_DSN=postgresql://crmsync_analyst:$ANALYST_PW@$DBNAME:$PG_PORT/crmsync?sslmode=verify-full&sslrootcert=/etc/crmsync/pg-ca.crt
+CS_PG_DSN=postgresql://crmsync_store:$STORE_PW_URI@$DBNAME:$PG_PORT/crmsync?sslmode=verify-full&sslrootcert=/etc/crmsync/pg-ca.crt&connect_timeout=10
+CS_CTL_PG_DSN=postgresql://crmsync_analyst:$ANALYST_PW@$DBNAME:$PG_PORT/crmsync?sslmode=verify-full&sslrootcert=/etc/crmsync/pg-ca.crt&connect_timeout=10
 CS_STORE_RECONNECT_MAX=500ms
 CS_AMO_BASE_URL=http://fake-amocrm:8080
 CS_AMO_CLIENT_ID=fake-client-id
@@ -167,8 +167,11 @@ compose_b() { (cd "$C" && podman-compose -p "$B" -f server-b.yml "$@") >>"$T/com
 c() { echo "${A}_$1_1"; }	# container of a server A service
 PGC=${B}_postgres_1
 
-# --- server A: fakes, the OAuth authorisation, the services; then server B ---------------
+# --- server B; server A: fakes, the OAuth authorisation, the services --------------------
+# The fakes first: their containers bring server A's bridge (and its gateway address) up,
+# where server B then publishes its port; the services start once PostgreSQL is there.
 compose_a up -d --no-build fake-amocrm fake-hollihop || fail "podman-compose up (fakes)"
+compose_b up -d --no-build || fail "podman-compose up (server B)"
 hostport() { podman port "$1" "$2" | head -n1 | sed 's/^0\.0\.0\.0:/127.0.0.1:/'; }
 AMO=http://$(hostport "$(c fake-amocrm)" 8080)
 HH=http://$(hostport "$(c fake-hollihop)" 8080)
@@ -179,7 +182,6 @@ done
 # As an operator authorises the integration once: the token pair lands in amo-state.
 compose_a run --rm --no-deps amo-sync --auth-code fake-auth-code || fail "amo-sync --auth-code"
 compose_a up -d --no-build || fail "podman-compose up (server A)"
-compose_b up -d --no-build || fail "podman-compose up (server B)"
 SERVICES="store amo-sync hollihop-sync hook-gateway"
 ALL="$(for s in $SERVICES; do c "$s"; done) $PGC"
 for x in $ALL; do
