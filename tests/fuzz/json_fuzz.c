@@ -2,9 +2,11 @@
  * json_fuzz.c - libFuzzer target for lib/json.c, the JSON view every CRM page goes through.
  * Whatever json_parse accepts must be walkable: every token's text lies inside the input,
  * json_skip moves forward, strings decode or refuse cleanly. And the depth pre-scan must
- * agree with jsmn itself (run here alone, on the same bytes): it refuses exactly the inputs
- * on which jsmn would nest deeper than JSON_MAX_DEPTH before stopping, and nothing jsmn
- * would parse within the limit.
+ * agree with jsmn itself (run here alone, on the same bytes) wherever jsmn's tree is well
+ * formed: it refuses exactly the inputs on which jsmn would nest deeper than JSON_MAX_DEPTH
+ * before stopping, and nothing jsmn would parse within the limit. (After a stray ':' jsmn
+ * hangs later tokens under the last one, even a closed container; its tree depth then is
+ * not the bracket depth, and such input is refused by json_parse's own walk.)
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -16,9 +18,14 @@
 
 int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* How deep jsmn's own tokens nest (containers only), and whether jsmn stopped with an error. */
+/*
+ * How deep jsmn's own tokens nest (containers only), whether jsmn stopped with an error, and
+ * whether its tree is well formed: every token inside its parent's span. Strict jsmn still
+ * accepts a stray ':' and then re-parents the next tokens under the last one (even a closed
+ * container), so on such malformed input its tree depth is not the bracket depth.
+ */
 static int
-jsmn_depth(const char *src, size_t len, int *failed)
+jsmn_depth(const char *src, size_t len, int *failed, int *well_formed)
 {
 	jsmn_parser p;
 	jsmntok_t *t = calloc(len + 1, sizeof(*t));
@@ -29,10 +36,14 @@ jsmn_depth(const char *src, size_t len, int *failed)
 	jsmn_init(&p);
 	n = jsmn_parse(&p, src, len, t, (unsigned)(len + 1));	/* a token takes >= 1 byte */
 	*failed = n < 0;
+	*well_formed = 1;
 	for (unsigned i = 0; i < p.toknext; i++) {
 		int c = t[i].type == JSMN_OBJECT || t[i].type == JSMN_ARRAY;
 		if (t[i].parent >= (int)i)
 			abort();
+		if (t[i].parent >= 0 && (t[i].start < t[t[i].parent].start ||
+		    t[i].end > t[t[i].parent].end))
+			*well_formed = 0;
 		d[i] = (t[i].parent >= 0 ? d[t[i].parent] : 0) + c;
 		if (d[i] > max)
 			max = d[i];
@@ -55,15 +66,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *src = (const char *)data;
 	struct json j;
 	char buf[256];
-	int failed, rv;
+	int failed, well_formed, rv;
 	size_t at = json_depth_check(src, size, JSON_MAX_DEPTH);
-	int deepest = jsmn_depth(src, size, &failed);
+	int deepest = jsmn_depth(src, size, &failed, &well_formed);
 
 	if (at > size)
 		abort();
-	if (at == size && deepest > JSON_MAX_DEPTH)
+	if (at == size && well_formed && deepest > JSON_MAX_DEPTH)
 		abort();	/* the scan let through what jsmn nests too deep */
-	if (at < size && !failed && deepest <= JSON_MAX_DEPTH)
+	if (at < size && !failed && well_formed && deepest <= JSON_MAX_DEPTH)
 		abort();	/* the scan refused what jsmn parses within the limit */
 
 	rv = json_parse(&j, src, size, 4096);

@@ -8,6 +8,7 @@ for f in "$data"/*/*.json; do
 	cp "$f" "json-corpus/$(basename "$(dirname "$f")")-$(basename "$f")"
 done
 printf '%*s' 70 '' | tr ' ' '[' >json-corpus/deep
+printf '[[[:{"k":1,"j":{"x":2}\n}:7,{"y":[[[' >json-corpus/stray-colon
 printf '["x\\"[[[[[[[[",{"a":[1,-2.5e3,true,null]}]' >json-corpus/strings
 exec "$fuzzer" -max_total_time="$secs" -timeout=5 -rss_limit_mb=1024 -max_len=16384 \
 	-print_final_stats=1 json-corpus
