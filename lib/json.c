@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "hash.h"
 #define JSMN_STRICT
 /* Parent links make closing a bracket O(depth); without them jsmn walks back over every
  * earlier token, which is quadratic on a page of a thousand rows. */
@@ -298,6 +299,27 @@ json_first(const struct json *j, int t)
 	return t + 1;
 }
 
+/*
+ * Is key token k the string key[0..keylen)? Compared raw; a key written with escapes
+ * ("\u0069d") is decoded first, as PostgreSQL's jsonb decodes it.
+ */
+static int
+key_is(const struct json *j, int k, const char *key, size_t keylen)
+{
+	const jsmntok_t *kt = &j->tok[k];
+	size_t n = (size_t)(kt->end - kt->start);
+	const char *s = j->src + kt->start;
+	char tmp[256];
+	long w;
+
+	if (n == keylen && memcmp(s, key, keylen) == 0)
+		return 1;
+	if (n <= keylen || keylen >= sizeof(tmp) || memchr(s, '\\', n) == NULL)
+		return 0;	/* an escape only makes the raw form longer */
+	w = json_unescape(s, n, tmp, sizeof(tmp));
+	return w >= 0 && (size_t)w == keylen && memcmp(tmp, key, keylen) == 0;
+}
+
 int
 json_getn(const struct json *j, int obj, const char *key, size_t keylen)
 {
@@ -308,14 +330,121 @@ json_getn(const struct json *j, int obj, const char *key, size_t keylen)
 	n = j->tok[obj].size;
 	k = obj + 1;
 	for (int i = 0; i < n && k < j->ntok; i++) {
-		const jsmntok_t *kt = &j->tok[k];
-		/* Keys are compared raw: CRM keys are plain ASCII without escapes. */
-		if ((size_t)(kt->end - kt->start) == keylen &&
-		    memcmp(j->src + kt->start, key, keylen) == 0)
+		if (key_is(j, k, key, keylen))
 			return k + 1;
 		k = json_skip(j, k + 1);
 	}
 	return -1;
+}
+
+/* A key's decoded bytes: s itself when it has no escape, else decoded into buf. */
+static const char *
+key_text(const struct json *j, int k, char *buf, size_t cap, size_t *len)
+{
+	const jsmntok_t *kt = &j->tok[k];
+	const char *s = j->src + kt->start;
+	size_t n = (size_t)(kt->end - kt->start);
+	long w;
+
+	*len = n;
+	if (memchr(s, '\\', n) == NULL || (w = json_unescape(s, n, buf, cap)) < 0)
+		return s;	/* (undecodable: validate() let it through raw; compare raw) */
+	*len = (size_t)w;
+	return buf;
+}
+
+static int
+key_eq(const struct json *j, int a, int b)
+{
+	char ba[512], bb[512];
+	size_t na, nb;
+	const char *sa = key_text(j, a, ba, sizeof(ba), &na);
+	const char *sb = key_text(j, b, bb, sizeof(bb), &nb);
+
+	return na == nb && memcmp(sa, sb, na) == 0;
+}
+
+struct keyhash {
+	uint64_t	h;
+	int		tok;
+};
+
+static int
+keyhash_cmp(const void *a, const void *b)
+{
+	const struct keyhash *x = a, *y = b;
+
+	if (x->h != y->h)
+		return x->h < y->h ? -1 : 1;
+	return x->tok < y->tok ? -1 : x->tok > y->tok;
+}
+
+#define DUP_PAIRWISE_MAX	16	/* members compared pair by pair; more are hashed and sorted */
+
+/* A repeated key among the members of object o: its later token, -1, or -2 (no memory). */
+static int
+object_dup(const struct json *j, int o, struct keyhash **scratch, size_t *cap)
+{
+	int n = j->tok[o].size, keys[DUP_PAIRWISE_MAX], k = o + 1;
+
+	if (n < 2)
+		return -1;
+	if (n <= DUP_PAIRWISE_MAX) {
+		for (int i = 0; i < n; i++, k = json_skip(j, k + 1)) {
+			keys[i] = k;
+			for (int p = 0; p < i; p++)
+				if (key_eq(j, keys[p], k))
+					return k;
+		}
+		return -1;
+	}
+	if ((size_t)n > *cap) {
+		struct keyhash *nk = realloc(*scratch, (size_t)n * sizeof(*nk));
+		if (nk == NULL)
+			return -2;
+		*scratch = nk;
+		*cap = (size_t)n;
+	}
+	for (int i = 0; i < n; i++, k = json_skip(j, k + 1)) {
+		char buf[512];
+		size_t len;
+		const char *s = key_text(j, k, buf, sizeof(buf), &len);
+		(*scratch)[i].h = hash_fnv1a(HASH_FNV1A_INIT, s, len);
+		(*scratch)[i].tok = k;
+	}
+	qsort(*scratch, (size_t)n, sizeof(**scratch), keyhash_cmp);
+	for (int i = 1; i < n; i++) {
+		/* Equal hashes sort by position: the later of an equal pair is a repeat. */
+		for (int p = i - 1; p >= 0 && (*scratch)[p].h == (*scratch)[i].h; p--)
+			if (key_eq(j, (*scratch)[p].tok, (*scratch)[i].tok))
+				return (*scratch)[i].tok;
+	}
+	return -1;
+}
+
+int
+json_dup_key(const struct json *j, int t, int *dup)
+{
+	struct keyhash *scratch = NULL;
+	size_t cap = 0;
+	int end = json_skip(j, t), rv = 0;
+
+	*dup = -1;
+	for (int i = t; i >= 0 && i < end; i++) {
+		if (j->tok[i].type != JSMN_OBJECT)
+			continue;
+		int d = object_dup(j, i, &scratch, &cap);
+		if (d == -2) {
+			rv = CS_ENOMEM;
+			break;
+		}
+		if (d >= 0) {
+			*dup = d;
+			break;
+		}
+	}
+	free(scratch);
+	return rv;
 }
 
 int

@@ -3,8 +3,9 @@
  *
  * json_parse() tokenises a buffer in place (strict mode, bounded token count) without
  * copying it; tokens carry byte offsets, so a row's raw JSON is a slice of the input,
- * byte for byte. Lookups walk tokens: json_get() for an object key, json_path() for
- * "a.b.0.c". Token index -1 means "absent"; every accessor accepts -1.
+ * byte for byte. Lookups walk tokens: json_get() for an object key (its first occurrence;
+ * keys with escapes are decoded), json_path() for "a.b.0.c". Token index -1 means
+ * "absent"; every accessor accepts -1.
  * The buffer must outlive the struct json.
  */
 #ifndef CS_JSON_H
@@ -53,6 +54,13 @@ int	json_first(const struct json *j, int t);
 int	json_get(const struct json *j, int obj, const char *key);
 int	json_getn(const struct json *j, int obj, const char *key, size_t keylen);
 int	json_path(const struct json *j, int t, const char *path);
+/*
+ * Duplicate keys anywhere in t's subtree: *dup = the token of the first key found that
+ * repeats an earlier key of the same object (compared decoded, as PostgreSQL's jsonb
+ * compares them; jsonb keeps the last, json_get finds the first), or -1 when there is
+ * none. O(tokens), objects of many members hashed and sorted. Returns 0 or CS_ENOMEM.
+ */
+int	json_dup_key(const struct json *j, int t, int *dup);
 
 /* Raw bytes of a token (strings: without the quotes). */
 const char *json_raw(const struct json *j, int t, size_t *len);

@@ -201,6 +201,54 @@ test_depth_check_follows_tokens(void **state)
 	assert_int_equal(json_depth_check(src, 9, 2), 9);
 }
 
+/* Issue 16 item 5: PostgreSQL's jsonb keeps the last of two equal keys, a lookup the first;
+ * json_dup_key finds them at any depth, written plainly or with escapes, in small and big
+ * objects, so a row read two ways can be refused. */
+static void
+test_duplicate_keys_found(void **state)
+{
+	static const char *const dups[] = {
+		"{\"id\":1,\"name\":\"a\",\"id\":2}",
+		"{\"id\":1,\"\\u0069d\":2}",
+		"[{\"a\":1},{\"x\":{\"y\":1,\"y\":1}}]",
+	};
+	struct json j;
+	char big[8192];
+	int dup;
+	size_t n, len;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(dups) / sizeof(dups[0]); i++) {
+		assert_int_equal(json_parse(&j, dups[i], strlen(dups[i]), 1000), 0);
+		assert_int_equal(json_dup_key(&j, 0, &dup), 0);
+		assert_true(dup > 0);
+		json_free(&j);
+	}
+	/* the lookup decodes escaped keys too: "\u0069d" is "id" */
+	assert_int_equal(json_parse(&j, dups[1], strlen(dups[1]), 1000), 0);
+	assert_int_equal(json_get(&j, 0, "id"), 2);
+	json_free(&j);
+	assert_int_equal(json_parse(&j, doc, strlen(doc), 1000), 0);
+	assert_int_equal(json_dup_key(&j, 0, &dup), 0);
+	assert_int_equal(dup, -1);
+	json_free(&j);
+	/* 200 members: hashed and sorted; the repeat is the last one, found by its token */
+	n = (size_t)snprintf(big, sizeof(big), "{");
+	for (int i = 0; i < 200; i++)
+		n += (size_t)snprintf(big + n, sizeof(big) - n, "%s\"k%d\":%d", i ? "," : "", i, i);
+	len = n;
+	n += (size_t)snprintf(big + n, sizeof(big) - n, "}");
+	assert_int_equal(json_parse(&j, big, n, 10000), 0);
+	assert_int_equal(json_dup_key(&j, 0, &dup), 0);
+	assert_int_equal(dup, -1);
+	json_free(&j);
+	n = len + (size_t)snprintf(big + len, sizeof(big) - len, ",\"k17\":0}");
+	assert_int_equal(json_parse(&j, big, n, 10000), 0);
+	assert_int_equal(json_dup_key(&j, 0, &dup), 0);
+	assert_int_equal(dup, j.ntok - 2);
+	json_free(&j);
+}
+
 int
 main(void)
 {
@@ -211,6 +259,7 @@ main(void)
 		cmocka_unit_test(test_token_array_grows),
 		cmocka_unit_test(test_deep_nesting_refused_before_full_parse),
 		cmocka_unit_test(test_depth_check_follows_tokens),
+		cmocka_unit_test(test_duplicate_keys_found),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
