@@ -41,7 +41,7 @@ metrics_name(char *dst, size_t cap, const struct stat_counter *s)
 	const char *p;
 
 	n = (size_t)snprintf(dst, cap, "crmsync_");
-	for (p = s->name != NULL ? s->name : "unnamed"; *p != '\0' && n + 1 < cap; p++) {
+	for (p = s->name != NULL ? s->name : "unnamed"; *p != '\0' && *p != '{' && n + 1 < cap; p++) {
 		char c = *p;
 		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 		dst[n++] = ok ? c : '_';
@@ -71,6 +71,19 @@ metrics_escape(struct buf *b, const char *s, int label)
 	return rv;
 }
 
+/* One sample line: name{service="…"<extra_labels>} value. */
+static int
+metrics_sample(struct buf *b, const char *name, const char *service, const char *extra_labels,
+    long long value)
+{
+	int rv;
+
+	if ((rv = buf_printf(b, "%s{service=\"", name)) != 0 || (rv = metrics_escape(b, service, 1)) != 0 ||
+	    (rv = buf_printf(b, "\"%s} %lld\n", extra_labels != NULL ? extra_labels : "", value)) != 0)
+		return rv;
+	return 0;
+}
+
 static int
 metrics_family(struct buf *b, const char *name, const char *help, int gauge, const char *service,
     const char *extra_labels, long long value)
@@ -78,11 +91,26 @@ metrics_family(struct buf *b, const char *name, const char *help, int gauge, con
 	int rv;
 
 	if ((rv = buf_printf(b, "# HELP %s ", name)) != 0 || (rv = metrics_escape(b, help, 0)) != 0 ||
-	    (rv = buf_printf(b, "\n# TYPE %s %s\n%s{service=\"", name, gauge ? "gauge" : "counter", name)) != 0 ||
-	    (rv = metrics_escape(b, service, 1)) != 0 ||
-	    (rv = buf_printf(b, "\"%s} %lld\n", extra_labels != NULL ? extra_labels : "", value)) != 0)
+	    (rv = buf_printf(b, "\n# TYPE %s %s\n", name, gauge ? "gauge" : "counter")) != 0)
 		return rv;
-	return 0;
+	return metrics_sample(b, name, service, extra_labels, value);
+}
+
+/*
+ * A stat named `family{k="v",…}` is one labelled sample of `family`: its labels (the text
+ * between the braces, values already escaped) into dst as ",k=\"v\",…"; NULL when the name
+ * carries none.
+ */
+static const char *
+metrics_labels(const struct stat_counter *s, char *dst, size_t cap)
+{
+	const char *o = s->name != NULL ? strchr(s->name, '{') : NULL;
+	size_t n;
+
+	if (o == NULL || (n = strlen(o)) < 3 || o[n - 1] != '}')
+		return NULL;
+	snprintf(dst, cap, ",%.*s", (int)(n - 2), o + 1);
+	return dst;
 }
 
 static int
@@ -110,18 +138,33 @@ metrics_render(struct buf *b, const char *service, struct stat_counter *stats, s
 	    "seconds since the service started", 1, service, NULL, uptime_s)) != 0)
 		return rv;
 	for (size_t i = 0; i < nstats; i++) {
-		int dup = 0;
+		char labels[256], plabels[256];
+		const char *lab = metrics_labels(&stats[i], labels, sizeof(labels));
+		size_t first = i;
 
 		metrics_name(name, sizeof(name), &stats[i]);
-		/* A family may appear only once: the first stat of a name wins. */
-		for (size_t j = 0; j < i && !dup; j++) {
+		/* A family appears once, at its first stat: a later stat of the same name is one
+		 * more sample of it when both carry labels, else it is left out. */
+		for (size_t j = 0; j < i && first == i; j++) {
 			metrics_name(other, sizeof(other), &stats[j]);
-			dup = strcmp(name, other) == 0;
+			if (strcmp(name, other) == 0)
+				first = j;
 		}
-		if (dup || metrics_reserved(name))
+		if (metrics_reserved(name))
 			continue;
+		if (first != i) {
+			/* Samples of one family follow its header, nothing between: a labelled run. */
+			metrics_name(other, sizeof(other), &stats[i - 1]);
+			if (lab == NULL || metrics_labels(&stats[first], plabels, sizeof(plabels)) == NULL ||
+			    metrics_labels(&stats[i - 1], plabels, sizeof(plabels)) == NULL ||
+			    strcmp(name, other) != 0)
+				continue;
+			if ((rv = metrics_sample(b, name, service, lab, (long long)stat_get(&stats[i]))) != 0)
+				return rv;
+			continue;
+		}
 		if ((rv = metrics_family(b, name, stats[i].help != NULL ? stats[i].help : stats[i].name,
-		    stats[i].gauge, service, NULL, (long long)stat_get(&stats[i]))) != 0)
+		    stats[i].gauge, service, lab, (long long)stat_get(&stats[i]))) != 0)
 			return rv;
 	}
 	return 0;

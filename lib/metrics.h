@@ -14,7 +14,9 @@
  *   crmsync_db_up{service="store"} 1
  *
  * Counters get the conventional `_total` suffix (unless the name already ends in it),
- * gauges keep their name. Two families are always present: crmsync_up (1) and
+ * gauges keep their name. A stat named `family{crm="amo",entity="users"}` is one labelled
+ * sample: consecutive stats of one family with labels share one HELP/TYPE, e.g.
+ * crmsync_deletions_refused_total{service="store",crm="amo",entity="users"} 1. Two families are always present: crmsync_up (1) and
  * crmsync_uptime_seconds, plus crmsync_build_info{service,version} 1.
  *
  * How a service uses it (two calls; the config key is per service so that four services

@@ -29,6 +29,9 @@ static struct stat_counter stats[] = {
 	{ "rows_written", "a duplicate: ignored", 0, 0 },
 	{ "retries_total", NULL, 0, 0 },
 	{ "up", "would clash with crmsync_up", 1, 0 },
+	/* one family of labelled samples, e.g. the store's refused deletions per entity */
+	{ "deletions_refused{crm=\"amo\",entity=\"users\"}", "deletions refused", 0, 0 },
+	{ "deletions_refused{crm=\"hollihop\",entity=\"students\"}", "deletions refused", 0, 0 },
 };
 #define NSTATS (sizeof(stats) / sizeof(stats[0]))
 
@@ -56,6 +59,11 @@ test_render(void **state)
 	/* No double suffix; a missing help falls back to the name. */
 	assert_non_null(strstr(b.data, "# HELP crmsync_retries_total retries_total\n"));
 	assert_non_null(strstr(b.data, "crmsync_retries_total{service=\"st\\\"ore\"} 5\n"));
+	/* Labelled samples: one HELP/TYPE, one line per label set. */
+	assert_non_null(strstr(b.data,
+	    "# TYPE crmsync_deletions_refused_total counter\n"
+	    "crmsync_deletions_refused_total{service=\"st\\\"ore\",crm=\"amo\",entity=\"users\"} 0\n"
+	    "crmsync_deletions_refused_total{service=\"st\\\"ore\",crm=\"hollihop\",entity=\"students\"} 0\n"));
 	/* Built-ins. */
 	assert_non_null(strstr(b.data, "crmsync_up{service=\"st\\\"ore\"} 1\n"));
 	assert_non_null(strstr(b.data, "crmsync_uptime_seconds{service=\"st\\\"ore\"} 42\n"));
