@@ -588,6 +588,23 @@ normalise_row(const struct cat_entity *e, const struct json *j, int t,
 	int bad;
 
 	crmsync__record__init(rec);
+	/*
+	 * One reading of a row: a key written twice would give the typed columns its first
+	 * value and jsonb (raw) its last. Such a row is not stored at all (the caller
+	 * dead-letters it, and its entity deletes nothing in that run).
+	 */
+	int dup;
+	if (json_dup_key(j, t, &dup) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return CS_ENOMEM;
+	}
+	if (dup >= 0) {
+		size_t kl;
+		const char *k = json_raw(j, dup, &kl);
+		snprintf(err, errlen, "duplicate key \"%.*s\" in the row (the columns would read one "
+		    "value, raw another)", (int)(kl > 64 ? 64 : kl), k);
+		return CS_EINVAL;
+	}
 	bad = fill_values(e->cols, e->ncols, j, t, -1, ctx, a, &rec->values, &rec->null_mask,
 	    &version, err, errlen);
 	if (bad < 0)

@@ -33,7 +33,8 @@ int	normalise_set_timezone(const char *tz);
 
 /*
  * Fill rec (initialised here) from row t. Returns 0, or CS_EINVAL with a message in err
- * when the row cannot be stored (a key is missing or unreadable). Unreadable non-key
+ * when the row cannot be stored (a key is missing or unreadable, or any object in the row
+ * repeats a key: json_dup_key), CS_ENOMEM. Unreadable non-key
  * values become NULL and are counted in *bad_values (raw keeps them).
  */
 int	normalise_row(const struct cat_entity *e, const struct json *j, int t,

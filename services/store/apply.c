@@ -660,6 +660,9 @@ batch_tx(struct store *st, struct batch *t, int stage_all, char *err, size_t err
 		if (rv != 0)
 			goto fail;
 	}
+	/* Rows the sender could not read: kept with their reason, committed with the rest. */
+	if (b->n_rejected > 0 && (rv = runs_rejected_rows(st, b, err, errlen)) != 0)
+		goto fail;
 	if (b->cursor_opt_case == CRMSYNC__RECORD_BATCH__CURSOR_OPT_CURSOR && b->cursor != NULL) {
 		const char *v[3] = { runs_crm_name(b->crm), b->cursor->name, b->cursor->value };
 		if ((rv = exec_count(st, "INSERT INTO crmsync.cursors (crm, name, value) VALUES ($1, $2, $3) "

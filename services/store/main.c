@@ -20,7 +20,7 @@
 #include "store.h"
 #include "svc.h"
 
-struct stat_counter store_stats[ST__N] = {
+struct stat_counter store_stats[ST__N + ST_REFUSED_MAX] = {
 	[ST_BATCHES]		= { "batches_applied", "record batches committed", 0, 0 },
 	[ST_ROWS_APPLIED]	= { "rows_written", "rows inserted, changed or deleted", 0, 0 },
 	[ST_ROWS_UNCHANGED]	= { "rows_unchanged", "rows skipped: same content or older", 0, 0 },
@@ -48,7 +48,8 @@ static const struct cfg_key store_keys[] = {
 	{ "CS_STORE_RECONNECT_MAX", CFG_DURATION, offsetof(struct store_conf, reconnect_max_ms), "5s", 100, 3600000,
 	  "longest wait between PostgreSQL reconnect attempts" },
 	{ "CS_STORE_DELETE_GUARD", CFG_INT, offsetof(struct store_conf, delete_guard_pct), "50", 1, 100,
-	  "a full run may soft-delete at most this percent of an entity's rows (100 = no guard)" },
+	  "a full run may soft-delete at most this percent of an entity's rows, and deletes nothing "
+	  "when its rows fell more than this percent below its last complete run (100 = no guard)" },
 	{ "CS_STORE_STATEMENT_TIMEOUT", CFG_DURATION, offsetof(struct store_conf, statement_timeout_ms), "5m", 1000, 86400000,
 	  "PostgreSQL statement_timeout for the store's session" },
 	{ "CS_STORE_METRICS_ADDR", CFG_STR, offsetof(struct store_conf, metrics_addr), "", 0, 0,
@@ -170,16 +171,31 @@ dispatch(struct store *st, nng_socket s, nng_msg *msg, Crmsync__Envelope *env)
 	case CRMSYNC__ENVELOPE__BODY_BATCH:
 		on_batch(st, s, msg, env->batch);
 		return;
-	case CRMSYNC__ENVELOPE__BODY_RUN_BEGIN:
-		rv = runs_begin(st, env->run_begin, &run_id, err, sizeof(err));
+	case CRMSYNC__ENVELOPE__BODY_RUN_BEGIN: {
+		int64_t *last = calloc(env->run_begin->n_entities + 1, sizeof(*last));
+		rv = last == NULL ? CS_ENOMEM : runs_begin(st, env->run_begin, &run_id, last, err, sizeof(err));
 		if (rv == 0) {
+			Crmsync__Envelope rep = CRMSYNC__ENVELOPE__INIT;
+			Crmsync__Ack ack = CRMSYNC__ACK__INIT;
 			stat_add(&store_stats[ST_RUNS_STARTED], 1);
 			log_info("run.started", "run=%lld crm=%s kind=%s trigger=%s", (long long)run_id,
 			    runs_crm_name(env->run_begin->crm), runs_kind_name(env->run_begin->kind),
 			    lq(env->run_begin->trigger));
+			/* The run's id, and what each entity read last time (the sender's bound). */
+			ack.status = CRMSYNC__ACK_STATUS__ACK_OK;
+			ack.error = (char *)"";
+			ack.run_id = run_id;
+			ack.last_rows = last;
+			ack.n_last_rows = env->run_begin->n_entities;
+			rep.body_case = CRMSYNC__ENVELOPE__BODY_ACK;
+			rep.ack = &ack;
+			(void)bus_send(s, &rep);
+		} else {
+			reply_result(st, s, rv, rv == CS_ENOMEM ? "out of memory" : err, run_id);
 		}
-		reply_result(st, s, rv, err, run_id);
+		free(last);
 		return;
+	}
 	case CRMSYNC__ENVELOPE__BODY_RUN_END:
 		rv = runs_end(st, env->run_end, err, sizeof(err));
 		if (rv == 0)
@@ -235,7 +251,8 @@ main(int argc, char **argv)
 	if ((rv = health_start(&health, store.conf.health_url, "store", store_stats, ST__N,
 	    store_status, &store)) != 0)
 		fatalx("health.listen_failed", "url=%s err=%s", lq(store.conf.health_url), lq(cs_strerror(rv)));
-	if ((rv = metrics_start(&metrics, store.conf.metrics_addr, "store", store_stats, ST__N)) != 0)
+	if ((rv = metrics_start(&metrics, store.conf.metrics_addr, "store", store_stats,
+	    ST__N + runs_metrics_init())) != 0)
 		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(store.conf.metrics_addr), lq(cs_strerror(rv)));
 	if (db_connect(&store) != 0)
 		goto out;

@@ -89,6 +89,12 @@ static const struct migration migrations[] = {
 	  "  entity text NOT NULL,\n"
 	  "  keys text[] NOT NULL);\n"
 	  "CREATE INDEX ON crmsync.run_seen (run_id, entity);\n" },
+	{ 4, "deletions refused, and each entity's last complete full read",
+	  /* Why a complete full run deleted nothing for an entity (runs.c, one object per
+	   * entity), and the row count the next run is measured against. */
+	  "ALTER TABLE crmsync.sync_runs ADD COLUMN IF NOT EXISTS deletions_refused jsonb NOT NULL DEFAULT '{}';\n"
+	  "ALTER TABLE crmsync.entity_state ADD COLUMN IF NOT EXISTS last_full_rows bigint,\n"
+	  "  ADD COLUMN IF NOT EXISTS last_full_run_id bigint;\n" },
 };
 
 static int

@@ -1,12 +1,17 @@
 /*
  * runs.c - sync-run bookkeeping, cursors, deletion detection and dead letters.
  *
- * A run row is opened by RunBegin and closed by RunEnd. Only a RunEnd with status
- * COMPLETE of a FULL run soft-deletes, and only for the entities it lists as complete:
- * rows of those entities whose keys the run never sent (crmsync.run_seen) get deleted_at.
- * A guard refuses to delete more than CS_STORE_DELETE_GUARD percent of an entity's live
- * rows in one run (a truncated export must not wipe a table); the refusal is logged and
- * recorded in the run's error. Everything for one RunEnd happens in one transaction.
+ * A run row is opened by RunBegin (answered with each entity's rows of its last complete
+ * full read, the sender's bound on what is plausible) and closed by RunEnd. Only a RunEnd
+ * with status COMPLETE of a FULL run soft-deletes, and only for the entities it lists as
+ * complete: rows of those entities whose keys the run never sent (crmsync.run_seen) get
+ * deleted_at. Deletion that cannot lie, one rule for both CRMs (deletion_verdict): an
+ * entity deletes nothing when its reading may be wrong: rows it could not read
+ * (dead-lettered), a total the API reported that the rows do not match, rows more than
+ * CS_STORE_DELETE_GUARD percent below its last complete full read, or deletions of more
+ * than that percent (or all) of its live rows. A refusal is logged (run.deletion_refused),
+ * counted (deletions_refused{crm,entity}), kept per entity in sync_runs.deletions_refused
+ * and the run's error. Everything for one RunEnd happens in one transaction.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +20,45 @@
 #include "errors.h"
 #include "log.h"
 #include "store.h"
+
+/* Below this many rows a drop or a deletion is not "suspicious" by size alone (a small
+ * reference table losing a few rows), unless it empties the table. */
+#define RUNS_GUARD_MIN_ROWS	10
+
+static char refused_names[ST_REFUSED_MAX][160];
+static size_t refused_n;
+
+size_t
+runs_metrics_init(void)
+{
+	const enum cat_crm crms[] = { CAT_AMO, CAT_HOLLIHOP };
+
+	refused_n = 0;
+	for (size_t c = 0; c < sizeof(crms) / sizeof(crms[0]); c++) {
+		const struct cat_crm_desc *d = catalog_crm(crms[c]);
+		for (size_t i = 0; i < d->nentities && refused_n < ST_REFUSED_MAX; i++, refused_n++) {
+			struct stat_counter *sc = &store_stats[ST__N + refused_n];
+			snprintf(refused_names[refused_n], sizeof(refused_names[0]),
+			    "deletions_refused{crm=\"%s\",entity=\"%s\"}", runs_crm_name((int)crms[c]),
+			    d->entities[i].name);
+			sc->name = refused_names[refused_n];
+			sc->help = "complete full runs whose deletions the store refused for this entity "
+			    "(reason in crmsync.sync_runs.deletions_refused)";
+		}
+	}
+	return refused_n;
+}
+
+static void
+refused_count(const char *crm, const char *entity)
+{
+	char want[160];
+
+	snprintf(want, sizeof(want), "deletions_refused{crm=\"%s\",entity=\"%s\"}", crm, entity);
+	for (size_t i = 0; i < refused_n; i++)
+		if (strcmp(refused_names[i], want) == 0)
+			stat_add(&store_stats[ST__N + i], 1);
+}
 
 const char *
 runs_crm_name(int crm)
@@ -48,7 +92,8 @@ status_name(Crmsync__RunStatus s)
 }
 
 int
-runs_begin(struct store *st, const Crmsync__RunBegin *rb, int64_t *run_id, char *err, size_t errlen)
+runs_begin(struct store *st, const Crmsync__RunBegin *rb, int64_t *run_id, int64_t *last_rows,
+    char *err, size_t errlen)
 {
 	struct buf ents;
 	PGresult *r = NULL;
@@ -90,6 +135,15 @@ runs_begin(struct store *st, const Crmsync__RunBegin *rb, int64_t *run_id, char 
 		    "VALUES ($1, $2, $3, $4) RETURNING id", 4, v, &r);
 	if (rv == 0)
 		*run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	r = NULL;
+	/* What each entity read in its last complete full run, in the request's order. */
+	if (rv == 0)
+		rv = db_execp(st, "SELECT coalesce(s.last_full_rows, -1) FROM unnest($2::text[]) "
+		    "WITH ORDINALITY u(entity, i) LEFT JOIN crmsync.entity_state s ON s.crm = $1 "
+		    "AND s.entity = u.entity ORDER BY u.i", 2, (const char *const[]){ v[0], v[3] }, &r);
+	for (size_t i = 0; rv == 0 && i < rb->n_entities; i++)
+		last_rows[i] = (int)i < PQntuples(r) ? strtoll(PQgetvalue(r, (int)i, 0), NULL, 10) : -1;
 	if (rv == 0)
 		rv = db_exec(st, "COMMIT");
 	if (rv != 0) {
@@ -116,19 +170,107 @@ runs_progress(struct store *st, const Crmsync__RunProgress *rp)
 	    "WHERE id = $1 AND status = 'running'", 4, v, NULL);
 }
 
-/* Soft-delete unseen rows of one entity of a complete full run. */
+int
+runs_rejected_rows(struct store *st, const Crmsync__RecordBatch *b, char *err, size_t errlen)
+{
+	char bid[24], rid[24];
+	int rv = 0;
+
+	snprintf(bid, sizeof(bid), "%llu", (unsigned long long)b->batch_id);
+	snprintf(rid, sizeof(rid), "%lld", (long long)b->run_id);
+	for (size_t i = 0; i < b->n_rejected && rv == 0; i++) {
+		const Crmsync__RejectedRow *x = b->rejected[i];
+		const char *vals[6] = { runs_crm_name(b->crm), b->entity, bid, rid,
+		    x->reason != NULL && x->reason[0] ? x->reason : "unreadable row",
+		    (const char *)x->raw_json.data };
+		int lens[6] = { 0, 0, 0, 0, 0, (int)x->raw_json.len };
+		int fmts[6] = { 0, 0, 0, 0, 0, 1 };
+		PGresult *r = PQexecParams(st->pg, "INSERT INTO crmsync.dead_letters (crm, entity, batch_id, "
+		    "run_id, reason, payload) VALUES ($1, $2, $3, $4, 'row: ' || $5, $6)", 6, NULL, vals,
+		    lens, fmts, 0);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			rv = db_classify(st, r);
+			snprintf(err, errlen, "dead letter of a rejected row: %s", db_errmsg(st, r));
+		}
+		PQclear(r);
+	}
+	if (rv == 0)
+		log_warnx("batch.rows_rejected", "crm=%s entity=%s batch=%llu run=%lld n=%zu first=%s",
+		    runs_crm_name(b->crm), b->entity, (unsigned long long)b->batch_id, (long long)b->run_id,
+		    b->n_rejected, lq(b->rejected[0]->reason));
+	return rv;
+}
+
+/* What the store knows about one entity of a RunEnd before it may delete. */
+struct verdict {
+	long	 live, unseen;		/* live rows, and those the run did not see */
+	int64_t	 last_rows, last_run;	/* its last complete full read (-1: none) */
+	char	 why[512];		/* why the reading is not trusted; "" = trusted */
+};
+
+/* Its last complete full read, from entity_state. */
 static int
-runs_delete_unseen(struct store *st, int64_t run_id, const struct cat_entity *e, long *deleted,
+last_full(struct store *st, const char *crm, const char *entity, struct verdict *vd)
+{
+	const char *v[2] = { crm, entity };
+	PGresult *r = NULL;
+	int rv;
+
+	vd->last_rows = vd->last_run = -1;
+	rv = db_execp(st, "SELECT coalesce(last_full_rows, -1), coalesce(last_full_run_id, -1) "
+	    "FROM crmsync.entity_state WHERE crm = $1 AND entity = $2", 2, v, &r);
+	if (rv == 0 && PQntuples(r) == 1) {
+		vd->last_rows = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		vd->last_run = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+	}
+	PQclear(r);
+	return rv;
+}
+
+/*
+ * The one rule, for both CRMs: may this complete reading of an entity be trusted to say
+ * what vanished? Fills vd->why when not. Facts first (rows it could not read, a total it
+ * does not match), then sizes against CS_STORE_DELETE_GUARD (100 turns those off).
+ */
+static void
+deletion_verdict(const struct store *st, const Crmsync__EntityResult *er, struct verdict *vd)
+{
+	int64_t guard = st->conf.delete_guard_pct, drop = vd->last_rows - er->rows;
+
+	vd->why[0] = '\0';
+	if (er->rows_rejected > 0) {
+		snprintf(vd->why, sizeof(vd->why), "%lld rows could not be read (kept in "
+		    "crmsync.dead_letters)", (long long)er->rows_rejected);
+	} else if (er->api_total_opt_case == CRMSYNC__ENTITY_RESULT__API_TOTAL_OPT_API_TOTAL &&
+	    er->api_total != er->rows) {
+		snprintf(vd->why, sizeof(vd->why), "read %lld rows, but the API reports a total of %lld",
+		    (long long)er->rows, (long long)er->api_total);
+	} else if (guard < 100 && vd->last_rows > 0 && drop * 100 > vd->last_rows * guard &&
+	    (drop > RUNS_GUARD_MIN_ROWS || er->rows == 0)) {
+		snprintf(vd->why, sizeof(vd->why), "read %lld rows, %lld%% fewer than the %lld of its last "
+		    "complete run %lld (CS_STORE_DELETE_GUARD %lld%%)", (long long)er->rows,
+		    (long long)(drop * 100 / vd->last_rows), (long long)vd->last_rows,
+		    (long long)vd->last_run, (long long)guard);
+	} else if (guard < 100 && vd->unseen > 0 && vd->unseen == vd->live) {
+		snprintf(vd->why, sizeof(vd->why), "it would delete every row");
+	} else if (guard < 100 && vd->unseen > RUNS_GUARD_MIN_ROWS &&
+	    vd->unseen * 100 > vd->live * guard) {
+		snprintf(vd->why, sizeof(vd->why), "over CS_STORE_DELETE_GUARD %lld%% of the table",
+		    (long long)guard);
+	}
+}
+
+/* Live rows of e, and those run_id did not see. */
+static int
+count_unseen(struct store *st, int64_t run_id, const struct cat_entity *e, struct verdict *vd,
     char *err, size_t errlen)
 {
 	const struct cat_crm_desc *d = catalog_crm(e->crm);
 	char keyexpr[512], sql[2048], run[24];
 	const char *v[2] = { run, e->name };
 	PGresult *r = NULL;
-	long live, unseen;
 	int rv;
 
-	*deleted = 0;
 	snprintf(run, sizeof(run), "%lld", (long long)run_id);
 	apply_key_expr(e, "t", keyexpr, sizeof(keyexpr));
 	/* A hash join against the run's keys (an array per batch, unnested once). */
@@ -141,19 +283,58 @@ runs_delete_unseen(struct store *st, int64_t run_id, const struct cat_entity *e,
 		PQclear(r);
 		return rv;
 	}
-	live = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-	unseen = strtol(PQgetvalue(r, 0, 1), NULL, 10);
+	vd->live = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	vd->unseen = strtol(PQgetvalue(r, 0, 1), NULL, 10);
 	PQclear(r);
-	if (unseen == 0)
-		return 0;
-	if (st->conf.delete_guard_pct < 100 && unseen > 10 &&
-	    unseen * 100 > live * st->conf.delete_guard_pct) {
-		snprintf(err, errlen, "%s: refusing to delete %ld of %ld rows (over %lld%%)", e->name,
-		    unseen, live, (long long)st->conf.delete_guard_pct);
-		log_warnx("run.delete_guard", "run=%lld entity=%s unseen=%ld live=%ld guard_pct=%lld",
-		    (long long)run_id, e->name, unseen, live, (long long)st->conf.delete_guard_pct);
-		return CS_EREJECTED;
+	return 0;
+}
+
+/* Record a refusal: the run's per-entity record, the log, the counter. */
+static int
+refuse(struct store *st, const char *run, const char *crm, const struct cat_entity *e,
+    const Crmsync__EntityResult *er, const struct verdict *vd, char *err, size_t errlen)
+{
+	char rows[24], last[24], total[24], rej[24], unseen[24], live[24];
+	int has_total = er->api_total_opt_case == CRMSYNC__ENTITY_RESULT__API_TOTAL_OPT_API_TOTAL;
+	const char *v[9] = { run, e->name, vd->why, rows, vd->last_rows >= 0 ? last : NULL,
+	    has_total ? total : NULL, rej, unseen, live };
+	int rv;
+
+	snprintf(rows, sizeof(rows), "%lld", (long long)er->rows);
+	snprintf(last, sizeof(last), "%lld", (long long)vd->last_rows);
+	snprintf(total, sizeof(total), "%lld", (long long)er->api_total);
+	snprintf(rej, sizeof(rej), "%lld", (long long)er->rows_rejected);
+	snprintf(unseen, sizeof(unseen), "%ld", vd->unseen);
+	snprintf(live, sizeof(live), "%ld", vd->live);
+	rv = db_execp(st, "UPDATE crmsync.sync_runs SET deletions_refused = deletions_refused || "
+	    "jsonb_build_object($2::text, jsonb_strip_nulls(jsonb_build_object('reason', $3::text, "
+	    "'rows', $4::bigint, 'last_full_rows', $5::bigint, 'api_total', $6::bigint, "
+	    "'rows_rejected', $7::bigint, 'would_delete', $8::bigint, 'live', $9::bigint))) "
+	    "WHERE id = $1", 9, v, NULL);
+	if (rv != 0) {
+		snprintf(err, errlen, "deletions_refused: %s", db_errmsg(st, NULL));
+		return rv;
 	}
+	log_warnx("run.deletion_refused", "run=%s crm=%s entity=%s would_delete=%ld live=%ld rows=%lld "
+	    "last_full_rows=%lld reason=%s", run, crm, e->name, vd->unseen, vd->live,
+	    (long long)er->rows, (long long)vd->last_rows, lq(vd->why));
+	return 0;
+}
+
+/* Soft-delete the rows of e that run_id did not see. */
+static int
+runs_delete_unseen(struct store *st, int64_t run_id, const struct cat_entity *e, long *deleted,
+    char *err, size_t errlen)
+{
+	const struct cat_crm_desc *d = catalog_crm(e->crm);
+	char keyexpr[512], sql[2048], run[24];
+	const char *v[2] = { run, e->name };
+	PGresult *r = NULL;
+	int rv;
+
+	*deleted = 0;
+	snprintf(run, sizeof(run), "%lld", (long long)run_id);
+	apply_key_expr(e, "t", keyexpr, sizeof(keyexpr));
 	snprintf(sql, sizeof(sql), "UPDATE %s.%s t SET deleted_at = now() WHERE t.deleted_at IS NULL "
 	    "AND NOT EXISTS (SELECT 1 FROM (SELECT unnest(keys) AS key FROM crmsync.run_seen "
 	    "WHERE run_id = $1 AND entity = $2) s WHERE s.key = %s)", d->schema, e->name, keyexpr);
@@ -174,6 +355,8 @@ runs_end(struct store *st, const Crmsync__RunEnd *re, char *err, size_t errlen)
 	PGresult *r = NULL;
 	char crm[16] = "", kind[16] = "", cur[16] = "";
 	long total_deleted = 0;
+	const char *refused[ST_REFUSED_MAX];
+	size_t nref = 0;
 	struct buf errs;
 	int rv;
 
@@ -203,37 +386,61 @@ runs_end(struct store *st, const Crmsync__RunEnd *re, char *err, size_t errlen)
 	if (re->error != NULL && re->error[0] != '\0')
 		buf_addstr(&errs, re->error);
 	enum cat_crm c = strcmp(crm, "amo") == 0 ? CAT_AMO : CAT_HOLLIHOP;
+	int complete_full = re->status == CRMSYNC__RUN_STATUS__RUN_COMPLETE && strcmp(kind, "full") == 0;
 	for (size_t i = 0; i < re->n_entities; i++) {
 		const Crmsync__EntityResult *er = re->entities[i];
 		const struct cat_entity *e = catalog_find(c, er->entity);
+		struct verdict vd;
 		long deleted = 0;
-		char e_err[512] = "";
-		int erv = 0;
+		char e_err[600] = "";
 
 		if (e == NULL)
 			continue;
-		if (re->status == CRMSYNC__RUN_STATUS__RUN_COMPLETE && strcmp(kind, "full") == 0 &&
-		    er->complete && (e->flags & CE_FULL_DELETES)) {
-			erv = runs_delete_unseen(st, re->run_id, e, &deleted, e_err, sizeof(e_err));
-			if (erv != 0 && erv != CS_EREJECTED) {
-				snprintf(err, errlen, "%s", e_err);
-				buf_free(&errs);
-				db_rollback(st);
-				return erv;
+		memset(&vd, 0, sizeof(vd));
+		vd.last_rows = vd.last_run = -1;
+		if (er->complete && complete_full) {
+			if ((rv = last_full(st, crm, e->name, &vd)) != 0 ||
+			    ((e->flags & CE_FULL_DELETES) &&
+			    (rv = count_unseen(st, re->run_id, e, &vd, e_err, sizeof(e_err))) != 0)) {
+				snprintf(err, errlen, "%s", e_err[0] ? e_err : db_errmsg(st, NULL));
+				goto fail;
 			}
-			if (erv == CS_EREJECTED)
+		}
+		if (er->complete)
+			deletion_verdict(st, er, &vd);
+		if (er->complete && complete_full && (e->flags & CE_FULL_DELETES) && vd.unseen > 0) {
+			if (vd.why[0] != '\0') {
+				snprintf(e_err, sizeof(e_err), "%s: refusing to delete %ld of %ld rows: %s",
+				    e->name, vd.unseen, vd.live, vd.why);
+				if ((rv = refuse(st, run, crm, e, er, &vd, err, errlen)) != 0)
+					goto fail;
+				if (nref < sizeof(refused) / sizeof(refused[0]))
+					refused[nref++] = e->name;
 				buf_printf(&errs, "%s%s", errs.len ? "; " : "", e_err);
-			total_deleted += deleted;
-			if (deleted > 0)
-				log_info("run.deleted", "run=%s crm=%s entity=%s rows=%ld", run, crm, e->name, deleted);
+			} else {
+				if ((rv = runs_delete_unseen(st, re->run_id, e, &deleted, err, errlen)) != 0)
+					goto fail;
+				total_deleted += deleted;
+				if (deleted > 0)
+					log_info("run.deleted", "run=%s crm=%s entity=%s rows=%ld", run, crm,
+					    e->name, deleted);
+			}
+		} else if (vd.why[0] != '\0') {
+			/* Nothing to delete, but the reading was still not right: say so. */
+			snprintf(e_err, sizeof(e_err), "%s: %s", e->name, vd.why);
 		}
 		char rows[24];
-		const char *v[5] = { crm, e->name, run, rows, e_err[0] ? e_err : NULL };
 		snprintf(rows, sizeof(rows), "%lld", (long long)er->rows);
-		if (er->complete && erv == 0)
-			rv = db_execp(st, "INSERT INTO crmsync.entity_state (crm, entity, last_ok_at, last_run_id, last_rows) "
-			    "VALUES ($1, $2, now(), $3, $4) ON CONFLICT (crm, entity) DO UPDATE SET "
-			    "last_ok_at = now(), last_run_id = $3, last_rows = $4", 4, v, NULL);
+		if (er->complete && e_err[0] == '\0')
+			/* A trusted complete full read is the next run's measure of "plausible". */
+			rv = db_execp(st, "INSERT INTO crmsync.entity_state (crm, entity, last_ok_at, last_run_id, "
+			    "last_rows, last_full_rows, last_full_run_id) VALUES ($1, $2, now(), $3, $4, "
+			    "CASE WHEN $5::bool THEN $4::bigint END, CASE WHEN $5::bool THEN $3::bigint END) "
+			    "ON CONFLICT (crm, entity) DO UPDATE SET last_ok_at = now(), last_run_id = $3, "
+			    "last_rows = $4, last_full_rows = CASE WHEN $5::bool THEN $4::bigint ELSE "
+			    "entity_state.last_full_rows END, last_full_run_id = CASE WHEN $5::bool THEN "
+			    "$3::bigint ELSE entity_state.last_full_run_id END", 5,
+			    (const char *const[]){ crm, e->name, run, rows, complete_full ? "t" : "f" }, NULL);
 		else
 			rv = db_execp(st, "INSERT INTO crmsync.entity_state (crm, entity, last_run_id, last_error, last_error_at) "
 			    "VALUES ($1, $2, $3, coalesce($4, 'incomplete'), now()) ON CONFLICT (crm, entity) DO UPDATE SET "
@@ -241,9 +448,7 @@ runs_end(struct store *st, const Crmsync__RunEnd *re, char *err, size_t errlen)
 			    4, (const char *const[]){ crm, e->name, run, e_err[0] ? e_err : NULL }, NULL);
 		if (rv != 0) {
 			snprintf(err, errlen, "entity_state: %s", db_errmsg(st, NULL));
-			buf_free(&errs);
-			db_rollback(st);
-			return rv;
+			goto fail;
 		}
 	}
 	snprintf(ndel, sizeof(ndel), "%ld", total_deleted);
@@ -258,11 +463,17 @@ runs_end(struct store *st, const Crmsync__RunEnd *re, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", db_errmsg(st, NULL));
 		db_rollback(st);
 	} else {
+		for (size_t i = 0; i < nref; i++)
+			refused_count(crm, refused[i]);
 		log_info("run.finished", "run=%s crm=%s kind=%s status=%s deleted=%ld%s%s", run, crm, kind,
 		    status_name(re->status), total_deleted, errs.len ? " error=" : "",
 		    errs.len ? lq(errs.data) : "");
 	}
 	buf_free(&errs);
+	return rv;
+fail:
+	buf_free(&errs);
+	db_rollback(st);
 	return rv;
 }
 

@@ -33,7 +33,10 @@ enum {
 	ST_BATCHES, ST_ROWS_APPLIED, ST_ROWS_UNCHANGED, ST_ROWS_DELETED, ST_REJECTED,
 	ST_RETRIES, ST_DB_RECONNECTS, ST_RUNS_STARTED, ST_RUNS_FINISHED, ST_DB_UP, ST_REDONE, ST__N
 };
-extern struct stat_counter store_stats[ST__N];
+/* After the ST__N service stats: one "deletions_refused{crm,entity}" counter per catalogue
+ * entity (runs_metrics_init; served as metrics only, not in the health answer). */
+#define ST_REFUSED_MAX	128
+extern struct stat_counter store_stats[ST__N + ST_REFUSED_MAX];
 
 struct entity_sql;	/* apply.c: per-entity SQL built once from the catalogue */
 
@@ -80,9 +83,16 @@ void	apply_reset_conn(struct store *st);
 
 /* runs.c */
 const char *runs_kind_name(Crmsync__SyncKind k);	/* "full", "incremental", "hooks" */
-int	runs_begin(struct store *st, const Crmsync__RunBegin *rb, int64_t *run_id, char *err, size_t errlen);
+/* Open a run; last_rows[i] (rb->n_entities of them) gets the rows of entity i's last
+ * complete full read, -1 when there is none. */
+int	runs_begin(struct store *st, const Crmsync__RunBegin *rb, int64_t *run_id, int64_t *last_rows,
+	    char *err, size_t errlen);
 int	runs_end(struct store *st, const Crmsync__RunEnd *re, char *err, size_t errlen);
 int	runs_progress(struct store *st, const Crmsync__RunProgress *rp);
+/* The batch's rejected rows into crmsync.dead_letters, inside the caller's transaction. */
+int	runs_rejected_rows(struct store *st, const Crmsync__RecordBatch *b, char *err, size_t errlen);
+/* Name the per-entity counters after ST__N in store_stats; returns how many there are. */
+size_t	runs_metrics_init(void);
 int	runs_cursor_get(struct store *st, const Crmsync__CursorGet *cg, int *found, char **value);
 int	runs_dead_letter(struct store *st, const char *crm, const char *entity, uint64_t batch_id,
 	    int64_t run_id, const char *reason, const void *payload, size_t len);
