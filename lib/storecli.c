@@ -99,7 +99,8 @@ storecli_close(struct storecli *c)
 
 int
 storecli_run_begin(struct storecli *c, Crmsync__SyncKind kind, const char *trigger,
-    const char *const *entities, size_t n, int64_t *run_id, char *err, size_t errlen)
+    const char *const *entities, size_t n, int64_t *run_id, int64_t *last_rows, char *err,
+    size_t errlen)
 {
 	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT, *ack = NULL;
 	Crmsync__RunBegin rb = CRMSYNC__RUN_BEGIN__INIT;
@@ -116,8 +117,13 @@ storecli_run_begin(struct storecli *c, Crmsync__SyncKind kind, const char *trigg
 	env.run_begin = &rb;
 	/* A run starts clean: a failure before it (a RunBegin that timed out) is not its own. */
 	sendq_clear_error(c->q);
+	for (size_t i = 0; last_rows != NULL && i < n; i++)
+		last_rows[i] = -1;
 	if ((rv = sendq_call(c->q, &env, NULL, &ack)) == 0) {
 		*run_id = ack->ack->run_id;
+		/* A store that does not know them answers none: no bound. */
+		for (size_t i = 0; last_rows != NULL && i < n && i < ack->ack->n_last_rows; i++)
+			last_rows[i] = ack->ack->last_rows[i];
 	} else {
 		int has = ack != NULL && ack->body_case == CRMSYNC__ENVELOPE__BODY_ACK;
 		snprintf(why, sizeof(why), "the store did not open the run: %s%s%s", cs_strerror(rv),
@@ -151,6 +157,11 @@ storecli_run_end(struct storecli *c, int64_t run_id, Crmsync__RunStatus status, 
 		er[i].complete = res[i].complete;
 		er[i].rows = res[i].rows;
 		er[i].pages = res[i].pages;
+		er[i].rows_rejected = res[i].rows_rejected;
+		if (res[i].has_total) {
+			er[i].api_total_opt_case = CRMSYNC__ENTITY_RESULT__API_TOTAL_OPT_API_TOTAL;
+			er[i].api_total = res[i].api_total;
+		}
 		erp[i] = &er[i];
 	}
 	re.run_id = run_id;

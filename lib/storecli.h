@@ -50,6 +50,9 @@ struct storecli_entity {
 	int		 complete;	/* read to its end, every batch committed */
 	int64_t		 rows;
 	int64_t		 pages;
+	int64_t		 rows_rejected;	/* rows read but not readable (sent as RejectedRow) */
+	int		 has_total;	/* the API said how many rows the listing holds: */
+	int64_t		 api_total;
 };
 
 struct storecli;
@@ -61,11 +64,14 @@ void	storecli_close(struct storecli *c);
 
 /*
  * Open a run of the given entities and wait for its id (the sticky error of what came
- * before is cleared first). On failure err (may be NULL) says why, e.g. "the store did not
- * open the run: rejected by peer: ..."; logged run.begin_failed.
+ * before is cleared first). last_rows (may be NULL; n entries) gets each entity's rows of
+ * its last complete full read, -1 when the store knows none. On failure err (may be NULL)
+ * says why, e.g. "the store did not open the run: rejected by peer: ..."; logged
+ * run.begin_failed.
  */
 int	storecli_run_begin(struct storecli *c, Crmsync__SyncKind kind, const char *trigger,
-	    const char *const *entities, size_t n, int64_t *run_id, char *err, size_t errlen);
+	    const char *const *entities, size_t n, int64_t *run_id, int64_t *last_rows, char *err,
+	    size_t errlen);
 /*
  * Close a run: after everything queued before it, whatever failed before (the sticky
  * error is cleared). It is sent even while stopping: a stop gives it STORECLI_STOPPING_MS

@@ -63,6 +63,7 @@ struct amo_conf {
 	int64_t	 backoff_max_ms;
 	int64_t	 recv_max;
 	int64_t	 progress_pages;
+	int64_t	 max_growth;		/* readguard: rows past growth x the last complete read */
 };
 
 enum amo_stat {
@@ -92,8 +93,11 @@ struct amo {
 						   cleared by a SyncCommand; read by health */
 	atomic_int		 want_full;	/* set by main (SyncCommand, --full), taken by the worker */
 	atomic_int		 want_incremental;
+	/* Entities the commands asked for, a comma list ("" = the configured selection); set
+	 * with want_* under mtx by main, taken by the worker. */
+	char			 want_entities[2048];
 	int			 once;		/* exit after the first run; set before the threads */
-	pthread_mutex_t		 mtx;		/* guards wake and last_error */
+	pthread_mutex_t		 mtx;		/* guards wake, want_entities and last_error */
 	pthread_cond_t		 wake;		/* hooks arrived, a command, stop */
 	char			 last_error[256];
 	struct ratelimit	 rl;		/* locked inside */

@@ -5,6 +5,12 @@
  * list such as "leads,contacts,...", or the keys of another entity from its last complete
  * fetch), and the value is given to the normaliser as "$placeholder". Paging is HAL
  * page/limit until 204, an empty list, or a short page without _links.next.
+ * Every page must be the shape asked for (a HAL object holding the list, or the object
+ * itself): anything else a 2xx may carry (`{"Error": …}`, a login page) fails the pass.
+ * A row that cannot be read is sent with the page as a RejectedRow (dead-lettered by the
+ * store; its entity then deletes nothing); lib/readguard stops a page sequence that
+ * repeats itself or grows past what the entity's last complete read makes plausible.
+ * On each pass's first page `_total_items`, where amoCRM gives it, is summed for RunEnd.
  *
  * Incremental passes ask for filter[<version>][from] = cursor - look-back (and
  * order[<version>]=asc). The cursor is the newest version seen; it travels in
@@ -32,6 +38,7 @@
 #include "json.h"
 #include "log.h"
 #include "normalise.h"
+#include "readguard.h"
 #include "storecli.h"
 #include "strlist.h"
 
@@ -40,6 +47,7 @@
 #define FETCH_TOKENS_MAX	(8 << 20)
 #define PARENT_KEYS_MAX		100000
 #define KEY_MAX			128
+#define REJECTED_RAW_MAX	(256u << 10)	/* bytes of a rejected row kept */
 
 /* What the worker remembers per entity between passes (in memory only). */
 struct memo_entity {
@@ -81,6 +89,7 @@ struct pass {
 	struct buf		*keys;		/* collects keys ("\0"-separated) for children */
 	size_t			 nkeys;
 	struct fetch_result	*res;
+	struct readguard	*guard;		/* the entity's (NULL for hook fetches) */
 };
 
 static size_t
@@ -263,13 +272,40 @@ wanted_id(const struct pass *p, const char *key)
 	return 0;
 }
 
+/* A row that cannot be read goes with the batch to the store's dead letters. */
+static int
+page_reject(struct pass *p, const struct json *j, int row, const char *why, struct arena *ar,
+    Crmsync__RecordBatch *b, int n)
+{
+	Crmsync__RejectedRow *x;
+	size_t len;
+	const char *raw = json_text(j, row, &len);
+	char *reason;
+
+	amo_count(p->a, AS_BAD_ROWS, 1);
+	p->res->rows_rejected++;
+	log_warnx("row.rejected", "entity=%s path=%s reason=%s row=%s", p->e->name, lq(p->path),
+	    lq(why), lqn(raw, len > 512 ? 512 : len));
+	if (b->rejected == NULL && (b->rejected = arena_alloc(ar, (size_t)n * sizeof(*b->rejected))) == NULL)
+		return CS_ENOMEM;
+	if ((x = arena_alloc(ar, sizeof(*x))) == NULL || (reason = arena_alloc(ar, strlen(why) + 1)) == NULL)
+		return CS_ENOMEM;
+	crmsync__rejected_row__init(x);
+	memcpy(reason, why, strlen(why) + 1);
+	x->reason = reason;
+	x->raw_json.data = (uint8_t *)raw;	/* points into the page: packed before it is freed */
+	x->raw_json.len = len > REJECTED_RAW_MAX ? REJECTED_RAW_MAX : len;
+	b->rejected[b->n_rejected++] = x;
+	return 0;
+}
+
 /*
  * Normalise the rows of one page into batch b (memory from ar). Sets *nrows to the number of
  * rows the page held (before skipping), for the short-page test.
  */
 static int
 page_records(struct pass *p, const struct json *j, int list, struct arena *ar,
-    Crmsync__RecordBatch *b, int *nrows, char *first_key, size_t fkcap)
+    Crmsync__RecordBatch *b, int *nrows)
 {
 	const struct cat_entity *e = p->e;
 	struct norm_ctx ctx = { 0 };
@@ -287,7 +323,6 @@ page_records(struct pass *p, const struct json *j, int list, struct arena *ar,
 		row = json_first(j, list);
 	}
 	*nrows = n;
-	first_key[0] = '\0';
 	if (n == 0)
 		return 0;
 	if ((b->records = arena_alloc(ar, (size_t)n * sizeof(*b->records))) == NULL)
@@ -299,20 +334,21 @@ page_records(struct pass *p, const struct json *j, int list, struct arena *ar,
 
 		if (r == NULL)
 			return CS_ENOMEM;
-		if (json_kind(j, row) != JK_OBJECT ||
-		    normalise_row(e, j, row, &ctx, ar, r, &bad, err, sizeof(err)) != 0) {
-			size_t len;
-			const char *raw = json_text(j, row, &len);
-			amo_count(p->a, AS_BAD_ROWS, 1);
-			log_warnx("row.skipped", "entity=%s reason=%s row=%s", e->name,
-			    lq(json_kind(j, row) != JK_OBJECT ? "not an object" : err), lqn(raw, len));
+		int nrv = json_kind(j, row) != JK_OBJECT ? CS_EINVAL :
+		    normalise_row(e, j, row, &ctx, ar, r, &bad, err, sizeof(err));
+		if (nrv == CS_ENOMEM)
+			return nrv;
+		if (nrv != 0) {
+			if ((nrv = page_reject(p, j, row, json_kind(j, row) != JK_OBJECT ?
+			    "not an object" : err, ar, b, n)) != 0)
+				return nrv;
 			continue;
 		}
 		if (bad > 0)
 			log_debug("row.bad_values", "entity=%s key=%s n=%d", e->name, lq(r->values[kidx]), bad);
 		const char *key = r->values[kidx];
-		if (i == 0)
-			snprintf(first_key, fkcap, "%s", key);
+		if (p->guard != NULL)
+			readguard_row(p->guard, r);
 		if (p->mode == FETCH_IDS && !wanted_id(p, key)) {
 			p->unwanted++;	/* the account ignored filter[id]: not what we asked for */
 			continue;
@@ -356,7 +392,6 @@ struct page {
 	struct arena		 ar;		/* the batch's records */
 	int			 list;		/* token of the row array (or of the one row) */
 	int			 nrows;		/* rows the page held, before skipping */
-	char			 first[KEY_MAX];/* key of its first row */
 	Crmsync__RecordBatch	 b;
 	Crmsync__Cursor		 cur;
 	char			 curval[32];
@@ -404,6 +439,28 @@ page_get(struct pass *p, int page, int limit, struct page *pg, enum page_kind *k
 	return rv;
 }
 
+/*
+ * Is a 2xx body the shape asked for? An object; a list entity's list key an array, or absent
+ * only inside a HAL "_embedded" object. An {"Error": …} or any other object is not an
+ * empty page (issue 16 item 4).
+ */
+static int
+page_shape_ok(const struct cat_entity *e, const struct json *j, int list)
+{
+	char parent[128];
+	const char *dot;
+
+	if (json_kind(j, 0) != JK_OBJECT)
+		return 0;
+	if (e->list_key[0] == '\0' || json_kind(j, list) == JK_ARRAY)
+		return 1;
+	if (json_kind(j, list) != JK_ABSENT || (dot = strrchr(e->list_key, '.')) == NULL ||
+	    (size_t)(dot - e->list_key) >= sizeof(parent))
+		return 0;
+	snprintf(parent, sizeof(parent), "%.*s", (int)(dot - e->list_key), e->list_key);
+	return json_kind(j, json_path(j, 0, parent)) == JK_OBJECT;
+}
+
 /* Parse the page and normalise its rows into pg->b. */
 static int
 page_parse(struct pass *p, struct page *pg, int page)
@@ -419,11 +476,16 @@ page_parse(struct pass *p, struct page *pg, int page)
 		return CS_EJSON;
 	}
 	pg->list = e->list_key[0] == '\0' ? 0 : json_path(&pg->j, 0, e->list_key);
+	if (!page_shape_ok(e, &pg->j, pg->list)) {
+		log_warnx("sync.unexpected_page", "entity=%s path=%s page=%d status=%ld: not the shape "
+		    "asked for (%s); the pass fails body=%s", e->name, lq(p->path), page, pg->resp.status,
+		    e->list_key[0] ? e->list_key : "an object", lqn(pg->resp.body.data, len > 512 ? 512 : len));
+		return CS_EPROTO;
+	}
 	if (json_kind(&pg->j, pg->list) != JK_ARRAY && !(e->list_key[0] == '\0' &&
 	    json_kind(&pg->j, pg->list) == JK_OBJECT))
 		return 0;	/* no rows on this page (e.g. "_embedded": {}) */
-	return page_records(p, &pg->j, pg->list, &pg->ar, &pg->b, &pg->nrows, pg->first,
-	    sizeof(pg->first));
+	return page_records(p, &pg->j, pg->list, &pg->ar, &pg->b, &pg->nrows);
 }
 
 /* Is this the pass's last page? */
@@ -474,7 +536,7 @@ page_send(struct pass *p, struct page *pg)
 {
 	int rv = 0;
 
-	if (pg->b.n_records > 0 || pg->b.cursor != NULL) {
+	if (pg->b.n_records > 0 || pg->b.n_rejected > 0 || pg->b.cursor != NULL) {
 		pg->b.entity = (char *)p->e->name;
 		pg->b.run_id = p->run_id;
 		if ((rv = storecli_batch(p->a->store, &pg->b)) == 0 && pg->b.cursor != NULL)
@@ -483,21 +545,43 @@ page_send(struct pass *p, struct page *pg)
 	return rv;
 }
 
+/* A pass's first page: amoCRM's own count of the listing, where it gives one. */
+static void
+page_total(struct pass *p, const struct page *pg, int page)
+{
+	int64_t total;
+
+	if (page != 1 || p->mode != FETCH_FULL)
+		return;
+	if (json_kind(&pg->j, json_get(&pg->j, 0, "_total_items")) == JK_NUMBER &&
+	    json_int64(&pg->j, json_get(&pg->j, 0, "_total_items"), &total) == 0 && total >= 0)
+		p->res->api_total += total;
+	else
+		p->res->has_total = 0;	/* one pass without a total: no total */
+}
+
 /* A page with rows: parse, check, send (the deletes it implies first). */
 static int
-page_rows(struct pass *p, struct page *pg, int page, int limit, char *prev_first, int *last)
+page_rows(struct pass *p, struct page *pg, int page, int limit, int *last)
 {
 	const struct cat_entity *e = p->e;
+	char why[512];
+	size_t len;
+	const char *txt;
 	int rv;
 
+	if (p->guard != NULL)
+		readguard_page_begin(p->guard);
 	if ((rv = page_parse(p, pg, page)) != 0)
 		return rv;
-	if (pg->nrows > 0 && page > 1 && strcmp(pg->first, prev_first) == 0) {
-		log_warnx("sync.page_repeated", "entity=%s path=%s page=%d: the API returned the "
-		    "previous page again; stopping this pass as incomplete", e->name, lq(p->path), page);
-		return CS_EPROTO;
+	txt = pg->nrows > 0 ? json_text(&pg->j, pg->list, &len) : NULL;
+	if (p->guard != NULL && (rv = readguard_page_end(p->guard, txt, txt ? len : 0, why,
+	    sizeof(why))) != 0) {
+		log_warnx("sync.page_sequence", "entity=%s path=%s page=%d: %s; the pass stops, "
+		    "incomplete", e->name, lq(p->path), page, lq(why));
+		return rv;
 	}
-	snprintf(prev_first, KEY_MAX, "%s", pg->first);
+	page_total(p, pg, page);
 	*last = page_is_last(p, pg, limit);
 	if (pg->nrows > 0 && (e->flags & CE_EVENT_LOG) &&
 	    (rv = events_deletes(p->a->store, &pg->j, pg->list, p->run_id)) != 0)
@@ -532,7 +616,6 @@ static int
 fetch_pages(struct pass *p)
 {
 	int limit = p->e->page_size > 0 ? p->e->page_size : (int)p->a->conf.page_size;
-	char prev_first[KEY_MAX] = "";
 	int rv = 0, last = 0;
 
 	p->ascending = 1;
@@ -548,7 +631,7 @@ fetch_pages(struct pass *p)
 		crmsync__cursor__init(&pg.cur);
 		arena_init(&pg.ar, FETCH_ARENA_MAX);
 		if ((rv = page_get(p, page, limit, &pg, &kind)) == 0 && kind == PAGE_ROWS) {
-			rv = page_rows(p, &pg, page, limit, prev_first, &last);
+			rv = page_rows(p, &pg, page, limit, &last);
 		} else if (rv == 0) {
 			/* The end of the list: only the cursor may still have to move. */
 			last = 1;
@@ -629,7 +712,7 @@ cursor_name(const struct cat_entity *e, const char *v, char *dst, size_t cap)
 
 static int
 fetch_one(struct amo *a, const struct cat_entity *e, enum fetch_mode mode, int64_t run_id,
-    const char *v, struct fetch_result *res)
+    const char *v, struct readguard *guard, struct fetch_result *res)
 {
 	struct pass p;
 	char val[64];
@@ -637,6 +720,9 @@ fetch_one(struct amo *a, const struct cat_entity *e, enum fetch_mode mode, int64
 
 	if ((rv = pass_init(&p, a, e, mode, run_id, v, res)) != 0)
 		return rv;
+	/* Each parent value is a page sequence of its own. */
+	p.guard = guard;
+	readguard_pass(guard);
 	if ((e->flags & CE_INCREMENTAL) && version_col(e) != NULL) {
 		cursor_name(e, p.pvalue, p.cursor_name, sizeof(p.cursor_name));
 		if (mode == FETCH_INCREMENTAL) {
@@ -669,32 +755,38 @@ fetch_one(struct amo *a, const struct cat_entity *e, enum fetch_mode mode, int64
 
 int
 fetch_entity(struct amo *a, const struct cat_entity *e, enum fetch_mode mode, int64_t run_id,
-    struct fetch_result *res)
+    int64_t last_rows, struct fetch_result *res)
 {
 	const struct cat_entity *pe;
+	struct readguard *guard = NULL;
 	int rv = 0;
 
 	memset(res, 0, sizeof(*res));
 	res->complete = 1;
+	res->has_total = mode == FETCH_FULL;
+	if ((rv = readguard_new(&guard, e, last_rows, a->conf.max_growth)) != 0)
+		return rv;
 	if (e->parent == NULL) {
-		rv = fetch_one(a, e, mode, run_id, NULL, res);
+		rv = fetch_one(a, e, mode, run_id, NULL, guard, res);
 	} else if ((pe = catalog_find(CAT_AMO, e->parent)) != NULL) {
 		struct memo_entity *m = &a->memo->m[entity_index(pe)];
 		if (!m->keys_known) {
 			struct fetch_result pr;
 			log_info("sync.parent_first", "entity=%s parent=%s", e->name, pe->name);
-			if ((rv = fetch_entity(a, pe, FETCH_FULL, run_id, &pr)) != 0)
+			if ((rv = fetch_entity(a, pe, FETCH_FULL, run_id, -1, &pr)) != 0)
 				goto out;
 		}
 		/* Copy: a hook task between pages may not touch it, but stay safe. */
 		size_t n = m->nkeys;
 		char **keys = calloc(n + 1, sizeof(char *));
-		if (keys == NULL)
-			return CS_ENOMEM;
+		if (keys == NULL) {
+			rv = CS_ENOMEM;
+			goto out;
+		}
 		for (size_t i = 0; i < n; i++)
 			keys[i] = strdup(m->keys[i]);
 		for (size_t i = 0; i < n && rv == 0; i++)
-			rv = fetch_one(a, e, mode, run_id, keys[i], res);
+			rv = fetch_one(a, e, mode, run_id, keys[i], guard, res);
 		for (size_t i = 0; i < n; i++)
 			free(keys[i]);
 		free(keys);
@@ -704,10 +796,11 @@ fetch_entity(struct amo *a, const struct cat_entity *e, enum fetch_mode mode, in
 		char v[64];
 		while (rv == 0 && strlist_next(&cur, &item, &k)) {
 			snprintf(v, sizeof(v), "%.*s", (int)k, item);
-			rv = fetch_one(a, e, mode, run_id, v, res);
+			rv = fetch_one(a, e, mode, run_id, v, guard, res);
 		}
 	}
 out:
+	readguard_free(guard);
 	if (rv != 0)
 		res->complete = 0;
 	return rv;

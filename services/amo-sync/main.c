@@ -84,6 +84,9 @@ static const struct cfg_key amo_keys[] = {
 	  "log and record progress every this many pages (0 = only per entity)"),
 	CFG_KEY("CS_AMO_ENTITIES", CFG_STR, entities, "", 0, 0,
 	  "comma-separated catalogue entities to sync (empty = all)"),
+	CFG_KEY("CS_AMO_MAX_GROWTH", CFG_INT, max_growth, "4", 0, 1000,
+	  "an entity reading more than this many times the rows of its last complete full read "
+	  "(+10000) in one run is stopped as a page sequence that does not end (0 = no bound)"),
 	CFG_KEY("CS_AMO_METRICS_ADDR", CFG_STR, metrics_addr, "", 0, 0,
 	  "host:port serving Prometheus GET /metrics over plain HTTP (e.g. 127.0.0.1:9103; empty = off)"),
 };
@@ -141,14 +144,21 @@ on_sync(struct amo *a, nng_socket s, const Crmsync__SyncCommand *c)
 		(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_REJECTED, "this is the amoCRM sync", 0, 0, 0, 0);
 		return;
 	}
+	for (size_t i = 0; i < c->n_entities; i++) {
+		if (catalog_find(CAT_AMO, c->entities[i]) == NULL) {
+			char err[256];
+			snprintf(err, sizeof(err), "unknown entity %s (crmsyncctl catalog list amo)",
+			    c->entities[i]);
+			(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_REJECTED, err, 0, 0, 0, 0);
+			return;
+		}
+	}
 	/* An operator asking for a run also means "try the API again" after a ban or revoke. */
 	if (atomic_exchange(&a->api_state, API_OK) != API_OK)
 		log_info("sync.resume", "a sync command cleared the stopped state");
-	if (c->kind == CRMSYNC__SYNC_KIND__SYNC_FULL)
-		atomic_store(&a->want_full, 1);
-	else
-		atomic_store(&a->want_incremental, 1);
-	log_info("sync.requested", "kind=%s", c->kind == CRMSYNC__SYNC_KIND__SYNC_FULL ? "full" : "incremental");
+	sync_request(a, c->kind, (const char *const *)c->entities, c->n_entities);
+	log_info("sync.requested", "kind=%s entities=%zu", c->kind == CRMSYNC__SYNC_KIND__SYNC_FULL ?
+	    "full" : "incremental", c->n_entities);
 	(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_OK, NULL, 0, 0, 0, 0);
 	amo_wake(a);
 }

@@ -7,7 +7,8 @@
  * vanished (CE_FULL_DELETES). An incremental run reads CE_INCREMENTAL entities from their
  * cursors, and the small reference entities (users, pipelines, custom fields...) in full
  * when CS_AMO_REFERENCE_INTERVAL has passed. The worker loop runs due hook tasks, the
- * incremental timer and runs requested by SyncCommand or --full; when the token is
+ * incremental timer and runs requested by SyncCommand (of the entities it names, the
+ * union when several wait) or --full; when the token is
  * revoked or the account banned it makes no API calls and waits for the operator.
  * This file owns the wiring between the task queue and fetching: tasks.c executes a task
  * through sync_exec (fetch_ids, storecli_deletes), and fetch.c calls back between pages
@@ -40,6 +41,7 @@ static int64_t last_reference_ms = -1;	/* worker thread only */
 struct run {
 	const struct cat_entity	*ents[SYNC_MAX_ENTITIES];
 	struct fetch_result	 res[SYNC_MAX_ENTITIES];
+	int64_t			 last_rows[SYNC_MAX_ENTITIES];	/* from the store: -1 unknown */
 	size_t			 n, done;
 	int			 full, reference;
 	int64_t			 run_id, rows, t0, req0, n429;
@@ -122,10 +124,41 @@ sync_close(struct amo *a)
 	fetch_memo_free(a);
 }
 
-/* The entities of this run: the configured selection; incremental runs read reference
- * entities only every CS_AMO_REFERENCE_INTERVAL. */
+void
+sync_request(struct amo *a, Crmsync__SyncKind kind, const char *const *names, size_t n)
+{
+	pthread_mutex_lock(&a->mtx);
+	int waiting = atomic_load(&a->want_full) || atomic_load(&a->want_incremental);
+	if (n == 0) {
+		a->want_entities[0] = '\0';	/* all: a union with all is all */
+	} else if (!waiting || a->want_entities[0] != '\0') {
+		if (!waiting)
+			a->want_entities[0] = '\0';
+		for (size_t i = 0; i < n; i++) {
+			size_t len = strlen(a->want_entities);
+			if (strlist_has_str(a->want_entities, names[i]))
+				continue;
+			if (len + strlen(names[i]) + 2 > sizeof(a->want_entities)) {
+				a->want_entities[0] = '\0';	/* too many to list: all */
+				break;
+			}
+			snprintf(a->want_entities + len, sizeof(a->want_entities) - len, "%s%s",
+			    len ? "," : "", names[i]);
+		}
+	}
+	if (kind == CRMSYNC__SYNC_KIND__SYNC_FULL)
+		atomic_store(&a->want_full, 1);
+	else
+		atomic_store(&a->want_incremental, 1);
+	pthread_mutex_unlock(&a->mtx);
+}
+
+/*
+ * The entities of this run: those asked for (only), else the configured selection, where
+ * incremental runs read reference entities only every CS_AMO_REFERENCE_INTERVAL.
+ */
 static void
-run_plan(struct amo *a, struct run *r, Crmsync__SyncKind kind)
+run_plan(struct amo *a, struct run *r, Crmsync__SyncKind kind, const char *only)
 {
 	r->full = kind == CRMSYNC__SYNC_KIND__SYNC_FULL;
 	r->reference = r->full || last_reference_ms < 0 ||
@@ -136,10 +169,15 @@ run_plan(struct amo *a, struct run *r, Crmsync__SyncKind kind)
 	r->n429 = amo_stat(a, AS_HTTP_429);
 	for (size_t i = 0; i < catalog_amo.nentities && r->n < SYNC_MAX_ENTITIES; i++) {
 		const struct cat_entity *e = &catalog_amo.entities[i];
-		if (a->conf.entities[0] != '\0' && !strlist_has_str(a->conf.entities, e->name))
-			continue;
-		if (!r->full && !(e->flags & CE_INCREMENTAL) && !r->reference)
-			continue;
+		if (only[0] != '\0') {
+			if (!strlist_has_str(only, e->name))
+				continue;
+		} else {
+			if (a->conf.entities[0] != '\0' && !strlist_has_str(a->conf.entities, e->name))
+				continue;
+			if (!r->full && !(e->flags & CE_INCREMENTAL) && !r->reference)
+				continue;
+		}
 		r->ents[r->n++] = e;
 	}
 }
@@ -154,12 +192,13 @@ run_entity(struct amo *a, struct run *r)
 	int64_t te = clock_mono_ms();
 	int rv;
 
-	rv = fetch_entity(a, e, mode, r->run_id, res);
+	rv = fetch_entity(a, e, mode, r->run_id, r->last_rows[r->done], res);
 	r->done++;
 	r->rows += res->rows;
-	log_info("sync.entity", "run=%lld entity=%s mode=%s rows=%lld pages=%lld complete=%d ms=%lld%s%s",
-	    (long long)r->run_id, e->name, mode == FETCH_FULL ? "full" : "incremental",
-	    (long long)res->rows, (long long)res->pages, res->complete,
+	log_info("sync.entity", "run=%lld entity=%s mode=%s rows=%lld rejected=%lld pages=%lld "
+	    "complete=%d ms=%lld%s%s", (long long)r->run_id, e->name,
+	    mode == FETCH_FULL ? "full" : "incremental", (long long)res->rows,
+	    (long long)res->rows_rejected, (long long)res->pages, res->complete,
 	    (long long)(clock_mono_ms() - te), rv ? " err=" : "", rv ? lq(cs_strerror(rv)) : "");
 	if (rv == 0)
 		storecli_progress(a->store, r->run_id, e->name, res->rows, res->pages);
@@ -191,6 +230,9 @@ run_end(struct amo *a, struct run *r)
 		er[i].complete = r->res[i].complete;
 		er[i].rows = r->res[i].rows;
 		er[i].pages = r->res[i].pages;
+		er[i].rows_rejected = r->res[i].rows_rejected;
+		er[i].has_total = r->res[i].complete && r->res[i].has_total;
+		er[i].api_total = r->res[i].api_total;
 	}
 	rv = storecli_run_end(a->store, r->run_id, r->status, r->errs.len ? r->errs.data : NULL, er,
 	    r->done);
@@ -210,7 +252,7 @@ run_end(struct amo *a, struct run *r)
 }
 
 int
-sync_run(struct amo *a, Crmsync__SyncKind kind, const char *trigger)
+sync_run(struct amo *a, Crmsync__SyncKind kind, const char *trigger, const char *only)
 {
 	struct run *r = calloc(1, sizeof(*r));
 	const char *names[SYNC_MAX_ENTITIES];
@@ -218,13 +260,15 @@ sync_run(struct amo *a, Crmsync__SyncKind kind, const char *trigger)
 
 	if (r == NULL)
 		return CS_ENOMEM;
-	run_plan(a, r, kind);
+	run_plan(a, r, kind, only != NULL ? only : "");
 	for (size_t i = 0; i < r->n; i++)
 		names[i] = r->ents[i]->name;
-	if ((rv = storecli_run_begin(a->store, kind, trigger, names, r->n, &r->run_id, NULL, 0)) != 0)
+	if ((rv = storecli_run_begin(a->store, kind, trigger, names, r->n, &r->run_id, r->last_rows,
+	    NULL, 0)) != 0)
 		goto out;
-	log_info("sync.started", "run=%lld kind=%s trigger=%s entities=%zu reference=%d",
-	    (long long)r->run_id, r->full ? "full" : "incremental", trigger, r->n, r->reference);
+	log_info("sync.started", "run=%lld kind=%s trigger=%s entities=%zu reference=%d%s%s",
+	    (long long)r->run_id, r->full ? "full" : "incremental", trigger, r->n, r->reference,
+	    only != NULL && only[0] ? " only=" : "", only != NULL && only[0] ? lq(only) : "");
 	buf_init(&r->errs, 16u << 10);
 	while (r->done < r->n && run_entity(a, r) == 0)
 		;
@@ -239,15 +283,21 @@ out:
 static int
 worker_runs(struct amo *a, int64_t *next_incr)
 {
-	int asked;
+	char only[sizeof(a->want_entities)];
+	int asked, full;
 
-	if (atomic_exchange(&a->want_full, 0)) {
-		atomic_store(&a->want_incremental, 0);
-		(void)sync_run(a, CRMSYNC__SYNC_KIND__SYNC_FULL, a->once ? "cli" : "command");
-	} else if ((asked = atomic_exchange(&a->want_incremental, 0)) ||
-	    (*next_incr >= 0 && clock_mono_ms() >= *next_incr)) {
+	/* What was asked, and for which entities, taken together (sync_request). */
+	pthread_mutex_lock(&a->mtx);
+	full = atomic_exchange(&a->want_full, 0);
+	asked = atomic_exchange(&a->want_incremental, 0);
+	snprintf(only, sizeof(only), "%s", a->want_entities);
+	a->want_entities[0] = '\0';
+	pthread_mutex_unlock(&a->mtx);
+	if (full) {
+		(void)sync_run(a, CRMSYNC__SYNC_KIND__SYNC_FULL, a->once ? "cli" : "command", only);
+	} else if (asked || (*next_incr >= 0 && clock_mono_ms() >= *next_incr)) {
 		(void)sync_run(a, CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL,
-		    a->once ? "cli" : asked ? "command" : "schedule");
+		    a->once ? "cli" : asked ? "command" : "schedule", asked ? only : "");
 	} else {
 		return 0;
 	}

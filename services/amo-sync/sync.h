@@ -12,8 +12,15 @@
 int	sync_open(struct amo *a);
 /* After the worker has stopped: send what is still queued (bounded), free. */
 void	sync_close(struct amo *a);
-/* One run over the catalogue (SYNC_FULL or SYNC_INCREMENTAL). Worker thread. */
-int	sync_run(struct amo *a, Crmsync__SyncKind kind, const char *trigger);
+/*
+ * Ask the worker for a run of these entities (n = 0: the configured selection). Requests
+ * that wait together become one run of the union (of all, when any asked for all). Any
+ * thread (main, for SyncCommand).
+ */
+void	sync_request(struct amo *a, Crmsync__SyncKind kind, const char *const *names, size_t n);
+/* One run over the catalogue (SYNC_FULL or SYNC_INCREMENTAL) of the comma list `only` ("":
+ * the configured selection). Worker thread. */
+int	sync_run(struct amo *a, Crmsync__SyncKind kind, const char *trigger, const char *only);
 /* The worker thread: hook tasks, the incremental timer, requested runs. */
 void	*sync_worker(void *arg);
 

@@ -9,6 +9,10 @@
  * CS_HOLLIHOP_BATCH_ROWS rows). The store client (lib/storecli, one sender thread)
  * delivers them in order, so the store commits page n while page n+1 is normalised; at
  * most two packed batches wait.
+ * A row that cannot be read (no key, a key written twice, not an object) goes with its batch
+ * as a RejectedRow: the store dead-letters it and the entity deletes nothing in this run.
+ * lib/readguard watches the pages (a sequence that repeats itself, more rows than the
+ * entity's last complete read makes plausible) and fails the entity when they go wrong.
  * An entity ends only when the store has answered all its batches (a rejected batch makes
  * it incomplete), and RunEnd goes after everything else. Nothing is held beyond the pages
  * in flight. Keys of entities that drive per-client methods (students -> ClientId) are
@@ -23,6 +27,7 @@
 #include "errors.h"
 #include "hh.h"
 #include "log.h"
+#include "readguard.h"
 #include "storecli.h"
 #include "strlist.h"
 
@@ -30,6 +35,7 @@
 #define EXPORT_MAX_PARENTS	8
 #define EXPORT_KEYS_MAX		(64u << 20)
 #define EXPORT_NOTE_MS		2000	/* progress log and note at most this often */
+#define EXPORT_REJECTED_RAW_MAX	(256u << 10)	/* bytes of a rejected row kept */
 
 struct parent_keys {
 	const struct cat_entity	*e;
@@ -53,7 +59,7 @@ struct entity_out {
 	int		 complete;
 	int64_t		 rows;
 	int64_t		 pages;
-	int64_t		 bad_rows;
+	int64_t		 bad_rows;	/* rows that could not be read: dead-lettered */
 	int		 fatal;		/* stop the run */
 	int		 rv;
 	char		 err[1024];
@@ -69,7 +75,10 @@ struct entity_run {
 	struct arena		 arena;		/* the records of the batch being gathered */
 	struct page		*pending;	/* pages the gathered records point into */
 	Crmsync__Record		**recs;
-	size_t			 nrec, cap;
+	Crmsync__RejectedRow	**rej;		/* unreadable rows of the batch being gathered */
+	size_t			 nrec, nrej, cap;
+	struct readguard	*guard;
+	int			 pass;		/* of the last page (fetch.c numbers them) */
 	size_t			 kcol;
 	int64_t			 t0, last_note, pages;
 	int			 logged_bad;
@@ -86,6 +95,7 @@ struct run {
 	struct parent_keys	 pk[EXPORT_MAX_PARENTS];
 	int			 npk;
 	struct storecli_entity	 results[256];
+	int64_t			 last_rows[256];	/* per selected entity, from RunBegin */
 	size_t			 nres;
 	int			 failed, stopped;
 	int64_t			 t0, req0, bytes0, retries0;
@@ -246,12 +256,14 @@ send_batch(struct entity_run *r)
 	Crmsync__RecordBatch b = CRMSYNC__RECORD_BATCH__INIT;
 	int rv;
 
-	if (r->nrec == 0)
+	if (r->nrec == 0 && r->nrej == 0)
 		return 0;
 	b.entity = (char *)r->e->name;
 	b.run_id = r->run_id;
 	b.records = r->recs;
 	b.n_records = r->nrec;
+	b.rejected = r->rej;
+	b.n_rejected = r->nrej;
 	if ((rv = storecli_batch(r->x->sc, &b)) != 0)
 		store_err(rv, r->o->err, sizeof(r->o->err));
 	return rv;
@@ -325,7 +337,7 @@ flush(struct entity_run *r, struct page *keep)
 	int rv = send_batch(r);
 	struct page **pp = &r->pending;
 
-	r->nrec = 0;
+	r->nrec = r->nrej = 0;
 	arena_reset(&r->arena);
 	while (*pp != NULL) {
 		struct page *q = *pp;
@@ -352,20 +364,39 @@ add_row(struct entity_run *r, struct page *p, int t, int i)
 		snprintf(o->err, sizeof(o->err), "%s: page too large for memory", r->e->name);
 		return CS_ENOMEM;
 	}
-	if (normalise_row(r->e, &p->j, t, &p->ctx, &r->arena, rec, &bad, nerr, sizeof(nerr)) != 0) {
-		/* A row without its key cannot be stored or compared; raw is in the log. */
+	/* (Rows may be scalars: GetDisciplines lists names; the catalogue says how to read them.) */
+	int nrv = normalise_row(r->e, &p->j, t, &p->ctx, &r->arena, rec, &bad, nerr, sizeof(nerr));
+	if (nrv == CS_ENOMEM) {
+		snprintf(o->err, sizeof(o->err), "%s: page too large for memory", r->e->name);
+		return nrv;
+	}
+	if (nrv != 0) {
+		/* Not stored, not compared: dead-lettered with the batch, and the entity
+		 * deletes nothing this run (the store's rule). */
+		Crmsync__RejectedRow *x = arena_alloc(&r->arena, sizeof(*x));
+		size_t len;
+		const char *raw = json_text(&p->j, t, &len);
+		char *why;
+		if (x == NULL || (why = arena_alloc(&r->arena, strlen(nerr) + 1)) == NULL) {
+			snprintf(o->err, sizeof(o->err), "%s: page too large for memory", r->e->name);
+			return CS_ENOMEM;
+		}
 		o->bad_rows++;
 		stat_add(&hh_stats[HS_ROWS_BAD], 1);
-		if (r->logged_bad++ < 10) {
-			size_t len;
-			const char *raw = json_text(&p->j, t, &len);
-			log_warnx("export.row_skipped", "entity=%s skip=%lld row=%d reason=%s raw=%s",
-			    r->e->name, (long long)p->skip, i, lq(nerr), lqn(raw, len));
-		}
-		return 0;
+		if (r->logged_bad++ < 10)
+			log_warnx("export.row_rejected", "entity=%s skip=%lld row=%d reason=%s raw=%s",
+			    r->e->name, (long long)p->skip, i, lq(nerr), lqn(raw, len > 512 ? 512 : len));
+		crmsync__rejected_row__init(x);
+		memcpy(why, nerr, strlen(nerr) + 1);
+		x->reason = why;
+		x->raw_json.data = (uint8_t *)raw;	/* into the page, kept until the flush */
+		x->raw_json.len = len > EXPORT_REJECTED_RAW_MAX ? EXPORT_REJECTED_RAW_MAX : len;
+		r->rej[r->nrej++] = x;
+		return r->nrej == r->cap ? flush(r, p) : 0;
 	}
 	if (bad > 0)
 		stat_add(&hh_stats[HS_BAD_VALUES], bad);
+	readguard_row(r->guard, rec);
 	if (r->collect != NULL && !norm_isnull(&rec->null_mask, r->kcol) &&
 	    keys_add(r->collect, rec->values[r->kcol]) != 0) {
 		snprintf(o->err, sizeof(o->err), "%s: too many keys to drive per-client calls", r->e->name);
@@ -383,15 +414,27 @@ static int
 add_page(struct entity_run *r, struct page *p)
 {
 	int t = p->one_row ? p->rows : json_first(&p->j, p->rows);
+	char why[512];
+	size_t len = 0;
+	const char *txt = p->nrows > 0 ? json_text(&p->j, p->rows, &len) : NULL;
 	int rv;
 
 	r->pages++;
 	stat_add(&hh_stats[HS_PAGES], 1);
 	p->next = r->pending;
 	r->pending = p;
+	if (p->pass != r->pass) {
+		readguard_pass(r->guard);
+		r->pass = p->pass;
+	}
+	readguard_page_begin(r->guard);
 	for (int i = 0; i < p->nrows; i++, t = p->one_row ? t : json_skip(&p->j, t))
 		if ((rv = add_row(r, p, t, i)) != 0)
 			return rv;
+	if ((rv = readguard_page_end(r->guard, txt, len, why, sizeof(why))) != 0) {
+		snprintf(r->o->err, sizeof(r->o->err), "%s (skip=%lld)", why, (long long)p->skip);
+		return rv;
+	}
 	if (r->nrec >= (size_t)r->x->c->batch_rows || r->e->paging != PAGE_PER_PARENT)
 		return flush(r, NULL);
 	return 0;
@@ -448,7 +491,7 @@ finish_entity(struct entity_run *r, uint64_t rejected0, int parents_complete)
 		snprintf(o->err, sizeof(o->err), "%s: its parent %s was not exported completely",
 		    r->e->name, r->e->parent);
 	storecli_progress(r->x->sc, r->run_id, r->e->name, o->rows, r->pages);
-	log_info("export.entity_done", "run=%lld entity=%s pages=%lld rows=%lld bad_rows=%lld "
+	log_info("export.entity_done", "run=%lld entity=%s pages=%lld rows=%lld rejected_rows=%lld "
 	    "complete=%d ms=%lld%s%s", (long long)r->run_id, r->e->name, (long long)r->pages,
 	    (long long)o->rows, (long long)o->bad_rows, o->complete, (long long)(bus_now_ms() - r->t0),
 	    o->err[0] ? " note=" : "", o->err[0] ? lq(o->err) : "");
@@ -479,11 +522,12 @@ fail_entity(struct entity_run *r, int rv)
 	    lq(o->err));
 }
 
-/* Export one entity; fills o. collect: where to put its keys (NULL if no one needs them). */
+/* Export one entity; fills o. collect: where to put its keys (NULL if no one needs them).
+ * last_rows: its last complete full read (-1: unknown), for the readguard's bound. */
 static void
 export_entity(struct exporter *x, const struct cat_entity *e, int64_t run_id,
     const struct hh_vars *vars, const struct keys *parents, int parents_complete,
-    struct keys *collect, struct entity_out *o)
+    struct keys *collect, int64_t last_rows, struct entity_out *o)
 {
 	struct entity_run r = { .x = x, .e = e, .run_id = run_id, .collect = collect, .o = o,
 	    .cap = 2 * (size_t)x->c->batch_rows, .kcol = first_key_col(e) };
@@ -499,7 +543,9 @@ export_entity(struct exporter *x, const struct cat_entity *e, int64_t run_id,
 	log_info("export.entity_begin", "run=%lld entity=%s method=%s", (long long)run_id, e->name,
 	    e->endpoint);
 	set_status(x, "running run=%lld entity=%s", (long long)run_id, e->name);
-	if ((r.recs = malloc(r.cap * sizeof(*r.recs))) == NULL) {
+	if ((r.recs = malloc(r.cap * sizeof(*r.recs))) == NULL ||
+	    (r.rej = malloc(r.cap * sizeof(*r.rej))) == NULL ||
+	    readguard_new(&r.guard, e, last_rows, x->c->max_growth) != 0) {
 		rv = CS_ENOMEM;
 		snprintf(o->err, sizeof(o->err), "%s: out of memory", e->name);
 		goto fail;
@@ -529,6 +575,8 @@ out:
 	}
 	arena_reset(&r.arena);
 	free(r.recs);
+	free(r.rej);
+	readguard_free(r.guard);
 }
 
 /* Which entities run, their parents' key collectors, and the run's variables. */
@@ -570,6 +618,7 @@ plan_run(struct exporter *x, const struct run_req *rq, struct run *run, struct r
 static void
 run_entity(struct exporter *x, struct run *run, const struct cat_entity *e, struct run_result *res)
 {
+	int64_t last_rows = run->last_rows[run->nres];
 	struct storecli_entity *er = &run->results[run->nres++];
 	struct keys *collect = NULL;
 	const struct keys *parents = NULL;
@@ -590,10 +639,11 @@ run_entity(struct exporter *x, struct run *run, const struct cat_entity *e, stru
 			parents_complete = run->pk[k].complete;
 		}
 	}
-	export_entity(x, e, res->run_id, &run->vars, parents, parents_complete, collect, &o);
+	export_entity(x, e, res->run_id, &run->vars, parents, parents_complete, collect, last_rows, &o);
 	er->complete = o.complete;
 	er->rows = o.rows;
 	er->pages = o.pages;
+	er->rows_rejected = o.bad_rows;
 	for (int k = 0; k < run->npk; k++) {
 		if (run->pk[k].e == e) {
 			run->pk[k].complete = o.complete && o.rv == 0;
@@ -658,7 +708,7 @@ export_run(struct exporter *x, const struct run_req *rq, void (*on_begin)(void *
 	if ((rv = plan_run(x, rq, run, res)) != 0)
 		goto out;
 	if ((rv = storecli_run_begin(x->sc, CRMSYNC__SYNC_KIND__SYNC_FULL, rq->trigger, run->names,
-	    run->nsel, &res->run_id, res->error, sizeof(res->error))) != 0)
+	    run->nsel, &res->run_id, run->last_rows, res->error, sizeof(res->error))) != 0)
 		goto out;
 	stat_add(&hh_stats[HS_RUNS_STARTED], 1);
 	stat_set(&hh_stats[HS_RUNNING], 1);

@@ -4,9 +4,12 @@
  * normalising and storing page n while at most CS_HOLLIHOP_QUEUE_PAGES pages are held.
  *
  * One loop per paging mode, never per method: PAGE_NONE (one call), PAGE_TAKE_SKIP
- * (take/skip until a short page, with a guard against a server that ignores skip) and
- * PAGE_PER_PARENT (one call per key of the parent entity, e.g. per ClientId). A template
- * with alternatives ("targets={Employees|Students}") runs the loop once per alternative.
+ * (take/skip until a short page) and PAGE_PER_PARENT (one call per key of the parent
+ * entity, e.g. per ClientId). A template with alternatives ("targets={Employees|Students}")
+ * runs the loop once per alternative. Each page says which page sequence it belongs to,
+ * so the run thread's lib/readguard can tell a server that ignores skip or wraps around.
+ * A body without the rows asked for is the empty answer only when it holds nothing else
+ * ({} or just "Now"); any other shape fails the entity.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +18,6 @@
 
 #include "clock.h"
 #include "errors.h"
-#include "hash.h"
 #include "hh.h"
 #include "log.h"
 
@@ -35,6 +37,7 @@ struct fetch {
 	int			 done;
 	int			 rv;
 	int			 truncated;
+	int			 pass;		/* the page sequence being read */
 	int64_t			 pages;
 	int64_t			 api_us;	/* in api_call: request, download, parse */
 	int64_t			 blocked_us;	/* the fetcher waiting for room in the queue */
@@ -90,9 +93,23 @@ locate_rows(const struct cat_entity *e, struct page *p, char *err, size_t errlen
 		p->nrows = json_size(&p->j, t);
 		return 0;
 	case JK_ABSENT:
+		/* Empty results leave the list out ({} or {"Now": …}); anything else is not an
+		 * empty page but an answer we do not understand (issue 16 item 4). */
+		for (int i = 0, k = json_first(&p->j, 0); i < json_size(&p->j, 0); i++) {
+			if (!json_streq(&p->j, k, "Now")) {
+				size_t kl;
+				const char *kn = json_raw(&p->j, k, &kl);
+				snprintf(err, errlen, "%s: the answer holds neither \"%s\" nor only \"Now\" "
+				    "(first key \"%.*s\"): not the shape asked for", e->endpoint, e->list_key,
+				    (int)(kl > 64 ? 64 : kl), kn);
+				return CS_EPROTO;
+			}
+			k = json_skip(&p->j, k + 1);
+		}
+		/* FALLTHROUGH */
 	case JK_NULL:
 		p->rows = -1;
-		p->nrows = 0;	/* empty results may come back as {} */
+		p->nrows = 0;
 		return 0;
 	default:
 		snprintf(err, errlen, "%s: \"%s\" is not an array", e->endpoint, e->list_key);
@@ -148,6 +165,7 @@ fetch_page(struct fetch *f, const char *alt, int64_t take, int64_t skip, struct 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return CS_ENOMEM;
 	p->skip = skip;
+	p->pass = f->pass;
 	buf_init(&form, 64 * 1024);
 	rv = params_expand(e->params, alt, &f->vars, &form, &p->ctx, p->ctxstore,
 	    sizeof(p->ctxstore), f->err, sizeof(f->err));
@@ -180,12 +198,10 @@ pass_take_skip(struct fetch *f, const char *alt)
 {
 	int64_t take = f->e->page_size > 0 ? f->e->page_size : f->c->page_size;
 	int64_t longest = 0;
-	uint64_t prev = 0;
 	int rv;
 
 	for (int64_t skip = 0;;) {
 		struct page *p;
-		uint64_t h = 0;
 
 		if (f->pages >= f->c->max_pages) {
 			f->truncated = 1;
@@ -199,18 +215,6 @@ pass_take_skip(struct fetch *f, const char *alt)
 		if (n > longest)
 			longest = n;
 		int last = n == 0 || (n < take && longest >= take);
-		if (n > 0) {
-			size_t len;
-			const char *txt = json_text(&p->j, p->rows, &len);
-			h = hash_content(HASH_CONTENT_INIT, txt, len);
-			if (skip > 0 && h == prev) {
-				snprintf(f->err, sizeof(f->err), "%s: the page at skip=%lld repeats the "
-				    "previous one (the server ignores skip?)", f->e->endpoint, (long long)skip);
-				page_free(p);
-				return CS_EPROTO;
-			}
-		}
-		prev = h;
 		if ((rv = enqueue(f, p)) != 0)
 			return rv;
 		if (last)
@@ -236,6 +240,7 @@ pass_per_parent(struct fetch *f, const char *alt)
 			return 0;
 		}
 		f->vars.parent = k;
+		f->pass++;	/* one parent's answer is a sequence of its own */
 		rv = fetch_page(f, alt, 0, 0, &p);
 		f->vars.parent = NULL;
 		if (rv != 0)
@@ -258,6 +263,7 @@ fetch_main(void *arg)
 		const char *alt = nalt > 0 ? alts[i] : NULL;
 		struct page *p;
 
+		f->pass++;
 		switch (f->e->paging) {
 		case PAGE_TAKE_SKIP:
 			rv = pass_take_skip(f, alt);

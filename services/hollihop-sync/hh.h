@@ -55,6 +55,7 @@ struct hh_conf {
 	int64_t	 queue_pages;
 	int64_t	 store_timeout_ms;
 	int64_t	 store_deadline_ms;
+	int64_t	 max_growth;
 	char	*metrics_addr;
 };
 
@@ -122,6 +123,7 @@ struct page {
 	int			 one_row;	/* the response itself is the row */
 	int			 nrows;
 	int64_t			 skip;
+	int			 pass;		/* which page sequence (alternative, parent) it is of */
 	struct norm_ctx		 ctx;
 	char			 ctxstore[1024];
 };

@@ -96,6 +96,9 @@ static const struct cfg_key hh_keys[] = {
 	    "most JSON tokens in one response"),
 	CFG_KEY("CS_HOLLIHOP_MAX_PAGES", CFG_INT, max_pages, "100000", 1, 100000000,
 	    "most pages per method in one run (beyond: the method counts as incomplete)"),
+	CFG_KEY("CS_HOLLIHOP_MAX_GROWTH", CFG_INT, max_growth, "4", 0, 1000,
+	    "an entity reading more than this many times the rows of its last complete full read "
+	    "(+10000) in one run is stopped as a page sequence that does not end (0 = no bound)"),
 	CFG_KEY("CS_HOLLIHOP_PER_CLIENT_LIMIT", CFG_INT, per_client_limit, "0", 0, 100000000,
 	    "most clients per per-client method (GetIncomesAndOutgoes...) per run; 0 = all"),
 	CFG_KEY("CS_HOLLIHOP_BATCH_ROWS", CFG_INT, batch_rows, "1000", 1, 50000,

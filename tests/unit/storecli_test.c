@@ -105,12 +105,12 @@ test_storecli_run_and_batches_reach_the_store_in_order(void **state)
 	Crmsync__Record recs[3], *rp[3];
 	Crmsync__Cursor cur = CRMSYNC__CURSOR__INIT;
 	char *vals[3] = { "1", "2", "3" };
-	const struct storecli_entity res[] = { { "leads", 1, 3, 1 }, { "contacts", 0, 0, 0 } };
+	const struct storecli_entity res[] = { { "leads", 1, 3, 1, 0, 0, 0 }, { "contacts", 0, 0, 0, 0, 0, 0 } };
 	int64_t run_id;
 
 	(void)state;
 	assert_int_equal(storecli_run_begin(sc, CRMSYNC__SYNC_KIND__SYNC_FULL, "cli", names, 2,
-	    &run_id, NULL, 0), 0);
+	    &run_id, NULL, NULL, 0), 0);
 	assert_int_equal(run_id, FAKE_RUN_ID);
 	make_batch(&b, recs, rp, vals, "leads", 3);
 	cur.name = "leads.updated_at";
@@ -244,7 +244,7 @@ test_storecli_run_end_is_recorded_after_a_stop(void **state)
 	Crmsync__RecordBatch b;
 	Crmsync__Record recs[1], *rp[1];
 	char *vals[1] = { "1" };
-	const struct storecli_entity res[] = { { "leads", 0, 1, 1 } };
+	const struct storecli_entity res[] = { { "leads", 0, 1, 1, 0, 0, 0 } };
 
 	(void)state;
 	make_batch(&b, recs, rp, vals, "leads", 1);
@@ -279,11 +279,11 @@ test_storecli_failed_run_begin_does_not_block_the_next(void **state)
 	assert_int_equal(storecli_open(&c, sock, &o), 0);
 	fake_store_set(fs, silent, NULL);
 	assert_int_equal(storecli_run_begin(c, CRMSYNC__SYNC_KIND__SYNC_FULL, "schedule", names, 1,
-	    &run_id, err, sizeof(err)), CS_ETIMEDOUT);
+	    &run_id, NULL, err, sizeof(err)), CS_ETIMEDOUT);
 	assert_string_equal(err, "the store did not open the run: timed out");
 	fake_store_set(fs, decide, NULL);
 	assert_int_equal(storecli_run_begin(c, CRMSYNC__SYNC_KIND__SYNC_FULL, "schedule", names, 1,
-	    &run_id, err, sizeof(err)), 0);
+	    &run_id, NULL, err, sizeof(err)), 0);
 	assert_int_equal(run_id, FAKE_RUN_ID);
 	storecli_close(c);
 }
