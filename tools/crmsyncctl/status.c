@@ -1,7 +1,8 @@
 /*
  * status.c - `crmsyncctl status`: one table of the four services (asked at once over
  * their NNG health responders), then, when a DSN is configured, what PostgreSQL says:
- * the last successful sync per CRM and entity, the latest runs, recent dead letters.
+ * the last successful sync per CRM and entity, the latest runs, the deletions complete runs
+ * refused (and why), recent dead letters.
  * Exit 0 when every service answers healthy (and the database, if asked, answers).
  */
 #include <stdio.h>
@@ -165,6 +166,28 @@ print_db(void)
 			    PQgetvalue(r, i, 5), took, PQgetvalue(r, i, 7), PQgetvalue(r, i, 8),
 			    PQgetvalue(r, i, 9));
 		}
+		PQclear(r);
+	}
+	/* Deletion that cannot lie: what complete runs refused to delete, and why. */
+	r = ctl_db_query(c, "crmsync.sync_runs",
+	    "SELECT r.id, r.crm, d.key, to_char(r.finished_at, 'YYYY-MM-DD HH24:MI'), "
+	    "coalesce(d.value->>'would_delete', '-'), coalesce(d.value->>'live', '-'), "
+	    "coalesce(d.value->>'reason', '-') FROM crmsync.sync_runs r, "
+	    "jsonb_each(r.deletions_refused) d WHERE r.finished_at > now() - interval '7 days' "
+	    "ORDER BY r.id DESC, d.key LIMIT 20", 0, NULL);
+	if (r == NULL) {
+		ok = 0;
+	} else {
+		printf("\nDeletions refused in the last 7 days (crmsync.sync_runs.deletions_refused)\n");
+		if (PQntuples(r) == 0)
+			printf("  (none)\n");
+		else
+			printf("%-6s %-9s %-28s %-17s %-8s %-8s %s\n", "RUN", "CRM", "ENTITY", "AT",
+			    "WOULD", "LIVE", "REASON");
+		for (int i = 0; i < PQntuples(r); i++)
+			printf("%-6s %-9s %-28s %-17s %-8s %-8s %s\n", PQgetvalue(r, i, 0),
+			    PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
+			    PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
 		PQclear(r);
 	}
 	r = ctl_db_query(c, "crmsync.dead_letters",

@@ -268,7 +268,9 @@ def _num(x):
 
 
 FAULT_KINDS = ("http500", "http502", "http503", "http504", "slow", "drop", "ratelimit",
-               "unauthorized", "forbidden")
+               "unauthorized", "forbidden", "body", "dup_key", "no_key", "loop")
+# What a fault of those kinds may carry besides path/kind/count/after/delay_ms.
+FAULT_FIELDS = ("status", "body", "ctype", "row", "key", "value", "period")
 
 
 class Faults:
@@ -283,9 +285,13 @@ class Faults:
             kind = f.get("kind")
             if kind not in FAULT_KINDS:
                 raise ValueError("unknown fault kind %r (one of %s)" % (kind, ", ".join(FAULT_KINDS)))
-            new.append({"path": f.get("path", "*"), "kind": kind,
-                        "count": int(f.get("count", 1)), "after": int(f.get("after", 0)),
-                        "delay_ms": int(f.get("delay_ms", 3000)), "seen": 0, "fired": 0})
+            nf = {"path": f.get("path", "*"), "kind": kind,
+                  "count": int(f.get("count", 1)), "after": int(f.get("after", 0)),
+                  "delay_ms": int(f.get("delay_ms", 3000)), "seen": 0, "fired": 0}
+            nf.update({k: f[k] for k in FAULT_FIELDS if k in f})
+            if kind == "loop" and int(nf.get("period", 0)) < 1:
+                raise ValueError("a loop fault needs period >= 1 (pages)")
+            new.append(nf)
         with self.lock:
             if replace:
                 self.faults = []

@@ -16,7 +16,9 @@ See README.md for the options, the control API and what is UNSURE about the real
 import argparse
 import http.server
 import itertools
+import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -32,7 +34,7 @@ from amo_gen import Gen                                         # noqa: E402
 from amo_guard import HTML, HTML_403, HTML_502, Auth, Faults, Limiter, Stats  # noqa: E402
 from amo_ref import SCALES, build_ref                           # noqa: E402
 from amo_store import Store                                     # noqa: E402
-from amo_util import DEFAULT_NOW                                # noqa: E402
+from amo_util import DEFAULT_NOW, dumps                         # noqa: E402
 
 COUNT_OPTS = ("users", "leads", "contacts", "companies", "customers", "tasks", "notes", "events",
               "unsorted", "talks", "elements", "transactions", "pipelines", "extra_fields")
@@ -180,6 +182,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return problem(401, "Неверный логин или пароль (injected)")
             elif kind == "forbidden":
                 return Resp(403, HTML_403, HTML)
+            elif kind == "body":
+                # Any answer, e.g. {"Error": ...} with 200: what a client must not take for a page.
+                return Resp(int(f.get("status", 200)), str(f.get("body", "")).encode("utf-8"),
+                            f.get("ctype", "application/hal+json"))
+            elif kind == "loop":
+                # Pages past `period` come back as pages 1..period again (next links that loop).
+                period = int(f["period"])
+                m = re.search(r"(^|&)page=(\d+)", qs)
+                if m and int(m.group(2)) > period:
+                    p = (int(m.group(2)) - 1) % period + 1
+                    qs = qs[:m.start(2)] + str(p) + qs[m.end(2):]
         r = app.limiter.admit(now)
         if r is not None:
             return r
@@ -192,8 +205,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
         r = app.auth.check(self.headers.get("Authorization"))
         if r is not None:
             return r
-        return app.api.handle(method, path, qs, self._base(), body,
-                              self.headers.get("If-Modified-Since"))
+        r = app.api.handle(method, path, qs, self._base(), body,
+                           self.headers.get("If-Modified-Since"))
+        if f and f["kind"] in ("dup_key", "no_key") and r.status == 200:
+            r.body = mangle_row(r.body, f)
+        return r
+
+
+def mangle_row(body, f):
+    """One row of a list page broken on purpose: `dup_key` writes `key` (default "id") a
+    second time at the end of row `row` (default 0) with `value` (default: the id + 1,000,000),
+    so a reader taking the first occurrence and jsonb (the last) disagree; `no_key` removes
+    `key` from that row."""
+    doc = json.loads(body)
+    emb = doc.get("_embedded") if isinstance(doc, dict) else None
+    lk = next((k for k, v in (emb or {}).items() if isinstance(v, list)), None)
+    if lk is None:
+        return body
+    rows, i, key = emb[lk], int(f.get("row", 0)), f.get("key", "id")
+    if i >= len(rows):
+        return body
+    texts = [dumps(x) for x in rows]
+    if f["kind"] == "no_key":
+        rows[i].pop(key, None)
+        texts[i] = dumps(rows[i])
+    else:
+        val = f.get("value", rows[i].get(key, 0) + 1000000 if isinstance(rows[i].get(key), int) else "x")
+        texts[i] = texts[i][:-1] + "," + dumps(key) + ":" + dumps(val) + "}"
+    emb[lk] = "__CRMSYNC_ROWS__"
+    return dumps(doc).replace('"__CRMSYNC_ROWS__"', "[" + ",".join(texts) + "]", 1).encode("utf-8")
 
 
 class Server(http.server.ThreadingHTTPServer):

@@ -2687,7 +2687,8 @@ METHODS = ("GetLocations GetOffices GetStudyRequests GetLeads GetLeadStatuses "
            "GetEdUnits GetEdUnitStudents GetEdUnitLeads GetLessonPlans GetDisciplines GetLevels "
            "GetLearningTypes GetPrices GetDiscounts GetSurcharges GetPayments GetBalances "
            "GetIncomesAndOutgoes GetSupplies GetEdMaterials GetAnnouncements").split()
-FAULT_KINDS = ("http500", "slow", "drop", "malformed", "error_body", "ratelimit", "ban")
+FAULT_KINDS = ("http500", "slow", "drop", "malformed", "error_body", "ratelimit", "ban",
+               "body", "dup_key", "no_key", "loop")
 
 
 class App:
@@ -2817,6 +2818,28 @@ def int_param(params, name, default):
 
 def dumps(obj):
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def mangle_row(data, root, f):
+    """One row broken on purpose: `dup_key` writes `key` (default "Id") a second time at the
+    end of row `row` (default 0) with `value` (default: its value + 1,000,000), so a reader
+    that takes the first occurrence and jsonb (the last) disagree; `no_key` removes it."""
+    doc = json.loads(data)
+    rows = doc.get(root) if isinstance(doc, dict) else None
+    i, key = int(f.get("row", 0)), f.get("key", "Id")
+    if not isinstance(rows, list) or i >= len(rows) or not isinstance(rows[i], dict):
+        return data
+    texts = [dumps(x).decode("utf-8") for x in rows]
+    if f["kind"] == "no_key":
+        rows[i].pop(key, None)
+        texts[i] = dumps(rows[i]).decode("utf-8")
+    else:
+        old = rows[i].get(key)
+        val = f.get("value", old + 1000000 if isinstance(old, int) else "x")
+        texts[i] = texts[i][:-1] + "," + json.dumps(key, ensure_ascii=False) + ":" + \
+            json.dumps(val, ensure_ascii=False) + "}"
+    doc[root] = "__CRMSYNC_ROWS__"
+    return dumps(doc).replace(b'"__CRMSYNC_ROWS__"', ("[" + ",".join(texts) + "]").encode("utf-8"), 1)
 
 
 def api_answer(app, table, params):
@@ -3195,6 +3218,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             if kind == "slow":
                 time.sleep(fault.get("delay_ms", 3000) / 1000.0)
+            if kind == "body":
+                # Any answer, e.g. a 200 that is neither the list nor {"Error": ...}.
+                self.send(int(fault.get("status", 200)), str(fault.get("body", "")).encode("utf-8"))
+                return
+            if kind == "loop" and table.paged:
+                # A server that wraps around: skip past `period` pages starts again at 0.
+                take = max(1, min(int_param(params, "take", app.default_take), app.max_take))
+                span = int(fault["period"]) * take
+                params["skip"] = str(max(0, int_param(params, "skip", 0)) % span)
         if method == "GetEmployees" and app.emp_quirk and \
                 parse_bool(params.get("queryphoto")) is not False:
             app.stat("http500_employees")
@@ -3216,6 +3248,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if fault is not None and fault["kind"] == "malformed":
             cut = max(1, len(data) // 2)
             data = data[:cut]
+        if fault is not None and fault["kind"] in ("dup_key", "no_key"):
+            data = mangle_row(data, table.root, fault)
         self.send(status, data)
 
     def rate_limited(self, method, retry_after=None):
@@ -3272,7 +3306,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         nf = {"method": str(f.get("method", "*")).lower(), "kind": kind,
                               "count": int(f.get("count", 1)), "after": int(f.get("after", 0)),
                               "seen": 0, "served": 0}
-                        for k in ("delay_ms", "status", "message", "retry_after"):
+                        if kind == "loop" and int(f.get("period", 0)) < 1:
+                            raise ControlError("a loop fault needs period >= 1 (pages)")
+                        for k in ("delay_ms", "status", "message", "retry_after", "body", "row",
+                                  "key", "value", "period"):
                             if k in f:
                                 nf[k] = f[k]
                         new.append(nf)
