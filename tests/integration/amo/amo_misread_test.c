@@ -172,7 +172,9 @@ setup(void **state)
 	snprintf(e_base, sizeof(e_base), "CS_AMO_BASE_URL=http://127.0.0.1:%d", fake_port);
 	char *aenv[] = { e_amo_url, e_amo_health, e_store, e_base, "CS_AMO_LONG_LIVED_TOKEN=" LLT,
 	    "CS_AMO_ENTITIES=users,pipelines,leads", "CS_AMO_PAGE_SIZE=10", "CS_AMO_RPS=500",
-	    "CS_AMO_INCREMENTAL_INTERVAL=0", "CS_AMO_RETRY_MAX=1", "CS_AMO_BACKOFF_MAX=200ms", NULL };
+	    "CS_AMO_INCREMENTAL_INTERVAL=0", "CS_AMO_RETRY_MAX=1", "CS_AMO_BACKOFF_MAX=200ms",
+	    /* every incremental run would read users and pipelines too */
+	    "CS_AMO_REFERENCE_INTERVAL=0", NULL };
 	char *argv[] = { "-v", NULL };
 	if (h_spawn(&amo, "amo-sync", "services/amo-sync/crmsync-amo-sync", aenv, argv) != 0 ||
 	    h_wait_health(amo_health, 20000) != 0) {
