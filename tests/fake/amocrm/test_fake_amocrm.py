@@ -297,6 +297,29 @@ class ReadTests(unittest.TestCase):
         self.assertEqual(self.f.get("/api/v4/roles")[0], 200)
         self.assertEqual(self.f.req("DELETE", "/_fake/faults")[0], 200)
 
+    def test_faults_that_misread(self):
+        """Answers a client must not take for data: another shape, a key twice or missing,
+        pages that loop."""
+        self.f.post("/_fake/faults", {"faults": [
+            {"path": "/api/v4/users", "kind": "body", "body": '{"Error":"x"}'}]})
+        self.assertEqual(self.f.json("/api/v4/users"), {"Error": "x"})
+        self.f.post("/_fake/faults", {"faults": [{"path": "/api/v4/leads", "kind": "dup_key"}]})
+        st, _, body = self.f.get("/api/v4/leads?limit=2")
+        self.assertIn(b'{"id":1,', body)
+        self.assertIn(b',"id":1000001}', body)
+        self.assertEqual(json.loads(body)["_embedded"]["leads"][0]["id"], 1000001)  # the last wins
+        self.f.post("/_fake/faults", {"faults": [{"path": "/api/v4/leads", "kind": "no_key", "row": 1}]})
+        rows = self.f.json("/api/v4/leads?limit=2")["_embedded"]["leads"]
+        self.assertIn("id", rows[0])
+        self.assertNotIn("id", rows[1])
+        self.f.post("/_fake/faults", {"faults": [
+            {"path": "/api/v4/leads", "kind": "loop", "period": 2, "count": -1}]})
+        p = [self.f.json("/api/v4/leads?limit=3&page=%d" % k)["_embedded"]["leads"] for k in (1, 2, 3)]
+        self.assertNotEqual(p[0], p[1])
+        self.assertEqual(p[0], p[2])
+        self.assertEqual(self.f.req("DELETE", "/_fake/faults")[0], 200)
+        self.assertEqual(self.f.post("/_fake/faults", {"faults": [{"kind": "loop"}]})[0], 400)
+
 
 class MutateTests(unittest.TestCase):
     def setUp(self):

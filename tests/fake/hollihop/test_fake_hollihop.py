@@ -452,6 +452,26 @@ class FakeHollihopTest(unittest.TestCase):
             c.getresponse().read()
         c.close()
         self.assertIn("Leads", s.call("GetLeads")[1])
+
+        # Answers that misread: another shape, a key twice, a key missing, pages that wrap.
+        s.ctl("faults", {"faults": [{"method": "GetLeads", "kind": "body", "body": '{"Message":"x"}'}]})
+        self.assertEqual(s.call("GetLeads"), (200, {"Message": "x"}))
+        orig = s.call("GetLeads", {"take": 2})[1]["Leads"][0]["Id"]
+        s.ctl("faults", {"faults": [{"method": "GetLeads", "kind": "dup_key"}]})
+        st, body = s.raw("GetLeads", {"take": 2})
+        self.assertIn(b'"Id":%d' % orig, body)
+        self.assertIn(b',"Id":%d}' % (orig + 1000000), body)
+        self.assertEqual(json.loads(body)["Leads"][0]["Id"], orig + 1000000)  # the last wins
+        s.ctl("faults", {"faults": [{"method": "GetLeads", "kind": "no_key", "row": 1}]})
+        rows = s.call("GetLeads", {"take": 2})[1]["Leads"]
+        self.assertIn("Id", rows[0])
+        self.assertNotIn("Id", rows[1])
+        s.ctl("faults", {"faults": [{"method": "GetLeads", "kind": "loop", "period": 2, "count": -1}]})
+        p = [s.call("GetLeads", {"take": 3, "skip": k})[1]["Leads"] for k in (0, 3, 6)]
+        self.assertNotEqual(p[0], p[1])
+        self.assertEqual(p[0], p[2])
+        s.ctl("faults", {"faults": []}, verb="DELETE")
+        self.assertEqual(s.ctl("faults", {"faults": [{"kind": "loop"}]})["http"], 400)
         stats = s.q("stats")
         self.assertGreaterEqual(stats["faults_served"], 7)
         for k in F.FAULT_KINDS:
