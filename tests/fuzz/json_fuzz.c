@@ -116,6 +116,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (json_skip(&j, 0) != j.ntok)
 		abort();	/* the root value spans every token */
+	/* A repeated key, if any, is an object key after the first token. */
+	int dup;
+	if (json_dup_key(&j, 0, &dup) == 0 && dup != -1 &&
+	    (dup < 1 || dup >= j.ntok || json_kind(&j, dup) != JK_STRING))
+		abort();
 	json_free(&j);
 	return 0;
 }
