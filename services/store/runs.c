@@ -230,12 +230,14 @@ last_full(struct store *st, const char *crm, const char *entity, struct verdict 
 /*
  * The one rule, for both CRMs: may this complete reading of an entity be trusted to say
  * what vanished? Fills vd->why when not. Facts first (rows it could not read, a total it
- * does not match), then sizes against CS_STORE_DELETE_GUARD (100 turns those off).
+ * does not match), then, for entities that delete by comparison (sizes), sizes against
+ * CS_STORE_DELETE_GUARD (100 turns those off).
  */
 static void
-deletion_verdict(const struct store *st, const Crmsync__EntityResult *er, struct verdict *vd)
+deletion_verdict(const struct store *st, const Crmsync__EntityResult *er, int sizes,
+    struct verdict *vd)
 {
-	int64_t guard = st->conf.delete_guard_pct, drop = vd->last_rows - er->rows;
+	int64_t guard = sizes ? st->conf.delete_guard_pct : 100, drop = vd->last_rows - er->rows;
 
 	vd->why[0] = '\0';
 	if (er->rows_rejected > 0) {
@@ -407,7 +409,7 @@ runs_end(struct store *st, const Crmsync__RunEnd *re, char *err, size_t errlen)
 			}
 		}
 		if (er->complete)
-			deletion_verdict(st, er, &vd);
+			deletion_verdict(st, er, (e->flags & CE_FULL_DELETES) != 0, &vd);
 		if (er->complete && complete_full && (e->flags & CE_FULL_DELETES) && vd.unseen > 0) {
 			if (vd.why[0] != '\0') {
 				snprintf(e_err, sizeof(e_err), "%s: refusing to delete %ld of %ld rows: %s",
