@@ -46,7 +46,6 @@
 #define FETCH_ARENA_MAX		(256u << 20)
 #define FETCH_TOKENS_MAX	(8 << 20)
 #define PARENT_KEYS_MAX		100000
-#define KEY_MAX			128
 #define REJECTED_RAW_MAX	(256u << 10)	/* bytes of a rejected row kept */
 
 /* What the worker remembers per entity between passes (in memory only). */
