@@ -19,6 +19,18 @@
 
 #define NORM_CTX_MAX 8
 
+/*
+ * Bump when a change to this file changes what an already stored row derives to (a
+ * converter fixed, a format read differently). The store records the version each table
+ * was derived with and re-derives every table from its raw JSON at start-up when it
+ * differs (services/store/evolve.c); a catalogue change needs no bump.
+ */
+#define NORMALISE_VERSION 1
+
+/* The context value naming the Hollihop student extra field that holds the amoCRM lead
+ * link (CS_HOLLIHOP_AMO_LEAD_FIELD): hollihop-sync and the store both supply it. */
+#define NORM_CTX_AMO_LEAD_FIELD	"amo_lead_field"
+
 /* Context values for "$name" columns (e.g. $entity_type when tags are fetched per type). */
 struct norm_ctx {
 	int		 n;

@@ -145,8 +145,8 @@ copy_send(struct store *st, const char *sql, struct buf *b, char *err, size_t er
 #define HASH_NULL_MARK	UINT64_MAX
 
 /* content_hash of a live record: source JSON, version, typed values, child rows. */
-static int64_t
-rec_hash(const Crmsync__Record *r)
+int64_t
+apply_rec_hash(const Crmsync__Record *r)
 {
 	uint64_t h = HASH_CONTENT_INIT;
 
@@ -344,7 +344,7 @@ batch_prepare(struct batch *t, char *err, size_t errlen)
 			t->ndel++;
 			continue;
 		}
-		t->hash[i] = rec_hash(r);
+		t->hash[i] = apply_rec_hash(r);
 		t->live[t->nlive++] = i;
 		for (size_t k = 0; k < t->x->nk; k++)
 			rv |= array_add(&t->karr[k], r->values[t->x->kidx[k]]);

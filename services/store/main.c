@@ -9,14 +9,19 @@
  */
 #include <stddef.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
 
 #include "bus.h"
 #include "errors.h"
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
+#include "normalise.h"
 #include "store.h"
 #include "svc.h"
 
@@ -32,6 +37,10 @@ struct stat_counter store_stats[ST__N + ST_REFUSED_MAX] = {
 	[ST_RUNS_FINISHED]	= { "runs_finished", "sync runs closed", 0, 0 },
 	[ST_DB_UP]		= { "db_up", "1 when connected to PostgreSQL", 1, 0 },
 	[ST_REDONE]		= { "batches_redone", "batches redone staged after a concurrent insert", 0, 0 },
+	[ST_RD_READ]		= { "rederive_rows_read", "rows re-derived from raw (read)", 0, 0 },
+	[ST_RD_WRITTEN]		= { "rederive_rows_written", "rows whose re-derived values were written", 0, 0 },
+	[ST_RD_UNREADABLE]	= { "rederive_rows_unreadable", "rows whose raw could not be re-derived", 0, 0 },
+	[ST_RD_PENDING]		= { "rederive_pending_rows", "rows left to re-derive (upgrade, crmsyncctl rederive)", 1, 0 },
 };
 
 static const struct cfg_key store_keys[] = {
@@ -54,9 +63,26 @@ static const struct cfg_key store_keys[] = {
 	  "PostgreSQL statement_timeout for the store's session" },
 	{ "CS_STORE_METRICS_ADDR", CFG_STR, offsetof(struct store_conf, metrics_addr), "", 0, 0,
 	  "host:port serving Prometheus GET /metrics over plain HTTP (e.g. 127.0.0.1:9101; empty = off)" },
+	{ "CS_HOLLIHOP_TIMEZONE", CFG_STR, offsetof(struct store_conf, hh_timezone), "Europe/Moscow", 0, 0,
+	  "Hollihop's zone, as hollihop-sync has it: the store re-derives stored rows with it" },
+	{ "CS_HOLLIHOP_AMO_LEAD_FIELD", CFG_STR, offsetof(struct store_conf, hh_amo_lead_field), "Ссылка на amoCRM", 0, 0,
+	  "the amoCRM link field, as hollihop-sync has it: the store re-derives stored rows with it" },
+	{ "CS_STORE_REDERIVE_ROWS", CFG_INT, offsetof(struct store_conf, rederive_rows), "2000", 1, 100000,
+	  "rows per step when re-deriving from raw (after an upgrade; crmsyncctl rederive)" },
+	{ "CS_STORE_REDERIVE_PAUSE", CFG_DURATION, offsetof(struct store_conf, rederive_pause_ms), "0", 0, 60000,
+	  "wait between re-derivation steps while no batch comes (0 = none; spares a busy database)" },
 };
 
 static struct store store;
+
+static int
+zone_exists(const char *tz)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", tz[0] == ':' ? tz + 1 : tz);
+	return access(path, R_OK) == 0;
+}
 
 static int
 store_status(void *arg, char *buf, size_t len)
@@ -64,11 +90,14 @@ store_status(void *arg, char *buf, size_t len)
 	struct store *st = arg;
 	int up = stat_get(&store_stats[ST_DB_UP]) != 0;
 
+	char rd[256];
+
 	if (!st->ready) {
-		snprintf(buf, len, "starting: %s", up ? "migrating" : "connecting to PostgreSQL");
+		snprintf(buf, len, "starting: %s", up ? "migrating the schema" : "connecting to PostgreSQL");
 		return 0;
 	}
-	snprintf(buf, len, "%s", up ? "ok" : "degraded: PostgreSQL unreachable");
+	rederive_status(st, rd, sizeof(rd));
+	snprintf(buf, len, "%s%s%s", up ? "ok" : "degraded: PostgreSQL unreachable", rd[0] ? "; " : "", rd);
 	return up;
 }
 
@@ -87,8 +116,10 @@ store_reconnect(struct store *st)
 		log_warnx("db.lost", "reconnecting");
 		db_close(st);
 	}
-	if (db_try_connect(st) == 0)
+	if (db_try_connect(st) == 0) {
 		apply_reset_conn(st);
+		rederive_reset_conn(st);
+	}
 }
 
 static void
@@ -117,7 +148,17 @@ on_batch(struct store *st, nng_socket s, nng_msg *msg, const Crmsync__RecordBatc
 {
 	uint32_t applied = 0, unchanged = 0;
 	char err[1024];
-	int rv = apply_batch(st, b, &applied, &unchanged, err, sizeof(err));
+	int rv;
+
+	if (rederive_blocks(st, b->crm, b->entity, err, sizeof(err))) {
+		/* Its table is being rebuilt: the sender keeps the batch and re-sends. */
+		stat_add(&store_stats[ST_RETRIES], 1);
+		log_debug("batch.retry", "crm=%s entity=%s batch=%llu err=%s", runs_crm_name(b->crm),
+		    b->entity, (unsigned long long)b->batch_id, lq(err));
+		(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_RETRY, err, b->batch_id, 0, 0, 0);
+		return;
+	}
+	rv = apply_batch(st, b, &applied, &unchanged, err, sizeof(err));
 
 	if (rv == 0) {
 		stat_add(&store_stats[ST_BATCHES], 1);
@@ -206,6 +247,14 @@ dispatch(struct store *st, nng_socket s, nng_msg *msg, Crmsync__Envelope *env)
 		rv = runs_progress(st, env->run_progress);
 		reply_result(st, s, rv, rv ? db_errmsg(st, NULL) : "", 0);
 		return;
+	case CRMSYNC__ENVELOPE__BODY_REDERIVE:
+		rv = rederive_request(st, env->rederive, &run_id, err, sizeof(err));
+		if (rv == CS_EBUSY) {
+			(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_REJECTED, err, 0, 0, 0, run_id);
+			return;
+		}
+		reply_result(st, s, rv, err, run_id);
+		return;
 	case CRMSYNC__ENVELOPE__BODY_CURSOR_GET: {
 		Crmsync__Envelope rep = CRMSYNC__ENVELOPE__INIT;
 		Crmsync__CursorValue cv = CRMSYNC__CURSOR_VALUE__INIT;
@@ -246,7 +295,11 @@ main(int argc, char **argv)
 
 	svc_init(argc, argv, &desc);
 	svc_signals();
-	if ((rv = apply_init(&store)) != 0)
+	/* Hollihop's naive local times are read in its zone, as hollihop-sync reads them. */
+	if ((strchr(store.conf.hh_timezone, '/') != NULL && !zone_exists(store.conf.hh_timezone)) ||
+	    normalise_set_timezone(store.conf.hh_timezone) != 0)
+		fatalx("config.bad_timezone", "CS_HOLLIHOP_TIMEZONE=%s is not a known zone", lq(store.conf.hh_timezone));
+	if ((rv = apply_init(&store)) != 0 || (rv = rederive_init(&store)) != 0)
 		fatalx("store.init_failed", "err=%s", lq(cs_strerror(rv)));
 	if ((rv = health_start(&health, store.conf.health_url, "store", store_stats, ST__N,
 	    store_status, &store)) != 0)
@@ -272,11 +325,20 @@ main(int argc, char **argv)
 	while (!svc_stop) {
 		Crmsync__Envelope *env = NULL;
 		nng_msg *msg = NULL;
+		/* Batches first; a re-derivation step whenever none is waiting. */
+		int busy = store.pg_ok && rederive_pending(&store);
 
-		rv = bus_recv_msg(sock, &msg, &env, 250);
+		rv = bus_recv_msg(sock, &msg, &env, busy ? (int)store.conf.rederive_pause_ms : 250);
 		if (rv == CS_ETIMEDOUT) {
 			if (!store.pg_ok)
 				store_reconnect(&store);
+			else if (busy && (rv = rederive_step(&store)) != 0) {
+				log_warnx("rederive.retry", "err=%s", lq(cs_strerror(rv)));
+				if (rv == CS_EDBCONN)
+					store_reconnect(&store);
+				else
+					nng_msleep(1000);	/* e.g. out of memory: not in a tight loop */
+			}
 			continue;
 		}
 		if (rv == CS_ECLOSED)
@@ -297,6 +359,7 @@ out:
 	metrics_stop(metrics);
 	health_stop(health);
 	db_close(&store);
+	rederive_free(&store);
 	apply_free(&store);
 	cfg_free(store_keys, CFG_NKEYS(store_keys), &store.conf);
 	return 0;

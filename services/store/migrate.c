@@ -4,8 +4,8 @@
  * Start-up takes a session advisory lock (so two stores starting at once take turns),
  * applies every numbered migration not yet in crmsync.schema_migrations, each in its own
  * transaction together with its bookkeeping row, then brings the entity tables in line
- * with the compiled-in catalogue: CREATE TABLE IF NOT EXISTS and ADD COLUMN IF NOT EXISTS
- * (additive only: a column the catalogue dropped stays, with its data).
+ * with the compiled-in catalogue (evolve.c: tables and columns created, converted or
+ * dropped, re-derivations from raw queued), in one transaction, still under the lock.
  */
 #include <stdio.h>
 #include <string.h>
@@ -89,6 +89,51 @@ static const struct migration migrations[] = {
 	  "  entity text NOT NULL,\n"
 	  "  keys text[] NOT NULL);\n"
 	  "CREATE INDEX ON crmsync.run_seen (run_id, entity);\n" },
+	{ 3, "schema evolution and re-derivation from raw",
+	  /* What each entity table was derived with (evolve.c), every step evolution took, and
+	   * the re-derivation jobs with their position (rederive.c). A run records the context
+	   * values it derived with. */
+	  "ALTER TABLE crmsync.sync_runs ADD COLUMN context jsonb;\n"
+	  "CREATE TABLE crmsync.catalog_state (\n"
+	  "  crm text NOT NULL,\n"
+	  "  entity text NOT NULL,\n"
+	  "  descriptor jsonb NOT NULL,\n"
+	  "  recorded_at timestamptz NOT NULL DEFAULT now(),\n"
+	  "  PRIMARY KEY (crm, entity));\n"
+	  "CREATE TABLE crmsync.schema_steps (\n"
+	  "  id bigserial PRIMARY KEY,\n"
+	  "  at timestamptz NOT NULL DEFAULT now(),\n"
+	  "  release text NOT NULL,\n"
+	  "  crm text,\n"
+	  "  entity text,\n"
+	  "  tbl text NOT NULL,\n"
+	  "  action text NOT NULL,\n"
+	  "  detail text,\n"
+	  "  rows bigint,\n"
+	  "  run_id bigint);\n"
+	  "CREATE TABLE crmsync.rederive_jobs (\n"
+	  "  id bigserial PRIMARY KEY,\n"
+	  "  run_id bigint NOT NULL,\n"
+	  "  crm text NOT NULL,\n"
+	  "  entity text NOT NULL,\n"
+	  "  reason text NOT NULL,\n"
+	  "  children boolean NOT NULL,\n"
+	  "  synced_before timestamptz,\n"
+	  "  source_table text,\n"
+	  "  status text NOT NULL DEFAULT 'pending'\n"
+	  "    CHECK (status IN ('pending','done','failed','superseded')),\n"
+	  "  last_key text[],\n"
+	  "  rows_total bigint,\n"
+	  "  rows_read bigint NOT NULL DEFAULT 0,\n"
+	  "  rows_written bigint NOT NULL DEFAULT 0,\n"
+	  "  rows_unchanged bigint NOT NULL DEFAULT 0,\n"
+	  "  rows_skipped bigint NOT NULL DEFAULT 0,\n"
+	  "  rows_unreadable bigint NOT NULL DEFAULT 0,\n"
+	  "  created_at timestamptz NOT NULL DEFAULT now(),\n"
+	  "  updated_at timestamptz,\n"
+	  "  finished_at timestamptz,\n"
+	  "  error text);\n"
+	  "CREATE INDEX ON crmsync.rederive_jobs (crm) WHERE status = 'pending';\n" },
 	{ 4, "deletions refused, and each entity's last complete full read",
 	  /* Why a complete full run deleted nothing for an entity (runs.c, one object per
 	   * entity), and the row count the next run is measured against. */
@@ -125,68 +170,38 @@ migrate_apply(struct store *st, const struct migration *m)
 	return 0;
 }
 
-/* CREATE/ADD COLUMN for every catalogue table, in one transaction. */
+/* The catalogue against the database (evolve.c), then raw's compression, in one transaction. */
 static int
 migrate_catalog(struct store *st)
 {
-	const enum cat_crm crms[] = { CAT_HOLLIHOP, CAT_AMO };
-	struct buf b;
-	int rv = 0;
-	size_t ntables = 0;
+	int rv;
 
-	buf_init(&b, 16u << 20);
-	for (size_t c = 0; c < nitems(crms) && rv == 0; c++) {
-		const struct cat_crm_desc *d = catalog_crm(crms[c]);
-		for (size_t i = 0; i < d->nentities && rv == 0; i++) {
-			const struct cat_entity *e = &d->entities[i];
-			rv = catalog_ddl(e, d->schema, &b);
-			rv |= buf_printf(&b, "ALTER TABLE %s.%s ADD COLUMN IF NOT EXISTS content_hash bigint;\n",
-			    d->schema, e->name);
-			for (size_t k = 0; k < e->ncols && rv == 0; k++)
-				rv = buf_printf(&b, "ALTER TABLE %s.%s ADD COLUMN IF NOT EXISTS %s %s;\n",
-				    d->schema, e->name, e->cols[k].column, catalog_sql_type(e->cols[k].type));
-			for (size_t ch = 0; ch < e->nchildren && rv == 0; ch++) {
-				const struct cat_child *cc = &e->children[ch];
-				for (size_t k = 0; k < cc->ncols && rv == 0; k++)
-					rv = buf_printf(&b, "ALTER TABLE %s.%s ADD COLUMN IF NOT EXISTS %s %s;\n",
-					    d->schema, cc->table, cc->cols[k].column,
-					    catalog_sql_type(cc->cols[k].type));
-			}
-			ntables += 1 + e->nchildren;
-		}
-	}
+	if ((rv = db_exec(st, "BEGIN")) != 0)
+		return rv;
+	rv = evolve_schema(st);
 	/*
 	 * raw compressed with lz4 where the server has it: several times cheaper than the
 	 * default pglz for the rows big enough to be compressed (over ~2 kB). Only tables not
 	 * yet switched are altered, so a restart takes no table locks.
 	 */
-	rv |= buf_printf(&b, "DO $$ DECLARE r record; BEGIN\n"
-	    "  FOR r IN SELECT c.oid::regclass AS t FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid\n"
-	    "    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('amo', 'hollihop')\n"
-	    "    AND c.relkind = 'r' AND a.attname = 'raw' AND a.attcompression IS DISTINCT FROM 'l' LOOP\n"
-	    "    EXECUTE format('ALTER TABLE %%s ALTER COLUMN raw SET COMPRESSION lz4', r.t);\n"
-	    "  END LOOP;\n"
-	    "EXCEPTION WHEN feature_not_supported THEN RAISE NOTICE 'no lz4 here: raw keeps pglz';\n"
-	    "END $$;\n");
+	if (rv == 0)
+		rv = db_exec(st, "DO $$ DECLARE r record; BEGIN\n"
+		    "  FOR r IN SELECT c.oid::regclass AS t FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid\n"
+		    "    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('amo', 'hollihop')\n"
+		    "    AND c.relkind = 'r' AND a.attname = 'raw' AND a.attcompression IS DISTINCT FROM 'l' LOOP\n"
+		    "    EXECUTE format('ALTER TABLE %s ALTER COLUMN raw SET COMPRESSION lz4', r.t);\n"
+		    "  END LOOP;\n"
+		    "EXCEPTION WHEN feature_not_supported THEN RAISE NOTICE 'no lz4 here: raw keeps pglz';\n"
+		    "END $$;");
+	if (rv == 0)
+		rv = db_exec(st, "COMMIT");
 	if (rv != 0) {
-		buf_free(&b);
+		log_warnx("migrate.catalog_failed", "err=%s", lq(db_errmsg(st, NULL)));
+		db_rollback(st);
 		return rv;
 	}
-	if ((rv = db_exec(st, "BEGIN")) == 0) {
-		PGresult *r = NULL;
-		/* The DDL comes only from the compiled-in catalogue, never from input. */
-		rv = db_execp(st, b.data, 0, NULL, &r);
-		if (rv != 0)
-			log_warnx("migrate.catalog_failed", "err=%s", lq(db_errmsg(st, r)));
-		PQclear(r);
-		rv = rv != 0 ? rv : db_exec(st, "COMMIT");
-		if (rv != 0)
-			db_rollback(st);
-	}
-	if (rv == 0)
-		log_info("migrate.catalog", "tables=%zu", ntables);
-	buf_free(&b);
-	return rv;
+	log_info("migrate.catalog", "ok=1");
+	return 0;
 }
 
 int

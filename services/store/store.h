@@ -4,7 +4,9 @@
  * main.c wires it: config, the REP socket senders dial, the health responder, and the
  * loop that dispatches each Envelope. db.c owns the libpq connection (reconnect with
  * backoff), migrate.c the schema, apply.c the bulk upsert of a RecordBatch in one
- * transaction, runs.c sync runs, cursors, deletion detection and dead letters.
+ * transaction, runs.c sync runs, cursors, deletion detection and dead letters, evolve.c
+ * the catalogue against the database's schema at start-up, rederive.c the re-derivation
+ * of typed columns and child rows from stored raw JSON (in the background, between batches).
  */
 #ifndef STORE_H
 #define STORE_H
@@ -27,11 +29,17 @@ struct store_conf {
 	int64_t	 delete_guard_pct;
 	int64_t	 statement_timeout_ms;
 	char	*metrics_addr;	/* lib/metrics: "" = off */
+	/* Context the normaliser needs to re-derive rows, as the sync services have it. */
+	char	*hh_timezone;		/* CS_HOLLIHOP_TIMEZONE */
+	char	*hh_amo_lead_field;	/* CS_HOLLIHOP_AMO_LEAD_FIELD */
+	int64_t	 rederive_rows;		/* rows per re-derivation step */
+	int64_t	 rederive_pause_ms;	/* idle wait between steps */
 };
 
 enum {
 	ST_BATCHES, ST_ROWS_APPLIED, ST_ROWS_UNCHANGED, ST_ROWS_DELETED, ST_REJECTED,
-	ST_RETRIES, ST_DB_RECONNECTS, ST_RUNS_STARTED, ST_RUNS_FINISHED, ST_DB_UP, ST_REDONE, ST__N
+	ST_RETRIES, ST_DB_RECONNECTS, ST_RUNS_STARTED, ST_RUNS_FINISHED, ST_DB_UP, ST_REDONE,
+	ST_RD_READ, ST_RD_WRITTEN, ST_RD_UNREADABLE, ST_RD_PENDING, ST__N
 };
 /* After the ST__N service stats: one "deletions_refused{crm,entity}" counter per catalogue
  * entity (runs_metrics_init; served as metrics only, not in the health answer). */
@@ -39,6 +47,7 @@ enum {
 extern struct stat_counter store_stats[ST__N + ST_REFUSED_MAX];
 
 struct entity_sql;	/* apply.c: per-entity SQL built once from the catalogue */
+struct rederive;	/* rederive.c: the job being worked */
 
 struct store {
 	struct store_conf	 conf;
@@ -51,6 +60,7 @@ struct store {
 	struct entity_sql	*esql;		/* one per catalogue entity, both CRMs */
 	size_t			 nesql;
 	struct buf		 copy;		/* COPY data of the current batch */
+	struct rederive		*rd;
 };
 
 /* db.c */
@@ -71,6 +81,39 @@ void	db_rollback(struct store *st);
 /* migrate.c */
 int	migrate_run(struct store *st);
 
+/* evolve.c: inside migrate_run's lock; the caller has opened a transaction. */
+int	evolve_schema(struct store *st);
+/* Context values an entity's derivation reads that the store supplies (not per row):
+ * "tz" and "$name"s. Appends "name":value pairs (JSON) to b; NULL value = unknown. */
+int	evolve_ctx_json(struct store *st, const struct cat_entity *e, struct buf *b);
+/* The value of global context name for crm, or NULL when the store cannot supply it. */
+const char *evolve_ctx_value(struct store *st, enum cat_crm crm, const char *name);
+/* A step into crmsync.schema_steps and the log (rows < 0: none). */
+int	evolve_step(struct store *st, const char *crm, const char *entity, const char *tbl,
+	    const char *action, const char *detail, int64_t rows, int64_t run_id);
+
+/* rederive.c */
+int	rederive_init(struct store *st);
+void	rederive_free(struct store *st);
+void	rederive_reset_conn(struct store *st);
+/* A job per entity (children too when children is set) in run *run_id (0: open one, kind
+ * 'rederive'); synced_before "" = every row, else rows written before it; source NULL =
+ * in place, else the table rebuilt from. Inside the caller's transaction. */
+int	rederive_enqueue(struct store *st, const struct cat_entity *e, const char *reason,
+	    int children, const char *synced_before, const char *source, const char *trigger,
+	    int64_t *run_id);
+/* Work to do? (cheap: in memory) */
+int	rederive_pending(struct store *st);
+/* One step (a batch of rows) of the oldest job; 0, or CS_EDBCONN when the connection died. */
+int	rederive_step(struct store *st);
+/* crmsyncctl rederive: a run for the CRM's entities (all when none). */
+int	rederive_request(struct store *st, const Crmsync__RederiveRequest *rq, int64_t *run_id,
+	    char *err, size_t errlen);
+/* Batches for e must wait (its table is being rebuilt)? reason into err. */
+int	rederive_blocks(struct store *st, int crm, const char *entity, char *err, size_t errlen);
+/* One line for the health status ("" when idle). Thread-safe. */
+void	rederive_status(struct store *st, char *buf, size_t len);
+
 /* apply.c */
 int	apply_init(struct store *st);
 void	apply_free(struct store *st);
@@ -78,6 +121,8 @@ void	apply_free(struct store *st);
 int	apply_batch(struct store *st, const Crmsync__RecordBatch *b, uint32_t *applied,
 	    uint32_t *unchanged, char *err, size_t errlen);
 const char *apply_key_expr(const struct cat_entity *e, const char *alias, char *buf, size_t cap);
+/* content_hash of a live record (source JSON, version, typed and child values). */
+int64_t	apply_rec_hash(const Crmsync__Record *r);
 /* After a reconnect: temp tables and prepared statements are gone with the old session. */
 void	apply_reset_conn(struct store *st);
 
