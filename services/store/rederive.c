@@ -226,12 +226,12 @@ run_open(struct store *st, const struct cat_entity *e, const char *trigger, int6
 	const char *v[3] = { runs_crm_name(e->crm), trigger, ctx.data };
 	if (rv == 0)
 		rv = db_execp(st, "INSERT INTO crmsync.sync_runs (crm, kind, trigger, entities, context) "
-		    "VALUES ($1, 'rederive', $2, '{}', $3::jsonb) RETURNING id", 3, v, &r);
+		    "VALUES ($1, 'rederive', $2, '{}', $3::jsonb) RETURNING id, context::text", 3, v, &r);
 	if (rv == 0) {
 		*run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		stat_add(&store_stats[ST_RUNS_STARTED], 1);
 		log_info("run.started", "run=%lld crm=%s kind=rederive trigger=%s context=%s",
-		    (long long)*run_id, runs_crm_name(e->crm), trigger, lq(ctx.data));
+		    (long long)*run_id, runs_crm_name(e->crm), trigger, lq(PQgetvalue(r, 0, 1)));
 	} else {
 		log_warnx("rederive.failed", "step=open_run err=%s", lq(db_errmsg(st, r)));
 	}
@@ -281,7 +281,7 @@ rederive_enqueue(struct store *st, const struct cat_entity *e, const char *reaso
 	/* A pending in-place job of the entity is superseded (this one redoes every row);
 	 * a pending rebuild never is: its rows exist only in the old table. */
 	rv = db_execp(st, "UPDATE crmsync.rederive_jobs SET status = 'superseded', finished_at = now(), "
-	    "error = 'superseded by run ' || $1 WHERE crm = $2 AND entity = $3 AND status = 'pending' "
+	    "error = 'superseded by run ' || $1::text WHERE crm = $2 AND entity = $3 AND status = 'pending' "
 	    "AND source_table IS NULL", 3, v, NULL);
 	if (rv == 0)
 		rv = db_execp(st, "INSERT INTO crmsync.rederive_jobs (run_id, crm, entity, reason, children, "
@@ -289,8 +289,8 @@ rederive_enqueue(struct store *st, const struct cat_entity *e, const char *reaso
 		    "CASE $6 WHEN '' THEN NULL WHEN 'now' THEN now() ELSE $6::timestamptz END, NULLIF($7, '')) "
 		    "RETURNING id", 7, v, &r);
 	if (rv == 0)
-		rv = db_execp(st, "UPDATE crmsync.sync_runs SET entities = array_append(entities, $3) "
-		    "WHERE id = $1::bigint", 3, v, NULL);
+		rv = db_execp(st, "UPDATE crmsync.sync_runs SET entities = array_append(entities, $2) "
+		    "WHERE id = $1::bigint", 2, (const char *const[]){ run, e->name }, NULL);
 	if (rv == 0)
 		rv = runs_close(st);
 	if (rv == 0)
