@@ -48,7 +48,10 @@ struct evo {
 	PGresult	*cols;	/* nspname, relname, attname, format_type, comment */
 	PGresult	*keys;	/* nspname, relname, index name, "a,b" */
 	PGresult	*types;	/* catalogue type, format_type */
-	const char	*done[512];	/* child tables already checked (shared ones) */
+	struct {
+		const char	*table;
+		int		 changed;	/* its parents' child rows need re-deriving */
+	}		 done[512];	/* child tables already checked (shared ones) */
 	size_t		 ndone;
 };
 
@@ -419,17 +422,28 @@ check_child(struct evo *ev, const struct cat_crm_desc *d, const struct cat_entit
 	char tbl[160], sql[512], detail[1024];
 	int rv, changed = 0;
 
-	for (size_t i = 0; i < ev->ndone; i++)
-		if (strcmp(ev->done[i], ch->table) == 0)
-			return 0;
-	if (ev->ndone < nitems(ev->done))
-		ev->done[ev->ndone++] = ch->table;
+	for (size_t i = 0; i < ev->ndone; i++) {
+		if (strcmp(ev->done[i].table, ch->table) != 0)
+			continue;
+		/* Shared by several parents (custom field values): each one refills its rows. */
+		if (ev->done[i].changed) {
+			n->children = 1;
+			why_add(n, "child table %s changed", ch->table);
+		}
+		return 0;
+	}
+	if (ev->ndone >= nitems(ev->done))
+		return CS_ETOOBIG;
+	ev->done[ev->ndone].table = ch->table;
+	ev->done[ev->ndone].changed = 0;
+	int *mark = &ev->done[ev->ndone++].changed;
 	if ((rv = want_child(&w, e, ch)) != 0)
 		return rv;
 	snprintf(tbl, sizeof(tbl), "%s.%s", d->schema, ch->table);
-	if (n->created)
-		return 0;	/* created with its parent just now */
 	if (!db_has_table(ev, d->schema, ch->table)) {
+		*mark = 1;	/* other parents sharing it fill theirs */
+		if (n->created)
+			return 0;	/* created with its parent just now */
 		if ((rv = create_tables(st, e, d->schema)) == 0)
 			rv = evolve_step(st, d->schema, e->name, tbl, "create_table", "filled from the parents' raw", 0, 0);
 		n->children = 1;
@@ -444,6 +458,7 @@ check_child(struct evo *ev, const struct cat_crm_desc *d, const struct cat_entit
 		snprintf(sql, sizeof(sql), "DROP TABLE %s", tbl);
 		if ((rv = exec_what(st, sql, sql)) != 0 || (rv = create_tables(st, e, d->schema)) != 0)
 			return rv;
+		*mark = 1;
 		snprintf(detail, sizeof(detail), "key (%s) -> (%s): dropped, created, refilled from the parents' raw",
 		    key, w.key);
 		n->children = 1;
@@ -453,6 +468,7 @@ check_child(struct evo *ev, const struct cat_crm_desc *d, const struct cat_entit
 	if ((rv = check_columns(ev, d, e->name, &w, &changed)) != 0)
 		return rv;
 	if (changed) {
+		*mark = 1;
 		n->children = 1;
 		why_add(n, "columns of %s added or retyped", ch->table);
 	}

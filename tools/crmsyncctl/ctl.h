@@ -5,6 +5,7 @@
  *   probe.c   ask several health responders at once, each with a deadline
  *   status.c  the status table, and the sync state read from PostgreSQL
  *   sync.c    SyncCommand to a sync service, then progress until the run ends
+ *   rederive.c RederiveRequest to the store, then progress until the run ends
  *   db.c      a read-only libpq session for status and sync
  */
 #ifndef CTL_H
@@ -24,6 +25,7 @@ struct ctl_conf {
 	char	*hollihop_health;
 	char	*amo_url;
 	char	*hollihop_url;
+	char	*store_url;	/* CS_STORE_URL: rederive */
 	char	*pg_dsn;	/* CS_PG_DSN */
 	char	*ctl_dsn;	/* CS_CTL_PG_DSN: wins over CS_PG_DSN */
 	int64_t	 timeout_ms;	/* per probe */
@@ -63,6 +65,9 @@ int	ctl_status(int verbose);
 
 /* sync.c */
 int	ctl_sync(int argc, char **argv);
+
+/* rederive.c */
+int	ctl_rederive(int argc, char **argv);
 
 /* db.c: NULL when no DSN is configured (says nothing) or on error (says why on stderr). */
 PGconn	*ctl_db_connect(void);

@@ -36,6 +36,8 @@ static const struct cfg_key ctl_keys[] = {
 	  "where amo-sync takes SyncCommand (crmsyncctl sync amo)"),
 	CFG_KEY("CS_HOLLIHOP_URL", CFG_STR, hollihop_url, "tcp://127.0.0.1:7703", 0, 0,
 	  "where hollihop-sync takes SyncCommand (crmsyncctl sync hollihop)"),
+	CFG_KEY("CS_STORE_URL", CFG_STR, store_url, "tcp://127.0.0.1:7701", 0, 0,
+	  "where the store takes RederiveRequest (crmsyncctl rederive)"),
 	CFG_KEY("CS_PG_DSN", CFG_SECRET, pg_dsn, "", 0, 0,
 	  "libpq connection string; when set, status and sync also read crmsync.* tables"),
 	CFG_KEY("CS_CTL_PG_DSN", CFG_SECRET, ctl_dsn, "", 0, 0,
@@ -74,6 +76,10 @@ usage(FILE *f)
 	    "                              start a run (incremental unless --full) and show its\n"
 	    "                              progress until it ends; exit 0 when it completed.\n"
 	    "                              Ctrl-C stops watching, not the run.\n"
+	    "  rederive amo|hollihop [ENTITY...] [--no-wait]\n"
+	    "                              re-derive typed columns and child rows from the raw JSON\n"
+	    "                              the store holds (no CRM request), as a run; follow it\n"
+	    "                              until it ends; exit 0 when it completed.\n"
 	    "  catalog ddl [amo|hollihop]  the CREATE TABLE statements generated from the catalogue\n"
 	    "  catalog list [amo|hollihop] every entity: table, endpoint, description\n"
 	    "  help, -h, --help            this text\n"
@@ -225,6 +231,8 @@ main(int argc, char **argv)
 		rv = cmd_probe(argc - 1, argv + 1);
 	} else if (strcmp(cmd, "sync") == 0) {
 		rv = ctl_sync(argc - 1, argv + 1);
+	} else if (strcmp(cmd, "rederive") == 0) {
+		rv = ctl_rederive(argc - 1, argv + 1);
 	} else if (strcmp(cmd, "catalog") == 0) {
 		rv = cmd_catalog(argc - 1, argv + 1);
 	} else {
