@@ -712,6 +712,9 @@ job_load(struct store *st, struct rederive *rd)
 			ctx_fill(st, rd->e, rd->e->children[c].cols[i].json, &rd->gctx);
 	rd->have = 1;
 	rd->t0 = rd->last_log = bus_now_ms();
+	set_status(rd, "upgrading: %s %s.%s %lld/%lld rows (run %lld)", rd->rebuild ? "rebuilding" :
+	    "re-deriving", rd->schema, rd->e->name, (long long)rd->read, (long long)rd->total,
+	    (long long)rd->run_id);
 	log_info("rederive.started", "job=%lld run=%lld entity=%s.%s source=%s children=%d rows=%lld%s",
 	    (long long)rd->id, (long long)rd->run_id, rd->schema, rd->e->name, rd->source, rd->children,
 	    (long long)rd->total, resumed ? " resumed=1" : "");
@@ -1094,12 +1097,11 @@ rederive_step(struct store *st)
 		rows[i].rec = rec;
 		rows[i].hash = apply_rec_hash(rec);
 		json_free(&j);
-		/* In place, a row whose hash is what is stored derives to what it holds already. */
-		if (!rd->rebuild && !PQgetisnull(sel, i, base + 2) &&
-		    strtoll(PQgetvalue(sel, i, base + 2), NULL, 10) == rows[i].hash) {
-			nsame++;
-			continue;
-		}
+		/*
+		 * Every row is written, even one whose hash is what is stored: the hash speaks for
+		 * the values derived when it was written, not for the columns as they are now (a
+		 * column added back, values edited by hand).
+		 */
 		rows[i].stage = 1;
 	}
 	if (rv == 0 && rd->rebuild)
