@@ -247,6 +247,28 @@ assert_all_equal(void)
 	}
 }
 
+/* Wait until the store's health status line holds want (and says ok); 0 or -1. */
+static int
+wait_status(const char *want)
+{
+	int64_t end = h_now_ms() + 15000;
+	char last[512] = "";
+
+	while (h_now_ms() < end) {
+		Crmsync__Envelope *h = NULL;
+		if (health_probe(health_url, 2000, &h) == 0) {
+			int ok = h->health_response->ok && strstr(h->health_response->status, want) != NULL;
+			snprintf(last, sizeof(last), "%s", h->health_response->status);
+			bus_free(h);
+			if (ok)
+				return 0;
+		}
+		nng_msleep(20);
+	}
+	fprintf(stderr, "store status never held \"%s\"; last \"%s\"\n", want, last);
+	return -1;
+}
+
 static int64_t
 steps(const char *tbl, const char *action)
 {
@@ -414,10 +436,7 @@ test_key_change_rebuilds(void **state)
 	assert_non_null(strstr(rep->ack->error, "rebuilt"));
 	bus_free(rep);
 	h_batch_free(b);
-	Crmsync__Envelope *h = NULL;
-	assert_int_equal(health_probe(health_url, 2000, &h), 0);
-	assert_non_null(strstr(h->health_response->status, "upgrading: rebuilding hollihop.history_modify_lead_status"));
-	bus_free(h);
+	assert_int_equal(wait_status("upgrading: rebuilding hollihop.history_modify_lead_status"), 0);
 	wait_rederived();
 	assert_all_equal();
 	assert_string_equal(h_sql(db, "SELECT string_agg(a.attname, ',' ORDER BY k.ord) FROM pg_index i "
@@ -477,11 +496,7 @@ test_serves_and_keeps_fresh_rows(void **state)
 	/* The last students (last in key order, re-derived last) change in the CRM now. */
 	assert_int_equal(load_students(NSTUDENTS - 20, NSTUDENTS, "2024-04-01T12:00:00", "Новое"), 20);
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.rederive_jobs WHERE status = 'pending'"), 1);
-	Crmsync__Envelope *h = NULL;
-	assert_int_equal(health_probe(health_url, 2000, &h), 0);
-	assert_true(h->health_response->ok);
-	assert_non_null(strstr(h->health_response->status, "upgrading: re-deriving hollihop.students"));
-	bus_free(h);
+	assert_int_equal(wait_status("upgrading: re-deriving hollihop.students"), 0);
 	wait_rederived();
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE first_name LIKE 'Новое %'"), 20);
 	assert_int_equal(h_sql_int(db, "SELECT count(amo_lead_id) FROM hollihop.students"), NSTUDENTS);
