@@ -130,6 +130,7 @@ static const struct migration migrations[] = {
 	  "  rows_skipped bigint NOT NULL DEFAULT 0,\n"
 	  "  rows_unreadable bigint NOT NULL DEFAULT 0,\n"
 	  "  created_at timestamptz NOT NULL DEFAULT now(),\n"
+	  "  started_at timestamptz,\n"
 	  "  updated_at timestamptz,\n"
 	  "  finished_at timestamptz,\n"
 	  "  error text);\n"

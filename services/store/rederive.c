@@ -380,29 +380,31 @@ job_sql(struct store *st, struct rederive *rd)
 	/* Read: the source's key, raw, xmin, hash, synced_at, deleted_at, "$name" columns. */
 	for (int first = 1; first >= 0; first--) {
 		buf_init(&b, 1u << 20);
+		/* Every column qualified: an output column named like the key ("id::text" is
+		 * "id") would otherwise order the rows as text (10 < 9). */
 		rv |= buf_printf(&b, "SELECT ");
 		for (size_t k = 0; k < rd->nk; k++)
-			rv |= buf_printf(&b, "%s::text, ", rd->keycol[k]);
-		rv |= buf_printf(&b, "raw::text, xmin::text, content_hash, synced_at::text, deleted_at::text");
+			rv |= buf_printf(&b, "t.%s::text, ", rd->keycol[k]);
+		rv |= buf_printf(&b, "t.raw::text, t.xmin::text, t.content_hash, t.synced_at::text, t.deleted_at::text");
 		for (size_t i = 0; i < rd->nctx; i++)
-			rv |= rd->ctxhave[i] ? buf_printf(&b, ", %s::text", e->cols[rd->ctxcol[i]].column) :
+			rv |= rd->ctxhave[i] ? buf_printf(&b, ", t.%s::text", e->cols[rd->ctxcol[i]].column) :
 			    buf_printf(&b, ", NULL");
-		rv |= buf_printf(&b, " FROM %s.%s WHERE true", s, rd->source);
+		rv |= buf_printf(&b, " FROM %s.%s AS t WHERE true", s, rd->source);
 		int p = 2;
 		if (!first) {
 			rv |= buf_printf(&b, " AND (");
 			for (size_t k = 0; k < rd->nk; k++)
-				rv |= buf_printf(&b, "%s%s", k ? ", " : "", rd->keycol[k]);
+				rv |= buf_printf(&b, "%st.%s", k ? ", " : "", rd->keycol[k]);
 			rv |= buf_printf(&b, ") > (");
 			for (size_t k = 0; k < rd->nk; k++)
 				rv |= buf_printf(&b, "%s$%d::%s", k ? ", " : "", p++, rd->keytype[k]);
 			rv |= buf_printf(&b, ")");
 		}
 		if (rd->since[0])
-			rv |= buf_printf(&b, " AND synced_at < $%d::timestamptz", p);
+			rv |= buf_printf(&b, " AND t.synced_at < $%d::timestamptz", p);
 		rv |= buf_printf(&b, " ORDER BY ");
 		for (size_t k = 0; k < rd->nk; k++)
-			rv |= buf_printf(&b, "%s%s", k ? ", " : "", rd->keycol[k]);
+			rv |= buf_printf(&b, "%st.%s", k ? ", " : "", rd->keycol[k]);
 		rv |= buf_printf(&b, " LIMIT $1::int");
 		if (first)
 			rd->sel_first = buf_steal(&b, NULL);
@@ -605,13 +607,14 @@ pending_refresh(struct store *st, struct rederive *rd)
 	PQclear(r);
 	r = NULL;
 	if (rv == 0)
-		rv = db_execp(st, "SELECT crm, entity FROM crmsync.rederive_jobs WHERE status = 'pending' "
-		    "AND source_table IS NOT NULL", 0, NULL, &r);
+		rv = db_execp(st, "SELECT crm, entity, source_table IS NOT NULL FROM crmsync.rederive_jobs "
+		    "WHERE status = 'pending'", 0, NULL, &r);
 	rd->nblocked = 0;
+	rd->npending = rv == 0 ? PQntuples(r) : rd->npending;
 	for (int i = 0; rv == 0 && i < PQntuples(r) && rd->nblocked < RD_MAX_BLOCKED; i++) {
 		const struct cat_entity *e = catalog_find(strcmp(PQgetvalue(r, i, 0), "amo") == 0 ?
 		    CAT_AMO : CAT_HOLLIHOP, PQgetvalue(r, i, 1));
-		if (e != NULL)
+		if (e != NULL && PQgetvalue(r, i, 2)[0] == 't')
 			rd->blocked[rd->nblocked++] = e;
 	}
 	PQclear(r);
@@ -646,6 +649,7 @@ static int
 job_load(struct store *st, struct rederive *rd)
 {
 	PGresult *r = NULL;
+	char id_text[24];
 	int rv;
 
 	job_clear(rd);
@@ -667,6 +671,7 @@ job_load(struct store *st, struct rederive *rd)
 		return 0;
 	}
 	rd->id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	snprintf(id_text, sizeof(id_text), "%lld", (long long)rd->id);
 	rd->run_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
 	const struct cat_crm_desc *d = catalog_crm(strcmp(PQgetvalue(r, 0, 2), "amo") == 0 ? CAT_AMO : CAT_HOLLIHOP);
 	rd->e = catalog_find(d->crm, PQgetvalue(r, 0, 3));
@@ -710,6 +715,10 @@ job_load(struct store *st, struct rederive *rd)
 	for (size_t c = 0; c < rd->e->nchildren; c++)
 		for (size_t i = 0; i < rd->e->children[c].ncols; i++)
 			ctx_fill(st, rd->e, rd->e->children[c].cols[i].json, &rd->gctx);
+	const char *idv[1] = { id_text };
+	if ((rv = db_execp(st, "UPDATE crmsync.rederive_jobs SET started_at = coalesce(started_at, now()) "
+	    "WHERE id = $1::bigint", 1, idv, NULL)) != 0)
+		return rv;
 	rd->have = 1;
 	rd->t0 = rd->last_log = bus_now_ms();
 	set_status(rd, "upgrading: %s %s.%s %lld/%lld rows (run %lld)", rd->rebuild ? "rebuilding" :

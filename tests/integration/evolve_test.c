@@ -40,6 +40,8 @@
 #define NLEADS		120
 #define LINK_FIELD	"Ссылка на amoCRM"
 #define TZ_NAME		"Europe/Moscow"
+/* Student keys of 1 to 5 digits: key order is numeric order, not text order. */
+#define CLIENT_ID(i)	(5 + (i) * 37)
 
 static struct h_pg pg;
 static struct h_proc store;
@@ -149,7 +151,7 @@ student(int i, const char *updated, const char *first)
 	    "\"https://school.amocrm.ru/leads/detail/%d\"},{\"Name\":\"Ссылка на Мой класс\",\"Value\":"
 	    "\"https://x/leads/detail/%d\"}],\"Agents\":[{\"FirstName\":\"Мама\",\"WhoIs\":\"мать\","
 	    "\"Mobile\":\"+7900%07d\"},{\"FirstName\":\"Папа\",\"WhoIs\":\"отец\"}],"
-	    "\"OfficesAndCompanies\":[{\"Id\":%d,\"Name\":\"Офис %d\"}]}", 1000 + i, 50000 + i, first, i,
+	    "\"OfficesAndCompanies\":[{\"Id\":%d,\"Name\":\"Офис %d\"}]}", CLIENT_ID(i), 50000 + i, first, i,
 	    updated, 1 + i % 9, i % 2 ? "true" : "false", 1 + i % 28, 700000 + i, 900000 + i, i, 1 + i % 3,
 	    1 + i % 3);
 	return s;
@@ -323,7 +325,7 @@ test_fresh_database_records_derivations(void **state)
 	    "WHERE entity = 'students'"), LINK_FIELD);
 	load_all();
 	/* A soft-deleted row: it must stay deleted whatever is re-derived. */
-	assert_int_equal(h_sql_exec(db, "UPDATE hollihop.students SET deleted_at = now() WHERE client_id = 1007; "
+	assert_int_equal(h_sql_exec(db, "UPDATE hollihop.students SET deleted_at = now() WHERE client_id = 264; "
 	    "UPDATE hollihop.history_modify_lead_status SET deleted_at = now() WHERE lead_id = 301"), 0);
 	assert_true(h_sql_int(db, "SELECT count(amo_lead_id) FROM hollihop.students") == NSTUDENTS);
 	assert_int_equal(h_sql_exec(db, "CREATE SCHEMA snap; "
@@ -363,7 +365,7 @@ test_columns_added_retyped_dropped(void **state)
 	    "ALTER TABLE hollihop.ed_units ADD COLUMN updated timestamptz DEFAULT now(); "
 	    "CREATE VIEW public.analyst_view AS SELECT id, updated FROM hollihop.ed_units; "
 	    /* stale values a re-derivation must not leave behind */
-	    "UPDATE hollihop.students SET first_name = 'stale', updated = NULL WHERE client_id < 1100"), 0);
+	    "UPDATE hollihop.students SET first_name = 'stale', updated = NULL WHERE client_id < 3705"), 0);
 	assert_int_equal(start_store_env("store-columns", NULL), 0);
 	wait_rederived();
 	assert_all_equal();
@@ -381,7 +383,7 @@ test_columns_added_retyped_dropped(void **state)
 	assert_int_equal(h_sql_int(db, "SELECT count(updated) FROM hollihop.ed_units"), 0);
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM public.analyst_view"), NUNITS);
 	/* Deleted stays deleted; every added column holds values. */
-	assert_string_equal(h_sql(db, "SELECT deleted_at IS NOT NULL FROM hollihop.students WHERE client_id = 1007"), "t");
+	assert_string_equal(h_sql(db, "SELECT deleted_at IS NOT NULL FROM hollihop.students WHERE client_id = 264"), "t");
 	assert_int_equal(h_sql_int(db, "SELECT count(amo_lead_id) FROM hollihop.students"), NSTUDENTS);
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.sync_runs WHERE kind = 'rederive' "
 	    "AND trigger = 'upgrade' AND status = 'complete' AND context->>'tz' = '" TZ_NAME "'"), 1);
@@ -474,7 +476,7 @@ test_derivation_change(void **state)
 	assert_int_equal(start_store_env("store-context", (char *[]){
 	    "CS_HOLLIHOP_AMO_LEAD_FIELD=Ссылка на Мой класс", NULL }), 0);
 	wait_rederived();
-	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE amo_lead_id = client_id - 1000 + 900000"),
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE amo_lead_id = 900000 + (client_id - 5) / 37"),
 	    NSTUDENTS);
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.sync_runs WHERE kind = 'rederive' AND "
 	    "context->>'amo_lead_field' = 'Ссылка на Мой класс'"), 1);
