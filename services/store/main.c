@@ -67,7 +67,7 @@ static const struct cfg_key store_keys[] = {
 	  "Hollihop's zone, as hollihop-sync has it: the store re-derives stored rows with it" },
 	{ "CS_HOLLIHOP_AMO_LEAD_FIELD", CFG_STR, offsetof(struct store_conf, hh_amo_lead_field), "Ссылка на amoCRM", 0, 0,
 	  "the amoCRM link field, as hollihop-sync has it: the store re-derives stored rows with it" },
-	{ "CS_STORE_REDERIVE_ROWS", CFG_INT, offsetof(struct store_conf, rederive_rows), "2000", 1, 100000,
+	{ "CS_STORE_REDERIVE_ROWS", CFG_INT, offsetof(struct store_conf, rederive_rows), "5000", 1, 100000,
 	  "rows per step when re-deriving from raw (after an upgrade; crmsyncctl rederive)" },
 	{ "CS_STORE_REDERIVE_PAUSE", CFG_DURATION, offsetof(struct store_conf, rederive_pause_ms), "0", 0, 60000,
 	  "wait between re-derivation steps while no batch comes (0 = none; spares a busy database)" },

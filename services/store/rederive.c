@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "bus.h"
+#include "clock.h"
 #include "errors.h"
 #include "json.h"
 #include "log.h"
@@ -1058,6 +1059,7 @@ rederive_step(struct store *st)
 			v[p++] = rd->last[k];
 	if (rd->since[0])
 		v[p++] = rd->since;
+	int64_t t0 = clock_mono_us(), t_sel, t_derive = 0;
 	if ((rv = db_execp(st, rd->last[0] != NULL ? rd->sel_next : rd->sel_first, p, v, &sel)) != 0) {
 		snprintf(err, sizeof(err), "%s", db_errmsg(st, sel));
 		PQclear(sel);
@@ -1065,6 +1067,7 @@ rederive_step(struct store *st)
 			return rv;
 		return job_finish(st, rd, err);
 	}
+	t_sel = clock_mono_us();
 	if ((n = PQntuples(sel)) == 0) {
 		PQclear(sel);
 		return job_finish(st, rd, NULL);
@@ -1115,6 +1118,7 @@ rederive_step(struct store *st)
 	}
 	if (rv == 0 && rd->rebuild)
 		dedupe(rd, rows, n);
+	t_derive = clock_mono_us();
 	for (int i = 0; i < n; i++)
 		nstage += rows[i].stage;
 	if (rv == 0 && (rv = db_exec(st, "BEGIN")) == 0) {
@@ -1149,6 +1153,9 @@ rederive_step(struct store *st)
 	}
 	if (rv != 0)
 		goto out;
+	log_debug("rederive.timing", "entity=%s rows=%d select_us=%lld derive_us=%lld write_us=%lld",
+	    rd->e->name, n, (long long)(t_sel - t0), (long long)(t_derive - t_sel),
+	    (long long)(clock_mono_us() - t_derive));
 	/* Committed: move the position on. */
 	for (size_t k = 0; k < rd->nk; k++) {
 		free(rd->last[k]);
