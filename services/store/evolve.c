@@ -499,7 +499,7 @@ desc_cols(struct buf *b, const struct cat_col *cols, size_t n)
 	int rv = buf_addc(b, '{');
 
 	for (size_t i = 0; i < n; i++) {
-		snprintf(v, sizeof(v), "%s %s %u", cols[i].json, catalog_sql_type(cols[i].type) ,
+		snprintf(v, sizeof(v), "%s %s %u", cols[i].json, catalog_sql_type(cols[i].type),
 		    cols[i].flags);
 		/* The cat_type itself: two types may share an SQL type (unix vs local time). */
 		snprintf(v + strlen(v), sizeof(v) - strlen(v), " t%d", (int)cols[i].type);

@@ -126,7 +126,7 @@ static const struct migration migrations[] = {
 	  "  rows_total bigint,\n"
 	  "  rows_read bigint NOT NULL DEFAULT 0,\n"
 	  "  rows_written bigint NOT NULL DEFAULT 0,\n"
-	  "  rows_unchanged bigint NOT NULL DEFAULT 0,\n"
+	  "  rows_merged bigint NOT NULL DEFAULT 0,\n"
 	  "  rows_skipped bigint NOT NULL DEFAULT 0,\n"
 	  "  rows_unreadable bigint NOT NULL DEFAULT 0,\n"
 	  "  created_at timestamptz NOT NULL DEFAULT now(),\n"

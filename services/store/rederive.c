@@ -57,7 +57,7 @@ struct rederive {
 
 	/* The job being worked. */
 	int			 have;
-	int64_t			 id, run_id, total, read, written, same, skipped, unreadable;
+	int64_t			 id, run_id, total, read, written, merged, skipped, unreadable;
 	const struct cat_entity	*e;
 	const char		*schema;
 	int			 children, rebuild;
@@ -524,7 +524,7 @@ job_sql(struct store *st, struct rederive *rd)
 	/* The job's position and counts, in the step's transaction. */
 	buf_init(&b, 1u << 20);
 	rv |= buf_printf(&b, "UPDATE crmsync.rederive_jobs SET rows_read = rows_read + $2::bigint, "
-	    "rows_written = rows_written + $3::bigint, rows_unchanged = rows_unchanged + $4::bigint, "
+	    "rows_written = rows_written + $3::bigint, rows_merged = rows_merged + $4::bigint, "
 	    "rows_skipped = rows_skipped + $5::bigint, rows_unreadable = rows_unreadable + $6::bigint, "
 	    "updated_at = now(), last_key = ARRAY[");
 	for (size_t k = 0; k < rd->nk; k++)
@@ -657,7 +657,7 @@ job_load(struct store *st, struct rederive *rd)
 	if (!rd->known && (rv = pending_refresh(st, rd)) != 0)
 		return rv;
 	if ((rv = db_execp(st, "SELECT id, run_id, crm, entity, children, coalesce(synced_before::text, ''), "
-	    "coalesce(source_table, ''), rows_total, rows_read, rows_written, rows_unchanged, rows_skipped, "
+	    "coalesce(source_table, ''), rows_total, rows_read, rows_written, rows_merged, rows_skipped, "
 	    "rows_unreadable, last_key[1], last_key[2], last_key[3], last_key[4], "
 	    "(SELECT coalesce(sum(greatest(rows_total - rows_read, 0)), 0) FROM crmsync.rederive_jobs "
 	    "WHERE status = 'pending') FROM crmsync.rederive_jobs WHERE status = 'pending' "
@@ -683,7 +683,7 @@ job_load(struct store *st, struct rederive *rd)
 	rd->total = strtoll(PQgetvalue(r, 0, 7), NULL, 10);
 	rd->read = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
 	rd->written = strtoll(PQgetvalue(r, 0, 9), NULL, 10);
-	rd->same = strtoll(PQgetvalue(r, 0, 10), NULL, 10);
+	rd->merged = strtoll(PQgetvalue(r, 0, 10), NULL, 10);
 	rd->skipped = strtoll(PQgetvalue(r, 0, 11), NULL, 10);
 	rd->unreadable = strtoll(PQgetvalue(r, 0, 12), NULL, 10);
 	rd->npending = strtoll(PQgetvalue(r, 0, 17), NULL, 10) + 1;
@@ -851,9 +851,9 @@ job_finish(struct store *st, struct rederive *rd, const char *error)
 
 	snprintf(id, sizeof(id), "%lld", (long long)rd->id);
 	snprintf(tbl, sizeof(tbl), "%s.%s", rd->schema, rd->e->name);
-	snprintf(detail, sizeof(detail), "%s%s: read %lld, written %lld, unchanged %lld, changed since "
-	    "%lld, unreadable %lld%s%s", error != NULL ? "failed: " : "", rd->rebuild ? "rebuilt" : "re-derived",
-	    (long long)rd->read, (long long)rd->written, (long long)rd->same, (long long)rd->skipped,
+	snprintf(detail, sizeof(detail), "%s%s: read %lld, written %lld, merged into a newer row %lld, "
+	    "changed since %lld, unreadable %lld%s%s", error != NULL ? "failed: " : "", rd->rebuild ? "rebuilt" : "re-derived",
+	    (long long)rd->read, (long long)rd->written, (long long)rd->merged, (long long)rd->skipped,
 	    (long long)rd->unreadable, rd->children ? ", child rows replaced" : "",
 	    error != NULL ? error : "");
 	if ((rv = db_exec(st, "BEGIN")) != 0)
@@ -886,9 +886,9 @@ job_finish(struct store *st, struct rederive *rd, const char *error)
 	}
 	if (error != NULL)
 		log_warnx("rederive.failed", "job=%lld entity=%s err=%s", (long long)rd->id, tbl, lq(error));
-	log_info("rederive.finished", "job=%lld run=%lld entity=%s read=%lld written=%lld unchanged=%lld "
+	log_info("rederive.finished", "job=%lld run=%lld entity=%s read=%lld written=%lld merged=%lld "
 	    "changed_since=%lld unreadable=%lld secs=%lld", (long long)rd->id, (long long)rd->run_id, tbl,
-	    (long long)rd->read, (long long)rd->written, (long long)rd->same, (long long)rd->skipped,
+	    (long long)rd->read, (long long)rd->written, (long long)rd->merged, (long long)rd->skipped,
 	    (long long)rd->unreadable, (long long)secs);
 	job_clear(rd);
 	rd->known = 0;	/* re-read what is pending (and what is blocked) */
@@ -999,7 +999,7 @@ step_write(struct store *st, struct rederive *rd, PGresult *sel, struct rd_row *
 /* The job's position, counts and run progress, in the step's transaction. */
 static int
 step_progress(struct store *st, struct rederive *rd, PGresult *sel, int n, int64_t nread,
-    int64_t nwritten, int64_t nsame, int64_t nskipped, int64_t nbad, char *err, size_t errlen)
+    int64_t nwritten, int64_t nmerged, int64_t nskipped, int64_t nbad, char *err, size_t errlen)
 {
 	char id[24], a[24], w[24], u[24], s[24], b[24], run[24], tot[24], rd_total[24];
 	const char *v[7 + RD_MAX_KEYS] = { id, a, w, u, s, b };
@@ -1008,7 +1008,7 @@ step_progress(struct store *st, struct rederive *rd, PGresult *sel, int n, int64
 	snprintf(id, sizeof(id), "%lld", (long long)rd->id);
 	snprintf(a, sizeof(a), "%lld", (long long)nread);
 	snprintf(w, sizeof(w), "%lld", (long long)nwritten);
-	snprintf(u, sizeof(u), "%lld", (long long)nsame);
+	snprintf(u, sizeof(u), "%lld", (long long)nmerged);
 	snprintf(s, sizeof(s), "%lld", (long long)nskipped);
 	snprintf(b, sizeof(b), "%lld", (long long)nbad);
 	for (size_t k = 0; k < rd->nk; k++)
@@ -1034,11 +1034,12 @@ rederive_step(struct store *st)
 	PGresult *sel = NULL;
 	struct rd_row *rows = NULL;
 	int rv, n, p = 0;
-	int64_t nsame = 0, nbad = 0, nstage = 0;
+	int64_t nmerged = 0, nbad = 0, nstage = 0;
 	long written = 0;
 
 	if (!rd->have) {
 		if ((rv = job_load(st, rd)) != 0) {
+			log_warnx("rederive.load_failed", "err=%s", lq(db_errmsg(st, NULL)));
 			if (rv != CS_EDBCONN && rd->e != NULL) {
 				/* A job that cannot even start (its table is gone...) fails; others go on. */
 				char e2[256];
@@ -1118,13 +1119,15 @@ rederive_step(struct store *st)
 	}
 	if (rv == 0 && rd->rebuild)
 		dedupe(rd, rows, n);
+	for (int i = 0; rd->rebuild && i < n; i++)
+		nmerged += rows[i].rec != NULL && !rows[i].stage;	/* lost to a newer row, same new key */
 	t_derive = clock_mono_us();
 	for (int i = 0; i < n; i++)
 		nstage += rows[i].stage;
 	if (rv == 0 && (rv = db_exec(st, "BEGIN")) == 0) {
 		rv = step_write(st, rd, sel, rows, n, &written, err, sizeof(err));
 		if (rv == 0)
-			rv = step_progress(st, rd, sel, n, n, written, nsame, rd->rebuild ? 0 : nstage - written,
+			rv = step_progress(st, rd, sel, n, n, written, nmerged, rd->rebuild ? 0 : nstage - written,
 			    nbad, err, sizeof(err));
 		if (rv == 0 && (rv = db_exec(st, "COMMIT")) != 0)
 			snprintf(err, sizeof(err), "COMMIT: %s", db_errmsg(st, NULL));
@@ -1144,15 +1147,18 @@ rederive_step(struct store *st)
 		log_warnx("rederive.unreadable", "entity=%s.%s key=%s reason=%s", rd->schema, rd->e->name,
 		    lq(PQgetvalue(sel, 0, 0)), lq(err));
 		nbad = n;
-		written = nsame = nstage = 0;
+		written = nmerged = nstage = 0;
 		if ((rv = db_exec(st, "BEGIN")) == 0 &&
 		    (rv = step_progress(st, rd, sel, n, n, 0, 0, 0, nbad, err, sizeof(err))) == 0)
 			rv = db_exec(st, "COMMIT");
 		if (rv != 0)
 			db_rollback(st);
 	}
-	if (rv != 0)
+	if (rv != 0) {
+		log_warnx("rederive.step_failed", "entity=%s.%s err=%s", rd->schema, rd->e->name,
+		    lq(err[0] ? err : db_errmsg(st, NULL)));
 		goto out;
+	}
 	log_debug("rederive.timing", "entity=%s rows=%d select_us=%lld derive_us=%lld write_us=%lld",
 	    rd->e->name, n, (long long)(t_sel - t0), (long long)(t_derive - t_sel),
 	    (long long)(clock_mono_us() - t_derive));
@@ -1164,7 +1170,7 @@ rederive_step(struct store *st)
 	}
 	rd->read += n;
 	rd->written += written;
-	rd->same += nsame;
+	rd->merged += nmerged;
 	rd->skipped += rd->rebuild ? 0 : nstage - written;
 	rd->unreadable += nbad;
 	if (rd->solo > 0)
