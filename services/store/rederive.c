@@ -1153,6 +1153,14 @@ rederive_step(struct store *st)
 			rv = db_exec(st, "COMMIT");
 		if (rv != 0)
 			db_rollback(st);
+		if (rv == CS_EDB) {
+			/* Not even the job's own position can be written: the job fails, the store
+			 * goes on with the next (no loop on an error that will not go away). */
+			char e2[1024];
+			snprintf(e2, sizeof(e2), "%s", err);
+			rv = job_finish(st, rd, e2);
+			goto out;
+		}
 	}
 	if (rv != 0) {
 		log_warnx("rederive.step_failed", "entity=%s.%s err=%s", rd->schema, rd->e->name,

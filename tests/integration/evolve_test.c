@@ -569,6 +569,24 @@ test_rederive_on_demand(void **state)
 	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
 }
 
+/* A value PostgreSQL refuses (an analyst's CHECK) costs that row only, not the job. */
+static void
+test_refused_row_skipped(void **state)
+{
+	char cmd[2048];
+
+	(void)state;
+	assert_int_equal(h_sql_exec(db, "ALTER TABLE hollihop.students ADD CONSTRAINT not_three "
+	    "CHECK (first_name <> 'Имя 3') NOT VALID"), 0);
+	snprintf(cmd, sizeof(cmd), "CS_STORE_URL=%s CS_STORE_HEALTH_URL=%s CS_CTL_PG_DSN='%s' %s/tools/crmsyncctl/crmsyncctl "
+	    "rederive hollihop students >/dev/null 2>&1", store_url, health_url, pg.dsn, getenv("CS_BUILD_DIR"));
+	assert_int_equal(system(cmd), 0);
+	assert_string_equal(h_sql(db, "SELECT rows_read || '/' || rows_written || '/' || rows_unreadable "
+	    "FROM crmsync.rederive_jobs ORDER BY id DESC LIMIT 1"), "300/299/1");
+	assert_int_equal(h_sql_exec(db, "ALTER TABLE hollihop.students DROP CONSTRAINT not_three"), 0);
+	assert_all_equal();
+}
+
 int
 main(void)
 {
@@ -581,6 +599,7 @@ main(void)
 		cmocka_unit_test(test_serves_and_keeps_fresh_rows),
 		cmocka_unit_test(test_killed_store_resumes),
 		cmocka_unit_test(test_rederive_on_demand),
+		cmocka_unit_test(test_refused_row_skipped),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
