@@ -519,23 +519,73 @@ own_ctx(const struct cat_entity *e, const char *name, size_t n)
 	return 0;
 }
 
-/* Append to names (a "\0"-separated list, unique) each global "$name" that path reads. */
+/* Append to names (a "\0"-separated list, unique) each global context value column c reads:
+ * the "$name"s of its path, and the one its converter reads (evolve_ctx_implicit). */
 static void
-ctx_names_of(const struct cat_entity *e, const char *path, char *names, size_t cap, size_t *used)
+ctx_names_of(const struct cat_entity *e, const struct cat_col *c, char *names, size_t cap, size_t *used)
 {
-	for (const char *p = strchr(path, '$'); p != NULL; p = strchr(p + 1, '$')) {
-		size_t n = strspn(p + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+	const char *imp = evolve_ctx_implicit(c->type);
+
+	for (const char *p = strchr(c->json, '$'); p != NULL || imp != NULL;
+	    p = p != NULL ? strchr(p + 1, '$') : NULL) {
+		const char *nm = p != NULL ? p + 1 : imp;
+		size_t n = strspn(nm, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
 		int dup = 0;
-		if (n == 0 || own_ctx(e, p + 1, n))
+		if (p == NULL)
+			imp = NULL;	/* the implicit one last, once */
+		if (n == 0 || (p != NULL && own_ctx(e, nm, n)))
 			continue;
 		for (size_t o = 0; o < *used && !dup; o += strlen(names + o) + 1)
-			dup = strlen(names + o) == n && memcmp(names + o, p + 1, n) == 0;
+			dup = strlen(names + o) == n && memcmp(names + o, nm, n) == 0;
 		if (dup || *used + n + 1 > cap)
 			continue;
-		memcpy(names + *used, p + 1, n);
+		memcpy(names + *used, nm, n);
 		names[*used + n] = '\0';
 		*used += n + 1;
 	}
+}
+
+/* amoCRM's account UTC offset as amo-sync stored it (the account row's raw), read at start-up. */
+static char amo_utc_offset[32];
+static int have_amo_utc_offset;
+
+const char *
+evolve_ctx_implicit(enum cat_type type)
+{
+#ifdef NORM_CTX_UTC_OFFSET
+	/* Day-valued amoCRM fields are read in the account's zone (normalise.h). */
+	if (type == CT_DATE_DAY)
+		return NORM_CTX_UTC_OFFSET;
+#endif
+	(void)type;
+	return NULL;
+}
+
+/* The account's UTC offset from the stored amo.account row: what amo-sync read from
+ * /api/v4/account and derived its rows with. */
+static int
+load_amo_utc_offset(struct store *st)
+{
+	PGresult *r = NULL;
+	int rv;
+
+	have_amo_utc_offset = 0;
+	if ((rv = db_execp(st, "SELECT to_regclass('amo.account') IS NOT NULL", 0, NULL, &r)) != 0 ||
+	    PQgetvalue(r, 0, 0)[0] != 't') {
+		PQclear(r);
+		return rv;	/* a new database: no account row yet */
+	}
+	PQclear(r);
+	rv = db_execp(st, "SELECT raw->'_embedded'->'datetime_settings'->>'timezone_offset' FROM amo.account "
+	    "WHERE deleted_at IS NULL AND raw->'_embedded'->'datetime_settings'->>'timezone_offset' IS NOT NULL "
+	    "ORDER BY synced_at DESC LIMIT 1", 0, NULL, &r);
+	if (rv == 0 && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) &&
+	    strlen(PQgetvalue(r, 0, 0)) < sizeof(amo_utc_offset)) {
+		snprintf(amo_utc_offset, sizeof(amo_utc_offset), "%s", PQgetvalue(r, 0, 0));
+		have_amo_utc_offset = 1;
+	}
+	PQclear(r);
+	return rv;
 }
 
 const char *
@@ -546,6 +596,8 @@ evolve_ctx_value(struct store *st, enum cat_crm crm, const char *name)
 		return st->conf.hh_timezone;
 	if (crm == CAT_HOLLIHOP && strcmp(name, NORM_CTX_AMO_LEAD_FIELD) == 0)
 		return st->conf.hh_amo_lead_field;
+	if (crm == CAT_AMO && strcmp(name, "utc_offset") == 0)
+		return have_amo_utc_offset ? amo_utc_offset : NULL;
 	return NULL;
 }
 
@@ -557,12 +609,12 @@ evolve_ctx_json(struct store *st, const struct cat_entity *e, struct buf *b)
 	int rv = 0, local = 0, first = 1;
 
 	for (size_t i = 0; i < e->ncols; i++) {
-		ctx_names_of(e, e->cols[i].json, names, sizeof(names), &used);
+		ctx_names_of(e, &e->cols[i], names, sizeof(names), &used);
 		local |= e->cols[i].type == CT_TS_LOCAL;
 	}
 	for (size_t c = 0; c < e->nchildren; c++)
 		for (size_t i = 0; i < e->children[c].ncols; i++) {
-			ctx_names_of(e, e->children[c].cols[i].json, names, sizeof(names), &used);
+			ctx_names_of(e, &e->children[c].cols[i], names, sizeof(names), &used);
 			local |= e->children[c].cols[i].type == CT_TS_LOCAL;
 		}
 	if (local) {
@@ -688,6 +740,10 @@ evolve_schema(struct store *st)
 
 	memset(&ev, 0, sizeof(ev));
 	ev.st = st;
+	if ((rv = load_amo_utc_offset(st)) != 0) {
+		log_warnx("evolve.failed", "step=amo_utc_offset err=%s", lq(db_errmsg(st, NULL)));
+		return rv;
+	}
 	if ((rv = db_execp(st, "SELECT t, format_type(t::regtype, NULL) FROM unnest($1::text[]) t", 1,
 	    &types, &ev.types)) != 0 ||
 	    (rv = db_execp(st, "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), "

@@ -44,7 +44,7 @@
 #define RD_LOG_EVERY_MS	5000
 
 /* Global context names the store can supply (evolve_ctx_value), as stable strings. */
-static const char *const ctx_names[] = { NORM_CTX_AMO_LEAD_FIELD };
+static const char *const ctx_names[] = { NORM_CTX_AMO_LEAD_FIELD, "utc_offset" };
 
 struct rederive {
 	pthread_mutex_t		 mu;
@@ -305,23 +305,41 @@ rederive_enqueue(struct store *st, const struct cat_entity *e, const char *reaso
 	return rv;
 }
 
-/* Does path read a global context value the store cannot supply? */
-static int
-ctx_missing(struct store *st, const struct cat_entity *e, const char *path)
+/* Name of the n-byte context name at p into dst ("" when it does not fit). */
+static const char *
+ctx_name(const char *p, char *dst, size_t cap)
 {
-	for (const char *p = strchr(path, '$'); p != NULL; p = strchr(p + 1, '$')) {
-		char name[64];
-		size_t n = strspn(p + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
-		int own = 0;
-		if (n == 0 || n >= sizeof(name))
-			continue;
-		memcpy(name, p + 1, n);
-		name[n] = '\0';
-		for (size_t i = 0; i < e->ncols && !own; i++)
-			own = e->cols[i].json[0] == '$' && strcmp(e->cols[i].json + 1, name) == 0;
-		if (!own && evolve_ctx_value(st, e->crm, name) == NULL)
+	size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+
+	if (n >= cap)
+		n = 0;
+	memcpy(dst, p, n);
+	dst[n] = '\0';
+	return dst;
+}
+
+static int
+own_ctx(const struct cat_entity *e, const char *name)
+{
+	for (size_t i = 0; i < e->ncols; i++)
+		if (e->cols[i].json[0] == '$' && strcmp(e->cols[i].json + 1, name) == 0)
 			return 1;
-	}
+	return 0;
+}
+
+/* Does column c read a global context value the store cannot supply? */
+static int
+ctx_missing(struct store *st, const struct cat_entity *e, const struct cat_col *c)
+{
+	const char *imp = evolve_ctx_implicit(c->type);
+	char name[64];
+
+	if (imp != NULL && evolve_ctx_value(st, e->crm, imp) == NULL)
+		return 1;
+	for (const char *p = strchr(c->json, '$'); p != NULL; p = strchr(p + 1, '$'))
+		if (ctx_name(p + 1, name, sizeof(name))[0] && !own_ctx(e, name) &&
+		    evolve_ctx_value(st, e->crm, name) == NULL)
+			return 1;
 	return 0;
 }
 
@@ -365,14 +383,14 @@ job_sql(struct store *st, struct rederive *rd)
 	if (rd->set == NULL || rd->ccopy == NULL || rd->cdel == NULL || rd->cins == NULL)
 		return CS_ENOMEM;
 	for (size_t i = 0; i < e->ncols; i++) {
-		rd->set[i] = !(e->cols[i].flags & CF_KEY) && !ctx_missing(st, e, e->cols[i].json);
+		rd->set[i] = !(e->cols[i].flags & CF_KEY) && !ctx_missing(st, e, &e->cols[i]);
 		if (!(e->cols[i].flags & CF_KEY) && !rd->set[i])
 			log_warnx("rederive.column_kept", "entity=%s.%s column=%s reason=%s", s, e->name,
 			    e->cols[i].column, lq("reads a context value the store is not configured with"));
 	}
 	for (size_t c = 0; c < e->nchildren && rd->children; c++)
 		for (size_t i = 0; i < e->children[c].ncols; i++)
-			if (ctx_missing(st, e, e->children[c].cols[i].json)) {
+			if (ctx_missing(st, e, &e->children[c].cols[i])) {
 				log_warnx("rederive.children_kept", "entity=%s.%s table=%s reason=%s", s, e->name,
 				    e->children[c].table, lq("reads a context value the store is not configured with"));
 				rd->children = 0;
@@ -624,21 +642,25 @@ pending_refresh(struct store *st, struct rederive *rd)
 	return rv;
 }
 
-/* The global context values the entity's paths read, as the store has them. */
+/* Put into ctx the global context values column c reads, as the store has them. */
 static void
-ctx_fill(struct store *st, const struct cat_entity *e, const char *path, struct norm_ctx *ctx)
+ctx_fill(struct store *st, const struct cat_entity *e, const struct cat_col *c, struct norm_ctx *ctx)
 {
-	for (const char *p = strchr(path, '$'); p != NULL; p = strchr(p + 1, '$')) {
-		char name[64];
-		size_t n = strspn(p + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+	const char *imp = evolve_ctx_implicit(c->type);
+	char name[64];
+
+	for (const char *p = strchr(c->json, '$'); p != NULL || imp != NULL;
+	    p = p != NULL ? strchr(p + 1, '$') : NULL) {
 		const char *v;
-		if (n == 0 || n >= sizeof(name))
+		if (p != NULL)
+			ctx_name(p + 1, name, sizeof(name));
+		else {
+			snprintf(name, sizeof(name), "%s", imp);
+			imp = NULL;
+		}
+		if (name[0] == '\0' || (v = evolve_ctx_value(st, e->crm, name)) == NULL)
 			continue;
-		memcpy(name, p + 1, n);
-		name[n] = '\0';
-		/* Names live in the catalogue's strings only as slices: keep a stable copy. */
-		if ((v = evolve_ctx_value(st, e->crm, name)) == NULL)
-			continue;
+		/* norm_ctx keeps the pointer: a name from the static list, not this buffer. */
 		for (size_t i = 0; i < nitems(ctx_names); i++)
 			if (strcmp(ctx_names[i], name) == 0)
 				norm_ctx_set(ctx, ctx_names[i], v);
@@ -712,10 +734,10 @@ job_load(struct store *st, struct rederive *rd)
 		return rv;
 	memset(&rd->gctx, 0, sizeof(rd->gctx));
 	for (size_t i = 0; i < rd->e->ncols; i++)
-		ctx_fill(st, rd->e, rd->e->cols[i].json, &rd->gctx);
+		ctx_fill(st, rd->e, &rd->e->cols[i], &rd->gctx);
 	for (size_t c = 0; c < rd->e->nchildren; c++)
 		for (size_t i = 0; i < rd->e->children[c].ncols; i++)
-			ctx_fill(st, rd->e, rd->e->children[c].cols[i].json, &rd->gctx);
+			ctx_fill(st, rd->e, &rd->e->children[c].cols[i], &rd->gctx);
 	const char *idv[1] = { id_text };
 	if ((rv = db_execp(st, "UPDATE crmsync.rederive_jobs SET started_at = coalesce(started_at, now()) "
 	    "WHERE id = $1::bigint", 1, idv, NULL)) != 0)

@@ -86,6 +86,9 @@ int	evolve_schema(struct store *st);
 /* Context values an entity's derivation reads that the store supplies (not per row):
  * "tz" and "$name"s. Appends "name":value pairs (JSON) to b; NULL value = unknown. */
 int	evolve_ctx_json(struct store *st, const struct cat_entity *e, struct buf *b);
+/* The context value a converter reads without its path naming it (CT_DATE_DAY: the
+ * account's UTC offset), or NULL. */
+const char *evolve_ctx_implicit(enum cat_type type);
 /* The value of global context name for crm, or NULL when the store cannot supply it. */
 const char *evolve_ctx_value(struct store *st, enum cat_crm crm, const char *name);
 /* A step into crmsync.schema_steps and the log (rows < 0: none). */
