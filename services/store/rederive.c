@@ -327,19 +327,27 @@ own_ctx(const struct cat_entity *e, const char *name)
 	return 0;
 }
 
-/* Does column c read a global context value the store cannot supply? */
+/*
+ * Does column c read a global context value the store does not know of? Such a column
+ * keeps its stored value. A value the store knows of but has not got (the amoCRM account's
+ * offset before the account was synced) is absent for the normaliser, as it would be for
+ * the sync service: the column derives as the sync service would derive it then, and
+ * evolve.c re-derives it once the value is there (the recorded context changes).
+ */
 static int
-ctx_missing(struct store *st, const struct cat_entity *e, const struct cat_col *c)
+ctx_missing(const struct cat_entity *e, const struct cat_col *c)
 {
-	const char *imp = evolve_ctx_implicit(c->type);
 	char name[64];
 
-	if (imp != NULL && evolve_ctx_value(st, e->crm, imp) == NULL)
-		return 1;
-	for (const char *p = strchr(c->json, '$'); p != NULL; p = strchr(p + 1, '$'))
-		if (ctx_name(p + 1, name, sizeof(name))[0] && !own_ctx(e, name) &&
-		    evolve_ctx_value(st, e->crm, name) == NULL)
+	for (const char *p = strchr(c->json, '$'); p != NULL; p = strchr(p + 1, '$')) {
+		int known = 0;
+		if (!ctx_name(p + 1, name, sizeof(name))[0] || own_ctx(e, name))
+			continue;
+		for (size_t i = 0; i < nitems(ctx_names); i++)
+			known |= strcmp(ctx_names[i], name) == 0;
+		if (!known)
 			return 1;
+	}
 	return 0;
 }
 
@@ -367,7 +375,7 @@ ktype(const struct rederive *rd, size_t k)
 
 /* Every statement of the loaded job, from the catalogue and the source table's key. */
 static int
-job_sql(struct store *st, struct rederive *rd)
+job_sql(struct rederive *rd)
 {
 	const struct cat_entity *e = rd->e;
 	const char *s = rd->schema;
@@ -383,16 +391,16 @@ job_sql(struct store *st, struct rederive *rd)
 	if (rd->set == NULL || rd->ccopy == NULL || rd->cdel == NULL || rd->cins == NULL)
 		return CS_ENOMEM;
 	for (size_t i = 0; i < e->ncols; i++) {
-		rd->set[i] = !(e->cols[i].flags & CF_KEY) && !ctx_missing(st, e, &e->cols[i]);
+		rd->set[i] = !(e->cols[i].flags & CF_KEY) && !ctx_missing(e, &e->cols[i]);
 		if (!(e->cols[i].flags & CF_KEY) && !rd->set[i])
 			log_warnx("rederive.column_kept", "entity=%s.%s column=%s reason=%s", s, e->name,
-			    e->cols[i].column, lq("reads a context value the store is not configured with"));
+			    e->cols[i].column, lq("reads a context value the store does not know of"));
 	}
 	for (size_t c = 0; c < e->nchildren && rd->children; c++)
 		for (size_t i = 0; i < e->children[c].ncols; i++)
-			if (ctx_missing(st, e, &e->children[c].cols[i])) {
+			if (ctx_missing(e, &e->children[c].cols[i])) {
 				log_warnx("rederive.children_kept", "entity=%s.%s table=%s reason=%s", s, e->name,
-				    e->children[c].table, lq("reads a context value the store is not configured with"));
+				    e->children[c].table, lq("reads a context value the store does not know of"));
 				rd->children = 0;
 			}
 
@@ -729,7 +737,7 @@ job_load(struct store *st, struct rederive *rd)
 	if (rv == 0)
 		rv = job_source(st, rd);
 	if (rv == 0)
-		rv = job_sql(st, rd);
+		rv = job_sql(rd);
 	if (rv != 0)
 		return rv;
 	memset(&rd->gctx, 0, sizeof(rd->gctx));
