@@ -122,11 +122,14 @@ def compare(host, up, fresh):
          "IMPORT FOREIGN SCHEMA hollihop FROM SERVER up INTO up_hollihop; "
          "IMPORT FOREIGN SCHEMA crmsync LIMIT TO (catalog_state) FROM SERVER up INTO up_crmsync")
     # Both must derive with the same catalogue and context.
-    d = psql(host, fresh, "SELECT count(*) FROM crmsync.catalog_state f FULL JOIN up_crmsync.catalog_state u "
-             "USING (crm, entity) WHERE f.descriptor IS DISTINCT FROM u.descriptor")[0][0]
-    bad = 0 if d == "0" else 1
-    if d != "0":
-        print(f"FAIL {d} entities are derived differently in the two databases")
+    d = psql(host, fresh, "SELECT crm || '.' || entity, (SELECT string_agg(k, ',') FROM (SELECT "
+             "jsonb_object_keys(f.descriptor) UNION SELECT jsonb_object_keys(u.descriptor)) x(k) "
+             "WHERE f.descriptor->k IS DISTINCT FROM u.descriptor->k) FROM crmsync.catalog_state f "
+             "FULL JOIN up_crmsync.catalog_state u USING (crm, entity) "
+             "WHERE f.descriptor IS DISTINCT FROM u.descriptor")
+    bad = 1 if d else 0
+    for entity, keys in d:
+        print(f"FAIL {entity} is derived differently in the two databases: {keys}")
 
     colmap = {}
     for schema, table, cols in psql(host, fresh, "SELECT table_schema, table_name, "
