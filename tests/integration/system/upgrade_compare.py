@@ -127,9 +127,15 @@ def compare(host, up, fresh):
              "WHERE f.descriptor->k IS DISTINCT FROM u.descriptor->k) FROM crmsync.catalog_state f "
              "FULL JOIN up_crmsync.catalog_state u USING (crm, entity) "
              "WHERE f.descriptor IS DISTINCT FROM u.descriptor")
-    bad = 1 if d else 0
+    bad = 0
     for entity, keys in d:
+        # The context (the amoCRM account's offset...) is what each store had when it
+        # started; the values it gives are compared below, column by column.
+        if keys == "ctx":
+            print(f"note {entity}: the two stores started with other context values")
+            continue
         print(f"FAIL {entity} is derived differently in the two databases: {keys}")
+        bad += 1
 
     colmap = {}
     for schema, table, cols in psql(host, fresh, "SELECT table_schema, table_name, "
