@@ -34,8 +34,8 @@ fi
 DEMO=$(mktemp -d /tmp/crmsync-demo.XXXXXX)
 chmod 755 "$DEMO"
 PIDS=()
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
-asroot_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# The throwaway PostgreSQL is started as every test starts one.
+TESTPG=$ROOT/tests/harness/testpg
 
 cleanup() {
   trap - EXIT INT TERM
@@ -46,7 +46,7 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   done
-  asroot_pg "$PGBIN/pg_ctl" -D "$DEMO/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+  "$TESTPG" stop "$DEMO/pg" fast
   rm -rf "$DEMO"
   echo "all stopped; nothing left running"
 }
@@ -62,11 +62,7 @@ start() {
 fail() { echo "demo: $*" >&2; for f in "$DEMO"/*.log; do echo "--- $f"; tail -n 20 "$f"; done; exit 1; }
 
 say "PostgreSQL (throwaway, unix socket in $DEMO/pg)"
-mkdir -p "$DEMO/pg" && [ "$(id -u)" = 0 ] && chown postgres: "$DEMO/pg"
-asroot_pg "$PGBIN/initdb" -D "$DEMO/pg/data" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
-asroot_pg "$PGBIN/pg_ctl" -D "$DEMO/pg/data" -l "$DEMO/pg/log" -w \
-  -o "-c listen_addresses='' -k $DEMO/pg -p 5432" start >/dev/null
-psql -X -q -h "$DEMO/pg" -U postgres -d postgres -c "CREATE DATABASE crmsync" >/dev/null
+CS_PG_DURABLE=1 "$TESTPG" start "$DEMO/pg" crmsync >/dev/null
 export CS_PG_DSN="host=$DEMO/pg port=5432 dbname=crmsync user=postgres"
 # -P pager=off: on a terminal psql would page the 100-row listing below and wait for 'q'.
 PSQL=(psql -X -P pager=off -h "$DEMO/pg" -U postgres -d crmsync)

@@ -81,75 +81,42 @@ h_free_port(void)
 }
 
 /* Run a command (argv) as the postgres user when we are root; wait; return exit status. */
+/* Run tests/harness/testpg (the one PostgreSQL starter every test uses) with these
+ * arguments; its standard output (the DSN, for start) into out. 0 when it exited 0. */
 static int
-run_pg_tool(char *const argv[], const char *log)
+testpg(const char *const args[], char *out, size_t outlen)
 {
-	pid_t pid = fork();
+	int fds[2];
+	pid_t pid;
 	int st;
+	size_t n = 0;
+	char *argv[8];
+	size_t k = 0;
 
-	if (pid == 0) {
-		if (log != NULL) {
-			int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-			if (fd >= 0) {
-				dup2(fd, 1);
-				dup2(fd, 2);
-			}
-		}
-		if (geteuid() == 0) {
-			struct passwd *pw = getpwnam("postgres");
-			if (pw == NULL || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
-				fprintf(stderr, "harness: cannot become the postgres user\n");
-				_exit(127);
-			}
-		}
+	argv[k++] = (char *)CS_TESTPG;
+	for (size_t i = 0; args[i] != NULL && k < 7; i++)
+		argv[k++] = (char *)args[i];
+	argv[k] = NULL;
+	if (pipe(fds) != 0)
+		return -1;
+	if ((pid = fork()) == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		close(fds[1]);
 		execv(argv[0], argv);
 		perror(argv[0]);
 		_exit(127);
 	}
+	close(fds[1]);
+	for (ssize_t r; pid > 0 && (r = read(fds[0], out + n, outlen - 1 - n)) > 0 && n + (size_t)r < outlen - 1;)
+		n += (size_t)r;
+	close(fds[0]);
+	out[n] = '\0';
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+		out[--n] = '\0';
 	if (pid < 0 || waitpid(pid, &st, 0) < 0)
 		return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void
-find_bindir(struct h_pg *pg)
-{
-	const char *env = getenv("CS_PG_BINDIR");
-	glob_t g;
-
-	if (env != NULL) {
-		snprintf(pg->bindir, sizeof(pg->bindir), "%s", env);
-		return;
-	}
-	snprintf(pg->bindir, sizeof(pg->bindir), "/usr/lib/postgresql/15/bin");
-	if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) == 0 && g.gl_pathc > 0) {
-		/* The highest version sorts last. */
-		snprintf(pg->bindir, sizeof(pg->bindir), "%s", g.gl_pathv[g.gl_pathc - 1]);
-		*strrchr(pg->bindir, '/') = '\0';
-	}
-	globfree(&g);
-}
-
-static int
-pg_ctl_start(struct h_pg *pg)
-{
-	char bin[700], data[700], log[700], opts[1200];
-
-	snprintf(bin, sizeof(bin), "%s/pg_ctl", pg->bindir);
-	snprintf(data, sizeof(data), "%s/data", pg->dir);
-	snprintf(log, sizeof(log), "%s/postgres.log", pg->dir);
-	/* Tests trade durability for speed; benchmarks set CS_PG_DURABLE=1 for production settings. */
-	const char *durable = getenv("CS_PG_DURABLE");
-	snprintf(opts, sizeof(opts), "-c listen_addresses='' -k %s -p 5432 %s -c max_connections=50",
-	    pg->dir, durable != NULL && strcmp(durable, "1") == 0 ? "" :
-	    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off");
-	char *const argv[] = { bin, "-D", data, "-l", log, "-w", "-t", "60", "-o", opts, "start", NULL };
-	if (run_pg_tool(argv, NULL) != 0) {
-		fprintf(stderr, "harness: pg_ctl start failed; log %s\n", log);
-		return -1;
-	}
-	pg->running = 1;
-	return 0;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
 static struct h_pg *h_pg_atexit;
@@ -164,63 +131,41 @@ h_pg_cleanup(void)
 int
 h_pg_start(struct h_pg *pg)
 {
-	char bin[700], data[700], log[700];
-	PGconn *c;
-
 	memset(pg, 0, sizeof(*pg));
-	find_bindir(pg);
 	snprintf(pg->dir, sizeof(pg->dir), "%s/pg", h_tmpdir());
-	mkdir(pg->dir, 0700);
-	if (geteuid() == 0) {
-		struct passwd *pw = getpwnam("postgres");
-		if (pw == NULL || chown(pg->dir, pw->pw_uid, pw->pw_gid) != 0) {
-			fprintf(stderr, "harness: no postgres user to own %s\n", pg->dir);
-			return -1;
-		}
-	}
-	snprintf(bin, sizeof(bin), "%s/initdb", pg->bindir);
-	snprintf(data, sizeof(data), "%s/data", pg->dir);
-	snprintf(log, sizeof(log), "%s/initdb.log", pg->dir);
-	char *const argv[] = { bin, "-D", data, "-U", "postgres", "-A", "trust", "--no-sync",
-	    "-E", "UTF8", "--locale=C.UTF-8", NULL };
-	if (run_pg_tool(argv, log) != 0) {
-		fprintf(stderr, "harness: initdb failed; see %s\n", log);
+	const char *args[] = { "start", pg->dir, "crmsync", NULL };
+	if (testpg(args, pg->dsn, sizeof(pg->dsn)) != 0 || pg->dsn[0] == '\0') {
+		fprintf(stderr, "harness: %s start %s failed\n", CS_TESTPG, pg->dir);
 		return -1;
 	}
-	if (pg_ctl_start(pg) != 0)
-		return -1;
+	pg->running = 1;
 	h_pg_atexit = pg;
 	atexit(h_pg_cleanup);
-	snprintf(pg->dsn, sizeof(pg->dsn), "host=%s port=5432 dbname=postgres user=postgres", pg->dir);
-	if ((c = PQconnectdb(pg->dsn)) == NULL || PQstatus(c) != CONNECTION_OK) {
-		fprintf(stderr, "harness: connect: %s\n", c ? PQerrorMessage(c) : "?");
-		PQfinish(c);
-		return -1;
-	}
-	PQclear(PQexec(c, "CREATE DATABASE crmsync"));
-	PQfinish(c);
-	snprintf(pg->dsn, sizeof(pg->dsn), "host=%s port=5432 dbname=crmsync user=postgres", pg->dir);
 	return 0;
 }
 
 int
 h_pg_stop(struct h_pg *pg, int immediate)
 {
-	char bin[700], data[700];
+	char out[64];
 
 	if (!pg->running)
 		return 0;
-	snprintf(bin, sizeof(bin), "%s/pg_ctl", pg->bindir);
-	snprintf(data, sizeof(data), "%s/data", pg->dir);
-	char *const argv[] = { bin, "-D", data, "-m", immediate ? "immediate" : "fast", "-w", "stop", NULL };
 	pg->running = 0;
-	return run_pg_tool(argv, "/dev/null") == 0 ? 0 : -1;
+	const char *args[] = { "stop", pg->dir, immediate ? "immediate" : "fast", NULL };
+	return testpg(args, out, sizeof(out));
 }
 
 int
 h_pg_restart(struct h_pg *pg)
 {
-	return pg_ctl_start(pg);
+	char out[64];
+	const char *args[] = { "restart", pg->dir, NULL };
+
+	if (testpg(args, out, sizeof(out)) != 0)
+		return -1;
+	pg->running = 1;
+	return 0;
 }
 
 int

@@ -3,9 +3,10 @@
  * service processes started from the build tree, waiting for readiness by probing (never
  * by sleeping a fixed time), and small SQL helpers for assertions.
  *
- * The cluster lives in a fresh temp dir, listens on a unix socket only (no port clashes
- * with anything else on the machine), runs with fsync off, and is stopped at exit.
- * As root, initdb/pg_ctl run as the `postgres` user through runuser.
+ * The cluster is started by tests/harness/testpg, the same script the shell tests, the
+ * benchmarks and the demo use: a fresh temp dir, a unix socket only (no port clashes with
+ * anything else on the machine), fsync off, stopped at exit. As root, initdb/pg_ctl run as
+ * the `postgres` user through runuser.
  */
 #ifndef CS_HARNESS_H
 #define CS_HARNESS_H
@@ -17,7 +18,6 @@
 struct h_pg {
 	char	dir[512];	/* temp dir: data/, socket, log */
 	char	dsn[640];	/* host=<dir> port=5432 dbname=crmsync user=postgres */
-	char	bindir[256];
 	int	running;
 };
 

@@ -10,19 +10,18 @@ set -eu
 SRC=$(cd "$(dirname "$0")/../../.." && pwd)
 B=$(cd "${CS_BUILD_DIR:?set CS_BUILD_DIR to the build directory}" && pwd)
 PY=${CS_PYTHON:-python3}
-PGBIN=${CS_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
+TESTPG=$SRC/tests/harness/testpg
 T=$(mktemp -d "${TMPDIR:-/tmp}/crmsync-fresh-journal.XXXXXX")
 chmod 0755 "$T"
 CTL=$B/tools/crmsyncctl/crmsyncctl
 OK=0
 
 say() { printf '%s %s\n' "$(date +%T)" "$*"; }
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
 	for f in "$T"/*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true; done
 	sleep 0.5
 	for f in "$T"/*.pid; do [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null || true; done
-	as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -m immediate stop >/dev/null 2>&1 || true
+	"$TESTPG" stop "$T/pg" immediate
 	if [ "$OK" != 1 ]; then
 		for f in "$T"/*.log; do echo "----- $f"; tail -n 25 "$f"; done
 	fi
@@ -39,12 +38,7 @@ bg() {	# bg NAME CMD...: start in the background, pid in NAME.pid, output in NAM
 	echo $! >"$T/$name.pid"
 }
 
-mkdir -p "$T/pg"
-[ "$(id -u)" = 0 ] && chown postgres: "$T/pg"
-as_pg "$PGBIN/initdb" -D "$T/pg/data" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/log" -w \
-    -o "-c listen_addresses='' -k $T/pg -p 5432 -c fsync=off" start >/dev/null
-psql -X -q -h "$T/pg" -U postgres -d postgres -c "CREATE DATABASE crmsync"
+"$TESTPG" start "$T/pg" crmsync >/dev/null
 
 bg fake-amocrm "$PY" "$SRC/tests/fake/amocrm/fake_amocrm.py" --port 0 --scale tiny --seed 3 --rps 0 \
     --long-lived-token amo-llt --now real

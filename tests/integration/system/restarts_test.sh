@@ -12,7 +12,7 @@ set -eu
 SRC=$(cd "$(dirname "$0")/../../.." && pwd)
 B=$(cd "${CS_BUILD_DIR:?set CS_BUILD_DIR to the build directory}" && pwd)
 PY=${CS_PYTHON:-python3}
-PGBIN=${CS_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
+TESTPG=$SRC/tests/harness/testpg
 T=$(mktemp -d "${TMPDIR:-/tmp}/crmsync-restarts.XXXXXX")
 chmod 0755 "$T"
 CTL=$B/tools/crmsyncctl/crmsyncctl
@@ -20,14 +20,13 @@ T0=$(date +%s)
 OK=0
 
 say() { printf '[%3ss] %s\n' $(($(date +%s) - T0)) "$*"; }
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 pids() { cat "$T"/*.pid 2>/dev/null || true; }
 cleanup() {
 	[ -f "$T/traffic.pid" ] && kill "$(cat "$T/traffic.pid")" 2>/dev/null
 	for p in $(pids); do kill -TERM "$p" 2>/dev/null || true; done
 	sleep 0.5
 	for p in $(pids); do kill -KILL "$p" 2>/dev/null || true; done
-	as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -m immediate stop >/dev/null 2>&1 || true
+	"$TESTPG" stop "$T/pg" immediate
 	if [ "$OK" != 1 ]; then
 		for f in "$T"/*.log; do echo "----- $f"; tail -n 25 "$f"; done
 	fi
@@ -39,12 +38,7 @@ fail() { say "FAIL: $*"; exit 1; }
 psql_() { psql -X -q -h "$T/pg" -U postgres -d crmsync -tA "$@"; }
 
 # --- PostgreSQL, fakes --------------------------------------------------------------------
-mkdir -p "$T/pg"
-[ "$(id -u)" = 0 ] && chown postgres: "$T/pg"
-as_pg "$PGBIN/initdb" -D "$T/pg/data" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/log" -w \
-    -o "-c listen_addresses='' -k $T/pg -p 5432 -c fsync=off" start >/dev/null
-psql -X -q -h "$T/pg" -U postgres -d postgres -c "CREATE DATABASE crmsync"
+"$TESTPG" start "$T/pg" crmsync >/dev/null
 
 bg() {	# bg NAME CMD...: start in the background, pid in NAME.pid, output in NAME.log
 	name=$1

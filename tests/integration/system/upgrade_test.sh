@@ -17,7 +17,7 @@ set -eu
 SRC=$(cd "$(dirname "$0")/../../.." && pwd)
 B=$(cd "${CS_BUILD_DIR:?set CS_BUILD_DIR to the build directory}" && pwd)
 PY=${CS_PYTHON:-python3}
-PGBIN=${CS_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
+TESTPG=$SRC/tests/harness/testpg
 FROM=${CS_UPGRADE_FROM:-fc59d24}
 CMP="$PY $SRC/tests/integration/system/upgrade_compare.py"
 T0=$(date +%s)
@@ -54,13 +54,12 @@ say "previous release: $REV"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/crmsync-upgrade.XXXXXX")
 chmod 0755 "$T"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 pids() { cat "$T"/*.pid 2>/dev/null || true; }
 cleanup() {
 	for p in $(pids); do kill -TERM "$p" 2>/dev/null || true; done
 	sleep 0.5
 	for p in $(pids); do kill -KILL "$p" 2>/dev/null || true; done
-	as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -m immediate stop >/dev/null 2>&1 || true
+	"$TESTPG" stop "$T/pg" immediate
 	if [ "$OK" != 1 ]; then
 		for f in "$T"/*.log; do echo "----- $f"; tail -n 30 "$f"; done
 	fi
@@ -70,12 +69,7 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 psql_() { db=$1; shift; psql -X -q -h "$T/pg" -U postgres -d "$db" -tA "$@"; }
 
-mkdir -p "$T/pg"
-[ "$(id -u)" = 0 ] && chown postgres: "$T/pg"
-as_pg "$PGBIN/initdb" -D "$T/pg/data" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/log" -w \
-    -o "-c listen_addresses='' -k $T/pg -p 5432 -c fsync=off" start >/dev/null
-psql_ postgres -c "CREATE DATABASE crmsync_up" -c "CREATE DATABASE crmsync_fresh"
+"$TESTPG" start "$T/pg" crmsync_up crmsync_fresh >/dev/null
 
 bg() {	# bg NAME CMD...: in the background, pid in NAME.pid, output in NAME.log
 	name=$1
