@@ -305,7 +305,9 @@ podman restart -t 30 "$PGC" >/dev/null || fail "podman restart $PGC"
 wait_healthy "$PGC" 90 || fail "$PGC not healthy after its restart"
 wait_healthy "$(c store)" 90 || fail "store not healthy after PostgreSQL's restart"
 say "PostgreSQL container restarted; store healthy again; $(acked) hooks acknowledged so far"
-sleep 2
+n=$(acked)	# traffic flows again before it stops
+for _ in $(seq 100); do [ "$(acked)" -gt "$((n + 5))" ] && break; sleep 0.2; done
+[ "$(acked)" -gt "$((n + 5))" ] || fail "no webhook acknowledged after PostgreSQL's restart"
 
 touch "$T/traffic.stop"
 wait "$(cat "$T/traffic.pid")" || fail "traffic generator failed"

@@ -123,8 +123,7 @@ setup(void **state)
 		h_dump_log(&store);
 		return -1;
 	}
-	/* Migrated and still alive: listening for batches. */
-	nng_msleep(200);
+	/* Ready (health says so once migrated) and alive: listening for batches. */
 	if (!h_alive(&store)) {
 		h_dump_log(&store);
 		return -1;
@@ -338,9 +337,13 @@ test_sync_followed_through_health(void **state)
 	assert_int_equal(f.last_kind, CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL);
 	assert_non_null(strstr(out, "complete"));
 	/* The service answers on health, and --no-wait returns once it accepted. */
+	int64_t done = stat_get(&fk_stats[FK_COMPLETE]);
 	fake_start(&f);
 	rv = ctl(base_env(1), "sync", "hollihop", "--no-wait", NULL);
-	nng_msleep(2000);	/* let the stand-in finish its run before it stops */
+	/* The stand-in finishes its run before it stops. */
+	for (int64_t end = h_now_ms() + 20000; stat_get(&fk_stats[FK_COMPLETE]) == done && h_now_ms() < end;)
+		nng_msleep(20);
+	assert_int_equal(stat_get(&fk_stats[FK_COMPLETE]), done + 1);
 	fake_stop(&f);
 	assert_int_equal(rv, 0);
 	assert_non_null(strstr(out, "accepted: run "));

@@ -175,7 +175,7 @@ for s in store amo-sync hollihop-sync hook-gateway; do
 	before=$(acked)
 	stop "$s" "$round"
 	say "$s stopped (SIG$round)"
-	sleep 2
+	sleep 2	# a window with $s down, on purpose: the others must keep answering through it
 	for o in store amo-sync hollihop-sync hook-gateway; do
 		[ "$o" = "$s" ] && continue
 		"$CTL" probe -q --live "$o" || fail "$o stopped answering while $s was down"
@@ -188,7 +188,10 @@ for s in store amo-sync hollihop-sync hook-gateway; do
 	"$CTL" probe -q "$s" >/dev/null 2>&1 && fail "$s still answers after it stopped"
 	start "$s"
 	say "$s started again; $(acked) hooks acknowledged so far"
-	sleep 2
+	# Traffic flows through the restarted service before the next one goes down.
+	n=$(acked)
+	for _ in $(seq 100); do [ "$(acked)" -gt "$((n + 5))" ] && break; sleep 0.1; done
+	[ "$(acked)" -gt "$((n + 5))" ] || fail "no webhook acknowledged after $s came back"
 done
 done
 
