@@ -804,34 +804,50 @@ step_progress(struct store *st, struct rederive *rd, PGresult *sel, int n, int64
 	    "'total', $6::bigint)) WHERE id = $1::bigint", 6, pv, NULL, err, errlen);
 }
 
-int
-rederive_step(struct store *st)
-{
-	struct rederive *rd = st->rd;
-	char lim[24], err[1024] = "";
-	const char *v[2 + RD_MAX_KEYS];
-	PGresult *sel = NULL;
-	struct rd_row *rows = NULL;
-	int rv, n, p = 0;
-	int64_t nmerged = 0, nbad = 0, nstage = 0;
-	long written = 0;
+/* What one step did, counted as it goes. */
+struct rd_step {
+	PGresult	*sel;
+	struct rd_row	*rows;
+	int		 n;
+	long		 written;
+	int64_t		 nmerged, nbad, nstage;
+	int64_t		 t0, t_sel, t_derive;
+	char		 err[1024];
+};
 
-	if (!rd->have) {
-		if ((rv = job_load(st, rd)) != 0) {
-			log_warnx("rederive.load_failed", "err=%s", lq(db_errmsg(st, NULL)));
-			if (rv != CS_EDBCONN && rd->e != NULL) {
-				/* A job that cannot even start (its table is gone...) fails; others go on. */
-				char e2[256];
-				snprintf(e2, sizeof(e2), "cannot start: %s", cs_strerror(rv));
-				rv = job_finish(st, rd, e2);
-			}
-			if (rv != 0)
-				job_clear(rd);
-			return rv;
+/* The job to work on: the one loaded, or the next pending one (none: *idle). */
+static int
+step_job(struct store *st, struct rederive *rd, int *idle)
+{
+	int rv;
+
+	*idle = 0;
+	if (rd->have)
+		return 0;
+	if ((rv = job_load(st, rd)) != 0) {
+		log_warnx("rederive.load_failed", "err=%s", lq(db_errmsg(st, NULL)));
+		if (rv != CS_EDBCONN && rd->e != NULL) {
+			/* A job that cannot even start (its table is gone...) fails; others go on. */
+			char e2[256];
+			snprintf(e2, sizeof(e2), "cannot start: %s", cs_strerror(rv));
+			rv = job_finish(st, rd, e2);
 		}
-		if (!rd->have)
-			return 0;
+		if (rv != 0)
+			job_clear(rd);
+		return rv;
 	}
+	*idle = !rd->have;
+	return 0;
+}
+
+/* The next rows after the job's position (one at a time while rows are tried solo). */
+static int
+step_select(struct store *st, struct rederive *rd, struct rd_step *s)
+{
+	char lim[24];
+	const char *v[2 + RD_MAX_KEYS];
+	int p = 0, rv;
+
 	snprintf(lim, sizeof(lim), "%lld", (long long)(rd->solo > 0 ? 1 : st->conf.rederive_rows));
 	v[p++] = lim;
 	if (rd->last[0] != NULL)
@@ -839,132 +855,143 @@ rederive_step(struct store *st)
 			v[p++] = rd->last[k];
 	if (rd->since[0])
 		v[p++] = rd->since;
-	int64_t t0 = clock_mono_us(), t_sel, t_derive = 0;
-	if ((rv = db_execp(st, rd->last[0] != NULL ? rd->sel_next : rd->sel_first, p, v, &sel)) != 0) {
-		snprintf(err, sizeof(err), "%s", db_errmsg(st, sel));
-		PQclear(sel);
-		if (rv == CS_EDBCONN)
-			return rv;
-		return job_finish(st, rd, err);
-	}
-	t_sel = clock_mono_us();
-	if ((n = PQntuples(sel)) == 0) {
-		PQclear(sel);
-		return job_finish(st, rd, NULL);
-	}
-	if ((rows = calloc((size_t)n, sizeof(*rows))) == NULL) {
-		PQclear(sel);
-		return CS_ENOMEM;
-	}
-	/* Derive every row: the normaliser, as the sync services run it, on the stored raw. */
+	s->t0 = clock_mono_us();
+	rv = db_execp(st, rd->last[0] != NULL ? rd->sel_next : rd->sel_first, p, v, &s->sel);
+	if (rv != 0)
+		snprintf(s->err, sizeof(s->err), "%s", db_errmsg(st, s->sel));
+	s->t_sel = clock_mono_us();
+	return rv;
+}
+
+/* Derive every row: the normaliser, as the sync services run it, on the stored raw. */
+static int
+step_derive(struct rederive *rd, struct rd_step *s)
+{
+	int base = (int)rd->nk, rv = 0;
+
 	arena_reset(&rd->arena);
-	int base = (int)rd->nk;
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < s->n; i++) {
 		struct norm_ctx ctx = rd->gctx;
 		struct json j;
 		char nerr[256];
-		const char *raw = PQgetvalue(sel, i, base);
+		const char *raw = PQgetvalue(s->sel, i, base);
 		Crmsync__Record *rec = arena_alloc(&rd->arena, sizeof(*rec));
 
 		for (size_t c = 0; c < rd->nctx; c++)
-			if (!PQgetisnull(sel, i, base + 5 + (int)c))
+			if (!PQgetisnull(s->sel, i, base + 5 + (int)c))
 				norm_ctx_set(&ctx, rd->e->cols[rd->ctxcol[c]].json + 1,
-				    PQgetvalue(sel, i, base + 5 + (int)c));
-		if (rec == NULL) {
-			rv = CS_ENOMEM;
-			break;
-		}
+				    PQgetvalue(s->sel, i, base + 5 + (int)c));
+		if (rec == NULL)
+			return CS_ENOMEM;
 		if ((rv = json_parse(&j, raw, strlen(raw), RD_MAX_TOKENS)) != 0 ||
 		    normalise_row(rd->e, &j, 0, &ctx, &rd->arena, rec, NULL, nerr, sizeof(nerr)) != 0) {
 			if (rv != 0)
 				snprintf(nerr, sizeof(nerr), "%s", cs_strerror(rv));
-			if (nbad + rd->unreadable < 10)
+			if (s->nbad + rd->unreadable < 10)
 				log_warnx("rederive.unreadable", "entity=%s.%s key=%s reason=%s", rd->schema,
-				    rd->e->name, lq(PQgetvalue(sel, i, 0)), lq(nerr));
+				    rd->e->name, lq(PQgetvalue(s->sel, i, 0)), lq(nerr));
 			json_free(&j);
-			nbad++;
+			s->nbad++;
 			rv = 0;
 			continue;
 		}
-		rows[i].rec = rec;
-		rows[i].hash = apply_rec_hash(rec);
+		s->rows[i].rec = rec;
+		s->rows[i].hash = apply_rec_hash(rec);
 		json_free(&j);
 		/*
 		 * Every row is written, even one whose hash is what is stored: the hash speaks for
 		 * the values derived when it was written, not for the columns as they are now (a
 		 * column added back, values edited by hand).
 		 */
-		rows[i].stage = 1;
+		s->rows[i].stage = 1;
 	}
-	if (rv == 0 && rd->rebuild)
-		dedupe(rd, rows, n);
-	for (int i = 0; rd->rebuild && i < n; i++)
-		nmerged += rows[i].rec != NULL && !rows[i].stage;	/* lost to a newer row, same new key */
-	t_derive = clock_mono_us();
-	for (int i = 0; i < n; i++)
-		nstage += rows[i].stage;
-	if (rv == 0 && (rv = db_exec(st, "BEGIN")) == 0) {
-		rv = step_write(st, rd, sel, rows, n, &written, err, sizeof(err));
-		if (rv == 0)
-			rv = step_progress(st, rd, sel, n, n, written, nmerged, rd->rebuild ? 0 : nstage - written,
-			    nbad, err, sizeof(err));
-		if (rv == 0 && (rv = db_exec(st, "COMMIT")) != 0)
-			snprintf(err, sizeof(err), "COMMIT: %s", db_errmsg(st, NULL));
-		if (rv != 0)
-			db_rollback(st);
-	}
-	if (rv == CS_EDB && rd->solo == 0 && n > 1) {
-		/* A value PostgreSQL rejects: take these rows one at a time to find it. */
+	if (rd->rebuild)
+		dedupe(rd, s->rows, s->n);
+	for (int i = 0; rd->rebuild && i < s->n; i++)
+		s->nmerged += s->rows[i].rec != NULL && !s->rows[i].stage;	/* lost to a newer row, same new key */
+	for (int i = 0; i < s->n; i++)
+		s->nstage += s->rows[i].stage;
+	s->t_derive = clock_mono_us();
+	return 0;
+}
+
+/* Write the derived rows and the job's new position in one transaction. */
+static int
+step_commit(struct store *st, struct rederive *rd, struct rd_step *s)
+{
+	int rv;
+
+	if ((rv = db_exec(st, "BEGIN")) != 0)
+		return rv;
+	rv = step_write(st, rd, s->sel, s->rows, s->n, &s->written, s->err, sizeof(s->err));
+	if (rv == 0)
+		rv = step_progress(st, rd, s->sel, s->n, s->n, s->written, s->nmerged,
+		    rd->rebuild ? 0 : s->nstage - s->written, s->nbad, s->err, sizeof(s->err));
+	if (rv == 0 && (rv = db_exec(st, "COMMIT")) != 0)
+		snprintf(s->err, sizeof(s->err), "COMMIT: %s", db_errmsg(st, NULL));
+	if (rv != 0)
+		db_rollback(st);
+	return rv;
+}
+
+/*
+ * PostgreSQL refused a value (CS_EDB). Several rows: take them one at a time to find it
+ * (*retry). One row: count it unreadable and move past it; when not even the job's own
+ * position can be written, the job fails and the store goes on with the next (no loop on
+ * an error that will not go away, *done).
+ */
+static int
+step_refused(struct store *st, struct rederive *rd, struct rd_step *s, int *retry, int *done)
+{
+	int rv;
+
+	*retry = *done = 0;
+	if (rd->solo == 0 && s->n > 1) {
 		log_warnx("rederive.step_failed", "entity=%s.%s rows=%d err=%s; retrying them one by one",
-		    rd->schema, rd->e->name, n, lq(err));
-		rd->solo = n;
-		rv = 0;
-		goto out;
+		    rd->schema, rd->e->name, s->n, lq(s->err));
+		rd->solo = s->n;
+		*retry = 1;
+		return 0;
 	}
+	log_warnx("rederive.unreadable", "entity=%s.%s key=%s reason=%s", rd->schema, rd->e->name,
+	    lq(PQgetvalue(s->sel, 0, 0)), lq(s->err));
+	s->nbad = s->n;
+	s->written = s->nmerged = s->nstage = 0;
+	if ((rv = db_exec(st, "BEGIN")) == 0 &&
+	    (rv = step_progress(st, rd, s->sel, s->n, s->n, 0, 0, 0, s->nbad, s->err, sizeof(s->err))) == 0)
+		rv = db_exec(st, "COMMIT");
+	if (rv != 0)
+		db_rollback(st);
 	if (rv == CS_EDB) {
-		/* This one row cannot be written: count it unreadable and go past it. */
-		log_warnx("rederive.unreadable", "entity=%s.%s key=%s reason=%s", rd->schema, rd->e->name,
-		    lq(PQgetvalue(sel, 0, 0)), lq(err));
-		nbad = n;
-		written = nmerged = nstage = 0;
-		if ((rv = db_exec(st, "BEGIN")) == 0 &&
-		    (rv = step_progress(st, rd, sel, n, n, 0, 0, 0, nbad, err, sizeof(err))) == 0)
-			rv = db_exec(st, "COMMIT");
-		if (rv != 0)
-			db_rollback(st);
-		if (rv == CS_EDB) {
-			/* Not even the job's own position can be written: the job fails, the store
-			 * goes on with the next (no loop on an error that will not go away). */
-			char e2[1024];
-			snprintf(e2, sizeof(e2), "%s", err);
-			rv = job_finish(st, rd, e2);
-			goto out;
-		}
+		char e2[1024];
+		snprintf(e2, sizeof(e2), "%s", s->err);
+		*done = 1;
+		return job_finish(st, rd, e2);
 	}
-	if (rv != 0) {
-		log_warnx("rederive.step_failed", "entity=%s.%s err=%s", rd->schema, rd->e->name,
-		    lq(err[0] ? err : db_errmsg(st, NULL)));
-		goto out;
-	}
-	log_debug("rederive.timing", "entity=%s rows=%d select_us=%lld derive_us=%lld write_us=%lld",
-	    rd->e->name, n, (long long)(t_sel - t0), (long long)(t_derive - t_sel),
-	    (long long)(clock_mono_us() - t_derive));
-	/* Committed: move the position on. */
+	return rv;
+}
+
+/* Committed: move the position on, count, and tell the status line and the log. */
+static int
+step_advance(struct rederive *rd, const struct rd_step *s)
+{
+	int rv = 0;
+
 	for (size_t k = 0; k < rd->nk; k++) {
 		free(rd->last[k]);
-		if ((rd->last[k] = strdup(PQgetvalue(sel, n - 1, (int)k))) == NULL)
+		if ((rd->last[k] = strdup(PQgetvalue(s->sel, s->n - 1, (int)k))) == NULL)
 			rv = CS_ENOMEM;
 	}
-	rd->read += n;
-	rd->written += written;
-	rd->merged += nmerged;
-	rd->skipped += rd->rebuild ? 0 : nstage - written;
-	rd->unreadable += nbad;
+	rd->read += s->n;
+	rd->written += s->written;
+	rd->merged += s->nmerged;
+	rd->skipped += rd->rebuild ? 0 : s->nstage - s->written;
+	rd->unreadable += s->nbad;
 	if (rd->solo > 0)
-		rd->solo -= n;
-	stat_add(&store_stats[ST_RD_READ], n);
-	stat_add(&store_stats[ST_RD_WRITTEN], written);
-	stat_add(&store_stats[ST_RD_UNREADABLE], nbad);
+		rd->solo -= s->n;
+	stat_add(&store_stats[ST_RD_READ], s->n);
+	stat_add(&store_stats[ST_RD_WRITTEN], s->written);
+	stat_add(&store_stats[ST_RD_UNREADABLE], s->nbad);
 	int64_t left = rd->total - rd->read;
 	stat_set(&store_stats[ST_RD_PENDING], (rd->npending - 1) + (left > 0 ? left : 0));
 	set_status(rd, "upgrading: %s %s.%s %lld/%lld rows (run %lld)", rd->rebuild ? "rebuilding" :
@@ -977,9 +1004,49 @@ rederive_step(struct store *st)
 		    (long long)rd->total, (long long)rd->written, ms > 0 ? (long long)(rd->read * 1000 / ms) : 0);
 		rd->last_log = bus_now_ms();
 	}
+	return rv;
+}
+
+int
+rederive_step(struct store *st)
+{
+	struct rederive *rd = st->rd;
+	struct rd_step s = { 0 };
+	int rv, idle, retry, done;
+
+	if ((rv = step_job(st, rd, &idle)) != 0 || idle)
+		return rv;
+	if ((rv = step_select(st, rd, &s)) != 0) {
+		PQclear(s.sel);
+		return rv == CS_EDBCONN ? rv : job_finish(st, rd, s.err);
+	}
+	if ((s.n = PQntuples(s.sel)) == 0) {
+		PQclear(s.sel);
+		return job_finish(st, rd, NULL);
+	}
+	if ((s.rows = calloc((size_t)s.n, sizeof(*s.rows))) == NULL) {
+		PQclear(s.sel);
+		return CS_ENOMEM;
+	}
+	if ((rv = step_derive(rd, &s)) == 0)
+		rv = step_commit(st, rd, &s);
+	if (rv == CS_EDB) {
+		rv = step_refused(st, rd, &s, &retry, &done);
+		if (retry || done)
+			goto out;
+	}
+	if (rv != 0) {
+		log_warnx("rederive.step_failed", "entity=%s.%s err=%s", rd->schema, rd->e->name,
+		    lq(s.err[0] ? s.err : db_errmsg(st, NULL)));
+		goto out;
+	}
+	log_debug("rederive.timing", "entity=%s rows=%d select_us=%lld derive_us=%lld write_us=%lld",
+	    rd->e->name, s.n, (long long)(s.t_sel - s.t0), (long long)(s.t_derive - s.t_sel),
+	    (long long)(clock_mono_us() - s.t_derive));
+	rv = step_advance(rd, &s);
 out:
-	free(rows);
-	PQclear(sel);
+	free(s.rows);
+	PQclear(s.sel);
 	return rv;
 }
 

@@ -36,23 +36,14 @@ ktype(const struct rederive *rd, size_t k)
 	return "text";
 }
 
-/* Every statement of the loaded job, from the catalogue and the source table's key. */
-int
-rederive_sql(struct rederive *rd)
+/* Which columns a re-derivation writes: not the key, not one reading a context value the
+ * store does not know of (kept as stored, and said so); children likewise. */
+static int
+sql_columns_set(struct rederive *rd)
 {
 	const struct cat_entity *e = rd->e;
 	const char *s = rd->schema;
-	size_t nk = catalog_nkeys(e), nc = e->nchildren + 1;
-	char pcol[64], dcol[64];
-	struct buf b;
-	int rv = 0;
 
-	rd->set = calloc(e->ncols + 1, 1);
-	rd->ccopy = calloc(nc, sizeof(char *));
-	rd->cdel = calloc(nc, sizeof(char *));
-	rd->cins = calloc(nc, sizeof(char *));
-	if (rd->set == NULL || rd->ccopy == NULL || rd->cdel == NULL || rd->cins == NULL)
-		return CS_ENOMEM;
 	for (size_t i = 0; i < e->ncols; i++) {
 		rd->set[i] = !(e->cols[i].flags & CF_KEY) && !rederive_ctx_missing(e, &e->cols[i]);
 		if (!(e->cols[i].flags & CF_KEY) && !rd->set[i])
@@ -66,8 +57,19 @@ rederive_sql(struct rederive *rd)
 				    e->children[c].table, lq("reads a context value the store does not know of"));
 				rd->children = 0;
 			}
+	return 0;
+}
 
-	/* Read: the source's key, raw, xmin, hash, synced_at, deleted_at, "$name" columns. */
+/* Read: the source's key, raw, xmin, hash, synced_at, deleted_at, "$name" columns;
+ * the first page and the pages after a position. */
+static int
+sql_select(struct rederive *rd)
+{
+	const struct cat_entity *e = rd->e;
+	const char *s = rd->schema;
+	struct buf b;
+	int rv = 0;
+
 	for (int first = 1; first >= 0; first--) {
 		buf_init(&b, 1u << 20);
 		/* Every column qualified: an output column named like the key ("id::text" is
@@ -101,8 +103,20 @@ rederive_sql(struct rederive *rd)
 		else
 			rd->sel_next = buf_steal(&b, NULL);
 	}
+	return rv;
+}
 
-	/* Temp tables: the stage (stored key, derived columns...), the keys written, children. */
+/* Temp tables: the stage (stored key, derived columns...), the keys written, children;
+ * and the COPY into the stage. */
+static int
+sql_temp_tables(struct rederive *rd)
+{
+	const struct cat_entity *e = rd->e;
+	const char *s = rd->schema;
+	size_t nk = catalog_nkeys(e);
+	struct buf b;
+	int rv = 0;
+
 	buf_init(&b, 1u << 20);
 	rv |= buf_printf(&b, "CREATE TEMP TABLE IF NOT EXISTS rs_%s_%s (", s, e->name);
 	for (size_t k = 0; k < nk; k++)
@@ -129,6 +143,19 @@ rederive_sql(struct rederive *rd)
 	buf_init(&b, 1u << 20);
 	rv |= buf_printf(&b, "COPY rs_%s_%s FROM STDIN", s, e->name);
 	rd->stage_copy = buf_steal(&b, NULL);
+	return rv;
+}
+
+/* The write: an update in place of the row read (same key, same xmin), or, when the key
+ * changed, an insert under the new key where no newer row holds it. */
+static int
+sql_apply(struct rederive *rd)
+{
+	const struct cat_entity *e = rd->e;
+	const char *s = rd->schema;
+	size_t nk = catalog_nkeys(e);
+	struct buf b;
+	int rv = 0;
 
 	buf_init(&b, 1u << 20);
 	if (!rd->rebuild) {
@@ -167,6 +194,19 @@ rederive_sql(struct rederive *rd)
 		rv |= buf_printf(&b, "%st.%s", k ? ", " : "", kname(rd, k));
 	rv |= buf_printf(&b, ") INSERT INTO ra_%s_%s SELECT * FROM up", s, e->name);
 	rd->apply = buf_steal(&b, NULL);
+	return rv;
+}
+
+/* Per child table: its COPY, the delete of the written parents' rows and the insert. */
+static int
+sql_children(struct rederive *rd)
+{
+	const struct cat_entity *e = rd->e;
+	const char *s = rd->schema;
+	size_t nk = catalog_nkeys(e);
+	struct buf b;
+	char pcol[64], dcol[64];
+	int rv = 0;
 
 	for (size_t c = 0; c < e->nchildren; c++) {
 		const struct cat_child *ch = &e->children[c];
@@ -209,8 +249,16 @@ rederive_sql(struct rederive *rd)
 		rv |= buf_printf(&b, ")");
 		rd->cins[c] = buf_steal(&b, NULL);
 	}
+	return rv;
+}
 
-	/* The job's position and counts, in the step's transaction. */
+/* The job's position and counts, in the step's transaction. */
+static int
+sql_progress(struct rederive *rd)
+{
+	struct buf b;
+	int rv = 0;
+
 	buf_init(&b, 1u << 20);
 	rv |= buf_printf(&b, "UPDATE crmsync.rederive_jobs SET rows_read = rows_read + $2::bigint, "
 	    "rows_written = rows_written + $3::bigint, rows_merged = rows_merged + $4::bigint, "
@@ -220,6 +268,29 @@ rederive_sql(struct rederive *rd)
 		rv |= buf_printf(&b, "%s$%zu", k ? ", " : "", 7 + k);
 	rv |= buf_printf(&b, "]::text[] WHERE id = $1::bigint");
 	rd->progress = buf_steal(&b, NULL);
+	return rv;
+}
+
+/* Every statement of the loaded job, from the catalogue and the source table's key. */
+int
+rederive_sql(struct rederive *rd)
+{
+	const struct cat_entity *e = rd->e;
+	size_t nc = e->nchildren + 1;
+	int rv;
+
+	rd->set = calloc(e->ncols + 1, 1);
+	rd->ccopy = calloc(nc, sizeof(char *));
+	rd->cdel = calloc(nc, sizeof(char *));
+	rd->cins = calloc(nc, sizeof(char *));
+	if (rd->set == NULL || rd->ccopy == NULL || rd->cdel == NULL || rd->cins == NULL)
+		return CS_ENOMEM;
+	rv = sql_columns_set(rd);
+	rv |= sql_select(rd);
+	rv |= sql_temp_tables(rd);
+	rv |= sql_apply(rd);
+	rv |= sql_children(rd);
+	rv |= sql_progress(rd);
 	if (rv != 0 || rd->sel_first == NULL || rd->sel_next == NULL || rd->create == NULL ||
 	    rd->stage_copy == NULL || rd->apply == NULL || rd->progress == NULL)
 		return CS_ENOMEM;
