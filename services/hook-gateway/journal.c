@@ -623,21 +623,15 @@ journal_gc(struct journal *j)
 
 static void *journal_writer(void *arg);
 
-int
-journal_open(struct journal **out, const struct journal_opts *o)
+/* The journal's memory, locks and bounds (a segment well below the cap, or a full cap could
+ * never be freed). */
+static struct journal *
+journal_new(const struct journal_opts *o)
 {
 	struct journal *j;
-	DIR *d = NULL;
-	struct dirent *de;
-	uint64_t lastseq = 0;
-	size_t found_segs;
-	int rv = CS_EIO;
 
-	*out = NULL;
-	if (o->dir == NULL || o->max_bytes == 0)
-		return CS_EINVAL;
 	if ((j = calloc(1, sizeof(*j))) == NULL)
-		return CS_ENOMEM;
+		return NULL;
 	j->o = *o;
 	j->dirfd = j->wfd = j->rfd = j->statefd = -1;
 	j->qtail = &j->qhead;
@@ -646,30 +640,28 @@ journal_open(struct journal **out, const struct journal_opts *o)
 	pthread_cond_init(&j->wcv, NULL);
 	pthread_cond_init(&j->rcv, NULL);
 	pthread_cond_init(&j->scv, NULL);
-	/* A segment must be well below the cap, or a full cap could never be freed. */
 	if (j->o.segment_bytes == 0 || j->o.segment_bytes > j->o.max_bytes / 4)
 		j->o.segment_bytes = j->o.max_bytes / 4;
 	if (j->o.segment_bytes < 4096)
 		j->o.segment_bytes = 4096;
 	if ((j->dir = strdup(o->dir)) == NULL) {
-		rv = CS_ENOMEM;
-		goto fail;
+		free(j);
+		return NULL;
 	}
-	if (fs_mkdirs(j->dir, 0750, NULL, 0) != 0 ||
-	    (j->dirfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		log_warn("journal.open_failed", "dir=%s", lq(j->dir));
-		goto fail;
-	}
-	unlinkat(j->dirfd, JOURNAL_STATE_TMP, 0);
-	if ((rv = journal_state_load(j)) != 0)
-		goto fail;
-	j->cursor_saved = j->acked;
+	return j;
+}
 
-	if ((d = fdopendir(dup(j->dirfd))) == NULL) {
-		rv = CS_EIO;
-		goto fail;
-	}
-	while ((de = readdir(d)) != NULL) {
+/* The segment files in the directory, oldest first. */
+static int
+journal_list_segs(struct journal *j)
+{
+	DIR *d;
+	struct dirent *de;
+	int rv = 0;
+
+	if ((d = fdopendir(dup(j->dirfd))) == NULL)
+		return CS_EIO;
+	while (rv == 0 && (de = readdir(d)) != NULL) {
 		char *end;
 		unsigned long long base;
 
@@ -680,67 +672,113 @@ journal_open(struct journal **out, const struct journal_opts *o)
 		base = strtoull(de->d_name, &end, 10);
 		if (errno != 0 || end != de->d_name + 20)
 			continue;
-		if ((rv = journal_segs_add(j, base)) != 0)
-			goto fail;
+		rv = journal_segs_add(j, base);
 	}
 	closedir(d);
-	d = NULL;
-	if (j->nsegs > 1)
+	if (rv == 0 && j->nsegs > 1)
 		qsort(j->segs, j->nsegs, sizeof(j->segs[0]), journal_seg_cmp);
-	found_segs = j->nsegs;
+	return rv;
+}
 
+/* Scan every segment (the newest stays open for writing); *lastseq: the last entry found. */
+static int
+journal_scan_all(struct journal *j, uint64_t *lastseq)
+{
 	for (size_t i = 0; i < j->nsegs; i++) {
 		char name[JOURNAL_SEG_NAMELEN + 8];
-		int fd;
+		int fd, rv;
 
 		journal_seg_name(name, sizeof(name), j->segs[i].base);
 		if ((fd = openat(j->dirfd, name, O_RDWR | O_CLOEXEC)) < 0) {
 			log_warn("journal.open_failed", "seg=%s", name);
-			rv = CS_EIO;
-			goto fail;
+			return CS_EIO;
 		}
-		rv = journal_scan_seg(j, &j->segs[i], fd, &lastseq);
+		rv = journal_scan_seg(j, &j->segs[i], fd, lastseq);
 		if (rv == 0 && i == j->nsegs - 1)
 			j->wfd = fd;
 		else
 			close(fd);
 		if (rv != 0)
-			goto fail;
+			return rv;
 		j->bytes += j->segs[i].size;
 	}
+	return 0;
+}
+
+/* The next sequence number: after the cursor, the last entry and the newest segment's
+ * base; an empty journal gets its first segment. */
+static int
+journal_place_next(struct journal *j, uint64_t lastseq)
+{
 	j->next_seq = j->acked + 1;
 	if (lastseq + 1 > j->next_seq)
 		j->next_seq = lastseq + 1;
 	if (j->nsegs > 0 && j->segs[j->nsegs - 1].base > j->next_seq)
 		j->next_seq = j->segs[j->nsegs - 1].base;
 	if (j->nsegs == 0) {
+		int rv;
 		if ((rv = journal_segs_add(j, j->next_seq)) != 0)
-			goto fail;
-		if ((j->wfd = journal_seg_create(j, j->next_seq)) < 0) {
-			rv = CS_EIO;
-			goto fail;
-		}
+			return rv;
+		if ((j->wfd = journal_seg_create(j, j->next_seq)) < 0)
+			return CS_EIO;
 	}
 	j->committed = j->next_seq - 1;
+	return 0;
+}
+
+/*
+ * The journal's identity. State without segments means the segments were lost (wiped,
+ * restored without them): seqs after the cursor may have been delivered already under
+ * this identity, so a new identity makes amo-sync take what comes next as new, not as
+ * re-sends.
+ */
+static int
+journal_identity(struct journal *j, size_t found_segs)
+{
 	if (j->id != 0 && found_segs == 0 && j->acked > 0) {
-		/*
-		 * State without segments: the segments were lost (wiped, restored without them).
-		 * Seqs after the cursor may have been delivered already under this identity; a new
-		 * identity makes amo-sync take what comes next as new, not as re-sends.
-		 */
 		log_warnx("journal.segments_missing", "dir=%s acked=%" PRIu64 " action=new_identity",
 		    lq(j->dir), j->acked);
 		j->id = 0;
 	}
-	if (j->id == 0 || (j->statefd = openat(j->dirfd, JOURNAL_STATE, O_RDWR | O_CLOEXEC)) < 0) {
-		if ((rv = journal_state_create(j)) != 0)
-			goto fail;
+	if (j->id == 0 || (j->statefd = openat(j->dirfd, JOURNAL_STATE, O_RDWR | O_CLOEXEC)) < 0)
+		return journal_state_create(j);
+	return 0;
+}
+
+int
+journal_open(struct journal **out, const struct journal_opts *o)
+{
+	struct journal *j;
+	uint64_t lastseq = 0;
+	size_t found_segs;
+	int rv;
+
+	*out = NULL;
+	if (o->dir == NULL || o->max_bytes == 0)
+		return CS_EINVAL;
+	if ((j = journal_new(o)) == NULL)
+		return CS_ENOMEM;
+	if (fs_mkdirs(j->dir, 0750, NULL, 0) != 0 ||
+	    (j->dirfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		log_warn("journal.open_failed", "dir=%s", lq(j->dir));
+		rv = CS_EIO;
+		goto fail;
 	}
+	unlinkat(j->dirfd, JOURNAL_STATE_TMP, 0);
+	if ((rv = journal_state_load(j)) != 0)
+		goto fail;
+	j->cursor_saved = j->acked;
+	if ((rv = journal_list_segs(j)) != 0)
+		goto fail;
+	found_segs = j->nsegs;
+	if ((rv = journal_scan_all(j, &lastseq)) != 0 ||
+	    (rv = journal_place_next(j, lastseq)) != 0 ||
+	    (rv = journal_identity(j, found_segs)) != 0)
+		goto fail;
 	j->rbase = j->segs[0].base;
 	j->rseq = j->acked;
 	j->cursor_saved_ms = clock_mono_ms();
 	journal_gc(j);
-
 	if (pthread_create(&j->writer, NULL, journal_writer, j) != 0) {
 		rv = CS_ENOMEM;
 		goto fail;
@@ -752,8 +790,6 @@ journal_open(struct journal **out, const struct journal_opts *o)
 	*out = j;
 	return 0;
 fail:
-	if (d != NULL)
-		closedir(d);
 	journal_close(j);
 	return rv;
 }
