@@ -1064,12 +1064,116 @@ journal_append_wait(struct journal *j, const void *payload, size_t len, uint64_t
 
 /* ---- reader ---- */
 
+/* The segment the reader is in (its own gone, acked and deleted: the next one). j->mtx held. */
+static size_t
+reader_segment(struct journal *j)
+{
+	size_t i;
+
+	for (i = 0; i < j->nsegs && j->segs[i].base < j->rbase; i++)
+		;
+	if (i == j->nsegs || j->segs[i].base != j->rbase) {
+		if (i == j->nsegs)
+			i = j->nsegs - 1;
+		j->rbase = j->segs[i].base;
+		j->rpos = 0;
+	}
+	return i;
+}
+
+/*
+ * At the end of segment i: move to the next one (0), or wait for the writer until the
+ * deadline (0 when woken, CS_ETIMEDOUT). j->mtx held.
+ */
+static int
+reader_at_end(struct journal *j, size_t i, int timeout_ms, const struct timespec *deadline)
+{
+	if (i + 1 < j->nsegs) {
+		j->rbase = j->segs[i + 1].base;
+		j->rpos = 0;
+		if (j->rfd >= 0) {
+			/* done with it: an open descriptor would keep a deleted segment's space allocated */
+			close(j->rfd);
+			j->rfd = -1;
+		}
+		return 0;
+	}
+	if (timeout_ms == 0)
+		return CS_ETIMEDOUT;
+	if (timeout_ms < 0)
+		pthread_cond_wait(&j->rcv, &j->mtx);
+	else if (pthread_cond_timedwait(&j->rcv, &j->mtx, deadline) == ETIMEDOUT)
+		return CS_ETIMEDOUT;
+	return 0;
+}
+
+/* The reader's descriptor on its segment; -1 when it cannot be opened (skipped). */
+static int
+reader_open(struct journal *j, uint64_t end)
+{
+	char name[JOURNAL_SEG_NAMELEN + 8];
+
+	if (j->rfd >= 0 && j->rfd_base == j->rbase)
+		return 0;
+	if (j->rfd >= 0)
+		close(j->rfd);
+	journal_seg_name(name, sizeof(name), j->rbase);
+	j->rfd_base = j->rbase;
+	if ((j->rfd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0) {
+		log_warn("journal.read_open_failed", "seg=%s", name);
+		j->rpos = end;	/* skip it rather than spin */
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The record at the reader's position, read without the lock (committed bytes never
+ * change). 1 with the entry when there is a new one, 0 when the position moved past one
+ * already delivered or past corrupt bytes. j->mtx held on entry and return.
+ */
+static int
+reader_take(struct journal *j, uint64_t end, uint64_t *seq, void **payload, size_t *len)
+{
+	char name[JOURNAL_SEG_NAMELEN + 8];
+	int fd = j->rfd;
+	uint64_t pos = j->rpos, rseq = j->rseq, s, found;
+	size_t l;
+	void *p;
+	int ok;
+
+	j->rbusy = 1;
+	pthread_mutex_unlock(&j->mtx);
+	ok = journal_rec_read(fd, pos, end, 0, &s, &p, &l) == 0;
+	if (!ok && journal_resync(fd, pos, end, rseq, &found) != 0)
+		found = end;
+	pthread_mutex_lock(&j->mtx);
+	j->rbusy = 0;
+	if (ok) {
+		j->rpos = pos + JOURNAL_REC_HDR + l;
+		if (s <= j->rseq) {
+			free(p);	/* at or before the cursor: already delivered */
+			return 0;
+		}
+		j->rseq = s;
+		*seq = s;
+		*payload = p;
+		*len = l;
+		return 1;
+	}
+	journal_seg_name(name, sizeof(name), j->rbase);
+	log_warnx("journal.corrupt", "seg=%s from=%" PRIu64 " to=%" PRIu64 " action=skipped",
+	    name, pos, found);
+	j->st.skipped++;
+	j->rpos = found;
+	return 0;
+}
+
 int
 journal_read(struct journal *j, int timeout_ms, uint64_t *seq, void **payload, size_t *len)
 {
 	struct timespec deadline;
-	char name[JOURNAL_SEG_NAMELEN + 8];
-	int rv;
+	int rv = 0;
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	if (timeout_ms > 0) {
@@ -1083,93 +1187,22 @@ journal_read(struct journal *j, int timeout_ms, uint64_t *seq, void **payload, s
 	*payload = NULL;
 	pthread_mutex_lock(&j->mtx);
 	for (;;) {
-		size_t i;
-		uint64_t end, rseq, found;
-
 		if (j->closing) {
 			rv = CS_ECLOSED;
 			break;
 		}
-		for (i = 0; i < j->nsegs && j->segs[i].base < j->rbase; i++)
-			;
-		if (i == j->nsegs || j->segs[i].base != j->rbase) {
-			/* Our segment is gone (acked and deleted): go on with the next one. */
-			if (i == j->nsegs)
-				i = j->nsegs - 1;
-			j->rbase = j->segs[i].base;
-			j->rpos = 0;
-		}
-		end = j->segs[i].size;
+		size_t i = reader_segment(j);
+		uint64_t end = j->segs[i].size;
 		if (j->rpos >= end) {
-			if (i + 1 < j->nsegs) {
-				j->rbase = j->segs[i + 1].base;
-				j->rpos = 0;
-				if (j->rfd >= 0) {
-					/* done with it: an open descriptor would keep a deleted
-					 * segment's space allocated */
-					close(j->rfd);
-					j->rfd = -1;
-				}
-				continue;
-			}
-			if (timeout_ms == 0) {
-				rv = CS_ETIMEDOUT;
+			if ((rv = reader_at_end(j, i, timeout_ms, &deadline)) != 0)
 				break;
-			}
-			if (timeout_ms < 0)
-				pthread_cond_wait(&j->rcv, &j->mtx);
-			else if (pthread_cond_timedwait(&j->rcv, &j->mtx, &deadline) == ETIMEDOUT) {
-				rv = CS_ETIMEDOUT;
-				break;
-			}
 			continue;
 		}
-		if (j->rfd < 0 || j->rfd_base != j->rbase) {
-			if (j->rfd >= 0)
-				close(j->rfd);
-			journal_seg_name(name, sizeof(name), j->rbase);
-			j->rfd_base = j->rbase;
-			if ((j->rfd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0) {
-				log_warn("journal.read_open_failed", "seg=%s", name);
-				j->rpos = end;	/* skip it rather than spin */
-				continue;
-			}
-		}
-		rseq = j->rseq;
-		{
-			int fd = j->rfd;
-			uint64_t pos = j->rpos;
-			uint64_t s;
-			size_t l;
-			void *p;
-			int ok;
-
-			/* Committed bytes never change: read them without the lock. */
-			j->rbusy = 1;
-			pthread_mutex_unlock(&j->mtx);
-			ok = journal_rec_read(fd, pos, end, 0, &s, &p, &l) == 0;
-			if (!ok && journal_resync(fd, pos, end, rseq, &found) != 0)
-				found = end;
-			pthread_mutex_lock(&j->mtx);
-			j->rbusy = 0;
-			if (ok) {
-				j->rpos = pos + JOURNAL_REC_HDR + l;
-				if (s <= j->rseq) {
-					free(p);	/* at or before the cursor: already delivered */
-					continue;
-				}
-				j->rseq = s;
-				*seq = s;
-				*payload = p;
-				*len = l;
-				rv = 0;
-				break;
-			}
-			journal_seg_name(name, sizeof(name), j->rbase);
-			log_warnx("journal.corrupt", "seg=%s from=%" PRIu64 " to=%" PRIu64
-			    " action=skipped", name, pos, found);
-			j->st.skipped++;
-			j->rpos = found;
+		if (reader_open(j, end) != 0)
+			continue;
+		if (reader_take(j, end, seq, payload, len)) {
+			rv = 0;
+			break;
 		}
 	}
 	pthread_mutex_unlock(&j->mtx);
