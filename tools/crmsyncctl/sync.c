@@ -170,110 +170,143 @@ sync_db_lost(PGconn *c, const struct sync_target *t, int64_t run_id, int64_t *do
 	return 1;
 }
 
+/* Following one run through crmsync.sync_runs. */
+struct follow {
+	PGconn			*c;
+	const struct sync_target *t;
+	int64_t			 run_id, max_id;
+	int64_t			 down_since, db_down_since, last_print, t0;
+	int			 tty;
+	char			 last[512];	/* the last line shown, from its first comma */
+};
+
+/* Steps' answers: keep following, the database is away (reconnecting), or stop with ret. */
+enum { FOLLOW_ON, FOLLOW_DB_AWAY, FOLLOW_END_OK, FOLLOW_END_FAIL };
+
+/* The run an accepted command opened: the first of this CRM after max_id. */
+static int
+follow_find_run(struct follow *f)
+{
+	char maxbuf[32];
+	const char *vals[2] = { f->t->crm, maxbuf };
+	PGresult *r;
+
+	snprintf(maxbuf, sizeof(maxbuf), "%lld", (long long)f->max_id);
+	if ((r = ctl_db_query(f->c, "finding the run", "SELECT id FROM crmsync.sync_runs "
+	    "WHERE crm = $1 AND id > $2::bigint ORDER BY id LIMIT 1", 2, vals)) == NULL)
+		return FOLLOW_DB_AWAY;
+	if (PQntuples(r) == 1) {
+		f->run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		printf("%s%s opened run %lld\n", f->tty ? "\r\033[K" : "", f->t->service,
+		    (long long)f->run_id);
+	}
+	PQclear(r);
+	if (f->run_id == 0 && bus_now_ms() - f->t0 > ctl.command_timeout_ms) {
+		fprintf(stderr, "crmsyncctl: %s accepted, but no run appeared in crmsync.sync_runs "
+		    "within %lld s\n", f->t->service, (long long)ctl.command_timeout_ms / 1000);
+		return FOLLOW_END_FAIL;
+	}
+	return FOLLOW_ON;
+}
+
+/* Show the run's progress (a pipe gets a line on change, elapsed time aside, or every
+ * 10 s); its end ends the following. */
+static int
+follow_show_run(struct follow *f)
+{
+	char idbuf[32], line[512], took[32], total[32] = "";
+	const char *vals[1] = { idbuf };
+	PGresult *r;
+
+	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)f->run_id);
+	r = ctl_db_query(f->c, "reading the run",
+	    "SELECT status, kind, extract(epoch FROM coalesce(finished_at, now()) - started_at)::bigint, "
+	    "coalesce(cardinality(entities), 0), "
+	    "(SELECT count(*) FROM jsonb_object_keys(progress)), "
+	    "(SELECT coalesce(sum((v->>'rows')::bigint), 0) FROM jsonb_each(progress) AS e(k, v)), "
+	    "rows_written, rows_deleted, coalesce(error, '') "
+	    "FROM crmsync.sync_runs WHERE id = $1::bigint", 1, vals);
+	if (r == NULL)
+		return FOLLOW_DB_AWAY;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return FOLLOW_ON;
+	}
+	const char *status = PQgetvalue(r, 0, 0);
+	int done = strcmp(status, "running") != 0;
+	ctl_duration(took, sizeof(took), strtoll(PQgetvalue(r, 0, 2), NULL, 10));
+	if (strcmp(PQgetvalue(r, 0, 3), "0") != 0)
+		snprintf(total, sizeof(total), "/%s", PQgetvalue(r, 0, 3));
+	snprintf(line, sizeof(line), "run %lld %s %s: %s %s, entities %s%s, rows read %s, "
+	    "written %s, deleted %s%s%s", (long long)f->run_id, f->t->crm, PQgetvalue(r, 0, 1),
+	    status, took, PQgetvalue(r, 0, 4), total, PQgetvalue(r, 0, 5),
+	    PQgetvalue(r, 0, 6), PQgetvalue(r, 0, 7),
+	    PQgetvalue(r, 0, 8)[0] ? ", error: " : "", PQgetvalue(r, 0, 8));
+	const char *tail = strchr(line, ',') ? strchr(line, ',') : line;
+	if (f->tty || done || bus_now_ms() - f->last_print >= 10000 || strcmp(tail, f->last) != 0) {
+		sync_show(f->tty, line, done);
+		f->last_print = bus_now_ms();
+		snprintf(f->last, sizeof(f->last), "%s", tail);
+	}
+	int rv = !done ? FOLLOW_ON : strcmp(status, "complete") == 0 ? FOLLOW_END_OK : FOLLOW_END_FAIL;
+	PQclear(r);
+	return rv;
+}
+
+/* A run can only end if its service is alive: give up after SYNC_DOWN_LIMIT_MS without it. */
+static int
+follow_check_service(struct follow *f)
+{
+	Crmsync__Envelope *env = NULL;
+	int rv = FOLLOW_ON;
+
+	if (sync_health(f->t, &env) != 0) {
+		if (f->down_since == 0) {
+			f->down_since = bus_now_ms();
+			fprintf(stderr, "%scrmsyncctl: %s stopped answering on %s\n", f->tty ? "\n" : "",
+			    f->t->service, f->t->health_url);
+		} else if (bus_now_ms() - f->down_since > SYNC_DOWN_LIMIT_MS) {
+			fprintf(stderr, "crmsyncctl: %s has been down for %d s; giving up (run %lld "
+			    "stays 'running' until the service restarts)\n", f->t->service,
+			    SYNC_DOWN_LIMIT_MS / 1000, (long long)f->run_id);
+			rv = FOLLOW_END_FAIL;
+		}
+	} else {
+		f->down_since = 0;
+	}
+	bus_free(env);
+	return rv;
+}
+
 /* Follow run_id (or the first run of this CRM after max_id) in crmsync.sync_runs. */
 static int
 sync_follow_db(PGconn *c, const struct sync_target *t, int64_t run_id, int64_t max_id)
 {
-	char idbuf[32], maxbuf[32], line[512], last[512] = "";
-	const char *vals[2];
-	int64_t down_since = 0, db_down_since = 0, last_print = 0, t0 = bus_now_ms();
-	int tty = isatty(STDOUT_FILENO), ret = 1;
+	struct follow f = { .c = c, .t = t, .run_id = run_id, .max_id = max_id,
+	    .t0 = bus_now_ms(), .tty = isatty(STDOUT_FILENO) };
 
 	while (!sync_interrupted) {
-		Crmsync__Envelope *env = NULL;
-		PGresult *r;
+		int st = FOLLOW_ON;
 
-		if (db_down_since != 0 && !sync_db_lost(c, t, run_id, &db_down_since, tty))
+		/* While PostgreSQL is away, sync_db_lost reconnects (and says when it gives up). */
+		if (f.db_down_since != 0 && !sync_db_lost(c, t, f.run_id, &f.db_down_since, f.tty))
 			return 1;
-		if (db_down_since != 0)
-			goto check_service;	/* still reconnecting */
-		if (run_id == 0) {
-			snprintf(maxbuf, sizeof(maxbuf), "%lld", (long long)max_id);
-			vals[0] = t->crm;
-			vals[1] = maxbuf;
-			if ((r = ctl_db_query(c, "finding the run", "SELECT id FROM crmsync.sync_runs "
-			    "WHERE crm = $1 AND id > $2::bigint ORDER BY id LIMIT 1", 2, vals)) == NULL) {
-				if (!sync_db_lost(c, t, run_id, &db_down_since, tty))
-					return 1;
-				goto check_service;
-			}
-			if (PQntuples(r) == 1) {
-				run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-				printf("%s%s opened run %lld\n", tty ? "\r\033[K" : "", t->service, (long long)run_id);
-			}
-			PQclear(r);
-			if (run_id == 0 && bus_now_ms() - t0 > ctl.command_timeout_ms) {
-				fprintf(stderr, "crmsyncctl: %s accepted, but no run appeared in crmsync.sync_runs "
-				    "within %lld s\n", t->service, (long long)ctl.command_timeout_ms / 1000);
-				return 1;
-			}
-		}
-		if (run_id > 0) {
-			snprintf(idbuf, sizeof(idbuf), "%lld", (long long)run_id);
-			vals[0] = idbuf;
-			r = ctl_db_query(c, "reading the run",
-			    "SELECT status, kind, extract(epoch FROM coalesce(finished_at, now()) - started_at)::bigint, "
-			    "coalesce(cardinality(entities), 0), "
-			    "(SELECT count(*) FROM jsonb_object_keys(progress)), "
-			    "(SELECT coalesce(sum((v->>'rows')::bigint), 0) FROM jsonb_each(progress) AS e(k, v)), "
-			    "rows_written, rows_deleted, coalesce(error, '') "
-			    "FROM crmsync.sync_runs WHERE id = $1::bigint", 1, vals);
-			if (r == NULL) {
-				if (!sync_db_lost(c, t, run_id, &db_down_since, tty))
-					return 1;
-				goto check_service;
-			}
-			if (PQntuples(r) == 1) {
-				const char *status = PQgetvalue(r, 0, 0);
-				char took[32], total[32] = "";
-				int done = strcmp(status, "running") != 0;
-
-				ctl_duration(took, sizeof(took), strtoll(PQgetvalue(r, 0, 2), NULL, 10));
-				if (strcmp(PQgetvalue(r, 0, 3), "0") != 0)
-					snprintf(total, sizeof(total), "/%s", PQgetvalue(r, 0, 3));
-				snprintf(line, sizeof(line), "run %lld %s %s: %s %s, entities %s%s, rows read %s, "
-				    "written %s, deleted %s%s%s", (long long)run_id, t->crm, PQgetvalue(r, 0, 1),
-				    status, took, PQgetvalue(r, 0, 4), total, PQgetvalue(r, 0, 5),
-				    PQgetvalue(r, 0, 6), PQgetvalue(r, 0, 7),
-				    PQgetvalue(r, 0, 8)[0] ? ", error: " : "", PQgetvalue(r, 0, 8));
-				/* A pipe gets a line on change (elapsed time aside) or every 10 s. */
-				if (tty || done || bus_now_ms() - last_print >= 10000 ||
-				    strcmp(strchr(line, ',') ? strchr(line, ',') : line, last) != 0) {
-					sync_show(tty, line, done);
-					last_print = bus_now_ms();
-					snprintf(last, sizeof(last), "%s", strchr(line, ',') ? strchr(line, ',') : line);
-				}
-				if (done) {
-					ret = strcmp(status, "complete") == 0 ? 0 : 1;
-					PQclear(r);
-					return ret;
-				}
-			}
-			PQclear(r);
-		}
-check_service:
-		/* A run can only end if its service is alive. */
-		if (sync_health(t, &env) != 0) {
-			if (down_since == 0) {
-				down_since = bus_now_ms();
-				fprintf(stderr, "%scrmsyncctl: %s stopped answering on %s\n", tty ? "\n" : "",
-				    t->service, t->health_url);
-			} else if (bus_now_ms() - down_since > SYNC_DOWN_LIMIT_MS) {
-				fprintf(stderr, "crmsyncctl: %s has been down for %d s; giving up (run %lld "
-				    "stays 'running' until the service restarts)\n", t->service,
-				    SYNC_DOWN_LIMIT_MS / 1000, (long long)run_id);
-				return 1;
-			}
-		} else {
-			down_since = 0;
-		}
-		bus_free(env);
+		if (f.db_down_since == 0 && f.run_id == 0)
+			st = follow_find_run(&f);
+		if (st == FOLLOW_ON && f.db_down_since == 0 && f.run_id > 0)
+			st = follow_show_run(&f);
+		if (st == FOLLOW_DB_AWAY && !sync_db_lost(c, t, f.run_id, &f.db_down_since, f.tty))
+			return 1;
+		if (st == FOLLOW_END_OK || st == FOLLOW_END_FAIL)
+			return st == FOLLOW_END_OK ? 0 : 1;
+		if (follow_check_service(&f) == FOLLOW_END_FAIL)
+			return 1;
 		for (int i = 0; i < 10 && !sync_interrupted; i++)
 			usleep(100000);
 	}
-	if (tty)
+	if (f.tty)
 		printf("\n");
-	printf("stopped watching; run %lld goes on (crmsyncctl status shows it)\n", (long long)run_id);
+	printf("stopped watching; run %lld goes on (crmsyncctl status shows it)\n", (long long)f.run_id);
 	return 1;
 }
 
