@@ -22,6 +22,7 @@
 #include "catalog.h"
 #include "ctl.h"
 #include "errors.h"
+#include "strlist.h"
 
 #define SYNC_MAX_ENTITIES	64
 #define SYNC_DOWN_LIMIT_MS	30000	/* service silent this long while its run "runs": give up */
@@ -399,43 +400,76 @@ next:
 	return 1;
 }
 
-int
-ctl_sync(int argc, char **argv)
-{
-	struct sync_target t;
-	char *entities[SYNC_MAX_ENTITIES], *list = NULL;
-	size_t nentities = 0;
-	int full = 0, nowait = 0, rv;
-	int64_t run_id = 0, max_id = 0;
-	struct sync_before before;
-	Crmsync__Envelope *env = NULL;
-	PGconn *c = NULL;
-	struct sigaction sa;
+/* What `crmsyncctl sync` was asked. */
+struct sync_args {
+	struct sync_target	 t;
+	char			*entities[SYNC_MAX_ENTITIES];	/* the catalogue's names */
+	size_t			 nentities;
+	int			 full, nowait;
+};
 
+/* The entity list of --entities, each checked against the catalogue. 0 or 2 (usage). */
+static int
+sync_entities(struct sync_args *a, const char *list)
+{
+	enum cat_crm crm = a->t.crm_id == CRMSYNC__CRM__CRM_AMO ? CAT_AMO : CAT_HOLLIHOP;
+	const char *cur = list, *item;
+	size_t len;
+	char name[128];
+
+	while (strlist_next(&cur, &item, &len)) {
+		const struct cat_entity *e = NULL;
+
+		if (a->nentities == SYNC_MAX_ENTITIES) {
+			fprintf(stderr, "crmsyncctl: sync: at most %d entities\n", SYNC_MAX_ENTITIES);
+			return 2;
+		}
+		if (len < sizeof(name)) {
+			memcpy(name, item, len);
+			name[len] = '\0';
+			e = catalog_find(crm, name);
+		}
+		if (e == NULL) {
+			fprintf(stderr, "crmsyncctl: sync: %s has no entity \"%.*s\" (crmsyncctl catalog list %s "
+			    "shows them all)\n", a->t.crm, (int)(len > 64 ? 64 : len), item, a->t.crm);
+			return 2;
+		}
+		a->entities[a->nentities++] = (char *)e->name;
+	}
+	return 0;
+}
+
+/* The command line: the CRM, --full, --no-wait, --entities. 0 or 2 (usage, said why). */
+static int
+sync_parse(int argc, char **argv, struct sync_args *a)
+{
+	const char *list = NULL;
+
+	memset(a, 0, sizeof(*a));
 	if (argc < 2) {
 		fprintf(stderr, "usage: crmsyncctl sync hollihop|amo [--full] [--entities a,b,...] [--no-wait]\n");
 		return 2;
 	}
-	memset(&t, 0, sizeof(t));
 	if (strcmp(argv[1], "hollihop") == 0) {
-		t = (struct sync_target){ "hollihop", "hollihop-sync", CRMSYNC__CRM__CRM_HOLLIHOP,
+		a->t = (struct sync_target){ "hollihop", "hollihop-sync", CRMSYNC__CRM__CRM_HOLLIHOP,
 		    ctl.hollihop_url, ctl.hollihop_health };
 	} else if (strcmp(argv[1], "amo") == 0) {
-		t = (struct sync_target){ "amo", "amo-sync", CRMSYNC__CRM__CRM_AMO, ctl.amo_url, ctl.amo_health };
+		a->t = (struct sync_target){ "amo", "amo-sync", CRMSYNC__CRM__CRM_AMO, ctl.amo_url, ctl.amo_health };
 	} else {
 		fprintf(stderr, "crmsyncctl: sync: unknown CRM \"%s\" (hollihop or amo)\n", argv[1]);
 		return 2;
 	}
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--full") == 0) {
-			full = 1;
+			a->full = 1;
 		} else if (strcmp(argv[i], "--no-wait") == 0) {
-			nowait = 1;
+			a->nowait = 1;
 		} else if (strcmp(argv[i], "--entities") == 0) {
 			if (i + 1 >= argc || argv[i + 1][0] == '-' || argv[i + 1][0] == '\0') {
 				fprintf(stderr, "crmsyncctl: sync: --entities needs a comma-separated list, e.g. "
 				    "--entities %s (crmsyncctl catalog list %s shows them all)\n",
-				    t.crm_id == CRMSYNC__CRM__CRM_AMO ? "leads,contacts" : "students,ed_units", t.crm);
+				    a->t.crm_id == CRMSYNC__CRM__CRM_AMO ? "leads,contacts" : "students,ed_units",
+				    a->t.crm);
 				return 2;
 			}
 			list = argv[++i];
@@ -444,53 +478,69 @@ ctl_sync(int argc, char **argv)
 			return 2;
 		}
 	}
-	for (char *save = NULL, *e = list != NULL ? strtok_r(list, ",", &save) : NULL; e != NULL;
-	    e = strtok_r(NULL, ",", &save)) {
-		if (nentities == SYNC_MAX_ENTITIES) {
-			fprintf(stderr, "crmsyncctl: sync: at most %d entities\n", SYNC_MAX_ENTITIES);
-			return 2;
-		}
-		if (catalog_find(t.crm_id == CRMSYNC__CRM__CRM_AMO ? CAT_AMO : CAT_HOLLIHOP, e) == NULL) {
-			fprintf(stderr, "crmsyncctl: sync: %s has no entity \"%s\" (crmsyncctl catalog list %s "
-			    "shows them all)\n", t.crm, e, t.crm);
-			return 2;
-		}
-		entities[nentities++] = e;
-	}
+	return sync_entities(a, list);
+}
 
-	/* Is the service there at all? (A refused dial answers at once.) */
-	if ((rv = sync_health(&t, &env)) != 0) {
-		fprintf(stderr, "crmsyncctl: %s is not answering on %s: %s\n", t.service, t.health_url,
+/*
+ * Before asking: is the service there at all (a refused dial answers at once), its counters
+ * now, and the newest run in crmsync.sync_runs (with a database: *c is connected). 0 or 1.
+ */
+static int
+sync_baseline(const struct sync_target *t, struct sync_before *before, PGconn **c, int64_t *max_id)
+{
+	Crmsync__Envelope *env = NULL;
+	PGresult *r;
+	int rv;
+
+	if ((rv = sync_health(t, &env)) != 0) {
+		fprintf(stderr, "crmsyncctl: %s is not answering on %s: %s\n", t->service, t->health_url,
 		    ctl_probe_error(rv, (int)ctl.timeout_ms));
 		return 1;
 	}
-	before.run = ctl_stat(env->health_response, "last_run_id", 0);
-	before.ok = ctl_stat(env->health_response, "runs_complete", 0);
-	before.failed = ctl_stat(env->health_response, "runs_failed", 0);
-	before.pages = ctl_stat(env->health_response, "pages", 0);
-	before.rows = ctl_stat(env->health_response, "rows_sent", 0);
+	before->run = ctl_stat(env->health_response, "last_run_id", 0);
+	before->ok = ctl_stat(env->health_response, "runs_complete", 0);
+	before->failed = ctl_stat(env->health_response, "runs_failed", 0);
+	before->pages = ctl_stat(env->health_response, "pages", 0);
+	before->rows = ctl_stat(env->health_response, "rows_sent", 0);
 	bus_free(env);
-	if (ctl_dsn() != NULL) {
-		PGresult *r;
-
-		if ((c = ctl_db_connect()) == NULL)
-			return 1;
-		if ((r = ctl_db_query(c, "crmsync.sync_runs", "SELECT coalesce(max(id), 0) FROM crmsync.sync_runs",
-		    0, NULL)) == NULL) {
-			PQfinish(c);
-			return 1;
-		}
-		max_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-		PQclear(r);
+	*c = NULL;
+	*max_id = 0;
+	if (ctl_dsn() == NULL)
+		return 0;
+	if ((*c = ctl_db_connect()) == NULL)
+		return 1;
+	if ((r = ctl_db_query(*c, "crmsync.sync_runs", "SELECT coalesce(max(id), 0) FROM crmsync.sync_runs",
+	    0, NULL)) == NULL) {
+		PQfinish(*c);
+		*c = NULL;
+		return 1;
 	}
+	*max_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return 0;
+}
 
-	printf("asking %s for a%s %s sync%s (%s)\n", t.service, full ? "" : "n", full ? "full" : "incremental",
-	    nentities ? " of some entities" : "", t.url);
-	if (sync_send(&t, full, entities, nentities, &run_id) != 0) {
+int
+ctl_sync(int argc, char **argv)
+{
+	struct sync_args a;
+	struct sync_before before;
+	int64_t run_id = 0, max_id = 0;
+	PGconn *c = NULL;
+	struct sigaction sa;
+	int rv;
+
+	if ((rv = sync_parse(argc, argv, &a)) != 0)
+		return rv;
+	if (sync_baseline(&a.t, &before, &c, &max_id) != 0)
+		return 1;
+	printf("asking %s for a%s %s sync%s (%s)\n", a.t.service, a.full ? "" : "n",
+	    a.full ? "full" : "incremental", a.nentities ? " of some entities" : "", a.t.url);
+	if (sync_send(&a.t, a.full, a.entities, a.nentities, &run_id) != 0) {
 		PQfinish(c);
 		return 1;
 	}
-	if (nowait) {
+	if (a.nowait) {
 		PQfinish(c);
 		return 0;
 	}
@@ -500,9 +550,9 @@ ctl_sync(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	if (c != NULL)
-		rv = sync_follow_db(c, &t, run_id, max_id);
+		rv = sync_follow_db(c, &a.t, run_id, max_id);
 	else
-		rv = sync_follow_health(&t, run_id, &before);
+		rv = sync_follow_health(&a.t, run_id, &before);
 	PQfinish(c);
 	return rv;
 }
