@@ -869,6 +869,109 @@ journal_write_group(struct journal *j, struct journal_req *batch, size_t nbytes,
 	return 0;
 }
 
+/* Refusing for want of space and everything is acknowledged: roll now, so the space comes
+ * back without waiting for the next hook to be refused first. j->mtx held. */
+static void
+writer_reclaim(struct journal *j)
+{
+	uint64_t base = j->next_seq;
+	int rv;
+
+	j->roll_wanted = 0;
+	if (!j->disk_full || j->segs[j->nsegs - 1].size == 0)
+		return;
+	pthread_mutex_unlock(&j->mtx);
+	rv = journal_roll(j, base, 1);
+	pthread_mutex_lock(&j->mtx);
+	if (rv == 0)
+		j->disk_full = 0;	/* the next write tells whether it is enough */
+}
+
+/* A group written and synced: it is committed, and readers are woken. j->mtx held. */
+static void
+writer_committed(struct journal *j, const struct journal_req *last, size_t nbytes, size_t n)
+{
+	struct journal_seg *act = &j->segs[j->nsegs - 1];
+
+	act->size += nbytes;
+	act->last = last->seq;
+	j->bytes += nbytes;
+	j->committed = last->seq;
+	j->st.records += n;
+	if (!j->o.nosync)
+		j->st.fsyncs++;
+	if (j->disk_full || j->refusing != JOURNAL_ACCEPTING)
+		log_info("journal.accepting", "dir=%s refused=%" PRIu64 " refusing_s=%" PRId64,
+		    lq(j->dir), j->st.full, (clock_mono_ms() - j->refusing_since_ms) / 1000);
+	j->disk_full = 0;
+	j->refusing = JOURNAL_ACCEPTING;
+	pthread_cond_broadcast(&j->rcv);
+}
+
+/* A group not written: its seqs are taken back, and the journal refuses until a write
+ * succeeds. j->mtx held. */
+static void
+writer_failed(struct journal *j, struct journal_req *batch, uint64_t first, size_t n, int rv)
+{
+	j->next_seq = first;
+	for (struct journal_req *r = batch; r != NULL; r = r->next)
+		r->seq = 0;
+	if (rv == CS_EFULL) {
+		j->st.full += n;
+		j->disk_full = 1;
+	}
+	if (j->refusing == JOURNAL_ACCEPTING)
+		j->refusing_since_ms = clock_mono_ms();
+	j->refusing = rv == CS_EFULL ? JOURNAL_REFUSING_DISK : JOURNAL_REFUSING_IO;
+}
+
+/*
+ * Write what is queued as one group. Seqs are given here, by the only thread that gives
+ * them, so a write that fails takes its seqs back: committed seqs have no gaps, and the
+ * backlog is exact. j->mtx held on entry and return; the callbacks run without it.
+ */
+static void
+writer_group(struct journal *j)
+{
+	struct journal_req *batch = j->qhead, *r, *last = NULL;
+	size_t nbytes = 0, n = 0;
+	uint64_t first = j->next_seq, off;
+	int roll, reclaim, rv;
+
+	j->qhead = NULL;
+	j->qtail = &j->qhead;
+	for (r = batch; r != NULL; r = r->next) {
+		r->seq = j->next_seq++;
+		nbytes += JOURNAL_REC_HDR + r->len;
+		n++;
+		last = r;
+	}
+	struct journal_seg *act = &j->segs[j->nsegs - 1];
+	off = act->size;
+	/* After a write found the disk full, a non-empty segment is closed: it can then be
+	 * deleted once acknowledged (the active one never is), which frees its space. */
+	roll = act->size > 0 && (act->size + nbytes > j->o.segment_bytes || j->disk_full);
+	reclaim = roll && j->disk_full;
+	pthread_mutex_unlock(&j->mtx);
+
+	rv = journal_write_group(j, batch, nbytes, roll, reclaim, off);
+
+	pthread_mutex_lock(&j->mtx);
+	j->queued_bytes -= nbytes;
+	if (rv == 0)
+		writer_committed(j, last, nbytes, n);
+	else
+		writer_failed(j, batch, first, n, rv);
+	pthread_mutex_unlock(&j->mtx);
+	for (r = batch; r != NULL;) {
+		struct journal_req *next = r->next;
+		r->done(r->arg, r->seq, rv);
+		free(r);
+		r = next;
+	}
+	pthread_mutex_lock(&j->mtx);
+}
+
 static void *
 journal_writer(void *arg)
 {
@@ -876,91 +979,14 @@ journal_writer(void *arg)
 
 	pthread_mutex_lock(&j->mtx);
 	for (;;) {
-		struct journal_req *batch, *r, *last = NULL;
-		struct journal_seg *act;
-		size_t nbytes = 0, n = 0;
-		uint64_t off, first;
-		int roll, reclaim, rv;
-
 		while (j->qhead == NULL && !j->closing && !j->roll_wanted)
 			pthread_cond_wait(&j->wcv, &j->mtx);
 		if (j->qhead == NULL && j->closing)
 			break;
-		if (j->qhead == NULL) {
-			/* Refusing for want of space and everything is acknowledged: roll now, so the
-			 * space comes back without waiting for the next hook to be refused first. */
-			uint64_t base = j->next_seq;
-
-			j->roll_wanted = 0;
-			if (!j->disk_full || j->segs[j->nsegs - 1].size == 0)
-				continue;
-			pthread_mutex_unlock(&j->mtx);
-			rv = journal_roll(j, base, 1);
-			pthread_mutex_lock(&j->mtx);
-			if (rv == 0)
-				j->disk_full = 0;	/* the next write tells whether it is enough */
-			continue;
-		}
-		batch = j->qhead;
-		j->qhead = NULL;
-		j->qtail = &j->qhead;
-		/* Seqs are given here, by the only thread that gives them, so a write that fails
-		 * takes its seqs back: committed seqs have no gaps, and the backlog is exact. */
-		first = j->next_seq;
-		for (r = batch; r != NULL; r = r->next) {
-			r->seq = j->next_seq++;
-			nbytes += JOURNAL_REC_HDR + r->len;
-			n++;
-			last = r;
-		}
-		act = &j->segs[j->nsegs - 1];
-		off = act->size;
-		/* After a write found the disk full, a non-empty segment is closed: it can then be
-		 * deleted once acknowledged (the active one never is), which frees its space. */
-		roll = act->size > 0 && (act->size + nbytes > j->o.segment_bytes || j->disk_full);
-		reclaim = roll && j->disk_full;
-		pthread_mutex_unlock(&j->mtx);
-
-		rv = journal_write_group(j, batch, nbytes, roll, reclaim, off);
-
-		pthread_mutex_lock(&j->mtx);
-		j->queued_bytes -= nbytes;
-		if (rv == 0) {
-			act = &j->segs[j->nsegs - 1];
-			act->size += nbytes;
-			act->last = last->seq;
-			j->bytes += nbytes;
-			j->committed = last->seq;
-			j->st.records += n;
-			if (!j->o.nosync)
-				j->st.fsyncs++;
-			if (j->disk_full || j->refusing != JOURNAL_ACCEPTING)
-				log_info("journal.accepting", "dir=%s refused=%" PRIu64 " refusing_s=%" PRId64,
-				    lq(j->dir), j->st.full, (clock_mono_ms() - j->refusing_since_ms) / 1000);
-			j->disk_full = 0;
-			j->refusing = JOURNAL_ACCEPTING;
-			pthread_cond_broadcast(&j->rcv);
-		} else {
-			j->next_seq = first;
-			for (r = batch; r != NULL; r = r->next)
-				r->seq = 0;
-			if (rv == CS_EFULL) {
-				j->st.full += n;
-				j->disk_full = 1;
-			}
-			if (j->refusing == JOURNAL_ACCEPTING)
-				j->refusing_since_ms = clock_mono_ms();
-			j->refusing = rv == CS_EFULL ? JOURNAL_REFUSING_DISK : JOURNAL_REFUSING_IO;
-		}
-		pthread_mutex_unlock(&j->mtx);
-
-		for (r = batch; r != NULL;) {
-			struct journal_req *next = r->next;
-			r->done(r->arg, r->seq, rv);
-			free(r);
-			r = next;
-		}
-		pthread_mutex_lock(&j->mtx);
+		if (j->qhead == NULL)
+			writer_reclaim(j);
+		else
+			writer_group(j);
 	}
 	pthread_mutex_unlock(&j->mtx);
 	return NULL;
