@@ -30,6 +30,8 @@ struct metrics {
 	int64_t			 started_ms;
 	int			 port;
 	_Atomic int		 warned;	/* "too big" logged once */
+	void			*scrape_arg;
+	void			(*_Atomic on_scrape)(void *);
 };
 
 
@@ -48,7 +50,7 @@ metrics_name(char *dst, size_t cap, const struct stat_counter *s)
 	}
 	dst[n] = '\0';
 	len = strlen(dst);
-	if (!s->gauge && (len < 6 || strcmp(dst + len - 6, "_total") != 0) && len + 7 <= cap)
+	if (s->gauge == STAT_COUNTER && (len < 6 || strcmp(dst + len - 6, "_total") != 0) && len + 7 <= cap)
 		memcpy(dst + len, "_total", 7);
 }
 
@@ -71,17 +73,27 @@ metrics_escape(struct buf *b, const char *s, int label)
 	return rv;
 }
 
-/* One sample line: name{service="…"<extra_labels>} value. */
+/* One sample line: name{service="…"<extra_labels>} value (milli: value / 1000, 3 decimals). */
 static int
-metrics_sample(struct buf *b, const char *name, const char *service, const char *extra_labels,
-    long long value)
+metrics_sample_x(struct buf *b, const char *name, const char *service, const char *extra_labels,
+    long long value, int milli)
 {
 	int rv;
 
 	if ((rv = buf_printf(b, "%s{service=\"", name)) != 0 || (rv = metrics_escape(b, service, 1)) != 0 ||
-	    (rv = buf_printf(b, "\"%s} %lld\n", extra_labels != NULL ? extra_labels : "", value)) != 0)
+	    (rv = buf_printf(b, "\"%s} ", extra_labels != NULL ? extra_labels : "")) != 0)
 		return rv;
-	return 0;
+	if (milli)
+		return buf_printf(b, "%s%lld.%03lld\n", value < 0 ? "-" : "", llabs(value) / 1000,
+		    llabs(value) % 1000);
+	return buf_printf(b, "%lld\n", value);
+}
+
+static int
+metrics_sample(struct buf *b, const char *name, const char *service, const char *extra_labels,
+    long long value)
+{
+	return metrics_sample_x(b, name, service, extra_labels, value, 0);
 }
 
 static int
@@ -113,6 +125,59 @@ metrics_labels(const struct stat_counter *s, char *dst, size_t cap)
 	return dst;
 }
 
+/* Length of a histogram sample's family name: without _bucket, _sum or _count. */
+static size_t
+metrics_hist_base(const char *name)
+{
+	static const char *const sfx[] = { "_bucket", "_sum", "_count" };
+	size_t n = strlen(name);
+
+	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+		size_t k = strlen(sfx[i]);
+		if (n > k && strcmp(name + n - k, sfx[i]) == 0)
+			return n - k;
+	}
+	return n;
+}
+
+/*
+ * A histogram sample (STAT_HISTOGRAM): HELP/TYPE of its family before the first sample of
+ * a run, then the sample itself; `_sum` is kept in thousandths.
+ */
+static int
+metrics_hist(struct buf *b, const char *service, struct stat_counter *stats, size_t i)
+{
+	char name[METRICS_NAME_MAX], prev[METRICS_NAME_MAX], labels[256];
+	const char *lab = metrics_labels(&stats[i], labels, sizeof(labels));
+	size_t base;
+	int rv;
+
+	metrics_name(name, sizeof(name), &stats[i]);
+	base = metrics_hist_base(name);
+	if (i > 0 && stats[i - 1].gauge == STAT_HISTOGRAM)
+		metrics_name(prev, sizeof(prev), &stats[i - 1]);
+	if (i == 0 || stats[i - 1].gauge != STAT_HISTOGRAM || metrics_hist_base(prev) != base ||
+	    strncmp(prev, name, base) != 0) {
+		if ((rv = buf_printf(b, "# HELP %.*s ", (int)base, name)) != 0 ||
+		    (rv = metrics_escape(b, stats[i].help != NULL ? stats[i].help : name, 0)) != 0 ||
+		    (rv = buf_printf(b, "\n# TYPE %.*s histogram\n", (int)base, name)) != 0)
+			return rv;
+	}
+	return metrics_sample_x(b, name, service, lab, (long long)stat_get(&stats[i]),
+	    strcmp(name + base, "_sum") == 0);
+}
+
+void
+metrics_observe(struct stat_counter *h, const double *bounds, size_t nbounds, double v)
+{
+	for (size_t i = 0; i < nbounds; i++)
+		if (v <= bounds[i])
+			stat_add(&h[i], 1);
+	stat_add(&h[nbounds], 1);
+	stat_add(&h[nbounds + 1], (int64_t)(v * 1000.0 + 0.5));
+	stat_add(&h[nbounds + 2], 1);
+}
+
 static int
 metrics_reserved(const char *name)
 {
@@ -142,6 +207,11 @@ metrics_render(struct buf *b, const char *service, struct stat_counter *stats, s
 		const char *lab = metrics_labels(&stats[i], labels, sizeof(labels));
 		size_t first = i;
 
+		if (stats[i].gauge == STAT_HISTOGRAM) {
+			if ((rv = metrics_hist(b, service, stats, i)) != 0)
+				return rv;
+			continue;
+		}
 		metrics_name(name, sizeof(name), &stats[i]);
 		/* A family appears once, at its first stat: a later stat of the same name is one
 		 * more sample of it when both carry labels, else it is left out. */
@@ -179,6 +249,9 @@ metrics_serve(nng_aio *aio)
 	struct buf b;
 	int rv;
 
+	void (*fn)(void *) = atomic_load(&m->on_scrape);
+	if (fn != NULL)
+		fn(m->scrape_arg);
 	buf_init(&b, METRICS_MAX_BYTES);
 	rv = metrics_render(&b, m->service, m->stats, m->nstats,
 	    (long long)((clock_mono_ms() - m->started_ms) / 1000));
@@ -316,6 +389,15 @@ metrics_stop(struct metrics *m)
 		nng_http_handler_free(m->h);
 	nng_http_server_release(m->srv);
 	free(m);
+}
+
+void
+metrics_on_scrape(struct metrics *m, void (*fn)(void *), void *arg)
+{
+	if (m == NULL)
+		return;
+	m->scrape_arg = arg;
+	atomic_store(&m->on_scrape, fn);
 }
 
 int

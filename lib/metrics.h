@@ -17,7 +17,9 @@
  * gauges keep their name. A stat named `family{crm="amo",entity="users"}` is one labelled
  * sample: consecutive stats of one family with labels share one HELP/TYPE, e.g.
  * crmsync_deletions_refused_total{service="store",crm="amo",entity="users"} 1. Two families are always present: crmsync_up (1) and
- * crmsync_uptime_seconds, plus crmsync_build_info{service,version} 1.
+ * crmsync_uptime_seconds, plus crmsync_build_info{service,version} 1. Histograms are a run
+ * of STAT_HISTOGRAM stats (`family_bucket{le="1"}` …, `family_sum`, `family_count`; see
+ * stats.h and metrics_observe).
  *
  * How a service uses it (two calls; the config key is per service so that four services
  * on one host do not collide, e.g. CS_STORE_METRICS_ADDR, CS_GATEWAY_METRICS_ADDR...):
@@ -55,6 +57,18 @@ int	metrics_start(struct metrics **out, const char *addr, const char *service,
 	    struct stat_counter *stats, size_t nstats);
 /* Stop listening and free; waits for a scrape in progress. NULL is a no-op. */
 void	metrics_stop(struct metrics *m);
+/*
+ * Call fn(arg) at the start of every scrape, on NNG's thread, before the stats are read:
+ * for gauges that mirror state the service keeps elsewhere (e.g. an atomic enum). fn must
+ * be quick and thread-safe. NULL m is a no-op.
+ */
+void	metrics_on_scrape(struct metrics *m, void (*fn)(void *), void *arg);
+/*
+ * Count v into the histogram h (STAT_HISTOGRAM, see stats.h): h[0..nbounds-1] are the
+ * buckets le=bounds[i] (ascending), h[nbounds] le="+Inf", h[nbounds+1] the sum (kept in
+ * thousandths), h[nbounds+2] the count. Thread-safe.
+ */
+void	metrics_observe(struct stat_counter *h, const double *bounds, size_t nbounds, double v);
 /* The TCP port actually bound (useful after port 0), or -1. */
 int	metrics_port(const struct metrics *m);
 

@@ -11,10 +11,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define STAT_COUNTER	0
+#define STAT_GAUGE	1
+/*
+ * One sample of a Prometheus histogram: a run of stats named `family_bucket{…,le="…"}`
+ * (cumulative), `family_sum{…}` (kept in thousandths, shown divided by 1000, so a sum of
+ * seconds keeps milliseconds) and `family_count{…}`; metrics_observe() updates them.
+ */
+#define STAT_HISTOGRAM	2
+
 struct stat_counter {
 	const char	*name;	/* snake_case, e.g. "rows_written" */
 	const char	*help;
-	int		 gauge;	/* 0 = counter (only grows), 1 = gauge */
+	int		 gauge;	/* STAT_COUNTER (only grows), STAT_GAUGE or STAT_HISTOGRAM */
 	_Atomic int64_t	 value;
 };
 

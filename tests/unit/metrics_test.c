@@ -92,6 +92,57 @@ test_render(void **state)
 	buf_free(&b);
 }
 
+/* Two histograms of one family (per crm), between other stats: one HELP/TYPE, no _total. */
+static struct stat_counter hist[] = {
+	{ "db_up", "1 when connected", 1, 0 },
+	{ "run_duration_seconds_bucket{crm=\"amo\",le=\"1\"}", "run durations", STAT_HISTOGRAM, 0 },
+	{ "run_duration_seconds_bucket{crm=\"amo\",le=\"10\"}", "run durations", STAT_HISTOGRAM, 0 },
+	{ "run_duration_seconds_bucket{crm=\"amo\",le=\"+Inf\"}", "run durations", STAT_HISTOGRAM, 0 },
+	{ "run_duration_seconds_sum{crm=\"amo\"}", "run durations", STAT_HISTOGRAM, 0 },
+	{ "run_duration_seconds_count{crm=\"amo\"}", "run durations", STAT_HISTOGRAM, 0 },
+	{ "run_duration_seconds_bucket{crm=\"hollihop\",le=\"1\"}", "run durations", STAT_HISTOGRAM, 0 },
+	{ "run_duration_seconds_bucket{crm=\"hollihop\",le=\"10\"}", "run durations", STAT_HISTOGRAM, 0 },
+	{ "run_duration_seconds_bucket{crm=\"hollihop\",le=\"+Inf\"}", "run durations", STAT_HISTOGRAM, 0 },
+	{ "run_duration_seconds_sum{crm=\"hollihop\"}", "run durations", STAT_HISTOGRAM, 0 },
+	{ "run_duration_seconds_count{crm=\"hollihop\"}", "run durations", STAT_HISTOGRAM, 0 },
+	{ "runs", "runs", 0, 0 },
+};
+
+static void
+test_histogram(void **state)
+{
+	const double bounds[] = { 1, 10 };
+	struct buf b;
+
+	(void)state;
+	metrics_observe(&hist[1], bounds, 2, 0.25);
+	metrics_observe(&hist[1], bounds, 2, 4.5);
+	metrics_observe(&hist[1], bounds, 2, 99);
+	buf_init(&b, 1 << 20);
+	assert_int_equal(metrics_render(&b, "store", hist, sizeof(hist) / sizeof(hist[0]), -1), 0);
+	assert_non_null(strstr(b.data,
+	    "# HELP crmsync_run_duration_seconds run durations\n"
+	    "# TYPE crmsync_run_duration_seconds histogram\n"
+	    "crmsync_run_duration_seconds_bucket{service=\"store\",crm=\"amo\",le=\"1\"} 1\n"
+	    "crmsync_run_duration_seconds_bucket{service=\"store\",crm=\"amo\",le=\"10\"} 2\n"
+	    "crmsync_run_duration_seconds_bucket{service=\"store\",crm=\"amo\",le=\"+Inf\"} 3\n"
+	    "crmsync_run_duration_seconds_sum{service=\"store\",crm=\"amo\"} 103.750\n"
+	    "crmsync_run_duration_seconds_count{service=\"store\",crm=\"amo\"} 3\n"
+	    "crmsync_run_duration_seconds_bucket{service=\"store\",crm=\"hollihop\",le=\"1\"} 0\n"));
+	assert_non_null(strstr(b.data, "crmsync_run_duration_seconds_sum{service=\"store\",crm=\"hollihop\"} 0.000\n"));
+	/* One header for the family; the stats around it keep theirs. */
+	assert_null(strstr(strstr(b.data, "# TYPE crmsync_run_duration_seconds ") + 1, "# TYPE crmsync_run_duration_seconds "));
+	assert_null(strstr(b.data, "_bucket_total"));
+	assert_non_null(strstr(b.data, "# TYPE crmsync_runs_total counter\ncrmsync_runs_total{service=\"store\"} 0\n"));
+	buf_free(&b);
+}
+
+static void
+scrape_hook(void *arg)
+{
+	stat_set(arg, 77);
+}
+
 /* One HTTP/1.1 request with Connection: close; the whole answer into out. */
 static int
 http_get(int port, const char *path, char *out, size_t cap)
@@ -197,6 +248,14 @@ test_addresses(void **state)
 	assert_true(http_get(metrics_port(m), "/metrics", resp, sizeof(resp)) > 0);
 	assert_non_null(strstr(resp, "crmsync_up{service=\"gw\"} 1\n"));
 	metrics_stop(m);
+
+	/* A scrape first calls the service's hook: the gauge it sets is what is served. */
+	assert_int_equal(metrics_start(&m, "127.0.0.1:0", "gw", stats, NSTATS), 0);
+	metrics_on_scrape(m, scrape_hook, &stats[1]);
+	assert_true(http_get(metrics_port(m), "/metrics", resp, sizeof(resp)) > 0);
+	assert_non_null(strstr(resp, "crmsync_db_up{service=\"gw\"} 77\n"));
+	metrics_stop(m);
+	stat_set(&stats[1], 1);
 }
 
 int
@@ -204,6 +263,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_render),
+		cmocka_unit_test(test_histogram),
 		cmocka_unit_test(test_http),
 		cmocka_unit_test(test_addresses),
 	};
