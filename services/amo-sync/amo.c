@@ -30,6 +30,7 @@ static const struct stat_counter amo_stat_defs[AS__N] = {
 	[AS_RUNS_FAILED]	= { "runs_failed", "sync runs failed or partial", 0, 0 },
 	[AS_TOKEN_REFRESHES]	= { "token_rotations", "OAuth token pairs obtained and saved", 0, 0 },
 	[AS_API_STATE]		= { "api_state", "0 ok, 1 token revoked, 2 account banned", 1, 0 },
+	[AS_TOKEN_FAILURES]	= { "token_refresh_failures", "token requests that failed (unreachable, refused, unsaved)", 0, 0 },
 };
 
 void

@@ -70,8 +70,11 @@ enum amo_stat {
 	AS_REQUESTS, AS_HTTP_429, AS_HTTP_401, AS_HTTP_5XX, AS_NET_ERRORS, AS_ROWS, AS_BATCHES,
 	AS_DELETES, AS_BAD_ROWS, AS_REJECTED, AS_HOOK_DELIVERIES, AS_HOOK_EVENTS, AS_HOOK_FETCHES,
 	AS_QUEUE_DEPTH, AS_DONE_SEQ, AS_RUNS_OK, AS_RUNS_FAILED, AS_TOKEN_REFRESHES, AS_API_STATE,
-	AS__N
+	AS_TOKEN_FAILURES, AS__N
 };
+/* After AS__N in amo.stats: main.c's sync_max_age_seconds{crm,entity}, one per entity synced
+ * on a schedule (metrics only, not in the health answer). */
+#define AS_AGE_MAX	64
 
 /* Why the worker is not talking to the API (AS_API_STATE). */
 enum api_state {
@@ -87,7 +90,7 @@ struct storecli;
 
 struct amo {
 	struct amo_conf		 conf;		/* read-only once the threads start */
-	struct stat_counter	 stats[AS__N];	/* atomic: any thread, through amo_count() */
+	struct stat_counter	 stats[AS__N + AS_AGE_MAX];	/* atomic: any thread, through amo_count() */
 	volatile _Atomic int	 stop;		/* any thread sets it; everyone polls it */
 	atomic_int		 api_state;	/* enum api_state: set by the worker (api, oauth),
 						   cleared by a SyncCommand; read by health */

@@ -247,6 +247,49 @@ auth_code_run(struct amo *a, const char *code)
 	return rv == 0 ? 0 : 1;
 }
 
+/* A scrape reads the API state as it is now (a SyncCommand clears it without a stat). */
+static void
+on_scrape(void *arg)
+{
+	struct amo *a = arg;
+
+	amo_gauge(a, AS_API_STATE, amo_api_state(a));
+}
+
+/*
+ * Name a->stats[AS__N..] sync_max_age_seconds{crm="amo",entity}: for each entity of the
+ * selection, the age its last successful sync (the store's last_success_timestamp_seconds)
+ * may reach before its data counts as stale: two periods of its schedule plus 10 minutes
+ * (one missed run is not yet stale). The period is CS_AMO_INCREMENTAL_INTERVAL, or the
+ * reference interval for entities an incremental run re-reads whole (no updated_at
+ * filter). None when the incremental timer is off. Returns how many.
+ */
+static size_t
+max_age_stats(struct amo *a)
+{
+	static char names[AS_AGE_MAX][128];
+	size_t n = 0;
+
+	for (size_t i = 0; i < catalog_amo.nentities && n < AS_AGE_MAX && a->conf.incremental_ms > 0; i++) {
+		const struct cat_entity *e = &catalog_amo.entities[i];
+		int64_t period = a->conf.incremental_ms;
+		struct stat_counter *sc = &a->stats[AS__N + n];
+
+		if (a->conf.entities[0] != '\0' && !strlist_has_str(a->conf.entities, e->name))
+			continue;
+		if (!(e->flags & CE_INCREMENTAL) && a->conf.reference_ms > period)
+			period = a->conf.reference_ms;
+		snprintf(names[n], sizeof(names[0]), "sync_max_age_seconds{crm=\"amo\",entity=\"%s\"}", e->name);
+		sc->name = names[n];
+		sc->help = "age the last successful sync of this entity may reach before its data is "
+		    "stale (2 x its schedule's period + 10 min)";
+		sc->gauge = STAT_GAUGE;
+		stat_set(sc, (2 * period) / 1000 + 600);
+		n++;
+	}
+	return n;
+}
+
 /* Serving: the task queue, the store client, health, metrics, the REP socket, the worker. */
 static void
 serve_start(struct amo *a, nng_socket *sock, struct health **health, struct metrics **metrics,
@@ -263,8 +306,10 @@ serve_start(struct amo *a, nng_socket *sock, struct health **health, struct metr
 	if ((rv = health_start(health, a->conf.health_url, "amo-sync", a->stats, AS__N,
 	    amo_status, a)) != 0)
 		fatalx("health.listen_failed", "url=%s err=%s", lq(a->conf.health_url), lq(cs_strerror(rv)));
-	if ((rv = metrics_start(metrics, a->conf.metrics_addr, "amo-sync", a->stats, AS__N)) != 0)
+	if ((rv = metrics_start(metrics, a->conf.metrics_addr, "amo-sync", a->stats,
+	    AS__N + max_age_stats(a))) != 0)
 		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(a->conf.metrics_addr), lq(cs_strerror(rv)));
+	metrics_on_scrape(*metrics, on_scrape, a);
 	if ((rv = bus_listen(sock, a->conf.url, (size_t)a->conf.recv_max)) != 0)
 		fatalx("amo.listen_failed", "url=%s err=%s", lq(a->conf.url), lq(cs_strerror(rv)));
 	if (pthread_create(worker, NULL, sync_worker, a) != 0)

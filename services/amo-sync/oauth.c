@@ -302,6 +302,7 @@ token_request(struct amo *a, const char *body, const char *what)
 	memset(&next, 0, sizeof(next));
 	rv = request_post_json(a, "/oauth2/access_token", body, &r);
 	if (rv != 0) {
+		amo_count(a, AS_TOKEN_FAILURES, 1);
 		log_warnx("oauth.unreachable", "grant=%s err=%s", what, lq(r.error[0] ? r.error : cs_strerror(rv)));
 		http_response_free(&r);
 		return rv == CS_ECANCELED ? rv : CS_ENET;
@@ -315,6 +316,7 @@ token_request(struct amo *a, const char *body, const char *what)
 			nanosleep(&ts, NULL);
 		}
 		if (rv != 0) {
+			amo_count(a, AS_TOKEN_FAILURES, 1);
 			log_warnx("oauth.persist_failed", "grant=%s: the rotated token pair could not be "
 			    "saved to %s; NOT using it", what, lq(a->conf.token_file));
 			set_revoked(a, "could not save the rotated token pair");
@@ -334,6 +336,7 @@ token_request(struct amo *a, const char *body, const char *what)
 		return 0;
 	}
 	oauth_wipe(&next);
+	amo_count(a, AS_TOKEN_FAILURES, 1);
 	if (r.status == 400 || r.status == 401 || r.status == 403) {
 		char why[256];
 		snprintf(why, sizeof(why), "token endpoint refused the %s grant (HTTP %ld)", what, r.status);

@@ -64,7 +64,9 @@ enum {
 	HS_LAST_OK_UNIX, HS_REQUESTS, HS_RETRIES, HS_RATE_LIMITED, HS_BYTES_IN, HS_PAGES,
 	HS_ROWS_SENT, HS_ROWS_BAD, HS_BAD_VALUES, HS_BATCHES_SENT, HS_BATCHES_REJECTED, HS__N
 };
-extern struct stat_counter hh_stats[HS__N];
+/* After HS__N: main.c's sync_max_age_seconds{crm,entity} (metrics only). */
+#define HS_AGE_MAX	64
+extern struct stat_counter hh_stats[HS__N + HS_AGE_MAX];
 
 /* Longest CS_HOLLIHOP_AMO_LEAD_FIELD (extra field names are short UI labels). */
 #define HH_FIELD_NAME_MAX	255

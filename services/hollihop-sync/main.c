@@ -24,7 +24,7 @@
 #include "strlist.h"
 #include "svc.h"
 
-struct stat_counter hh_stats[HS__N] = {
+struct stat_counter hh_stats[HS__N + HS_AGE_MAX] = {
 	[HS_RUNS_STARTED]	= { "runs_started", "export runs opened", 0, 0 },
 	[HS_RUNS_COMPLETE]	= { "runs_complete", "export runs that read every entity", 0, 0 },
 	[HS_RUNS_FAILED]	= { "runs_failed", "export runs that failed or were stopped", 0, 0 },
@@ -254,6 +254,38 @@ check_timezone(const char *tz)
 	return access(path, R_OK) == 0 ? 0 : CS_EINVAL;
 }
 
+/*
+ * Name hh_stats[HS__N..] sync_max_age_seconds{crm="hollihop",entity}: for each entity the
+ * nightly export reads, the age its last successful sync (the store's
+ * last_success_timestamp_seconds) may reach before its data counts as stale: a day plus
+ * 6 hours, so a night without a complete export is noticed the next morning. None when
+ * the schedule is off. Returns how many.
+ */
+static size_t
+max_age_stats(int minute)
+{
+	static char names[HS_AGE_MAX][128];
+	const struct cat_crm_desc *d = catalog_crm(CAT_HOLLIHOP);
+	size_t n = 0;
+
+	for (size_t i = 0; i < d->nentities && n < HS_AGE_MAX && minute >= 0; i++) {
+		const char *name = d->entities[i].name;
+		struct stat_counter *sc = &hh_stats[HS__N + n];
+
+		if ((conf.entities[0] != '\0' && !strlist_has_str(conf.entities, name)) ||
+		    strlist_has_str(conf.skip, name))
+			continue;
+		snprintf(names[n], sizeof(names[0]), "sync_max_age_seconds{crm=\"hollihop\",entity=\"%s\"}", name);
+		sc->name = names[n];
+		sc->help = "age the last successful sync of this entity may reach before its data is "
+		    "stale (the nightly schedule: 30 h)";
+		sc->gauge = STAT_GAUGE;
+		stat_set(sc, 30 * 3600);
+		n++;
+	}
+	return n;
+}
+
 /* Every configured value that start-up can check, or stop with one clear line. */
 static void
 check_config(int *minute)
@@ -388,7 +420,8 @@ main(int argc, char **argv)
 	if ((rv = health_start(&health, conf.health_url, "hollihop-sync", hh_stats, HS__N, hh_status,
 	    runner.x)) != 0)
 		fatalx("health.listen_failed", "url=%s err=%s", lq(conf.health_url), lq(cs_strerror(rv)));
-	if ((rv = metrics_start(&metrics, conf.metrics_addr, "hollihop-sync", hh_stats, HS__N)) != 0)
+	if ((rv = metrics_start(&metrics, conf.metrics_addr, "hollihop-sync", hh_stats,
+	    HS__N + max_age_stats(minute))) != 0)
 		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(conf.metrics_addr), lq(cs_strerror(rv)));
 	if (run_now)
 		exit_code = run_once(&runner);

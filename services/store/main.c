@@ -25,7 +25,7 @@
 #include "store.h"
 #include "svc.h"
 
-struct stat_counter store_stats[ST__N + ST_REFUSED_MAX] = {
+struct stat_counter store_stats[ST__N + ST_REFUSED_MAX + ST_RUNSTATS_MAX] = {
 	[ST_BATCHES]		= { "batches_applied", "record batches committed", 0, 0 },
 	[ST_ROWS_APPLIED]	= { "rows_written", "rows inserted, changed or deleted", 0, 0 },
 	[ST_ROWS_UNCHANGED]	= { "rows_unchanged", "rows skipped: same content or older", 0, 0 },
@@ -304,8 +304,9 @@ main(int argc, char **argv)
 	if ((rv = health_start(&health, store.conf.health_url, "store", store_stats, ST__N,
 	    store_status, &store)) != 0)
 		fatalx("health.listen_failed", "url=%s err=%s", lq(store.conf.health_url), lq(cs_strerror(rv)));
-	if ((rv = metrics_start(&metrics, store.conf.metrics_addr, "store", store_stats,
-	    ST__N + runs_metrics_init())) != 0)
+	size_t nstats = ST__N + runs_metrics_init();
+	nstats += runstats_init(nstats);
+	if ((rv = metrics_start(&metrics, store.conf.metrics_addr, "store", store_stats, nstats)) != 0)
 		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(store.conf.metrics_addr), lq(cs_strerror(rv)));
 	if (db_connect(&store) != 0)
 		goto out;
@@ -316,6 +317,7 @@ main(int argc, char **argv)
 	}
 	if (svc_stop)
 		goto out;
+	(void)runstats_load(&store);	/* logged; the gauges fill in at the next RunEnd */
 	if ((rv = bus_listen(&sock, store.conf.url, (size_t)store.conf.recv_max)) != 0)
 		fatalx("store.listen_failed", "url=%s err=%s", lq(store.conf.url), lq(cs_strerror(rv)));
 	store.ready = 1;

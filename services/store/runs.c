@@ -467,6 +467,7 @@ runs_end(struct store *st, const Crmsync__RunEnd *re, char *err, size_t errlen)
 	} else {
 		for (size_t i = 0; i < nref; i++)
 			refused_count(crm, refused[i]);
+		runstats_run_ended(st, run, crm, status_name(re->status));
 		log_info("run.finished", "run=%s crm=%s kind=%s status=%s deleted=%ld%s%s", run, crm, kind,
 		    status_name(re->status), total_deleted, errs.len ? " error=" : "",
 		    errs.len ? lq(errs.data) : "");

@@ -44,7 +44,9 @@ enum {
 /* After the ST__N service stats: one "deletions_refused{crm,entity}" counter per catalogue
  * entity (runs_metrics_init; served as metrics only, not in the health answer). */
 #define ST_REFUSED_MAX	128
-extern struct stat_counter store_stats[ST__N + ST_REFUSED_MAX];
+/* After those: runstats.c's per-entity, per-CRM and histogram stats (metrics only). */
+#define ST_RUNSTATS_MAX	256
+extern struct stat_counter store_stats[ST__N + ST_REFUSED_MAX + ST_RUNSTATS_MAX];
 
 struct entity_sql;	/* apply.c: per-entity SQL built once from the catalogue */
 struct rederive;	/* rederive.c: the job being worked */
@@ -145,5 +147,13 @@ int	runs_cursor_get(struct store *st, const Crmsync__CursorGet *cg, int *found, 
 int	runs_dead_letter(struct store *st, const char *crm, const char *entity, uint64_t batch_id,
 	    int64_t run_id, const char *reason, const void *payload, size_t len);
 const char *runs_crm_name(int crm);
+
+/* runstats.c: run metrics (last success per entity, failures in a row, durations). */
+/* Name the stats from store_stats[first]; returns how many (first + n <= the array). */
+size_t	runstats_init(size_t first);
+/* Read them from the database (after migration); 0 or the db error (logged). */
+int	runstats_load(struct store *st);
+/* After a RunEnd's COMMIT: count it, time it, re-read its CRM's last successes. */
+void	runstats_run_ended(struct store *st, const char *run, const char *crm, const char *status);
 
 #endif
