@@ -15,6 +15,7 @@ PKGS="
   docker-compose systemd
   podman runc conmon netavark aardvark-dns catatonit iptables mmdebstrap podman-compose
   wrk
+  prometheus
 "
 missing=""
 for p in $PKGS; do
