@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""prometheus_test.py - the alert rules evaluated by a real Prometheus against the real services.
+
+A throwaway PostgreSQL, the two fake CRMs and the four services run as processes with their
+/metrics on loopback; Debian's prometheus scrapes them every 0.5 s and evaluates
+deploy/monitoring/alerts.yml every 0.5 s (the only change: every `for:` becomes 1s, so a
+test does not wait minutes). Then, through Prometheus' HTTP API:
+  - every service is up, and the store's run metrics arrive (last success per entity, the
+    run-duration histogram) and join the sync services' allowed ages on (crm, entity);
+  - the fake amoCRM stops: CrmsyncSyncFailing{crm="amo"} fires; it comes back: resolved;
+  - the fake amoCRM revokes the token: CrmsyncAmoTokenRevoked fires; a fresh fake and
+    `crmsyncctl sync amo`: resolved;
+  - hollihop-sync stops: CrmsyncServiceDown fires for its job; started again: resolved;
+  - the Grafana dashboard names only metrics the services export (check_dashboard.py
+    against the live /metrics of all four).
+Waits poll with deadlines, never fixed sleeps.
+    CS_BUILD_DIR=build-test tests/monitoring/prometheus_test.py      (ctest sets it)
+Exit 77 (skipped) when prometheus is not installed.
+"""
+import glob
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+B = os.path.abspath(os.environ.get("CS_BUILD_DIR", os.path.join(SRC, "build-test")))
+PY = sys.executable
+T0 = time.monotonic()
+procs = {}          # name -> Popen
+T = None
+
+
+def say(msg):
+    print("[%5.1fs] %s" % (time.monotonic() - T0, msg), flush=True)
+
+
+def fail(msg):
+    raise AssertionError(msg)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_for(what, fn, timeout=20.0, every=0.1):
+    """Poll fn() until it returns something true; that value, or fail after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            fail("timed out after %.0fs waiting for %s" % (timeout, what))
+        time.sleep(every)
+
+
+def http_get(url, timeout=5):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.read().decode()
+    except OSError:
+        return None
+
+
+def http_post(url, body=b"{}"):
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read().decode()
+
+
+def start(name, argv, env=None):
+    log = open(os.path.join(T, name + ".log"), "ab")
+    procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    log.close()
+
+
+def stop(name):
+    p = procs.pop(name)
+    p.terminate()
+    try:
+        p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def listening_port(name):
+    def port():
+        with open(os.path.join(T, name + ".log")) as f:
+            m = re.search(r"^listening port=(\d+)", f.read(), re.M)
+        return m and int(m.group(1))
+    return wait_for(name + " to listen", port)
+
+
+def as_pg(argv):
+    return (["runuser", "-u", "postgres", "--"] + argv) if os.getuid() == 0 else argv
+
+
+# --- Prometheus' HTTP API -------------------------------------------------------------------
+PROM = None
+
+
+def query(expr):
+    r = http_get(PROM + "/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    if r is None:
+        return []
+    doc = json.loads(r)
+    if doc.get("status") != "success":
+        fail("query %s: %s" % (expr, r))
+    return doc["data"]["result"]
+
+
+def firing(alertname, **labels):
+    r = http_get(PROM + "/api/v1/alerts")
+    if r is None:
+        return []
+    return [a for a in json.loads(r)["data"]["alerts"]
+            if a["labels"].get("alertname") == alertname and a["state"] == "firing"
+            and all(a["labels"].get(k) == v for k, v in labels.items())]
+
+
+def fires(alertname, timeout=30, **labels):
+    a = wait_for("%s%s to fire" % (alertname, labels), lambda: firing(alertname, **labels), timeout)
+    say("%s fires: %s" % (alertname, a[0]["annotations"].get("summary")))
+
+
+def resolves(alertname, timeout=30, **labels):
+    wait_for("%s%s to resolve" % (alertname, labels), lambda: not firing(alertname, **labels), timeout)
+    say("%s resolved" % alertname)
+
+
+def ctl(*args, env):
+    return subprocess.run([os.path.join(B, "tools/crmsyncctl/crmsyncctl")] + list(args), env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+
+
+# --- the test ---------------------------------------------------------------------------------
+def prom_rules(dst):
+    """alerts.yml with every `for:` shortened to 1s (the expressions are the real ones)."""
+    with open(os.path.join(SRC, "deploy/monitoring/alerts.yml")) as f:
+        rules = f.read()
+    n = len(re.findall(r"^\s+for: ", rules, re.M))
+    with open(dst, "w") as f:
+        f.write(re.sub(r"^(\s+for: ).*$", r"\g<1>1s", rules, flags=re.M))
+    return n
+
+
+def run():
+    global T, PROM
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        print("prometheus_test: prometheus not installed (apt-get install prometheus)")
+        return 77
+    T = tempfile.mkdtemp(prefix="crmsync-prom.")
+    os.chmod(T, 0o755)
+    pgbin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+    pgdir = os.path.join(T, "pg")
+    os.mkdir(pgdir)
+    if os.getuid() == 0:
+        shutil.chown(pgdir, "postgres", "postgres")
+    subprocess.run(as_pg([pgbin + "/initdb", "-D", pgdir + "/data", "-U", "postgres", "-A", "trust",
+                          "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"]), check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run(as_pg([pgbin + "/pg_ctl", "-D", pgdir + "/data", "-l", pgdir + "/log", "-w", "-o",
+                          "-c listen_addresses='' -k %s -p 5432 -c fsync=off" % pgdir, "start"]),
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["psql", "-X", "-q", "-h", pgdir, "-U", "postgres", "-d", "postgres", "-c",
+                    "CREATE DATABASE crmsync"], check=True)
+
+    start("fake-hollihop", [PY, SRC + "/tests/fake/hollihop/fake_hollihop.py", "--port", "0",
+                            "--scale", "tiny", "--seed", "5", "--authkey", "hh-key"])
+    amo_port = free_port()
+    amo_argv = [PY, SRC + "/tests/fake/amocrm/fake_amocrm.py", "--port", str(amo_port), "--scale", "tiny",
+                "--seed", "5", "--rps", "0", "--long-lived-token", "amo-llt", "--now", "real"]
+    start("fake-amocrm", amo_argv)
+    hh = "http://127.0.0.1:%d" % listening_port("fake-hollihop")
+    amo = "http://127.0.0.1:%d" % listening_port("fake-amocrm")
+
+    gw_port = free_port()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-keyout", T + "/gw.key", "-out", T + "/gw.crt", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mport = {s: free_port() for s in ("store", "hook-gateway", "amo-sync", "hollihop-sync")}
+    env = dict(os.environ)
+    env.update({
+        "CS_PG_DSN": "host=%s dbname=crmsync user=postgres" % pgdir,
+        "CS_CTL_PG_DSN": "host=%s dbname=crmsync user=postgres" % pgdir,
+        "CS_STORE_URL": "ipc://%s/store.sock" % T,
+        "CS_STORE_HEALTH_URL": "ipc://%s/store-health.sock" % T,
+        "CS_STORE_RECONNECT_MAX": "500ms",
+        "CS_STORE_METRICS_ADDR": "127.0.0.1:%d" % mport["store"],
+        "CS_AMO_URL": "ipc://%s/amo.sock" % T,
+        "CS_AMO_HEALTH_URL": "ipc://%s/amo-health.sock" % T,
+        "CS_AMO_BASE_URL": amo,
+        "CS_AMO_LONG_LIVED_TOKEN": "amo-llt",
+        "CS_AMO_TOKEN_FILE": T + "/amo-token.json",
+        "CS_AMO_RPS": "100",
+        "CS_AMO_ENTITIES": "leads,contacts",
+        "CS_AMO_INCREMENTAL_INTERVAL": "1s",
+        "CS_AMO_RETRY_MAX": "0",
+        "CS_AMO_BACKOFF_MAX": "100ms",
+        "CS_AMO_HTTP_TIMEOUT": "2s",
+        "CS_AMO_METRICS_ADDR": "127.0.0.1:%d" % mport["amo-sync"],
+        "CS_HOLLIHOP_URL": "ipc://%s/hollihop.sock" % T,
+        "CS_HOLLIHOP_HEALTH_URL": "ipc://%s/hollihop-health.sock" % T,
+        "CS_HOLLIHOP_BASE_URL": hh + "/Api/V2",
+        "CS_HOLLIHOP_AUTHKEY": "hh-key",
+        "CS_HOLLIHOP_SCHEDULE": "03:30",
+        "CS_HOLLIHOP_ENTITIES": "students",
+        "CS_HOLLIHOP_RATE": "0",
+        "CS_HOLLIHOP_METRICS_ADDR": "127.0.0.1:%d" % mport["hollihop-sync"],
+        "CS_GATEWAY_LISTEN": "127.0.0.1:%d" % gw_port,
+        "CS_GATEWAY_TLS_CERT": T + "/gw.crt",
+        "CS_GATEWAY_TLS_KEY": T + "/gw.key",
+        "CS_GATEWAY_SECRET": "prometheus-test-secret-0123456789",
+        "CS_GATEWAY_JOURNAL_DIR": T + "/journal",
+        "CS_GATEWAY_DEADLETTER_DIR": T + "/deadletter",
+        "CS_GATEWAY_HEALTH_URL": "ipc://%s/gateway-health.sock" % T,
+        "CS_GATEWAY_METRICS_ADDR": "127.0.0.1:%d" % mport["hook-gateway"],
+    })
+
+    def start_service(s):
+        start(s, [os.path.join(B, "services", s, "crmsync-" + s)], env)
+        wait_for(s + " to answer its health probe",
+                 lambda: ctl("probe", "-q", "--live", s, env=env).returncode == 0)
+    for s in ("store", "hollihop-sync", "amo-sync", "hook-gateway"):
+        start_service(s)
+    say("four services up")
+
+    # Prometheus: the shipped scrape layout (one job per service), loopback, short intervals.
+    nfor = prom_rules(T + "/alerts.yml")
+    prom_port = free_port()
+    with open(T + "/prometheus.yml", "w") as f:
+        f.write("global: {scrape_interval: 500ms, evaluation_interval: 500ms, scrape_timeout: 400ms}\n"
+                "rule_files: [alerts.yml]\nscrape_configs:\n")
+        for s, p in mport.items():
+            f.write("  - job_name: crmsync-%s\n    static_configs: [{targets: ['127.0.0.1:%d']}]\n" % (s, p))
+    start("prometheus", [prometheus, "--config.file=" + T + "/prometheus.yml",
+                         "--storage.tsdb.path=" + T + "/prom", "--web.listen-address=127.0.0.1:%d" % prom_port,
+                         "--log.level=warn"])
+    PROM = "http://127.0.0.1:%d" % prom_port
+    wait_for("prometheus to be ready", lambda: http_get(PROM + "/-/ready") is not None, 30)
+    wait_for("all four services up in Prometheus",
+             lambda: len([r for r in query('up{job=~"crmsync-.*"} == 1')]) == 4, 20)
+    say("prometheus scrapes all four (rules: %d `for:` shortened to 1s)" % nfor)
+
+    # The store's run metrics: a Hollihop export and amoCRM's incremental runs complete.
+    r = ctl("sync", "hollihop", "--full", env=env)
+    if r.returncode != 0:
+        fail("hollihop export: " + r.stdout)
+    wait_for("the store's last success of hollihop.students in Prometheus", lambda: query(
+        'crmsync_last_success_timestamp_seconds{service="store",crm="hollihop",entity="students"} > 0'))
+    wait_for("a full Hollihop run in the duration histogram", lambda: query(
+        'crmsync_run_duration_seconds_count{service="store",crm="hollihop",kind="full"} >= 1'))
+    wait_for("amoCRM incremental runs complete", lambda: query(
+        'crmsync_runs_ended_total{service="store",crm="amo",status="complete"} >= 1'), 30)
+    # The stale-data rule joins the store's series with the sync services' on (crm, entity).
+    joined = wait_for("last success joined with the allowed age", lambda: query(
+        'crmsync_last_success_timestamp_seconds{service="store"} > 0 and on (crm, entity) '
+        'crmsync_sync_max_age_seconds'))
+    names = sorted("%s.%s" % (x["metric"]["crm"], x["metric"]["entity"]) for x in joined)
+    say("stale-data rule sees %s" % ", ".join(names))
+    if "hollihop.students" not in names or "amo.leads" not in names:
+        fail("the stale-data rule cannot see hollihop.students and amo.leads: %s" % names)
+    if firing("CrmsyncSyncFailing") or firing("CrmsyncAmoTokenRevoked") or firing("CrmsyncServiceDown"):
+        fail("alerts fire on a healthy system: %s" % http_get(PROM + "/api/v1/alerts"))
+
+    # The dashboard's queries name only metrics the services export (live /metrics).
+    for s, p in mport.items():
+        with open(os.path.join(T, "metrics-%s.txt" % s), "w") as f:
+            f.write(http_get("http://127.0.0.1:%d/metrics" % p))
+    dash = os.path.join(SRC, "deploy/monitoring/grafana-dashboard.json")
+    if os.path.exists(dash):
+        r = subprocess.run([PY, os.path.join(SRC, "tests/monitoring/check_dashboard.py"), dash] +
+                           sorted(glob.glob(os.path.join(T, "metrics-*.txt"))),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        print(r.stdout, end="")
+        if r.returncode != 0:
+            fail("grafana-dashboard.json names metrics the services do not export")
+
+    # 1. amoCRM unreachable: runs fail one after another.
+    stop("fake-amocrm")
+    say("fake amoCRM stopped")
+    fires("CrmsyncSyncFailing", crm="amo")
+    start("fake-amocrm", amo_argv)
+    resolves("CrmsyncSyncFailing", crm="amo")
+
+    # 2. The token revoked in amoCRM: amo-sync stops and says so.
+    http_post(amo + "/_fake/revoke")
+    say("token revoked in the fake amoCRM")
+    fires("CrmsyncAmoTokenRevoked")
+    stop("fake-amocrm")                     # a new authorisation: a fresh fake accepts the token
+    start("fake-amocrm", amo_argv)
+    listening_port("fake-amocrm")
+    r = ctl("sync", "amo", "--no-wait", env=env)
+    if r.returncode != 0:
+        fail("crmsyncctl sync amo: " + r.stdout)
+    resolves("CrmsyncAmoTokenRevoked")
+
+    # 3. A service down.
+    stop("hollihop-sync")
+    say("hollihop-sync stopped")
+    fires("CrmsyncServiceDown", job="crmsync-hollihop-sync")
+    start_service("hollihop-sync")
+    resolves("CrmsyncServiceDown", job="crmsync-hollihop-sync")
+    say("OK")
+    return 0
+
+
+def cleanup(ok):
+    for name in list(procs):
+        try:
+            stop(name)
+        except Exception:       # noqa: BLE001 - keep tearing down
+            pass
+    if T is None:
+        return
+    pgbin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+    subprocess.run(as_pg([pgbin + "/pg_ctl", "-D", T + "/pg/data", "-m", "immediate", "stop"]),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not ok:
+        for f in sorted(glob.glob(T + "/*.log")):
+            print("----- " + f)
+            with open(f, errors="replace") as fh:
+                print("".join(fh.readlines()[-25:]), end="")
+    shutil.rmtree(T, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    ok = False
+    try:
+        rc = run()
+        ok = True
+    except AssertionError as e:
+        say("FAIL: %s" % e)
+        rc = 1
+    finally:
+        cleanup(ok)
+    sys.exit(rc)
