@@ -164,6 +164,7 @@ on_batch(struct store *st, nng_socket s, nng_msg *msg, const Crmsync__RecordBatc
 		stat_add(&store_stats[ST_BATCHES], 1);
 		stat_add(&store_stats[ST_ROWS_APPLIED], applied);
 		stat_add(&store_stats[ST_ROWS_UNCHANGED], unchanged);
+		runstats_rows(b->crm, b->entity, applied);
 		log_debug("batch.applied", "crm=%s entity=%s batch=%llu run=%lld n=%zu applied=%u unchanged=%u",
 		    runs_crm_name(b->crm), b->entity, (unsigned long long)b->batch_id, (long long)b->run_id,
 		    b->n_records, applied, unchanged);

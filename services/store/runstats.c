@@ -32,6 +32,7 @@ static const double rs_bounds[] = { 1, 5, 15, 60, 300, 900, 3600, 10800 };
 static char rs_names[ST_RUNSTATS_MAX][RS_NAME_MAX];
 static struct stat_counter *rs_stats;	/* first of ours in store_stats */
 static size_t rs_n, rs_nentity;		/* stats named; of them, last-success gauges first */
+static size_t rs_rows;			/* rows written per entity: same order as the gauges */
 static size_t rs_failed, rs_ended, rs_hist;	/* offsets of the per-CRM families */
 
 static int
@@ -109,6 +110,13 @@ runstats_init(size_t first)
 			    d->entities[i].name);
 	}
 	rs_nentity = rs_n;
+	rs_rows = rs_n;
+	for (size_t c = 0; c < NCRM; c++) {
+		const struct cat_crm_desc *d = catalog_crm(c == 0 ? CAT_AMO : CAT_HOLLIHOP);
+		for (size_t i = 0; i < d->nentities; i++)
+			(void)rs_add(STAT_COUNTER, "rows inserted, changed or deleted in this entity's table",
+			    "entity_rows_written{crm=\"%s\",entity=\"%s\"}", rs_crms[c], d->entities[i].name);
+	}
 	rs_failed = rs_n;
 	for (size_t c = 0; c < NCRM; c++)
 		(void)rs_add(STAT_GAUGE, "failed sync runs of this CRM since its last complete one",
@@ -119,7 +127,25 @@ runstats_init(size_t first)
 			(void)rs_add(STAT_COUNTER, "sync runs ended, by CRM and status",
 			    "runs_ended{crm=\"%s\",status=\"%s\"}", rs_crms[c], rs_statuses[s]);
 	rs_add_histograms();
+	if (rs_n == ST_RUNSTATS_MAX)
+		log_warnx("metrics.runstats_truncated", "more than %d run stats: raise ST_RUNSTATS_MAX",
+		    ST_RUNSTATS_MAX);
 	return rs_n;
+}
+
+void
+runstats_rows(int crm, const char *entity, uint32_t n)
+{
+	const struct cat_entity *e = catalog_find((enum cat_crm)crm, entity);
+	size_t i;
+
+	if (e == NULL || n == 0)
+		return;
+	i = (size_t)(e - catalog_crm((enum cat_crm)crm)->entities);
+	if ((enum cat_crm)crm == CAT_HOLLIHOP)
+		i += catalog_crm(CAT_AMO)->nentities;
+	if (rs_rows + i < rs_nentity + rs_nentity)
+		stat_add(&rs_stats[rs_rows + i], n);
 }
 
 /* The last-success gauges of one CRM (NULL: all) from crmsync.entity_state. */

@@ -45,7 +45,7 @@ enum {
  * entity (runs_metrics_init; served as metrics only, not in the health answer). */
 #define ST_REFUSED_MAX	128
 /* After those: runstats.c's per-entity, per-CRM and histogram stats (metrics only). */
-#define ST_RUNSTATS_MAX	256
+#define ST_RUNSTATS_MAX	(2 * ST_REFUSED_MAX + 128)
 extern struct stat_counter store_stats[ST__N + ST_REFUSED_MAX + ST_RUNSTATS_MAX];
 
 struct entity_sql;	/* apply.c: per-entity SQL built once from the catalogue */
@@ -153,6 +153,8 @@ const char *runs_crm_name(int crm);
 size_t	runstats_init(size_t first);
 /* Read them from the database (after migration); 0 or the db error (logged). */
 int	runstats_load(struct store *st);
+/* After a batch's COMMIT: its rows written, per entity (crm: the Crm enum). */
+void	runstats_rows(int crm, const char *entity, uint32_t n);
 /* After a RunEnd's COMMIT: count it, time it, re-read its CRM's last successes. */
 void	runstats_run_ended(struct store *st, const char *run, const char *crm, const char *status);
 

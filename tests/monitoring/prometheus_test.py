@@ -12,7 +12,7 @@ test does not wait minutes). Then, through Prometheus' HTTP API:
     `crmsyncctl sync amo`: resolved;
   - hollihop-sync stops: CrmsyncServiceDown fires for its job; started again: resolved;
   - the Grafana dashboard names only metrics the services export (check_dashboard.py
-    against the live /metrics of all four).
+    against the live /metrics of all four), and Prometheus accepts each of its queries.
 Waits poll with deadlines, never fixed sleeps.
     CS_BUILD_DIR=build-test tests/monitoring/prometheus_test.py      (ctest sets it)
 Exit 77 (skipped) when prometheus is not installed.
@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -139,6 +140,30 @@ def fires(alertname, timeout=30, **labels):
 def resolves(alertname, timeout=30, **labels):
     wait_for("%s%s to resolve" % (alertname, labels), lambda: not firing(alertname, **labels), timeout)
     say("%s resolved" % alertname)
+
+
+def check_dashboard_queries(path):
+    """Every query of the dashboard is PromQL this Prometheus accepts."""
+    def exprs(d):
+        for p in d.get("panels", []):
+            for t in p.get("targets", []):
+                yield p["title"], t["expr"]
+            yield from exprs(p)
+    with open(path) as f:
+        dash = json.load(f)
+    n = 0
+    for title, e in exprs(dash):
+        e = e.replace("$__rate_interval", "1m")
+        url = PROM + "/api/v1/query?" + urllib.parse.urlencode({"query": e})
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                doc = json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            doc = json.loads(err.read() or b"{}")
+        if doc.get("status") != "success":
+            fail("dashboard panel %r: Prometheus refuses %s: %s" % (title, e, doc.get("error")))
+        n += 1
+    say("dashboard: %d queries accepted by Prometheus" % n)
 
 
 def ctl(*args, env):
@@ -290,6 +315,9 @@ def run():
         print(r.stdout, end="")
         if r.returncode != 0:
             fail("grafana-dashboard.json names metrics the services do not export")
+        check_dashboard_queries(dash)
+    wait_for("rows written per entity", lambda: query(
+        'crmsync_entity_rows_written_total{service="store",crm="hollihop",entity="students"} > 0'))
 
     # 1. amoCRM unreachable: runs fail one after another.
     stop("fake-amocrm")
@@ -323,7 +351,10 @@ def run():
 def cleanup(ok):
     for name in list(procs):
         try:
+            t = time.monotonic()
             stop(name)
+            if time.monotonic() - t > 2:
+                say("%s took %.1fs to stop" % (name, time.monotonic() - t))
         except Exception:       # noqa: BLE001 - keep tearing down
             pass
     if T is None:
