@@ -7,7 +7,8 @@ deploy/monitoring/alerts.yml every 0.5 s (the only change: every `for:` becomes 
 test does not wait minutes). Then, through Prometheus' HTTP API:
   - every service is up, and the store's run metrics arrive (last success per entity, the
     run-duration histogram) and join the sync services' allowed ages on (crm, entity);
-  - the fake amoCRM stops: CrmsyncSyncFailing{crm="amo"} fires; it comes back: resolved;
+  - the fake amoCRM stops: CrmsyncSyncFailing{crm="amo"} fires (and a restarted store still
+    counts those failures); it comes back: resolved;
   - the fake amoCRM revokes the token: CrmsyncAmoTokenRevoked fires; a fresh fake and
     `crmsyncctl sync amo`: resolved;
   - hollihop-sync stops: CrmsyncServiceDown fires for its job; started again: resolved;
@@ -323,6 +324,17 @@ def run():
     stop("fake-amocrm")
     say("fake amoCRM stopped")
     fires("CrmsyncSyncFailing", crm="amo")
+    # A restarted store serves the same run metrics (read back from crmsync.*).
+    stop("store")
+    start_service("store")
+    m = http_get("http://127.0.0.1:%d/metrics" % mport["store"])
+    got = dict(re.findall(r'^(crmsync_consecutive_failed_runs\{service="store",crm="amo"\}|'
+                          r'crmsync_last_success_timestamp_seconds\{service="store",crm="hollihop",'
+                          r'entity="students"\}) (\d+)$', m or "", re.M))
+    if len(got) != 2 or min(int(v) for v in got.values()) < 1 or \
+            int(got['crmsync_consecutive_failed_runs{service="store",crm="amo"}']) < 3:
+        fail("the restarted store lost its run metrics: %s" % got)
+    say("store restarted: run metrics kept (%s)" % ", ".join("%s=%s" % kv for kv in got.items()))
     start("fake-amocrm", amo_argv)
     resolves("CrmsyncSyncFailing", crm="amo")
 
