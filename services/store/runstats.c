@@ -96,27 +96,28 @@ rs_add_histograms(void)
 		}
 }
 
+/* One stat family{crm,entity} per catalogue entity, amoCRM's first (runstats_rows' order). */
+static void
+rs_add_entities(int kind, const char *family, const char *help)
+{
+	for (size_t c = 0; c < NCRM; c++) {
+		const struct cat_crm_desc *d = catalog_crm(c == 0 ? CAT_AMO : CAT_HOLLIHOP);
+		for (size_t i = 0; i < d->nentities; i++)
+			(void)rs_add(kind, help, "%s{crm=\"%s\",entity=\"%s\"}", family, rs_crms[c],
+			    d->entities[i].name);
+	}
+}
+
 size_t
 runstats_init(size_t first)
 {
 	rs_stats = &store_stats[first];
 	rs_n = 0;
-	for (size_t c = 0; c < NCRM; c++) {
-		const struct cat_crm_desc *d = catalog_crm(c == 0 ? CAT_AMO : CAT_HOLLIHOP);
-		for (size_t i = 0; i < d->nentities; i++)
-			(void)rs_add(STAT_GAUGE, "unix time of the last successful sync of this entity "
-			    "(crmsync.entity_state.last_ok_at; 0 = none yet)",
-			    "last_success_timestamp_seconds{crm=\"%s\",entity=\"%s\"}", rs_crms[c],
-			    d->entities[i].name);
-	}
-	rs_nentity = rs_n;
-	rs_rows = rs_n;
-	for (size_t c = 0; c < NCRM; c++) {
-		const struct cat_crm_desc *d = catalog_crm(c == 0 ? CAT_AMO : CAT_HOLLIHOP);
-		for (size_t i = 0; i < d->nentities; i++)
-			(void)rs_add(STAT_COUNTER, "rows inserted, changed or deleted in this entity's table",
-			    "entity_rows_written{crm=\"%s\",entity=\"%s\"}", rs_crms[c], d->entities[i].name);
-	}
+	rs_add_entities(STAT_GAUGE, "last_success_timestamp_seconds", "unix time of the last "
+	    "successful sync of this entity (crmsync.entity_state.last_ok_at; 0 = none yet)");
+	rs_nentity = rs_rows = rs_n;
+	rs_add_entities(STAT_COUNTER, "entity_rows_written",
+	    "rows inserted, changed or deleted in this entity's table");
 	rs_failed = rs_n;
 	for (size_t c = 0; c < NCRM; c++)
 		(void)rs_add(STAT_GAUGE, "failed sync runs of this CRM since its last complete one",
@@ -144,7 +145,7 @@ runstats_rows(int crm, const char *entity, uint32_t n)
 	i = (size_t)(e - catalog_crm((enum cat_crm)crm)->entities);
 	if ((enum cat_crm)crm == CAT_HOLLIHOP)
 		i += catalog_crm(CAT_AMO)->nentities;
-	if (rs_rows + i < rs_nentity + rs_nentity)
+	if (i < rs_nentity)
 		stat_add(&rs_stats[rs_rows + i], n);
 }
 
