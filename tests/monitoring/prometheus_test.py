@@ -211,6 +211,10 @@ def run():
     amo_argv = [PY, SRC + "/tests/fake/amocrm/fake_amocrm.py", "--port", str(amo_port), "--scale", "tiny",
                 "--seed", "5", "--rps", "0", "--long-lived-token", "amo-llt", "--now", "real"]
     start("fake-amocrm", amo_argv)
+
+    def start_fake_amo():
+        start("fake-amocrm", amo_argv)
+        wait_for("the fake amoCRM to answer", lambda: http_get(amo + "/_fake/tokens") is not None)
     hh = "http://127.0.0.1:%d" % listening_port("fake-hollihop")
     amo = "http://127.0.0.1:%d" % listening_port("fake-amocrm")
 
@@ -327,6 +331,7 @@ def run():
     # A restarted store serves the same run metrics (read back from crmsync.*).
     stop("store")
     start_service("store")
+    wait_for("the store to be ready", lambda: ctl("probe", "-q", "store", env=env).returncode == 0)
     m = http_get("http://127.0.0.1:%d/metrics" % mport["store"])
     got = dict(re.findall(r'^(crmsync_consecutive_failed_runs\{service="store",crm="amo"\}|'
                           r'crmsync_last_success_timestamp_seconds\{service="store",crm="hollihop",'
@@ -335,16 +340,18 @@ def run():
             int(got['crmsync_consecutive_failed_runs{service="store",crm="amo"}']) < 3:
         fail("the restarted store lost its run metrics: %s" % got)
     say("store restarted: run metrics kept (%s)" % ", ".join("%s=%s" % kv for kv in got.items()))
-    start("fake-amocrm", amo_argv)
+    fires("CrmsyncSyncFailing", crm="amo")     # again: its series were gone for a scrape
+    start_fake_amo()
     resolves("CrmsyncSyncFailing", crm="amo")
+    wait_for("amo's failures in a row back to 0", lambda: query(
+        'crmsync_consecutive_failed_runs{service="store",crm="amo"} == 0'))
 
     # 2. The token revoked in amoCRM: amo-sync stops and says so.
     http_post(amo + "/_fake/revoke")
     say("token revoked in the fake amoCRM")
     fires("CrmsyncAmoTokenRevoked")
     stop("fake-amocrm")                     # a new authorisation: a fresh fake accepts the token
-    start("fake-amocrm", amo_argv)
-    listening_port("fake-amocrm")
+    start_fake_amo()
     r = ctl("sync", "amo", "--no-wait", env=env)
     if r.returncode != 0:
         fail("crmsyncctl sync amo: " + r.stdout)
