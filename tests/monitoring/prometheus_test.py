@@ -35,6 +35,7 @@ import urllib.request
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 B = os.path.abspath(os.environ.get("CS_BUILD_DIR", os.path.join(SRC, "build-test")))
 PY = sys.executable
+TESTPG = os.path.join(SRC, "tests/harness/testpg")      # the one way tests start PostgreSQL
 T0 = time.monotonic()
 procs = {}          # name -> Popen
 T = None
@@ -104,10 +105,6 @@ def listening_port(name):
             m = re.search(r"^listening port=(\d+)", f.read(), re.M)
         return m and int(m.group(1))
     return wait_for(name + " to listen", port)
-
-
-def as_pg(argv):
-    return (["runuser", "-u", "postgres", "--"] + argv) if os.getuid() == 0 else argv
 
 
 # --- Prometheus' HTTP API -------------------------------------------------------------------
@@ -191,19 +188,9 @@ def run():
         return 77
     T = tempfile.mkdtemp(prefix="crmsync-prom.")
     os.chmod(T, 0o755)
-    pgbin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
     pgdir = os.path.join(T, "pg")
-    os.mkdir(pgdir)
-    if os.getuid() == 0:
-        shutil.chown(pgdir, "postgres", "postgres")
-    subprocess.run(as_pg([pgbin + "/initdb", "-D", pgdir + "/data", "-U", "postgres", "-A", "trust",
-                          "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"]), check=True,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run(as_pg([pgbin + "/pg_ctl", "-D", pgdir + "/data", "-l", pgdir + "/log", "-w", "-o",
-                          "-c listen_addresses='' -k %s -p 5432 -c fsync=off" % pgdir, "start"]),
-                   check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["psql", "-X", "-q", "-h", pgdir, "-U", "postgres", "-d", "postgres", "-c",
-                    "CREATE DATABASE crmsync"], check=True)
+    dsn = subprocess.run([TESTPG, "start", pgdir, "crmsync"], check=True, stdout=subprocess.PIPE,
+                         text=True).stdout.strip()
 
     start("fake-hollihop", [PY, SRC + "/tests/fake/hollihop/fake_hollihop.py", "--port", "0",
                             "--scale", "tiny", "--seed", "5", "--authkey", "hh-key"])
@@ -226,8 +213,8 @@ def run():
     mport = {s: free_port() for s in ("store", "hook-gateway", "amo-sync", "hollihop-sync")}
     env = dict(os.environ)
     env.update({
-        "CS_PG_DSN": "host=%s dbname=crmsync user=postgres" % pgdir,
-        "CS_CTL_PG_DSN": "host=%s dbname=crmsync user=postgres" % pgdir,
+        "CS_PG_DSN": dsn,
+        "CS_CTL_PG_DSN": dsn,
         "CS_STORE_URL": "ipc://%s/store.sock" % T,
         "CS_STORE_HEALTH_URL": "ipc://%s/store-health.sock" % T,
         "CS_STORE_RECONNECT_MAX": "500ms",
@@ -378,8 +365,7 @@ def cleanup(ok):
             pass
     if T is None:
         return
-    pgbin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
-    subprocess.run(as_pg([pgbin + "/pg_ctl", "-D", T + "/pg/data", "-m", "immediate", "stop"]),
+    subprocess.run([TESTPG, "stop", os.path.join(T, "pg"), "immediate"],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not ok:
         for f in sorted(glob.glob(T + "/*.log")):
