@@ -12,6 +12,7 @@ test does not wait minutes). Then, through Prometheus' HTTP API:
   - the fake amoCRM revokes the token: CrmsyncAmoTokenRevoked fires; a fresh fake and
     `crmsyncctl sync amo`: resolved;
   - hollihop-sync stops: CrmsyncServiceDown fires for its job; started again: resolved;
+  - PostgreSQL stops: CrmsyncDatabaseUnreachable fires; started again: resolved;
   - the Grafana dashboard names only metrics the services export (check_dashboard.py
     against the live /metrics of all four), and Prometheus accepts each of its queries.
 Waits poll with deadlines, never fixed sleeps.
@@ -350,6 +351,14 @@ def run():
     fires("CrmsyncServiceDown", job="crmsync-hollihop-sync")
     start_service("hollihop-sync")
     resolves("CrmsyncServiceDown", job="crmsync-hollihop-sync")
+
+    # 4. PostgreSQL away: the store notices at its next statement (amo-sync's runs, each
+    #    second) and says so; back: it reconnects on its own.
+    subprocess.run([TESTPG, "stop", pgdir, "immediate"], check=True, stdout=subprocess.DEVNULL)
+    say("PostgreSQL stopped")
+    fires("CrmsyncDatabaseUnreachable")
+    subprocess.run([TESTPG, "restart", pgdir], check=True, stdout=subprocess.DEVNULL)
+    resolves("CrmsyncDatabaseUnreachable")
     say("OK")
     return 0
 
