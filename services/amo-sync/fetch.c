@@ -4,7 +4,9 @@
  * An endpoint with a {placeholder} is fetched once per value of its `parent` (a literal
  * list such as "leads,contacts,...", or the keys of another entity from its last complete
  * fetch), and the value is given to the normaliser as "$placeholder". Paging is HAL
- * page/limit until 204, an empty list, or a short page without _links.next.
+ * page/limit until 204, an empty list, `_page_count` or an unpaged list (page_says_last);
+ * a short page without _links.next is not the end (catalog elements come 100 a page
+ * without a next link, amocrm/amocrm-api-php#528).
  * Every page must be the shape asked for (a HAL object holding the list, or the object
  * itself): anything else a 2xx may carry (`{"Error": …}`, a login page) fails the pass.
  * A row that cannot be read is sent with the page as a RejectedRow (dead-lettered by the
@@ -300,7 +302,7 @@ page_reject(struct pass *p, const struct json *j, int row, const char *why, stru
 
 /*
  * Normalise the rows of one page into batch b (memory from ar). Sets *nrows to the number of
- * rows the page held (before skipping), for the short-page test.
+ * rows the page held (before skipping): none ends the pass.
  */
 static int
 page_records(struct pass *p, const struct json *j, int list, struct arena *ar,
@@ -487,14 +489,37 @@ page_parse(struct pass *p, struct page *pg, int page)
 	return page_records(p, &pg->j, pg->list, &pg->ar, &pg->b, &pg->nrows);
 }
 
+/*
+ * Does the page itself say the list ends here? Only a terminal signal counts, never a short
+ * page: amoCRM serves catalog elements 100 a page whatever the limit, without _links.next
+ * (amocrm/amocrm-api-php#528), so "fewer rows than asked and no next link" is not the end.
+ * Terminal: no rows (204 is handled before), `_page_count` reached, or a list that is not
+ * paged at all (no `_page` and no next link; ASSUMPTION: a paged list says `_page`, as every
+ * captured page does). A server that ignores `page` and repeats a page is readguard's.
+ */
+static int
+page_says_last(const struct page *pg, int page)
+{
+	const struct json *j = &pg->j;
+	int64_t count;
+	int t;
+
+	if (pg->nrows == 0)
+		return 1;
+	t = json_get(j, 0, "_page_count");
+	if (json_kind(j, t) == JK_NUMBER && json_int64(j, t, &count) == 0 && count >= 1)
+		return page >= count;
+	return json_kind(j, json_get(j, 0, "_page")) == JK_ABSENT &&
+	    json_kind(j, json_path(j, 0, "_links.next.href")) != JK_STRING;
+}
+
 /* Is this the pass's last page? */
 static int
-page_is_last(struct pass *p, const struct page *pg, int limit)
+page_is_last(struct pass *p, const struct page *pg, int page)
 {
 	const struct cat_entity *e = p->e;
-	int has_next = json_kind(&pg->j, json_path(&pg->j, 0, "_links.next.href")) == JK_STRING;
 
-	if (e->paging != PAGE_HAL || pg->nrows == 0 || (pg->nrows < limit && !has_next))
+	if (e->paging != PAGE_HAL || page_says_last(pg, page))
 		return 1;
 	if (p->mode != FETCH_IDS)
 		return 0;
@@ -561,7 +586,7 @@ page_total(struct pass *p, const struct page *pg, int page)
 
 /* A page with rows: parse, check, send (the deletes it implies first). */
 static int
-page_rows(struct pass *p, struct page *pg, int page, int limit, int *last)
+page_rows(struct pass *p, struct page *pg, int page, int *last)
 {
 	const struct cat_entity *e = p->e;
 	char why[512];
@@ -581,7 +606,7 @@ page_rows(struct pass *p, struct page *pg, int page, int limit, int *last)
 		return rv;
 	}
 	page_total(p, pg, page);
-	*last = page_is_last(p, pg, limit);
+	*last = page_is_last(p, pg, page);
 	if (pg->nrows > 0 && (e->flags & CE_EVENT_LOG) &&
 	    (rv = events_deletes(p->a->store, &pg->j, pg->list, p->run_id)) != 0)
 		return rv;
@@ -630,7 +655,7 @@ fetch_pages(struct pass *p)
 		crmsync__cursor__init(&pg.cur);
 		arena_init(&pg.ar, FETCH_ARENA_MAX);
 		if ((rv = page_get(p, page, limit, &pg, &kind)) == 0 && kind == PAGE_ROWS) {
-			rv = page_rows(p, &pg, page, limit, &last);
+			rv = page_rows(p, &pg, page, &last);
 		} else if (rv == 0) {
 			/* The end of the list: only the cursor may still have to move. */
 			last = 1;

@@ -48,6 +48,10 @@ TABLES = {
 }
 for _e in ENTITY_TYPES:
     TABLES[_e + "/notes"] = ("notes", 250, {"entity_id": "entity_id", "note_type": "note_type"})
+# List (catalog) elements come ELEMENTS_PAGE a page whatever `limit` asks, and never with
+# `_links.next` (amocrm/amocrm-api-php#528: a list of 137 elements answers 100 on page 1 and
+# no next link; page 2 holds the other 37).
+ELEMENTS_PAGE = 100
 # lists that honour If-Modified-Since (as updated_at >= it), even with --ignore-filters
 SINCE_TABLES = ("leads", "contacts", "companies", "customers", "tasks")
 EVENT_ENTITY = {"leads": "lead", "contacts": "contact", "companies": "company",
@@ -280,14 +284,16 @@ class Api:
                                 order=order, match=match)
         default = 100 if tname == "events" else 50
         page, limit = self._paging(q, max_limit, default)
+        if tname.startswith("catalog:"):
+            limit = ELEMENTS_PAGE       # whatever was asked (#528)
         meta["page"], meta["limit"] = page, limit
         page_keys = keys[(page - 1) * limit: page * limit]
         if not page_keys:
             return Resp(204, meta=meta)
         with_key = tuple(sorted(with_set))
         rows = [self._row(table, k, with_key, with_set) for k in page_keys]
-        head = {"_page": page,
-                "_links": self._links(base, path, q, page, limit, len(rows) == limit)}
+        full = len(rows) == limit and not tname.startswith("catalog:")
+        head = {"_page": page, "_links": self._links(base, path, q, page, limit, full)}
         return Resp(200, self._body(base, head, emb_key, [r for r in rows if r]), meta=meta)
 
     def get_one(self, base, tname, key, q):

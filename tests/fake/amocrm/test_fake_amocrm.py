@@ -394,6 +394,25 @@ class IgnoreFilterTests(unittest.TestCase):
             self.assertEqual(f.stop(), 0)
 
 
+class ElementPagingTests(unittest.TestCase):
+    def test_elements_come_100_a_page_without_next(self):
+        """amocrm/amocrm-api-php#528: 137 elements, limit 250 -> 100 rows on page 1 and no
+        next link; page 2 holds the other 37; page 3 is 204."""
+        f = Fake("--rps", "0", "--no-auth", "--elements", "137")
+        try:
+            for limit in (250, 50):
+                p1 = f.json("/api/v4/catalogs/1001/elements?limit=%d&page=1" % limit)
+                self.assertEqual(len(p1["_embedded"]["elements"]), 100)
+                self.assertNotIn("next", p1["_links"])
+                self.assertNotIn("_page_count", p1)
+            p2 = f.json("/api/v4/catalogs/1001/elements?limit=250&page=2")
+            self.assertEqual(len(p2["_embedded"]["elements"]), 37)
+            self.assertNotIn("next", p2["_links"])
+            self.assertEqual(f.get("/api/v4/catalogs/1001/elements?limit=250&page=3")[0], 204)
+        finally:
+            self.assertEqual(f.stop(), 0)
+
+
 class AuthTests(unittest.TestCase):
     def test_oauth(self):
         f = Fake("--rps", "0", "--token-ttl", "1", "--client-id", "cid", "--client-secret", "sec",

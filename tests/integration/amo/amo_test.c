@@ -59,8 +59,10 @@ start_fake(void)
 {
 	const char *py = getenv("CS_PYTHON"), *src = getenv("CS_SOURCE_DIR");
 	char script[600];
+	/* 137 elements a list, served as amoCRM does (issue 10 item 2, amocrm-api-php#528):
+	 * 100 a page whatever the limit, and no _links.next. */
 	char *argv[] = { script, "--port", "0", "--scale", "tiny", "--seed", "7", "--rps", "0",
-	    "--long-lived-token", LLT, "-v", NULL };
+	    "--elements", "137", "--long-lived-token", LLT, "-v", NULL };
 	int64_t end = h_now_ms() + 20000;
 
 	snprintf(script, sizeof(script), "%s/tests/fake/amocrm/fake_amocrm.py", src ? src : ".");
