@@ -1,5 +1,6 @@
 /* http.c - bounded libcurl wrapper (see http.h). */
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -81,19 +82,34 @@ copy_header_value(char *dst, size_t cap, const char *v, size_t n)
 	dst[n] = '\0';
 }
 
+int64_t
+http_retry_after(const char *v, time_t now)
+{
+	long long s;
+	char *end;
+	time_t t;
+
+	if (isdigit((unsigned char)*v)) {
+		errno = 0;
+		s = strtoll(v, &end, 10);
+		return errno == 0 && *end == '\0' ? (int64_t)s : -1;
+	}
+	/* An HTTP-date (IMF-fixdate, or the obsolete RFC 850 / asctime forms curl also reads). */
+	if ((t = curl_getdate(v, NULL)) == -1)
+		return -1;
+	return t > now ? (int64_t)(t - now) : 0;
+}
+
 static size_t
 on_header(char *p, size_t size, size_t n, void *arg)
 {
 	struct http_response *r = arg;
 	size_t len = size * n;
-	char tmp[32];
+	char tmp[64];
 
 	if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
 		copy_header_value(tmp, sizeof(tmp), p + 12, len - 12);
-		char *end;
-		long v = strtol(tmp, &end, 10);
-		if (end != tmp && v >= 0)
-			r->retry_after_s = v;
+		r->retry_after_s = http_retry_after(tmp, time(NULL));
 	} else if (len > 13 && strncasecmp(p, "X-Request-Id:", 13) == 0) {
 		copy_header_value(r->request_id, sizeof(r->request_id), p + 13, len - 13);
 	} else if (len > 13 && strncasecmp(p, "Content-Type:", 13) == 0) {

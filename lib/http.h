@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "buf.h"
 
@@ -26,7 +27,7 @@ struct http_opts {
 struct http_response {
 	long		 status;
 	struct buf	 body;
-	int64_t		 retry_after_s;		/* -1 when absent */
+	int64_t		 retry_after_s;		/* seconds (an HTTP-date made relative); -1 when absent */
 	char		 request_id[80];
 	char		 content_type[80];
 	char		 error[256];
@@ -34,6 +35,13 @@ struct http_response {
 };
 
 struct http;
+
+/*
+ * The value of a Retry-After header (RFC 9110 10.2.3): delay-seconds, or an HTTP-date
+ * ("Sun, 06 Nov 1994 08:49:37 GMT"), as seconds from `now`: a date already past is 0;
+ * anything unreadable -1 (as if absent). The caller bounds what it is willing to wait.
+ */
+int64_t	http_retry_after(const char *value, time_t now);
 
 int	http_new(struct http **out, const struct http_opts *opts);	/* opts may be NULL */
 void	http_free(struct http *h);

@@ -1,6 +1,8 @@
 /*
  * api.c - authorised GETs and amoCRM's status policy (summarised in api.h; amoCRM's
  * "HTTP status codes" and rate-limit documentation). Every request goes through request_do(), so none bypasses the rate limit.
+ * Only the status code decides: error bodies are not JSON (a 403 ban is an nginx HTML
+ * page, 429 bodies are not JSON either), so they are logged, never parsed.
  * Worker thread only.
  */
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include "request.h"
 
 #define API_429_MAX	20		/* consecutive 429s before giving up on a request */
+#define API_RETRY_AFTER_MAX_S	3600	/* longest Retry-After honoured as given */
 
 #define GET_DONE	0		/* finished: *rv is the result */
 #define GET_AGAIN	1		/* make the request again */
@@ -115,8 +118,11 @@ get_status(struct get *g, const struct http_response *resp, int *rv)
 	if (st == 401)
 		return get_unauthorized(g, resp, rv);
 	if (st == 429) {
-		int64_t ms = resp->retry_after_s > 0 ? resp->retry_after_s * 1000 :
-		    backoff_ms(g->n429, 1000, a->conf.backoff_max_ms);
+		/* The status decides, never the body (amoCRM's 429 body is not JSON); the pause
+		 * is Retry-After (seconds or an HTTP-date, bounded) or a jittered backoff. */
+		int64_t ra = resp->retry_after_s > API_RETRY_AFTER_MAX_S ? API_RETRY_AFTER_MAX_S :
+		    resp->retry_after_s;
+		int64_t ms = ra > 0 ? ra * 1000 : backoff_ms(g->n429, 1000, a->conf.backoff_max_ms);
 		log_warnx("api.rate_limited", "path=%s pause_ms=%lld retry_after=%lld n=%d",
 		    lq(g->pq), (long long)ms, (long long)resp->retry_after_s, g->n429 + 1);
 		rl_pause(&a->rl, ms);

@@ -337,7 +337,19 @@ token_request(struct amo *a, const char *body, const char *what)
 	}
 	oauth_wipe(&next);
 	amo_count(a, AS_TOKEN_FAILURES, 1);
-	if (r.status == 400 || r.status == 401 || r.status == 403) {
+	if (r.status == 403) {
+		/* Not a verdict on the grant: a blocked account answers 403 (an nginx page) to
+		 * every call, the token endpoint included (amocrm-api-php#563); the refresh token
+		 * was not used and works again once amoCRM lifts the block. */
+		amo_set_api_state(a, API_BANNED);
+		amo_set_error(a, "amoCRM answers 403: account API access blocked");
+		log_warnx("api.banned", "path=/oauth2/access_token grant=%s: ACCOUNT API ACCESS "
+		    "BLOCKED (403 from the token endpoint). Syncing has stopped and will not retry: "
+		    "ask amoCRM support to unblock, then restart or send a sync command", what);
+		http_response_free(&r);
+		return CS_EBANNED;
+	}
+	if (r.status == 400 || r.status == 401) {
 		char why[256];
 		snprintf(why, sizeof(why), "token endpoint refused the %s grant (HTTP %ld)", what, r.status);
 		set_revoked(a, why);

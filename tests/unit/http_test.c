@@ -1,9 +1,10 @@
 /*
  * http_test.c - the libcurl client both sync services use (lib/http), against a small
  * HTTP/1.1 server on loopback run by a thread of this test: what a request carries, the
- * headers a caller reads (Retry-After, X-Request-Id, Content-Type), statuses that are not
- * errors, bodies over the limit (with and without Content-Length), timeouts, a refused
- * connection, keep-alive, redirects not followed, and percent-encoding.
+ * headers a caller reads (Retry-After in seconds and as an HTTP-date, X-Request-Id,
+ * Content-Type), statuses that are not errors, bodies over the limit (with and without
+ * Content-Length), timeouts, a refused connection, keep-alive, redirects not followed, and
+ * percent-encoding.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -204,6 +206,57 @@ test_status_and_retry_after(void **state)
 	http_free(h);
 }
 
+/* Retry-After's two forms (RFC 9110 10.2.3) as seconds from now; unreadable is -1. */
+static void
+test_retry_after_seconds_and_http_dates(void **state)
+{
+	time_t now = 784111777;		/* Sun, 06 Nov 1994 08:49:37 GMT */
+
+	(void)state;
+	assert_int_equal(http_retry_after("120", now), 120);
+	assert_int_equal(http_retry_after("0", now), 0);
+	assert_int_equal(http_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now - 30), 30);
+	assert_int_equal(http_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now - 5), 5);
+	assert_int_equal(http_retry_after("Sun Nov  6 08:49:37 1994", now - 7), 7);
+	assert_int_equal(http_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now + 60), 0);	/* past */
+	assert_int_equal(http_retry_after("soon", now), -1);
+	assert_int_equal(http_retry_after("12abc", now), -1);
+	assert_int_equal(http_retry_after("", now), -1);
+	assert_int_equal(http_retry_after("99999999999999999999999", now), -1);
+}
+
+/*
+ * amoCRM's 429: an nginx HTML body (never parsed) and a Retry-After that may be an
+ * HTTP-date (issue 10 item 7): its delay reaches the caller; it was read as absent (-1).
+ */
+static void
+test_429_with_an_http_date_and_an_html_body(void **state)
+{
+	static const char html[] = "<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n"
+	    "<body>\r\n<center><h1>429 Too Many Requests</h1></center>\r\n<hr><center>nginx</center>\r\n"
+	    "</body>\r\n</html>\r\n";
+	static char reply[1024];
+	struct http *h;
+	struct http_response r;
+	char date[64];
+	time_t at = time(NULL) + 5;
+	struct tm tm;
+
+	(void)state;
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&at, &tm));
+	snprintf(reply, sizeof(reply), "HTTP/1.1 429 Too Many Requests\r\nServer: nginx\r\n"
+	    "Content-Type: text/html\r\nRetry-After: %s\r\nContent-Length: %zu\r\n\r\n%s",
+	    date, strlen(html), html);
+	reply_with(reply);
+	assert_int_equal(http_new(&h, NULL), 0);
+	assert_int_equal(http_request(h, "GET", url("/api/v4/leads"), NULL, NULL, 0, &r), 0);
+	assert_int_equal(r.status, 429);
+	assert_int_equal(r.body.len, strlen(html));
+	assert_in_range(r.retry_after_s, 3, 5);
+	http_response_free(&r);
+	http_free(h);
+}
+
 /* Bodies over max_body fail with CS_ETOOBIG, announced or not. */
 static void
 test_body_limit(void **state)
@@ -313,6 +366,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_request_and_response, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_and_retry_after, setup, teardown),
+		cmocka_unit_test(test_retry_after_seconds_and_http_dates),
+		cmocka_unit_test_setup_teardown(test_429_with_an_http_date_and_an_html_body, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_body_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused, setup, teardown),

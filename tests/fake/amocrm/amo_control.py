@@ -3,7 +3,7 @@
 GET  /_fake/stats  POST /_fake/reset_stats          request counters (amo_guard.Stats)
 GET  /_fake/tokens POST /_fake/revoke|expire_tokens  OAuth state (amo_guard.Auth)
 POST /_fake/unban                                    lift a --ban-after ban
-POST /_fake/config {"rps":..,"ignore_filters":..,"429_body":..,"retry_after":..,"ban_after":..}
+POST /_fake/config {"rps":..,"ignore_filters":..,"429_body":..,"retry_after":..,"retry_after_form":..,"ban_after":..}
 POST /_fake/mutate {"ops":[...]}                     changes (amo_store.Store.mutate)
 GET  /_fake/record?entity=leads&id=5[&with=contacts] the record as the list API shows it
 GET  /_fake/count?entity=leads  GET /_fake/ids?entity=leads
@@ -134,6 +134,10 @@ class Control:
             lim.body_kind = doc["429_body"]
         if "retry_after" in doc:
             lim.retry_after = int(doc["retry_after"])
+        if "retry_after_form" in doc:
+            if doc["retry_after_form"] not in ("seconds", "date"):
+                return problem(400, "retry_after_form is seconds or date")
+            lim.retry_after_form = doc["retry_after_form"]
         if "ban_after" in doc:
             lim.ban_after = int(doc["ban_after"])
         if "ignore_filters" in doc:

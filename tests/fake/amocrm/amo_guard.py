@@ -2,8 +2,9 @@
 
 Auth      POST /oauth2/access_token (authorization_code, refresh_token grants; refresh tokens
           single use), bearer checks, revoke, --long-lived-token.
-Limiter   strict 1-second sliding window (--rps); 429 body json|html|empty; --ban-after N
-          consecutive 429s turns every later call into 403 HTML.
+Limiter   strict 1-second sliding window (--rps); 429 body html|empty (never JSON: amoCRM's
+          429 and 403 bodies are not JSON), Retry-After in seconds or as an HTTP-date;
+          --ban-after N consecutive 429s turns every later call into 403 HTML.
 Stats     per-path counts, list requests per entity, filter[id] use, status counts, and the
           most requests that arrived in any 1-second window.
 Faults    injected failures for matching paths (POST /_fake/faults).
@@ -12,6 +13,7 @@ All of it is thread-safe behind one lock per object; times are wall-clock (time.
 
 import base64
 import collections
+import email.utils
 import hashlib
 import hmac
 import json
@@ -151,24 +153,26 @@ class Auth:
 
 
 class Limiter:
-    def __init__(self, rps, body_kind, retry_after, ban_after):
+    def __init__(self, rps, body_kind, retry_after, ban_after, retry_after_form="seconds"):
         self.lock = threading.Lock()
         self.rps, self.body_kind = rps, body_kind
         self.retry_after, self.ban_after = retry_after, ban_after
+        self.retry_after_form = retry_after_form
         self.window = collections.deque()       # accepted request times, last second
         self.in_a_row = 0
         self.banned = False
 
     def too_many(self):
         """The 429 response in the configured shape."""
-        headers = [("Retry-After", str(self.retry_after))] if self.retry_after else []
-        if self.body_kind == "html":
-            return Resp(429, HTML_429, HTML, headers)
+        headers = []
+        if self.retry_after:
+            v = str(self.retry_after)
+            if self.retry_after_form == "date":
+                v = email.utils.formatdate(time.time() + self.retry_after, usegmt=True)
+            headers.append(("Retry-After", v))
         if self.body_kind == "empty":
             return Resp(429, b"", "text/plain", headers)
-        r = problem(429, "Превышен лимит запросов", {"retry_after": self.retry_after or 1})
-        r.headers = headers
-        return r
+        return Resp(429, HTML_429, HTML, headers)
 
     def admit(self, now):
         """None if the request may pass, else the 429/403 Resp."""

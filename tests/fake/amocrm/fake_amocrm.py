@@ -58,7 +58,8 @@ class App:
         self.store = Store(self.ref, Gen(self.ref), real_clock=args.now == "real")
         self.api = Api(self.store, ignore_filters=args.ignore_filters, row_cache=args.row_cache)
         self.auth = Auth(args, self.ref.account_id, args.subdomain)
-        self.limiter = Limiter(args.rps, args.body_429, args.retry_after, args.ban_after)
+        self.limiter = Limiter(args.rps, args.body_429, args.retry_after, args.ban_after,
+                               args.retry_after_form)
         self.stats = Stats()
         self.faults = Faults()
         self.control = Control(self)
@@ -283,9 +284,12 @@ def build_parser():
     a.add_argument("--no-auth", action="store_true", help="accept API calls without a bearer token")
     r = p.add_argument_group("limits and traps")
     r.add_argument("--rps", type=float, default=7, help="requests per 1-s sliding window, 0 = off (default 7)")
-    r.add_argument("--429-body", dest="body_429", choices=("json", "html", "empty"), default="json",
-                   help="body of a 429 (default json)")
-    r.add_argument("--retry-after", type=int, default=0, help="send Retry-After: N on 429 (default: no header)")
+    r.add_argument("--429-body", dest="body_429", choices=("html", "empty"), default="html",
+                   help="body of a 429: an nginx HTML page or nothing (default html; never JSON)")
+    r.add_argument("--retry-after", type=int, default=1,
+                   help="send Retry-After: N seconds on 429 (default 1; 0 = no header)")
+    r.add_argument("--retry-after-form", choices=("seconds", "date"), default="seconds",
+                   help="Retry-After as delay-seconds or as an HTTP-date N seconds ahead")
     r.add_argument("--ban-after", type=int, default=0,
                    help="after N 429s in a row every call answers 403 HTML (default 0 = never)")
     r.add_argument("--ignore-filters", action="store_true",

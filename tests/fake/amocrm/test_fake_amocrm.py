@@ -3,6 +3,7 @@
     python3 -m unittest tests/fake/amocrm/test_fake_amocrm.py      (from the repo root)
 """
 
+import email.utils
 import http.client
 import http.server
 import json
@@ -475,6 +476,32 @@ class RateLimitTests(unittest.TestCase):
             self.assertEqual(f.get("/api/v4/roles")[0], 200)
             self.assertEqual(f.post("/_fake/reset_stats")[0], 200)
             self.assertEqual(f.json("/_fake/stats")["requests"], 0)
+        finally:
+            self.assertEqual(f.stop(), 0)
+
+    def test_error_bodies_are_not_json_and_retry_after_may_be_a_date(self):
+        """amoCRM's 429 and 403 (ban) bodies are not JSON (issue 10 item 7); Retry-After
+        comes by default, in seconds or as an HTTP-date."""
+        f = Fake("--rps", "0", "--no-auth")
+        try:
+            self.assertEqual(f.post("/_fake/faults", {"faults": [
+                {"path": "/api/v4/leads", "kind": "ratelimit", "count": 2},
+                {"path": "/api/v4/contacts", "kind": "forbidden", "count": 1}]})[0], 200)
+            st, h, b = f.get("/api/v4/leads")
+            self.assertEqual((st, h["Retry-After"]), (429, "1"))
+            self.assertTrue(h["Content-Type"].startswith("text/html"))
+            self.assertRaises(ValueError, json.loads, b)
+            st, h, b = f.get("/api/v4/contacts")
+            self.assertEqual(st, 403)
+            self.assertTrue(h["Content-Type"].startswith("text/html"))
+            self.assertRaises(ValueError, json.loads, b)
+            self.assertEqual(f.post("/_fake/config", {"retry_after": 30,
+                                                      "retry_after_form": "date"})[0], 200)
+            st, h, b = f.get("/api/v4/leads")
+            self.assertEqual(st, 429)
+            at = email.utils.parsedate_to_datetime(h["Retry-After"]).timestamp()
+            self.assertLess(abs(at - time.time() - 30), 3)
+            self.assertEqual(f.post("/_fake/config", {"retry_after_form": "x"})[0], 400)
         finally:
             self.assertEqual(f.stop(), 0)
 

@@ -864,7 +864,19 @@ test_429_5xx_are_retried_and_a_ban_stops_everything(void **state)
 	assert_int_equal(fake_int("/_fake/stats", "429"), 1);
 	assert_int_equal(fake_int("/_fake/stats", "status.502"), 2);
 	assert_int_equal(fake_call("DELETE", "/_fake/faults", NULL, NULL, 0), 200);
-	fake_post("/_fake/config", "{\"retry_after\":0}");
+
+	/* Retry-After as an HTTP-date 3 s ahead, with an nginx HTML body (issue 10 item 7): it
+	 * was read as absent (-1) and the pause was a backoff of at most CS_AMO_BACKOFF_MAX=1s. */
+	fake_post("/_fake/config", "{\"retry_after\":3,\"retry_after_form\":\"date\"}");
+	fake_post("/_fake/faults", "{\"replace\":true,\"faults\":["
+	    "{\"path\":\"/api/v4/leads\",\"kind\":\"ratelimit\",\"count\":1}]}");
+	int dated = log_has("retry_after=2 ") + log_has("retry_after=3 ");
+	t0 = h_now_ms();
+	assert_string_equal(run_and_wait(CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL, 60000), "complete");
+	assert_true(h_now_ms() - t0 >= 2000);
+	assert_int_equal(log_has("retry_after=2 ") + log_has("retry_after=3 "), dated + 1);
+	assert_int_equal(fake_call("DELETE", "/_fake/faults", NULL, NULL, 0), 200);
+	fake_post("/_fake/config", "{\"retry_after\":0,\"retry_after_form\":\"seconds\"}");
 
 	/* 403 on everything: the account is banned. Stop, say so, never retry on our own. */
 	fake_post("/_fake/faults", "{\"replace\":true,\"faults\":[{\"path\":\"*\",\"kind\":\"forbidden\",\"count\":-1}]}");
@@ -880,6 +892,37 @@ test_429_5xx_are_retried_and_a_ban_stops_everything(void **state)
 	nng_msleep(1500);		/* quiet on purpose: nothing may happen meanwhile */
 	assert_int_equal(fake_int("/_fake/stats", "requests"), n);
 	/* Support lifted the ban; an operator asks for a run. */
+	assert_int_equal(fake_call("DELETE", "/_fake/faults", NULL, NULL, 0), 200);
+	assert_string_equal(run_and_wait(CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL, 30000), "complete");
+	assert_int_equal(health_probe(amo_health, 2000, &rep), 0);
+	assert_true(rep->health_response->ok);
+	bus_free(rep);
+}
+
+/*
+ * A banned account answers 403 to the token endpoint too (an nginx page; amocrm-api-php#563).
+ * That was taken as a refused grant: "revoked, re-authorise", which cannot help. It is the
+ * ban: stop and alert as for any 403 everywhere; the refresh token was not used, so once
+ * the block is lifted an operator's command resumes without re-authorising.
+ */
+static void
+test_403_from_the_token_endpoint_is_a_ban(void **state)
+{
+	Crmsync__Envelope *rep = NULL;
+	int revoked = log_has("ev=oauth.revoked"), banned = log_has("ev=api.banned");
+
+	(void)state;
+	fake_post("/_fake/faults", "{\"replace\":true,\"faults\":[{\"path\":\"/oauth2/access_token\","
+	    "\"kind\":\"forbidden\",\"count\":-1}]}");
+	fake_post("/_fake/expire_tokens", "{}");	/* the next API call is a 401: refresh */
+	assert_string_equal(run_and_wait(CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL, 30000), "failed");
+	assert_int_equal(log_has("ev=oauth.revoked"), revoked);
+	assert_int_equal(log_has("ev=api.banned"), banned + 1);
+	assert_int_equal(health_probe(amo_health, 2000, &rep), 0);
+	assert_false(rep->health_response->ok);
+	assert_non_null(strstr(rep->health_response->status, "403"));
+	bus_free(rep);
+	/* Lifted: the operator's command is enough (the token pair on disk still works). */
 	assert_int_equal(fake_call("DELETE", "/_fake/faults", NULL, NULL, 0), 200);
 	assert_string_equal(run_and_wait(CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL, 30000), "complete");
 	assert_int_equal(health_probe(amo_health, 2000, &rep), 0);
@@ -1018,6 +1061,7 @@ main(void)
 		cmocka_unit_test(test_no_429_at_the_real_rate),
 		cmocka_unit_test(test_account_without_filters_gets_a_full_pass),
 		cmocka_unit_test(test_429_5xx_are_retried_and_a_ban_stops_everything),
+		cmocka_unit_test(test_403_from_the_token_endpoint_is_a_ban),
 		cmocka_unit_test(test_long_lived_token_needs_no_oauth),
 		cmocka_unit_test(test_rotated_refresh_token_survives_kill),
 		cmocka_unit_test(test_revoked_token_stops_cleanly),
