@@ -153,9 +153,6 @@ class Api:
         links = {"self": href(page)}
         if full:
             links["next"] = href(page + 1)
-        if page > 1:
-            links["first"] = href(1)
-            links["prev"] = href(page - 1)
         if page_count:
             links["last"] = href(page_count)
         return links

@@ -72,9 +72,8 @@ def _field(ref, entity, fid, name, ftype, code=None, enums=None, sort=0, group=N
          "sort": sort, "is_api_only": False, "enums": None, "group_id": group,
          "required_statuses": [], "is_deletable": code is None, "is_predefined": code is not None,
          "entity_type": entity if catalog_id is None else "catalogs",
-         "remind": None, "triggers": [], "currency": None, "hidden_statuses": [],
-         "chained_lists": None, "search_in": None, "tracking_callback": None,
-         "is_visible": True, "is_required": False}
+         "tracking_callback": None, "remind": None, "triggers": [], "currency": None,
+         "hidden_statuses": [], "chained_lists": None, "search_in": None}
     if catalog_id is not None:
         f["catalog_id"] = catalog_id
     if enums:
