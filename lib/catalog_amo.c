@@ -375,6 +375,8 @@ static const struct cat_col amo_lead_cols[] = {
 	{ "source_id",			"source_id",		CT_INT8,	0 },
 	{ "_embedded.companies.0.id",	"company_id",		CT_INT8,	0 },
 	{ "score",			"score",		CT_NUMERIC,	0 },
+	/* On every lead since 2022 (null in all captures; the docs: time spent, seconds). */
+	{ "labor_cost",			"labor_cost",		CT_NUMERIC,	0 },
 	{ "is_deleted",			"is_deleted",		CT_BOOL,	0 },
 	{ "is_price_modified_by_robot",	"is_price_modified_by_robot", CT_BOOL,	0 },
 	{ "created_by",			"created_by",		CT_INT8,	0 },
