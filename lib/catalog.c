@@ -65,7 +65,8 @@ catalog_sql_type(enum cat_type t)
 	case CT_BOOL:		return "boolean";
 	case CT_TS_UNIX:
 	case CT_TS_LOCAL:	return "timestamptz";
-	case CT_DATE:		return "date";
+	case CT_DATE:
+	case CT_DATE_DAY:	return "date";
 	case CT_TIME:		return "time";
 	case CT_JSONB:		return "jsonb";
 	case CT_INT8_ARRAY:	return "bigint[]";

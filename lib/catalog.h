@@ -27,6 +27,9 @@
  * A "~marker" suffix (CT_INT8 columns) takes the integer right after marker in the string
  * ("...Value~/leads/detail/" on "https://x.amocrm.ru/leads/detail/24384061" = 24384061);
  * a string without it is NULL, not an unreadable value.
+ * A "?test=v1,v2" suffix takes the value only when the string at path test ("^x" = the outer
+ * element's x) is one of v1, v2...; otherwise NULL, not converted ("value?^field_type=numeric":
+ * one typed column per kind of a custom field's value, beside its text).
  */
 #ifndef CS_CATALOG_H
 #define CS_CATALOG_H
@@ -47,6 +50,10 @@ enum cat_type {
 	CT_JSONB,	/* jsonb: the JSON value as is (objects, arrays) */
 	CT_INT8_ARRAY,	/* bigint[] from a JSON array of integers */
 	CT_TEXT_ARRAY,	/* text[] from a JSON array of strings */
+	/* (new types go last: the store's column signatures carry the type's number) */
+	CT_DATE_DAY,	/* date of a day-valued field: "YYYY-MM-DD" as is, or unix seconds read in the
+			   context's utc_offset (NORM_CTX_UTC_OFFSET, "+03:00"); an epoch without
+			   a known offset is NULL (a UTC day would be a day early east of UTC) */
 };
 
 /* cat_col.flags */

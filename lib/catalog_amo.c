@@ -25,6 +25,11 @@ static const struct cat_col amo_cfv_cols[] = {
 	{ "value",		"value",		CT_TEXT,	0 },
 	{ "enum_id",		"enum_id",		CT_INT8,	0 },
 	{ "enum_code",		"enum_code",		CT_TEXT,	0 },
+	/* The value typed, by field type, beside its text. Date fields: unix seconds of a
+	 * midnight in the account's zone (1642626000 = 2022-01-20 Moscow), or "YYYY-MM-DD". */
+	{ "value?^field_type=date,birthday", "value_date",	CT_DATE_DAY,	0 },
+	/* Numeric fields arrive as strings ("12"). */
+	{ "value?^field_type=numeric,price,monetary", "value_number", CT_NUMERIC, 0 },
 };
 
 static const struct cat_col amo_tag_ref_cols[] = {

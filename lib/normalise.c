@@ -15,6 +15,14 @@
 #include "normalise.h"
 
 #define NORM_STR_MAX	(4u << 20)	/* a single text value */
+#define NORM_DEFAULTS	4
+
+/* normalise_set_default(): context values of the whole process. */
+static struct {
+	char	name[32];
+	char	value[64];
+} defaults[NORM_DEFAULTS];
+static int ndefaults;
 
 void
 norm_ctx_set(struct norm_ctx *c, const char *name, const char *value)
@@ -29,6 +37,28 @@ norm_ctx_set(struct norm_ctx *c, const char *name, const char *value)
 		c->name[c->n] = name;
 		c->value[c->n++] = value;
 	}
+}
+
+int
+normalise_set_default(const char *name, const char *value)
+{
+	int i;
+
+	for (i = 0; i < ndefaults && strcmp(defaults[i].name, name) != 0; i++)
+		;
+	if (value == NULL) {
+		if (i < ndefaults)
+			defaults[i] = defaults[--ndefaults];
+		return 0;
+	}
+	if (i == NORM_DEFAULTS || strlen(name) >= sizeof(defaults[i].name) ||
+	    strlen(value) >= sizeof(defaults[i].value))
+		return CS_ETOOBIG;
+	snprintf(defaults[i].name, sizeof(defaults[i].name), "%s", name);
+	snprintf(defaults[i].value, sizeof(defaults[i].value), "%s", value);
+	if (i == ndefaults)
+		ndefaults++;
+	return 0;
 }
 
 int
@@ -126,6 +156,67 @@ parse_local_ts(const char *s, size_t n, int64_t *epoch)
 		*epoch = (int64_t)mktime(&tm);
 	}
 	return 0;
+}
+
+/* "+03:00", "+0300", "+03", "-05:30" -> seconds east of UTC; -1 when not such an offset. */
+static int
+parse_offset(const char *s, int *secs)
+{
+	int h, m = 0;
+	size_t n = s != NULL ? strlen(s) : 0;
+
+	if (n < 3 || (s[0] != '+' && s[0] != '-') || digits(s + 1, 2, &h) != 0)
+		return -1;
+	if (n == 6 && s[3] == ':' && digits(s + 4, 2, &m) == 0)
+		;
+	else if (n == 5 && digits(s + 3, 2, &m) == 0)
+		;
+	else if (n != 3)
+		return -1;
+	if (h > 14 || m > 59)
+		return -1;
+	*secs = (h * 3600 + m * 60) * (s[0] == '-' ? -1 : 1);
+	return 0;
+}
+
+/*
+ * CT_DATE_DAY: a "YYYY-MM-DD..." string is its date; unix seconds (a number or a string of
+ * digits) are a moment of the day in the account's zone, utc_offset (NULL or unreadable:
+ * the day is unknown, *out = NULL).
+ */
+static int
+date_day(const struct json *j, int t, const char *utc_offset, struct arena *a, char **out)
+{
+	enum json_kind k = json_kind(j, t);
+	size_t n;
+	const char *raw;
+	char tmp[48];
+	int64_t v;
+	int off, y, m, d;
+	struct tm tm;
+	time_t tt;
+
+	*out = NULL;
+	if (k == JK_ABSENT || k == JK_NULL)
+		return 0;
+	raw = json_raw(j, t, &n);
+	if (k == JK_STRING && n == 0)
+		return 0;
+	if (k == JK_STRING && n >= 10 && raw[4] == '-') {
+		if (digits(raw, 4, &y) || digits(raw + 5, 2, &m) || raw[7] != '-' ||
+		    digits(raw + 8, 2, &d) || m < 1 || m > 12 || d < 1 || d > 31)
+			return CS_EINVAL;
+		return (*out = arena_strndup(a, raw, 10)) != NULL ? 0 : CS_ENOMEM;
+	}
+	if (json_int64(j, t, &v) != 0)
+		return CS_EINVAL;
+	if (parse_offset(utc_offset, &off) != 0)
+		return 0;
+	tt = (time_t)(v + off);
+	if (gmtime_r(&tt, &tm) == NULL)
+		return CS_ERANGE;
+	snprintf(tmp, sizeof(tmp), "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+	return (*out = arena_strndup(a, tmp, strlen(tmp))) != NULL ? 0 : CS_ENOMEM;
 }
 
 /* Keep a numeric literal: optional sign, digits, one decimal point, optional exponent. */
@@ -343,6 +434,8 @@ normalise_value(enum cat_type type, const struct json *j, int t, struct arena *a
 	case CT_JSONB:
 		raw = json_text(j, t, &n);
 		return (*out = arena_strndup(a, raw, n)) != NULL ? 0 : CS_ENOMEM;
+	case CT_DATE_DAY:
+		return date_day(j, t, NULL, a, out);	/* no context here: epochs are NULL */
 	case CT_INT8_ARRAY:
 	case CT_TEXT_ARRAY:
 		if (k != JK_ARRAY)
@@ -361,6 +454,9 @@ ctx_get(const struct norm_ctx *ctx, const char *name, size_t n)
 	for (int i = 0; ctx != NULL && i < ctx->n; i++)
 		if (strlen(ctx->name[i]) == n && memcmp(ctx->name[i], name, n) == 0)
 			return ctx->value[i];
+	for (int i = 0; i < ndefaults; i++)
+		if (strlen(defaults[i].name) == n && memcmp(defaults[i].name, name, n) == 0)
+			return defaults[i].value;
 	return NULL;
 }
 
@@ -483,6 +579,37 @@ extract_after(const struct json *j, int t, const char *marker, struct arena *a, 
 	return (*out = arena_strndup(a, p, d)) != NULL ? 0 : CS_ENOMEM;
 }
 
+/*
+ * "path?test=v1,v2": 1 when the string at test (resolved as a column path) is one of the
+ * listed values, else 0 (q points at the '?').
+ */
+static int
+cond_holds(const char *q, const struct json *j, int row, int outer,
+    const struct norm_ctx *ctx)
+{
+	const char *eq = strchr(q + 1, '='), *cv;
+	char test[128], got[128];
+	size_t n;
+	int t;
+
+	if (eq == NULL || (size_t)(eq - q - 1) >= sizeof(test))
+		return 0;
+	memcpy(test, q + 1, (size_t)(eq - q - 1));
+	test[eq - q - 1] = '\0';
+	t = resolve(test, j, row, outer, ctx, &cv);
+	if (cv != NULL)
+		snprintf(got, sizeof(got), "%s", cv);
+	else if (json_kind(j, t) != JK_STRING || json_str(j, t, got, sizeof(got), &n) != 0)
+		return 0;
+	for (const char *v = eq + 1; *v != '\0';) {
+		size_t vn = strcspn(v, ",");
+		if (vn == strlen(got) && memcmp(v, got, vn) == 0)
+			return 1;
+		v += vn + (v[vn] == ',');
+	}
+	return 0;
+}
+
 /* Fill values/null_mask for ncols columns of an element. Returns bad count or -1 (key). */
 static int
 fill_values(const struct cat_col *cols, size_t ncols, const struct json *j, int row, int outer,
@@ -501,13 +628,16 @@ fill_values(const struct cat_col *cols, size_t ncols, const struct json *j, int 
 	for (size_t i = 0; i < ncols; i++) {
 		const struct cat_col *c = &cols[i];
 		const char *cv, *path = c->json, *marker = strchr(c->json, '~');
+		const char *cond = strchr(c->json, '?');
 		char pbuf[256];
 		char *out = NULL;
 		int64_t ver = 0;
 		int rv = 0, t;
 
-		if (marker != NULL) {
-			size_t pn = (size_t)(marker - c->json);
+		if (cond != NULL && (marker == NULL || marker > cond))
+			marker = NULL;	/* a '~' inside the condition's values is no marker */
+		if (marker != NULL || cond != NULL) {
+			size_t pn = (size_t)((marker != NULL ? marker : cond) - c->json);
 			if (pn >= sizeof(pbuf)) {
 				snprintf(err, errlen, "column %s: path too long", c->column);
 				return -1;
@@ -515,13 +645,21 @@ fill_values(const struct cat_col *cols, size_t ncols, const struct json *j, int 
 			memcpy(pbuf, c->json, pn);
 			pbuf[pn] = '\0';
 			path = pbuf;
-			marker++;
+			if (marker != NULL)
+				marker++;
 		}
-		t = resolve(path, j, row, outer, ctx, &cv);
+		cv = NULL;
+		if (cond == NULL || cond_holds(cond, j, row, outer, ctx))
+			t = resolve(path, j, row, outer, ctx, &cv);
+		else
+			t = -1;	/* another kind of value: NULL, not converted */
 		if (cv != NULL)
 			out = arena_strndup(a, cv, strlen(cv));
 		else if (marker != NULL)
 			rv = extract_after(j, t, marker, a, &out);
+		else if (c->type == CT_DATE_DAY)
+			rv = date_day(j, t, ctx_get(ctx, NORM_CTX_UTC_OFFSET, strlen(NORM_CTX_UTC_OFFSET)),
+			    a, &out);
 		else
 			rv = normalise_value(c->type, j, t, a, &out, &ver);
 		if (rv != 0) {

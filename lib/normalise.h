@@ -31,6 +31,11 @@
  * link (CS_HOLLIHOP_AMO_LEAD_FIELD): hollihop-sync and the store both supply it. */
 #define NORM_CTX_AMO_LEAD_FIELD	"amo_lead_field"
 
+/* The context value CT_DATE_DAY reads: the amoCRM account's UTC offset ("+03:00", from
+ * /api/v4/account?with=datetime_settings). amo-sync sets it with normalise_set_default();
+ * the store's re-derivation reads it from the stored account row (services/store/evolve.c). */
+#define NORM_CTX_UTC_OFFSET	"utc_offset"
+
 /* Context values for "$name" columns (e.g. $entity_type when tags are fetched per type). */
 struct norm_ctx {
 	int		 n;
@@ -39,6 +44,14 @@ struct norm_ctx {
 };
 
 void	norm_ctx_set(struct norm_ctx *c, const char *name, const char *value);
+
+/*
+ * A context value every normalise_row() of this process sees when its ctx does not name it
+ * (amo-sync: the account's utc_offset, known once per process, not per fetch). value is
+ * copied (NULL removes it); CS_ETOOBIG when too long or too many. Not thread-safe: set it
+ * on the thread that normalises.
+ */
+int	normalise_set_default(const char *name, const char *value);
 
 /* Set the zone for CT_TS_LOCAL ("Europe/Moscow"); CS_EINVAL if unknown. Not thread-safe. */
 int	normalise_set_timezone(const char *tz);

@@ -4,11 +4,12 @@
  * This header is the service state (amo.c owns it: counters, the API state, the last
  * error, the wake-up); each role has its own header, and calls go one way only:
  *   main.c   -> sync.h, tasks.h, oauth.h              wiring, the REP socket, threads
- *   sync.c   -> fetch.h, tasks.h, oauth.h, storecli   runs and the worker loop; it hands
+ *   sync.c   -> fetch.h, tasks.h, oauth.h, account.h, storecli   runs and the worker loop; it hands
  *                                                     tasks.c the fetch and delete calls and
  *                                                     fetch.c the "between pages" call
  *   fetch.c  -> api.h, events.h, storecli             the one paging loop
  *   events.c -> storecli                              *_deleted events -> soft deletes
+ *   account.c -> api.h                                the account's UTC offset -> normaliser
  *   tasks.c  -> (callbacks only)                      the hook task queue
  *   api.c    -> oauth.h, request.h                    authorised GETs and their status policy
  *   oauth.c  -> request.h                             the token pair

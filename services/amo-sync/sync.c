@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "account.h"
 #include "buf.h"
 #include "bus.h"
 #include "clock.h"
@@ -62,7 +63,10 @@ exec_fetch(void *arg, const struct cat_entity *e, const char *param, char *const
     int64_t *rows)
 {
 	struct fetch_result res;
-	int rv = fetch_ids(arg, e, param, keys, n, &res);
+	int rv;
+
+	(void)account_ensure(arg);	/* date fields' days need the account's zone */
+	rv = fetch_ids(arg, e, param, keys, n, &res);
 
 	*rows = res.rows;
 	return rv;
@@ -270,6 +274,11 @@ sync_run(struct amo *a, Crmsync__SyncKind kind, const char *trigger, const char 
 	    (long long)r->run_id, r->full ? "full" : "incremental", trigger, r->n, r->reference,
 	    only != NULL && only[0] ? " only=" : "", only != NULL && only[0] ? lq(only) : "");
 	buf_init(&r->errs, 16u << 10);
+	/* The account's zone, for date fields' days: with the reference data (it may change). */
+	if (r->reference)
+		(void)account_refresh(a);
+	else
+		(void)account_ensure(a);
 	while (r->done < r->n && run_entity(a, r) == 0)
 		;
 	rv = run_end(a, r);

@@ -552,12 +552,9 @@ static int have_amo_utc_offset;
 const char *
 evolve_ctx_implicit(enum cat_type type)
 {
-#ifdef NORM_CTX_UTC_OFFSET
 	/* Day-valued amoCRM fields are read in the account's zone (normalise.h). */
 	if (type == CT_DATE_DAY)
 		return NORM_CTX_UTC_OFFSET;
-#endif
-	(void)type;
 	return NULL;
 }
 
@@ -596,7 +593,7 @@ evolve_ctx_value(struct store *st, enum cat_crm crm, const char *name)
 		return st->conf.hh_timezone;
 	if (crm == CAT_HOLLIHOP && strcmp(name, NORM_CTX_AMO_LEAD_FIELD) == 0)
 		return st->conf.hh_amo_lead_field;
-	if (crm == CAT_AMO && strcmp(name, "utc_offset") == 0)
+	if (crm == CAT_AMO && strcmp(name, NORM_CTX_UTC_OFFSET) == 0)
 		return have_amo_utc_offset ? amo_utc_offset : NULL;
 	return NULL;
 }

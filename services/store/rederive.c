@@ -42,7 +42,7 @@
 #define RD_LOG_EVERY_MS	5000
 
 /* Global context names the store can supply (evolve_ctx_value), as stable strings. */
-static const char *const ctx_names[] = { NORM_CTX_AMO_LEAD_FIELD, "utc_offset" };
+static const char *const ctx_names[] = { NORM_CTX_AMO_LEAD_FIELD, NORM_CTX_UTC_OFFSET };
 
 
 static void

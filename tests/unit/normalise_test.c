@@ -151,6 +151,74 @@ test_row_with_children(void **state)
 	arena_reset(&a);
 }
 
+/* Day-valued fields (amoCRM date custom fields): an epoch is a midnight in the account's zone. */
+static const struct cat_col day_cols[] = {
+	{ "id", "id", CT_INT8, CF_KEY },
+	{ "v?t=date,birthday", "day", CT_DATE_DAY, 0 },
+	{ "v?t=numeric", "number", CT_NUMERIC, 0 },
+};
+static const struct cat_entity day_entity = {
+	.crm = CAT_AMO, .name = "days", .cols = day_cols, .ncols = nitems(day_cols),
+};
+
+/* Column col of the one-row page json with context utc_offset = off (NULL: none): the value,
+ * "NULL", or "ERR" (unreadable, counted as bad). */
+static const char *
+day(struct arena *a, const char *off, const char *json, size_t col)
+{
+	static char out[64];
+	struct norm_ctx ctx = { 0 };
+	Crmsync__Record rec;
+	struct json j;
+	char err[128];
+	int bad = 0;
+
+	if (off != NULL)
+		norm_ctx_set(&ctx, NORM_CTX_UTC_OFFSET, off);
+	if (json_parse(&j, json, strlen(json), 100) != 0)
+		return "BADJSON";
+	if (normalise_row(&day_entity, &j, 0, &ctx, a, &rec, &bad, err, sizeof(err)) != 0)
+		snprintf(out, sizeof(out), "ROWERR");
+	else
+		snprintf(out, sizeof(out), "%s", bad ? "ERR" : norm_isnull(&rec.null_mask, col) ?
+		    "NULL" : rec.values[col]);
+	json_free(&j);
+	return out;
+}
+
+static void
+test_date_day_in_account_zone(void **state)
+{
+	struct arena a;
+
+	(void)state;
+	arena_init(&a, 1 << 20);
+	/* 1642626000 = 2022-01-20 00:00 Moscow = 2022-01-19 21:00 UTC. */
+	assert_string_equal(day(&a, "+03:00", "{\"id\":1,\"t\":\"date\",\"v\":1642626000}", 1), "2022-01-20");
+	assert_string_equal(day(&a, "+03:00", "{\"id\":1,\"t\":\"date\",\"v\":\"1642626000\"}", 1), "2022-01-20");
+	assert_string_equal(day(&a, "+0300", "{\"id\":1,\"t\":\"birthday\",\"v\":1642626000}", 1), "2022-01-20");
+	/* A UTC midnight (2018 captures) is the same day east of UTC. */
+	assert_string_equal(day(&a, "+03:00", "{\"id\":1,\"t\":\"date\",\"v\":1542067200}", 1), "2018-11-13");
+	assert_string_equal(day(&a, "+00:00", "{\"id\":1,\"t\":\"date\",\"v\":1642626000}", 1), "2022-01-19");
+	assert_string_equal(day(&a, "-05:00", "{\"id\":1,\"t\":\"date\",\"v\":1642654800}", 1), "2022-01-20");
+	assert_string_equal(day(&a, "+05:30", "{\"id\":1,\"t\":\"date\",\"v\":1642617000}", 1), "2022-01-20");
+	/* A date string is the day itself, zone or not. */
+	assert_string_equal(day(&a, NULL, "{\"id\":1,\"t\":\"date\",\"v\":\"2020-05-08\"}", 1), "2020-05-08");
+	/* No known offset: an epoch's day is unknown (NULL, not a day early), not unreadable. */
+	assert_string_equal(day(&a, NULL, "{\"id\":1,\"t\":\"date\",\"v\":1642626000}", 1), "NULL");
+	assert_string_equal(day(&a, "", "{\"id\":1,\"t\":\"date\",\"v\":1642626000}", 1), "NULL");
+	assert_string_equal(day(&a, "+03:00", "{\"id\":1,\"t\":\"date\",\"v\":\"soon\"}", 1), "ERR");
+	assert_string_equal(day(&a, "+03:00", "{\"id\":1,\"t\":\"date\",\"v\":null}", 1), "NULL");
+	/* Only the field types named: a text field's digits are no date, no number. */
+	assert_string_equal(day(&a, "+03:00", "{\"id\":1,\"t\":\"text\",\"v\":1642626000}", 1), "NULL");
+	assert_string_equal(day(&a, "+03:00", "{\"id\":1,\"t\":\"text\",\"v\":\"abc\"}", 2), "NULL");
+	assert_string_equal(day(&a, "+03:00", "{\"id\":1,\"v\":\"12\"}", 2), "NULL");
+	/* Numeric fields arrive as strings. */
+	assert_string_equal(day(&a, "+03:00", "{\"id\":1,\"t\":\"numeric\",\"v\":\"12.5\"}", 2), "12.5");
+	assert_string_equal(day(&a, "+03:00", "{\"id\":1,\"t\":\"numeric\",\"v\":7}", 2), "7");
+	arena_reset(&a);
+}
+
 int
 main(void)
 {
@@ -158,6 +226,7 @@ main(void)
 		cmocka_unit_test(test_types),
 		cmocka_unit_test(test_local_time_uses_zone),
 		cmocka_unit_test(test_row_with_children),
+		cmocka_unit_test(test_date_day_in_account_zone),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -248,7 +248,7 @@ class Gen(RowText):
         if r.pct(60):
             vals.append(self._cfv(cf["Остаток занятий"], [{"value": str(r.n(13))}]))
         if r.pct(40):
-            vals.append(self._cfv(cf["Дата продления"], [{"value": (self.now // DAY + r.n(60)) * DAY}]))
+            vals.append(self._cfv(cf["Дата продления"], [{"value": (self.now // DAY + r.n(60)) * DAY - 3 * 3600}]))
         count = r.n(12)
         ltv = count * 4000 + r.n(10) * 100
         rec = {"id": k, "name": "Покупатель: " + person(r)[2], "next_price": 4000 + r.n(5) * 1000,

@@ -152,7 +152,8 @@ class RowText:
         if r.pct(50):
             out.append(H[("leads", "Количество занятий")] + '{"value":"%d"}]}' % (4 * (1 + r.n(12))))
         if r.pct(40):
-            out.append(H[("leads", "Дата пробного урока")] + '{"value":%d}]}' % ((self.now // DAY - r.n(400)) * DAY))
+            # a date field is a midnight in the account's zone (Moscow, +03:00), as real ones are
+            out.append(H[("leads", "Дата пробного урока")] + '{"value":%d}]}' % ((self.now // DAY - r.n(400)) * DAY - 3 * 3600))
         if r.pct(50):
             out.append(H[("leads", "Согласие на рассылку")] + ('{"value":true}]}' if r.n(2) else '{"value":false}]}'))
         if r.pct(20):
@@ -239,7 +240,7 @@ class RowText:
                 ("Родитель", "Студент", "HR-менеджер", "Директор")))
         if r.pct(20):
             out.append(H[("contacts", "День рождения")] + '{"value":%d}]}' % (
-                (self.now // DAY - 3650 - r.n(12000)) * DAY))
+                (self.now // DAY - 3650 - r.n(12000)) * DAY - 3 * 3600))
         if r.pct(40):
             out.append(self._enum_json(("contacts", "Город"), r))
         if r.pct(30):

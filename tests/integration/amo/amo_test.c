@@ -632,6 +632,19 @@ test_full_sync_lands_every_entity_group(void **state)
 	    "AND enum_id IS NOT NULL") > 0);
 	assert_true(h_sql_int(db, "SELECT count(*) FROM amo.custom_field_values WHERE entity_type = 'contacts' "
 	    "AND field_code = 'PHONE' AND enum_code IS NOT NULL") > 0);
+	/* Date fields: unix seconds of a midnight in the account's zone (+03:00) -> that day,
+	 * not the UTC day before; numeric fields (strings) -> value_number. */
+	assert_true(h_sql_int(db, "SELECT count(value_date) FROM amo.custom_field_values "
+	    "WHERE field_type = 'date' AND value ~ '^[0-9]+$'") > 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM amo.custom_field_values WHERE field_type = 'date' "
+	    "AND value ~ '^[0-9]+$' AND value_date IS DISTINCT FROM "
+	    "(to_timestamp(value::bigint) AT TIME ZONE 'Europe/Moscow')::date"), 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM amo.custom_field_values WHERE field_type = 'date' "
+	    "AND value_date = (to_timestamp(value::bigint) AT TIME ZONE 'UTC')::date"), 0);
+	assert_true(h_sql_int(db, "SELECT count(*) FROM amo.custom_field_values WHERE field_type = 'numeric' "
+	    "AND value_number = value::numeric") > 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(value_number) + count(value_date) FROM amo.custom_field_values "
+	    "WHERE field_type IN ('text', 'select', 'multiselect', 'checkbox')"), 0);
 	/* The cursors of the incremental entities moved with the data. */
 	snprintf(sql, sizeof(sql), "SELECT value FROM crmsync.cursors WHERE crm = 'amo' AND name = 'leads.updated_at'");
 	assert_int_equal(h_sql_int(db, sql), h_sql_int(db, "SELECT max(extract(epoch FROM updated_at))::bigint FROM amo.leads"));
