@@ -298,11 +298,17 @@ static int
 event_task(const Crmsync__HookEvent *ev, const struct cat_entity **te, const char **param,
     char *key, size_t cap, int *del)
 {
-	const struct cat_entity *e, *sub;
+	const struct cat_entity *e, *sub, *typed;
 	const char *action = ev->action != NULL ? ev->action : "";
 
 	if (ev->entity == NULL || (e = catalog_find_alias(CAT_AMO, ev->entity, strlen(ev->entity))) == NULL)
 		return CS_EUNKNOWN_ENTITY;
+	/* contacts[...][type]=company: amoCRM sends companies (and their notes) as contacts;
+	 * a [type] that names a hooked entity ("company", "contact") is the entity. */
+	if (ev->type != NULL && ev->type[0] != '\0' &&
+	    (typed = catalog_find_alias(CAT_AMO, ev->type, strlen(ev->type))) != NULL &&
+	    (typed->flags & CE_HOOKS) && typed->parent == NULL)
+		e = typed;
 	*param = NULL;
 	*del = 0;
 	/* "leads[note]": the action names a sub-entity fetched per parent type. */

@@ -9,6 +9,9 @@
  * Which wire field lands in which HookEvent member is data, in form_entities[] and
  * form_fields[]: a member can come under several names (updated_at or last_modified), each
  * row has a rank and the highest rank wins, whatever the order of the keys.
+ * The entity stays the wire key: amoCRM sends companies as contacts[...] with
+ * [type]=company, and the event keeps both (entity "contacts", type "company"); amo-sync
+ * routes by them (services/amo-sync/tasks.c).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +32,7 @@ enum form_target {
 	FT_UPDATED,
 	FT_ELEMENT_ID,		/* what a note, task, message or catalog element belongs to */
 	FT_ELEMENT_TYPE,
+	FT_TYPE,		/* [type]: "company" on contacts[...] hooks about companies */
 	FT_N
 };
 
@@ -82,6 +86,7 @@ static const struct form_field {
 	{ "lead_id",		FT_ELEMENT_ID,	 1, "leads" },
 	{ "element_type",	FT_ELEMENT_TYPE, 3, NULL },
 	{ "entity_type",	FT_ELEMENT_TYPE, 2, NULL },
+	{ "type",		FT_TYPE,	 1, NULL },
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -348,10 +353,13 @@ form_event_set(struct form_ctx *c, struct form_event *e, enum form_target t, int
 	switch (t) {
 	case FT_UID:
 	case FT_ELEMENT_TYPE:
+	case FT_TYPE:
 		if ((s = arena_strndup(c->a, v, vlen)) == NULL)
 			return CS_ENOMEM;
 		if (t == FT_UID)
 			ev->uid = s;
+		else if (t == FT_TYPE)
+			ev->type = s;
 		else
 			ev->element_type = s;
 		break;

@@ -88,68 +88,81 @@ struct kind_case {
 	int64_t		 status_id, pipeline_id, old_status_id, old_pipeline_id;
 	int64_t		 updated_at, element_id;
 	const char	*element_type;
+	const char	*type;		/* [type] as sent; NULL = "" */
 };
 
 #define ACC "&account[subdomain]=edu&account[id]=29&account[_links][self]=https://edu.amocrm.ru"
 
 static const struct kind_case kinds[] = {
 	{ "leads[add][0][id]=11&leads[add][0][status_id]=142&leads[add][0][pipeline_id]=7&leads[add][0][last_modified]=1700000000" ACC,
-	  "leads", "add", 11, "", 142, 7, 0, 0, 1700000000, 0, "" },
+	  "leads", "add", 11, "", 142, 7, 0, 0, 1700000000, 0, "", NULL },
 	{ "leads[update][0][id]=12&leads[update][0][updated_at]=1700000001&leads[update][0][last_modified]=1" ACC,
-	  "leads", "update", 12, "", 0, 0, 0, 0, 1700000001, 0, "" },
+	  "leads", "update", 12, "", 0, 0, 0, 0, 1700000001, 0, "", NULL },
 	{ "leads[delete][0][id]=13&leads[delete][0][status_id]=143&leads[delete][0][pipeline_id]=8" ACC,
-	  "leads", "delete", 13, "", 143, 8, 0, 0, 0, 0, "" },
-	{ "leads[restore][0][id]=14" ACC, "leads", "restore", 14, "", 0, 0, 0, 0, 0, 0, "" },
+	  "leads", "delete", 13, "", 143, 8, 0, 0, 0, 0, "", NULL },
+	{ "leads[restore][0][id]=14" ACC, "leads", "restore", 14, "", 0, 0, 0, 0, 0, 0, "", NULL },
 	{ "leads[status][0][id]=15&leads[status][0][status_id]=2&leads[status][0][pipeline_id]=3&leads[status][0][old_status_id]=4&leads[status][0][old_pipeline_id]=5" ACC,
-	  "leads", "status", 15, "", 2, 3, 4, 5, 0, 0, "" },
+	  "leads", "status", 15, "", 2, 3, 4, 5, 0, 0, "", NULL },
 	{ "leads[responsible][0][id]=16&leads[responsible][0][responsible_user_id]=99" ACC,
-	  "leads", "responsible", 16, "", 0, 0, 0, 0, 0, 0, "" },
+	  "leads", "responsible", 16, "", 0, 0, 0, 0, 0, 0, "", NULL },
 	{ "leads[note][0][note][id]=17&leads[note][0][note][element_id]=15&leads[note][0][note][element_type]=2&leads[note][0][note][date_create]=2022-10-26+03:00:00&leads[note][0][note][updated_at]=1666742400" ACC,
-	  "leads", "note", 17, "", 0, 0, 0, 0, 1666742400, 15, "2" },
-	{ "contacts[add][0][id]=21&contacts[add][0][type]=contact" ACC, "contacts", "add", 21, "", 0, 0, 0, 0, 0, 0, "" },
-	{ "contacts[update][0][id]=22&contacts[update][0][last_modified]=5" ACC, "contacts", "update", 22, "", 0, 0, 0, 0, 5, 0, "" },
-	{ "contacts[delete][0][id]=23" ACC, "contacts", "delete", 23, "", 0, 0, 0, 0, 0, 0, "" },
-	{ "contacts[restore][0][id]=24" ACC, "contacts", "restore", 24, "", 0, 0, 0, 0, 0, 0, "" },
-	{ "contacts[responsible][0][id]=25" ACC, "contacts", "responsible", 25, "", 0, 0, 0, 0, 0, 0, "" },
+	  "leads", "note", 17, "", 0, 0, 0, 0, 1666742400, 15, "2", NULL },
+	{ "contacts[add][0][id]=21&contacts[add][0][type]=contact" ACC, "contacts", "add", 21, "", 0, 0, 0, 0, 0, 0, "", "contact" },
+	{ "contacts[update][0][id]=22&contacts[update][0][last_modified]=5" ACC, "contacts", "update", 22, "", 0, 0, 0, 0, 5, 0, "", NULL },
+	{ "contacts[delete][0][id]=23" ACC, "contacts", "delete", 23, "", 0, 0, 0, 0, 0, 0, "", NULL },
+	{ "contacts[restore][0][id]=24" ACC, "contacts", "restore", 24, "", 0, 0, 0, 0, 0, 0, "", NULL },
+	{ "contacts[responsible][0][id]=25" ACC, "contacts", "responsible", 25, "", 0, 0, 0, 0, 0, 0, "", NULL },
 	{ "contacts[note][0][note][id]=26&contacts[note][0][note][element_id]=21&contacts[note][0][note][element_type]=1" ACC,
-	  "contacts", "note", 26, "", 0, 0, 0, 0, 0, 21, "1" },
-	{ "companies[add][0][id]=31" ACC, "companies", "add", 31, "", 0, 0, 0, 0, 0, 0, "" },
-	{ "companies[update][0][id]=32" ACC, "companies", "update", 32, "", 0, 0, 0, 0, 0, 0, "" },
-	{ "companies[delete][0][id]=33" ACC, "companies", "delete", 33, "", 0, 0, 0, 0, 0, 0, "" },
-	{ "companies[restore][0][id]=34" ACC, "companies", "restore", 34, "", 0, 0, 0, 0, 0, 0, "" },
-	{ "companies[responsible][0][id]=35" ACC, "companies", "responsible", 35, "", 0, 0, 0, 0, 0, 0, "" },
-	{ "companies[note][0][note][id]=36&companies[note][0][note][element_id]=31&companies[note][0][note][element_type]=3" ACC,
-	  "companies", "note", 36, "", 0, 0, 0, 0, 0, 31, "3" },
-	{ "customers[add][0][id]=41&customers[add][0][status_id]=9" ACC, "customers", "add", 41, "", 9, 0, 0, 0, 0, 0, "" },
-	{ "customers[update][0][id]=42" ACC, "customers", "update", 42, "", 0, 0, 0, 0, 0, 0, "" },
-	{ "customers[delete][0][id]=43" ACC, "customers", "delete", 43, "", 0, 0, 0, 0, 0, 0, "" },
-	{ "customers[responsible][0][id]=44" ACC, "customers", "responsible", 44, "", 0, 0, 0, 0, 0, 0, "" },
+	  "contacts", "note", 26, "", 0, 0, 0, 0, 0, 21, "1", NULL },
+	/* Companies arrive as contacts[...] with [type]=company (captures 2016-2022): the event
+	 * keeps the wire entity and the type; amo-sync routes by them. */
+	{ "contacts[add][0][id]=31&contacts[add][0][name]=Школа&contacts[add][0][type]=company" ACC,
+	  "contacts", "add", 31, "", 0, 0, 0, 0, 0, 0, "", "company" },
+	{ "contacts[update][0][id]=32&contacts[update][0][last_modified]=6&contacts[update][0][type]=company" ACC,
+	  "contacts", "update", 32, "", 0, 0, 0, 0, 6, 0, "", "company" },
+	{ "contacts[delete][0][id]=33&contacts[delete][0][type]=company" ACC,
+	  "contacts", "delete", 33, "", 0, 0, 0, 0, 0, 0, "", "company" },
+	{ "contacts[restore][0][id]=34&contacts[restore][0][type]=company" ACC,
+	  "contacts", "restore", 34, "", 0, 0, 0, 0, 0, 0, "", "company" },
+	{ "contacts[responsible][0][id]=35&contacts[responsible][0][type]=company" ACC,
+	  "contacts", "responsible", 35, "", 0, 0, 0, 0, 0, 0, "", "company" },
+	{ "contacts[note][0][note][id]=36&contacts[note][0][note][element_id]=31&contacts[note][0][note][element_type]=3&contacts[note][0][type]=company" ACC,
+	  "contacts", "note", 36, "", 0, 0, 0, 0, 0, 31, "3", "company" },
+	/* A 2017 note: no [note][id], values single-quoted, the type outside [note]. */
+	{ "contacts[note][0][note][text]='Звонок'&contacts[note][0][note][element_type]=3&contacts[note][0][note][element_id]=31&contacts[note][0][note][timestamp_x]='2017-01-09+13:01:35'&contacts[note][0][type]=company" ACC,
+	  "contacts", "note", 0, "", 0, 0, 0, 0, 0, 31, "3", "company" },
+	/* Never seen on the wire, still accepted as its own entity. */
+	{ "companies[update][0][id]=37" ACC, "companies", "update", 37, "", 0, 0, 0, 0, 0, 0, "", NULL },
+	{ "customers[add][0][id]=41&customers[add][0][status_id]=9" ACC, "customers", "add", 41, "", 9, 0, 0, 0, 0, 0, "", NULL },
+	{ "customers[update][0][id]=42" ACC, "customers", "update", 42, "", 0, 0, 0, 0, 0, 0, "", NULL },
+	{ "customers[delete][0][id]=43" ACC, "customers", "delete", 43, "", 0, 0, 0, 0, 0, 0, "", NULL },
+	{ "customers[responsible][0][id]=44" ACC, "customers", "responsible", 44, "", 0, 0, 0, 0, 0, 0, "", NULL },
 	{ "customers[note][0][note][id]=45&customers[note][0][note][element_id]=41&customers[note][0][note][element_type]=12" ACC,
-	  "customers", "note", 45, "", 0, 0, 0, 0, 0, 41, "12" },
+	  "customers", "note", 45, "", 0, 0, 0, 0, 0, 41, "12", NULL },
 	{ "task[add][0][id]=51&task[add][0][element_id]=11&task[add][0][element_type]=2&task[add][0][complete_till]=1686700799" ACC,
-	  "task", "add", 51, "", 0, 0, 0, 0, 0, 11, "2" },
+	  "task", "add", 51, "", 0, 0, 0, 0, 0, 11, "2", NULL },
 	{ "task[update][0][id]=52&task[update][0][element_id]=21&task[update][0][element_type]=1" ACC,
-	  "task", "update", 52, "", 0, 0, 0, 0, 0, 21, "1" },
-	{ "task[delete][0][id]=53" ACC, "task", "delete", 53, "", 0, 0, 0, 0, 0, 0, "" },
-	{ "task[responsible][0][id]=54" ACC, "task", "responsible", 54, "", 0, 0, 0, 0, 0, 0, "" },
+	  "task", "update", 52, "", 0, 0, 0, 0, 0, 21, "1", NULL },
+	{ "task[delete][0][id]=53" ACC, "task", "delete", 53, "", 0, 0, 0, 0, 0, 0, "", NULL },
+	{ "task[responsible][0][id]=54" ACC, "task", "responsible", 54, "", 0, 0, 0, 0, 0, 0, "", NULL },
 	{ "unsorted[add][0][uid]=b1c993be23&unsorted[add][0][source]=sip&unsorted[add][0][category]=sip&unsorted[add][0][lead_id]=61&unsorted[add][0][pipeline_id]=3&unsorted[add][0][data][contacts][0][id]=5&unsorted[add][0][source_data][from]=%2B7999" ACC,
-	  "unsorted", "add", 0, "b1c993be23", 0, 3, 0, 0, 0, 61, "leads" },
-	{ "unsorted[update][0][uid]=c2" ACC, "unsorted", "update", 0, "c2", 0, 0, 0, 0, 0, 0, "" },
+	  "unsorted", "add", 0, "b1c993be23", 0, 3, 0, 0, 0, 61, "leads", NULL },
+	{ "unsorted[update][0][uid]=c2" ACC, "unsorted", "update", 0, "c2", 0, 0, 0, 0, 0, 0, "", NULL },
 	{ "unsorted[delete][0][action]=accept&unsorted[delete][0][uid]=1234&unsorted[delete][0][accept_result][leads][0]=3" ACC,
-	  "unsorted", "delete", 0, "1234", 0, 0, 0, 0, 0, 0, "" },
+	  "unsorted", "delete", 0, "1234", 0, 0, 0, 0, 0, 0, "", NULL },
 	{ "talk[add][0][talk_id]=71&talk[add][0][chat_id]=cfbe5876-ce99&talk[add][0][entity_id]=11&talk[add][0][entity_type]=lead&talk[add][0][updated_at]=1709424000" ACC,
-	  "talk", "add", 71, "cfbe5876-ce99", 0, 0, 0, 0, 1709424000, 11, "lead" },
-	{ "talk[update][0][talk_id]=72&talk[update][0][id]=999" ACC, "talk", "update", 72, "", 0, 0, 0, 0, 0, 0, "" },
-	{ "message[add][0][id]=70ce158b-e5b9&message[add][0][chat_id]=cfbe&message[add][0][talk_id]=71&message[add][0][element_type]=2&message[add][0][entity_type]=lead&message[add][0][element_id]=12&message[add][0][entity_id]=13&message[add][0][author][id]=a-1" ACC,
-	  "message", "add", 0, "70ce158b-e5b9", 0, 0, 0, 0, 0, 12, "2" },
+	  "talk", "add", 71, "cfbe5876-ce99", 0, 0, 0, 0, 1709424000, 11, "lead", NULL },
+	{ "talk[update][0][talk_id]=72&talk[update][0][id]=999" ACC, "talk", "update", 72, "", 0, 0, 0, 0, 0, 0, "", NULL },
+	{ "message[add][0][id]=70ce158b-e5b9&message[add][0][chat_id]=cfbe&message[add][0][talk_id]=71&message[add][0][element_type]=2&message[add][0][entity_type]=lead&message[add][0][element_id]=12&message[add][0][entity_id]=13&message[add][0][type]=incoming&message[add][0][author][id]=a-1&message[add][0][author][type]=external" ACC,
+	  "message", "add", 0, "70ce158b-e5b9", 0, 0, 0, 0, 0, 12, "2", "incoming" },
 	{ "catalogs[add][0][id]=1000001&catalogs[add][0][catalog_id]=1001&catalogs[add][0][custom_fields][1][values][0][value][unit_price]=10" ACC,
-	  "catalogs", "add", 1000001, "", 0, 0, 0, 0, 0, 1001, "catalogs" },
+	  "catalogs", "add", 1000001, "", 0, 0, 0, 0, 0, 1001, "catalogs", NULL },
 	{ "catalogs[update][0][id]=1000002&catalogs[update][0][catalog_id]=1001" ACC,
-	  "catalogs", "update", 1000002, "", 0, 0, 0, 0, 0, 1001, "catalogs" },
-	{ "catalogs[delete][0][id]=1000003" ACC, "catalogs", "delete", 1000003, "", 0, 0, 0, 0, 0, 0, "" },
+	  "catalogs", "update", 1000002, "", 0, 0, 0, 0, 0, 1001, "catalogs", NULL },
+	{ "catalogs[delete][0][id]=1000003" ACC, "catalogs", "delete", 1000003, "", 0, 0, 0, 0, 0, 0, "", NULL },
 	/* Not in the notes but must not be lost: an unknown entity keeps the defaults. */
-	{ "outgoing_message[add][0][id]=abc-1" ACC, "outgoing_message", "add", 0, "abc-1", 0, 0, 0, 0, 0, 0, "" },
-	{ "widgets[install][0][id]=81" ACC, "widgets", "install", 81, "", 0, 0, 0, 0, 0, 0, "" },
+	{ "outgoing_message[add][0][id]=abc-1" ACC, "outgoing_message", "add", 0, "abc-1", 0, 0, 0, 0, 0, 0, "", NULL },
+	{ "widgets[install][0][id]=81" ACC, "widgets", "install", 81, "", 0, 0, 0, 0, 0, 0, "", NULL },
 };
 
 static void
@@ -179,6 +192,7 @@ test_every_kind(void **state)
 		assert_int_equal(e->updated_at, k->updated_at);
 		assert_int_equal(e->element_id, k->element_id);
 		assert_string_equal(e->element_type, k->element_type);
+		assert_string_equal(e->type, k->type != NULL ? k->type : "");
 		assert_int_equal(e->account_id, 29);
 		assert_string_equal(p.d.subdomain, "edu");
 		assert_int_equal(p.d.account_id, 29);
@@ -551,7 +565,9 @@ test_samples(void **state)
 		}
 		/* single-kind samples are named <entity>_<action>[...].form */
 		if (strncmp(de->d_name, "batch", 5) != 0) {
-			snprintf(kind, sizeof(kind), "%s_%s", p.d.events[0]->entity, p.d.events[0]->action);
+			/* companies are sent as contacts[...] with [type]=company */
+			snprintf(kind, sizeof(kind), "%s_%s", strcmp(p.d.events[0]->type, "company") == 0 ?
+			    "companies" : p.d.events[0]->entity, p.d.events[0]->action);
 			if (strncmp(de->d_name, kind, strlen(kind)) != 0)
 				fail_msg("%s parsed as %s", de->d_name, kind);
 		}

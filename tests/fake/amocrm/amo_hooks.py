@@ -7,6 +7,9 @@ out (as PHP's http_build_query does), booleans "1"/"0", `account[subdomain|id|_l
 appended. Field names are the legacy ones hooks use (last_modified, date_create,
 created_user_id...), not the v4 ones (amoCRM's webhook format documentation:
 https://www.amocrm.ru/developers/content/crm_platform/webhooks-format); see README.md.
+Companies are sent the real way: as contacts[action][i][...] with [type]=company (captured
+hooks 2016-2022 never carry a companies[...] key); contacts carry [type]=contact, deletes
+included, and a note hook names its parent's type beside [note].
 """
 
 import concurrent.futures
@@ -40,6 +43,11 @@ NOTE_TYPE = {"common": 4, "call_in": 10, "call_out": 11, "service_message": 25,
 DATE_TYPES = ("date", "date_time", "birthday")
 ENUM_TYPES = ("select", "multiselect", "radiobutton", "multitext", "category", "smart_address")
 TZ_OFFSET = 3 * 3600    # account time zone (Europe/Moscow) for the note date strings
+
+
+# The wire key of each entity: companies ride on contacts[...] and say [type]=company.
+WIRE_NAME = {"companies": "contacts"}
+WIRE_TYPE = {"contacts": "contact", "companies": "company"}
 
 
 # ---- encoding -------------------------------------------------------------------------------
@@ -104,13 +112,18 @@ def hook_fields(entity, action, rec):
     """The nested hook form of one API-shaped record (a dict, PHP key order)."""
     entity = HOOK_ENTITIES.get(entity, entity)
     if action == "note":
-        return {"note": _note(entity, rec)}
+        d = {"note": _note(entity, rec)}
+        if entity in WIRE_TYPE:
+            d["type"] = WIRE_TYPE[entity]
+        return d
     if action == "delete" and entity in ("leads", "contacts", "companies", "customers",
                                          "task", "catalogs"):
         d = {"id": rec.get("id")}
         if entity == "leads":
             d["status_id"] = rec.get("status_id")
             d["pipeline_id"] = rec.get("pipeline_id")
+        if entity in WIRE_TYPE:
+            d["type"] = WIRE_TYPE[entity]
         return d
     if entity == "leads":
         d = {"id": rec.get("id"), "name": rec.get("name"), "status_id": rec.get("status_id")}
@@ -268,15 +281,18 @@ def _message(rec):
 
 def encode_hooks(groups, account):
     """groups: [(entity, action, [records])] in order; one body. Returns bytes."""
-    pairs = []
+    pairs, next_index = [], {}
     for entity, action, records in groups:
         ent = HOOK_ENTITIES.get(entity, entity)
         if ent not in ACTIONS:
             raise ValueError("unknown hook entity %r" % entity)
         if action not in ACTIONS[ent]:
             raise ValueError("action %r not valid for %s" % (action, ent))
+        wire = WIRE_NAME.get(ent, ent)
+        base = next_index.get((wire, action), 0)    # contacts and companies share indexes
         for i, rec in enumerate(records):
-            flatten("%s[%s][%d]" % (ent, action, i), hook_fields(ent, action, rec), pairs)
+            flatten("%s[%s][%d]" % (wire, action, base + i), hook_fields(ent, action, rec), pairs)
+        next_index[(wire, action)] = base + len(records)
     sub = account.get("subdomain", "")
     pairs.append(("account[subdomain]", str(sub)))
     pairs.append(("account[id]", str(account.get("id", ""))))

@@ -588,6 +588,28 @@ class HookTests(unittest.TestCase):
         self.assertEqual(d["contacts[update][0][linked_leads_id][8][ID]"], "8")
         self.assertEqual(d["contacts[update][0][type]"], "contact")
 
+    def test_encode_company_as_contacts(self):
+        """Companies are contacts[...] with [type]=company, as every captured hook (2016-2022)."""
+        co = {"id": 11, "name": "Школа", "updated_at": 5, "account_id": 42}
+        for action in ("add", "update", "delete", "restore", "responsible"):
+            keys = dict(urllib.parse.parse_qsl(
+                amo_hooks.encode_hook("companies", action, [co], ACC).decode()))
+            self.assertFalse([k for k in keys if k.startswith("companies")], action)
+            self.assertEqual(keys["contacts[%s][0][id]" % action], "11")
+            self.assertEqual(keys["contacts[%s][0][type]" % action], "company")
+        d = dict(urllib.parse.parse_qsl(amo_hooks.encode_hook("contacts", "delete", [co], ACC).decode()))
+        self.assertEqual(d["contacts[delete][0][type]"], "contact")
+        note = {"id": 3, "entity_id": 11, "note_type": "common", "params": {"text": "x"}}
+        d = dict(urllib.parse.parse_qsl(amo_hooks.encode_hook("companies", "note", [note], ACC).decode()))
+        self.assertEqual((d["contacts[note][0][type]"], d["contacts[note][0][note][element_type]"]),
+                         ("company", "3"))
+        # one body with a contact and a company: one index sequence under contacts[update]
+        body = amo_hooks.encode_hooks([("contacts", "update", [dict(co, id=7)]),
+                                       ("companies", "update", [co])], ACC)
+        d = dict(urllib.parse.parse_qsl(body.decode()))
+        self.assertEqual((d["contacts[update][0][id]"], d["contacts[update][0][type]"]), ("7", "contact"))
+        self.assertEqual((d["contacts[update][1][id]"], d["contacts[update][1][type]"]), ("11", "company"))
+
     def test_send_hooks_and_dump(self):
         Receiver.got = []
         srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)

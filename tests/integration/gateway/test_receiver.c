@@ -8,7 +8,7 @@
  * journal starts the count again, and what is pending counts as its seq 1 (done_seq 0 until
  * it is processed). A queued delivery is "processed" --lag-ms
  * later: only then is it appended to OUT, one line each,
- *   <seq> <n events> <entity>/<action>/<id>/<uid> ...
+ *   <seq> <n events> <entity>/<action>/<id>/<uid>/<type> ...
  * and only then does done_seq pass it. Killed, it loses what it had not processed, as
  * amo-sync loses its in-memory queue. --mode picks another answer (twophase = the default
  * ack, kept for older scripts): retry (ACK_RETRY),
@@ -80,13 +80,13 @@ render(const Crmsync__HookDelivery *d)
 	len += (size_t)snprintf(s, cap, "%llu %zu", (unsigned long long)d->seq, d->n_events);
 	for (size_t i = 0; i < d->n_events; i++) {
 		const Crmsync__HookEvent *e = d->events[i];
-		size_t need = strlen(e->entity) + strlen(e->action) + strlen(e->uid) + 48;
+		size_t need = strlen(e->entity) + strlen(e->action) + strlen(e->uid) + strlen(e->type) + 48;
 		if (len + need + 2 > cap) {
 			cap = (len + need + 2) * 2;
 			s = realloc(s, cap);
 		}
-		len += (size_t)snprintf(s + len, cap - len, " %s/%s/%lld/%s", e->entity, e->action,
-		    (long long)e->id, e->uid[0] ? e->uid : "-");
+		len += (size_t)snprintf(s + len, cap - len, " %s/%s/%lld/%s/%s", e->entity, e->action,
+		    (long long)e->id, e->uid[0] ? e->uid : "-", e->type[0] ? e->type : "-");
 	}
 	if (len + 2 > cap)
 		s = realloc(s, len + 2);
