@@ -290,17 +290,14 @@ tasks_depth(struct tasks *t)
 	return d;
 }
 
-/*
- * What one event asks for: the entity, its parent value ("leads" for a lead's note), the
- * key, and whether it is a delete. 0 when the event is actionable.
- */
-static int
-event_task(const Crmsync__HookEvent *ev, const struct cat_entity **te, const char **param,
-    char *key, size_t cap, int *del)
+int
+tasks_route(const Crmsync__HookEvent *ev, const struct cat_entity **te, const char **param,
+    char *key, size_t cap, int *del, const char **why)
 {
 	const struct cat_entity *e, *sub, *typed;
 	const char *action = ev->action != NULL ? ev->action : "";
 
+	*why = "not a catalogue entity (chat messages: their talks are synced)";
 	if (ev->entity == NULL || (e = catalog_find_alias(CAT_AMO, ev->entity, strlen(ev->entity))) == NULL)
 		return CS_EUNKNOWN_ENTITY;
 	/* contacts[...][type]=company: amoCRM sends companies (and their notes) as contacts;
@@ -315,6 +312,7 @@ event_task(const Crmsync__HookEvent *ev, const struct cat_entity **te, const cha
 	sub = catalog_find_alias(CAT_AMO, action, strlen(action));
 	if (sub != NULL && sub != e && sub->parent != NULL) {
 		/* A literal parent list says which types have them (tasks have no notes). */
+		*why = "its parent type has no such sub-entity";
 		if (catalog_find(CAT_AMO, sub->parent) == NULL &&
 		    !strlist_has_str(sub->parent, e->name))
 			return CS_EUNKNOWN_ENTITY;
@@ -323,15 +321,21 @@ event_task(const Crmsync__HookEvent *ev, const struct cat_entity **te, const cha
 	} else if (strcmp(action, "delete") == 0) {
 		*del = 1;
 	}
+	*why = "the entity is not fetched for hooks";
 	if (!(e->flags & CE_HOOKS) || (e->parent != NULL && *param == NULL))
 		return CS_EUNKNOWN_ENTITY;
 	if (ev->id > 0)
 		snprintf(key, cap, "%lld", (long long)ev->id);
 	else if (ev->uid != NULL && ev->uid[0] != '\0' && strlen(ev->uid) < cap)
 		snprintf(key, cap, "%s", ev->uid);
-	else
+	else {
+		/* 2017 note hooks carry no [note][id]: the next incremental sync reads the note. */
+		*why = e->parent != NULL ? "no id (old note hooks have none): the incremental sync "
+		    "reads it" : "no id";
 		return CS_EINVAL;
+	}
 	*te = e;
+	*why = NULL;
 	return 0;
 }
 
@@ -385,14 +389,15 @@ tasks_receive(struct tasks *t, const Crmsync__HookDelivery *d, uint64_t *done_se
 	for (size_t i = 0; i < d->n_events; i++) {
 		const Crmsync__HookEvent *ev = d->events[i];
 		const struct cat_entity *e;
-		const char *param;
+		const char *param, *why;
 		char key[TASK_KEY_MAX];
 		int del, rv;
 
-		if ((rv = event_task(ev, &e, &param, key, sizeof(key), &del)) != 0) {
+		if ((rv = tasks_route(ev, &e, &param, key, sizeof(key), &del, &why)) != 0) {
 			ignored++;
-			log_debug("hook.ignored", "seq=%llu entity=%s action=%s reason=%s",
-			    (unsigned long long)d->seq, lq(ev->entity), lq(ev->action), lq(cs_strerror(rv)));
+			log_info("hook.ignored", "seq=%llu entity=%s action=%s type=%s id=%lld reason=%s",
+			    (unsigned long long)d->seq, lq(ev->entity), lq(ev->action), lq(ev->type),
+			    (long long)ev->id, lq(why));
 			continue;
 		}
 		struct group *g = group_get(t, e, param != NULL ? param : "", del);

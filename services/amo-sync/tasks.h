@@ -38,6 +38,14 @@ void	tasks_free(struct tasks *t);
 Crmsync__AckStatus tasks_receive(struct tasks *t, const Crmsync__HookDelivery *d,
 	    uint64_t *done_seq, char *err, size_t errlen);
 uint64_t tasks_done_seq(struct tasks *t);
+/*
+ * What one hook event asks for: the catalogue entity (a [type] naming one wins over the wire
+ * key: contacts[...][type]=company is a company), its parent value ("leads" for a lead's
+ * note), the key, and whether it is a delete. 0 when actionable; otherwise
+ * CS_EUNKNOWN_ENTITY or CS_EINVAL (no id) and *why says why it is ignored. Pure: no state.
+ */
+int	tasks_route(const Crmsync__HookEvent *ev, const struct cat_entity **e, const char **param,
+	    char *key, size_t cap, int *del, const char **why);
 /* Worker: execute what is due (at most max fetch requests; all due deletes). */
 int	tasks_run_ready(struct tasks *t, int max, const struct tasks_exec *x);
 /* Milliseconds until the next task is due (0 = now), or -1 when the queue is empty. */
