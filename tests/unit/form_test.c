@@ -362,6 +362,66 @@ test_account_only_and_no_index(void **state)
 	done(&p);
 }
 
+/*
+ * Shapes of real hooks no other case produces (issue 10 item 6; tests/contract/amo has each
+ * capture's whole shape): a stage move sent as leads[update] with old_status_id and no price;
+ * a delete with [id] and [type] only; a 2016 body whose account is only its subdomain; a
+ * 2017 note without [note][id], values single-quoted; HTML-escaped note text; an unsorted
+ * chat with deep source_data; a message with author and attachment levels.
+ */
+static void
+test_real_world_shapes(void **state)
+{
+	char *body = wire(
+	    "leads[update][0][id]=501&leads[update][0][status_id]=142&leads[update][0][old_status_id]=77"
+	    "&leads[update][0][pipeline_id]=9&leads[update][0][last_modified]=1700000500"
+	    "&contacts[delete][0][id]=502&contacts[delete][0][type]=company"
+	    "&leads[note][0][note][text]='%26lt%3Bb%26gt%3B%D0%9F%D1%80%D0%B8%D0%B2%D0%B5%D1%82%26lt%3B%2Fb%26gt%3B+%26quot%3B%D0%B0%26quot%3B'"
+	    "&leads[note][0][note][attachement]=''&leads[note][0][note][note_type]=4"
+	    "&leads[note][0][note][element_type]=2&leads[note][0][note][element_id]=501"
+	    "&leads[note][0][note][timestamp_x]='2017-01-09+13:01:19'"
+	    "&unsorted[add][0][uid]=00b6258&unsorted[add][0][category]=chats"
+	    "&unsorted[add][0][source_data][origin][chat_id]=c-1&unsorted[add][0][source_data][data][0][id]=x"
+	    "&unsorted[add][0][lead_id]=503&unsorted[add][0][pipeline_id]=9"
+	    "&message[add][0][id]=b26bbe6d&message[add][0][chat_id]=f743&message[add][0][talk_id]=166"
+	    "&message[add][0][type]=incoming&message[add][0][author][type]=external"
+	    "&message[add][0][attachment][type]=picture"
+	    "&account[subdomain]=old2016");
+	struct parsed p;
+
+	(void)state;
+	parse(&p, body);
+	assert_int_equal(p.rv, 0);
+	assert_int_equal(p.d.n_events, 5);
+	assert_string_equal(p.d.subdomain, "old2016");
+	assert_int_equal(p.d.account_id, 0);
+	/* the stage move */
+	assert_string_equal(ev(&p, 0)->action, "update");
+	assert_int_equal(ev(&p, 0)->id, 501);
+	assert_int_equal(ev(&p, 0)->status_id, 142);
+	assert_int_equal(ev(&p, 0)->old_status_id, 77);
+	assert_int_equal(ev(&p, 0)->updated_at, 1700000500);
+	/* the delete: id and type, nothing else */
+	assert_int_equal(ev(&p, 1)->id, 502);
+	assert_string_equal(ev(&p, 1)->type, "company");
+	assert_int_equal(ev(&p, 1)->updated_at, 0);
+	/* the note: no id, its element kept; the text is not read */
+	assert_string_equal(ev(&p, 2)->action, "note");
+	assert_int_equal(ev(&p, 2)->id, 0);
+	assert_int_equal(ev(&p, 2)->element_id, 501);
+	assert_string_equal(ev(&p, 2)->element_type, "2");
+	/* the unsorted chat: deep keys do not leak (chat_id there is no uid) */
+	assert_string_equal(ev(&p, 3)->uid, "00b6258");
+	assert_int_equal(ev(&p, 3)->element_id, 503);
+	/* the message: its own [type], not the author's */
+	assert_string_equal(ev(&p, 4)->uid, "b26bbe6d");
+	assert_string_equal(ev(&p, 4)->type, "incoming");
+	for (size_t i = 0; i < p.d.n_events; i++)
+		assert_int_equal(ev(&p, i)->account_id, 0);
+	done(&p);
+	free(body);
+}
+
 static void
 expect_rv(const char *body, size_t len, int want)
 {
@@ -589,6 +649,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_field_ranks),
 		cmocka_unit_test(test_decoding),
 		cmocka_unit_test(test_account_only_and_no_index),
+		cmocka_unit_test(test_real_world_shapes),
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_limits),
