@@ -55,6 +55,7 @@ struct amo_conf {
 	int64_t	 incremental_ms;
 	int64_t	 reference_ms;
 	int64_t	 lookback_ms;
+	int64_t	 hook_quiet_ms;
 	int64_t	 hook_delay_ms;
 	int64_t	 queue_max;
 	int64_t	 page_size;

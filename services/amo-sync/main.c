@@ -64,8 +64,10 @@ static const struct cfg_key amo_keys[] = {
 	  "how often incremental runs also re-read reference data (users, pipelines, fields...)"),
 	CFG_KEY("CS_AMO_LOOKBACK", CFG_DURATION, lookback_ms, "10m", 0, 7LL * 86400000,
 	  "incremental passes start this long before the cursor (updated_at has 1 s resolution)"),
+	CFG_KEY("CS_AMO_HOOK_QUIET", CFG_DURATION, hook_quiet_ms, "100ms", 0, 3600000,
+	  "a hook fetch runs once no hook for its entity came for this long (a burst coalesces)"),
 	CFG_KEY("CS_AMO_HOOK_DELAY", CFG_DURATION, hook_delay_ms, "2s", 0, 3600000,
-	  "a hook task waits this long to coalesce with others (and for the API to catch up)"),
+	  "the longest a hook fetch waits for a burst to end (CS_AMO_HOOK_QUIET >= this: fixed delay)"),
 	CFG_KEY("CS_AMO_QUEUE_MAX", CFG_INT, queue_max, "200000", 100, 100000000,
 	  "most pending hook task keys; beyond it deliveries are answered retry"),
 	CFG_KEY("CS_AMO_PAGE_SIZE", CFG_INT, page_size, "250", 1, 250,
@@ -299,7 +301,8 @@ serve_start(struct amo *a, nng_socket *sock, struct health **health, struct metr
 
 	if (getrandom(&boot_id, sizeof(boot_id), 0) != sizeof(boot_id) || boot_id == 0)
 		boot_id = (uint64_t)bus_now_ms() * 2654435761u + 1;
-	if ((rv = tasks_new(&a->tasks, (size_t)a->conf.queue_max, a->conf.hook_delay_ms, a->stats)) != 0)
+	if ((rv = tasks_new(&a->tasks, (size_t)a->conf.queue_max, a->conf.hook_quiet_ms,
+	    a->conf.hook_delay_ms, a->stats)) != 0)
 		fatalx("amo.init_failed", "err=%s", lq(cs_strerror(rv)));
 	if ((rv = sync_open(a)) != 0)
 		fatalx("store.dial_failed", "url=%s err=%s", lq(a->conf.store_url), lq(cs_strerror(rv)));

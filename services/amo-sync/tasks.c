@@ -5,10 +5,12 @@
  * due (tasks_run_ready). Events are grouped per (entity, parent value, fetch|delete); a
  * group holds each key once, however many events named it, so a burst of 1,000 hooks
  * for 300 leads becomes two list requests of <= 250 ids (filter[id][]). A fetch group
- * is due when its oldest key has waited CS_AMO_HOOK_DELAY: amoCRM may send the hook before
- * its API shows the change, and a burst coalesces instead of being fetched piecemeal (a
- * key asked for again after its fetch started must be fetched again). Delete groups are
- * due at once and need no API call. Groups run oldest first, one request at a time,
+ * is due once it is quiet (no hook for it for CS_AMO_HOOK_QUIET), but never later than
+ * CS_AMO_HOOK_DELAY after its oldest key (group_due_at): a lone hook is fetched almost at
+ * once, while a burst keeps pushing its group's time out, bounded, and coalesces instead
+ * of being fetched piecemeal (a key asked for again after its fetch started must be
+ * fetched again). QUIET >= DELAY gives the old fixed delay. Delete groups are due at once
+ * and need no API call. Groups run oldest first, one request at a time,
  * under the same rate limit as the syncs.
  *
  * Acknowledgement (the gateway's journal depends on it): every key remembers the first
@@ -56,6 +58,7 @@ struct group {
 	size_t			 head, n, cap;
 	int32_t			*slots;		/* open addressing: key -> item index */
 	size_t			 nslots;
+	int64_t			 last_us;	/* the latest event for the group */
 	struct group		*next;		/* creation order */
 };
 
@@ -77,7 +80,8 @@ struct tasks {
 	struct group		*head, *tail;
 	size_t			 depth;		/* pending keys */
 	size_t			 max_items;
-	int64_t			 delay_us;
+	int64_t			 delay_us;	/* the bound: a fetch waits at most this */
+	int64_t			 quiet_us;	/* due once no hook came for this long */
 	uint64_t		 max_seq;	/* highest delivery seq received from journal_id */
 	uint64_t		 journal_id;	/* the gateway journal seqs count in */
 	struct inflight		 cur;		/* the worker's once active */
@@ -92,7 +96,8 @@ hash_key(const char *s)
 }
 
 int
-tasks_new(struct tasks **out, size_t max_items, int64_t delay_ms, struct stat_counter *stats)
+tasks_new(struct tasks **out, size_t max_items, int64_t quiet_ms, int64_t delay_ms,
+    struct stat_counter *stats)
 {
 	struct tasks *t = calloc(1, sizeof(*t));
 
@@ -102,6 +107,7 @@ tasks_new(struct tasks **out, size_t max_items, int64_t delay_ms, struct stat_co
 	pthread_mutex_init(&t->mtx, NULL);
 	t->max_items = max_items;
 	t->delay_us = delay_ms * 1000;
+	t->quiet_us = quiet_ms * 1000;
 	t->stats = stats;
 	*out = t;
 	return 0;
@@ -407,6 +413,7 @@ tasks_receive(struct tasks *t, const Crmsync__HookDelivery *d, uint64_t *done_se
 			st = CRMSYNC__ACK_STATUS__ACK_RETRY;
 			break;
 		}
+		g->last_us = now;
 		t->depth += (size_t)rv;
 		added += (size_t)rv;
 	}
@@ -424,6 +431,18 @@ out:
 	return st;
 }
 
+/*
+ * When a pending fetch group is due (monotonic us): once no hook for it came for quiet_us,
+ * so a burst still arriving coalesces, but at the latest delay_us after its oldest key.
+ */
+static int64_t
+group_due_at(const struct tasks *t, const struct group *g)
+{
+	int64_t quiet = g->last_us + t->quiet_us, bound = g->items[g->head].queued_us + t->delay_us;
+
+	return quiet < bound ? quiet : bound;
+}
+
 /* Due for execution now? */
 static int
 group_due(const struct tasks *t, const struct group *g, int64_t now, int fetch_ok)
@@ -432,7 +451,7 @@ group_due(const struct tasks *t, const struct group *g, int64_t now, int fetch_o
 		return 0;
 	if (g->del)
 		return 1;
-	return fetch_ok && now - g->items[g->head].queued_us >= t->delay_us;
+	return fetch_ok && now >= group_due_at(t, g);
 }
 
 int64_t
@@ -446,7 +465,7 @@ tasks_due_in_ms(struct tasks *t)
 	for (struct group *g = t->head; g != NULL && best != 0; g = g->next) {
 		if (g->n == g->head)
 			continue;
-		int64_t in = g->del ? 0 : (g->items[g->head].queued_us + t->delay_us - now) / 1000;
+		int64_t in = g->del ? 0 : (group_due_at(t, g) - now + 999) / 1000;
 		if (in < 0)
 			in = 0;
 		if (best < 0 || in < best)

@@ -31,8 +31,10 @@ struct tasks_exec {
 		    char *const *keys, const int64_t *ver_us, size_t n);
 };
 
-/* stats: the service's counters, indexed by enum amo_stat (queue depth, done_seq, hooks). */
-int	tasks_new(struct tasks **out, size_t max_items, int64_t delay_ms, struct stat_counter *stats);
+/* stats: the service's counters, indexed by enum amo_stat (queue depth, done_seq, hooks).
+ * A fetch group is due quiet_ms after its latest hook, at most delay_ms after its oldest. */
+int	tasks_new(struct tasks **out, size_t max_items, int64_t quiet_ms, int64_t delay_ms,
+	    struct stat_counter *stats);
 void	tasks_free(struct tasks *t);
 /* Main thread: queue a delivery. Returns the Ack status; *done_seq is the current done_seq. */
 Crmsync__AckStatus tasks_receive(struct tasks *t, const Crmsync__HookDelivery *d,

@@ -6,7 +6,7 @@
  * needs other settings or a crash. Tests run in order and build on each other's data:
  * full sync (every entity group, every field of chosen records, custom field values),
  * incremental (edits, pipeline moves, deletions), a hook burst coalesced into <= 2 list
- * requests, a crash with undone hook deliveries re-sent by a simulated gateway, zero 429s
+ * requests, a lone hook fetched at once, a crash with undone hook deliveries re-sent by a simulated gateway, zero 429s
  * at the real 7 rps, an account without API filtering, 429/5xx retries and a 403 ban, a
  * long-lived token, a refresh token rotated and then kill -9, and a revoked grant (last:
  * the fake cannot un-revoke). Hooks are sent over NNG exactly as hook-gateway sends them.
@@ -783,10 +783,44 @@ test_hook_burst_coalesces_into_two_list_requests(void **state)
 	assert_string_equal(h_sql(db, "SELECT deleted_at IS NULL FROM amo.contacts WHERE id = 1"), "t");
 }
 
+/*
+ * On a quiet queue a hook is fetched almost at once (CS_AMO_HOOK_QUIET), not after the
+ * coalescing bound: with the bound at 5 s the row still lands well before it. The bound
+ * is generous for ASan on a loaded machine; bench/gateway/hook_to_row.sh measures.
+ */
+static void
+test_a_lone_hook_lands_long_before_the_delay_bound(void **state)
+{
+	char *bound[] = { "CS_AMO_HOOK_DELAY=5s", NULL };
+	Crmsync__HookEvent *ev[1];
+
+	(void)state;
+	stop_amo();
+	assert_int_equal(start_amo(bound), 0);
+	fake_post("/_fake/mutate", "{\"ops\":[{\"op\":\"edit\",\"entity\":\"leads\",\"id\":13,"
+	    "\"set\":{\"name\":\"lone hook 13\"}}]}");
+	ev[0] = hook_event("leads", "update", 13);
+	int64_t t0 = h_now_ms();
+	Crmsync__Envelope *ack = send_delivery(gw_seq, ev, 1);
+	assert_int_equal(ack->ack->status, CRMSYNC__ACK_STATUS__ACK_OK);
+	bus_free(ack);
+	free_events(ev, 1);
+	assert_int_equal(wait_done(gw_seq++, 2500), 0);
+	fprintf(stderr, "lone hook done after %lld ms (bound 5 s)\n", (long long)(h_now_ms() - t0));
+	assert_string_equal(h_sql(db, "SELECT name FROM amo.leads WHERE id = 13"), "lone hook 13");
+	ev[0] = hook_event("leads", "update", 14);
+	t0 = h_now_ms();
+	ack = send_delivery(gw_seq, ev, 1);
+	bus_free(ack);
+	free_events(ev, 1);
+	assert_int_equal(wait_done(gw_seq++, 2500), 0);
+	fprintf(stderr, "lone hook 2 done after %lld ms (bound 5 s)\n", (long long)(h_now_ms() - t0));
+}
+
 static void
 test_crash_with_undone_hooks_loses_nothing(void **state)
 {
-	char *slow[] = { "CS_AMO_HOOK_DELAY=60s", NULL };
+	char *slow[] = { "CS_AMO_HOOK_QUIET=60s", "CS_AMO_HOOK_DELAY=60s", NULL };
 	Crmsync__HookEvent *ev[10];
 	uint64_t done = 0, boot1 = 0, boot2 = 0, first = gw_seq, last = 0;
 
@@ -1141,6 +1175,7 @@ main(void)
 		cmocka_unit_test(test_full_sync_lands_every_entity_group),
 		cmocka_unit_test(test_incremental_sees_edits_moves_and_deletions),
 		cmocka_unit_test(test_hook_burst_coalesces_into_two_list_requests),
+		cmocka_unit_test(test_a_lone_hook_lands_long_before_the_delay_bound),
 		cmocka_unit_test(test_crash_with_undone_hooks_loses_nothing),
 		cmocka_unit_test(test_no_429_at_the_real_rate),
 		cmocka_unit_test(test_account_without_filters_gets_a_full_pass),
