@@ -86,6 +86,31 @@ catalog_nkeys(const struct cat_entity *e)
 	return n;
 }
 
+int
+catalog_changed_cols(const struct cat_entity *e, size_t *idx, size_t max)
+{
+	const struct cat_entity *p;
+	const char *cur = e->changed_by, *item;
+	size_t len, n = 0;
+
+	if (e->changed_by == NULL)
+		return 0;
+	if (e->paging != PAGE_PER_PARENT || e->parent == NULL ||
+	    (p = catalog_find(e->crm, e->parent)) == NULL)
+		return -1;
+	while (strlist_next(&cur, &item, &len)) {
+		size_t k;
+		for (k = 0; k < p->ncols; k++)
+			if (strlen(p->cols[k].column) == len && memcmp(p->cols[k].column, item, len) == 0)
+				break;
+		if (k == p->ncols || n == max ||
+		    (p->cols[k].type != CT_TS_LOCAL && p->cols[k].type != CT_TS_UNIX))
+			return -1;
+		idx[n++] = k;
+	}
+	return n > 0 ? (int)n : -1;
+}
+
 /* The i-th key column of e (i < catalog_nkeys(e)). */
 static const struct cat_col *
 key_col(const struct cat_entity *e, size_t i)

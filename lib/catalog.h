@@ -121,6 +121,11 @@ struct cat_entity {
 	const char		*doc;		/* one line for analysts */
 	const char		*aliases;	/* other names the CRM uses for it in webhooks and
 						   events, comma-separated: "lead,task" (may be NULL) */
+	/* PAGE_PER_PARENT only: the parent's timestamp columns (comma-separated) that say a
+	 * parent row changed, so that the method need only be called again for parents with
+	 * one of them at or after its last complete pass, plus a periodic full sweep. NULL:
+	 * every parent on every run (nothing in the parent tells when the answer changes). */
+	const char		*changed_by;
 };
 
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
@@ -144,6 +149,12 @@ const struct cat_entity *catalog_find_alias(enum cat_crm crm, const char *name, 
 int catalog_is_named(const struct cat_entity *e, const char *name, size_t len);
 const char *catalog_sql_type(enum cat_type t);
 size_t catalog_nkeys(const struct cat_entity *e);
+/*
+ * The parent's column indexes e->changed_by names, into idx (at most max): their number,
+ * 0 when e has no changed_by, -1 when it is wrong (not a per-parent entity, an unknown or
+ * non-timestamp column, too many).
+ */
+int catalog_changed_cols(const struct cat_entity *e, size_t *idx, size_t max);
 
 struct buf;
 /* Append CREATE TABLE statements for e and its children (IF NOT EXISTS) to b. */

@@ -618,6 +618,12 @@ static const struct cat_col hh_announcement_cols[] = {	/* fields UNSURE; one pas
 	{ .crm = CAT_HOLLIHOP, .name = name_, .endpoint = method_, .list_key = key_,		\
 	  .paging = paging_, .flags = flags_, .params = params_, .parent = parent_,		\
 	  .cols = cols_, .ncols = nitems(cols_), .doc = doc_ }
+/* A per-client method (clientId={$parent}) called again only for parents changed_ names. */
+#define EPK(name_, method_, key_, flags_, parent_, changed_, cols_, doc_)			\
+	{ .crm = CAT_HOLLIHOP, .name = name_, .endpoint = method_, .list_key = key_,		\
+	  .paging = PAGE_PER_PARENT, .flags = flags_, .params = "clientId={$parent}",		\
+	  .parent = parent_, .cols = cols_, .ncols = nitems(cols_), .doc = doc_,		\
+	  .changed_by = changed_ }
 #define EC(name_, method_, key_, paging_, flags_, params_, parent_, cols_, kids_, doc_)	\
 	ECP(name_, method_, key_, paging_, flags_, params_, parent_, 0, cols_, kids_, doc_)
 #define ECP(name_, method_, key_, paging_, flags_, params_, parent_, take_, cols_, kids_, doc_) \
@@ -702,13 +708,18 @@ static const struct cat_entity hh_entities[] = {
 	E("announcements", "GetAnnouncements", "Announcements", PAGE_TAKE_SKIP, HH_UNSURE,
 	  "targets={Students|Employees|Companies}", NULL, hh_announcement_cols,
 	  "Announcements, one pass per target (GetAnnouncements)"),
+	/* Every client on every run (no changed_by): the ledger moves with each lesson given
+	 * and each payment, and neither touches the student's Updated. */
 	EC("incomes_and_outgoes", "GetIncomesAndOutgoes", NULL, PAGE_PER_PARENT, HH_DELETES,
 	  "clientId={$parent}", "students", hh_ledger_cols, hh_ledger_children,
 	  "Per-client ledger, one row per client; items in the child tables (GetIncomesAndOutgoes)"),
-	E("client_files", "GetClientFiles", "ClientFiles", PAGE_PER_PARENT, HH_UNSURE,
-	  "clientId={$parent}", "students", hh_client_file_cols, "Files attached to clients (GetClientFiles)"),
-	E("student_personal_office_settings", "GetStudentPersonalOfficeSettings",
-	  "StudentPersonalOfficeSettings", PAGE_PER_PARENT, HH_UNSURE, "clientId={$parent}", "students",
+	/* A client's files and cabinet settings are the client's own: called again only for
+	 * students whose Updated or Created is at or after the last complete pass (ASSUMPTION:
+	 * such a change bumps Updated), all of them on the sweep (CS_HOLLIHOP_SWEEP_EVERY). */
+	EPK("client_files", "GetClientFiles", "ClientFiles", HH_UNSURE, "students", "updated,created",
+	  hh_client_file_cols, "Files attached to clients (GetClientFiles)"),
+	EPK("student_personal_office_settings", "GetStudentPersonalOfficeSettings",
+	  "StudentPersonalOfficeSettings", HH_UNSURE, "students", "updated,created",
 	  hh_office_settings_cols, "Personal cabinet settings per student (GetStudentPersonalOfficeSettings)"),
 };
 

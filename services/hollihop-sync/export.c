@@ -16,7 +16,11 @@
  * An entity ends only when the store has answered all its batches (a rejected batch makes
  * it incomplete), and RunEnd goes after everything else. Nothing is held beyond the pages
  * in flight. Keys of entities that drive per-client methods (students -> ClientId) are
- * collected on the way.
+ * collected on the way, each with its newest "changed" stamp when a per-client method's
+ * catalogue entry has changed_by (students' Updated/Created): such a method is called only
+ * for the clients changed since its last complete pass (a store cursor), and for every
+ * client on a sweep every CS_HOLLIHOP_SWEEP_EVERY; only a sweep may delete its rows
+ * (pc_plan, run_per_client).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,11 +40,27 @@
 #define EXPORT_KEYS_MAX		(64u << 20)
 #define EXPORT_NOTE_MS		2000	/* progress log and note at most this often */
 #define EXPORT_REJECTED_RAW_MAX	(256u << 10)	/* bytes of a rejected row kept */
+#define EXPORT_STAMP_COLS	8
+#define EXPORT_STAMP_MAX	40	/* "YYYY-MM-DD HH:MM:SS+00" */
+#define EXPORT_SWEEP_SLACK_S	(6 * 3600)	/* a nightly schedule's sweep does not slip a night */
 
 struct parent_keys {
 	const struct cat_entity	*e;
 	struct keys		 keys;
+	/* Parallel to keys when nscol > 0: each key's newest value of the columns scol
+	 * (normalised UTC text, which sorts as time; "" = none). */
+	struct buf		 stamps;
+	size_t			 scol[EXPORT_STAMP_COLS];
+	int			 nscol;
+	char			 newest[EXPORT_STAMP_MAX];	/* newest stamp of the listing */
 	int			 complete;
+};
+
+/* How a per-client method with changed_by runs this time (pc_plan). */
+struct pc_mode {
+	int	 sweep;				/* every parent; its deletions count */
+	char	 since[EXPORT_STAMP_MAX];	/* else: parents stamped after this */
+	char	 why[128];
 };
 
 /* Thread ownership: the run thread (one run at a time) uses everything but status. */
@@ -70,7 +90,7 @@ struct entity_run {
 	struct exporter		*x;
 	const struct cat_entity	*e;
 	int64_t			 run_id;
-	struct keys		*collect;	/* where its keys go, or NULL */
+	struct parent_keys	*collect;	/* where its keys go, or NULL */
 	struct fetch		*f;
 	struct arena		 arena;		/* the records of the batch being gathered */
 	struct page		*pending;	/* pages the gathered records point into */
@@ -99,6 +119,7 @@ struct run {
 	size_t			 nres;
 	int			 failed, stopped;
 	int64_t			 t0, req0, bytes0, retries0;
+	time_t			 started;
 };
 
 int
@@ -187,6 +208,12 @@ export_check(const struct run_req *rq, char *err, size_t errlen)
 		struct norm_ctx ctx = { 0 };
 		int rv;
 
+		size_t cols[EXPORT_STAMP_COLS];
+		if (catalog_changed_cols(e, cols, EXPORT_STAMP_COLS) < 0) {
+			snprintf(err, errlen, "catalogue: %s: changed_by \"%s\" must name timestamp "
+			    "columns of its parent", e->name, e->changed_by);
+			return CS_ECONFIG;
+		}
 		if (e->paging == PAGE_PER_PARENT) {
 			const struct cat_entity *p = catalog_find(CAT_HOLLIHOP, e->parent);
 			if (p == NULL || p >= e) {
@@ -284,38 +311,86 @@ cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Sort and de-duplicate (offset paging can return a row twice). */
+/* Sort and de-duplicate pk's keys (offset paging can return a row twice), keeping each
+ * key's newest stamp. */
 static int
-keys_unique(struct keys *k)
+keys_unique(struct parent_keys *pk)
 {
+	struct keys *k = &pk->keys;
 	const char **v;
-	struct buf nb;
+	struct buf nb, ns;
 	size_t n = 0;
-	const char *p = k->b.data;
+	const char *p = k->b.data, *q = pk->stamps.data;
+	int rv = CS_ETOOBIG;
 
 	if (k->n < 2)
 		return 0;
-	if ((v = malloc(k->n * sizeof(*v))) == NULL)
+	/* v[2i] the key, v[2i + 1] its stamp (or NULL): sorted by key, pairs kept together. */
+	if ((v = calloc(k->n, 2 * sizeof(*v))) == NULL)
 		return CS_ENOMEM;
-	for (size_t i = 0; i < k->n; i++, p += strlen(p) + 1)
-		v[i] = p;
-	qsort(v, k->n, sizeof(*v), cmp_str);
-	buf_init(&nb, EXPORT_KEYS_MAX);
-	for (size_t i = 0; i < k->n; i++) {
-		if (i > 0 && strcmp(v[i], v[i - 1]) == 0)
-			continue;
-		if (buf_add(&nb, v[i], strlen(v[i]) + 1) != 0) {
-			free(v);
-			buf_free(&nb);
-			return CS_ETOOBIG;
+	for (size_t i = 0; i < k->n; i++, p += strlen(p) + 1) {
+		v[2 * i] = p;
+		if (pk->nscol > 0) {
+			v[2 * i + 1] = q;
+			q += strlen(q) + 1;
 		}
+	}
+	qsort(v, k->n, 2 * sizeof(*v), cmp_str);
+	buf_init(&nb, EXPORT_KEYS_MAX);
+	buf_init(&ns, EXPORT_KEYS_MAX);
+	for (size_t i = 0; i < k->n; i++) {
+		const char *key = v[2 * i], *st = v[2 * i + 1];
+		if (i > 0 && strcmp(key, v[2 * i - 2]) == 0) {
+			/* The same client twice: the newer stamp wins (only ns's last entry). */
+			if (st != NULL && ns.len > 0) {
+				const char *last = ns.data + ns.len - 1;
+				while (last > ns.data && last[-1] != '\0')
+					last--;
+				if (strcmp(st, last) > 0) {
+					ns.len = (size_t)(last - ns.data);
+					if (buf_add(&ns, st, strlen(st) + 1) != 0)
+						goto out;
+				}
+			}
+			continue;
+		}
+		if (buf_add(&nb, key, strlen(key) + 1) != 0 ||
+		    (st != NULL && buf_add(&ns, st, strlen(st) + 1) != 0))
+			goto out;
 		n++;
 	}
-	free(v);
 	buf_free(&k->b);
 	k->b = nb;
 	k->n = n;
-	return 0;
+	buf_free(&pk->stamps);
+	pk->stamps = ns;
+	buf_init(&nb, 0);
+	buf_init(&ns, 0);
+	rv = 0;
+out:
+	free(v);
+	buf_free(&nb);
+	buf_free(&ns);
+	return rv;
+}
+
+/* Record row rec's stamp for its key in pk: its newest value of pk's stamp columns. */
+static int
+stamp_add(struct parent_keys *pk, const Crmsync__Record *rec)
+{
+	const char *best = "";
+
+	for (int i = 0; i < pk->nscol; i++) {
+		size_t c = pk->scol[i];
+		if (c < rec->n_values && !norm_isnull(&rec->null_mask, c) && rec->values[c] != NULL &&
+		    strcmp(rec->values[c], best) > 0)
+			best = rec->values[c];
+	}
+	if (strlen(best) >= EXPORT_STAMP_MAX)
+		best = "";	/* not a timestamp this code wrote: "unknown", called every run */
+	if (strcmp(best, pk->newest) > 0)
+		snprintf(pk->newest, sizeof(pk->newest), "%s", best);
+	return buf_add(&pk->stamps, best, strlen(best) + 1) != 0 ? CS_ETOOBIG : 0;
 }
 
 static size_t
@@ -398,7 +473,8 @@ add_row(struct entity_run *r, struct page *p, int t, int i)
 		stat_add(&hh_stats[HS_BAD_VALUES], bad);
 	readguard_row(r->guard, rec);
 	if (r->collect != NULL && !norm_isnull(&rec->null_mask, r->kcol) &&
-	    keys_add(r->collect, rec->values[r->kcol]) != 0) {
+	    (keys_add(&r->collect->keys, rec->values[r->kcol]) != 0 ||
+	    (r->collect->nscol > 0 && stamp_add(r->collect, rec) != 0))) {
 		snprintf(o->err, sizeof(o->err), "%s: too many keys to drive per-client calls", r->e->name);
 		return CS_ETOOBIG;
 	}
@@ -527,7 +603,7 @@ fail_entity(struct entity_run *r, int rv)
 static void
 export_entity(struct exporter *x, const struct cat_entity *e, int64_t run_id,
     const struct hh_vars *vars, const struct keys *parents, int parents_complete,
-    struct keys *collect, int64_t last_rows, struct entity_out *o)
+    struct parent_keys *collect, int64_t last_rows, struct entity_out *o)
 {
 	struct entity_run r = { .x = x, .e = e, .run_id = run_id, .collect = collect, .o = o,
 	    .cap = 2 * (size_t)x->c->batch_rows, .kcol = first_key_col(e) };
@@ -595,23 +671,177 @@ plan_run(struct exporter *x, const struct run_req *rq, struct run *run, struct r
 		snprintf(res->error, sizeof(res->error), "bad CS_HOLLIHOP_DATE_FROM/DATE_TO");
 		return CS_ECONFIG;
 	}
-	/* Entities whose keys drive per-client methods of this run. */
+	/* Entities whose keys drive per-client methods of this run, and the columns whose
+	 * newest value says when a parent changed (the union of its children's changed_by). */
 	for (size_t i = 0; i < d->nentities; i++) {
 		const struct cat_entity *e = &d->entities[i];
 		const struct cat_entity *p;
-		int have = 0;
+		struct parent_keys *pk = NULL;
+		size_t cols[EXPORT_STAMP_COLS];
+		int nc;
 		if (!run->sel[i] || e->paging != PAGE_PER_PARENT ||
 		    (p = catalog_find(CAT_HOLLIHOP, e->parent)) == NULL)
 			continue;
 		for (int k = 0; k < run->npk; k++)
-			have |= run->pk[k].e == p;
-		if (!have && run->npk < EXPORT_MAX_PARENTS) {
-			run->pk[run->npk].e = p;
-			buf_init(&run->pk[run->npk].keys.b, EXPORT_KEYS_MAX);
-			run->npk++;
+			if (run->pk[k].e == p)
+				pk = &run->pk[k];
+		if (pk == NULL && run->npk < EXPORT_MAX_PARENTS) {
+			pk = &run->pk[run->npk++];
+			pk->e = p;
+			buf_init(&pk->keys.b, EXPORT_KEYS_MAX);
+			buf_init(&pk->stamps, EXPORT_KEYS_MAX);
+		}
+		if (pk == NULL || (nc = catalog_changed_cols(e, cols, EXPORT_STAMP_COLS)) <= 0)
+			continue;
+		for (int c = 0; c < nc; c++) {
+			int have = 0;
+			for (int k = 0; k < pk->nscol; k++)
+				have |= pk->scol[k] == cols[c];
+			if (!have && pk->nscol < EXPORT_STAMP_COLS)
+				pk->scol[pk->nscol++] = cols[c];
 		}
 	}
 	return 0;
+}
+
+/* Cursor "<entity>.<what>" of a per-client method: 1 found, 0 not, -1 the store failed. */
+static int
+pc_cursor(struct exporter *x, const struct cat_entity *e, const char *what, char *dst, size_t cap)
+{
+	char name[160];
+	int found = 0;
+
+	snprintf(name, sizeof(name), "%s.%s", e->name, what);
+	if (storecli_cursor_get(x->sc, name, dst, cap, &found) != 0)
+		return -1;
+	return found;
+}
+
+/* The stamp `s` ("YYYY-MM-DD HH:MM:SS+00", as normalise writes them) less ms, into dst. */
+static int
+stamp_minus(const char *s, int64_t ms, char *dst, size_t cap)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof(tm));
+	if ((end = strptime(s, "%Y-%m-%d %H:%M:%S", &tm)) == NULL || strcmp(end, "+00") != 0)
+		return CS_EINVAL;
+	time_t t = timegm(&tm) - (time_t)(ms / 1000);
+	if (gmtime_r(&t, &tm) == NULL || strftime(dst, cap, "%Y-%m-%d %H:%M:%S+00", &tm) == 0)
+		return CS_EINVAL;
+	return 0;
+}
+
+/*
+ * Per-client method e with changed_by: a sweep (every parent) when CS_HOLLIHOP_SWEEP_EVERY
+ * is 0, when it has never completed one, or when its last complete sweep began that long
+ * ago (less EXPORT_SWEEP_SLACK_S, so a nightly schedule does not slip a night); otherwise
+ * only parents stamped after the newest stamp its last complete pass saw, less
+ * CS_HOLLIHOP_CHANGED_LOOKBACK (so a student changed while the listing ran, after its page
+ * was read, is still caught; stamps come from Hollihop's clock, not ours).
+ */
+static int
+pc_plan(struct exporter *x, const struct cat_entity *e, time_t now, struct pc_mode *m)
+{
+	char swept[32] = "", seen[EXPORT_STAMP_MAX] = "";
+	int64_t every_s = x->c->sweep_every_ms / 1000;
+	int64_t slack = every_s / 2 < EXPORT_SWEEP_SLACK_S ? every_s / 2 : EXPORT_SWEEP_SLACK_S;
+	int f1, f2;
+
+	memset(m, 0, sizeof(*m));
+	m->sweep = 1;
+	if (every_s <= 0) {
+		snprintf(m->why, sizeof(m->why), "CS_HOLLIHOP_SWEEP_EVERY=0");
+		return 0;
+	}
+	if ((f1 = pc_cursor(x, e, "swept_at", swept, sizeof(swept))) < 0 ||
+	    (f2 = pc_cursor(x, e, "changed_seen", seen, sizeof(seen))) < 0)
+		return CS_ENNG;
+	if (f1 == 0 || f2 == 0) {
+		snprintf(m->why, sizeof(m->why), "no complete pass yet");
+	} else if ((int64_t)now - strtoll(swept, NULL, 10) >= every_s - slack) {
+		snprintf(m->why, sizeof(m->why), "last sweep at unix %s", swept);
+	} else if (stamp_minus(seen, x->c->changed_lookback_ms, m->since, sizeof(m->since)) != 0) {
+		snprintf(m->why, sizeof(m->why), "unreadable cursor %s", seen);
+	} else {
+		m->sweep = 0;
+	}
+	return 0;
+}
+
+/* The keys of pk stamped after since (or without a stamp), into out (caller frees). */
+static int
+pc_changed(const struct parent_keys *pk, const char *since, struct keys *out)
+{
+	const char *k = pk->keys.b.data, *st = pk->stamps.data;
+
+	buf_init(&out->b, EXPORT_KEYS_MAX);
+	out->n = 0;
+	for (size_t i = 0; i < pk->keys.n; i++, k += strlen(k) + 1, st += strlen(st) + 1)
+		if ((st[0] == '\0' || strcmp(st, since) > 0) && keys_add(out, k) != 0)
+			return CS_ETOOBIG;
+	return 0;
+}
+
+/* Move cursor "<entity>.<what>" to value, with an empty batch of e (waits for the store). */
+static int
+pc_cursor_set(struct exporter *x, const struct cat_entity *e, int64_t run_id, const char *what,
+    const char *value)
+{
+	Crmsync__RecordBatch b = CRMSYNC__RECORD_BATCH__INIT;
+	Crmsync__Cursor cur = CRMSYNC__CURSOR__INIT;
+	char name[160];
+
+	snprintf(name, sizeof(name), "%s.%s", e->name, what);
+	cur.name = name;
+	cur.value = (char *)value;
+	b.entity = (char *)e->name;
+	b.run_id = run_id;
+	b.cursor_opt_case = CRMSYNC__RECORD_BATCH__CURSOR_OPT_CURSOR;
+	b.cursor = &cur;
+	return storecli_batch_wait(x->sc, &b);
+}
+
+/*
+ * Per-client method e with changed_by, its parent's listing complete: which parents to call
+ * (all, or the changed ones into *changed). Returns 1 when only the changed ones.
+ */
+static int
+run_per_client(struct exporter *x, struct run *run, const struct cat_entity *e, int64_t run_id,
+    const struct parent_keys *ppk, struct pc_mode *m, struct keys *changed)
+{
+	if (pc_plan(x, e, run->started, m) != 0) {
+		m->sweep = 1;
+		snprintf(m->why, sizeof(m->why), "its cursors could not be read from the store");
+	}
+	if (!m->sweep && pc_changed(ppk, m->since, changed) != 0) {
+		m->sweep = 1;
+		snprintf(m->why, sizeof(m->why), "too many changed clients to list");
+	}
+	log_info("export.per_client", "run=%lld entity=%s mode=%s clients=%zu of=%zu since=%s%s%s",
+	    (long long)run_id, e->name, m->sweep ? "sweep" : "changed",
+	    m->sweep ? ppk->keys.n : changed->n, ppk->keys.n, m->sweep ? "-" : m->since,
+	    m->sweep ? " why=" : "", m->sweep ? lq(m->why) : "");
+	return !m->sweep;
+}
+
+/* A complete pass of per-client method e: the next run's changed-since, and its sweep. */
+static void
+pc_done(struct exporter *x, struct run *run, const struct cat_entity *e, int64_t run_id,
+    const struct parent_keys *ppk, const struct pc_mode *m)
+{
+	char now[32];
+	int rv = 0;
+
+	snprintf(now, sizeof(now), "%lld", (long long)run->started);
+	if (ppk->newest[0] != '\0')
+		rv = pc_cursor_set(x, e, run_id, "changed_seen", ppk->newest);
+	if (rv == 0 && m->sweep)
+		rv = pc_cursor_set(x, e, run_id, "swept_at", now);
+	if (rv != 0)
+		log_warnx("export.cursor_failed", "run=%lld entity=%s err=%s: the next run calls "
+		    "more clients than it needs", (long long)run_id, e->name, lq(cs_strerror(rv)));
 }
 
 /* Export entity e of the run, unless the run has already failed or is stopping. */
@@ -620,34 +850,49 @@ run_entity(struct exporter *x, struct run *run, const struct cat_entity *e, stru
 {
 	int64_t last_rows = run->last_rows[run->nres];
 	struct storecli_entity *er = &run->results[run->nres++];
-	struct keys *collect = NULL;
+	struct parent_keys *collect = NULL, *ppk = NULL;
 	const struct keys *parents = NULL;
 	int parents_complete = e->paging != PAGE_PER_PARENT;	/* until its parent is found */
+	int changed_only = 0;
+	struct keys changed = { .n = 0 };
+	struct pc_mode m = { .sweep = 1 };
 	struct entity_out o;
 
 	memset(er, 0, sizeof(*er));
 	er->entity = e->name;
+	buf_init(&changed.b, 0);
 	if (run->failed || run->stopped || *x->stop) {
 		run->stopped |= *x->stop;
 		return;		/* listed as incomplete */
 	}
 	for (int k = 0; k < run->npk; k++) {
 		if (run->pk[k].e == e)
-			collect = &run->pk[k].keys;
+			collect = &run->pk[k];
 		if (e->paging == PAGE_PER_PARENT && strcmp(run->pk[k].e->name, e->parent) == 0) {
-			parents = &run->pk[k].keys;
-			parents_complete = run->pk[k].complete;
+			ppk = &run->pk[k];
+			parents = &ppk->keys;
+			parents_complete = ppk->complete;
 		}
 	}
+	if (ppk != NULL && ppk->complete && e->changed_by != NULL &&
+	    run_per_client(x, run, e, res->run_id, ppk, &m, &changed)) {
+		changed_only = 1;
+		parents = &changed;
+	}
 	export_entity(x, e, res->run_id, &run->vars, parents, parents_complete, collect, last_rows, &o);
-	er->complete = o.complete;
+	/* Changed clients only: the rows of the others were not asked for, so not "complete"
+	 * for the store (which would delete them); their deletions wait for the sweep. */
+	er->complete = o.complete && !changed_only;
 	er->rows = o.rows;
 	er->pages = o.pages;
 	er->rows_rejected = o.bad_rows;
+	if (ppk != NULL && e->changed_by != NULL && o.complete && o.rv == 0)
+		pc_done(x, run, e, res->run_id, ppk, &m);
+	buf_free(&changed.b);
 	for (int k = 0; k < run->npk; k++) {
 		if (run->pk[k].e == e) {
 			run->pk[k].complete = o.complete && o.rv == 0;
-			if (keys_unique(&run->pk[k].keys) != 0)
+			if (keys_unique(&run->pk[k]) != 0)
 				run->pk[k].complete = 0;
 		}
 	}
@@ -702,6 +947,7 @@ export_run(struct exporter *x, const struct run_req *rq, void (*on_begin)(void *
 		return rv;
 	run->d = catalog_crm(CAT_HOLLIHOP);
 	run->t0 = bus_now_ms();
+	run->started = time(NULL);
 	run->req0 = stat_get(&hh_stats[HS_REQUESTS]);
 	run->bytes0 = stat_get(&hh_stats[HS_BYTES_IN]);
 	run->retries0 = stat_get(&hh_stats[HS_RETRIES]);
@@ -724,8 +970,10 @@ export_run(struct exporter *x, const struct run_req *rq, void (*on_begin)(void *
 	close_run(x, run, res);
 	rv = 0;
 out:
-	for (int k = 0; k < run->npk; k++)
+	for (int k = 0; k < run->npk; k++) {
 		buf_free(&run->pk[k].keys.b);
+		buf_free(&run->pk[k].stamps);
+	}
 	free(run);
 	return rv;
 }

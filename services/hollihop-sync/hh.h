@@ -51,6 +51,8 @@ struct hh_conf {
 	int64_t	 max_tokens;
 	int64_t	 max_pages;
 	int64_t	 per_client_limit;
+	int64_t	 sweep_every_ms;	/* per-client methods: all clients this often */
+	int64_t	 changed_lookback_ms;	/* changed since: the last pass's newest stamp less this */
 	int64_t	 batch_rows;
 	int64_t	 queue_pages;
 	int64_t	 store_timeout_ms;

@@ -101,6 +101,12 @@ static const struct cfg_key hh_keys[] = {
 	    "(+10000) in one run is stopped as a page sequence that does not end (0 = no bound)"),
 	CFG_KEY("CS_HOLLIHOP_PER_CLIENT_LIMIT", CFG_INT, per_client_limit, "0", 0, 100000000,
 	    "most clients per per-client method (GetIncomesAndOutgoes...) per run; 0 = all"),
+	CFG_KEY("CS_HOLLIHOP_SWEEP_EVERY", CFG_DURATION, sweep_every_ms, "7d", 0, 366LL * 86400000,
+	    "per-client methods with changed_by call every client this often (their deletions only "
+	    "then), and in between only clients changed since their last pass; 0 = every run"),
+	CFG_KEY("CS_HOLLIHOP_CHANGED_LOOKBACK", CFG_DURATION, changed_lookback_ms, "1h", 0, 30LL * 86400000,
+	    "a client counts as changed when its Updated/Created is at most this much older than "
+	    "the newest one the last complete pass saw (longer than a students listing takes)"),
 	CFG_KEY("CS_HOLLIHOP_BATCH_ROWS", CFG_INT, batch_rows, "1000", 1, 50000,
 	    "rows per record batch when small answers are gathered"),
 	CFG_KEY("CS_HOLLIHOP_QUEUE_PAGES", CFG_INT, queue_pages, "2", 1, 64,

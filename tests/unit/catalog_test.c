@@ -133,6 +133,33 @@ test_hollihop_catalogue(void **state)
 	check_crm(&catalog_hollihop);
 }
 
+/* changed_by names timestamp columns of a per-parent entity's parent, and is used. */
+static void
+test_changed_by_names_parent_timestamps(void **state)
+{
+	const struct cat_crm_desc *ds[] = { &catalog_amo, &catalog_hollihop };
+	size_t idx[8];
+	int uses = 0;
+
+	(void)state;
+	for (size_t c = 0; c < 2; c++) {
+		for (size_t i = 0; i < ds[c]->nentities; i++) {
+			const struct cat_entity *e = &ds[c]->entities[i];
+			int n = catalog_changed_cols(e, idx, 8);
+			if (n < 0)
+				fail_msg("%s: changed_by \"%s\" must name timestamp columns of its parent %s",
+				    e->name, e->changed_by, e->parent ? e->parent : "(none)");
+			uses += n > 0;
+		}
+	}
+	assert_true(uses >= 2);
+	struct cat_entity bad = *catalog_find(CAT_HOLLIHOP, "client_files");
+	bad.changed_by = "first_name";
+	assert_int_equal(catalog_changed_cols(&bad, idx, 8), -1);
+	bad.changed_by = "nosuch";
+	assert_int_equal(catalog_changed_cols(&bad, idx, 8), -1);
+}
+
 /* Webhooks and events name entities in the singular ("lead", "common_note"): the aliases. */
 static void
 test_catalog_find_alias_resolves_names_and_aliases(void **state)
@@ -185,6 +212,7 @@ main(void)
 		cmocka_unit_test(test_hollihop_catalogue),
 		cmocka_unit_test(test_catalog_find_alias_resolves_names_and_aliases),
 		cmocka_unit_test(test_catalog_event_log_is_one_flagged_entity),
+		cmocka_unit_test(test_changed_by_names_parent_timestamps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -683,8 +683,10 @@ test_second_export_mirrors_edits_and_deletions(void **state)
 		before[i] = sqlf_int("SELECT count(*) FROM hollihop.%s WHERE deleted_at IS NOT NULL",
 		    d->entities[i].name);
 
-	/* The daemon: a command starts the run and is answered with its id. */
-	sync_env(env, 48, NULL);
+	/* The daemon: a command starts the run and is answered with its id. A sweep, so the
+	 * per-client methods see the deleted students too. */
+	char *sweep[] = { "CS_HOLLIHOP_SWEEP_EVERY=0", NULL };
+	sync_env(env, 48, sweep);
 	assert_int_equal(h_spawn(&p, "sync-daemon", "services/hollihop-sync/crmsync-hollihop-sync", env, NULL), 0);
 	assert_int_equal(h_wait_health(hh_health, 20000), 0);
 	nng_socket s;
@@ -759,6 +761,70 @@ test_second_export_mirrors_edits_and_deletions(void **state)
 	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.ed_unit_schedule_items WHERE ed_unit_id = %s", eu),
 	    sqlf_int("SELECT jsonb_array_length(raw->'ScheduleItems') FROM hollihop.ed_units WHERE id = %s", eu));
 	assert_string_equal(run_field(run, "status"), "complete");
+}
+
+/*
+ * Per-client methods with changed_by (catalogue): between sweeps a nightly run calls them
+ * only for students changed since their last complete pass, and never soft-deletes their
+ * rows; a sweep calls every client and deletes what vanished. GetIncomesAndOutgoes has no
+ * changed_by: every client, every run.
+ */
+static void
+test_nightly_per_client_calls_changed_students_only(void **state)
+{
+	char *sweep[] = { "CS_HOLLIHOP_SWEEP_EVERY=0", NULL };
+	char *nightly[] = { "CS_HOLLIHOP_SWEEP_EVERY=30d", "CS_HOLLIHOP_CHANGED_LOOKBACK=0", NULL };
+	struct h_proc p;
+	char s[32], t[32], u[32], tfile[32], body[1024];
+
+	(void)state;
+	assert_int_equal(run_once("pc-sweep", sweep, &p), 0);
+	assert_string_equal(run_field(last_run(), "status"), "complete");
+	/* s changes and gets a file; t loses a file and u is deleted, both unchanged otherwise. */
+	snprintf(s, sizeof(s), "%s", h_sql(db, "SELECT client_id FROM hollihop.students WHERE deleted_at IS NULL "
+	    "ORDER BY client_id OFFSET 10 LIMIT 1"));
+	snprintf(u, sizeof(u), "%s", h_sql(db, "SELECT client_id FROM hollihop.students WHERE deleted_at IS NULL "
+	    "AND client_id IN (SELECT client_id FROM hollihop.student_personal_office_settings WHERE deleted_at IS NULL) "
+	    "ORDER BY client_id OFFSET 12 LIMIT 1"));
+	snprintf(t, sizeof(t), "%s", sqlf("SELECT min(client_id) FROM hollihop.client_files WHERE deleted_at IS NULL "
+	    "AND client_id NOT IN (%s, %s)", s, u));
+	snprintf(tfile, sizeof(tfile), "%s", sqlf("SELECT min(id) FROM hollihop.client_files WHERE client_id = %s", t));
+	snprintf(body, sizeof(body), "{\"ops\":["
+	    "{\"op\":\"edit\",\"method\":\"GetStudents\",\"key\":%s,\"set\":{\"FirstName\":\"Изменён\"}},"
+	    "{\"op\":\"add\",\"method\":\"GetClientFiles\",\"count\":1,\"set\":{\"ClientId\":%s,"
+	    "\"Name\":\"new-file.pdf\"}},"
+	    "{\"op\":\"delete\",\"method\":\"GetClientFiles\",\"key\":%s},"
+	    "{\"op\":\"delete\",\"method\":\"GetStudents\",\"key\":%s}]}", s, s, tfile, u);
+	fake_post_ok("/_fake/mutate", body);
+	int64_t live = sqlf_int("SELECT count(*) FROM hollihop.students WHERE deleted_at IS NULL") - 1;
+
+	/* The nightly run: one call per changed-by method, for s. */
+	fake_post_ok("/_fake/reset_stats", "{}");
+	assert_int_equal(run_once("pc-nightly", nightly, &p), 0);
+	assert_string_equal(run_field(last_run(), "status"), "complete");
+	assert_int_equal(fake_stat("requests", "GetClientFiles"), 1);
+	assert_int_equal(fake_stat("requests", "GetStudentPersonalOfficeSettings"), 1);
+	assert_int_equal(fake_stat("requests", "GetIncomesAndOutgoes"), live);
+	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.client_files WHERE client_id = %s AND "
+	    "name = 'new-file.pdf' AND deleted_at IS NULL", s), 1);
+	assert_string_equal(sqlf("SELECT (deleted_at IS NOT NULL)::text FROM hollihop.students WHERE client_id = %s", u),
+	    "true");
+	/* ...and no per-client row of another client is deleted: not t's file, not u's rows. */
+	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.client_files WHERE id = %s AND deleted_at IS NULL",
+	    tfile), 1);
+	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.student_personal_office_settings WHERE client_id = %s "
+	    "AND deleted_at IS NULL", u), 1);
+
+	/* The sweep: every client, and what vanished is deleted. */
+	fake_post_ok("/_fake/reset_stats", "{}");
+	assert_int_equal(run_once("pc-sweep2", sweep, &p), 0);
+	assert_string_equal(run_field(last_run(), "status"), "complete");
+	assert_int_equal(fake_stat("requests", "GetClientFiles"), live);
+	assert_int_equal(fake_stat("requests", "GetStudentPersonalOfficeSettings"), live);
+	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.client_files WHERE id = %s AND deleted_at IS NOT NULL",
+	    tfile), 1);
+	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.student_personal_office_settings WHERE client_id = %s "
+	    "AND deleted_at IS NOT NULL", u), 1);
 }
 
 /* kill -9 halfway: nothing is deleted; the next run closes the old one and completes. */
@@ -910,7 +976,7 @@ test_faults_are_retried(void **state)
 	/* Our own bucket keeps under the account's limit: the server never has to refuse. */
 	fake_post_ok("/_fake/config", "{\"rate_limit\":30,\"rate_window\":3.0,\"rate_limit_status\":429}");
 	fake_post_ok("/_fake/reset_stats", "{}");
-	char *polite[] = { "CS_HOLLIHOP_RATE=28", "CS_HOLLIHOP_RATE_WINDOW=3s",
+	char *polite[] = { "CS_HOLLIHOP_RATE=28", "CS_HOLLIHOP_RATE_WINDOW=3s", "CS_HOLLIHOP_SWEEP_EVERY=0",
 	    "CS_HOLLIHOP_ENTITIES=students,incomes_and_outgoes,student_personal_office_settings", NULL };
 	int64_t t0 = h_now_ms();
 	assert_int_equal(run_once("sync-polite", polite, &p), 0);
@@ -1026,7 +1092,7 @@ test_alternative_shapes(void **state)
 	assert_true(port > 0);
 	snprintf(base, sizeof(base), "CS_HOLLIHOP_BASE_URL=http://127.0.0.1:%d/Api/V2", port);
 	char *extra[] = { base, "CS_HOLLIHOP_ENTITIES=client_statuses,employee_statuses,learning_types,"
-	    "client_files,student_personal_office_settings", NULL };
+	    "client_files,student_personal_office_settings", "CS_HOLLIHOP_SWEEP_EVERY=0", NULL };
 	char *names = strdup(h_sql(db, "SELECT string_agg(name, ',' ORDER BY name) FROM hollihop.learning_types"));
 	int64_t statuses = h_sql_int(db, "SELECT count(*) FROM hollihop.client_statuses WHERE deleted_at IS NULL");
 	assert_int_equal(run_once("sync-alt", extra, &p), 0);
@@ -1051,6 +1117,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_export_lands_every_method),
 		cmocka_unit_test(test_second_export_mirrors_edits_and_deletions),
+		cmocka_unit_test(test_nightly_per_client_calls_changed_students_only),
 		cmocka_unit_test(test_kill9_halfway_deletes_nothing),
 		cmocka_unit_test(test_store_killed_then_rejecting),
 		cmocka_unit_test(test_faults_are_retried),
