@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""nightly.py - what a nightly Hollihop export costs a large school: changed-only vs full.
+
+One throwaway PostgreSQL, the real store and hollihop-sync, the fake Hollihop with N
+students (default 100,000). Three runs of the same entities (default: students and the
+per-client methods that have changed_by in the catalogue; --entities all for everything):
+  1. first export into an empty database (no cursor yet: a sweep, every client);
+  2. nightly: --changed-pct of the students edited (Updated bumped), CS_HOLLIHOP_SWEEP_EVERY
+     at its default: the per-client methods call the changed clients only;
+  3. full: the same edits again, CS_HOLLIHOP_SWEEP_EVERY=0 (today's behaviour before the
+     change, and what every weekly sweep costs): every client.
+For each: requests (the fake's count), wall time, the floor (requests / the allowed rate,
+when --rate is set: the fake enforces it and hollihop-sync is configured alike) and what
+the run would take at the default limit of 600 requests per 30 s (requests / 20 per s).
+
+    bench/hollihop/nightly.sh [--students 100000] [--changed-pct 1] [--rate 6000/30]
+        [--entities students,client_files,student_personal_office_settings|all]
+"""
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import json
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+KEY = "bench/Key+1=="
+DEFAULT_RATE = 600 / 30.0
+
+
+def sh(args, **kw):
+    kw.setdefault("check", True)
+    return subprocess.run(args, **kw)
+
+
+def as_postgres(args, **kw):
+    if os.geteuid() == 0:
+        args = ["runuser", "-u", "postgres", "--"] + args
+    return sh(args, **kw)
+
+
+def http(base, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req, timeout=600).read())
+
+
+def run_sync(build, env, log_path):
+    """hollihop-sync --run-now; (wall s, exit code, peak RSS MB)."""
+    tfile = log_path + ".time"
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        rc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", tfile,
+                             f"{build}/services/hollihop-sync/crmsync-hollihop-sync", "--run-now"],
+                            env=env, stdout=log, stderr=log).returncode
+    wall = time.perf_counter() - t0
+    return wall, rc, int(open(tfile).read().split()[-1]) // 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--students", type=int, default=100000)
+    ap.add_argument("--changed-pct", type=float, default=1.0)
+    ap.add_argument("--rate", default="0", help="N/S: N requests per S seconds, enforced by the fake "
+                    "and configured in hollihop-sync (0 = no limit)")
+    ap.add_argument("--entities", default="students,client_files,student_personal_office_settings")
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    build = os.path.abspath(os.environ.get("CS_BUILD_DIR", os.path.join(ROOT, "build-hh-rel")))
+    rate_n, rate_s = (int(a.rate.split("/")[0]), float(a.rate.split("/")[1])) if "/" in a.rate else (0, 30.0)
+    tmp = tempfile.mkdtemp(prefix="crmsync-bench-nightly-")
+    os.chmod(tmp, 0o755)
+    procs = []
+    pgdir = os.path.join(tmp, "pg")
+    os.mkdir(pgdir, 0o700)
+    if os.geteuid() == 0:
+        shutil.chown(pgdir, "postgres", "postgres")
+    pgbin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+    try:
+        as_postgres([f"{pgbin}/initdb", "-D", f"{pgdir}/data", "-U", "postgres", "-A", "trust",
+                     "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"], stdout=subprocess.DEVNULL)
+        as_postgres([f"{pgbin}/pg_ctl", "-D", f"{pgdir}/data", "-l", f"{pgdir}/log", "-w", "-o",
+                     f"-c listen_addresses='' -k {pgdir} -p 5432 -c max_wal_size=4GB", "start"],
+                    stdout=subprocess.DEVNULL)
+        sh(["psql", "-q", "-h", pgdir, "-U", "postgres", "-c", "CREATE DATABASE crmsync"])
+        dsn = f"host={pgdir} port=5432 dbname=crmsync user=postgres"
+
+        fake = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/fake/hollihop/fake_hollihop.py"),
+                                 "--port", "0", "--scale", "bench", "--students", str(a.students),
+                                 "--rate-limit", str(rate_n), "--rate-window", str(rate_s), "--authkey", KEY],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        procs.append(fake)
+        port = int(fake.stdout.readline().split("=")[1])
+        fbase = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, CS_HOLLIHOP_BASE_URL=fbase + "/Api/V2", CS_HOLLIHOP_AUTHKEY=KEY,
+                   CS_HOLLIHOP_RATE=str(rate_n), CS_HOLLIHOP_RATE_WINDOW=f"{int(rate_s * 1000)}ms",
+                   CS_HOLLIHOP_SCHEDULE="off", CS_HOLLIHOP_HEALTH_URL=f"ipc://{tmp}/hh-health.sock",
+                   CS_HOLLIHOP_URL=f"ipc://{tmp}/hh.sock", CS_STORE_URL=f"ipc://{tmp}/store.sock",
+                   CS_STORE_HEALTH_URL=f"ipc://{tmp}/store-health.sock", CS_PG_DSN=dsn)
+        if a.entities != "all":
+            env["CS_HOLLIHOP_ENTITIES"] = a.entities
+        slog = open(os.path.join(tmp, "store.log"), "w")
+        store = subprocess.Popen([f"{build}/services/store/crmsync-store"], env=env, stdout=slog, stderr=slog)
+        procs.append(store)
+        end = time.time() + 60
+        while "store.ready" not in open(os.path.join(tmp, "store.log")).read():
+            if time.time() > end:
+                sys.exit("bench: the store did not start")
+            time.sleep(0.05)
+
+        keys = http(fbase, "/_fake/keys?method=GetStudents")["keys"]
+        nchange = max(1, int(len(keys) * a.changed_pct / 100))
+        step = max(1, len(keys) // nchange)
+        changed = [k[0] if isinstance(k, list) else k for k in keys[::step][:nchange]]
+
+        def edit(tag):
+            for i in range(0, len(changed), 1000):
+                http(fbase, "/_fake/mutate", {"ops": [{"op": "edit", "method": "GetStudents", "key": k,
+                                                       "set": {"FirstName": f"{tag} {k}"}}
+                                                      for k in changed[i:i + 1000]]})
+
+        results = []
+        for name, extra, mutate in (("first export (empty database, a sweep)", {}, None),
+                                    (f"nightly, {a.changed_pct:g}% of students changed", {}, "nightly"),
+                                    ("full (SWEEP_EVERY=0: before, and every sweep)",
+                                     {"CS_HOLLIHOP_SWEEP_EVERY": "0"}, "full")):
+            if mutate:
+                edit(mutate)
+                time.sleep(1.1)		# Updated has 1 s resolution: the next run is later
+            http(fbase, "/_fake/reset_stats", {})
+            wall, rc, rss = run_sync(build, dict(env, **extra), os.path.join(tmp, f"hh-{len(results)}.log"))
+            if rc != 0:
+                sys.exit(f"bench: run '{name}' exited {rc}; see {tmp}")
+            st = http(fbase, "/_fake/stats")
+            per = st["requests"]
+            pc = per.get("GetClientFiles", 0) + per.get("GetStudentPersonalOfficeSettings", 0)
+            results.append((name, st["requests_total"], pc, wall, rss, st.get("rate_limited", 0)))
+
+        print(f"hollihop nightly export: {len(keys)} students, {nchange} changed "
+              f"({a.changed_pct:g}%), entities: {a.entities}; "
+              f"rate limit {'off' if not rate_n else f'{rate_n}/{rate_s:g} s (fake and hollihop-sync)'}; "
+              f"{os.cpu_count()} CPUs, load {open('/proc/loadavg').read().split()[0]}")
+        print(f"{'run':48} {'requests':>9} {'per-client':>10} {'wall':>8} {'floor':>8} {'wall/floor':>10} "
+              f"{'at 600/30s':>10} {'RSS':>6} {'429s':>5}")
+        for name, req, pc, wall, rss, rl in results:
+            floor = req / (rate_n / rate_s) if rate_n else 0
+            ratio = f"{wall / floor:9.2f}x" if floor else "        -"
+            print(f"{name:48} {req:9d} {pc:10d} {wall:7.1f}s {floor:7.1f}s {ratio:>10} "
+                  f"{req / DEFAULT_RATE / 60:8.1f}min {rss:4d}MB {rl:5d}")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        as_postgres([f"{pgbin}/pg_ctl", "-D", f"{pgdir}/data", "-m", "immediate", "stop"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"kept {tmp}")
+
+
+if __name__ == "__main__":
+    main()
