@@ -116,12 +116,6 @@ FAKE_ASSUMPTIONS = [
     ("{entity}/custom_fields", "_embedded.custom_fields[].catalog_id", None,
      "catalog custom fields (/api/v4/catalogs/{id}/custom_fields) name their catalog (docs)"),
     # Webhooks: entities and actions no captured hook shows.
-    ("hook companies[*]", "*", None,
-     "KNOWN, TO BE REMOVED: real company hooks arrive as contacts[...] with [type]=company "
-     "(captures 2016-2022); the fake still sends companies[...] until the company-hook change "
-     "(issue 10 item 3) is on main"),
-    ("hook companies[note]", "*", None, "as companies[*]: company notes too (contacts[note])"),
-    ("hook companies[delete]", "*", None, "as companies[*]: a delete has [id] and [type]"),
     ("hook customers[*]", "*", None, _HOOK),
     ("hook customers[note]", "*", None, _HOOK),
     ("hook customers[delete]", "*", None, _HOOK),
