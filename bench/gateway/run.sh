@@ -19,8 +19,8 @@ B=$ROOT/build-gw-bench
 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$B" -j"$(nproc)" --target crmsync-hook-gateway gw_test_receiver gw_probe >/dev/null
 GW=$B/services/hook-gateway/crmsync-hook-gateway
-RECV=$B/services/hook-gateway/gw_test_receiver
-PROBE=$B/services/hook-gateway/gw_probe
+RECV=$B/tests/integration/gateway/gw_test_receiver
+PROBE=$B/tests/integration/gateway/gw_probe
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/gwbench.XXXXXX")
 PIDS=()
