@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 SRC=$PWD
 N=${1:-40} INTERVAL_MS=${2:-500} BURST=${3:-1000} BURST_LEADS=${4:-300}
 PY=${CS_PYTHON:-python3}
-PGBIN=${CS_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
+TESTPG=$SRC/tests/harness/testpg
 B=$SRC/build-gw-bench
 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$B" -j"$(nproc)" --target crmsync-store crmsync-amo-sync crmsync-hook-gateway crmsyncctl >/dev/null
@@ -25,12 +25,11 @@ CTL=$B/tools/crmsyncctl/crmsyncctl
 T=$(mktemp -d "${TMPDIR:-/tmp}/gw-hook2row.XXXXXX")
 chmod 0755 "$T"
 
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
 	for p in $(cat "$T"/*.pid 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
 	sleep 0.5
 	for p in $(cat "$T"/*.pid 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-	as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -m immediate stop >/dev/null 2>&1 || true
+	"$TESTPG" stop "$T/pg" immediate >/dev/null 2>&1 || true
 	rm -rf "$T"
 }
 trap cleanup EXIT
@@ -39,11 +38,7 @@ fail() { echo "hook_to_row: $*" >&2; for f in "$T"/*.log; do echo "--- $f" >&2; 
 bg() { name=$1; shift; "$@" >>"$T/$name.log" 2>&1 & echo $! >"$T/$name.pid"; }
 
 # PostgreSQL with its production durability (fsync on): the row is committed when we see it.
-mkdir -p "$T/pg"
-[ "$(id -u)" = 0 ] && chown postgres: "$T/pg"
-as_pg "$PGBIN/initdb" -D "$T/pg/data" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/log" -w -o "-c listen_addresses='' -k $T/pg -p 5432" start >/dev/null
-psql -X -q -h "$T/pg" -U postgres -d postgres -c "CREATE DATABASE crmsync"
+CS_PG_DURABLE=1 "$TESTPG" start "$T/pg" >/dev/null
 
 bg fake-amocrm "$PY" "$SRC/tests/fake/amocrm/fake_amocrm.py" --port 0 --scale tiny --seed 7 --rps 7 \
     --long-lived-token amo-llt --now real

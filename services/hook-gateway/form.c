@@ -460,14 +460,92 @@ form_arena_size(size_t len, const struct form_limits *lim)
 	    65536;
 }
 
+/* Count the pairs, then take the event table, its hash slots and the decode buffers. */
+static int
+form_setup(struct form_ctx *c, const char *body, size_t len, char **kbuf, char **vbuf)
+{
+	const struct form_limits *lim = c->lim;
+	size_t est = 1;
+
+	for (size_t i = 0; i < len; i++)
+		if (body[i] == '&')
+			est++;
+	if (est > lim->max_pairs)
+		return form_fail(c, CS_ETOOBIG, "more than %zu key=value pairs", lim->max_pairs);
+	c->capevents = est < lim->max_events ? est : lim->max_events;
+	c->tabmask = form_pow2(c->capevents * 2) - 1;
+	if ((c->events = arena_alloc(c->a, c->capevents * sizeof(*c->events))) == NULL ||
+	    (c->table = arena_alloc(c->a, (c->tabmask + 1) * sizeof(*c->table))) == NULL ||
+	    (*kbuf = arena_alloc(c->a, len + 1)) == NULL ||
+	    (*vbuf = arena_alloc(c->a, len + 1)) == NULL)
+		return form_fail(c, CS_ENOMEM, "body of %zu bytes exceeds the parse memory", len);
+	return 0;
+}
+
+/* One key=value pair (p[0..plen), at byte pos of the body): decoded, checked, routed. */
+static int
+form_pair(struct form_ctx *c, const char *p, size_t plen, size_t pos, char *kbuf, char *vbuf)
+{
+	const struct form_limits *lim = c->lim;
+	struct form_seg name, segs[FORM_DEPTH_MAX];
+	size_t maxdepth = lim->max_depth < FORM_DEPTH_MAX ? lim->max_depth : FORM_DEPTH_MAX;
+	const char *eq = memchr(p, '=', plen);
+	size_t rklen = eq != NULL ? (size_t)(eq - p) : plen;
+	long klen, vlen = 0;
+	int nseg, rv;
+
+	if (rklen == 0)
+		return 0;
+	if ((klen = form_decode(p, rklen, kbuf)) < 0)
+		return form_fail(c, CS_EPROTO, "bad percent escape in a key at byte %zu", pos);
+	if ((size_t)klen > lim->max_key)
+		return form_fail(c, CS_ETOOBIG, "key longer than the limit at byte %zu", pos);
+	if (!form_utf8_valid((const unsigned char *)kbuf, (size_t)klen))
+		return form_fail(c, CS_EUTF8, "key is not UTF-8 (or holds NUL) at byte %zu", pos);
+	if (eq != NULL && (vlen = form_decode(eq + 1, plen - rklen - 1, vbuf)) < 0)
+		return form_fail(c, CS_EPROTO, "bad percent escape in a value at byte %zu", pos);
+	if (!form_utf8_valid((const unsigned char *)vbuf, (size_t)vlen))
+		return form_fail(c, CS_EUTF8, "value is not UTF-8 (or holds NUL) at byte %zu", pos);
+	nseg = form_split_key(kbuf, (size_t)klen, &name, segs, maxdepth);
+	if (nseg == -1)
+		return form_fail(c, CS_EPROTO, "malformed brackets in a key at byte %zu", pos);
+	if (nseg == -2)
+		return form_fail(c, CS_ETOOBIG, "key nested deeper than the limit at byte %zu", pos);
+	if ((rv = form_route(c, &name, segs, nseg, vbuf, (size_t)vlen)) != 0)
+		return form_fail(c, rv, rv == CS_ETOOBIG ? "more events than the limit at byte %zu" :
+		    "out of parse memory at byte %zu", pos);
+	return 0;
+}
+
+/* The events found, in order, into the delivery (each with the account's id). */
+static int
+form_finish(struct form_ctx *c, size_t npairs, size_t len, Crmsync__HookDelivery *out)
+{
+	if (c->nevents == 0 && !c->have_account)
+		return form_fail(c, CS_EPROTO, "no events and no account: not an amoCRM hook (%zu pairs)", npairs);
+	out->subdomain = c->subdomain != NULL ? c->subdomain : (char *)"";
+	out->account_id = c->account_id;
+	out->n_events = c->nevents;
+	out->events = NULL;
+	if (c->nevents == 0)
+		return 0;
+	if ((out->events = arena_alloc(c->a, c->nevents * sizeof(*out->events))) == NULL)
+		return form_fail(c, CS_ENOMEM, "out of parse memory at byte %zu", len);
+	for (size_t i = 0; i < c->nevents; i++) {
+		Crmsync__HookEvent *ev = &c->events[i].ev;
+		if (ev->account_id == 0)
+			ev->account_id = c->account_id;
+		out->events[i] = ev;
+	}
+	return 0;
+}
+
 int
 form_parse(const char *body, size_t len, const struct form_limits *lim,
     struct arena *a, Crmsync__HookDelivery *out, char *err, size_t errlen)
 {
 	struct form_ctx c;
-	struct form_seg name, segs[FORM_DEPTH_MAX];
-	size_t maxdepth = lim->max_depth < FORM_DEPTH_MAX ? lim->max_depth : FORM_DEPTH_MAX;
-	size_t pos = 0, npairs = 0, est = 1;
+	size_t pos = 0, npairs = 0;
 	char *kbuf, *vbuf;
 	int rv;
 
@@ -482,71 +560,19 @@ form_parse(const char *body, size_t len, const struct form_limits *lim,
 	/* A trailing newline is a sender's artefact, not part of the last value. */
 	while (len > 0 && (body[len - 1] == '\n' || body[len - 1] == '\r'))
 		len--;
-	for (size_t i = 0; i < len; i++)
-		if (body[i] == '&')
-			est++;
-	if (est > lim->max_pairs)
-		return form_fail(&c, CS_ETOOBIG, "more than %zu key=value pairs", lim->max_pairs);
-	c.capevents = est < lim->max_events ? est : lim->max_events;
-	c.tabmask = form_pow2(c.capevents * 2) - 1;
-	if ((c.events = arena_alloc(a, c.capevents * sizeof(*c.events))) == NULL ||
-	    (c.table = arena_alloc(a, (c.tabmask + 1) * sizeof(*c.table))) == NULL ||
-	    (kbuf = arena_alloc(a, len + 1)) == NULL ||
-	    (vbuf = arena_alloc(a, len + 1)) == NULL)
-		return form_fail(&c, CS_ENOMEM, "body of %zu bytes exceeds the parse memory", len);
-
+	if ((rv = form_setup(&c, body, len, &kbuf, &vbuf)) != 0)
+		return rv;
 	while (pos <= len) {
 		const char *p = body + pos;
 		const char *amp = memchr(p, '&', len - pos);
 		size_t plen = amp != NULL ? (size_t)(amp - p) : len - pos;
-		const char *eq = memchr(p, '=', plen);
-		size_t rklen = eq != NULL ? (size_t)(eq - p) : plen;
-		long klen, vlen;
-		int nseg;
 
 		npairs++;
-		if (rklen > 0) {
-			if ((klen = form_decode(p, rklen, kbuf)) < 0)
-				return form_fail(&c, CS_EPROTO, "bad percent escape in a key at byte %zu", pos);
-			if ((size_t)klen > lim->max_key)
-				return form_fail(&c, CS_ETOOBIG, "key longer than the limit at byte %zu", pos);
-			if (!form_utf8_valid((const unsigned char *)kbuf, (size_t)klen))
-				return form_fail(&c, CS_EUTF8, "key is not UTF-8 (or holds NUL) at byte %zu", pos);
-			vlen = 0;
-			if (eq != NULL && (vlen = form_decode(eq + 1, plen - rklen - 1, vbuf)) < 0)
-				return form_fail(&c, CS_EPROTO, "bad percent escape in a value at byte %zu", pos);
-			if (!form_utf8_valid((const unsigned char *)vbuf, (size_t)vlen))
-				return form_fail(&c, CS_EUTF8, "value is not UTF-8 (or holds NUL) at byte %zu", pos);
-			nseg = form_split_key(kbuf, (size_t)klen, &name, segs, maxdepth);
-			if (nseg == -1)
-				return form_fail(&c, CS_EPROTO, "malformed brackets in a key at byte %zu", pos);
-			if (nseg == -2)
-				return form_fail(&c, CS_ETOOBIG, "key nested deeper than the limit at byte %zu", pos);
-			if ((rv = form_route(&c, &name, segs, nseg, vbuf, (size_t)vlen)) != 0)
-				return form_fail(&c, rv, rv == CS_ETOOBIG ?
-				    "more events than the limit at byte %zu" :
-				    "out of parse memory at byte %zu", pos);
-		}
+		if ((rv = form_pair(&c, p, plen, pos, kbuf, vbuf)) != 0)
+			return rv;
 		if (amp == NULL)
 			break;
 		pos += plen + 1;
 	}
-
-	if (c.nevents == 0 && !c.have_account)
-		return form_fail(&c, CS_EPROTO, "no events and no account: not an amoCRM hook (%zu pairs)", npairs);
-	out->subdomain = c.subdomain != NULL ? c.subdomain : (char *)"";
-	out->account_id = c.account_id;
-	out->n_events = c.nevents;
-	out->events = NULL;
-	if (c.nevents > 0) {
-		if ((out->events = arena_alloc(a, c.nevents * sizeof(*out->events))) == NULL)
-			return form_fail(&c, CS_ENOMEM, "out of parse memory at byte %zu", len);
-		for (size_t i = 0; i < c.nevents; i++) {
-			Crmsync__HookEvent *ev = &c.events[i].ev;
-			if (ev->account_id == 0)
-				ev->account_id = c.account_id;
-			out->events[i] = ev;
-		}
-	}
-	return 0;
+	return form_finish(&c, npairs, len, out);
 }
