@@ -249,67 +249,89 @@ create_tables(struct store *st, const struct cat_entity *e, const char *schema)
 	return rv;
 }
 
-/*
- * Columns of table w: add the missing, convert the retyped, drop (or keep) the removed.
- * *changed = 1 when a catalogue column was added or converted.
- */
+/* Column c of table tbl takes its catalogue type: the cast where PostgreSQL has one that fits
+ * every value, else emptied (and said so). */
 static int
-check_columns(struct evo *ev, const struct cat_crm_desc *d, const char *entity,
-    const struct want_table *w, int *changed)
+retype_column(struct evo *ev, const char *crm, const char *entity, const char *tbl,
+    const struct want_col *c, const char *have)
 {
 	struct store *st = ev->st;
-	const char *crm = d->schema;
-	char sql[1024], tbl[160], detail[512];
+	char sql[1024], detail[512], step[768];
+	PGresult *r = NULL;
+	int rv, cast;
+
+	snprintf(sql, sizeof(sql), "SELECT count(%s) FROM %s", c->name, tbl);
+	int64_t n = count_of(st, sql);
+	if ((rv = exec_what(st, "SAVEPOINT evolve_retype", "savepoint")) != 0)
+		return rv;
+	snprintf(sql, sizeof(sql), "ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s::%s", tbl,
+	    c->name, c->type, c->name, c->type);
+	if (!(cast = db_execp(st, sql, 0, NULL, &r) == 0)) {
+		snprintf(detail, sizeof(detail), "%s", db_errmsg(st, r));
+		detail[strcspn(detail, "\n")] = '\0';
+	}
+	PQclear(r);
+	if (!cast) {
+		if ((rv = exec_what(st, "ROLLBACK TO SAVEPOINT evolve_retype", "rollback")) != 0)
+			return rv;
+		snprintf(sql, sizeof(sql), "ALTER TABLE %s ALTER COLUMN %s TYPE %s USING NULL", tbl,
+		    c->name, c->type);
+		if ((rv = exec_what(st, sql, sql)) != 0)
+			return rv;
+		log_warnx("evolve.cast_failed", "table=%s column=%s err=%s", tbl, c->name, lq(detail));
+	}
+	snprintf(step, sizeof(step), "%s: %s -> %s (%s)", c->name, have, canon(ev, c->type),
+	    cast ? "values cast" : "no cast fits every value, emptied");
+	if ((rv = exec_what(st, "RELEASE SAVEPOINT evolve_retype", "release")) != 0)
+		return rv;
+	return evolve_step(st, crm, entity, tbl, "retype_column", step, n, 0);
+}
+
+/* Column q (quoted; name as read) the catalogue no longer has: dropped (its values stay in
+ * raw), or, when something depends on it (an analyst's view), kept but emptied and commented. */
+static int
+drop_column(struct evo *ev, const char *crm, const char *entity, const char *tbl,
+    const char *name, const char *q)
+{
+	struct store *st = ev->st;
+	char sql[1024], detail[512];
+	PGresult *r = NULL;
+	int rv;
+
+	snprintf(sql, sizeof(sql), "SELECT count(%s) FROM %s", q, tbl);
+	int64_t n = count_of(st, sql);
+	if ((rv = exec_what(st, "SAVEPOINT evolve_drop", "savepoint")) != 0)
+		return rv;
+	snprintf(sql, sizeof(sql), "ALTER TABLE %s DROP COLUMN %s", tbl, q);
+	if (db_execp(st, sql, 0, NULL, &r) == 0) {
+		PQclear(r);
+		if ((rv = exec_what(st, "RELEASE SAVEPOINT evolve_drop", "release")) != 0)
+			return rv;
+		snprintf(detail, sizeof(detail), "%s (its values stay in raw)", name);
+		return evolve_step(st, crm, entity, tbl, "drop_column", detail, n, 0);
+	}
+	snprintf(detail, sizeof(detail), "%s: kept, emptied and commented: %s", name, db_errmsg(st, r));
+	detail[strcspn(detail, "\n")] = '\0';
+	PQclear(r);
+	log_warnx("evolve.column_kept", "table=%s column=%s", tbl, lq(name));
+	if ((rv = exec_what(st, "ROLLBACK TO SAVEPOINT evolve_drop", "rollback")) != 0)
+		return rv;
+	snprintf(sql, sizeof(sql), "UPDATE %s SET %s = NULL WHERE %s IS NOT NULL", tbl, q, q);
+	if ((rv = exec_what(st, sql, "empty a kept column")) != 0)
+		return rv;
+	snprintf(sql, sizeof(sql), "COMMENT ON COLUMN %s.%s IS '%s'", tbl, q, EVOLVE_KEEP_NOTE);
+	if ((rv = exec_what(st, sql, "comment a kept column")) != 0)
+		return rv;
+	return evolve_step(st, crm, entity, tbl, "keep_column", detail, n, 0);
+}
+
+/* The columns of w's table the database has and the catalogue does not. */
+static int
+drop_removed(struct evo *ev, const struct cat_crm_desc *d, const char *entity,
+    const struct want_table *w, const char *tbl)
+{
 	int rv = 0;
 
-	snprintf(tbl, sizeof(tbl), "%s.%s", d->schema, w->name);
-	for (size_t i = 0; i < w->ncols && rv == 0; i++) {
-		const struct want_col *c = &w->cols[i];
-		int at = db_col(ev, d->schema, w->name, c->name);
-
-		if (at < 0) {
-			snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s", tbl, c->name, c->type);
-			if ((rv = exec_what(st, sql, sql)) == 0)
-				rv = evolve_step(st, crm, entity, tbl, "add_column", c->name, -1, 0);
-			*changed = 1;
-			continue;
-		}
-		const char *have = PQgetvalue(ev->cols, at, 3);
-		if (strcmp(have, canon(ev, c->type)) == 0)
-			continue;
-		/* Convert: the cast where PostgreSQL has one that fits every value, else NULL. */
-		snprintf(sql, sizeof(sql), "SELECT count(%s) FROM %s", c->name, tbl);
-		int64_t n = count_of(st, sql);
-		if ((rv = exec_what(st, "SAVEPOINT evolve_retype", "savepoint")) != 0)
-			break;
-		snprintf(sql, sizeof(sql), "ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s::%s", tbl,
-		    c->name, c->type, c->name, c->type);
-		PGresult *r = NULL;
-		int cast = db_execp(st, sql, 0, NULL, &r) == 0;
-		if (!cast) {
-			snprintf(detail, sizeof(detail), "%s", db_errmsg(st, r));
-			detail[strcspn(detail, "\n")] = '\0';
-		}
-		PQclear(r);
-		if (!cast) {
-			if ((rv = exec_what(st, "ROLLBACK TO SAVEPOINT evolve_retype", "rollback")) != 0)
-				break;
-			snprintf(sql, sizeof(sql), "ALTER TABLE %s ALTER COLUMN %s TYPE %s USING NULL", tbl,
-			    c->name, c->type);
-			if ((rv = exec_what(st, sql, sql)) != 0)
-				break;
-		}
-		char d2[768];
-		snprintf(d2, sizeof(d2), "%s: %s -> %s (%s)", c->name, have, canon(ev, c->type),
-		    cast ? "values cast" : "no cast fits every value, emptied");
-		if (!cast)
-			log_warnx("evolve.cast_failed", "table=%s column=%s err=%s", tbl, c->name, lq(detail));
-		rv = exec_what(st, "RELEASE SAVEPOINT evolve_retype", "release");
-		if (rv == 0)
-			rv = evolve_step(st, crm, entity, tbl, "retype_column", d2, n, 0);
-		*changed = 1;
-	}
-	/* Columns the catalogue no longer has. */
 	for (int i = 0; i < PQntuples(ev->cols) && rv == 0; i++) {
 		const char *name = PQgetvalue(ev->cols, i, 2);
 		int known = 0;
@@ -320,39 +342,45 @@ check_columns(struct evo *ev, const struct cat_crm_desc *d, const char *entity,
 			known = strcmp(w->cols[k].name, name) == 0;
 		if (known || strcmp(PQgetvalue(ev->cols, i, 4), EVOLVE_KEEP_NOTE) == 0)
 			continue;
-		char *q = PQescapeIdentifier(st->pg, name, strlen(name));
+		char *q = PQescapeIdentifier(ev->st->pg, name, strlen(name));
 		if (q == NULL)
 			return CS_ENOMEM;
-		snprintf(sql, sizeof(sql), "SELECT count(%s) FROM %s", q, tbl);
-		int64_t n = count_of(st, sql);
-		snprintf(sql, sizeof(sql), "ALTER TABLE %s DROP COLUMN %s", tbl, q);
-		rv = exec_what(st, "SAVEPOINT evolve_drop", "savepoint");
-		PGresult *r = NULL;
-		if (rv == 0 && db_execp(st, sql, 0, NULL, &r) == 0) {
-			rv = exec_what(st, "RELEASE SAVEPOINT evolve_drop", "release");
-			snprintf(detail, sizeof(detail), "%s (its values stay in raw)", name);
-			if (rv == 0)
-				rv = evolve_step(st, crm, entity, tbl, "drop_column", detail, n, 0);
-		} else if (rv == 0) {
-			/* Something depends on it (an analyst's view): keep it, but empty, and say so. */
-			snprintf(detail, sizeof(detail), "%s: kept, emptied and commented: %s", name,
-			    db_errmsg(st, r));
-			detail[strcspn(detail, "\n")] = '\0';
-			rv = exec_what(st, "ROLLBACK TO SAVEPOINT evolve_drop", "rollback");
-			snprintf(sql, sizeof(sql), "UPDATE %s SET %s = NULL WHERE %s IS NOT NULL", tbl, q, q);
-			if (rv == 0)
-				rv = exec_what(st, sql, "empty a kept column");
-			snprintf(sql, sizeof(sql), "COMMENT ON COLUMN %s.%s IS '%s'", tbl, q, EVOLVE_KEEP_NOTE);
-			if (rv == 0)
-				rv = exec_what(st, sql, "comment a kept column");
-			if (rv == 0)
-				rv = evolve_step(st, crm, entity, tbl, "keep_column", detail, n, 0);
-			log_warnx("evolve.column_kept", "table=%s column=%s", tbl, lq(name));
-		}
-		PQclear(r);
+		rv = drop_column(ev, d->schema, entity, tbl, name, q);
 		PQfreemem(q);
 	}
 	return rv;
+}
+
+/*
+ * Columns of table w: add the missing, convert the retyped, drop (or keep) the removed.
+ * *changed = 1 when a catalogue column was added or converted.
+ */
+static int
+check_columns(struct evo *ev, const struct cat_crm_desc *d, const char *entity,
+    const struct want_table *w, int *changed)
+{
+	char sql[1024], tbl[160];
+	int rv = 0;
+
+	snprintf(tbl, sizeof(tbl), "%s.%s", d->schema, w->name);
+	for (size_t i = 0; i < w->ncols && rv == 0; i++) {
+		const struct want_col *c = &w->cols[i];
+		int at = db_col(ev, d->schema, w->name, c->name);
+
+		if (at < 0) {
+			snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s", tbl, c->name, c->type);
+			if ((rv = exec_what(ev->st, sql, sql)) == 0)
+				rv = evolve_step(ev->st, d->schema, entity, tbl, "add_column", c->name, -1, 0);
+			*changed = 1;
+			continue;
+		}
+		const char *have = PQgetvalue(ev->cols, at, 3);
+		if (strcmp(have, canon(ev, c->type)) == 0)
+			continue;
+		rv = retype_column(ev, d->schema, entity, tbl, c, have);
+		*changed = 1;
+	}
+	return rv == 0 ? drop_removed(ev, d, entity, w, tbl) : rv;
 }
 
 /* The entity table of e: created, rebuilt (key changed) or brought in line. */
