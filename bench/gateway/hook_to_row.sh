@@ -17,59 +17,28 @@ cd "$(dirname "$0")/../.."
 SRC=$PWD
 N=${1:-40} INTERVAL_MS=${2:-500} BURST=${3:-1000} BURST_LEADS=${4:-300}
 PY=${CS_PYTHON:-python3}
-TESTPG=$SRC/tests/harness/testpg
 B=$SRC/build-gw-bench
 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$B" -j"$(nproc)" --target crmsync-store crmsync-amo-sync crmsync-hook-gateway crmsyncctl >/dev/null
-CTL=$B/tools/crmsyncctl/crmsyncctl
 T=$(mktemp -d "${TMPDIR:-/tmp}/gw-hook2row.XXXXXX")
 chmod 0755 "$T"
-
-cleanup() {
-	for p in $(cat "$T"/*.pid 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
-	sleep 0.5
-	for p in $(cat "$T"/*.pid 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-	"$TESTPG" stop "$T/pg" immediate >/dev/null 2>&1 || true
-	rm -rf "$T"
-}
-trap cleanup EXIT
+OK=1	# the logs' tails only when fail() says why
+. "$SRC/tests/harness/stack.sh"
+trap stack_cleanup EXIT
 trap 'exit 1' INT TERM
 fail() { echo "hook_to_row: $*" >&2; for f in "$T"/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done; exit 1; }
-bg() { name=$1; shift; "$@" >>"$T/$name.log" 2>&1 & echo $! >"$T/$name.pid"; }
 
 # PostgreSQL with its production durability (fsync on): the row is committed when we see it.
-CS_PG_DURABLE=1 "$TESTPG" start "$T/pg" >/dev/null
-
-bg fake-amocrm "$PY" "$SRC/tests/fake/amocrm/fake_amocrm.py" --port 0 --scale tiny --seed 7 --rps 7 \
-    --long-lived-token amo-llt --now real
-for _ in $(seq 100); do
-	AMO_PORT=$(sed -n 's/^listening port=\([0-9]*\).*/\1/p' "$T/fake-amocrm.log" | head -n1)
-	[ -n "$AMO_PORT" ] && break
-	sleep 0.1
-done
-[ -n "$AMO_PORT" ] || fail "fake amoCRM did not start"
-AMO=http://127.0.0.1:$AMO_PORT
-
-GW_PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -keyout "$T/gw.key" -out "$T/gw.crt" -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+export CS_PG_DURABLE=1
+stack_pg
+start_fake fake-amocrm amocrm --scale tiny --seed 7 --rps 7 --long-lived-token amo-llt --now real
+AMO=$(url_of fake-amocrm)
+GW_PORT=$(free_port)
+make_cert
 SECRET=hook-to-row-bench-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
-export CS_PG_DSN="host=$T/pg dbname=crmsync user=postgres" CS_CTL_PG_DSN="host=$T/pg dbname=crmsync user=postgres"
-export CS_STORE_URL=ipc://$T/store.sock CS_STORE_HEALTH_URL=ipc://$T/store-health.sock
-export CS_AMO_URL=ipc://$T/amo.sock CS_AMO_HEALTH_URL=ipc://$T/amo-health.sock
-export CS_AMO_BASE_URL=$AMO CS_AMO_LONG_LIVED_TOKEN=amo-llt CS_AMO_TOKEN_FILE=$T/amo-token.json
-export CS_AMO_INCREMENTAL_INTERVAL=0	# only hooks move rows (and use the API) during the measurement
-export CS_GATEWAY_LISTEN=127.0.0.1:$GW_PORT CS_GATEWAY_TLS_CERT=$T/gw.crt CS_GATEWAY_TLS_KEY=$T/gw.key
-export CS_GATEWAY_SECRET=$SECRET CS_GATEWAY_JOURNAL_DIR=$T/journal CS_GATEWAY_DEADLETTER_DIR=$T/deadletter
-export CS_GATEWAY_HEALTH_URL=ipc://$T/gateway-health.sock
-export CS_HOLLIHOP_HEALTH_URL=ipc://$T/hollihop-health.sock CS_HOLLIHOP_URL=ipc://$T/hollihop.sock
-start_svc() {
-	s=$1
-	bg "$s" "$B/services/$s/crmsync-$s"
-	ok=0
-	for _ in $(seq 300); do "$CTL" probe -q --live "$s" && { ok=1; break; }; sleep 0.1; done
-	[ "$ok" = 1 ] || fail "$s did not come up"
-}
+stack_env
+echo "CS_AMO_INCREMENTAL_INTERVAL=0" >>"$T/env"	# only hooks move rows (and use the API) while measured
+stack_export
 for s in store amo-sync hook-gateway; do start_svc "$s"; done
 "$CTL" sync amo --full >"$T/sync.log" 2>&1 || fail "initial full sync"
 NLEADS=$(psql -X -q -h "$T/pg" -U postgres -d crmsync -tA -c 'SELECT max(id) FROM amo.leads')

@@ -12,105 +12,36 @@ set -eu
 SRC=$(cd "$(dirname "$0")/../../.." && pwd)
 B=$(cd "${CS_BUILD_DIR:?set CS_BUILD_DIR to the build directory}" && pwd)
 PY=${CS_PYTHON:-python3}
-TESTPG=$SRC/tests/harness/testpg
 T=$(mktemp -d "${TMPDIR:-/tmp}/crmsync-restarts.XXXXXX")
 chmod 0755 "$T"
-CTL=$B/tools/crmsyncctl/crmsyncctl
-T0=$(date +%s)
-OK=0
-
-say() { printf '[%3ss] %s\n' $(($(date +%s) - T0)) "$*"; }
-pids() { cat "$T"/*.pid 2>/dev/null || true; }
-cleanup() {
-	[ -f "$T/traffic.pid" ] && kill "$(cat "$T/traffic.pid")" 2>/dev/null
-	for p in $(pids); do kill -TERM "$p" 2>/dev/null || true; done
-	sleep 0.5
-	for p in $(pids); do kill -KILL "$p" 2>/dev/null || true; done
-	"$TESTPG" stop "$T/pg" immediate
-	if [ "$OK" != 1 ]; then
-		for f in "$T"/*.log; do echo "----- $f"; tail -n 25 "$f"; done
-	fi
-	rm -rf "$T"
-}
-trap cleanup EXIT
+. "$SRC/tests/harness/stack.sh"
+trap stack_cleanup EXIT	# the traffic generator too (traffic.pid)
 trap 'exit 1' INT TERM
-fail() { say "FAIL: $*"; exit 1; }
-psql_() { psql -X -q -h "$T/pg" -U postgres -d crmsync -tA "$@"; }
 
 # --- PostgreSQL, fakes --------------------------------------------------------------------
-"$TESTPG" start "$T/pg" crmsync >/dev/null
-
-bg() {	# bg NAME CMD...: start in the background, pid in NAME.pid, output in NAME.log
-	name=$1
-	shift
-	"$@" >>"$T/$name.log" 2>&1 &
-	echo $! >"$T/$name.pid"
-}
-port_of() {
-	for _ in $(seq 100); do
-		p=$(sed -n 's/^listening port=\([0-9]*\).*/\1/p' "$T/$1.log" | head -n1)
-		[ -n "$p" ] && { echo "$p"; return; }
-		sleep 0.1
-	done
-	fail "$1 did not start"
-}
-bg fake-hollihop "$PY" "$SRC/tests/fake/hollihop/fake_hollihop.py" --port 0 --scale tiny --seed 5 --authkey hh-key
-bg fake-amocrm "$PY" "$SRC/tests/fake/amocrm/fake_amocrm.py" --port 0 --scale tiny --seed 5 --rps 0 \
-    --long-lived-token amo-llt --now real
-HH=http://127.0.0.1:$(port_of fake-hollihop)
-AMO=http://127.0.0.1:$(port_of fake-amocrm)
+stack_pg
+start_fake fake-hollihop hollihop --scale tiny --seed 5 --authkey hh-key
+start_fake fake-amocrm amocrm --scale tiny --seed 5 --rps 0 --long-lived-token amo-llt --now real
+HH=$(url_of fake-hollihop)
+AMO=$(url_of fake-amocrm)
 
 # --- the four services ----------------------------------------------------------------
-GW_PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -keyout "$T/gw.key" -out "$T/gw.crt" -subj "/CN=127.0.0.1" \
-    -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+GW_PORT=$(free_port)
+make_cert
 SECRET=restarts-test-secret-0123456789
 HOOK_URL=https://127.0.0.1:$GW_PORT/hooks/amo/$SECRET
 # One environment for every process, as one env file would give them.
-cat >"$T/env" <<EOF
-CS_PG_DSN=host=$T/pg dbname=crmsync user=postgres
-CS_STORE_URL=ipc://$T/store.sock
-CS_STORE_HEALTH_URL=ipc://$T/store-health.sock
+stack_env
+cat >>"$T/env" <<EOF
 CS_STORE_RECONNECT_MAX=500ms
-CS_AMO_URL=ipc://$T/amo.sock
-CS_AMO_HEALTH_URL=ipc://$T/amo-health.sock
-CS_AMO_BASE_URL=$AMO
-CS_AMO_LONG_LIVED_TOKEN=amo-llt
-CS_AMO_TOKEN_FILE=$T/amo-token.json
 CS_AMO_HOOK_DELAY=100ms
 CS_AMO_RPS=100
 CS_AMO_INCREMENTAL_INTERVAL=4s
-CS_HOLLIHOP_URL=ipc://$T/hollihop.sock
-CS_HOLLIHOP_HEALTH_URL=ipc://$T/hollihop-health.sock
-CS_HOLLIHOP_BASE_URL=$HH/Api/V2
-CS_HOLLIHOP_AUTHKEY=hh-key
-CS_HOLLIHOP_SCHEDULE=off
-CS_HOLLIHOP_RATE=0
-CS_GATEWAY_LISTEN=127.0.0.1:$GW_PORT
-CS_GATEWAY_TLS_CERT=$T/gw.crt
-CS_GATEWAY_TLS_KEY=$T/gw.key
-CS_GATEWAY_SECRET=$SECRET
-CS_GATEWAY_JOURNAL_DIR=$T/journal
-CS_GATEWAY_DEADLETTER_DIR=$T/deadletter
-CS_GATEWAY_HEALTH_URL=ipc://$T/gateway-health.sock
-CS_CTL_PG_DSN=host=$T/pg dbname=crmsync user=postgres
 EOF
-while IFS= read -r kv; do export "${kv?}"; done <"$T/env"
+stack_export
 
-start() {	# start SERVICE: run it and wait until it answers its health probe
-	bg "$1" "$B/services/$1/crmsync-$1"
-	for _ in $(seq 300); do "$CTL" probe -q --live "$1" && return 0; sleep 0.1; done
-	fail "$1 did not come up"
-}
-stop() {	# stop SERVICE [KILL]: SIGTERM (it must exit cleanly) or SIGKILL
-	pid=$(cat "$T/$1.pid")
-	kill -"${2:-TERM}" "$pid"
-	rc=0
-	wait "$pid" || rc=$?
-	rm -f "$T/$1.pid"
-	[ "${2:-TERM}" = KILL ] || [ "$rc" = 0 ] || fail "$1 exited with $rc after SIGTERM"
-}
+start() { start_svc "$1"; }
+stop() { stop_proc "$@"; }
 for s in store hollihop-sync amo-sync hook-gateway; do start "$s"; done
 say "four services up"
 

@@ -1,0 +1,136 @@
+# tests/harness/stack.sh - sourced (". tests/harness/stack.sh") by the shell tests and
+# benchmarks that run crmsync as processes: one way to start each piece of a test stack under
+# a work directory, and one way to take all of it down. The C harness (harness.c) and the
+# Python callers use the same PostgreSQL starter (testpg) and the same fakes' command lines.
+#
+# The caller sets SRC (source tree), T (its work directory, made with mktemp -d), PY (python3)
+# and, to run services, B (build directory); T0 (start time) and OK (1 = passed: logs are
+# not printed at the end) are optional.
+#   say MSG...                  "[ 12s] MSG" (seconds since T0)
+#   fail MSG...                 say FAIL and exit 1 (stack_cleanup prints the logs' tails)
+#   stack_pg [DB...]            a throwaway PostgreSQL in $T/pg (tests/harness/testpg; durable
+#                               when CS_PG_DURABLE=1); psql_ runs psql on its crmsync database
+#   bg NAME CMD...              run CMD in the background: pid in $T/NAME.pid, output in $T/NAME.log
+#   start_fake NAME amocrm|hollihop ARGS...
+#                               a fake CRM on a free port (bg NAME); url_of NAME prints its URL
+#   free_port                   a free TCP port on 127.0.0.1
+#   make_cert                   a self-signed certificate for 127.0.0.1: $T/gw.crt, $T/gw.key
+#   stack_env [FILE]            the services' common settings into FILE (default $T/env) for
+#                               the stack under $T (needs AMO, HH, GW_PORT, SECRET); the caller
+#                               appends its own lines, then stack_export reads them in
+#   start_svc SERVICE           run build/services/SERVICE/crmsync-SERVICE, wait until it answers
+#                               crmsyncctl probe --live (30 s)
+#   wait_live SERVICE           the waiting part alone
+#   stop_proc NAME [SIGNAL]     signal NAME (TERM by default, which must end it with 0) and reap it
+#   stack_cleanup               TERM, then KILL, everything started with bg; PostgreSQL stopped;
+#                               the logs' tails unless OK=1; $T removed (trap it on EXIT)
+
+T0=${T0:-$(date +%s)}
+OK=${OK:-0}
+TESTPG=$SRC/tests/harness/testpg
+CTL=${CTL:-${B:+$B/tools/crmsyncctl/crmsyncctl}}
+
+say() { printf '[%3ss] %s\n' $(($(date +%s) - T0)) "$*"; }
+fail() { say "FAIL: $*"; exit 1; }
+pids() { cat "$T"/*.pid 2>/dev/null || true; }
+
+stack_pg() {
+	[ $# -gt 0 ] || set -- crmsync
+	"$TESTPG" start "$T/pg" "$@" >/dev/null
+}
+psql_() { psql -X -q -h "$T/pg" -U postgres -d crmsync -tA "$@"; }
+
+bg() {
+	_name=$1
+	shift
+	"$@" >>"$T/$_name.log" 2>&1 &
+	echo $! >"$T/$_name.pid"
+}
+
+start_fake() {	# start_fake NAME KIND ARGS...
+	_name=$1 _kind=$2
+	shift 2
+	bg "$_name" "$PY" "$SRC/tests/fake/$_kind/fake_$_kind.py" --port 0 "$@"
+}
+url_of() {	# the base URL of a fake started as NAME ("listening port=N" in its log)
+	for _ in $(seq 100); do
+		_p=$(sed -n 's/^listening port=\([0-9]*\).*/\1/p' "$T/$1.log" | head -n1)
+		[ -n "$_p" ] && { echo "http://127.0.0.1:$_p"; return; }
+		sleep 0.1
+	done
+	fail "$1 did not start"
+}
+
+free_port() {
+	"$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+make_cert() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+	    -keyout "$T/gw.key" -out "$T/gw.crt" -subj "/CN=127.0.0.1" \
+	    -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+}
+
+stack_env() {
+	cat >"${1:-$T/env}" <<EOF
+CS_PG_DSN=host=$T/pg dbname=crmsync user=postgres
+CS_CTL_PG_DSN=host=$T/pg dbname=crmsync user=postgres
+CS_STORE_URL=ipc://$T/store.sock
+CS_STORE_HEALTH_URL=ipc://$T/store-health.sock
+CS_AMO_URL=ipc://$T/amo.sock
+CS_AMO_HEALTH_URL=ipc://$T/amo-health.sock
+CS_AMO_BASE_URL=${AMO:-}
+CS_AMO_LONG_LIVED_TOKEN=amo-llt
+CS_AMO_TOKEN_FILE=$T/amo-token.json
+CS_HOLLIHOP_URL=ipc://$T/hollihop.sock
+CS_HOLLIHOP_HEALTH_URL=ipc://$T/hollihop-health.sock
+CS_HOLLIHOP_BASE_URL=${HH:-}/Api/V2
+CS_HOLLIHOP_AUTHKEY=hh-key
+CS_HOLLIHOP_SCHEDULE=off
+CS_HOLLIHOP_RATE=0
+CS_GATEWAY_LISTEN=127.0.0.1:${GW_PORT:-0}
+CS_GATEWAY_TLS_CERT=$T/gw.crt
+CS_GATEWAY_TLS_KEY=$T/gw.key
+CS_GATEWAY_SECRET=${SECRET:-}
+CS_GATEWAY_JOURNAL_DIR=$T/journal
+CS_GATEWAY_DEADLETTER_DIR=$T/deadletter
+CS_GATEWAY_HEALTH_URL=ipc://$T/gateway-health.sock
+EOF
+}
+stack_export() {	# every KEY=VALUE line of FILE (default $T/env) exported; later lines win
+	while IFS= read -r _kv; do
+		[ -n "$_kv" ] && export "${_kv?}"
+	done <"${1:-$T/env}"
+}
+
+wait_live() {
+	for _ in $(seq 300); do "$CTL" probe -q --live "$1" && return 0; sleep 0.1; done
+	fail "$1 did not come up"
+}
+start_svc() {
+	bg "$1" "$B/services/$1/crmsync-$1"
+	wait_live "$1"
+}
+stop_proc() {
+	_pid=$(cat "$T/$1.pid")
+	kill -"${2:-TERM}" "$_pid"
+	_rc=0
+	wait "$_pid" || _rc=$?
+	rm -f "$T/$1.pid"
+	[ "${2:-TERM}" = KILL ] || [ "$_rc" = 0 ] || fail "$1 exited with $_rc after SIGTERM"
+}
+
+stack_cleanup() {
+	for _p in $(pids); do kill -TERM "$_p" 2>/dev/null || true; done
+	for _ in $(seq 50); do
+		_alive=0
+		for _p in $(pids); do kill -0 "$_p" 2>/dev/null && _alive=1; done
+		[ "$_alive" = 0 ] && break
+		sleep 0.1
+	done
+	for _p in $(pids); do kill -KILL "$_p" 2>/dev/null || true; done
+	[ -d "$T/pg" ] && "$TESTPG" stop "$T/pg" immediate
+	if [ "$OK" != 1 ]; then
+		for _f in "$T"/*.log; do [ -f "$_f" ] && { echo "----- $_f"; tail -n 25 "$_f"; }; done
+	fi
+	rm -rf "$T"
+}
