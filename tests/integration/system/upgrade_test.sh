@@ -17,14 +17,9 @@ set -eu
 SRC=$(cd "$(dirname "$0")/../../.." && pwd)
 B=$(cd "${CS_BUILD_DIR:?set CS_BUILD_DIR to the build directory}" && pwd)
 PY=${CS_PYTHON:-python3}
-TESTPG=$SRC/tests/harness/testpg
 FROM=${CS_UPGRADE_FROM:-fc59d24}
 CMP="$PY $SRC/tests/integration/system/upgrade_compare.py"
-T0=$(date +%s)
-OK=0
-
-say() { printf '[%3ss] %s\n' $(($(date +%s) - T0)) "$*"; }
-fail() { say "FAIL: $*"; exit 1; }
+. "$SRC/tests/harness/stack.sh"
 
 # --- the previous release, built once per commit ------------------------------------------
 REV=$(git -C "$SRC" rev-parse --verify -q "$FROM^{commit}" 2>/dev/null) || {
@@ -54,83 +49,36 @@ say "previous release: $REV"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/crmsync-upgrade.XXXXXX")
 chmod 0755 "$T"
-pids() { cat "$T"/*.pid 2>/dev/null || true; }
-cleanup() {
-	for p in $(pids); do kill -TERM "$p" 2>/dev/null || true; done
-	sleep 0.5
-	for p in $(pids); do kill -KILL "$p" 2>/dev/null || true; done
-	"$TESTPG" stop "$T/pg" immediate
-	if [ "$OK" != 1 ]; then
-		for f in "$T"/*.log; do echo "----- $f"; tail -n 30 "$f"; done
-	fi
-	rm -rf "$T"
-}
-trap cleanup EXIT
+trap stack_cleanup EXIT
 trap 'exit 1' INT TERM
 psql_() { db=$1; shift; psql -X -q -h "$T/pg" -U postgres -d "$db" -tA "$@"; }
 
-"$TESTPG" start "$T/pg" crmsync_up crmsync_fresh >/dev/null
-
-bg() {	# bg NAME CMD...: in the background, pid in NAME.pid, output in NAME.log
-	name=$1
-	shift
-	"$@" >>"$T/$name.log" 2>&1 &
-	echo $! >"$T/$name.pid"
-}
-port_of() {
-	for _ in $(seq 100); do
-		p=$(sed -n 's/^listening port=\([0-9]*\).*/\1/p' "$T/$1.log" | head -n1)
-		[ -n "$p" ] && { echo "$p"; return; }
-		sleep 0.1
-	done
-	fail "$1 did not start"
-}
-bg fake-hollihop "$PY" "$SRC/tests/fake/hollihop/fake_hollihop.py" --port 0 --scale tiny --seed 18 --authkey hh-key
-bg fake-amocrm "$PY" "$SRC/tests/fake/amocrm/fake_amocrm.py" --port 0 --scale tiny --seed 18 --rps 0 \
-    --long-lived-token amo-llt --now real
-HH=http://127.0.0.1:$(port_of fake-hollihop)
-AMO=http://127.0.0.1:$(port_of fake-amocrm)
+stack_pg crmsync_up crmsync_fresh
+start_fake fake-hollihop hollihop --scale tiny --seed 18 --authkey hh-key
+start_fake fake-amocrm amocrm --scale tiny --seed 18 --rps 0 --long-lived-token amo-llt --now real
+HH=$(url_of fake-hollihop)
+AMO=$(url_of fake-amocrm)
 requests() {	# every API request either fake has answered so far
 	h=$(curl -fsS "$HH/_fake/stats" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["requests_total"])')
 	a=$(curl -fsS "$AMO/_fake/stats" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
 	echo "hollihop=$h amo=$a"
 }
 
-cat >"$T/env" <<EOF
-CS_STORE_URL=ipc://$T/store.sock
-CS_STORE_HEALTH_URL=ipc://$T/store-health.sock
+stack_env
+cat >>"$T/env" <<EOF
 CS_STORE_RECONNECT_MAX=500ms
-CS_AMO_URL=ipc://$T/amo.sock
-CS_AMO_HEALTH_URL=ipc://$T/amo-health.sock
-CS_AMO_BASE_URL=$AMO
-CS_AMO_LONG_LIVED_TOKEN=amo-llt
-CS_AMO_TOKEN_FILE=$T/amo-token.json
 CS_AMO_RPS=100
 CS_AMO_INCREMENTAL_INTERVAL=1h
-CS_HOLLIHOP_URL=ipc://$T/hollihop.sock
-CS_HOLLIHOP_HEALTH_URL=ipc://$T/hollihop-health.sock
-CS_HOLLIHOP_BASE_URL=$HH/Api/V2
-CS_HOLLIHOP_AUTHKEY=hh-key
-CS_HOLLIHOP_SCHEDULE=off
-CS_HOLLIHOP_RATE=0
 EOF
-while IFS= read -r kv; do export "${kv?}"; done <"$T/env"
+stack_export
 
 start() {	# start NAME SERVICE CMD...: run it and wait until it answers its health probe
 	name=$1 svc=$2
 	shift 2
 	bg "$name" "$@"
-	for _ in $(seq 300); do "$CTL" probe -q --live "$svc" && return 0; sleep 0.1; done
-	fail "$name did not come up"
+	wait_live "$svc"
 }
-stop() {	# stop NAME [KILL]
-	pid=$(cat "$T/$1.pid")
-	kill -"${2:-TERM}" "$pid"
-	rc=0
-	wait "$pid" || rc=$?
-	rm -f "$T/$1.pid"
-	[ "${2:-TERM}" = KILL ] || [ "$rc" = 0 ] || fail "$1 exited with $rc after SIGTERM"
-}
+stop() { stop_proc "$@"; }
 syncs() {	# syncs CTL: a full sync of each CRM, each must complete
 	"$1" sync hollihop --full >>"$T/syncs.log" 2>&1 || fail "Hollihop export ($1)"
 	"$1" sync amo --full >>"$T/syncs.log" 2>&1 || fail "amoCRM sync ($1)"
