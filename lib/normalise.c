@@ -715,58 +715,81 @@ child_elements(const struct cat_child *ch, const struct json *j, int row,
 	return total;
 }
 
-int
-normalise_row(const struct cat_entity *e, const struct json *j, int t,
-    const struct norm_ctx *ctx, struct arena *a, Crmsync__Record *rec,
-    int *bad_values, char *err, size_t errlen)
+/* A key written twice in the row: typed columns would read its first value, jsonb (raw) its
+ * last. 0 when none, else CS_EINVAL (or CS_ENOMEM) with the reason in err. */
+static int
+dup_key_check(const struct json *j, int t, char *err, size_t errlen)
 {
-	int64_t version = 0;
-	size_t rawlen;
-	const char *raw;
-	int bad;
-
-	crmsync__record__init(rec);
-	/*
-	 * One reading of a row: a key written twice would give the typed columns its first
-	 * value and jsonb (raw) its last. Such a row is not stored at all (the caller
-	 * dead-letters it, and its entity deletes nothing in that run).
-	 */
 	int dup;
+
 	if (json_dup_key(j, t, &dup) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return CS_ENOMEM;
 	}
-	if (dup >= 0) {
-		size_t kl;
-		const char *k = json_raw(j, dup, &kl);
-		snprintf(err, errlen, "duplicate key \"%.*s\" in the row (the columns would read one "
-		    "value, raw another)", (int)(kl > 64 ? 64 : kl), k);
-		return CS_EINVAL;
-	}
-	bad = fill_values(e->cols, e->ncols, j, t, -1, ctx, a, &rec->values, &rec->null_mask,
-	    &version, err, errlen);
-	if (bad < 0)
-		return CS_EINVAL;
-	rec->n_values = e->ncols;
-	rec->source_updated_at_us = version;
-	raw = json_text(j, t, &rawlen);
-	rec->raw_json.data = (uint8_t *)raw;	/* points into the page buffer: no copy */
-	rec->raw_json.len = rawlen;
+	if (dup < 0)
+		return 0;
+	size_t kl;
+	const char *k = json_raw(j, dup, &kl);
+	snprintf(err, errlen, "duplicate key \"%.*s\" in the row (the columns would read one "
+	    "value, raw another)", (int)(kl > 64 ? 64 : kl), k);
+	return CS_EINVAL;
+}
 
+/* rec->children sized for every child element of row t of e (none: left NULL). */
+static int
+children_alloc(const struct cat_entity *e, const struct json *j, int t, struct arena *a,
+    Crmsync__Record *rec, char *err, size_t errlen)
+{
 	size_t total = 0;
+
 	for (size_t c = 0; c < e->nchildren; c++) {
 		int oa;
 		const char *ip;
 		char op[128];
 		total += (size_t)child_elements(&e->children[c], j, t, &oa, &ip, op, sizeof(op));
 	}
-	if (total > 0) {
-		rec->children = arena_alloc(a, total * sizeof(*rec->children));
-		if (rec->children == NULL) {
-			snprintf(err, errlen, "out of memory");
-			return CS_ENOMEM;
-		}
+	if (total == 0)
+		return 0;
+	if ((rec->children = arena_alloc(a, total * sizeof(*rec->children))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return CS_ENOMEM;
 	}
+	return 0;
+}
+
+/* The rows of child table c of row t (element el, in outer element o) appended to rec;
+ * adds the unreadable values to *bad. */
+static int
+child_row(const struct cat_child *ch, size_t c, const struct json *j, int el, int o,
+    const struct norm_ctx *ctx, struct arena *a, Crmsync__Record *rec, int *bad, char *err,
+    size_t errlen)
+{
+	Crmsync__ChildRow *cr = arena_alloc(a, sizeof(*cr));
+	int b;
+
+	if (cr == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return CS_ENOMEM;
+	}
+	crmsync__child_row__init(cr);
+	cr->child = (uint32_t)c;
+	b = fill_values(ch->cols, ch->ncols, j, el, o, ctx, a, &cr->values, &cr->null_mask, NULL,
+	    err, errlen);
+	if (b < 0)
+		return CS_EINVAL;
+	*bad += b;
+	cr->n_values = ch->ncols;
+	rec->children[rec->n_children++] = cr;
+	return 0;
+}
+
+/* Every child table's rows of row t. */
+static int
+children_fill(const struct cat_entity *e, const struct json *j, int t, const struct norm_ctx *ctx,
+    struct arena *a, Crmsync__Record *rec, int *bad, char *err, size_t errlen)
+{
+	int rv;
+
 	for (size_t c = 0; c < e->nchildren; c++) {
 		const struct cat_child *ch = &e->children[c];
 		int oa;
@@ -779,25 +802,39 @@ normalise_row(const struct cat_entity *e, const struct json *j, int t,
 			int arr = ip != NULL ? json_path(j, o, ip) : -1;
 			int nel = ip != NULL ? json_size(j, arr) : 1;
 			for (int k = 0, el = ip != NULL ? json_first(j, arr) : o; k < nel;
-			    k++, el = json_skip(j, el)) {
-				Crmsync__ChildRow *cr = arena_alloc(a, sizeof(*cr));
-				int b;
-				if (cr == NULL) {
-					snprintf(err, errlen, "out of memory");
-					return CS_ENOMEM;
-				}
-				crmsync__child_row__init(cr);
-				cr->child = (uint32_t)c;
-				b = fill_values(ch->cols, ch->ncols, j, el, o, ctx, a, &cr->values,
-				    &cr->null_mask, NULL, err, errlen);
-				if (b < 0)
-					return CS_EINVAL;
-				bad += b;
-				cr->n_values = ch->ncols;
-				rec->children[rec->n_children++] = cr;
-			}
+			    k++, el = json_skip(j, el))
+				if ((rv = child_row(ch, c, j, el, o, ctx, a, rec, bad, err, errlen)) != 0)
+					return rv;
 		}
 	}
+	return 0;
+}
+
+int
+normalise_row(const struct cat_entity *e, const struct json *j, int t,
+    const struct norm_ctx *ctx, struct arena *a, Crmsync__Record *rec,
+    int *bad_values, char *err, size_t errlen)
+{
+	int64_t version = 0;
+	size_t rawlen;
+	int bad, rv;
+
+	crmsync__record__init(rec);
+	/* One reading of a row: a row with a key written twice is not stored at all (the caller
+	 * dead-letters it, and its entity deletes nothing in that run). */
+	if ((rv = dup_key_check(j, t, err, errlen)) != 0)
+		return rv;
+	bad = fill_values(e->cols, e->ncols, j, t, -1, ctx, a, &rec->values, &rec->null_mask,
+	    &version, err, errlen);
+	if (bad < 0)
+		return CS_EINVAL;
+	rec->n_values = e->ncols;
+	rec->source_updated_at_us = version;
+	rec->raw_json.data = (uint8_t *)json_text(j, t, &rawlen);	/* into the page: no copy */
+	rec->raw_json.len = rawlen;
+	if ((rv = children_alloc(e, j, t, a, rec, err, errlen)) != 0 ||
+	    (rv = children_fill(e, j, t, ctx, a, rec, &bad, err, errlen)) != 0)
+		return rv;
 	if (bad_values != NULL)
 		*bad_values += bad;
 	return 0;
