@@ -57,7 +57,7 @@ need shellcheck yamllint docker-compose systemd-analyze cmake openssl python3
 
 # ---------------------------------------------------------------------------------------
 step "1. shellcheck"
-SCRIPTS=$(find deploy tests/containers -name '*.sh' | sort)
+SCRIPTS=$(find deploy tests/containers -name '*.sh' | sort; ls deploy/backup/crmsync-*)
 # shellcheck disable=SC2086
 shellcheck -x -S warning $SCRIPTS || fail "shellcheck"
 ok "$(echo "$SCRIPTS" | wc -l) scripts"
@@ -245,9 +245,10 @@ R=$TMP/sysroot
 mkdir -p "$R/usr/local/bin" "$R/etc/crmsync/tls" "$R/etc/systemd/system" "$R/usr/lib/systemd"
 cp -a /usr/lib/systemd/system "$R/usr/lib/systemd/"
 for svc in $SERVICES; do cp "$TMP/img-$svc/usr/local/bin/crmsync-$svc" "$R/usr/local/bin/"; done
+cp deploy/backup/crmsync-backup "$R/usr/local/bin/"
 : >"$R/etc/crmsync/crmsync.env"
-cp deploy/systemd/*.service deploy/systemd/*.target "$R/etc/systemd/system/"
-units=$(cd deploy/systemd && for u in *.service *.target; do echo "$u"; done)
+cp deploy/systemd/*.service deploy/systemd/*.target deploy/systemd/*.timer "$R/etc/systemd/system/"
+units=$(cd deploy/systemd && for u in *.service *.target *.timer; do echo "$u"; done)
 # shellcheck disable=SC2086
 systemd-analyze verify --root="$R" $units >"$TMP/verify.log" 2>&1 || { cat "$TMP/verify.log"; fail "systemd-analyze verify"; }
 # It warns (unknown keys, bad values) without failing: any output is a failure here.

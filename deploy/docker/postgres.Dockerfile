@@ -5,6 +5,7 @@
 #   podman build --format docker -f deploy/docker/postgres.Dockerfile -t crmsync/postgres .
 # Run: deploy/compose/server-b.yml (volume for the data, server.crt/key mounted, the
 # passwords in server-b.env). postgres is uid/gid 999, as in the Docker Hub image.
+# It also carries crmsync-backup and crmsync-restore (deploy/backup/) for the backup job.
 
 FROM debian:12-slim
 # Fixed ids, so a mounted key can be chowned to 999 on the host; no "main" cluster from
@@ -23,6 +24,9 @@ RUN groupadd --system --gid 999 postgres && \
 COPY deploy/docker/postgres/pg_hba.conf /etc/postgresql/pg_hba.conf
 COPY deploy/docker/postgres/initdb/ /docker-entrypoint-initdb.d/
 COPY deploy/docker/postgres/entrypoint.sh /usr/local/bin/crmsync-postgres
+# The backup job (deploy/backup/; README "Backups of server B"): podman run --rm --entrypoint
+# crmsync-backup ... with this image, so the dump is made by the server's own pg_dump.
+COPY deploy/backup/crmsync-backup /usr/local/bin/
 ENV PATH=/usr/lib/postgresql/15/bin:$PATH \
     PGDATA=/var/lib/postgresql/data \
     LANG=C.UTF-8

@@ -38,7 +38,7 @@ if [ -z "$TAG" ]; then
 	TAG=c$({
 		podman image inspect --format '{{.Id}}' docker.io/library/debian:12 docker.io/library/debian:12-slim ||
 		    echo "build.sh: no base images: run deploy/podman/setup.sh" >&2
-		find CMakeLists.txt cmake proto lib services tools deploy/docker .dockerignore -type f -print |
+		find CMakeLists.txt cmake proto lib services tools deploy/docker deploy/backup .dockerignore -type f -print |
 		    LC_ALL=C sort | xargs sha256sum
 	} | sha256sum | cut -c1-12)
 fi
