@@ -24,9 +24,9 @@ RUN groupadd --system --gid 999 postgres && \
 COPY deploy/docker/postgres/pg_hba.conf /etc/postgresql/pg_hba.conf
 COPY deploy/docker/postgres/initdb/ /docker-entrypoint-initdb.d/
 COPY deploy/docker/postgres/entrypoint.sh /usr/local/bin/crmsync-postgres
-# The backup job (deploy/backup/; README "Backups of server B"): podman run --rm --entrypoint
+# Backup and restore (deploy/backup/; README "Backups of server B"): podman run --rm --entrypoint
 # crmsync-backup ... with this image, so the dump is made by the server's own pg_dump.
-COPY deploy/backup/crmsync-backup /usr/local/bin/
+COPY deploy/backup/crmsync-backup deploy/backup/crmsync-restore /usr/local/bin/
 ENV PATH=/usr/lib/postgresql/15/bin:$PATH \
     PGDATA=/var/lib/postgresql/data \
     LANG=C.UTF-8
