@@ -17,8 +17,9 @@
 #     holds the same rows in A and B: keys and contents, deleted or not, nothing missing,
 #     nothing twice (backup_compare.py); the cursors are equal; live leads and students
 #     equal the fakes' own keys; the analyst reads B, cannot write it.
-# CS_BACKUP_TEST_SKIP_SCHEMA=hollihop makes the dump with pg_dump -N hollihop instead of
-# crmsync-backup (which would refuse it): the test must then fail (how it was checked).
+# CS_BACKUP_TEST_PG_DUMP_ARGS="-N hollihop" (or "--exclude-table-data=hollihop.payments")
+# makes the dump with plain pg_dump and those options instead of crmsync-backup (which
+# refuses such a dump): the test must then fail; that is how it was checked.
 #   CS_BUILD_DIR=build tests/integration/system/backup_restore_test.sh     (ctest sets it)
 set -eu
 SRC=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -157,48 +158,43 @@ say "A synced: $(psql_ A -c 'SELECT count(*) FROM amo.leads') leads, $(psql_ A -
 # --- the backup ------------------------------------------------------------------------------
 BK=$T/backups
 mkdir -p "$BK"
-# Empty dumps of earlier days, and a .partial a killed run left: the run below keeps 2
-# daily and 1 weekly dumps (computed the same way below), and removes the .partial.
-for d in 1 2 3 9 10; do
-	: >"$BK/crmsync-$(date -u -d "-$d days" +%Y%m%d)T013000Z.dump"
-done
-: >"$BK/.crmsync-$(date -u -d '-1 days' +%Y%m%d)T013000Z.dump.partial"
 export PGHOST=$T/pgA PGUSER=crmsync_store
-if [ -n "${CS_BACKUP_TEST_SKIP_SCHEMA:-}" ]; then
-	pg_dump -Fc -d crmsync -N "$CS_BACKUP_TEST_SKIP_SCHEMA" -f "$BK/crmsync-$(date -u +%Y%m%dT%H%M%SZ).dump" ||
-	    fail "pg_dump -N $CS_BACKUP_TEST_SKIP_SCHEMA"
-	say "SABOTAGE: dump made by pg_dump -N $CS_BACKUP_TEST_SKIP_SCHEMA, not by crmsync-backup"
+if [ -n "${CS_BACKUP_TEST_PG_DUMP_ARGS:-}" ]; then
+	# shellcheck disable=SC2086 # a list of pg_dump options
+	pg_dump -Fc -d crmsync $CS_BACKUP_TEST_PG_DUMP_ARGS -f "$BK/crmsync-$(date -u +%Y%m%dT%H%M%SZ).dump" ||
+	    fail "pg_dump $CS_BACKUP_TEST_PG_DUMP_ARGS"
+	say "SABOTAGE: dump made by pg_dump $CS_BACKUP_TEST_PG_DUMP_ARGS, not by crmsync-backup"
+	DUMP=$(ls "$BK"/crmsync-*T*Z.dump)
 else
+	# Empty dumps of earlier days and a .partial a killed run left: the run keeps 2 daily
+	# and 1 weekly dumps (the same rule computed below) and removes the .partial.
+	for d in 1 2 3 9 10; do
+		: >"$BK/crmsync-$(date -u -d "-$d days" +%Y%m%d)T013000Z.dump"
+	done
+	: >"$BK/.crmsync-$(date -u -d '-1 days' +%Y%m%d)T013000Z.dump.partial"
+	ls "$BK" >"$T/backups-before.ls"
 	"$BACKUP" --dir "$BK" --keep-daily 2 --keep-weekly 1 2>"$T/backup.log" || fail "crmsync-backup exited $?"
+	DUMP=$(sed -n 's/.*ev=backup.done .*file=\([^ ]*\).*/\1/p' "$T/backup.log")
+	[ -s "$DUMP" ] || fail "no dump: $(cat "$T/backup.log")"
+	"$PY" - "$BK" "$(basename "$DUMP")" "$T/backups-before.ls" <<'PY' || fail "retention"
+import datetime, os, sys
+d, new, before = sys.argv[1], sys.argv[2], open(sys.argv[3]).read().split()
+names = sorted({n for n in before if n.endswith(".dump")} | {new}, reverse=True)
+keep, days, weeks = {new}, [], []
+for n in names:
+    day = datetime.datetime.strptime(n[len("crmsync-"):len("crmsync-") + 8], "%Y%m%d").date()
+    if day not in days:
+        days.append(day)
+        if len(days) <= 2: keep.add(n)
+    if day.isocalendar()[:2] not in weeks:
+        weeks.append(day.isocalendar()[:2])
+        if len(weeks) <= 1: keep.add(n)
+have = set(os.listdir(d)) - {".lock"}
+if have != keep:
+    sys.exit(f"retention: kept {sorted(have)}, want {sorted(keep)}")
+PY
+	[ "$(stat -c %a "$DUMP")" = 600 ] || fail "the dump is mode $(stat -c %a "$DUMP"), not 600"
 fi
-DUMP=$(ls "$BK"/crmsync-*T*Z.dump | tail -n1)
-[ -s "$DUMP" ] || fail "no dump in $BK"
-ls -A "$BK" >"$T/backups.ls"
-grep -q partial "$T/backups.ls" && fail "a .partial file is left: $(cat "$T/backups.ls")"
-want=$("$PY" - "$BK" <<'PY'
-import os, re, sys
-names = sorted((f for f in os.listdir(sys.argv[1]) if re.fullmatch(r"crmsync-\d{8}T\d{6}Z\.dump", f)), reverse=True)
-print(len(names))
-PY
-)
-exp=$("$PY" - <<'PY'
-import datetime
-today = datetime.datetime.now(datetime.timezone.utc).date()
-days = [today] + [today - datetime.timedelta(d) for d in (1, 2, 3, 9, 10)]
-keep, seen_d, seen_w = set(), [], []
-for d in days:
-    w = d.isocalendar()[:2]
-    if d not in seen_d:
-        seen_d.append(d)
-        if len(seen_d) <= 2: keep.add(d)
-    if w not in seen_w:
-        seen_w.append(w)
-        if len(seen_w) <= 1: keep.add(d)
-print(len(keep))
-PY
-)
-[ -n "${CS_BACKUP_TEST_SKIP_SCHEMA:-}" ] || [ "$want" = "$exp" ] || fail "retention kept $want dumps, not $exp: $(cat "$T/backups.ls")"
-[ "$(stat -c %a "$DUMP")" = 600 ] || fail "the dump is mode $(stat -c %a "$DUMP"), not 600"
 # The lock: a second run while one holds it exits 4 and writes nothing.
 rc=0
 flock "$BK/.lock" "$BACKUP" --dir "$BK" 2>"$T/backup-locked.log" || rc=$?
