@@ -25,94 +25,57 @@ set -eu
 SRC=$(cd "$(dirname "$0")/../../.." && pwd)
 B=$(cd "${CS_BUILD_DIR:?set CS_BUILD_DIR to the build directory}" && pwd)
 PY=${CS_PYTHON:-python3}
-TESTPG=$SRC/tests/harness/testpg
 BACKUP=$SRC/deploy/backup/crmsync-backup
 RESTORE=$SRC/deploy/backup/crmsync-restore
 CMP="$PY $SRC/tests/integration/system/backup_compare.py"
 T=$(mktemp -d "${TMPDIR:-/tmp}/crmsync-backup.XXXXXX")
 chmod 0755 "$T"
-CTL=$B/tools/crmsyncctl/crmsyncctl
-T0=$(date +%s)
-OK=0
-
-say() { printf '[%3ss] %s\n' $(($(date +%s) - T0)) "$*"; }
-pids() { cat "$T"/*.pid 2>/dev/null || true; }
+# shellcheck source=tests/harness/stack.sh
+. "$SRC/tests/harness/stack.sh"
 cleanup() {
-	for p in $(pids); do kill -TERM "$p" 2>/dev/null || true; done
-	sleep 0.5
-	for p in $(pids); do kill -KILL "$p" 2>/dev/null || true; done
-	"$TESTPG" stop "$T/pgA" immediate
 	"$TESTPG" stop "$T/pgB" immediate
-	if [ "$OK" != 1 ]; then
-		for f in "$T"/*.log; do echo "----- $f"; tail -n 25 "$f"; done
-	fi
-	rm -rf "$T"
+	stack_cleanup
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-fail() { say "FAIL: $*"; exit 1; }
-psql_() { c=$1; shift; psql -X -q -h "$T/pg$c" -U postgres -d crmsync -tA "$@"; }
-bg() {	# bg NAME CMD...: start in the background, pid in NAME.pid, output in NAME.log
-	name=$1
+sqlc() {	# sqlc A|B ARGS...: psql on cluster A ($T/pg, stack_pg's) or B ($T/pgB)
+	_h=$T/pg
+	[ "$1" = A ] || _h=$T/pgB
 	shift
-	"$@" >>"$T/$name.log" 2>&1 &
-	echo $! >"$T/$name.pid"
-}
-port_of() {
-	for _ in $(seq 100); do
-		p=$(sed -n 's/^listening port=\([0-9]*\).*/\1/p' "$T/$1.log" | head -n1)
-		[ -n "$p" ] && { echo "$p"; return; }
-		sleep 0.1
-	done
-	fail "$1 did not start"
+	psql -X -q -h "$_h" -U postgres -d crmsync -tA "$@"
 }
 
 # --- cluster A as server B is made, the fakes, the four services ------------------------
-"$TESTPG" start "$T/pgA" crmsync >/dev/null
-PGHOST=$T/pgA PGUSER=postgres POSTGRES_DB=crmsync CRMSYNC_STORE_PASSWORD=unused-a CRMSYNC_ANALYST_PASSWORD=unused-b \
+stack_pg
+PGHOST=$T/pg PGUSER=postgres POSTGRES_DB=crmsync CRMSYNC_STORE_PASSWORD=unused-a CRMSYNC_ANALYST_PASSWORD=unused-b \
     sh "$SRC/deploy/docker/postgres/initdb/10-crmsync-roles.sh" >"$T/roles.log" 2>&1 || fail "roles on cluster A"
-bg fake-hollihop "$PY" "$SRC/tests/fake/hollihop/fake_hollihop.py" --port 0 --scale tiny --seed 13 --authkey hh-key
-bg fake-amocrm "$PY" "$SRC/tests/fake/amocrm/fake_amocrm.py" --port 0 --scale tiny --seed 13 --rps 0 \
-    --long-lived-token amo-llt --now real
-HH=http://127.0.0.1:$(port_of fake-hollihop)
-AMO=http://127.0.0.1:$(port_of fake-amocrm)
-GW_PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -keyout "$T/gw.key" -out "$T/gw.crt" -subj "/CN=127.0.0.1" \
-    -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+start_fake fake-hollihop hollihop --scale tiny --seed 13 --authkey hh-key
+start_fake fake-amocrm amocrm --scale tiny --seed 13 --rps 0 --long-lived-token amo-llt --now real
+HH=$(url_of fake-hollihop)
+AMO=$(url_of fake-amocrm)
+GW_PORT=$(free_port)
+make_cert
 SECRET=backup-test-secret-0123456789
 HOOK_URL=https://127.0.0.1:$GW_PORT/hooks/amo/$SECRET
-use_cluster() {	# use_cluster A|B: the store and crmsyncctl talk to that cluster
-	export CS_PG_DSN="host=$T/pg$1 dbname=crmsync user=crmsync_store"
-	export CS_CTL_PG_DSN="host=$T/pg$1 dbname=crmsync user=postgres"
+stack_env
+cat >>"$T/env" <<EOF
+CS_STORE_RECONNECT_MAX=500ms
+CS_AMO_HOOK_DELAY=100ms
+CS_AMO_RPS=100
+CS_AMO_INCREMENTAL_INTERVAL=0
+EOF
+stack_export
+use_cluster() {	# use_cluster A|B: the store (as crmsync_store) and crmsyncctl talk to that cluster
+	_h=$T/pg
+	[ "$1" = A ] || _h=$T/pgB
+	export CS_PG_DSN="host=$_h dbname=crmsync user=crmsync_store"
+	export CS_CTL_PG_DSN="host=$_h dbname=crmsync user=postgres"
 }
 use_cluster A
-export CS_STORE_URL=ipc://$T/store.sock CS_STORE_HEALTH_URL=ipc://$T/store-health.sock CS_STORE_RECONNECT_MAX=500ms
-export CS_AMO_URL=ipc://$T/amo.sock CS_AMO_HEALTH_URL=ipc://$T/amo-health.sock
-export CS_AMO_BASE_URL=$AMO CS_AMO_LONG_LIVED_TOKEN=amo-llt CS_AMO_TOKEN_FILE=$T/amo-token.json
-export CS_AMO_HOOK_DELAY=100ms CS_AMO_RPS=100 CS_AMO_INCREMENTAL_INTERVAL=0
-export CS_HOLLIHOP_URL=ipc://$T/hollihop.sock CS_HOLLIHOP_HEALTH_URL=ipc://$T/hollihop-health.sock
-export CS_HOLLIHOP_BASE_URL=$HH/Api/V2 CS_HOLLIHOP_AUTHKEY=hh-key CS_HOLLIHOP_SCHEDULE=off CS_HOLLIHOP_RATE=0
-export CS_GATEWAY_LISTEN=127.0.0.1:$GW_PORT CS_GATEWAY_TLS_CERT=$T/gw.crt CS_GATEWAY_TLS_KEY=$T/gw.key
-export CS_GATEWAY_SECRET=$SECRET CS_GATEWAY_JOURNAL_DIR=$T/journal CS_GATEWAY_DEADLETTER_DIR=$T/deadletter
-export CS_GATEWAY_HEALTH_URL=ipc://$T/gateway-health.sock
-start() {	# start SERVICE [LOGNAME]: run it and wait until it answers its health probe
-	bg "${2:-$1}" "$B/services/$1/crmsync-$1"
-	for _ in $(seq 300); do "$CTL" probe -q --live "$1" && return 0; sleep 0.1; done
-	fail "$1 did not come up"
-}
-stop() {	# stop NAME: SIGTERM, it must exit cleanly
-	pid=$(cat "$T/$1.pid")
-	kill -TERM "$pid"
-	rc=0
-	wait "$pid" || rc=$?
-	rm -f "$T/$1.pid"
-	[ "$rc" = 0 ] || fail "$1 exited with $rc after SIGTERM"
-}
 sync_() {	# sync_ ARGS...: crmsyncctl sync ARGS, which must complete
 	"$CTL" sync "$@" >>"$T/syncs.log" 2>&1 || fail "crmsyncctl sync $* ($CS_CTL_PG_DSN)"
 }
-for s in store hollihop-sync amo-sync hook-gateway; do start "$s"; done
+for s in store hollihop-sync amo-sync hook-gateway; do start_svc "$s"; done
 sync_ hollihop --full
 sync_ amo --full
 
@@ -148,17 +111,17 @@ if r["ok"] != r["requests"]:
 PY
 }
 wait_for() {	# wait_for CLUSTER SQL WANT WHAT: poll until SQL on CLUSTER gives WANT
-	for _ in $(seq 200); do [ "$(psql_ "$1" -c "$2")" = "$3" ] && return 0; sleep 0.1; done
-	fail "$4: $(psql_ "$1" -c "$2") instead of $3"
+	for _ in $(seq 200); do [ "$(sqlc "$1" -c "$2")" = "$3" ] && return 0; sleep 0.1; done
+	fail "$4: $(sqlc "$1" -c "$2") instead of $3"
 }
 amo "edit:leads:1-4:before" >/dev/null || fail "hooks before the backup"
 wait_for A "SELECT count(*) FROM amo.leads WHERE name LIKE 'before %'" 4 "hooks before the backup"
-say "A synced: $(psql_ A -c 'SELECT count(*) FROM amo.leads') leads, $(psql_ A -c 'SELECT count(*) FROM hollihop.students') students"
+say "A synced: $(sqlc A -c 'SELECT count(*) FROM amo.leads') leads, $(sqlc A -c 'SELECT count(*) FROM hollihop.students') students"
 
 # --- the backup ------------------------------------------------------------------------------
 BK=$T/backups
 mkdir -p "$BK"
-export PGHOST=$T/pgA PGUSER=crmsync_store
+export PGHOST=$T/pg PGUSER=crmsync_store
 if [ -n "${CS_BACKUP_TEST_PG_DUMP_ARGS:-}" ]; then
 	# shellcheck disable=SC2086 # a list of pg_dump options
 	pg_dump -Fc -d crmsync $CS_BACKUP_TEST_PG_DUMP_ARGS -f "$BK/crmsync-$(date -u +%Y%m%dT%H%M%SZ).dump" ||
@@ -230,7 +193,7 @@ for id in $new_leads; do wait_for A "SELECT count(*) FROM amo.leads WHERE id = $
 say "after the backup: 5 leads and 2 contacts edited, 3 leads added ($new_leads), 2 deleted, hooks in A; Hollihop: 2 students and a payment deleted, 1 edited, 2 added"
 
 # --- server B lost: restore into a fresh cluster, the store moves there ----------------------
-stop store
+stop_proc store
 "$TESTPG" start "$T/pgB" scratch >/dev/null
 rc=0
 PGHOST=$T/pgB PGUSER=postgres "$RESTORE" "$BK" >"$T/restore.out" 2>"$T/restore.log" || rc=$?
@@ -242,49 +205,49 @@ grep -q '^Next:' "$T/restore.out" || fail "crmsync-restore printed no next steps
 rc=0
 PGHOST=$T/pgB PGUSER=postgres "$RESTORE" "$DUMP" >/dev/null 2>"$T/restore-again.log" || rc=$?
 [ "$rc" = 4 ] || fail "a second restore onto the restored database exited $rc, not 4 (not empty)"
-[ "$(psql_ B -c "SELECT count(*) FROM amo.leads WHERE name LIKE 'after %'")" = 0 ] ||
+[ "$(sqlc B -c "SELECT count(*) FROM amo.leads WHERE name LIKE 'after %'")" = 0 ] ||
     fail "B holds changes made after the dump"
-[ "$(psql_ B -c "SELECT count(*) FROM amo.leads WHERE name LIKE 'before %'")" = 4 ] ||
+[ "$(sqlc B -c "SELECT count(*) FROM amo.leads WHERE name LIKE 'before %'")" = 4 ] ||
     fail "B lacks the hooks before the dump"
-[ "$(psql_ B -c "SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'amo'")" = crmsync_store ] ||
+[ "$(sqlc B -c "SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'amo'")" = crmsync_store ] ||
     fail "schema amo is not owned by crmsync_store after the restore"
 psql -X -q -h "$T/pgB" -U crmsync_analyst -d crmsync -tA -c 'SELECT count(*) FROM hollihop.students' >/dev/null ||
     fail "the analyst cannot read B"
 psql -X -q -h "$T/pgB" -U crmsync_analyst -d crmsync -c 'DELETE FROM amo.leads' >/dev/null 2>&1 &&
     fail "the analyst can write B"
-cur0=$(psql_ B -c "SELECT value FROM crmsync.cursors WHERE crm = 'amo' AND name = 'leads.updated_at'")
-[ -n "$cur0" ] || fail "no amoCRM leads cursor in the restored database: $(psql_ B -c 'SELECT crm, name FROM crmsync.cursors')"
+cur0=$(sqlc B -c "SELECT value FROM crmsync.cursors WHERE crm = 'amo' AND name = 'leads.updated_at'")
+[ -n "$cur0" ] || fail "no amoCRM leads cursor in the restored database: $(sqlc B -c 'SELECT crm, name FROM crmsync.cursors')"
 use_cluster B
-start store store-b
+start_svc store
 say "restored into cluster B ($(grep -c . "$T/restore.out") lines of summary); store on B, the other three kept running"
 
 # The incremental sync from the restored cursors re-reads what changed after the dump.
 sync_ amo
-after=$(psql_ B -c "SELECT count(*) FROM amo.leads WHERE name LIKE 'after %' AND deleted_at IS NULL")
+after=$(sqlc B -c "SELECT count(*) FROM amo.leads WHERE name LIKE 'after %' AND deleted_at IS NULL")
 [ "$after" = 5 ] || fail "the incremental sync from the restored cursor brought $after of 5 edited leads"
 for id in $new_leads; do
-	[ "$(psql_ B -c "SELECT count(*) FROM amo.leads WHERE id = $id AND deleted_at IS NULL")" = 1 ] ||
+	[ "$(sqlc B -c "SELECT count(*) FROM amo.leads WHERE id = $id AND deleted_at IS NULL")" = 1 ] ||
 	    fail "lead $id, added after the dump, is not in B after the incremental sync"
 done
-[ "$(psql_ B -c "SELECT count(*) FROM amo.leads WHERE id IN (10, 11) AND deleted_at IS NOT NULL")" = 2 ] ||
+[ "$(sqlc B -c "SELECT count(*) FROM amo.leads WHERE id IN (10, 11) AND deleted_at IS NOT NULL")" = 2 ] ||
     fail "leads deleted after the dump are not deleted in B after the incremental sync"
-cur1=$(psql_ B -c "SELECT value FROM crmsync.cursors WHERE crm = 'amo' AND name = 'leads.updated_at'")
+cur1=$(sqlc B -c "SELECT value FROM crmsync.cursors WHERE crm = 'amo' AND name = 'leads.updated_at'")
 [ "$cur1" -gt "$cur0" ] || fail "the leads cursor did not move: $cur0 -> $cur1"
 say "incremental amoCRM sync on B: edits, additions and deletions after the dump are in (cursor $cur0 -> $cur1)"
 sync_ hollihop --full
 sync_ amo --full
-stop store-b
+stop_proc store
 
 # The reference: A, never restored, gets the same syncs.
 use_cluster A
-start store store-a
+start_svc store
 sync_ hollihop --full
 sync_ amo --full
-stop store-a
+stop_proc store
 say "full syncs of both CRMs on A"
 
 # --- A and B must be equal, and equal to the fakes ---------------------------------------
-$CMP "$T/pgA" "$T/pgB" crmsync >"$T/compare.log" 2>&1 || { cat "$T/compare.log"; fail "B differs from A"; }
+$CMP "$T/pg" "$T/pgB" crmsync >"$T/compare.log" 2>&1 || { cat "$T/compare.log"; fail "B differs from A"; }
 say "$(tail -n 1 "$T/compare.log")"
 "$PY" - "$AMO" "$HH" "$T/pgB" >"$T/fakes.log" 2>&1 <<'PY' || { cat "$T/fakes.log"; fail "B differs from the fakes"; }
 import json, subprocess, sys, urllib.request
