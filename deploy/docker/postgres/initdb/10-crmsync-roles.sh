@@ -18,7 +18,10 @@ set -eu
 db=${POSTGRES_DB:-crmsync}
 
 psql -v ON_ERROR_STOP=1 --no-psqlrc --username "${POSTGRES_USER:-postgres}" --dbname "$db" \
-    -v db="$db" -v store_pw="$CRMSYNC_STORE_PASSWORD" -v analyst_pw="$CRMSYNC_ANALYST_PASSWORD" <<'SQL'
+    -v db="$db" <<'SQL'
+-- The passwords from the environment (\getenv), never on a command line ps would show.
+\getenv store_pw CRMSYNC_STORE_PASSWORD
+\getenv analyst_pw CRMSYNC_ANALYST_PASSWORD
 CREATE ROLE crmsync_store LOGIN PASSWORD :'store_pw'
     NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT 20;
 CREATE ROLE crmsync_read NOLOGIN;
