@@ -9,6 +9,7 @@
 
 #include "amo.h"
 #include "log.h"
+#include "webhook.h"
 
 static const struct stat_counter amo_stat_defs[AS__N] = {
 	[AS_REQUESTS]		= { "api_requests", "HTTP requests made to amoCRM", 0, 0 },
@@ -31,6 +32,12 @@ static const struct stat_counter amo_stat_defs[AS__N] = {
 	[AS_TOKEN_REFRESHES]	= { "token_rotations", "OAuth token pairs obtained and saved", 0, 0 },
 	[AS_API_STATE]		= { "api_state", "0 ok, 1 token revoked, 2 account banned", 1, 0 },
 	[AS_TOKEN_FAILURES]	= { "token_refresh_failures", "token requests that failed (unreachable, refused, unsaved)", 0, 0 },
+	[AS_WEBHOOK_OK]		= { "webhook_ok", "amoCRM webhook to CS_AMO_WEBHOOK_URL: 1 subscribed and enabled, "
+				    "0 missing or disabled, -1 not checked (off, or the check failed)", 1, 0 },
+	[AS_WEBHOOK_CHECKED]	= { "webhook_checked_timestamp_seconds", "unix time of the last completed "
+				    "webhook subscription check (0 = none yet)", 1, 0 },
+	[AS_WEBHOOK_REPAIRS]	= { "webhook_repairs", "webhook subscriptions registered, re-enabled or "
+				    "completed (CS_AMO_WEBHOOK_REPAIR)", 0, 0 },
 };
 
 void
@@ -43,6 +50,8 @@ amo_init(struct amo *a)
 		stat_set(&a->stats[i], 0);
 	}
 	atomic_store(&a->api_state, API_OK);
+	atomic_store(&a->webhook_state, WH_OFF);
+	stat_set(&a->stats[AS_WEBHOOK_OK], -1);
 	pthread_mutex_init(&a->mtx, NULL);
 	pthread_cond_init(&a->wake, NULL);
 }
@@ -111,6 +120,8 @@ amo_status(void *arg, char *buf, size_t len)
 {
 	struct amo *a = arg;
 	enum api_state st = amo_api_state(a);
+	char wh[sizeof(a->webhook_note)];
+	int wh_bad = webhook_status(a, wh, sizeof(wh));
 
 	amo_gauge(a, AS_API_STATE, st);
 	pthread_mutex_lock(&a->mtx);
@@ -123,9 +134,13 @@ amo_status(void *arg, char *buf, size_t len)
 		snprintf(buf, len, "degraded: amoCRM blocked the account's API access (403), syncing stopped");
 		break;
 	default:
-		snprintf(buf, len, "ok");
+		/* amoCRM no longer sending hooks is a failure an operator must see */
+		if (wh_bad)
+			snprintf(buf, len, "degraded: %s", wh);
+		else
+			snprintf(buf, len, "ok%s%s", wh[0] ? "; " : "", wh);
 		break;
 	}
 	pthread_mutex_unlock(&a->mtx);
-	return st == API_OK;
+	return st == API_OK && !wh_bad;
 }

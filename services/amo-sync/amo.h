@@ -4,13 +4,14 @@
  * This header is the service state (amo.c owns it: counters, the API state, the last
  * error, the wake-up); each role has its own header, and calls go one way only:
  *   main.c   -> sync.h, tasks.h, oauth.h              wiring, the REP socket, threads
- *   sync.c   -> fetch.h, tasks.h, oauth.h, account.h, storecli   runs and the worker loop; it hands
+ *   sync.c   -> fetch.h, tasks.h, oauth.h, account.h, webhook.h, storecli   runs and the worker loop; it hands
  *                                                     tasks.c the fetch and delete calls and
  *                                                     fetch.c the "between pages" call
  *   fetch.c  -> api.h, events.h, storecli             the one paging loop
  *   events.c -> storecli                              *_deleted events -> soft deletes
  *   account.c -> api.h                                the account's UTC offset -> normaliser
  *   tasks.c  -> (callbacks only)                      the hook task queue
+ *   webhook.c -> api.h                                the account's webhook subscription
  *   api.c    -> oauth.h, request.h                    authorised GETs and their status policy
  *   oauth.c  -> request.h                             the token pair
  *   request.c -> lib/http, lib/ratelimit              one rate-limited, counted request
@@ -48,6 +49,10 @@ struct amo_conf {
 	char	*long_lived_token;
 	char	*entities;		/* comma list to sync; empty = the whole catalogue */
 	char	*metrics_addr;		/* Prometheus GET /metrics; empty = off */
+	char	*webhook_url;		/* the gateway's public hook URL (holds its secret); empty = off */
+	char	*webhook_events;	/* amoCRM settings codes a subscription must have */
+	int64_t	 webhook_check_ms;	/* how often the subscription is checked */
+	int	 webhook_repair;	/* register / re-enable it when missing / disabled */
 	int64_t	 account_id;		/* 0 = accept hooks of any account */
 	int64_t	 refresh_before_ms;
 	int64_t	 rps;
@@ -72,7 +77,7 @@ enum amo_stat {
 	AS_REQUESTS, AS_HTTP_429, AS_HTTP_401, AS_HTTP_5XX, AS_NET_ERRORS, AS_ROWS, AS_BATCHES,
 	AS_DELETES, AS_BAD_ROWS, AS_REJECTED, AS_HOOK_DELIVERIES, AS_HOOK_EVENTS, AS_HOOK_FETCHES,
 	AS_QUEUE_DEPTH, AS_DONE_SEQ, AS_RUNS_OK, AS_RUNS_FAILED, AS_TOKEN_REFRESHES, AS_API_STATE,
-	AS_TOKEN_FAILURES, AS__N
+	AS_TOKEN_FAILURES, AS_WEBHOOK_OK, AS_WEBHOOK_CHECKED, AS_WEBHOOK_REPAIRS, AS__N
 };
 /* After AS__N in amo.stats: main.c's sync_max_age_seconds{crm,entity}, one per entity synced
  * on a schedule (metrics only, not in the health answer). */
@@ -102,9 +107,11 @@ struct amo {
 	 * with want_* under mtx by main, taken by the worker. */
 	char			 want_entities[2048];
 	int			 once;		/* exit after the first run; set before the threads */
-	pthread_mutex_t		 mtx;		/* guards wake, want_entities and last_error */
+	pthread_mutex_t		 mtx;		/* guards wake, want_entities, last_error, webhook_note */
 	pthread_cond_t		 wake;		/* hooks arrived, a command, stop */
 	char			 last_error[256];
+	atomic_int		 webhook_state;	/* enum webhook_state: set by the worker, read by health */
+	char			 webhook_note[320];	/* what health says about it */
 	struct ratelimit	 rl;		/* locked inside */
 	struct http		*http;		/* worker thread only */
 	struct oauth		*oauth;		/* worker thread only (main before it starts) */

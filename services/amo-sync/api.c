@@ -20,14 +20,16 @@
 #define GET_DONE	0		/* finished: *rv is the result */
 #define GET_AGAIN	1		/* make the request again */
 
-/* One GET with its retry state. */
+/* One request with its retry state. */
 struct get {
 	struct amo	*a;
+	const char	*method;	/* GET, or POST with a JSON body */
+	const char	*body;
 	const char	*pq;
 	struct buf	 u;
 	char		 token[4096];
 	char		 auth[4200];
-	const char	*hdrs[3];
+	const char	*hdrs[4];
 	int		 attempt;	/* transport / 5xx / token endpoint failures */
 	int		 n429;
 	int		 refreshed;
@@ -165,7 +167,8 @@ get_once(struct get *g, struct http_response *resp, int *rv)
 	}
 	snprintf(g->auth, sizeof(g->auth), "Authorization: Bearer %s", g->token);
 	http_response_free(resp);
-	*rv = request_do(a, "GET", g->u.data, g->hdrs, NULL, 0, resp);
+	*rv = request_do(a, g->method, g->u.data, g->hdrs, g->body,
+	    g->body != NULL ? strlen(g->body) : 0, resp);
 	if (*rv == CS_ECANCELED)
 		return GET_DONE;
 	if (*rv != 0) {
@@ -178,14 +181,17 @@ get_once(struct get *g, struct http_response *resp, int *rv)
 	return get_status(g, resp, rv);
 }
 
-int
-api_get(struct amo *a, const char *pq, struct http_response *resp)
+static int
+api_request(struct amo *a, const char *method, const char *pq, const char *body,
+    struct http_response *resp)
 {
-	struct get g = { .a = a, .pq = pq };
+	struct get g = { .a = a, .method = method, .body = body, .pq = pq };
 	int rv;
 
 	g.hdrs[0] = g.auth;
 	g.hdrs[1] = "Accept: application/hal+json, application/json";
+	if (body != NULL)
+		g.hdrs[2] = "Content-Type: application/json";
 	memset(resp, 0, sizeof(*resp));
 	buf_init(&resp->body, 1);
 	if ((rv = request_url(a, pq, &g.u)) != 0)
@@ -202,4 +208,16 @@ api_get(struct amo *a, const char *pq, struct http_response *resp)
 	explicit_bzero(g.auth, sizeof(g.auth));
 	buf_free(&g.u);
 	return rv;
+}
+
+int
+api_get(struct amo *a, const char *pq, struct http_response *resp)
+{
+	return api_request(a, "GET", pq, NULL, resp);
+}
+
+int
+api_post_json(struct amo *a, const char *pq, const char *body, struct http_response *resp)
+{
+	return api_request(a, "POST", pq, body, resp);
 }

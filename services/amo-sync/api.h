@@ -1,5 +1,5 @@
 /*
- * api.h - authorised GETs of amoCRM's REST API and their status policy
+ * api.h - authorised requests (GETs, and the one POST webhook.c makes) of amoCRM's REST API and their status policy
  * (2xx ok, 204 = empty; 401 -> one refresh and one retry, then the token counts as
  * revoked; 429 -> everyone pauses; 403 everywhere -> banned, stop and alert; 5xx and
  * network errors -> jittered exponential backoff, bounded). Worker thread only.
@@ -18,5 +18,11 @@
  * resp is always initialised; free it with http_response_free().
  */
 int	api_get(struct amo *a, const char *path_query, struct http_response *resp);
+/*
+ * POST a JSON body (NUL-terminated) to base_url + path_query with the same token, rate limit
+ * and status policy as api_get (a 5xx is retried: use it only for idempotent requests).
+ */
+int	api_post_json(struct amo *a, const char *path_query, const char *body,
+	    struct http_response *resp);
 
 #endif

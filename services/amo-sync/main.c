@@ -28,6 +28,7 @@
 #include "svc.h"
 #include "sync.h"
 #include "tasks.h"
+#include "webhook.h"
 
 #define CFG_STRUCT struct amo_conf
 
@@ -91,6 +92,16 @@ static const struct cfg_key amo_keys[] = {
 	  "(+10000) in one run is stopped as a page sequence that does not end (0 = no bound)"),
 	CFG_KEY("CS_AMO_METRICS_ADDR", CFG_STR, metrics_addr, "", 0, 0,
 	  "host:port serving Prometheus GET /metrics over plain HTTP (e.g. 127.0.0.1:9103; empty = off)"),
+	CFG_KEY("CS_AMO_WEBHOOK_URL", CFG_SECRET, webhook_url, "", 0, 0,
+	  "the gateway's public hook URL as amoCRM calls it, https://<host>:8443/hooks/amo/<CS_GATEWAY_SECRET> "
+	  "(secret: it holds the gateway's secret); its subscription is checked (empty = no check)"),
+	CFG_KEY("CS_AMO_WEBHOOK_CHECK_INTERVAL", CFG_DURATION, webhook_check_ms, "15m", 0, 7LL * 86400000,
+	  "how often the webhook subscription is checked (GET /api/v4/webhooks; 0 = never)"),
+	CFG_KEY("CS_AMO_WEBHOOK_REPAIR", CFG_BOOL, webhook_repair, "off", 0, 0,
+	  "register the subscription when it is missing, re-enable it when amoCRM disabled it, add "
+	  "the events it lacks (needs an account admin's token)"),
+	CFG_KEY("CS_AMO_WEBHOOK_EVENTS", CFG_STR, webhook_events, webhook_default_events, 0, 0,
+	  "amoCRM webhook events (settings codes) the subscription must send, comma-separated"),
 };
 
 static struct amo amo;
@@ -207,6 +218,14 @@ check_config(struct amo *a)
 	size_t n = strlen(c->base_url);
 	if (n > 0 && c->base_url[n - 1] == '/')
 		c->base_url[n - 1] = '\0';
+	if (c->webhook_url[0] != '\0' && strncmp(c->webhook_url, "https://", 8) != 0 &&
+	    strncmp(c->webhook_url, "http://", 7) != 0)
+		fatalx("config.bad_webhook_url", "CS_AMO_WEBHOOK_URL must be the URL amoCRM calls, "
+		    "https://<host>:<port>/hooks/amo/<secret>");
+	if (c->webhook_url[0] != '\0' && c->webhook_events[0] == '\0')
+		fatalx("config.no_webhook_events", "CS_AMO_WEBHOOK_EVENTS is empty");
+	if (c->webhook_url[0] != '\0' && c->webhook_check_ms > 0)
+		atomic_store(&a->webhook_state, WH_UNKNOWN);
 }
 
 /* What every mode needs: the rate limit, the HTTP client, the token state. */

@@ -30,6 +30,7 @@
 #include "strlist.h"
 #include "sync.h"
 #include "tasks.h"
+#include "webhook.h"
 
 #define SYNC_MAX_ENTITIES	64
 #define SYNC_STORE_TIMEOUT_MS	15000	/* one round trip (a page of 250 rows commits in ms) */
@@ -315,13 +316,16 @@ worker_runs(struct amo *a, int64_t *next_incr)
 	return 1;
 }
 
-/* How long the worker may sleep: until the next hook task or incremental run is due. */
+/* How long the worker may sleep: until the next hook task, incremental run or webhook
+ * check is due. */
 static int64_t
-worker_idle_ms(struct amo *a, enum api_state st, int64_t next_incr)
+worker_idle_ms(struct amo *a, enum api_state st, int64_t next_incr, int64_t next_wh)
 {
 	int64_t wait = 1000;
 
 	if (st == API_OK) {
+		if (next_wh >= 0 && next_wh < wait)
+			wait = next_wh;
 		int64_t due = tasks_due_in_ms(a->tasks);
 		if (due >= 0 && due < wait)
 			wait = due;
@@ -340,12 +344,15 @@ sync_worker(void *arg)
 
 	while (!a->stop) {
 		enum api_state st = amo_api_state(a);
+		int64_t next_wh = -1;
 
 		if (st == API_REVOKED && oauth_reload(a) == 0)
 			st = API_OK;
 		/* Deletes need no API; fetches only run while the API is usable. */
 		run_tasks(a, 16);
 		if (a->stop)
+			break;
+		if (st == API_OK && (next_wh = webhook_tick(a)) >= 0 && a->stop)
 			break;
 		if (st == API_OK && worker_runs(a, &next_incr)) {
 			if (a->once)
@@ -357,7 +364,7 @@ sync_worker(void *arg)
 			log_warnx("api.still_banned", "syncing is stopped: amoCRM blocked this account's API "
 			    "access; after support unblocks it, restart or send a sync command");
 		}
-		amo_wait(a, worker_idle_ms(a, st, next_incr));
+		amo_wait(a, worker_idle_ms(a, st, next_incr, next_wh));
 	}
 	if (a->once)
 		a->stop = 1;

@@ -143,6 +143,7 @@ class Api:
         self.ignore_filters = ignore_filters
         store.rows_max = row_cache
         self.webhooks = []
+        self.next_webhook_id = 0
 
     # ---- helpers -----------------------------------------------------------------------
     def _links(self, base, path, q, page, limit, full, page_count=None):
@@ -404,7 +405,7 @@ class Api:
             return self.list_table(base, path, q, "talks") if n == 1 else \
                 self.get_one(base, "talks", _int_or_none(p[1]) or 0, q)
         if head == "webhooks" and n == 1:
-            return self.list_small(base, path, q, "webhooks", self.webhooks, totals=True)
+            return self._webhooks_list(base, path, q)
         if head == "leads" and n >= 2 and p[1] in ("pipelines", "loss_reasons", "unsorted"):
             return self._leads_sub(base, path, q, p)
         if head == "customers" and n >= 2 and p[1] in ("statuses", "segments", "transactions"):
@@ -565,20 +566,49 @@ class Api:
         out["_links"] = {"self": {"href": "%s/api/v4/users/%d" % (BASE, u["id"])}}
         return out
 
+    def _webhooks_list(self, base, path, q):
+        """GET /api/v4/webhooks: unpaged, with _total_items; filter[destination] exact (docs)."""
+        items = self.webhooks
+        f = q.filters.get("destination")
+        if f and f["list"]:
+            items = [w for w in items if w["destination"] in f["list"]]
+        return self.whole(base, path, "webhooks", items)
+
     def _webhooks(self, method, base, body):
+        """POST {destination, settings[, sort]} subscribes; a destination is subscribed once, so
+        a POST for a known one replaces its settings and enables it again (UNSURE: amoCRM
+        documents the update of settings; that it also clears "disabled" is assumed, and
+        amo-sync checks the result). DELETE {destination} unsubscribes."""
         try:
             doc = json.loads(body or b"{}")
         except ValueError:
             return problem(400, "Body is not JSON")
         dest = doc.get("destination")
-        if not dest:
+        if not dest or not isinstance(dest, str):
             return problem(400, "destination is required")
-        self.webhooks = [w for w in self.webhooks if w["destination"] != dest]
+        old = next((w for w in self.webhooks if w["destination"] == dest), None)
         if method == "DELETE":
+            self.webhooks = [w for w in self.webhooks if w is not old]
             return Resp(204)
+        settings = doc.get("settings", [])
+        if not isinstance(settings, list) or not all(isinstance(x, str) for x in settings):
+            return problem(400, "settings must be a list of event codes")
         st = self.store
-        w = {"id": len(self.webhooks) + 1, "destination": dest, "created_at": st.clock,
-             "updated_at": st.clock, "account_id": self.ref.account_id, "created_by": 0,
-             "sort": doc.get("sort", 1), "disabled": False, "settings": doc.get("settings", [])}
-        self.webhooks.append(w)
-        return Resp(201, dumps(w).encode())
+        if old is None:
+            self.next_webhook_id += 1
+            old = {"id": self.next_webhook_id, "destination": dest, "created_at": st.clock,
+                   "updated_at": st.clock, "account_id": self.ref.account_id, "created_by": 0,
+                   "sort": 1, "disabled": False, "settings": []}
+            self.webhooks.append(old)
+        old.update(updated_at=st.clock, disabled=False, settings=list(settings),
+                   sort=doc.get("sort", old["sort"]))
+        return Resp(201, dumps(old).encode())
+
+    def webhook_disable(self, dest=None):
+        """What amoCRM does after failed deliveries (control API); the ones disabled."""
+        out = []
+        for w in self.webhooks:
+            if dest is None or w["destination"] == dest:
+                w["disabled"] = True
+                out.append(w["destination"])
+        return out

@@ -8,7 +8,10 @@ POST /_fake/mutate {"ops":[...]}                     changes (amo_store.Store.mu
 GET  /_fake/record?entity=leads&id=5[&with=contacts] the record as the list API shows it
 GET  /_fake/count?entity=leads  GET /_fake/ids?entity=leads
 GET|POST|DELETE /_fake/faults                        injected failures (amo_guard.Faults)
-POST /_fake/send_hooks {...}                         POST webhooks somewhere (amo_hooks)
+POST /_fake/send_hooks {...}                         POST webhooks somewhere (amo_hooks); without
+                                                     "url": to every enabled subscription
+GET  /_fake/webhooks                                 the subscriptions (as GET /api/v4/webhooks)
+POST /_fake/webhooks/disable {"destination":..}      disable one (or all), as amoCRM does after failures
 GET  /_fake/info                                     counts of every table, options in force
 """
 
@@ -96,10 +99,19 @@ class Control:
             return _json({"ok": True, "results": res, "clock": app.store.clock})
         if name in ("record", "count", "ids") and method == "GET":
             return self._rows(name, q, base)
+        if name == "webhooks" and method == "GET":
+            with app.store.lock:
+                return _json({"webhooks": app.api.webhooks})
+        if name == "webhooks/disable" and method == "POST":
+            with app.store.lock:
+                done = app.api.webhook_disable((doc or {}).get("destination"))
+            return _json({"ok": True, "disabled": len(done)})
         if name == "send_hooks" and method == "POST":
             import amo_hooks
             try:
-                res = amo_hooks.send_from_store(app.store, doc or {})
+                with app.store.lock:
+                    subs = [dict(w) for w in app.api.webhooks]
+                res = amo_hooks.send_from_store(app.store, doc or {}, subs)
             except (ValueError, KeyError, TypeError, OpError) as e:
                 return problem(400, "send_hooks: %s" % e)
             return _json(res)

@@ -464,9 +464,42 @@ def send_bodies(url, bodies, cafile=None, insecure=False, concurrency=4, timeout
             "results": results}
 
 
-def send_from_store(store, doc):
-    """POST /_fake/send_hooks body -> summary (see README)."""
+def settings_code(entity, action):
+    """The subscription settings code of a hook event: leads/update -> update_lead."""
+    one = {"leads": "lead", "contacts": "contact", "companies": "company", "customers": "customer",
+           "catalogs": "catalog"}.get(entity, entity)
+    return "%s_%s" % (action, one)
+
+
+def send_to_subscriptions(store, doc, subscriptions):
+    """As amoCRM does: each event to every enabled subscription whose settings name it; a
+    disabled subscription gets nothing (counted in skipped_disabled)."""
+    out = {"requests": 0, "ok": 0, "statuses": {}, "skipped_disabled": 0, "subscriptions": 0,
+           "results": []}
+    for w in subscriptions:
+        if w.get("disabled"):
+            out["skipped_disabled"] += 1
+            continue
+        evs = [e for e in doc.get("events") or []
+               if settings_code(e.get("entity", "leads"), e.get("action", "update")) in w["settings"]]
+        if not evs:
+            continue
+        out["subscriptions"] += 1
+        res = send_from_store(store, dict(doc, url=w["destination"], events=evs))
+        out["requests"] += res["requests"]
+        out["ok"] += res["ok"]
+        for k, v in res["statuses"].items():
+            out["statuses"][k] = out["statuses"].get(k, 0) + v
+        out["results"].extend(res["results"])
+    return out
+
+
+def send_from_store(store, doc, subscriptions=None):
+    """POST /_fake/send_hooks body -> summary (see README); without a url, to the
+    subscriptions (send_to_subscriptions)."""
     url = doc.get("url")
+    if not url and subscriptions is not None:
+        return send_to_subscriptions(store, doc, subscriptions)
     if not url:
         raise ValueError("url is required")
     events = []

@@ -652,6 +652,50 @@ class HookTests(unittest.TestCase):
                 self.assertIn("account[subdomain]", dict(pairs))
 
 
+class WebhookTests(unittest.TestCase):
+    def test_subscribe_disable_reenable_and_send(self):
+        """GET/POST/DELETE /api/v4/webhooks; /_fake/webhooks/disable stops deliveries to it as
+        amoCRM's auto-disable does; a POST for the same destination enables it again."""
+        Receiver.got = []
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        f = Fake("--rps", "0", "--long-lived-token", LLT)
+        url = "http://127.0.0.1:%d/hooks/amo/s3cret" % srv.server_address[1]
+        ev = {"events": [{"entity": "leads", "action": "update", "id": 5},
+                         {"entity": "leads", "action": "status", "id": 6}]}
+        try:
+            self.assertEqual(f.get("/api/v4/webhooks", token=LLT)[0], 204)
+            st, w = f.post("/api/v4/webhooks", {"destination": url, "settings": ["update_lead"]},
+                           token=LLT)
+            self.assertEqual(st, 201, w)
+            doc = f.json("/api/v4/webhooks", token=LLT)
+            self.assertEqual(doc["_total_items"], 1)
+            got = doc["_embedded"]["webhooks"][0]
+            self.assertEqual(list(got), ["id", "destination", "created_at", "updated_at", "account_id",
+                                         "created_by", "sort", "disabled", "settings"])
+            self.assertEqual((got["destination"], got["disabled"], got["settings"]),
+                             (url, False, ["update_lead"]))
+            st, res = f.post("/_fake/send_hooks", ev)
+            self.assertEqual((res["requests"], res["ok"], len(Receiver.got)), (1, 1, 1))  # update only
+            self.assertEqual(f.post("/_fake/webhooks/disable", {"destination": url})[1]["disabled"], 1)
+            self.assertTrue(f.json("/api/v4/webhooks", token=LLT)["_embedded"]["webhooks"][0]["disabled"])
+            st, res = f.post("/_fake/send_hooks", ev)
+            self.assertEqual((res["requests"], res["skipped_disabled"], len(Receiver.got)), (0, 1, 1))
+            f.post("/api/v4/webhooks", {"destination": url, "settings": ["update_lead", "status_lead"]},
+                   token=LLT)
+            again = f.json("/api/v4/webhooks", token=LLT)["_embedded"]["webhooks"]
+            self.assertEqual((len(again), again[0]["id"], again[0]["disabled"]), (1, got["id"], False))
+            st, res = f.post("/_fake/send_hooks", ev)
+            self.assertEqual((res["requests"], res["ok"], len(Receiver.got)), (2, 2, 3))
+            st, _, _ = f.req("DELETE", "/api/v4/webhooks", {"destination": url}, token=LLT)
+            self.assertEqual(st, 204)
+            self.assertEqual(f.get("/api/v4/webhooks", token=LLT)[0], 204)
+        finally:
+            self.assertEqual(f.stop(), 0)
+            srv.shutdown()
+            srv.server_close()
+
+
 class CliTests(unittest.TestCase):
     def test_help_documents_options(self):
         out = subprocess.run([sys.executable, SERVER, "--help"], capture_output=True, text=True,

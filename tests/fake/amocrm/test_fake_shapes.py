@@ -63,6 +63,11 @@ FAKE_ASSUMPTIONS = [
     ("leads/unsorted", "*", None, _UNSEEN),
     ("{entity}/notes", "*", None, _UNSEEN + "; note_type strings and params per type"),
     ("talks", "*", None, _UNSEEN + "; even the list endpoint is unconfirmed"),
+    ("webhooks", "*", None, _UNSEEN + ": amoCRM's webhooks API page lists id, destination, "
+     "created_at, updated_at, account_id, created_by, sort, disabled (bool), settings (event "
+     "codes) under _embedded.webhooks with _total_items, as the official SDK's WebhookModel "
+     "reads them; amo-sync reads only destination, disabled and settings, and takes an absent "
+     "disabled as enabled"),
     # Keys of evidenced endpoints that no captured answer shows.
     ("leads", "_embedded.leads[]._embedded.contacts*", None, _WITH % "contacts"),
     ("leads", "_embedded.leads[]._embedded.catalog_elements*", None, _WITH % "catalog_elements"),
@@ -192,6 +197,8 @@ REQUESTS = [
     ("{entity}/notes", "/api/v4/customers/notes", ""),
     ("talks", "/api/v4/talks", ""),
     ("events", "/api/v4/events", ""),
+    # not a catalogue entity: the webhook subscription check (services/amo-sync/webhook.c)
+    ("webhooks", "/api/v4/webhooks", ""),
 ]
 
 
@@ -278,6 +285,11 @@ def served(app):
     """family -> {path: types served}, reading every page of every request in REQUESTS."""
     out = {}
     base = "https://example.amocrm.ru"
+    # one subscription, as amo-sync's repair makes it, so GET /api/v4/webhooks has a row
+    r = app.api.handle("POST", "/api/v4/webhooks", "", base,
+                       json.dumps({"destination": "https://gw.example.org:8443/hooks/amo/s",
+                                   "settings": ["add_lead", "update_lead"]}).encode())
+    assert r.status == 201, r.body
     for family, path, qs in REQUESTS:
         got = out.setdefault(family, {})
         for page in range(1, 1000):
