@@ -246,6 +246,8 @@ mkdir -p "$R/usr/local/bin" "$R/etc/crmsync/tls" "$R/etc/systemd/system" "$R/usr
 cp -a /usr/lib/systemd/system "$R/usr/lib/systemd/"
 for svc in $SERVICES; do cp "$TMP/img-$svc/usr/local/bin/crmsync-$svc" "$R/usr/local/bin/"; done
 cp deploy/backup/crmsync-backup "$R/usr/local/bin/"
+# the gateway's ExecReload=/bin/kill -HUP $MAINPID (procps)
+mkdir -p "$R/bin" && cp /bin/kill "$R/bin/"
 : >"$R/etc/crmsync/crmsync.env"
 cp deploy/systemd/*.service deploy/systemd/*.target deploy/systemd/*.timer "$R/etc/systemd/system/"
 units=$(cd deploy/systemd && for u in *.service *.target *.timer; do echo "$u"; done)

@@ -9,6 +9,7 @@
 #include "version.h"
 
 volatile _Atomic int svc_stop;
+volatile _Atomic int svc_reload;
 
 static void
 svc_usage(FILE *f, const struct svc_desc *d)
@@ -111,4 +112,23 @@ svc_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+}
+
+static void
+svc_onhup(int sig)
+{
+	(void)sig;
+	svc_reload = 1;
+}
+
+void
+svc_reload_signal(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = svc_onhup;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGHUP, &sa, NULL);
 }

@@ -39,5 +39,9 @@ extern volatile _Atomic int svc_stop;	/* lock-free: the signal handler sets it *
  */
 void	svc_init(int argc, char **argv, const struct svc_desc *d);
 void	svc_signals(void);
+/* Set by SIGHUP once svc_reload_signal() installed it (else SIGHUP keeps its default,
+ * ending the process); the service takes it with atomic_exchange(&svc_reload, 0). */
+extern volatile _Atomic int svc_reload;
+void	svc_reload_signal(void);
 
 #endif

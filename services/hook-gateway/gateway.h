@@ -28,6 +28,9 @@ enum gw_stat {
 	GW_FORWARD_BAD_DONE,	/* done_seqs refused: another journal's, or beyond ours */
 	GW_JOURNAL_REFUSING,	/* gauge: 1 while hooks are refused (503): cap, disk full, I/O */
 	GW_CONNS_REFUSED_CLIENT,	/* connections closed at once: their address had its share */
+	GW_TLS_NOT_AFTER,	/* gauge: unix time the certificate in use expires */
+	GW_TLS_RELOADS,		/* certificates loaded again on SIGHUP */
+	GW_TLS_RELOAD_FAILURES,	/* reloads refused (unreadable, unparsable, key mismatch) */
 	GW_NSTATS
 };
 

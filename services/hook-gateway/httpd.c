@@ -41,13 +41,13 @@
 #include "httpd.h"
 #include "journal.h"
 #include "log.h"
+#include "tlsconf.h"
 
 #define HTTP_HOOK_PREFIX	"/hooks/amo/"
 #define HTTP_FORM_TYPE		"application/x-www-form-urlencoded"
 #define HTTP_HEAD_MAX		8192	/* request line + headers */
 #define HTTP_MAX_HEADERS	64
 #define HTTP_RBUF		16384	/* a head, and what a client sent after it */
-#define HTTP_PEM_MAX		(1 << 20)
 #define HTTP_TICK_MS		100
 #define HTTP_LINGER_MS		2000
 #define HTTP_DRAIN_CAP		(64 * 1024)
@@ -92,6 +92,8 @@ struct httpd {
 	nng_stream_listener	*l;
 	nng_tls_config		*tls;
 	nng_aio			*accept_aio;
+	pthread_mutex_t		 accept_mtx;	/* posting an accept vs swapping tls */
+	int			 accept_rearm;	/* tls swapped: a cancelled accept is posted again */
 	int			 accept_sleeping;
 	int			 port;
 	atomic_int		 closing;
@@ -994,6 +996,14 @@ httpd_write_cb(void *arg)
 /* ---- accepting ---- */
 
 static void
+httpd_post_accept(struct httpd *h)
+{
+	pthread_mutex_lock(&h->accept_mtx);
+	nng_stream_listener_accept(h->l, h->accept_aio);
+	pthread_mutex_unlock(&h->accept_mtx);
+}
+
+static void
 httpd_accept_cb(void *arg)
 {
 	struct httpd *h = arg;
@@ -1007,8 +1017,20 @@ httpd_accept_cb(void *arg)
 		return;
 	if (h->accept_sleeping) {
 		h->accept_sleeping = 0;
-		nng_stream_listener_accept(h->l, h->accept_aio);
+		httpd_post_accept(h);
 		return;
+	}
+	if (rv == NNG_ECANCELED) {
+		int rearm;
+		/* httpd_tls_setup swapped the certificate: accept with the new one */
+		pthread_mutex_lock(&h->accept_mtx);
+		if ((rearm = h->accept_rearm) != 0) {
+			h->accept_rearm = 0;
+			nng_stream_listener_accept(h->l, h->accept_aio);
+		}
+		pthread_mutex_unlock(&h->accept_mtx);
+		if (rearm)
+			return;
 	}
 	if (rv != 0) {
 		if (rv == NNG_ECLOSED)
@@ -1020,7 +1042,7 @@ httpd_accept_cb(void *arg)
 		return;
 	}
 	st = nng_aio_get_output(h->accept_aio, 0);
-	nng_stream_listener_accept(h->l, h->accept_aio);
+	httpd_post_accept(h);
 	httpd_peer_addr(st, peer, peertext, sizeof(peertext));
 
 	pthread_mutex_lock(&h->mtx);
@@ -1075,70 +1097,60 @@ httpd_accept_cb(void *arg)
 
 /* ---- start / stop ---- */
 
-static int
-httpd_read_pem(const char *path, char **out)
-{
-	FILE *f;
-	char *buf;
-	size_t n;
-
-	*out = NULL;
-	if ((f = fopen(path, "rb")) == NULL)
-		return CS_ECONFIG;
-	if ((buf = malloc(HTTP_PEM_MAX + 1)) == NULL) {
-		fclose(f);
-		return CS_ENOMEM;
-	}
-	n = fread(buf, 1, HTTP_PEM_MAX + 1, f);
-	fclose(f);
-	if (n == 0 || n > HTTP_PEM_MAX) {
-		free(buf);
-		return CS_ECONFIG;
-	}
-	buf[n] = '\0';
-	*out = buf;
-	return 0;
-}
-
+/* The listener's TLS config from the certificate and key files (start and reload). */
 static int
 httpd_tls_setup(struct httpd *h)
 {
-	char *cert = NULL, *key = NULL;
+	struct tlsconf_info info;
+	nng_tls_config *cfg, *old;
 	int rv;
 
-	if ((rv = nng_tls_config_alloc(&h->tls, NNG_TLS_MODE_SERVER)) != 0) {
+	if ((rv = tlsconf_load(h->o.cert_file, h->o.key_file, &cfg, &info)) != 0) {
+		stat_add(&gw_stats[GW_TLS_RELOAD_FAILURES], h->tls != NULL);
+		return rv;
+	}
+	/* NNG binds a connection to the listener's config when its accept is posted, and reads
+	 * the listener's pointer then without a lock: swap it only while no accept is posted. */
+	pthread_mutex_lock(&h->accept_mtx);
+	if ((rv = nng_stream_listener_set_ptr(h->l, NNG_OPT_TLS_CONFIG, cfg)) != 0) {
+		pthread_mutex_unlock(&h->accept_mtx);
 		log_warnx("http.tls_failed", "err=%s", lq(nng_strerror(rv)));
+		nng_tls_config_free(cfg);
+		stat_add(&gw_stats[GW_TLS_RELOAD_FAILURES], h->tls != NULL);
 		return CS_ENNG;
 	}
-	/* TLS 1.2 or later; NNG's mbedTLS 2.28 tops out at 1.2 in practice. */
-	if (nng_tls_config_version(h->tls, NNG_TLS_1_2, NNG_TLS_1_3) != 0 &&
-	    (rv = nng_tls_config_version(h->tls, NNG_TLS_1_2, NNG_TLS_1_2)) != 0) {
-		log_warnx("http.tls_failed", "err=%s", lq(nng_strerror(rv)));
-		return CS_ENNG;
+	old = h->tls;
+	h->tls = cfg;
+	h->accept_rearm = old != NULL;
+	pthread_mutex_unlock(&h->accept_mtx);
+	/* Connections made with the old config hold their own reference: it is freed with the
+	 * last of them. */
+	if (old != NULL)
+		nng_tls_config_free(old);
+	stat_set(&gw_stats[GW_TLS_NOT_AFTER], info.not_after);
+	if (old != NULL) {
+		stat_add(&gw_stats[GW_TLS_RELOADS], 1);
+		/* the accept posted before holds the old config: post it again */
+		nng_aio_cancel(h->accept_aio);
 	}
-	if (httpd_read_pem(h->o.cert_file, &cert) != 0) {
-		log_warnx("http.tls_cert_unreadable", "path=%s", lq(h->o.cert_file));
-		return CS_ECONFIG;
-	}
-	if (httpd_read_pem(h->o.key_file, &key) != 0) {
-		log_warnx("http.tls_key_unreadable", "path=%s", lq(h->o.key_file));
-		free(cert);
-		return CS_ECONFIG;
-	}
-	rv = nng_tls_config_own_cert(h->tls, cert, key, NULL);
-	explicit_bzero(key, strlen(key));
-	free(key);
-	free(cert);
-	if (rv != 0) {
-		log_warnx("http.tls_cert_rejected", "cert=%s key=%s err=%s", lq(h->o.cert_file),
-		    lq(h->o.key_file), lq(nng_strerror(rv)));
-		return CS_ECONFIG;
-	}
-	if ((rv = nng_stream_listener_set_ptr(h->l, NNG_OPT_TLS_CONFIG, h->tls)) != 0) {
-		log_warnx("http.tls_failed", "err=%s", lq(nng_strerror(rv)));
-		return CS_ENNG;
-	}
+	log_info(old != NULL ? "http.tls_reloaded" : "http.tls_loaded", "cert=%s subject=%s serial=%s "
+	    "not_after=%lld days_left=%lld", lq(h->o.cert_file), lq(info.subject), lq(info.serial),
+	    (long long)info.not_after, (long long)((info.not_after - (int64_t)time(NULL)) / 86400));
 	return 0;
+}
+
+int
+httpd_reload_tls(struct httpd *h)
+{
+	int rv;
+
+	if (h == NULL || !h->o.tls)
+		return 0;
+	if ((rv = httpd_tls_setup(h)) != 0)
+		log_warnx("http.tls_reload_failed", "cert=%s key=%s err=%s: still serving the "
+		    "certificate loaded before", lq(h->o.cert_file), lq(h->o.key_file),
+		    lq(cs_strerror(rv)));
+	return rv;
 }
 
 int
@@ -1157,6 +1169,7 @@ httpd_start(struct httpd **out, const struct httpd_opts *o)
 	if (h->o.max_conns_per_client <= 0 || h->o.max_conns_per_client > h->o.max_conns)
 		h->o.max_conns_per_client = h->o.max_conns;
 	pthread_mutex_init(&h->mtx, NULL);
+	pthread_mutex_init(&h->accept_mtx, NULL);
 	pthread_cond_init(&h->cv, NULL);
 	for (h->npeerslots = 16; h->npeerslots <= 2 * (size_t)h->o.max_conns; h->npeerslots *= 2)
 		;
@@ -1192,7 +1205,7 @@ httpd_start(struct httpd **out, const struct httpd_opts *o)
 		goto fail;
 	}
 	(void)nng_stream_listener_get_int(h->l, NNG_OPT_TCP_BOUND_PORT, &h->port);
-	nng_stream_listener_accept(h->l, h->accept_aio);
+	httpd_post_accept(h);
 	stat_set(&gw_stats[GW_HTTP_PORT], h->port);
 	log_info("http.listening", "scheme=%s listen=%s port=%d path=%s max_conns=%d "
 	    "max_conns_per_client=%d body_max=%zu", o->tls ? "https" : "http", lq(o->listen), h->port,
@@ -1266,6 +1279,7 @@ httpd_stop(struct httpd *h)
 	if (h->tls != NULL)
 		nng_tls_config_free(h->tls);
 	pthread_cond_destroy(&h->cv);
+	pthread_mutex_destroy(&h->accept_mtx);
 	pthread_mutex_destroy(&h->mtx);
 	if (h->secret != NULL) {
 		explicit_bzero(h->secret, h->secretlen);

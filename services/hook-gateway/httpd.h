@@ -56,6 +56,14 @@ int	httpd_parse_head(const char *p, size_t n, struct httpd_head *hd);
 
 /* Start listening. Strings in o are copied. 0, CS_ECONFIG (cert, key, address), CS_ENNG. */
 int	httpd_start(struct httpd **out, const struct httpd_opts *o);
+/*
+ * Load the certificate and key files again (SIGHUP) and use them for every handshake from
+ * now on; connections already open keep the config they started with, which is freed with
+ * the last of them. A file that cannot be read or parsed, or a key that is not the
+ * certificate's, is logged (ev=http.tls_reload_failed) and the old config stays: 0 or
+ * CS_ECONFIG / CS_ENNG. 0 without TLS. Main thread.
+ */
+int	httpd_reload_tls(struct httpd *h);
 /* The bound port. */
 int	httpd_port(struct httpd *h);
 /*

@@ -7,6 +7,7 @@
  * answered 204 is on disk and every in-flight one is either answered or never was.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -51,6 +52,9 @@ struct stat_counter gw_stats[GW_NSTATS] = {
 	[GW_FORWARD_BAD_DONE]	= { "forward_bad_done_seq", "done_seqs refused (another journal's, or beyond ours)", 0, 0 },
 	[GW_JOURNAL_REFUSING]	= { "journal_refusing", "1 while hooks are answered 503 (journal cap, disk full, I/O error)", 1, 0 },
 	[GW_CONNS_REFUSED_CLIENT] = { "connections_refused_per_client", "connections closed at once: their client address had CS_GATEWAY_MAX_CONNS_PER_CLIENT open", 0, 0 },
+	[GW_TLS_NOT_AFTER]	= { "tls_not_after_timestamp_seconds", "unix time the TLS certificate in use expires (0 = no TLS)", 1, 0 },
+	[GW_TLS_RELOADS]	= { "tls_reloads", "certificate and key loaded again on SIGHUP", 0, 0 },
+	[GW_TLS_RELOAD_FAILURES] = { "tls_reload_failures", "SIGHUP reloads refused (files unreadable, unparsable, or the key not the certificate's): the old certificate stays", 0, 0 },
 };
 
 struct gw_conf {
@@ -299,6 +303,7 @@ main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	svc_init(argc, argv, &d);
 	svc_signals();
+	svc_reload_signal();	/* SIGHUP: load the certificate and key again */
 	check_config(&c);
 	if ((rv = deadletter_open(&dl, c.deadletter_dir, (uint64_t)c.deadletter_max)) != 0)
 		fatalx("deadletter.open_failed", "dir=%s err=%s", lq(c.deadletter_dir), lq(cs_strerror(rv)));
@@ -313,8 +318,13 @@ main(int argc, char **argv)
 	log_info("gateway.ready", "port=%d journal=%s amo=%s health=%s", httpd_port(httpd),
 	    c.journal_on ? lq(c.journal_dir) : "off", lq(c.amo_url), lq(c.health_url));
 
-	while (!svc_stop)
+	while (!svc_stop) {
 		nng_msleep(100);
+		if (atomic_exchange(&svc_reload, 0)) {
+			log_info("gateway.reload", "signal=SIGHUP what=tls certificate and key");
+			(void)httpd_reload_tls(httpd);
+		}
+	}
 
 	log_info("gateway.stopping", "reason=signal");
 	metrics_stop(metrics);
