@@ -96,7 +96,7 @@ import json, sys
 w = [x for x in json.load(sys.stdin)["webhooks"] if x["destination"] == sys.argv[1]]
 print(json.dumps(w[0][sys.argv[2]]) if w else "none")' "$HOOK_URL" "$1"
 }
-metric() { curl -fsS "http://$METRICS/metrics" | awk -v m="$1" 'index($1, m "{") == 1 { print $2; exit }'; }
+metric() { curl -fsS "http://$METRICS/metrics" | awk -v m="$1" 'index($1, m "{") == 1 && !f { print $2; f = 1 }'; }
 amo_status() { "$CTL" status 2>/dev/null | awk '$1 == "amo-sync"' || true; }
 # edit_and_send FROM TO TAG: rename leads FROM..TO in the fake, then let the fake send one update
 # hook per lead to its subscriptions (as amoCRM does); prints "sent skipped_disabled"
