@@ -12,73 +12,33 @@ set -eu
 SRC=$(cd "$(dirname "$0")/../../.." && pwd)
 B=$(cd "${CS_BUILD_DIR:?set CS_BUILD_DIR to the build directory}" && pwd)
 PY=${CS_PYTHON:-python3}
-TESTPG=$SRC/tests/harness/testpg
 T=$(mktemp -d "${TMPDIR:-/tmp}/crmsync-webhook.XXXXXX")
 chmod 0755 "$T"
-CTL=$B/tools/crmsyncctl/crmsyncctl
-OK=0
-
-say() { printf '%s %s\n' "$(date +%T)" "$*"; }
-cleanup() {
-	for f in "$T"/*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true; done
-	sleep 0.5
-	for f in "$T"/*.pid; do [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null || true; done
-	"$TESTPG" stop "$T/pg" immediate
-	if [ "$OK" != 1 ]; then
-		for f in "$T"/*.log; do echo "----- $f"; tail -n 30 "$f"; done
-	fi
-	rm -rf "$T"
-}
-trap cleanup EXIT
+. "$SRC/tests/harness/stack.sh"
+trap stack_cleanup EXIT
 trap 'exit 1' INT TERM
-fail() { say "FAIL: $*" >&2; exit 1; }
-psql_() { psql -X -q -h "$T/pg" -U postgres -d crmsync -tA "$@"; }
-bg() {	# bg NAME CMD...: start in the background, pid in NAME.pid, output in NAME.log
-	name=$1
-	shift
-	"$@" >>"$T/$name.log" 2>&1 &
-	echo $! >"$T/$name.pid"
-}
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+fail() { say "FAIL: $*" >&2; exit 1; }	# stderr: also from inside $(...)
 
-"$TESTPG" start "$T/pg" crmsync >/dev/null
-bg fake-amocrm "$PY" "$SRC/tests/fake/amocrm/fake_amocrm.py" --port 0 --scale tiny --seed 3 --rps 0 \
-    --long-lived-token amo-llt --now real
-for _ in $(seq 100); do
-	p=$(sed -n 's/^listening port=\([0-9]*\).*/\1/p' "$T/fake-amocrm.log" | head -n1)
-	[ -n "$p" ] && break
-	sleep 0.1
-done
-[ -n "$p" ] || fail "the fake amoCRM did not start"
-AMO=http://127.0.0.1:$p
-
+stack_pg
+start_fake fake-amocrm amocrm --scale tiny --seed 3 --rps 0 --long-lived-token amo-llt --now real
+AMO=$(url_of fake-amocrm)
 GW_PORT=$(free_port)
 METRICS=127.0.0.1:$(free_port)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -keyout "$T/gw.key" -out "$T/gw.crt" -subj "/CN=127.0.0.1" \
-    -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+make_cert
 SECRET=webhook-health-secret-0123456789
 HOOK_URL=https://127.0.0.1:$GW_PORT/hooks/amo/$SECRET
-export CS_PG_DSN="host=$T/pg dbname=crmsync user=postgres"
-export CS_STORE_URL=ipc://$T/store.sock CS_STORE_HEALTH_URL=ipc://$T/store-health.sock
-export CS_AMO_URL=ipc://$T/amo.sock CS_AMO_HEALTH_URL=ipc://$T/amo-health.sock
-export CS_AMO_BASE_URL=$AMO CS_AMO_LONG_LIVED_TOKEN=amo-llt CS_AMO_TOKEN_FILE=$T/amo-token.json
-export CS_AMO_HOOK_DELAY=100ms CS_AMO_RPS=100 CS_AMO_INCREMENTAL_INTERVAL=0
-export CS_AMO_METRICS_ADDR=$METRICS CS_AMO_WEBHOOK_URL=$HOOK_URL CS_AMO_WEBHOOK_CHECK_INTERVAL=1s
-export CS_GATEWAY_LISTEN=127.0.0.1:$GW_PORT CS_GATEWAY_TLS_CERT=$T/gw.crt CS_GATEWAY_TLS_KEY=$T/gw.key
-export CS_GATEWAY_SECRET=$SECRET CS_GATEWAY_DEADLETTER_DIR=$T/deadletter CS_GATEWAY_JOURNAL_DIR=$T/journal
-export CS_GATEWAY_HEALTH_URL=ipc://$T/gateway-health.sock
-export CS_HOLLIHOP_HEALTH_URL=ipc://$T/hollihop-health.sock
-start() {	# start SERVICE: run it and wait until it answers its health probe
-	bg "$1" "$B/services/$1/crmsync-$1"
-	for _ in $(seq 300); do "$CTL" probe -q --live "$1" && return 0; sleep 0.1; done
-	fail "$1 did not come up"
-}
-stop() {	# stop SERVICE
-	kill -TERM "$(cat "$T/$1.pid")"
-	wait "$(cat "$T/$1.pid")" 2>/dev/null || true
-	rm -f "$T/$1.pid"
-}
+stack_env
+cat >>"$T/env" <<EOF
+CS_AMO_HOOK_DELAY=100ms
+CS_AMO_RPS=100
+CS_AMO_INCREMENTAL_INTERVAL=0
+CS_AMO_METRICS_ADDR=$METRICS
+CS_AMO_WEBHOOK_URL=$HOOK_URL
+CS_AMO_WEBHOOK_CHECK_INTERVAL=1s
+EOF
+stack_export
+start() { start_svc "$1"; }
+stop() { stop_proc "$1"; }
 api() {	# api METHOD PATH [JSON]: the fake's REST API with the token; prints the body
 	"$PY" - "$AMO" "$@" <<'PY'
 import sys, urllib.request
