@@ -30,6 +30,8 @@ import urllib.request
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 KEY = "bench/Key+1=="
 DEFAULT_RATE = 600 / 30.0
+# The methods called once per client (catalogue: PAGE_PER_PARENT).
+PER_CLIENT = ("GetIncomesAndOutgoes", "GetClientFiles", "GetStudentPersonalOfficeSettings")
 
 
 def sh(args, **kw):
@@ -61,13 +63,21 @@ def run_sync(build, env, log_path):
     return wall, rc, int(open(tfile).read().split()[-1]) // 1024
 
 
+def vm_hwm_mb(pid):
+    """Peak resident set (VmHWM) of a live process, in MB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return -1
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--students", type=int, default=100000)
     ap.add_argument("--changed-pct", type=float, default=1.0)
     ap.add_argument("--rate", default="0", help="N/S: N requests per S seconds, enforced by the fake "
                     "and configured in hollihop-sync (0 = no limit)")
-    ap.add_argument("--entities", default="students,client_files,student_personal_office_settings")
+    ap.add_argument("--entities", default="all")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
     build = os.path.abspath(os.environ.get("CS_BUILD_DIR", os.path.join(ROOT, "build-hh-rel")))
@@ -137,20 +147,28 @@ def main():
                 sys.exit(f"bench: run '{name}' exited {rc}; see {tmp}")
             st = http(fbase, "/_fake/stats")
             per = st["requests"]
-            pc = per.get("GetClientFiles", 0) + per.get("GetStudentPersonalOfficeSettings", 0)
-            results.append((name, st["requests_total"], pc, wall, rss, st.get("rate_limited", 0)))
+            pc = sum(per.get(m, 0) for m in PER_CLIENT)
+            results.append((name, st["requests_total"], pc, wall, rss, vm_hwm_mb(store.pid),
+                            st.get("rate_limited", 0), dict(per)))
 
         print(f"hollihop nightly export: {len(keys)} students, {nchange} changed "
               f"({a.changed_pct:g}%), entities: {a.entities}; "
               f"rate limit {'off' if not rate_n else f'{rate_n}/{rate_s:g} s (fake and hollihop-sync)'}; "
               f"{os.cpu_count()} CPUs, load {open('/proc/loadavg').read().split()[0]}")
         print(f"{'run':48} {'requests':>9} {'per-client':>10} {'wall':>8} {'floor':>8} {'wall/floor':>10} "
-              f"{'at 600/30s':>10} {'RSS':>6} {'429s':>5}")
-        for name, req, pc, wall, rss, rl in results:
+              f"{'at 600/30s':>10} {'sync RSS':>8} {'store RSS':>9} {'429s':>5}")
+        for name, req, pc, wall, rss, srss, rl, _ in results:
             floor = req / (rate_n / rate_s) if rate_n else 0
             ratio = f"{wall / floor:9.2f}x" if floor else "        -"
             print(f"{name:48} {req:9d} {pc:10d} {wall:7.1f}s {floor:7.1f}s {ratio:>10} "
-                  f"{req / DEFAULT_RATE / 60:8.1f}min {rss:4d}MB {rl:5d}")
+                  f"{req / DEFAULT_RATE / 60:8.1f}min {rss:6d}MB {srss:7d}MB {rl:5d}")
+        # Requests per method and run: where a run's requests go.
+        methods = sorted({m for r in results for m in r[7]}, key=lambda m: (m not in PER_CLIENT, m))
+        print()
+        print(f"{'requests per method':36}" + "".join(f"{('run ' + str(i + 1)):>10}" for i in range(len(results))))
+        for m in methods:
+            print(f"{m:36}" + "".join(f"{r[7].get(m, 0):10d}" for r in results))
+        print(f"{'(store peak RSS is VmHWM since its start; sync RSS per run, /usr/bin/time)':36}")
     finally:
         for p in procs:
             p.terminate()
