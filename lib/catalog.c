@@ -4,6 +4,7 @@
  * version), synced_at, deleted_at, raw jsonb (the source row, lossless) and content_hash
  * (the store's hash of raw and the typed values, to skip unchanged rows cheaply).
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "buf.h"
@@ -109,6 +110,50 @@ catalog_changed_cols(const struct cat_entity *e, size_t *idx, size_t max)
 		idx[n++] = k;
 	}
 	return n > 0 ? (int)n : -1;
+}
+
+/* Index of e's column named name[0..len), or e->ncols. */
+static size_t
+col_index(const struct cat_entity *e, const char *name, size_t len)
+{
+	size_t k;
+
+	for (k = 0; k < e->ncols; k++)
+		if (strlen(e->cols[k].column) == len && memcmp(e->cols[k].column, name, len) == 0)
+			break;
+	return k;
+}
+
+int
+catalog_changed_via(const struct cat_entity *e, size_t i, const struct cat_entity **src,
+    size_t *kcol, size_t *scol)
+{
+	const char *cur = e->changed_via, *item, *c1, *c2;
+	const struct cat_entity *self;
+	char name[64];
+	size_t len;
+
+	if (e->changed_via == NULL)
+		return 0;
+	do {
+		if (!strlist_next(&cur, &item, &len))
+			return 0;
+	} while (i-- > 0);
+	if (e->changed_by == NULL || (c1 = memchr(item, ':', len)) == NULL ||
+	    (c2 = memchr(c1 + 1, ':', len - (size_t)(c1 + 1 - item))) == NULL ||
+	    (size_t)(c1 - item) >= sizeof(name))
+		return -1;
+	snprintf(name, sizeof(name), "%.*s", (int)(c1 - item), item);
+	/* (e may be a copy: its place in the catalogue is found by name) */
+	if ((*src = catalog_find(e->crm, name)) == NULL || (self = catalog_find(e->crm, e->name)) == NULL ||
+	    *src >= self)
+		return -1;
+	*kcol = col_index(*src, c1 + 1, (size_t)(c2 - c1 - 1));
+	*scol = col_index(*src, c2 + 1, len - (size_t)(c2 + 1 - item));
+	if (*kcol == (*src)->ncols || *scol == (*src)->ncols ||
+	    ((*src)->cols[*scol].type != CT_TS_LOCAL && (*src)->cols[*scol].type != CT_TS_UNIX))
+		return -1;
+	return 1;
 }
 
 /* The i-th key column of e (i < catalog_nkeys(e)). */

@@ -126,6 +126,11 @@ struct cat_entity {
 	 * one of them at or after its last complete pass, plus a periodic full sweep. NULL:
 	 * every parent on every run (nothing in the parent tells when the answer changes). */
 	const char		*changed_by;
+	/* PAGE_PER_PARENT with changed_by only: rows of other entities, exported earlier in the
+	 * run, that also say a parent changed: "entity:parent_column:timestamp_column" items,
+	 * comma-separated ("payments:client_id:created": a payment created since the method's
+	 * last complete pass). Each source keeps a cursor of its own. */
+	const char		*changed_via;
 };
 
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
@@ -155,6 +160,14 @@ size_t catalog_nkeys(const struct cat_entity *e);
  * non-timestamp column, too many).
  */
 int catalog_changed_cols(const struct cat_entity *e, size_t *idx, size_t max);
+/*
+ * The i-th item of e->changed_via: the source entity (*src), the index of its column that
+ * names a parent (*kcol) and of its timestamp column (*scol). Returns 1, 0 past the last
+ * item, -1 when the item is wrong (no changed_by, an unknown entity or one listed after e,
+ * unknown columns, a column that is not a timestamp).
+ */
+int catalog_changed_via(const struct cat_entity *e, size_t i, const struct cat_entity **src,
+    size_t *kcol, size_t *scol);
 
 struct buf;
 /* Append CREATE TABLE statements for e and its children (IF NOT EXISTS) to b. */

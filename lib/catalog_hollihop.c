@@ -708,11 +708,21 @@ static const struct cat_entity hh_entities[] = {
 	E("announcements", "GetAnnouncements", "Announcements", PAGE_TAKE_SKIP, HH_UNSURE,
 	  "targets={Students|Employees|Companies}", NULL, hh_announcement_cols,
 	  "Announcements, one pass per target (GetAnnouncements)"),
-	/* Every client on every run (no changed_by): the ledger moves with each lesson given
-	 * and each payment, and neither touches the student's Updated. */
-	EC("incomes_and_outgoes", "GetIncomesAndOutgoes", NULL, PAGE_PER_PARENT, HH_DELETES,
-	  "clientId={$parent}", "students", hh_ledger_cols, hh_ledger_children,
-	  "Per-client ledger, one row per client; items in the child tables (GetIncomesAndOutgoes)"),
+	/*
+	 * A client's ledger is called again only for students whose Updated or Created is at or
+	 * after its last complete pass, and for clients with a payment created since then (the
+	 * payments listing of the same run; a payment is a ledger item). Lesson charges move
+	 * ledgers without either (nightly that is most clients of a school: the budget of the
+	 * night); they, edited or deleted payments wait for the sweep (CS_HOLLIHOP_SWEEP_EVERY),
+	 * while balances carry every client's money each night. GetIncomesAndOutgoes takes only
+	 * clientId (no date range, no paging: every client that calls it anywhere sends one).
+	 */
+	{ .crm = CAT_HOLLIHOP, .name = "incomes_and_outgoes", .endpoint = "GetIncomesAndOutgoes",
+	  .paging = PAGE_PER_PARENT, .flags = HH_DELETES, .params = "clientId={$parent}",
+	  .parent = "students", .cols = hh_ledger_cols, .ncols = nitems(hh_ledger_cols),
+	  .children = hh_ledger_children, .nchildren = nitems(hh_ledger_children),
+	  .doc = "Per-client ledger, one row per client; items in the child tables (GetIncomesAndOutgoes)",
+	  .changed_by = "updated,created", .changed_via = "payments:client_id:created" },
 	/* A client's files and cabinet settings are the client's own: called again only for
 	 * students whose Updated or Created is at or after the last complete pass (ASSUMPTION:
 	 * such a change bumps Updated), all of them on the sweep (CS_HOLLIHOP_SWEEP_EVERY). */

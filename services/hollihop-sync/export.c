@@ -20,7 +20,9 @@
  * catalogue entry has changed_by (students' Updated/Created): such a method is called only
  * for the clients changed since its last complete pass (a store cursor), and for every
  * client on a sweep every CS_HOLLIHOP_SWEEP_EVERY; only a sweep may delete its rows
- * (pc_plan, run_per_client).
+ * (pc_plan, run_per_client). Its changed_via sources (payments -> client_id, created) are
+ * collected the same way, keyed by the column that names the client, so that a client with
+ * a payment created since the last pass counts as changed too (pc_changed).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,9 +45,14 @@
 #define EXPORT_STAMP_COLS	8
 #define EXPORT_STAMP_MAX	40	/* "YYYY-MM-DD HH:MM:SS+00" */
 #define EXPORT_SWEEP_SLACK_S	(6 * 3600)	/* a nightly schedule's sweep does not slip a night */
+#define EXPORT_VIA_MAX		4	/* changed_via sources of one per-client method */
+#define EXPORT_STAMP_NONE	"~"	/* a floor above every stamp: record no stamped key */
 
 struct parent_keys {
 	const struct cat_entity	*e;
+	size_t			 kcol;		/* the column whose values are collected */
+	int			 via;		/* a changed_via source: only keys stamped after floor */
+	char			 floor[EXPORT_STAMP_MAX];
 	struct keys		 keys;
 	/* Parallel to keys when nscol > 0: each key's newest value of the columns scol
 	 * (normalised UTC text, which sorts as time; "" = none). */
@@ -60,6 +67,8 @@ struct parent_keys {
 struct pc_mode {
 	int	 sweep;				/* every parent; its deletions count */
 	char	 since[EXPORT_STAMP_MAX];	/* else: parents stamped after this */
+	int	 nvia;				/* and clients of changed_via rows stamped after */
+	char	 since_via[EXPORT_VIA_MAX][EXPORT_STAMP_MAX];
 	char	 why[128];
 };
 
@@ -99,7 +108,6 @@ struct entity_run {
 	size_t			 nrec, nrej, cap;
 	struct readguard	*guard;
 	int			 pass;		/* of the last page (fetch.c numbers them) */
-	size_t			 kcol;
 	int64_t			 t0, last_note, pages;
 	int			 logged_bad;
 	struct entity_out	*o;
@@ -116,6 +124,8 @@ struct run {
 	int			 npk;
 	struct storecli_entity	 results[256];
 	int64_t			 last_rows[256];	/* per selected entity, from RunBegin */
+	struct pc_mode		 pcm[256];	/* per-client plans, by catalogue index (pc_plan) */
+	unsigned char		 planned[256];
 	size_t			 nres;
 	int			 failed, stopped;
 	int64_t			 t0, req0, bytes0, retries0;
@@ -215,6 +225,17 @@ export_check(const struct run_req *rq, char *err, size_t errlen)
 			    "columns of its parent", e->name, e->changed_by);
 			return CS_ECONFIG;
 		}
+		const struct cat_entity *src;
+		size_t kc, sc, nv;
+		int vr = 0;
+		for (nv = 0; nv <= EXPORT_VIA_MAX && (vr = catalog_changed_via(e, nv, &src, &kc, &sc)) == 1; nv++)
+			;
+		if (vr < 0 || nv > EXPORT_VIA_MAX) {
+			snprintf(err, errlen, "catalogue: %s: changed_via \"%s\" must name at most %d "
+			    "\"entity:column:timestamp column\" of entities before it", e->name,
+			    e->changed_via, EXPORT_VIA_MAX);
+			return CS_ECONFIG;
+		}
 		if (e->paging == PAGE_PER_PARENT) {
 			const struct cat_entity *p = catalog_find(CAT_HOLLIHOP, e->parent);
 			if (p == NULL || p >= e) {
@@ -261,9 +282,13 @@ select_entities(const struct exporter *x, const struct run_req *rq, unsigned cha
 	for (size_t i = d->nentities; i-- > 0;) {
 		const struct cat_entity *e = &d->entities[i];
 		if (sel[i] && e->paging == PAGE_PER_PARENT) {
-			const struct cat_entity *p = catalog_find(CAT_HOLLIHOP, e->parent);
+			const struct cat_entity *p = catalog_find(CAT_HOLLIHOP, e->parent), *src;
+			size_t kc, sc;
 			if (p != NULL)
 				sel[p - d->entities] = 1;
+			/* The sources that say a client changed come along (sources come first). */
+			for (size_t v = 0; catalog_changed_via(e, v, &src, &kc, &sc) == 1; v++)
+				sel[src - d->entities] = 1;
 		}
 	}
 }
@@ -375,11 +400,21 @@ out:
 	return rv;
 }
 
-/* Record row rec's stamp for its key in pk: its newest value of pk's stamp columns. */
+/*
+ * Collect row rec's key (column pk->kcol) into pk, with its stamp when pk has stamp columns:
+ * its newest value of them. A changed_via source keeps only keys stamped after its floor
+ * (what no per-client method needs is not held), but sees every stamp for pk->newest.
+ */
 static int
-stamp_add(struct parent_keys *pk, const Crmsync__Record *rec)
+collect_row(struct parent_keys *pk, const Crmsync__Record *rec)
 {
 	const char *best = "";
+
+	if (pk->kcol >= rec->n_values || norm_isnull(&rec->null_mask, pk->kcol) ||
+	    rec->values[pk->kcol] == NULL)
+		return 0;
+	if (pk->nscol == 0)
+		return keys_add(&pk->keys, rec->values[pk->kcol]);
 
 	for (int i = 0; i < pk->nscol; i++) {
 		size_t c = pk->scol[i];
@@ -391,6 +426,10 @@ stamp_add(struct parent_keys *pk, const Crmsync__Record *rec)
 		best = "";	/* not a timestamp this code wrote: "unknown", called every run */
 	if (strcmp(best, pk->newest) > 0)
 		snprintf(pk->newest, sizeof(pk->newest), "%s", best);
+	if (pk->via && strcmp(best, pk->floor) <= 0)
+		return 0;
+	if (keys_add(&pk->keys, rec->values[pk->kcol]) != 0)
+		return CS_ETOOBIG;
 	return buf_add(&pk->stamps, best, strlen(best) + 1) != 0 ? CS_ETOOBIG : 0;
 }
 
@@ -473,9 +512,7 @@ add_row(struct entity_run *r, struct page *p, int t, int i)
 	if (bad > 0)
 		stat_add(&hh_stats[HS_BAD_VALUES], bad);
 	readguard_row(r->guard, rec);
-	if (r->collect != NULL && !norm_isnull(&rec->null_mask, r->kcol) &&
-	    (keys_add(&r->collect->keys, rec->values[r->kcol]) != 0 ||
-	    (r->collect->nscol > 0 && stamp_add(r->collect, rec) != 0))) {
+	if (r->collect != NULL && collect_row(r->collect, rec) != 0) {
 		snprintf(o->err, sizeof(o->err), "%s: too many keys to drive per-client calls", r->e->name);
 		return CS_ETOOBIG;
 	}
@@ -607,7 +644,7 @@ export_entity(struct exporter *x, const struct cat_entity *e, int64_t run_id,
     struct parent_keys *collect, int64_t last_rows, struct entity_out *o)
 {
 	struct entity_run r = { .x = x, .e = e, .run_id = run_id, .collect = collect, .o = o,
-	    .cap = 2 * (size_t)x->c->batch_rows, .kcol = first_key_col(e) };
+	    .cap = 2 * (size_t)x->c->batch_rows };
 	uint64_t rejected0 = storecli_rejected(x->sc, NULL, 0);
 	char why[512];
 	struct page *p;
@@ -656,6 +693,46 @@ out:
 	readguard_free(r.guard);
 }
 
+/* The run's key collector of entity e (column kcol; a changed_via source or a parent), new
+ * if need be; NULL when e already has one for another column, or too many. */
+static struct parent_keys *
+collector(struct run *run, const struct cat_entity *e, size_t kcol, int via)
+{
+	struct parent_keys *pk;
+
+	for (int k = 0; k < run->npk; k++)
+		if (run->pk[k].e == e)
+			return run->pk[k].kcol == kcol && run->pk[k].via == via ? &run->pk[k] : NULL;
+	if (run->npk == EXPORT_MAX_PARENTS)
+		return NULL;
+	pk = &run->pk[run->npk++];
+	pk->e = e;
+	pk->kcol = kcol;
+	pk->via = via;
+	snprintf(pk->floor, sizeof(pk->floor), "%s", EXPORT_STAMP_NONE);
+	buf_init(&pk->keys.b, EXPORT_KEYS_MAX);
+	buf_init(&pk->stamps, EXPORT_KEYS_MAX);
+	return pk;
+}
+
+static void
+stamp_col(struct parent_keys *pk, size_t col)
+{
+	for (int k = 0; k < pk->nscol; k++)
+		if (pk->scol[k] == col)
+			return;
+	if (pk->nscol < EXPORT_STAMP_COLS)
+		pk->scol[pk->nscol++] = col;
+}
+
+static int
+plan_conflict(struct run_result *res, const struct cat_entity *e)
+{
+	snprintf(res->error, sizeof(res->error), "catalogue: %s drives per-client methods through "
+	    "two different columns (or too many collectors)", e->name);
+	return CS_ECONFIG;
+}
+
 /* Which entities run, their parents' key collectors, and the run's variables. */
 static int
 plan_run(struct exporter *x, const struct run_req *rq, struct run *run, struct run_result *res)
@@ -673,33 +750,25 @@ plan_run(struct exporter *x, const struct run_req *rq, struct run *run, struct r
 		return CS_ECONFIG;
 	}
 	/* Entities whose keys drive per-client methods of this run, and the columns whose
-	 * newest value says when a parent changed (the union of its children's changed_by). */
+	 * newest value says when a parent changed (the union of its children's changed_by);
+	 * then the changed_via sources, keyed by their column that names the parent. */
 	for (size_t i = 0; i < d->nentities; i++) {
-		const struct cat_entity *e = &d->entities[i];
-		const struct cat_entity *p;
-		struct parent_keys *pk = NULL;
-		size_t cols[EXPORT_STAMP_COLS];
+		const struct cat_entity *e = &d->entities[i], *p, *src;
+		struct parent_keys *pk;
+		size_t cols[EXPORT_STAMP_COLS], kc, sc;
 		int nc;
 		if (!run->sel[i] || e->paging != PAGE_PER_PARENT ||
 		    (p = catalog_find(CAT_HOLLIHOP, e->parent)) == NULL)
 			continue;
-		for (int k = 0; k < run->npk; k++)
-			if (run->pk[k].e == p)
-				pk = &run->pk[k];
-		if (pk == NULL && run->npk < EXPORT_MAX_PARENTS) {
-			pk = &run->pk[run->npk++];
-			pk->e = p;
-			buf_init(&pk->keys.b, EXPORT_KEYS_MAX);
-			buf_init(&pk->stamps, EXPORT_KEYS_MAX);
-		}
-		if (pk == NULL || (nc = catalog_changed_cols(e, cols, EXPORT_STAMP_COLS)) <= 0)
-			continue;
-		for (int c = 0; c < nc; c++) {
-			int have = 0;
-			for (int k = 0; k < pk->nscol; k++)
-				have |= pk->scol[k] == cols[c];
-			if (!have && pk->nscol < EXPORT_STAMP_COLS)
-				pk->scol[pk->nscol++] = cols[c];
+		if ((pk = collector(run, p, first_key_col(p), 0)) == NULL)
+			return plan_conflict(res, p);
+		if ((nc = catalog_changed_cols(e, cols, EXPORT_STAMP_COLS)) > 0)
+			for (int c = 0; c < nc; c++)
+				stamp_col(pk, cols[c]);
+		for (size_t v = 0; catalog_changed_via(e, v, &src, &kc, &sc) == 1; v++) {
+			if ((pk = collector(run, src, kc, 1)) == NULL)
+				return plan_conflict(res, src);
+			stamp_col(pk, sc);
 		}
 	}
 	return 0;
@@ -734,13 +803,46 @@ stamp_minus(const char *s, int64_t ms, char *dst, size_t cap)
 	return 0;
 }
 
+/* The since of each changed_via source of e into m; a source without a cursor: a sweep. */
+static int
+pc_plan_via(struct exporter *x, const struct cat_entity *e, struct pc_mode *m)
+{
+	const struct cat_entity *src;
+	size_t kc, sc;
+	char what[96], seen[EXPORT_STAMP_MAX];
+	int f;
+
+	for (m->nvia = 0; m->nvia < EXPORT_VIA_MAX &&
+	    catalog_changed_via(e, (size_t)m->nvia, &src, &kc, &sc) == 1; m->nvia++) {
+		char *since = m->since_via[m->nvia];
+		snprintf(what, sizeof(what), "changed_seen.%s", src->name);
+		if ((f = pc_cursor(x, e, what, seen, sizeof(seen))) < 0)
+			return CS_ENNG;
+		if (f == 0) {
+			m->sweep = 1;
+			snprintf(m->why, sizeof(m->why), "no complete pass with %s yet", src->name);
+			return 0;
+		}
+		if (seen[0] == '\0')
+			since[0] = '\0';
+		else if (stamp_minus(seen, x->c->changed_lookback_ms, since, EXPORT_STAMP_MAX) != 0) {
+			m->sweep = 1;
+			snprintf(m->why, sizeof(m->why), "unreadable cursor %s", seen);
+			return 0;
+		}
+	}
+	return 0;
+}
+
 /*
  * Per-client method e with changed_by: a sweep (every parent) when CS_HOLLIHOP_SWEEP_EVERY
  * is 0, when it has never completed one, or when its last complete sweep began that long
  * ago (less EXPORT_SWEEP_SLACK_S, so a nightly schedule does not slip a night); otherwise
  * only parents stamped after the newest stamp its last complete pass saw, less
  * CS_HOLLIHOP_CHANGED_LOOKBACK (so a student changed while the listing ran, after its page
- * was read, is still caught; stamps come from Hollihop's clock, not ours).
+ * was read, is still caught; stamps come from Hollihop's clock, not ours), and the clients
+ * of its changed_via rows stamped after the newest such stamp, less the same, each source
+ * with its cursor ("" = none seen yet: every row counts).
  */
 static int
 pc_plan(struct exporter *x, const struct cat_entity *e, time_t now, struct pc_mode *m)
@@ -768,21 +870,94 @@ pc_plan(struct exporter *x, const struct cat_entity *e, time_t now, struct pc_mo
 	} else {
 		m->sweep = 0;
 	}
-	return 0;
+	return m->sweep ? 0 : pc_plan_via(x, e, m);
 }
 
-/* The keys of pk stamped after since (or without a stamp), into out (caller frees). */
+/* The run's plan for per-client method e (pc_plan, once per run): never NULL. */
+static const struct pc_mode *
+run_plan(struct exporter *x, struct run *run, const struct cat_entity *e)
+{
+	size_t i = (size_t)(e - run->d->entities);
+	struct pc_mode *m = &run->pcm[i];
+
+	if (!run->planned[i] && pc_plan(x, e, run->started, m) != 0) {
+		memset(m, 0, sizeof(*m));
+		m->sweep = 1;
+		snprintf(m->why, sizeof(m->why), "its cursors could not be read from the store");
+	}
+	run->planned[i] = 1;
+	return m;
+}
+
+/* The source's collector in the run, when it read its listing to the end; else NULL. */
+static const struct parent_keys *
+via_keys(const struct run *run, const struct cat_entity *src)
+{
+	for (int k = 0; k < run->npk; k++)
+		if (run->pk[k].e == src && run->pk[k].via)
+			return run->pk[k].complete ? &run->pk[k] : NULL;
+	return NULL;
+}
+
+/* Mark the keys of pk (sorted) that v (sorted) holds with a stamp after since. */
+static void
+mark_via(const struct parent_keys *pk, const struct parent_keys *v, const char *since,
+    unsigned char *mark)
+{
+	const char *k = pk->keys.b.data, *vk = v->keys.b.data, *vs = v->stamps.data;
+	size_t i = 0, j = 0;
+
+	while (i < pk->keys.n && j < v->keys.n) {
+		int c = strcmp(k, vk);
+		if (c == 0 && strcmp(vs, since) > 0)
+			mark[i] = 1;
+		if (c <= 0) {
+			k += strlen(k) + 1;
+			i++;
+		}
+		if (c >= 0) {
+			vk += strlen(vk) + 1;
+			vs += strlen(vs) + 1;
+			j++;
+		}
+	}
+}
+
+/*
+ * The keys of pk stamped after m->since (or without a stamp), or that a changed_via source
+ * of e holds with a stamp after its since, into out (caller frees). CS_EINVAL when a source
+ * was not read completely (then nobody can tell who changed).
+ */
 static int
-pc_changed(const struct parent_keys *pk, const char *since, struct keys *out)
+pc_changed(const struct run *run, const struct cat_entity *e, const struct parent_keys *pk,
+    const struct pc_mode *m, struct keys *out)
 {
 	const char *k = pk->keys.b.data, *st = pk->stamps.data;
+	const struct cat_entity *src;
+	unsigned char *mark;
+	size_t kc, sc;
+	int rv = 0;
 
 	buf_init(&out->b, EXPORT_KEYS_MAX);
 	out->n = 0;
+	if ((mark = calloc(pk->keys.n + 1, 1)) == NULL)
+		return CS_ENOMEM;
+	for (int v = 0; v < m->nvia && catalog_changed_via(e, (size_t)v, &src, &kc, &sc) == 1; v++) {
+		const struct parent_keys *vk = via_keys(run, src);
+		if (vk == NULL) {
+			rv = CS_EINVAL;
+			goto out;
+		}
+		mark_via(pk, vk, m->since_via[v], mark);
+	}
 	for (size_t i = 0; i < pk->keys.n; i++, k += strlen(k) + 1, st += strlen(st) + 1)
-		if ((st[0] == '\0' || strcmp(st, since) > 0) && keys_add(out, k) != 0)
-			return CS_ETOOBIG;
-	return 0;
+		if ((mark[i] || st[0] == '\0' || strcmp(st, m->since) > 0) && keys_add(out, k) != 0) {
+			rv = CS_ETOOBIG;
+			goto out;
+		}
+out:
+	free(mark);
+	return rv;
 }
 
 /* Move cursor "<entity>.<what>" to value, with an empty batch of e (waits for the store). */
@@ -812,13 +987,13 @@ static int
 run_per_client(struct exporter *x, struct run *run, const struct cat_entity *e, int64_t run_id,
     const struct parent_keys *ppk, struct pc_mode *m, struct keys *changed)
 {
-	if (pc_plan(x, e, run->started, m) != 0) {
+	int rv;
+
+	*m = *run_plan(x, run, e);
+	if (!m->sweep && (rv = pc_changed(run, e, ppk, m, changed)) != 0) {
 		m->sweep = 1;
-		snprintf(m->why, sizeof(m->why), "its cursors could not be read from the store");
-	}
-	if (!m->sweep && pc_changed(ppk, m->since, changed) != 0) {
-		m->sweep = 1;
-		snprintf(m->why, sizeof(m->why), "too many changed clients to list");
+		snprintf(m->why, sizeof(m->why), "%s", rv == CS_EINVAL ? "a changed_via source was not "
+		    "read completely" : "too many changed clients to list");
 	}
 	log_info("export.per_client", "run=%lld entity=%s mode=%s clients=%zu of=%zu since=%s%s%s",
 	    (long long)run_id, e->name, m->sweep ? "sweep" : "changed",
@@ -838,11 +1013,45 @@ pc_done(struct exporter *x, struct run *run, const struct cat_entity *e, int64_t
 	snprintf(now, sizeof(now), "%lld", (long long)run->started);
 	if (ppk->newest[0] != '\0')
 		rv = pc_cursor_set(x, e, run_id, "changed_seen", ppk->newest);
+	/* Each changed_via source read completely: its newest stamp ("" = it had none). */
+	const struct cat_entity *src;
+	size_t kc, sc;
+	for (size_t v = 0; rv == 0 && catalog_changed_via(e, v, &src, &kc, &sc) == 1; v++) {
+		const struct parent_keys *vk = via_keys(run, src);
+		char what[96];
+		if (vk == NULL)
+			continue;
+		snprintf(what, sizeof(what), "changed_seen.%s", src->name);
+		rv = pc_cursor_set(x, e, run_id, what, vk->newest);
+	}
 	if (rv == 0 && m->sweep)
 		rv = pc_cursor_set(x, e, run_id, "swept_at", now);
 	if (rv != 0)
 		log_warnx("export.cursor_failed", "run=%lld entity=%s err=%s: the next run calls "
 		    "more clients than it needs", (long long)run_id, e->name, lq(cs_strerror(rv)));
+}
+
+/*
+ * Before changed_via source pk->e is read: keep only the keys a per-client method of the
+ * run will ask about, those stamped after the oldest since of the methods not sweeping.
+ */
+static void
+via_floor(struct exporter *x, struct run *run, struct parent_keys *pk)
+{
+	const struct cat_entity *src;
+	size_t kc, sc;
+
+	snprintf(pk->floor, sizeof(pk->floor), "%s", EXPORT_STAMP_NONE);
+	for (size_t i = 0; i < run->d->nentities; i++) {
+		const struct cat_entity *e = &run->d->entities[i];
+		if (!run->sel[i])
+			continue;
+		for (size_t v = 0; v < EXPORT_VIA_MAX && catalog_changed_via(e, v, &src, &kc, &sc) == 1; v++) {
+			const struct pc_mode *m = run_plan(x, run, e);
+			if (src == pk->e && !m->sweep && strcmp(m->since_via[v], pk->floor) < 0)
+				snprintf(pk->floor, sizeof(pk->floor), "%s", m->since_via[v]);
+		}
+	}
 }
 
 /* Export entity e of the run, unless the run has already failed or is stopping. */
@@ -875,6 +1084,8 @@ run_entity(struct exporter *x, struct run *run, const struct cat_entity *e, stru
 			parents_complete = ppk->complete;
 		}
 	}
+	if (collect != NULL && collect->via)
+		via_floor(x, run, collect);
 	if (ppk != NULL && ppk->complete && e->changed_by != NULL &&
 	    run_per_client(x, run, e, res->run_id, ppk, &m, &changed)) {
 		changed_only = 1;

@@ -160,6 +160,41 @@ test_changed_by_names_parent_timestamps(void **state)
 	assert_int_equal(catalog_changed_cols(&bad, idx, 8), -1);
 }
 
+/* changed_via names entities listed earlier, their column naming the parent and a timestamp. */
+static void
+test_changed_via_names_earlier_entities(void **state)
+{
+	const struct cat_entity *src;
+	size_t kc, sc;
+	int uses = 0;
+
+	(void)state;
+	for (size_t i = 0; i < catalog_hollihop.nentities; i++) {
+		const struct cat_entity *e = &catalog_hollihop.entities[i];
+		int r;
+		for (size_t v = 0; (r = catalog_changed_via(e, v, &src, &kc, &sc)) == 1; v++)
+			uses++;
+		if (r < 0)
+			fail_msg("%s: changed_via \"%s\" is wrong", e->name, e->changed_via);
+	}
+	assert_true(uses >= 1);
+	struct cat_entity io = *catalog_find(CAT_HOLLIHOP, "incomes_and_outgoes");
+	assert_int_equal(catalog_changed_via(&io, 0, &src, &kc, &sc), 1);
+	assert_string_equal(src->name, "payments");
+	assert_string_equal(src->cols[kc].column, "client_id");
+	assert_string_equal(src->cols[sc].column, "created");
+	assert_int_equal(catalog_changed_via(&io, 1, &src, &kc, &sc), 0);
+	io.changed_via = "payments:client_id:value";		/* not a timestamp */
+	assert_int_equal(catalog_changed_via(&io, 0, &src, &kc, &sc), -1);
+	io.changed_via = "client_files:client_id:created";	/* listed after it */
+	assert_int_equal(catalog_changed_via(&io, 0, &src, &kc, &sc), -1);
+	io.changed_via = "payments:client_id";
+	assert_int_equal(catalog_changed_via(&io, 0, &src, &kc, &sc), -1);
+	io.changed_via = "payments:client_id:created";
+	io.changed_by = NULL;
+	assert_int_equal(catalog_changed_via(&io, 0, &src, &kc, &sc), -1);
+}
+
 /* Webhooks and events name entities in the singular ("lead", "common_note"): the aliases. */
 static void
 test_catalog_find_alias_resolves_names_and_aliases(void **state)
@@ -213,6 +248,7 @@ main(void)
 		cmocka_unit_test(test_catalog_find_alias_resolves_names_and_aliases),
 		cmocka_unit_test(test_catalog_event_log_is_one_flagged_entity),
 		cmocka_unit_test(test_changed_by_names_parent_timestamps),
+		cmocka_unit_test(test_changed_via_names_earlier_entities),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

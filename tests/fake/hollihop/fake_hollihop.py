@@ -2038,10 +2038,13 @@ class Data:
         pt = self.tables["getpayments"]
         pst = pt.st
         cur = self.office_cur(self.stu_offices(s)[0])[0] if s < self.NS else "руб."
-        for pi in self.aff_pay.inv(s, pt.n) if s < self.NS else ():
-            if pi in pst.dset:
-                continue
-            p = pt.render(pt.key_at(pi), pi, {}, pst)
+        # The client's payments are ledger items: generated ones, and added ones (a payment
+        # made since: the ledger shows it at once, as Hollihop's does).
+        pays = [(pt.key_at(pi), pi) for pi in (self.aff_pay.inv(s, pt.n) if s < self.NS else ())
+                if pi not in pst.dset]
+        for key, tok in pays + [(k, t) for k, t in pst.added
+                                if pst.edits.get(k, {}).get("ClientId") == cid]:
+            p = pt.render(key, tok, {}, pst)
             if p.get("Type") == "Учебные материалы":
                 continue
             study.append({"Type": "Study", "Income": p["ValueQuantity"] >= 0, "Value": p["Value"],

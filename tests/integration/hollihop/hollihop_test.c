@@ -766,8 +766,9 @@ test_second_export_mirrors_edits_and_deletions(void **state)
 /*
  * Per-client methods with changed_by (catalogue): between sweeps a nightly run calls them
  * only for students changed since their last complete pass, and never soft-deletes their
- * rows; a sweep calls every client and deletes what vanished. GetIncomesAndOutgoes has no
- * changed_by: every client, every run.
+ * rows; a sweep calls every client and deletes what vanished. GetIncomesAndOutgoes also
+ * for a client with a payment created since (changed_via payments), whose new ledger
+ * item lands.
  */
 static void
 test_nightly_per_client_calls_changed_students_only(void **state)
@@ -775,7 +776,7 @@ test_nightly_per_client_calls_changed_students_only(void **state)
 	char *sweep[] = { "CS_HOLLIHOP_SWEEP_EVERY=0", NULL };
 	char *nightly[] = { "CS_HOLLIHOP_SWEEP_EVERY=30d", "CS_HOLLIHOP_CHANGED_LOOKBACK=0", NULL };
 	struct h_proc p;
-	char s[32], t[32], u[32], tfile[32], body[1024];
+	char s[32], t[32], u[32], v[32], tfile[32], body[1536];
 
 	(void)state;
 	assert_int_equal(run_once("pc-sweep", sweep, &p), 0);
@@ -789,7 +790,14 @@ test_nightly_per_client_calls_changed_students_only(void **state)
 	snprintf(t, sizeof(t), "%s", sqlf("SELECT min(client_id) FROM hollihop.client_files WHERE deleted_at IS NULL "
 	    "AND client_id NOT IN (%s, %s)", s, u));
 	snprintf(tfile, sizeof(tfile), "%s", sqlf("SELECT min(id) FROM hollihop.client_files WHERE client_id = %s", t));
+	/* v, unchanged itself, pays. */
+	snprintf(v, sizeof(v), "%s", sqlf("SELECT client_id FROM hollihop.students WHERE deleted_at IS NULL "
+	    "AND client_id NOT IN (%s, %s, %s) ORDER BY client_id OFFSET 3 LIMIT 1", s, u, t));
+	int64_t v_items = sqlf_int("SELECT count(*) FROM hollihop.incomes_and_outgoes_study WHERE client_id = %s", v);
 	snprintf(body, sizeof(body), "{\"ops\":["
+	    "{\"op\":\"add\",\"method\":\"GetPayments\",\"count\":1,\"set\":{\"ClientId\":%s,"
+	    "\"Description\":\"Оплата за декабрь\"}},", v);
+	snprintf(body + strlen(body), sizeof(body) - strlen(body), 
 	    "{\"op\":\"edit\",\"method\":\"GetStudents\",\"key\":%s,\"set\":{\"FirstName\":\"Изменён\"}},"
 	    "{\"op\":\"add\",\"method\":\"GetClientFiles\",\"count\":1,\"set\":{\"ClientId\":%s,"
 	    "\"Name\":\"new-file.pdf\"}},"
@@ -798,13 +806,19 @@ test_nightly_per_client_calls_changed_students_only(void **state)
 	fake_post_ok("/_fake/mutate", body);
 	int64_t live = sqlf_int("SELECT count(*) FROM hollihop.students WHERE deleted_at IS NULL") - 1;
 
-	/* The nightly run: one call per changed-by method, for s. */
+	/* The nightly run: one call per changed-by method, for s; the ledger for s and v. */
 	fake_post_ok("/_fake/reset_stats", "{}");
 	assert_int_equal(run_once("pc-nightly", nightly, &p), 0);
 	assert_string_equal(run_field(last_run(), "status"), "complete");
 	assert_int_equal(fake_stat("requests", "GetClientFiles"), 1);
 	assert_int_equal(fake_stat("requests", "GetStudentPersonalOfficeSettings"), 1);
-	assert_int_equal(fake_stat("requests", "GetIncomesAndOutgoes"), live);
+	assert_int_equal(fake_stat("requests", "GetIncomesAndOutgoes"), 2);
+	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.incomes_and_outgoes_study WHERE client_id = %s",
+	    v), v_items + 1);
+	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.incomes_and_outgoes_study WHERE client_id = %s "
+	    "AND description = 'Оплата за декабрь'", v), 1);
+	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.incomes_and_outgoes WHERE client_id = %s "
+	    "AND deleted_at IS NULL", u), 1);
 	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.client_files WHERE client_id = %s AND "
 	    "name = 'new-file.pdf' AND deleted_at IS NULL", s), 1);
 	assert_string_equal(sqlf("SELECT (deleted_at IS NOT NULL)::text FROM hollihop.students WHERE client_id = %s", u),
@@ -821,8 +835,11 @@ test_nightly_per_client_calls_changed_students_only(void **state)
 	assert_string_equal(run_field(last_run(), "status"), "complete");
 	assert_int_equal(fake_stat("requests", "GetClientFiles"), live);
 	assert_int_equal(fake_stat("requests", "GetStudentPersonalOfficeSettings"), live);
+	assert_int_equal(fake_stat("requests", "GetIncomesAndOutgoes"), live);
 	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.client_files WHERE id = %s AND deleted_at IS NOT NULL",
 	    tfile), 1);
+	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.incomes_and_outgoes WHERE client_id = %s "
+	    "AND deleted_at IS NOT NULL", u), 1);
 	assert_int_equal(sqlf_int("SELECT count(*) FROM hollihop.student_personal_office_settings WHERE client_id = %s "
 	    "AND deleted_at IS NOT NULL", u), 1);
 }
