@@ -78,6 +78,14 @@ def main():
     ap.add_argument("--rate", default="0", help="N/S: N requests per S seconds, enforced by the fake "
                     "and configured in hollihop-sync (0 = no limit)")
     ap.add_argument("--entities", default="all")
+    ap.add_argument("--scale-all", action="store_true",
+                    help="scale the other large entities (payments, leads, ed units...) with "
+                         "--students, as a school of that size (default: bench scale)")
+    ap.add_argument("--setup-unlimited", action="store_true",
+                    help="the first export (setup) without the rate limit; only the runs after it "
+                         "are limited (a nightly run at the default limit without hours of setup)")
+    ap.add_argument("--runs", default="first,nightly,full",
+                    help="which runs to report (the first export always runs)")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
     build = os.path.abspath(os.environ.get("CS_BUILD_DIR", os.path.join(ROOT, "build-hh-rel")))
@@ -99,8 +107,15 @@ def main():
         sh(["psql", "-q", "-h", pgdir, "-U", "postgres", "-c", "CREATE DATABASE crmsync"])
         dsn = f"host={pgdir} port=5432 dbname=crmsync user=postgres"
 
+        scaled = []
+        if a.scale_all:
+            f = a.students / 100000
+            for k, n in (("leads", 150000), ("study-requests", 60000), ("payments", 500000),
+                         ("ed-units", 20000), ("lesson-plans", 100000), ("supplies", 20000),
+                         ("companies", 500)):
+                scaled += [f"--{k}", str(max(1, int(n * f)))]
         fake = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/fake/hollihop/fake_hollihop.py"),
-                                 "--port", "0", "--scale", "bench", "--students", str(a.students),
+                                 "--port", "0", "--scale", "bench", "--students", str(a.students)] + scaled + [
                                  "--rate-limit", str(rate_n), "--rate-window", str(rate_s), "--authkey", KEY],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         procs.append(fake)
@@ -134,31 +149,44 @@ def main():
                                                       for k in changed[i:i + 1000]]})
 
         results = []
-        for name, extra, mutate in (("first export (empty database, a sweep)", {}, None),
-                                    (f"nightly, {a.changed_pct:g}% of students changed", {}, "nightly"),
-                                    ("full (SWEEP_EVERY=0: before, and every sweep)",
-                                     {"CS_HOLLIHOP_SWEEP_EVERY": "0"}, "full")):
+        wanted = a.runs.split(",")
+        for tag, name, extra, mutate in (
+                ("first", "first export (empty database, a sweep)", {}, None),
+                ("nightly", f"nightly, {a.changed_pct:g}% of students changed", {}, "nightly"),
+                ("full", "full (SWEEP_EVERY=0: before, and every sweep)",
+                 {"CS_HOLLIHOP_SWEEP_EVERY": "0"}, "full")):
+            if tag != "first" and tag not in wanted:
+                continue
             if mutate:
                 edit(mutate)
                 time.sleep(1.1)		# Updated has 1 s resolution: the next run is later
+            limited = rate_n and not (a.setup_unlimited and tag == "first")
+            http(fbase, "/_fake/config", {"rate_limit": rate_n if limited else 0})
+            if not limited:
+                extra = dict(extra, CS_HOLLIHOP_RATE="0")
             http(fbase, "/_fake/reset_stats", {})
-            wall, rc, rss = run_sync(build, dict(env, **extra), os.path.join(tmp, f"hh-{len(results)}.log"))
+            wall, rc, rss = run_sync(build, dict(env, **extra), os.path.join(tmp, f"hh-{tag}.log"))
             if rc != 0:
                 sys.exit(f"bench: run '{name}' exited {rc}; see {tmp}")
+            if tag not in wanted:
+                continue
+            if not limited and rate_n:
+                name += " (no limit)"
             st = http(fbase, "/_fake/stats")
             per = st["requests"]
             pc = sum(per.get(m, 0) for m in PER_CLIENT)
             results.append((name, st["requests_total"], pc, wall, rss, vm_hwm_mb(store.pid),
-                            st.get("rate_limited", 0), dict(per)))
+                            st.get("rate_limited", 0), dict(per), limited))
 
         print(f"hollihop nightly export: {len(keys)} students, {nchange} changed "
               f"({a.changed_pct:g}%), entities: {a.entities}; "
               f"rate limit {'off' if not rate_n else f'{rate_n}/{rate_s:g} s (fake and hollihop-sync)'}; "
-              f"{os.cpu_count()} CPUs, load {open('/proc/loadavg').read().split()[0]}")
+              f"{os.cpu_count()} CPUs, load {open('/proc/loadavg').read().split()[0]}"
+              f"{'; other entities scaled with the students' if a.scale_all else ''}")
         print(f"{'run':48} {'requests':>9} {'per-client':>10} {'wall':>8} {'floor':>8} {'wall/floor':>10} "
               f"{'at 600/30s':>10} {'sync RSS':>8} {'store RSS':>9} {'429s':>5}")
-        for name, req, pc, wall, rss, srss, rl, _ in results:
-            floor = req / (rate_n / rate_s) if rate_n else 0
+        for name, req, pc, wall, rss, srss, rl, _, limited in results:
+            floor = req / (rate_n / rate_s) if limited else 0
             ratio = f"{wall / floor:9.2f}x" if floor else "        -"
             print(f"{name:48} {req:9d} {pc:10d} {wall:7.1f}s {floor:7.1f}s {ratio:>10} "
                   f"{req / DEFAULT_RATE / 60:8.1f}min {rss:6d}MB {srss:7d}MB {rl:5d}")
