@@ -51,16 +51,54 @@ def http(base, path, body=None):
     return json.loads(urllib.request.urlopen(req, timeout=600).read())
 
 
+def cpu_s(pid):
+    """user+system CPU seconds of a live process (and its reaped children)."""
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def pg_cpu_s(pgdir):
+    """CPU seconds of the PostgreSQL cluster: the postmaster and its live children."""
+    try:
+        pm = int(open(f"{pgdir}/data/postmaster.pid").readline())
+    except (OSError, ValueError):
+        return 0.0
+    total = cpu_s(pm)
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                st = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(st[1]) == pm:
+                total += cpu_s(int(d))
+    return total
+
+
+def entity_times(log_path):
+    """[(entity, pages, ms)] from hollihop-sync's export.entity_done lines."""
+    out = []
+    for line in open(log_path, errors="replace"):
+        if "ev=export.entity_done" in line:
+            f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            out.append((f.get("entity", "?"), int(f.get("pages", 0)), int(f.get("ms", 0))))
+    return out
+
+
 def run_sync(build, env, log_path):
-    """hollihop-sync --run-now; (wall s, exit code, peak RSS MB)."""
+    """hollihop-sync --run-now; (wall s, exit code, peak RSS MB, CPU s)."""
     tfile = log_path + ".time"
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
-        rc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", tfile,
+        rc = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", tfile,
                              f"{build}/services/hollihop-sync/crmsync-hollihop-sync", "--run-now"],
                             env=env, stdout=log, stderr=log).returncode
     wall = time.perf_counter() - t0
-    return wall, rc, int(open(tfile).read().split()[-1]) // 1024
+    u, s, m = open(tfile).read().split()[-3:]
+    return wall, rc, int(m) // 1024, float(u) + float(s)
 
 
 def vm_hwm_mb(pid):
@@ -165,7 +203,10 @@ def main():
             if not limited:
                 extra = dict(extra, CS_HOLLIHOP_RATE="0")
             http(fbase, "/_fake/reset_stats", {})
-            wall, rc, rss = run_sync(build, dict(env, **extra), os.path.join(tmp, f"hh-{tag}.log"))
+            c0 = (cpu_s(fake.pid), cpu_s(store.pid), pg_cpu_s(pgdir))
+            wall, rc, rss, sync_cpu = run_sync(build, dict(env, **extra), os.path.join(tmp, f"hh-{tag}.log"))
+            cpu = (sync_cpu,) + tuple(b - a for a, b in zip(c0, (cpu_s(fake.pid), cpu_s(store.pid),
+                                                                   pg_cpu_s(pgdir))))
             if rc != 0:
                 sys.exit(f"bench: run '{name}' exited {rc}; see {tmp}")
             if tag not in wanted:
@@ -175,8 +216,9 @@ def main():
             st = http(fbase, "/_fake/stats")
             per = st["requests"]
             pc = sum(per.get(m, 0) for m in PER_CLIENT)
+            ents = entity_times(os.path.join(tmp, f"hh-{tag}.log"))
             results.append((name, st["requests_total"], pc, wall, rss, vm_hwm_mb(store.pid),
-                            st.get("rate_limited", 0), dict(per), limited))
+                            st.get("rate_limited", 0), dict(per), limited, cpu, ents))
 
         print(f"hollihop nightly export: {len(keys)} students, {nchange} changed "
               f"({a.changed_pct:g}%), entities: {a.entities}; "
@@ -185,7 +227,7 @@ def main():
               f"{'; other entities scaled with the students' if a.scale_all else ''}")
         print(f"{'run':48} {'requests':>9} {'per-client':>10} {'wall':>8} {'floor':>8} {'wall/floor':>10} "
               f"{'at 600/30s':>10} {'sync RSS':>8} {'store RSS':>9} {'429s':>5}")
-        for name, req, pc, wall, rss, srss, rl, _, limited in results:
+        for name, req, pc, wall, rss, srss, rl, _, limited, _, _ in results:
             floor = req / (rate_n / rate_s) if limited else 0
             ratio = f"{wall / floor:9.2f}x" if floor else "        -"
             print(f"{name:48} {req:9d} {pc:10d} {wall:7.1f}s {floor:7.1f}s {ratio:>10} "
@@ -197,6 +239,24 @@ def main():
         for m in methods:
             print(f"{m:36}" + "".join(f"{r[7].get(m, 0):10d}" for r in results))
         print(f"{'(store peak RSS is VmHWM since its start; sync RSS per run, /usr/bin/time)':36}")
+        print()
+        if rate_n:
+            print("Entities that took longer than their share of the floor (pages / rate), limited runs:")
+            for r in results:
+                if not r[8]:
+                    continue
+                slow = [(e, p, ms, p / (rate_n / rate_s)) for e, p, ms in r[10]
+                        if ms / 1000 > p / (rate_n / rate_s) + 1]
+                over = sum(ms / 1000 - fl for _, _, ms, fl in slow)
+                print(f"  {r[0]}: {over:.1f} s over the floor in {len(slow)} entities")
+                for e, p, ms, fl in sorted(slow, key=lambda x: x[3] - x[2] / 1000)[:8]:
+                    print(f"    {e:34} pages {p:7d}  {ms / 1000:7.1f} s  floor {fl:7.1f} s")
+            print()
+        print("CPU seconds per run (where the wall time goes when it is above the floor):")
+        for r in results:
+            c = r[9]
+            print(f"  {r[0]:48} hollihop-sync {c[0]:6.1f}  fake {c[1]:6.1f}  store {c[2]:6.1f}  "
+                  f"PostgreSQL {c[3]:6.1f}  (wall {r[3]:.1f} s, {os.cpu_count()} CPUs)")
     finally:
         for p in procs:
             p.terminate()
