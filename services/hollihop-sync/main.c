@@ -105,8 +105,9 @@ static const struct cfg_key hh_keys[] = {
 	    "per-client methods with changed_by call every client this often (their deletions only "
 	    "then), and in between only clients changed since their last pass; 0 = every run"),
 	CFG_KEY("CS_HOLLIHOP_CHANGED_LOOKBACK", CFG_DURATION, changed_lookback_ms, "1h", 0, 30LL * 86400000,
-	    "a client counts as changed when its Updated/Created is at most this much older than "
-	    "the newest one the last complete pass saw (longer than a students listing takes)"),
+	    "a client counts as changed when its Updated/Created (or a changed_via row's stamp: a "
+	    "new payment's Created) is at most this much older than the newest one the last "
+	    "complete pass saw (longer than a listing takes)"),
 	CFG_KEY("CS_HOLLIHOP_BATCH_ROWS", CFG_INT, batch_rows, "1000", 1, 50000,
 	    "rows per record batch when small answers are gathered"),
 	CFG_KEY("CS_HOLLIHOP_QUEUE_PAGES", CFG_INT, queue_pages, "2", 1, 64,
