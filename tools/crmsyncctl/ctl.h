@@ -6,7 +6,8 @@
  *   status.c  the status table, and the sync state read from PostgreSQL
  *   sync.c    SyncCommand to a sync service, then progress until the run ends
  *   rederive.c RederiveRequest to the store, then progress until the run ends
- *   db.c      a read-only libpq session for status and sync
+ *   db.c      a read-only libpq session for status, sync and report
+ *   report*.c the analytics schema as one HTML page (or text); report.h
  */
 #ifndef CTL_H
 #define CTL_H
@@ -68,6 +69,9 @@ int	ctl_sync(int argc, char **argv);
 
 /* rederive.c */
 int	ctl_rederive(int argc, char **argv);
+
+/* report.c */
+int	ctl_report(int argc, char **argv);
 
 /* db.c: NULL when no DSN is configured (says nothing) or on error (says why on stderr). */
 PGconn	*ctl_db_connect(void);

@@ -1,5 +1,5 @@
 /*
- * main.c - crmsyncctl: the operator's one command (status, probe, sync, catalog).
+ * main.c - crmsyncctl: the operator's one command (status, probe, sync, report, catalog).
  *
  * It reads the same CS_* variables as the services, with the same defaults, so it runs
  * unchanged next to them (same env file, same container). Commands live one per file;
@@ -80,6 +80,10 @@ usage(FILE *f)
 	    "                              re-derive typed columns and child rows from the raw JSON\n"
 	    "                              the store holds (no CRM request), as a run; follow it\n"
 	    "                              until it ends; exit 0 when it completed.\n"
+	    "  report [--out FILE] [--since YYYY-MM] [--pipeline ID] [--text] [--only LIST]\n"
+	    "                              one self-contained HTML page of the analytics schema:\n"
+	    "                              funnel, revenue per channel and manager, group fill,\n"
+	    "                              teacher hours (report --help for more)\n"
 	    "  catalog ddl [amo|hollihop]  the CREATE TABLE statements generated from the catalogue\n"
 	    "  catalog list [amo|hollihop] every entity: table, endpoint, description\n"
 	    "  help, -h, --help            this text\n"
@@ -233,6 +237,8 @@ main(int argc, char **argv)
 		rv = ctl_sync(argc - 1, argv + 1);
 	} else if (strcmp(cmd, "rederive") == 0) {
 		rv = ctl_rederive(argc - 1, argv + 1);
+	} else if (strcmp(cmd, "report") == 0) {
+		rv = ctl_report(argc - 1, argv + 1);
 	} else if (strcmp(cmd, "catalog") == 0) {
 		rv = cmd_catalog(argc - 1, argv + 1);
 	} else {
