@@ -16,6 +16,7 @@ PKGS="
   podman runc conmon netavark aardvark-dns catatonit iptables mmdebstrap podman-compose
   wrk
   prometheus
+  chromium fonts-dejavu-core
 "
 missing=""
 for p in $PKGS; do
