@@ -4,7 +4,7 @@
 # Installs what is missing, builds, starts a throwaway PostgreSQL, the fake Hollihop and
 # fake amoCRM (a few thousand records, Cyrillic names), the four services; runs a full
 # sync of both CRMs, sends a burst of webhooks through the HTTPS gateway, and prints what
-# landed. Ctrl-C (or the end, with --no-wait) stops everything and removes the temp dir.
+# landed, then the funnel and revenue per channel from the analytics schema. Ctrl-C (or the end, with --no-wait) stops everything and removes the temp dir.
 #   deploy/demo.sh            run and keep everything up until Ctrl-C
 #   deploy/demo.sh --no-wait  run, print, stop (used by tests)
 # Everything runs on loopback / unix sockets in a temp dir; nothing is installed as a service.
@@ -167,6 +167,16 @@ echo "-- Hollihop: payments per month per office"
 echo "-- Hollihop: students per status"
 "${PSQL[@]}" -c "SELECT coalesce(status, '(none)') AS status, count(*) FROM hollihop.students
   WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 2 DESC" || true
+
+say "the analyst layer: funnel and revenue per channel (crmsyncctl report --text)"
+# The analytics tables are the store's; a store without the analyst layer has none.
+if [ "$("${PSQL[@]}" -tAc "SELECT to_regclass('analytics.amo_funnel') IS NOT NULL
+    AND to_regclass('analytics.lead_revenue') IS NOT NULL")" = t ]; then
+  "${CTL[@]}" report --text --only funnel,revenue.channel || echo "demo: the report failed (above)"
+  echo "-- the whole report as one page: $B/tools/crmsyncctl/crmsyncctl report --out report.html"
+else
+  echo "no analytics tables in this database yet (this store predates the analyst layer): no funnel or revenue report"
+fi
 
 "${CTL[@]}" status || true
 if [ "$WAIT" = 1 ]; then

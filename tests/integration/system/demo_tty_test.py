@@ -6,7 +6,8 @@ prompt with no hint. This runs the demo on a pty (24 x 120, TERM=xterm, no PAGER
 system default pager) with the binaries of the build under test (CS_DEMO_BUILD), and fails
 at once if a pager takes the screen or the output stalls, and at the end unless the demo
 completed: its listings printed, the webhook edits landed, the gateway's journal emptied,
-every run number printed is one that exists, and everything stopped.
+every run number printed is one that exists, the funnel and revenue per channel printed (or
+the one line saying the analytics tables are not there yet), and everything stopped.
     CS_BUILD_DIR=build-test tests/integration/system/demo_tty_test.py     (ctest sets it)
 """
 import fcntl, os, pty, re, select, signal, struct, sys, termios, time
@@ -71,6 +72,9 @@ def main():
         ("the webhook edits in PostgreSQL", r"visible in PostgreSQL: 20 of 20"),
         ("the gateway's journal emptied", r"waiting in the gateway's journal for amo-sync: 0\n"),
         ("journal_backlog=0 in the last status", r"hook-gateway +up .*journal_backlog=0 "),
+        ("the funnel and revenue per channel, or why not",
+         r"== the analyst layer.*\n(no analytics tables in this database yet|"
+         r"crmsync report: [^\n]*\n\n== Funnel per pipeline\n(.|\n)*== Revenue per channel\n)"),
         ("everything stopped", r"all stopped; nothing left running"),
     ]
     for what, rx in checks:
