@@ -137,8 +137,10 @@ done
 echo "leads renamed through webhooks and visible in PostgreSQL: $n of 20"
 # The gateway drops a hook from its journal once amo-sync reports it processed (polled
 # every half second): the backlog empties within a second or two of the work being done.
+# awk reads to the end: one that exits early can SIGPIPE crmsyncctl, and with pipefail
+# and set -e that ended the demo (exit 141) right here.
 for _ in $(seq 100); do
-  backlog=$("${CTL[@]}" status -v 2>/dev/null | awk '$1 == "journal_backlog" { print $2; exit }')
+  backlog=$("${CTL[@]}" status -v 2>/dev/null | awk '$1 == "journal_backlog" && !seen++ { print $2 }')
   [ "$backlog" = 0 ] && break; sleep 0.1
 done
 echo "hooks still waiting in the gateway's journal for amo-sync: ${backlog:-?}"
