@@ -18,6 +18,7 @@
 #include "report.h"
 
 #define REP_MAX_OUT	(64u << 20)
+#define REP_STATEMENT_TIMEOUT "5min"
 
 /* The analytic tables the report reads (created by the store at start). */
 static const char *const rep_tables = "{amo_funnel,lead_revenue,group_fill,teacher_hours}";
@@ -426,7 +427,12 @@ rep_exec(PGconn *c, const char *sql)
 static int
 rep_load(PGconn *c, const struct rep_opts *o, PGresult **res)
 {
-	if (rep_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0)
+	/*
+	 * crmsyncctl's 10 s statement limit is for status; some analytic tables are views
+	 * (amo_funnel) computed when read, which takes longer on a large account.
+	 */
+	if (rep_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0 ||
+	    rep_exec(c, "SET LOCAL statement_timeout = '" REP_STATEMENT_TIMEOUT "'") != 0)
 		return -1;
 	for (size_t i = 0; i < REP_NSECTIONS; i++) {
 		if (!rep_selected(o->only, rep_sections[i].id))
