@@ -16,6 +16,7 @@
 #include "ctl.h"
 #include "errors.h"
 #include "report.h"
+#include "strlist.h"
 
 #define REP_MAX_OUT	(64u << 20)
 #define REP_STATEMENT_TIMEOUT "5min"
@@ -273,47 +274,41 @@ rep_parse_id(const char *s, char *dst, size_t cap)
 	return 0;
 }
 
-/* Is section id selected by the comma list only (each item a prefix of ids)? */
+/* Does the --only item [item, item + n) name section id (whole, or a prefix up to a dot)? */
+static int
+rep_names(const char *item, size_t n, const char *id)
+{
+	return n > 0 && strncmp(id, item, n) == 0 && (id[n] == '\0' || id[n] == '.');
+}
+
+/* Is section id selected by the list (NULL: all)? */
 static int
 rep_selected(const char *only, const char *id)
 {
-	const char *p = only;
+	const char *cur = only, *item;
+	size_t n;
 
 	if (only == NULL)
 		return 1;
-	while (*p != '\0') {
-		size_t n = strcspn(p, ",");
-
-		if (n > 0 && strncmp(id, p, n) == 0 && (id[n] == '\0' || id[n] == '.'))
+	while (strlist_next(&cur, &item, &n))
+		if (rep_names(item, n, id))
 			return 1;
-		p += n;
-		if (*p == ',')
-			p++;
-	}
 	return 0;
 }
 
 static int
 rep_check_only(const char *only)
 {
-	const char *p = only;
+	const char *cur = only, *item;
+	size_t n, i;
 
-	while (*p != '\0') {
-		size_t n = strcspn(p, ",");
-		int hit = 0;
-
-		for (size_t i = 0; i < REP_NSECTIONS && n > 0; i++) {
-			const char *id = rep_sections[i].id;
-			if (strncmp(id, p, n) == 0 && (id[n] == '\0' || id[n] == '.'))
-				hit = 1;
-		}
-		if (!hit) {
-			fprintf(stderr, "crmsyncctl: report: unknown section \"%.*s\" in --only\n", (int)n, p);
+	while (strlist_next(&cur, &item, &n)) {
+		for (i = 0; i < REP_NSECTIONS && !rep_names(item, n, rep_sections[i].id); i++)
+			;
+		if (i == REP_NSECTIONS) {
+			fprintf(stderr, "crmsyncctl: report: unknown section \"%.*s\" in --only\n", (int)n, item);
 			return -1;
 		}
-		p += n;
-		if (*p == ',')
-			p++;
 	}
 	return 0;
 }
