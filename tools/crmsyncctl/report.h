@@ -103,5 +103,11 @@ void	rep_value(char *dst, size_t cap, const struct rep_col *c, const char *v);
 const char *rep_label(const struct rep_section *s, PGresult *r, int row);
 /* Rows of r that belong to chart rows (kind r/n/o); 0 = no data. */
 int	rep_nrows(PGresult *r);
+/* The end of the run of rows from `from` with the same grp (one chart); a 'm' row is alone. */
+int	rep_run_end(PGresult *r, int from);
+/* Are rows a and b the same pivot row (kind and key)? */
+int	rep_same_row(PGresult *r, int a, int b);
+/* A pivot's columns: the distinct grp values (borrowed), sorted; how many, at most max. */
+int	rep_pivot_columns(PGresult *r, const char **cols, int max);
 
 #endif

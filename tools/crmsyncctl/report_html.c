@@ -94,6 +94,19 @@ rep_label(const struct rep_section *s, PGresult *r, int row)
 }
 
 int
+rep_run_end(PGresult *r, int from)
+{
+	int n = PQntuples(r), to = from + 1;
+
+	if (PQgetvalue(r, from, REP_C_KIND)[0] == 'm')
+		return to;
+	while (to < n && strcmp(PQgetvalue(r, to, REP_C_GRP), PQgetvalue(r, from, REP_C_GRP)) == 0 &&
+	    PQgetvalue(r, to, REP_C_KIND)[0] != 'm')
+		to++;
+	return to;
+}
+
+int
 rep_nrows(PGresult *r)
 {
 	int n = 0;
@@ -140,6 +153,17 @@ html_head(struct rep_w *w, const struct rep_filter *f)
 	    "it.</p>\n", REP_TOP_ROWS);
 }
 
+/* "others (N more)" with N in a tag of its own (span, or tspan inside SVG text). */
+static void
+html_others(struct rep_w *w, const char *tag, PGresult *r, int i, const char *key)
+{
+	rep_putf(w, "others (<%s data-k=\"", tag);
+	rep_esc(w, key);
+	rep_puts(w, ".count\">");
+	rep_esc(w, PQgetvalue(r, i, REP_C_LABEL));
+	rep_putf(w, "</%s> more)", tag);
+}
+
 /* The label of row i, cut to SVG_LABEL_CHARS characters (not bytes) for the chart. */
 static void
 svg_label(struct rep_w *w, const struct rep_section *s, PGresult *r, int i, const char *key)
@@ -149,11 +173,7 @@ svg_label(struct rep_w *w, const struct rep_section *s, PGresult *r, int i, cons
 	size_t chars = 0;
 
 	if (PQgetvalue(r, i, REP_C_KIND)[0] == 'o') {
-		rep_puts(w, "others (<tspan data-k=\"");
-		rep_esc(w, key);
-		rep_puts(w, ".count\">");
-		rep_esc(w, PQgetvalue(r, i, REP_C_LABEL));
-		rep_puts(w, "</tspan> more)");
+		html_others(w, "tspan", r, i, key);
 		return;
 	}
 	for (p = label; *p != '\0'; p++)
@@ -240,15 +260,10 @@ html_svg(struct rep_w *w, const struct rep_section *s, PGresult *r, int from, in
 static void
 html_row_label(struct rep_w *w, const struct rep_section *s, PGresult *r, int i, const char *key)
 {
-	if (PQgetvalue(r, i, REP_C_KIND)[0] == 'o') {
-		rep_puts(w, "others (<span data-k=\"");
-		rep_esc(w, key);
-		rep_puts(w, ".count\">");
-		rep_esc(w, PQgetvalue(r, i, REP_C_LABEL));
-		rep_puts(w, "</span> more)");
-		return;
-	}
-	rep_esc(w, rep_label(s, r, i));
+	if (PQgetvalue(r, i, REP_C_KIND)[0] == 'o')
+		html_others(w, "span", r, i, key);
+	else
+		rep_esc(w, rep_label(s, r, i));
 }
 
 static void
@@ -284,12 +299,9 @@ html_bars(struct rep_w *w, const struct rep_section *s, PGresult *r)
 	int n = PQntuples(r);
 
 	for (int from = 0, to; from < n; from = to) {
-		const char *grp = PQgetvalue(r, from, REP_C_GRP);
 		char key[REP_KEY_MAX];
 
-		for (to = from + 1; to < n && strcmp(PQgetvalue(r, to, REP_C_GRP), grp) == 0 &&
-		    PQgetvalue(r, to, REP_C_KIND)[0] != 'm'; to++)
-			;
+		to = rep_run_end(r, from);
 		if (PQgetvalue(r, from, REP_C_KIND)[0] == 'm') {
 			rep_key(key, sizeof(key), s, r, from, NULL);
 			rep_puts(w, "<p class=\"note\"><span data-k=\"");
@@ -299,10 +311,9 @@ html_bars(struct rep_w *w, const struct rep_section *s, PGresult *r)
 			rep_puts(w, "</span> ");
 			rep_esc(w, s->more != NULL ? s->more : "more not shown");
 			rep_puts(w, ".</p>\n");
-			to = from + 1;
 			continue;
 		}
-		if (grp[0] != '\0') {
+		if (PQgetvalue(r, from, REP_C_GRP)[0] != '\0') {
 			rep_puts(w, "<h3>");
 			rep_esc(w, PQgetvalue(r, from, REP_C_GRP_LABEL));
 			rep_puts(w, "</h3>\n");
@@ -320,9 +331,8 @@ cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The pivot's columns: the distinct grp values, sorted. Returns how many (at most max). */
-static int
-pivot_columns(PGresult *r, const char **cols, int max)
+int
+rep_pivot_columns(PGresult *r, const char **cols, int max)
 {
 	int n = 0;
 
@@ -339,8 +349,8 @@ pivot_columns(PGresult *r, const char **cols, int max)
 	return n;
 }
 
-static int
-same_row(PGresult *r, int a, int b)
+int
+rep_same_row(PGresult *r, int a, int b)
 {
 	return strcmp(PQgetvalue(r, a, REP_C_KIND), PQgetvalue(r, b, REP_C_KIND)) == 0 &&
 	    strcmp(PQgetvalue(r, a, REP_C_KEY), PQgetvalue(r, b, REP_C_KEY)) == 0;
@@ -361,7 +371,7 @@ pivot_row(struct rep_w *w, const struct rep_section *s, PGresult *r, int first,
 		int i;
 
 		for (i = first; i < PQntuples(r); i++)
-			if (same_row(r, i, first) && strcmp(PQgetvalue(r, i, REP_C_GRP), cols[c]) == 0)
+			if (rep_same_row(r, i, first) && strcmp(PQgetvalue(r, i, REP_C_GRP), cols[c]) == 0)
 				break;
 		if (i == PQntuples(r)) {
 			rep_puts(w, "<td></td>");
@@ -377,7 +387,7 @@ static void
 html_pivot(struct rep_w *w, const struct rep_section *s, PGresult *r)
 {
 	const char *cols[REP_PIVOT_MAX];
-	int ncols = pivot_columns(r, cols, REP_PIVOT_MAX);
+	int ncols = rep_pivot_columns(r, cols, REP_PIVOT_MAX);
 
 	rep_puts(w, "<table><thead><tr><th>");
 	rep_esc(w, s->row_header);
@@ -392,7 +402,7 @@ html_pivot(struct rep_w *w, const struct rep_section *s, PGresult *r)
 		int seen = 0;
 
 		for (int k = 0; k < i && !seen; k++)
-			seen = same_row(r, k, i);
+			seen = rep_same_row(r, k, i);
 		if (!seen)
 			pivot_row(w, s, r, i, cols, ncols);
 	}

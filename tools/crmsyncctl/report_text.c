@@ -104,19 +104,14 @@ txt_bars(struct rep_w *w, const struct rep_section *s, PGresult *r)
 	int n = PQntuples(r);
 
 	for (int from = 0, to; from < n; from = to) {
-		const char *grp = PQgetvalue(r, from, REP_C_GRP);
-
+		to = rep_run_end(r, from);
 		if (PQgetvalue(r, from, REP_C_KIND)[0] == 'm') {
 			rep_putf(w, "\n  %s ", PQgetvalue(r, from, REP_C_GRP_LABEL));
 			rep_puts(w, s->more != NULL ? s->more : "more not shown");
 			rep_puts(w, "\n");
-			to = from + 1;
 			continue;
 		}
-		for (to = from + 1; to < n && strcmp(PQgetvalue(r, to, REP_C_GRP), grp) == 0 &&
-		    PQgetvalue(r, to, REP_C_KIND)[0] != 'm'; to++)
-			;
-		if (grp[0] != '\0') {
+		if (PQgetvalue(r, from, REP_C_GRP)[0] != '\0') {
 			rep_putf(w, "%s-- ", from > 0 ? "\n" : "");
 			rep_puts(w, PQgetvalue(r, from, REP_C_GRP_LABEL));
 			rep_puts(w, "\n");
@@ -125,34 +120,15 @@ txt_bars(struct rep_w *w, const struct rep_section *s, PGresult *r)
 	}
 }
 
-static int
-txt_same_row(PGresult *r, int a, int b)
-{
-	return strcmp(PQgetvalue(r, a, REP_C_KIND), PQgetvalue(r, b, REP_C_KIND)) == 0 &&
-	    strcmp(PQgetvalue(r, a, REP_C_KEY), PQgetvalue(r, b, REP_C_KEY)) == 0;
-}
-
 /* Teacher x month: months as columns (sorted), a row per teacher in the query's order. */
 static void
 txt_pivot(struct rep_w *w, const struct rep_section *s, PGresult *r)
 {
 	const char *cols[TXT_PIVOT_MAX];
-	int ncols = 0, n = PQntuples(r);
+	int ncols = rep_pivot_columns(r, cols, TXT_PIVOT_MAX), n = PQntuples(r);
 	size_t lw = txt_label_width(s, r, 0, n);
 	char tmp[64], shown[128];
 
-	for (int i = 0; i < n; i++) {
-		const char *g = PQgetvalue(r, i, REP_C_GRP);
-		int k, j;
-
-		for (k = 0; k < ncols && strcmp(cols[k], g) != 0; k++)
-			;
-		if (k < ncols || ncols == TXT_PIVOT_MAX)
-			continue;
-		for (j = ncols++; j > 0 && strcmp(cols[j - 1], g) > 0; j--)
-			cols[j] = cols[j - 1];
-		cols[j] = g;
-	}
 	rep_puts(w, "  ");
 	txt_cell(w, s->row_header, lw, 0);
 	for (int c = 0; c < ncols; c++) {
@@ -164,7 +140,7 @@ txt_pivot(struct rep_w *w, const struct rep_section *s, PGresult *r)
 		int seen = 0;
 
 		for (int k = 0; k < i && !seen; k++)
-			seen = txt_same_row(r, k, i);
+			seen = rep_same_row(r, k, i);
 		if (seen)
 			continue;
 		rep_puts(w, "  ");
@@ -173,7 +149,7 @@ txt_pivot(struct rep_w *w, const struct rep_section *s, PGresult *r)
 			int j;
 
 			for (j = i; j < n; j++)
-				if (txt_same_row(r, j, i) && strcmp(PQgetvalue(r, j, REP_C_GRP), cols[c]) == 0)
+				if (rep_same_row(r, j, i) && strcmp(PQgetvalue(r, j, REP_C_GRP), cols[c]) == 0)
 					break;
 			rep_value(shown, sizeof(shown), &s->cols[s->bar],
 			    j < n ? PQgetvalue(r, j, REP_C_VALUES + s->bar) : NULL);
