@@ -1,7 +1,9 @@
 -- tests/report/fixture.sql - a small analytics schema for `crmsyncctl report` and its test.
--- The four tables are the store's (created at its start, services/store/analytics_*.c); here
--- IF NOT EXISTS, so on a database where they exist this file only adds rows. The INSERTs
--- name their columns: a real table with more columns takes them unchanged.
+-- The four relations are the store's (created at its start, services/store/analytics_*.c),
+-- with at least these columns; here IF NOT EXISTS, so where the tables exist this file only
+-- adds rows, and the INSERTs name their columns, so a table with more columns takes them.
+-- (The store's analytics.amo_funnel is a view, which takes no rows: the test loads this
+-- file into a database of its own, without the store.)
 -- Chosen to cover: names with < & " ' and Cyrillic, a NULL channel and manager, a channel
 -- whose refunds exceed its payments, more rows than a chart shows (others), more pipelines
 -- than the report draws, groups with no or zero vacancies, 14 months of teacher hours.
