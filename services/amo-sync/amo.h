@@ -106,6 +106,7 @@ struct amo {
 	/* Entities the commands asked for, a comma list ("" = the configured selection); set
 	 * with want_* under mtx by main, taken by the worker. */
 	char			 want_entities[2048];
+	int			 want_resync;	/* every waiting request was a resync (trigger) */
 	int			 once;		/* exit after the first run; set before the threads */
 	pthread_mutex_t		 mtx;		/* guards wake, want_entities, last_error, webhook_note */
 	pthread_cond_t		 wake;		/* hooks arrived, a command, stop */

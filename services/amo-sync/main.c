@@ -169,7 +169,8 @@ on_sync(struct amo *a, nng_socket s, const Crmsync__SyncCommand *c)
 	/* An operator asking for a run also means "try the API again" after a ban or revoke. */
 	if (atomic_exchange(&a->api_state, API_OK) != API_OK)
 		log_info("sync.resume", "a sync command cleared the stopped state");
-	sync_request(a, c->kind, (const char *const *)c->entities, c->n_entities);
+	sync_request(a, c->kind, (const char *const *)c->entities, c->n_entities,
+	    c->trigger != NULL && strcmp(c->trigger, "resync") == 0);
 	log_info("sync.requested", "kind=%s entities=%zu", c->kind == CRMSYNC__SYNC_KIND__SYNC_FULL ?
 	    "full" : "incremental", c->n_entities);
 	(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_OK, NULL, 0, 0, 0, 0);

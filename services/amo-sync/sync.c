@@ -130,10 +130,12 @@ sync_close(struct amo *a)
 }
 
 void
-sync_request(struct amo *a, Crmsync__SyncKind kind, const char *const *names, size_t n)
+sync_request(struct amo *a, Crmsync__SyncKind kind, const char *const *names, size_t n,
+    int resync)
 {
 	pthread_mutex_lock(&a->mtx);
 	int waiting = atomic_load(&a->want_full) || atomic_load(&a->want_incremental);
+	a->want_resync = waiting ? a->want_resync && resync : resync;
 	if (n == 0) {
 		a->want_entities[0] = '\0';	/* all: a union with all is all */
 	} else if (!waiting || a->want_entities[0] != '\0') {
@@ -294,7 +296,7 @@ static int
 worker_runs(struct amo *a, int64_t *next_incr)
 {
 	char only[sizeof(a->want_entities)];
-	int asked, full;
+	int asked, full, resync;
 
 	/* What was asked, and for which entities, taken together (sync_request). */
 	pthread_mutex_lock(&a->mtx);
@@ -302,9 +304,12 @@ worker_runs(struct amo *a, int64_t *next_incr)
 	asked = atomic_exchange(&a->want_incremental, 0);
 	snprintf(only, sizeof(only), "%s", a->want_entities);
 	a->want_entities[0] = '\0';
+	resync = a->want_resync;
+	a->want_resync = 0;
 	pthread_mutex_unlock(&a->mtx);
 	if (full) {
-		(void)sync_run(a, CRMSYNC__SYNC_KIND__SYNC_FULL, a->once ? "cli" : "command", only);
+		(void)sync_run(a, CRMSYNC__SYNC_KIND__SYNC_FULL, a->once ? "cli" : resync ? "resync" :
+		    "command", only);
 	} else if (asked || (*next_incr >= 0 && clock_mono_ms() >= *next_incr)) {
 		(void)sync_run(a, CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL,
 		    a->once ? "cli" : asked ? "command" : "schedule", asked ? only : "");

@@ -14,10 +14,12 @@ int	sync_open(struct amo *a);
 void	sync_close(struct amo *a);
 /*
  * Ask the worker for a run of these entities (n = 0: the configured selection). Requests
- * that wait together become one run of the union (of all, when any asked for all). Any
- * thread (main, for SyncCommand).
+ * that wait together become one run of the union (of all, when any asked for all); its
+ * trigger is "resync" when each of them was a resync (crmsyncctl resync). Any thread
+ * (main, for SyncCommand).
  */
-void	sync_request(struct amo *a, Crmsync__SyncKind kind, const char *const *names, size_t n);
+void	sync_request(struct amo *a, Crmsync__SyncKind kind, const char *const *names, size_t n,
+	    int resync);
 /* One run over the catalogue (SYNC_FULL or SYNC_INCREMENTAL) of the comma list `only` ("":
  * the configured selection). Worker thread. */
 int	sync_run(struct amo *a, Crmsync__SyncKind kind, const char *trigger, const char *only);

@@ -128,6 +128,7 @@ struct run {
 	unsigned char		 planned[256];
 	size_t			 nres;
 	int			 failed, stopped;
+	int			 sweep_all;	/* run_req.sweep_all */
 	int64_t			 t0, req0, bytes0, retries0;
 	time_t			 started;
 };
@@ -880,7 +881,11 @@ run_plan(struct exporter *x, struct run *run, const struct cat_entity *e)
 	size_t i = (size_t)(e - run->d->entities);
 	struct pc_mode *m = &run->pcm[i];
 
-	if (!run->planned[i] && pc_plan(x, e, run->started, m) != 0) {
+	if (!run->planned[i] && run->sweep_all) {
+		memset(m, 0, sizeof(*m));
+		m->sweep = 1;
+		snprintf(m->why, sizeof(m->why), "a re-sync reads every client");
+	} else if (!run->planned[i] && pc_plan(x, e, run->started, m) != 0) {
 		memset(m, 0, sizeof(*m));
 		m->sweep = 1;
 		snprintf(m->why, sizeof(m->why), "its cursors could not be read from the store");
@@ -1160,6 +1165,7 @@ export_run(struct exporter *x, const struct run_req *rq, void (*on_begin)(void *
 	run->d = catalog_crm(CAT_HOLLIHOP);
 	run->t0 = bus_now_ms();
 	run->started = time(NULL);
+	run->sweep_all = rq->sweep_all;
 	run->req0 = stat_get(&hh_stats[HS_REQUESTS]);
 	run->bytes0 = stat_get(&hh_stats[HS_BYTES_IN]);
 	run->retries0 = stat_get(&hh_stats[HS_RETRIES]);

@@ -158,9 +158,10 @@ void	page_free(struct page *p);
 
 /* ---- export.c: one run ---- */
 struct run_req {
-	const char	*trigger;		/* "schedule", "cli", "command" */
+	const char	*trigger;		/* "schedule", "cli", "command", "resync" */
 	char		 entities[64][64];	/* empty = all */
 	int		 nentities;
+	int		 sweep_all;		/* per-client methods call every client (resync) */
 };
 
 struct run_result {

@@ -200,6 +200,10 @@ on_command(struct runner *r, nng_socket s, const Crmsync__SyncCommand *cmd)
 
 	memset(&rq, 0, sizeof(rq));
 	rq.trigger = "command";
+	if (cmd->trigger != NULL && strcmp(cmd->trigger, "resync") == 0) {
+		rq.trigger = "resync";
+		rq.sweep_all = 1;
+	}
 	if (cmd->crm != CRMSYNC__CRM__CRM_HOLLIHOP && cmd->crm != CRMSYNC__CRM__CRM_UNSPECIFIED) {
 		(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_REJECTED, "this service exports Hollihop only",
 		    0, 0, 0, 0);

@@ -4,7 +4,7 @@
  *   main.c    argv, configuration (the services' own CS_* variables), probe, catalog
  *   probe.c   ask several health responders at once, each with a deadline
  *   status.c  the status table, and the sync state read from PostgreSQL
- *   sync.c    SyncCommand to a sync service, then progress until the run ends
+ *   sync.c    SyncCommand to a sync service (sync, resync), then progress until the run ends
  *   rederive.c RederiveRequest to the store, then progress until the run ends
  *   db.c      a read-only libpq session for status, sync and report
  *   report*.c the analytics schema as one HTML page (or text); report.h
@@ -66,6 +66,7 @@ int	ctl_status(int verbose);
 
 /* sync.c */
 int	ctl_sync(int argc, char **argv);
+int	ctl_resync(int argc, char **argv);	/* resync <crm> <entity>: a full run of one entity */
 
 /* rederive.c */
 int	ctl_rederive(int argc, char **argv);

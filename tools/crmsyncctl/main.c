@@ -76,6 +76,11 @@ usage(FILE *f)
 	    "                              start a run (incremental unless --full) and show its\n"
 	    "                              progress until it ends; exit 0 when it completed.\n"
 	    "                              Ctrl-C stops watching, not the run.\n"
+	    "  resync amo|hollihop ENTITY [--no-wait]\n"
+	    "                              a full read of one entity as its own run (trigger resync),\n"
+	    "                              followed to its end with rows read/written/deleted; its\n"
+	    "                              rows stay readable meanwhile; only a complete read deletes\n"
+	    "                              what vanished; a failed or cut one deletes nothing.\n"
 	    "  rederive amo|hollihop [ENTITY...] [--no-wait]\n"
 	    "                              re-derive typed columns and child rows from the raw JSON\n"
 	    "                              the store holds (no CRM request), as a run; follow it\n"
@@ -235,6 +240,8 @@ main(int argc, char **argv)
 		rv = cmd_probe(argc - 1, argv + 1);
 	} else if (strcmp(cmd, "sync") == 0) {
 		rv = ctl_sync(argc - 1, argv + 1);
+	} else if (strcmp(cmd, "resync") == 0) {
+		rv = ctl_resync(argc - 1, argv + 1);
 	} else if (strcmp(cmd, "rederive") == 0) {
 		rv = ctl_rederive(argc - 1, argv + 1);
 	} else if (strcmp(cmd, "report") == 0) {

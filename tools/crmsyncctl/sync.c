@@ -61,9 +61,11 @@ sync_health(const struct sync_target *t, Crmsync__Envelope **env)
 	return p.rv;
 }
 
-/* Send the command; returns 0 with *run_id (0 = not known yet), or 1 after saying why. */
+/* Send the command (trigger NULL: the service's default, "command"); returns 0 with *run_id
+ * (0 = not known yet), or 1 after saying why. */
 static int
-sync_send(const struct sync_target *t, int full, char **entities, size_t nentities, int64_t *run_id)
+sync_send(const struct sync_target *t, int full, char **entities, size_t nentities,
+    const char *trigger, int64_t *run_id)
 {
 	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT, *rep = NULL;
 	Crmsync__SyncCommand cmd = CRMSYNC__SYNC_COMMAND__INIT;
@@ -75,6 +77,7 @@ sync_send(const struct sync_target *t, int full, char **entities, size_t nentiti
 	cmd.kind = full ? CRMSYNC__SYNC_KIND__SYNC_FULL : CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL;
 	cmd.n_entities = nentities;
 	cmd.entities = entities;
+	cmd.trigger = (char *)(trigger != NULL ? trigger : "");
 	env.body_case = CRMSYNC__ENVELOPE__BODY_SYNC;
 	env.sync = &cmd;
 	if ((rv = bus_dial(&s, t->url, 1 << 20)) != 0) {
@@ -175,6 +178,7 @@ sync_db_lost(PGconn *c, const struct sync_target *t, int64_t run_id, int64_t *do
 struct follow {
 	PGconn			*c;
 	const struct sync_target *t;
+	const char		*trigger;	/* the run to find has this trigger ("": any) */
 	int64_t			 run_id, max_id;
 	int64_t			 down_since, db_down_since, last_print, t0;
 	int			 tty;
@@ -184,17 +188,18 @@ struct follow {
 /* Steps' answers: keep following, the database is away (reconnecting), or stop with ret. */
 enum { FOLLOW_ON, FOLLOW_DB_AWAY, FOLLOW_END_OK, FOLLOW_END_FAIL };
 
-/* The run an accepted command opened: the first of this CRM after max_id. */
+/* The run an accepted command opened: the first of this CRM (and trigger) after max_id. */
 static int
 follow_find_run(struct follow *f)
 {
 	char maxbuf[32];
-	const char *vals[2] = { f->t->crm, maxbuf };
+	const char *vals[3] = { f->t->crm, maxbuf, f->trigger != NULL ? f->trigger : "" };
 	PGresult *r;
 
 	snprintf(maxbuf, sizeof(maxbuf), "%lld", (long long)f->max_id);
 	if ((r = ctl_db_query(f->c, "finding the run", "SELECT id FROM crmsync.sync_runs "
-	    "WHERE crm = $1 AND id > $2::bigint ORDER BY id LIMIT 1", 2, vals)) == NULL)
+	    "WHERE crm = $1 AND id > $2::bigint AND ($3 = '' OR trigger = $3) ORDER BY id LIMIT 1",
+	    3, vals)) == NULL)
 		return FOLLOW_DB_AWAY;
 	if (PQntuples(r) == 1) {
 		f->run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -279,36 +284,47 @@ follow_check_service(struct follow *f)
 	return rv;
 }
 
-/* Follow run_id (or the first run of this CRM after max_id) in crmsync.sync_runs. */
+/* Poll the run until it ends (0 = complete, 1 = not, or stopped watching). */
 static int
-sync_follow_db(PGconn *c, const struct sync_target *t, int64_t run_id, int64_t max_id)
+sync_follow_loop(struct follow *f)
 {
-	struct follow f = { .c = c, .t = t, .run_id = run_id, .max_id = max_id,
-	    .t0 = bus_now_ms(), .tty = isatty(STDOUT_FILENO) };
-
 	while (!sync_interrupted) {
 		int st = FOLLOW_ON;
 
 		/* While PostgreSQL is away, sync_db_lost reconnects (and says when it gives up). */
-		if (f.db_down_since != 0 && !sync_db_lost(c, t, f.run_id, &f.db_down_since, f.tty))
+		if (f->db_down_since != 0 && !sync_db_lost(f->c, f->t, f->run_id, &f->db_down_since, f->tty))
 			return 1;
-		if (f.db_down_since == 0 && f.run_id == 0)
-			st = follow_find_run(&f);
-		if (st == FOLLOW_ON && f.db_down_since == 0 && f.run_id > 0)
-			st = follow_show_run(&f);
-		if (st == FOLLOW_DB_AWAY && !sync_db_lost(c, t, f.run_id, &f.db_down_since, f.tty))
+		if (f->db_down_since == 0 && f->run_id == 0)
+			st = follow_find_run(f);
+		if (st == FOLLOW_ON && f->db_down_since == 0 && f->run_id > 0)
+			st = follow_show_run(f);
+		if (st == FOLLOW_DB_AWAY && !sync_db_lost(f->c, f->t, f->run_id, &f->db_down_since, f->tty))
 			return 1;
 		if (st == FOLLOW_END_OK || st == FOLLOW_END_FAIL)
 			return st == FOLLOW_END_OK ? 0 : 1;
-		if (follow_check_service(&f) == FOLLOW_END_FAIL)
+		if (follow_check_service(f) == FOLLOW_END_FAIL)
 			return 1;
 		for (int i = 0; i < 10 && !sync_interrupted; i++)
 			usleep(100000);
 	}
-	if (f.tty)
+	if (f->tty)
 		printf("\n");
-	printf("stopped watching; run %lld goes on (crmsyncctl status shows it)\n", (long long)f.run_id);
+	printf("stopped watching; run %lld goes on (crmsyncctl status shows it)\n", (long long)f->run_id);
 	return 1;
+}
+
+/* Follow run_id (or the first run of this CRM and trigger after max_id) in crmsync.sync_runs;
+ * *followed gets the run's id. */
+static int
+sync_follow_db(PGconn *c, const struct sync_target *t, const char *trigger, int64_t run_id,
+    int64_t max_id, int64_t *followed)
+{
+	struct follow f = { .c = c, .t = t, .trigger = trigger, .run_id = run_id, .max_id = max_id,
+	    .t0 = bus_now_ms(), .tty = isatty(STDOUT_FILENO) };
+	int rv = sync_follow_loop(&f);
+
+	*followed = f.run_id;
+	return rv;
 }
 
 /* Without a database: follow the service's health stats (counters since it started, so
@@ -536,7 +552,7 @@ ctl_sync(int argc, char **argv)
 		return 1;
 	printf("asking %s for a%s %s sync%s (%s)\n", a.t.service, a.full ? "" : "n",
 	    a.full ? "full" : "incremental", a.nentities ? " of some entities" : "", a.t.url);
-	if (sync_send(&a.t, a.full, a.entities, a.nentities, &run_id) != 0) {
+	if (sync_send(&a.t, a.full, a.entities, a.nentities, NULL, &run_id) != 0) {
 		PQfinish(c);
 		return 1;
 	}
@@ -550,9 +566,138 @@ ctl_sync(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	if (c != NULL)
-		rv = sync_follow_db(c, &a.t, run_id, max_id);
+		rv = sync_follow_db(c, &a.t, NULL, run_id, max_id, &run_id);
 	else
 		rv = sync_follow_health(&a.t, run_id, &before);
+	PQfinish(c);
+	return rv;
+}
+
+/* ---- crmsyncctl resync <crm> <entity> ---- */
+
+/* The valid CRMs, or the entities of one, on stderr (from the catalogue). */
+static void
+resync_list(const struct cat_crm_desc *d)
+{
+	if (d == NULL) {
+		fprintf(stderr, "CRMs: amo, hollihop\n");
+		return;
+	}
+	fprintf(stderr, "%s entities:", d->schema);
+	for (size_t i = 0; i < d->nentities; i++)
+		fprintf(stderr, "%s%s", i % 8 ? " " : "\n  ", d->entities[i].name);
+	fprintf(stderr, "\n");
+}
+
+/* The run's summary from crmsync.sync_runs (a DSN is there). */
+static void
+resync_summary(PGconn *c, const struct sync_target *t, const char *entity, int64_t run_id)
+{
+	char idbuf[32], took[32];
+	const char *vals[2] = { idbuf, entity };
+	PGresult *r;
+
+	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)run_id);
+	r = ctl_db_query(c, "reading the run", "SELECT status, "
+	    "extract(epoch FROM coalesce(finished_at, now()) - started_at)::bigint, "
+	    "coalesce((progress -> $2 ->> 'rows')::bigint, 0), rows_written, rows_unchanged, "
+	    "rows_deleted, coalesce(deletions_refused -> $2 ->> 'reason', ''), coalesce(error, '') "
+	    "FROM crmsync.sync_runs WHERE id = $1::bigint", 2, vals);
+	if (r == NULL || PQntuples(r) != 1) {
+		PQclear(r);
+		return;
+	}
+	const char *status = PQgetvalue(r, 0, 0);
+	ctl_duration(took, sizeof(took), strtoll(PQgetvalue(r, 0, 1), NULL, 10));
+	printf("resync %s %s: run %lld %s in %s: rows read %s, written %s, unchanged %s, deleted %s\n",
+	    t->crm, entity, (long long)run_id, status, took, PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3),
+	    PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 5));
+	if (PQgetvalue(r, 0, 6)[0] != '\0')
+		printf("deletions refused: %s\n", PQgetvalue(r, 0, 6));
+	if (strcmp(status, "complete") != 0)
+		printf("the re-sync did not complete: nothing was deleted, rows it read are kept%s%s\n",
+		    PQgetvalue(r, 0, 7)[0] ? "; error: " : "", PQgetvalue(r, 0, 7));
+	PQclear(r);
+}
+
+/* <crm> <entity> [--no-wait]: 0, or 2 after saying what is valid. */
+static int
+resync_parse(int argc, char **argv, struct sync_args *a)
+{
+	const struct cat_entity *e;
+	enum cat_crm crm;
+
+	memset(a, 0, sizeof(*a));
+	for (int i = 3; i < argc; i++) {
+		if (strcmp(argv[i], "--no-wait") == 0) {
+			a->nowait = 1;
+			continue;
+		}
+		fprintf(stderr, "crmsyncctl: resync: unknown argument \"%s\"\n", argv[i]);
+		return 2;
+	}
+	if (argc < 3) {
+		fprintf(stderr, "usage: crmsyncctl resync amo|hollihop ENTITY [--no-wait]\n");
+		resync_list(argc == 2 && strcmp(argv[1], "amo") == 0 ? catalog_crm(CAT_AMO) :
+		    argc == 2 && strcmp(argv[1], "hollihop") == 0 ? catalog_crm(CAT_HOLLIHOP) : NULL);
+		return 2;
+	}
+	if (strcmp(argv[1], "hollihop") == 0) {
+		a->t = (struct sync_target){ "hollihop", "hollihop-sync", CRMSYNC__CRM__CRM_HOLLIHOP,
+		    ctl.hollihop_url, ctl.hollihop_health };
+		crm = CAT_HOLLIHOP;
+	} else if (strcmp(argv[1], "amo") == 0) {
+		a->t = (struct sync_target){ "amo", "amo-sync", CRMSYNC__CRM__CRM_AMO, ctl.amo_url, ctl.amo_health };
+		crm = CAT_AMO;
+	} else {
+		fprintf(stderr, "crmsyncctl: resync: unknown CRM \"%s\"\n", argv[1]);
+		resync_list(NULL);
+		return 2;
+	}
+	if ((e = catalog_find(crm, argv[2])) == NULL) {
+		fprintf(stderr, "crmsyncctl: resync: %s has no entity \"%.64s\"\n", a->t.crm, argv[2]);
+		resync_list(catalog_crm(crm));
+		return 2;
+	}
+	a->entities[a->nentities++] = (char *)e->name;
+	a->full = 1;
+	return 0;
+}
+
+int
+ctl_resync(int argc, char **argv)
+{
+	struct sync_args a;
+	struct sync_before before;
+	int64_t run_id = 0, max_id = 0;
+	PGconn *c = NULL;
+	struct sigaction sa;
+	int rv;
+
+	if ((rv = resync_parse(argc, argv, &a)) != 0)
+		return rv;
+	if (sync_baseline(&a.t, &before, &c, &max_id) != 0)
+		return 1;
+	printf("asking %s for a full read of %s (a run with trigger resync; rows stay readable, "
+	    "deletions only if it completes) (%s)\n", a.t.service, a.entities[0], a.t.url);
+	if (sync_send(&a.t, 1, a.entities, 1, "resync", &run_id) != 0) {
+		PQfinish(c);
+		return 1;
+	}
+	if (a.nowait) {
+		PQfinish(c);
+		return 0;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = sync_onsignal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (c == NULL)
+		return sync_follow_health(&a.t, run_id, &before);
+	rv = sync_follow_db(c, &a.t, "resync", run_id, max_id, &run_id);
+	if (run_id > 0 && !sync_interrupted)
+		resync_summary(c, &a.t, a.entities[0], run_id);
 	PQfinish(c);
 	return rv;
 }
