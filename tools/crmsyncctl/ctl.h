@@ -8,6 +8,7 @@
  *   rederive.c RederiveRequest to the store, then progress until the run ends
  *   db.c      a read-only libpq session for status, sync and report
  *   report*.c the analytics schema as one HTML page (or text); report.h
+ *   runs.c    the history of sync runs, filtered
  */
 #ifndef CTL_H
 #define CTL_H
@@ -67,6 +68,9 @@ int	ctl_status(int verbose);
 /* sync.c */
 int	ctl_sync(int argc, char **argv);
 int	ctl_resync(int argc, char **argv);	/* resync <crm> <entity>: a full run of one entity */
+
+/* runs.c: the history of crmsync.sync_runs, with filters */
+int	ctl_runs(int argc, char **argv);
 
 /* rederive.c */
 int	ctl_rederive(int argc, char **argv);

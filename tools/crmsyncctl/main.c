@@ -89,6 +89,10 @@ usage(FILE *f)
 	    "                              one self-contained HTML page of the analytics schema:\n"
 	    "                              funnel, revenue per channel and manager, group fill,\n"
 	    "                              teacher hours (report --help for more)\n"
+	    "  runs [--crm C] [--entity E] [--status S] [--since 2h|3d|2026-12-01] [--limit N]\n"
+	    "                              the history of sync runs, newest first (default 20): kind,\n"
+	    "                              trigger, entities, start, duration, status, rows written/\n"
+	    "                              unchanged/deleted, the error's first line. Needs a DSN.\n"
 	    "  catalog ddl [amo|hollihop]  the CREATE TABLE statements generated from the catalogue\n"
 	    "  catalog list [amo|hollihop] every entity: table, endpoint, description\n"
 	    "  help, -h, --help            this text\n"
@@ -242,6 +246,8 @@ main(int argc, char **argv)
 		rv = ctl_sync(argc - 1, argv + 1);
 	} else if (strcmp(cmd, "resync") == 0) {
 		rv = ctl_resync(argc - 1, argv + 1);
+	} else if (strcmp(cmd, "runs") == 0) {
+		rv = ctl_runs(argc - 1, argv + 1);
 	} else if (strcmp(cmd, "rederive") == 0) {
 		rv = ctl_rederive(argc - 1, argv + 1);
 	} else if (strcmp(cmd, "report") == 0) {

@@ -379,6 +379,64 @@ test_resync_interrupted_changes_nothing(void **state)
 	    (long long)run), 1);
 }
 
+/* ---------------------------------------------------------------- runs */
+
+/* Number of data lines (after the header) in out. */
+static int
+lines(void)
+{
+	int n = 0;
+
+	for (const char *p = strchr(out, '\n'); p != NULL && p[1] != '\0'; p = strchr(p + 1, '\n'))
+		n++;
+	return n;
+}
+
+/* The runs so far: the first full (command, 3 entities), then resyncs of payments:
+ * complete, failed, abandoned (killed), complete. Each filter narrows to them. */
+static void
+test_runs_filters(void **state)
+{
+	char want[64];
+
+	(void)state;
+	int64_t total = h_sql_int(db, "SELECT count(*) FROM crmsync.sync_runs");
+	assert_true(total >= 5);
+	assert_int_equal(ctl("runs", NULL), 0);
+	assert_non_null(strstr(out, "ID     CRM      KIND        TRIGGER  ENTITIES"));
+	assert_int_equal(lines(), (int)total);
+	/* --entity, --status: the one failed resync, with its error's first line */
+	assert_int_equal(ctl("runs", "--entity", "payments", "--status", "failed", NULL), 0);
+	assert_int_equal(lines(), 1);
+	assert_non_null(strstr(out, " resync   payments "));
+	assert_non_null(strstr(out, " failed "));
+	assert_non_null(strstr(out, "GetPayments"));
+	assert_int_equal(ctl("runs", "--status", "abandoned", NULL), 0);
+	assert_int_equal(lines(), 1);
+	/* --entity offices: only the first run read it */
+	assert_int_equal(ctl("runs", "--entity", "offices", NULL), 0);
+	assert_int_equal(lines(), 1);
+	assert_non_null(strstr(out, " command  offices,students,payments "));
+	/* --limit: the newest only */
+	assert_int_equal(ctl("runs", "--limit", "1", NULL), 0);
+	assert_int_equal(lines(), 1);
+	snprintf(want, sizeof(want), "\n%-6lld hollihop", (long long)h_sql_int(db, "SELECT max(id) FROM crmsync.sync_runs"));
+	assert_non_null(strstr(out, want));
+	/* --crm, --since (a duration, a timestamp) */
+	assert_int_equal(ctl("runs", "--crm", "amo", NULL), 0);
+	assert_non_null(strstr(out, "no runs match"));
+	assert_int_equal(ctl("runs", "--crm", "hollihop", "--since", "1h", NULL), 0);
+	assert_int_equal(lines(), (int)total);
+	assert_int_equal(ctl("runs", "--since", "2099-01-01", NULL), 0);
+	assert_non_null(strstr(out, "no runs match"));
+	/* bad filters are usage errors, never SQL */
+	assert_int_equal(ctl("runs", "--status", "done'; DROP TABLE x; --", NULL), 2);
+	assert_int_equal(ctl("runs", "--crm", "bitrix", NULL), 2);
+	assert_int_equal(ctl("runs", "--entity", "nothing", NULL), 2);
+	assert_int_equal(ctl("runs", "--limit", "0", NULL), 2);
+	assert_int_equal(ctl("runs", "--since", NULL), 2);
+}
+
 int
 main(void)
 {
@@ -386,6 +444,7 @@ main(void)
 		cmocka_unit_test(test_resync_one_entity),
 		cmocka_unit_test(test_resync_usage_lists_valid_names),
 		cmocka_unit_test(test_resync_interrupted_changes_nothing),
+		cmocka_unit_test(test_runs_filters),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
