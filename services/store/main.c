@@ -5,7 +5,8 @@
  * on CS_STORE_HEALTH_URL, owns the PostgreSQL connection. Every request gets exactly one
  * reply: ACK_OK only after COMMIT; ACK_RETRY while the database is unreachable (the sender
  * keeps the batch and re-sends); ACK_REJECTED for a batch that can never apply (it is
- * stored in crmsync.dead_letters with the reason first).
+ * stored in crmsync.dead_letters with the reason first). crmsyncctl's requests (rederive,
+ * dead letters resubmitted or discarded) come the same way.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -256,6 +257,20 @@ dispatch(struct store *st, nng_socket s, nng_msg *msg, Crmsync__Envelope *env)
 		}
 		reply_result(st, s, rv, err, run_id);
 		return;
+	case CRMSYNC__ENVELOPE__BODY_DEAD_LETTER: {
+		Crmsync__Envelope rep = CRMSYNC__ENVELOPE__INIT;
+		Crmsync__DeadLetterReply dl = CRMSYNC__DEAD_LETTER_REPLY__INIT;
+		rv = deadletter_request(st, env->dead_letter, &dl, err, sizeof(err));
+		if (rv != 0) {
+			reply_result(st, s, rv, err, 0);
+		} else {
+			rep.body_case = CRMSYNC__ENVELOPE__BODY_DEAD_LETTER_REPLY;
+			rep.dead_letter_reply = &dl;
+			(void)bus_send(s, &rep);
+		}
+		deadletter_reply_free(&dl);
+		return;
+	}
 	case CRMSYNC__ENVELOPE__BODY_CURSOR_GET: {
 		Crmsync__Envelope rep = CRMSYNC__ENVELOPE__INIT;
 		Crmsync__CursorValue cv = CRMSYNC__CURSOR_VALUE__INIT;

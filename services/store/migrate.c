@@ -141,6 +141,16 @@ static const struct migration migrations[] = {
 	  "ALTER TABLE crmsync.sync_runs ADD COLUMN IF NOT EXISTS deletions_refused jsonb NOT NULL DEFAULT '{}';\n"
 	  "ALTER TABLE crmsync.entity_state ADD COLUMN IF NOT EXISTS last_full_rows bigint,\n"
 	  "  ADD COLUMN IF NOT EXISTS last_full_run_id bigint;\n" },
+	{ 10, "dead letters resolved: resubmitted or discarded, by whom, why, when",
+	  /* crmsyncctl deadletters (deadletter.c): a row stays, closed with its resolution;
+	   * a resubmission that failed again keeps its row open with the new error. */
+	  "ALTER TABLE crmsync.dead_letters ADD COLUMN IF NOT EXISTS resolved_at timestamptz,\n"
+	  "  ADD COLUMN IF NOT EXISTS resolution text CHECK (resolution IN ('resubmitted', 'discarded')),\n"
+	  "  ADD COLUMN IF NOT EXISTS resolution_reason text,\n"
+	  "  ADD COLUMN IF NOT EXISTS resolved_by text,\n"
+	  "  ADD COLUMN IF NOT EXISTS resubmit_error text,\n"
+	  "  ADD COLUMN IF NOT EXISTS resubmit_at timestamptz;\n"
+	  "CREATE INDEX IF NOT EXISTS dead_letters_open ON crmsync.dead_letters (id) WHERE resolved_at IS NULL;\n" },
 };
 
 static int

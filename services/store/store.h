@@ -148,6 +148,12 @@ int	runs_dead_letter(struct store *st, const char *crm, const char *entity, uint
 	    int64_t run_id, const char *reason, const void *payload, size_t len);
 const char *runs_crm_name(int crm);
 
+/* deadletter.c: crmsyncctl deadletters resubmit|discard. Fills rep (free its contents with
+ * deadletter_reply_free); CS_EINVAL (a bad request) or CS_EDBCONN (database away) + err. */
+int	deadletter_request(struct store *st, const Crmsync__DeadLetterRequest *rq,
+	    Crmsync__DeadLetterReply *rep, char *err, size_t errlen);
+void	deadletter_reply_free(Crmsync__DeadLetterReply *rep);
+
 /* runstats.c: run metrics (last success per entity, failures in a row, durations). */
 /* Name the stats from store_stats[first]; returns how many (first + n <= the array). */
 size_t	runstats_init(size_t first);

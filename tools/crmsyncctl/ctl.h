@@ -9,6 +9,7 @@
  *   db.c      a read-only libpq session for status, sync and report
  *   report*.c the analytics schema as one HTML page (or text); report.h
  *   runs.c    the history of sync runs, filtered
+ *   deadletters.c what could not be applied: list, show, resubmit (via the store), discard
  */
 #ifndef CTL_H
 #define CTL_H
@@ -71,6 +72,9 @@ int	ctl_resync(int argc, char **argv);	/* resync <crm> <entity>: a full run of o
 
 /* runs.c: the history of crmsync.sync_runs, with filters */
 int	ctl_runs(int argc, char **argv);
+
+/* deadletters.c: list, show, resubmit, discard crmsync.dead_letters */
+int	ctl_deadletters(int argc, char **argv);
 
 /* rederive.c */
 int	ctl_rederive(int argc, char **argv);

@@ -93,6 +93,16 @@ usage(FILE *f)
 	    "                              the history of sync runs, newest first (default 20): kind,\n"
 	    "                              trigger, entities, start, duration, status, rows written/\n"
 	    "                              unchanged/deleted, the error's first line. Needs a DSN.\n"
+	    "  deadletters list [--crm C] [--entity E] [--all]\n"
+	    "                              what the store kept because it could not apply it (open\n"
+	    "                              ones; --all: resubmitted and discarded too)\n"
+	    "  deadletters show ID         one, with its reason and its payload as readable JSON\n"
+	    "  deadletters resubmit ID...  after a fix: the store applies the dead-lettered batch\n"
+	    "                              again through its normal path (rows older than the stored\n"
+	    "                              ones change nothing; its cursor is not applied). A row the\n"
+	    "                              CRM sent unreadable is read again by resync instead.\n"
+	    "  deadletters discard ID... --reason TEXT\n"
+	    "                              close them, kept with who, why and when\n"
 	    "  catalog ddl [amo|hollihop]  the CREATE TABLE statements generated from the catalogue\n"
 	    "  catalog list [amo|hollihop] every entity: table, endpoint, description\n"
 	    "  help, -h, --help            this text\n"
@@ -248,6 +258,8 @@ main(int argc, char **argv)
 		rv = ctl_resync(argc - 1, argv + 1);
 	} else if (strcmp(cmd, "runs") == 0) {
 		rv = ctl_runs(argc - 1, argv + 1);
+	} else if (strcmp(cmd, "deadletters") == 0) {
+		rv = ctl_deadletters(argc - 1, argv + 1);
 	} else if (strcmp(cmd, "rederive") == 0) {
 		rv = ctl_rederive(argc - 1, argv + 1);
 	} else if (strcmp(cmd, "report") == 0) {

@@ -7,7 +7,9 @@
  * lands the data, then each test changes the fake and checks the rows:
  * a resync of one entity mirrors its edits and deletions and touches no other entity,
  * its rows readable while it runs; a resync that fails mid-way or whose sync service is
- * killed deletes nothing and rewrites nothing.
+ * killed deletes nothing and rewrites nothing; runs lists the runs each filter selects;
+ * a rejected batch is listed, shown, resubmitted in vain, fixed, resubmitted for good;
+ * garbage is discarded with a reason; an unreadable row is shown and pointed to resync.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -21,6 +23,7 @@
 #include <cmocka.h>
 
 #include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
 
 #include "harness.h"
@@ -218,13 +221,18 @@ setup(void **state)
 static int
 teardown(void **state)
 {
+	int rv_hh, rv_store;
+
 	(void)state;
-	h_kill(&hh, SIGTERM);
-	h_kill(&store, SIGTERM);
+	/* Both exit 0 on SIGTERM; not 0 is a crash or (under ASan) a leak. */
+	if ((rv_hh = h_kill(&hh, SIGTERM)) != 0)
+		h_dump_log(&hh);
+	if ((rv_store = h_kill(&store, SIGTERM)) != 0)
+		h_dump_log(&store);
 	h_kill(&fake, SIGTERM);
 	http_free(http);
 	PQfinish(db);
-	return h_pg_stop(&pg, 0);
+	return h_pg_stop(&pg, 0) != 0 || rv_hh != 0 || rv_store != 0 ? -1 : 0;
 }
 
 /* ---------------------------------------------------------------- resync */
@@ -437,6 +445,116 @@ test_runs_filters(void **state)
 	assert_int_equal(ctl("runs", "--since", NULL), 2);
 }
 
+/* ---------------------------------------------------------------- deadletters */
+
+/* The newest dead letter's id matching where (SQL), as text. */
+static const char *
+newest_dl(const char *where)
+{
+	static char id[32];
+
+	snprintf(id, sizeof(id), "%s", sqlf("SELECT coalesce(max(id), 0) FROM crmsync.dead_letters WHERE %s", where));
+	return id;
+}
+
+/*
+ * A batch the store rejects (a constraint no office meets) is a dead letter: listed, shown
+ * with its reason and its records' JSON; resubmitted while the cause is there it stays
+ * open with the new error; after the fix it applies through the normal path and is closed
+ * as resubmitted (no longer listed by default). Garbage sent to the store is a dead letter
+ * that cannot be resubmitted: discarded with a reason, kept with who and why. A row the
+ * CRM sent without its key is shown as JSON and pointed to resync.
+ */
+static void
+test_deadletters_round_trip(void **state)
+{
+	char o1[32], id[32], gid[32], want[128], body[512];
+
+	(void)state;
+	snprintf(o1, sizeof(o1), "%s", h_sql(db, "SELECT id FROM hollihop.offices ORDER BY id LIMIT 1"));
+	assert_int_equal(h_sql_exec(db, "ALTER TABLE hollihop.offices ADD CONSTRAINT test_reject CHECK (id < 0) NOT VALID"), 0);
+	snprintf(body, sizeof(body), "{\"ops\":[{\"op\":\"edit\",\"method\":\"GetOffices\",\"key\":%s,"
+	    "\"set\":{\"Name\":\"Филиал после ремонта\"}}]}", o1);
+	fake_post("/_fake/mutate", body);
+	(void)ctl("resync", "hollihop", "offices", NULL);
+	snprintf(id, sizeof(id), "%s", newest_dl("entity = 'offices'"));
+	assert_true(atoll(id) > 0);
+
+	assert_int_equal(ctl("deadletters", "list", NULL), 0);
+	snprintf(want, sizeof(want), "\n%-6s ", id);
+	assert_non_null(strstr(out, want));
+	assert_non_null(strstr(out, " offices "));
+	assert_non_null(strstr(out, " batch "));
+	assert_int_equal(ctl("deadletters", "list", "--entity", "students", NULL), 0);
+	assert_null(strstr(out, " offices "));
+	assert_int_equal(ctl("deadletters", "show", id, NULL), 0);
+	assert_non_null(strstr(out, "test_reject"));
+	assert_non_null(strstr(out, "payload: record batch "));
+	assert_non_null(strstr(out, "Филиал после ремонта"));
+	assert_null(strstr(out, pg.dir));
+
+	/* not fixed yet: still rejected, stays open with the new error */
+	assert_int_equal(ctl("deadletters", "resubmit", id, NULL), 1);
+	assert_non_null(strstr(out, "still rejected"));
+	assert_string_equal(sqlf("SELECT (resolved_at IS NULL)::text || ' ' || (resubmit_error LIKE '%%test_reject%%')::text "
+	    "FROM crmsync.dead_letters WHERE id = %s", id), "true true");
+	/* fixed: applied through the normal path, closed, no longer listed */
+	assert_int_equal(h_sql_exec(db, "ALTER TABLE hollihop.offices DROP CONSTRAINT test_reject"), 0);
+	assert_int_equal(ctl("deadletters", "resubmit", id, NULL), 0);
+	assert_non_null(strstr(out, "applied: "));
+	assert_string_equal(sqlf("SELECT name FROM hollihop.offices WHERE id = %s", o1), "Филиал после ремонта");
+	assert_string_equal(sqlf("SELECT resolution || ' ' || (resolved_by LIKE '%%@%%')::text FROM crmsync.dead_letters "
+	    "WHERE id = %s", id), "resubmitted true");
+	assert_int_equal(ctl("deadletters", "list", NULL), 0);
+	assert_null(strstr(out, want));
+	assert_int_equal(ctl("deadletters", "list", "--all", NULL), 0);
+	assert_non_null(strstr(out, want));
+	assert_non_null(strstr(out, " resubmitted "));
+	assert_int_equal(ctl("deadletters", "resubmit", id, NULL), 1);
+	assert_non_null(strstr(out, "already resubmitted"));
+
+	/* garbage: nothing to resubmit; discard needs a reason and keeps it */
+	nng_socket s;
+	assert_int_equal(nng_req0_open(&s), 0);
+	assert_int_equal(nng_dial(s, store_url, NULL, 0), 0);
+	assert_int_equal(nng_send(s, "\x0a\xffnot a message", 15, 0), 0);
+	char *reply = NULL;
+	size_t rlen = 0;
+	assert_int_equal(nng_recv(s, &reply, &rlen, NNG_FLAG_ALLOC), 0);
+	nng_free(reply, rlen);
+	nng_close(s);
+	snprintf(gid, sizeof(gid), "%s", newest_dl("reason = 'undecodable message'"));
+	assert_true(atoll(gid) > atoll(id));
+	assert_int_equal(ctl("deadletters", "show", gid, NULL), 0);
+	assert_non_null(strstr(out, "not a crmsync message"));
+	assert_non_null(strstr(out, "\\xff"));
+	assert_int_equal(ctl("deadletters", "resubmit", gid, NULL), 1);
+	assert_non_null(strstr(out, "not a record batch"));
+	assert_int_equal(ctl("deadletters", "discard", gid, NULL), 2);
+	assert_int_equal(ctl("deadletters", "discard", gid, "--reason", "test garbage, not from a sync service", NULL), 0);
+	assert_string_equal(sqlf("SELECT resolution || ': ' || resolution_reason FROM crmsync.dead_letters WHERE id = %s",
+	    gid), "discarded: test garbage, not from a sync service");
+	assert_int_equal(ctl("deadletters", "list", NULL), 0);
+	assert_non_null(strstr(out, "no open dead letters"));
+	assert_int_equal(ctl("deadletters", "show", gid, NULL), 0);
+	assert_non_null(strstr(out, "state: discarded at "));
+
+	/* a row without its key: shown as the source JSON, resubmit points to resync */
+	fake_post("/_fake/faults", "{\"replace\":true,\"faults\":[{\"method\":\"GetOffices\",\"kind\":\"no_key\","
+	    "\"key\":\"Id\",\"row\":1,\"count\":1}]}");
+	(void)ctl("resync", "hollihop", "offices", NULL);
+	fake_post("/_fake/faults", NULL);
+	snprintf(id, sizeof(id), "%s", newest_dl("reason LIKE 'row: %%'"));
+	assert_true(atoll(id) > atoll(gid));
+	assert_int_equal(ctl("deadletters", "show", id, NULL), 0);
+	assert_non_null(strstr(out, "payload: the source row"));
+	assert_non_null(strstr(out, "\"Name\""));
+	assert_int_equal(ctl("deadletters", "resubmit", id, NULL), 1);
+	assert_non_null(strstr(out, "crmsyncctl resync hollihop offices"));
+	assert_int_equal(ctl("deadletters", "bogus", NULL), 2);
+	assert_int_equal(ctl("deadletters", "show", "abc", NULL), 2);
+}
+
 int
 main(void)
 {
@@ -445,6 +563,7 @@ main(void)
 		cmocka_unit_test(test_resync_usage_lists_valid_names),
 		cmocka_unit_test(test_resync_interrupted_changes_nothing),
 		cmocka_unit_test(test_runs_filters),
+		cmocka_unit_test(test_deadletters_round_trip),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
