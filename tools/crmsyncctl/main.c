@@ -1,5 +1,6 @@
 /*
- * main.c - crmsyncctl: the operator's one command (status, probe, sync, report, catalog).
+ * main.c - crmsyncctl: the operator's one command (status, probe, sync, resync, runs,
+ * deadletters, rederive, report, catalog).
  *
  * It reads the same CS_* variables as the services, with the same defaults, so it runs
  * unchanged next to them (same env file, same container). Commands live one per file;
@@ -37,9 +38,9 @@ static const struct cfg_key ctl_keys[] = {
 	CFG_KEY("CS_HOLLIHOP_URL", CFG_STR, hollihop_url, "tcp://127.0.0.1:7703", 0, 0,
 	  "where hollihop-sync takes SyncCommand (crmsyncctl sync hollihop)"),
 	CFG_KEY("CS_STORE_URL", CFG_STR, store_url, "tcp://127.0.0.1:7701", 0, 0,
-	  "where the store takes RederiveRequest (crmsyncctl rederive)"),
+	  "where the store takes RederiveRequest and DeadLetterRequest (crmsyncctl rederive, deadletters)"),
 	CFG_KEY("CS_PG_DSN", CFG_SECRET, pg_dsn, "", 0, 0,
-	  "libpq connection string; when set, status and sync also read crmsync.* tables"),
+	  "libpq connection string; when set, status, sync, resync, runs and deadletters read crmsync.* tables"),
 	CFG_KEY("CS_CTL_PG_DSN", CFG_SECRET, ctl_dsn, "", 0, 0,
 	  "used instead of CS_PG_DSN when set (e.g. the read-only analyst role)"),
 	CFG_KEY("CS_CTL_TIMEOUT", CFG_DURATION, timeout_ms, "1s", 50, 60000,
@@ -55,44 +56,49 @@ const struct ctl_service ctl_services[4] = {
 	{ "store", &ctl.store_health },
 };
 
-static void
-usage(FILE *f)
-{
-	fprintf(f,
-	    "usage: crmsyncctl <command> [arguments]\n"
-	    "\n"
-	    "Operate crmsync: ask the services how they are, start syncs, print the schema.\n"
-	    "\n"
-	    "Commands:\n"
+/* Each command's lines of the help; `crmsyncctl CMD --help` prints its own. */
+static const struct ctl_help {
+	const char	*name;
+	const char	*text;
+	int		 own_help;	/* the command prints a longer --help itself */
+} ctl_help[] = {
+	{ "status",
 	    "  status [-v]                 every service at once (up/down, version, uptime, backlog,\n"
 	    "                              status, last error; -v: every stat); with a DSN also the\n"
 	    "                              last successful sync per CRM and entity and recent runs.\n"
-	    "                              Exit 0 only when all are healthy.\n"
+	    "                              Exit 0 only when all are healthy.\n" },
+	{ "probe",
 	    "  probe [--live] [-q] URL|SERVICE\n"
 	    "                              one health probe (container HEALTHCHECK): exit 0 when it\n"
 	    "                              answers healthy (--live: answers at all), else 1. SERVICE\n"
-	    "                              is store, hook-gateway, amo-sync or hollihop-sync.\n"
+	    "                              is store, hook-gateway, amo-sync or hollihop-sync.\n" },
+	{ "sync",
 	    "  sync hollihop|amo [--full] [--entities a,b] [--no-wait]\n"
 	    "                              start a run (incremental unless --full) and show its\n"
 	    "                              progress until it ends; exit 0 when it completed.\n"
-	    "                              Ctrl-C stops watching, not the run.\n"
+	    "                              Ctrl-C stops watching, not the run.\n" },
+	{ "resync",
 	    "  resync amo|hollihop ENTITY [--no-wait]\n"
 	    "                              a full read of one entity as its own run (trigger resync),\n"
 	    "                              followed to its end with rows read/written/deleted; its\n"
 	    "                              rows stay readable meanwhile; only a complete read deletes\n"
-	    "                              what vanished; a failed or cut one deletes nothing.\n"
+	    "                              what vanished; a failed or cut one deletes nothing.\n" },
+	{ "rederive",
 	    "  rederive amo|hollihop [ENTITY...] [--no-wait]\n"
 	    "                              re-derive typed columns and child rows from the raw JSON\n"
 	    "                              the store holds (no CRM request), as a run; follow it\n"
-	    "                              until it ends; exit 0 when it completed.\n"
+	    "                              until it ends; exit 0 when it completed.\n" },
+	{ "report",
 	    "  report [--out FILE] [--since YYYY-MM] [--pipeline ID] [--text] [--only LIST]\n"
 	    "                              one self-contained HTML page of the analytics schema:\n"
 	    "                              funnel, revenue per channel and manager, group fill,\n"
-	    "                              teacher hours (report --help for more)\n"
+	    "                              teacher hours (report --help for more)\n", 1 },
+	{ "runs",
 	    "  runs [--crm C] [--entity E] [--status S] [--since 2h|3d|2026-12-01] [--limit N]\n"
 	    "                              the history of sync runs, newest first (default 20): kind,\n"
 	    "                              trigger, entities, start, duration, status, rows written/\n"
-	    "                              unchanged/deleted, the error's first line. Needs a DSN.\n"
+	    "                              unchanged/deleted, the error's first line. Needs a DSN.\n" },
+	{ "deadletters",
 	    "  deadletters list [--crm C] [--entity E] [--all]\n"
 	    "                              what the store kept because it could not apply it (open\n"
 	    "                              ones; --all: resubmitted and discarded too)\n"
@@ -102,13 +108,51 @@ usage(FILE *f)
 	    "                              ones change nothing; its cursor is not applied). A row the\n"
 	    "                              CRM sent unreadable is read again by resync instead.\n"
 	    "  deadletters discard ID... --reason TEXT\n"
-	    "                              close them, kept with who, why and when\n"
+	    "                              close them, kept with who, why and when\n" },
+	{ "catalog",
 	    "  catalog ddl [amo|hollihop]  the CREATE TABLE statements generated from the catalogue\n"
-	    "  catalog list [amo|hollihop] every entity: table, endpoint, description\n"
+	    "  catalog list [amo|hollihop] every entity: table, endpoint, description\n" },
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: crmsyncctl <command> [arguments]\n"
+	    "\n"
+	    "Operate crmsync: ask the services how they are, start syncs, print the schema.\n"
+	    "\n"
+	    "Commands (crmsyncctl COMMAND --help: that one alone):\n");
+	for (size_t i = 0; i < sizeof(ctl_help) / sizeof(ctl_help[0]); i++)
+		fputs(ctl_help[i].text, f);
+	fprintf(f,
 	    "  help, -h, --help            this text\n"
 	    "  version, -V, --version      the version\n"
 	    "\n");
 	cfg_usage(f, ctl_keys, CFG_NKEYS(ctl_keys));
+}
+
+/* `crmsyncctl CMD --help`: CMD's lines of the help; 0, or -1 when CMD is no command. */
+static int
+usage_cmd(const char *cmd)
+{
+	int found = 0;
+
+	for (size_t i = 0; i < sizeof(ctl_help) / sizeof(ctl_help[0]); i++) {
+		if (strcmp(cmd, ctl_help[i].name) != 0)
+			continue;
+		if (ctl_help[i].own_help)
+			return -1;
+		if (!found)
+			printf("usage:\n");
+		fputs(ctl_help[i].text, stdout);
+		found = 1;
+	}
+	if (found && (strcmp(cmd, "status") == 0 || strcmp(cmd, "sync") == 0 || strcmp(cmd, "resync") == 0 ||
+	    strcmp(cmd, "rederive") == 0 || strcmp(cmd, "runs") == 0 || strcmp(cmd, "deadletters") == 0))
+		printf("\nWith CS_CTL_PG_DSN (or CS_PG_DSN) set it reads crmsync.* (a read-only role is enough);\n"
+		    "crmsyncctl --help lists every variable.\n");
+	return found ? 0 : -1;
 }
 
 static const char *
@@ -237,6 +281,9 @@ main(int argc, char **argv)
 		printf("crmsyncctl %s\n", CRMSYNC_VERSION);
 		return 0;
 	}
+	if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) &&
+	    usage_cmd(cmd) == 0)
+		return 0;
 	log_init("crmsyncctl", 0);
 	if (cfg_load(ctl_keys, CFG_NKEYS(ctl_keys), &ctl, err, sizeof(err)) != 0) {
 		fprintf(stderr, "crmsyncctl: configuration error: %s\n", err);

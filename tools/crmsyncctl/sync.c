@@ -589,35 +589,45 @@ resync_list(const struct cat_crm_desc *d)
 	fprintf(stderr, "\n");
 }
 
-/* The run's summary from crmsync.sync_runs (a DSN is there). */
-static void
+/*
+ * The run's summary from crmsync.sync_runs (a DSN is there). A complete run may still have
+ * read its entity incompletely (a batch the store rejected, deletions refused): the entity
+ * is done only when crmsync.entity_state says this run succeeded for it. 0 = done, else 1.
+ */
+static int
 resync_summary(PGconn *c, const struct sync_target *t, const char *entity, int64_t run_id)
 {
 	char idbuf[32], took[32];
-	const char *vals[2] = { idbuf, entity };
+	const char *vals[3] = { idbuf, entity, t->crm };
 	PGresult *r;
+	int ok;
 
 	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)run_id);
-	r = ctl_db_query(c, "reading the run", "SELECT status, "
-	    "extract(epoch FROM coalesce(finished_at, now()) - started_at)::bigint, "
-	    "coalesce((progress -> $2 ->> 'rows')::bigint, 0), rows_written, rows_unchanged, "
-	    "rows_deleted, coalesce(deletions_refused -> $2 ->> 'reason', ''), coalesce(error, '') "
-	    "FROM crmsync.sync_runs WHERE id = $1::bigint", 2, vals);
+	r = ctl_db_query(c, "reading the run", "SELECT r.status, "
+	    "extract(epoch FROM coalesce(r.finished_at, now()) - r.started_at)::bigint, "
+	    "coalesce((r.progress -> $2 ->> 'rows')::bigint, 0), r.rows_written, r.rows_unchanged, "
+	    "r.rows_deleted, coalesce(r.deletions_refused -> $2 ->> 'reason', ''), coalesce(r.error, ''), "
+	    "coalesce(s.last_run_id = r.id AND s.last_ok_at >= r.started_at, false) "
+	    "FROM crmsync.sync_runs r LEFT JOIN crmsync.entity_state s ON s.crm = $3 AND s.entity = $2 "
+	    "WHERE r.id = $1::bigint", 3, vals);
 	if (r == NULL || PQntuples(r) != 1) {
 		PQclear(r);
-		return;
+		return 1;
 	}
-	const char *status = PQgetvalue(r, 0, 0);
+	const char *status = PQgetvalue(r, 0, 0), *error = PQgetvalue(r, 0, 7);
+	ok = strcmp(status, "complete") == 0 && strcmp(PQgetvalue(r, 0, 8), "t") == 0;
 	ctl_duration(took, sizeof(took), strtoll(PQgetvalue(r, 0, 1), NULL, 10));
 	printf("resync %s %s: run %lld %s in %s: rows read %s, written %s, unchanged %s, deleted %s\n",
-	    t->crm, entity, (long long)run_id, status, took, PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3),
+	    t->crm, entity, (long long)run_id, ok || strcmp(status, "complete") != 0 ? status :
+	    "complete, but not for this entity", took, PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3),
 	    PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 5));
 	if (PQgetvalue(r, 0, 6)[0] != '\0')
 		printf("deletions refused: %s\n", PQgetvalue(r, 0, 6));
-	if (strcmp(status, "complete") != 0)
-		printf("the re-sync did not complete: nothing was deleted, rows it read are kept%s%s\n",
-		    PQgetvalue(r, 0, 7)[0] ? "; error: " : "", PQgetvalue(r, 0, 7));
+	else if (!ok)
+		printf("the re-sync did not read %s completely: nothing of it was deleted, rows it read are "
+		    "kept%s%s\n", entity, error[0] ? "; error: " : "", error);
 	PQclear(r);
+	return ok ? 0 : 1;
 }
 
 /* <crm> <entity> [--no-wait]: 0, or 2 after saying what is valid. */
@@ -696,8 +706,8 @@ ctl_resync(int argc, char **argv)
 	if (c == NULL)
 		return sync_follow_health(&a.t, run_id, &before);
 	rv = sync_follow_db(c, &a.t, "resync", run_id, max_id, &run_id);
-	if (run_id > 0 && !sync_interrupted)
-		resync_summary(c, &a.t, a.entities[0], run_id);
+	if (run_id > 0 && !sync_interrupted && resync_summary(c, &a.t, a.entities[0], run_id) != 0)
+		rv = 1;
 	PQfinish(c);
 	return rv;
 }

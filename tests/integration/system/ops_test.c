@@ -358,7 +358,7 @@ test_resync_interrupted_changes_nothing(void **state)
 	int64_t run = h_sql_int(db, "SELECT max(id) FROM crmsync.sync_runs");
 	assert_string_equal(sqlf("SELECT trigger || ' ' || status || ' ' || rows_deleted FROM crmsync.sync_runs "
 	    "WHERE id = %lld", (long long)run), "resync failed 0");
-	assert_non_null(strstr(out, "the re-sync did not complete: nothing was deleted"));
+	assert_non_null(strstr(out, "the re-sync did not read payments completely: nothing of it was deleted"));
 	char *after = table_digest("payments");
 	assert_string_equal(after, before);
 	free(after);
@@ -476,7 +476,10 @@ test_deadletters_round_trip(void **state)
 	snprintf(body, sizeof(body), "{\"ops\":[{\"op\":\"edit\",\"method\":\"GetOffices\",\"key\":%s,"
 	    "\"set\":{\"Name\":\"Филиал после ремонта\"}}]}", o1);
 	fake_post("/_fake/mutate", body);
-	(void)ctl("resync", "hollihop", "offices", NULL);
+	/* the run completes, but not for offices: exit 1, said so */
+	assert_int_equal(ctl("resync", "hollihop", "offices", NULL), 1);
+	assert_non_null(strstr(out, "complete, but not for this entity"));
+	assert_non_null(strstr(out, "the re-sync did not read offices completely"));
 	snprintf(id, sizeof(id), "%s", newest_dl("entity = 'offices'"));
 	assert_true(atoll(id) > 0);
 
@@ -542,7 +545,8 @@ test_deadletters_round_trip(void **state)
 	/* a row without its key: shown as the source JSON, resubmit points to resync */
 	fake_post("/_fake/faults", "{\"replace\":true,\"faults\":[{\"method\":\"GetOffices\",\"kind\":\"no_key\","
 	    "\"key\":\"Id\",\"row\":1,\"count\":1}]}");
-	(void)ctl("resync", "hollihop", "offices", NULL);
+	assert_int_equal(ctl("resync", "hollihop", "offices", NULL), 1);
+	assert_non_null(strstr(out, "deletions refused: 1 rows could not be read"));
 	fake_post("/_fake/faults", NULL);
 	snprintf(id, sizeof(id), "%s", newest_dl("reason LIKE 'row: %%'"));
 	assert_true(atoll(id) > atoll(gid));
