@@ -5,6 +5,7 @@
  * One cluster, one store and one fake for the file; amo-sync is restarted where a test
  * needs other settings or a crash. Tests run in order and build on each other's data:
  * full sync (every entity group, every field of chosen records, custom field values),
+ * a resync of one entity (trigger resync, its vanished rows deleted),
  * incremental (edits, pipeline moves, deletions), a hook burst coalesced into <= 2 list
  * requests, a lone hook fetched at once, a crash with undone hook deliveries re-sent by a simulated gateway, zero 429s
  * at the real 7 rps, an account without API filtering, 429/5xx retries and a 403 ban, a
@@ -708,6 +709,50 @@ test_incremental_sees_edits_moves_and_deletions(void **state)
 	assert_true(fake_int("/_fake/stats", "filter_id_requests") == 0);
 }
 
+/*
+ * A resync (crmsyncctl resync amo catalog_elements sends this command): a full read of that
+ * one entity as its own run (trigger resync), which soft-deletes what vanished from it
+ * (catalog elements are deleted by full reads) and no row of any other entity.
+ */
+static void
+test_resync_of_one_entity_deletes_what_vanished(void **state)
+{
+	Crmsync__Envelope env = CRMSYNC__ENVELOPE__INIT, *rep = NULL;
+	Crmsync__SyncCommand c = CRMSYNC__SYNC_COMMAND__INIT;
+	char *only[] = { "catalog_elements" };
+	char sql[256], el[32], body[256];
+
+	(void)state;
+	snprintf(el, sizeof(el), "%s", h_sql(db, "SELECT max(id) FROM amo.catalog_elements WHERE catalog_id = 1003"));
+	snprintf(body, sizeof(body), "{\"ops\":[{\"op\":\"delete\",\"entity\":\"catalogs/1003/elements\","
+	    "\"id\":%s}]}", el);
+	fake_post("/_fake/mutate", body);
+	int64_t before = h_sql_int(db, "SELECT coalesce(max(id), 0) FROM crmsync.sync_runs");
+	int64_t other_deleted = h_sql_int(db, "SELECT count(*) FROM amo.leads WHERE deleted_at IS NOT NULL");
+	snprintf(sql, sizeof(sql), "SELECT (deleted_at IS NULL)::text FROM amo.catalog_elements WHERE id = %s", el);
+	assert_string_equal(h_sql(db, sql), "true");
+	c.crm = CRMSYNC__CRM__CRM_AMO;
+	c.kind = CRMSYNC__SYNC_KIND__SYNC_FULL;
+	c.entities = only;
+	c.n_entities = 1;
+	c.trigger = "resync";
+	env.body_case = CRMSYNC__ENVELOPE__BODY_SYNC;
+	env.sync = &c;
+	assert_int_equal(bus_call_ack(asock, &env, &rep, 2000, 20000, NULL), 0);
+	bus_free(rep);
+	snprintf(sql, sizeof(sql), "SELECT status FROM crmsync.sync_runs WHERE id > %lld", (long long)before);
+	if (h_wait_sql(db, sql, "complete", 60000) != 0)
+		h_dump_log(&amo);
+	snprintf(sql, sizeof(sql), "SELECT kind || ' ' || trigger || ' ' || entities::text || ' ' || rows_deleted "
+	    "FROM crmsync.sync_runs WHERE id > %lld", (long long)before);
+	assert_string_equal(h_sql(db, sql), "full resync {catalog_elements} 1");
+	snprintf(sql, sizeof(sql), "SELECT (deleted_at IS NOT NULL)::text FROM amo.catalog_elements WHERE id = %s", el);
+	assert_string_equal(h_sql(db, sql), "true");
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM amo.leads WHERE deleted_at IS NOT NULL"), other_deleted);
+	assert_int_equal(live("catalog_elements", NULL), fake_count("catalogs/1001/elements") +
+	    fake_count("catalogs/1003/elements") + fake_count("catalogs/1005/elements"));
+}
+
 static void
 test_hook_burst_coalesces_into_two_list_requests(void **state)
 {
@@ -1174,6 +1219,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_sync_lands_every_entity_group),
 		cmocka_unit_test(test_incremental_sees_edits_moves_and_deletions),
+		cmocka_unit_test(test_resync_of_one_entity_deletes_what_vanished),
 		cmocka_unit_test(test_hook_burst_coalesces_into_two_list_requests),
 		cmocka_unit_test(test_a_lone_hook_lands_long_before_the_delay_bound),
 		cmocka_unit_test(test_crash_with_undone_hooks_loses_nothing),
