@@ -62,7 +62,8 @@ sync_health(const struct sync_target *t, Crmsync__Envelope **env)
 }
 
 /* Send the command (trigger NULL: the service's default, "command"); returns 0 with *run_id
- * (0 = not known yet), or 1 after saying why. */
+ * (0 = not known yet), or 1 after saying why. A busy service's run is followed instead,
+ * except for a resync (it must be a run of its own). */
 static int
 sync_send(const struct sync_target *t, int full, char **entities, size_t nentities,
     const char *trigger, int64_t *run_id)
@@ -113,7 +114,8 @@ sync_send(const struct sync_target *t, int full, char **entities, size_t nentiti
 		ret = 0;
 		break;
 	default:
-		if (*run_id > 0 && rep->ack->error != NULL && strncmp(rep->ack->error, "busy", 4) == 0) {
+		if (*run_id > 0 && rep->ack->error != NULL && strncmp(rep->ack->error, "busy", 4) == 0 &&
+		    trigger == NULL) {
 			printf("%s is busy: %s; following run %lld instead\n", t->service, rep->ack->error,
 			    (long long)*run_id);
 			ret = 0;
@@ -178,7 +180,7 @@ sync_db_lost(PGconn *c, const struct sync_target *t, int64_t run_id, int64_t *do
 struct follow {
 	PGconn			*c;
 	const struct sync_target *t;
-	const char		*trigger;	/* the run to find has this trigger ("": any) */
+	const char		*entity;	/* the run to find reads it whole (NULL: any run) */
 	int64_t			 run_id, max_id;
 	int64_t			 down_since, db_down_since, last_print, t0;
 	int			 tty;
@@ -188,17 +190,19 @@ struct follow {
 /* Steps' answers: keep following, the database is away (reconnecting), or stop with ret. */
 enum { FOLLOW_ON, FOLLOW_DB_AWAY, FOLLOW_END_OK, FOLLOW_END_FAIL };
 
-/* The run an accepted command opened: the first of this CRM (and trigger) after max_id. */
+/* The run an accepted command opened: the first of this CRM after max_id (with an entity:
+ * the first full run that reads it; amo-sync may join a resync to another full run). */
 static int
 follow_find_run(struct follow *f)
 {
 	char maxbuf[32];
-	const char *vals[3] = { f->t->crm, maxbuf, f->trigger != NULL ? f->trigger : "" };
+	const char *vals[3] = { f->t->crm, maxbuf, f->entity != NULL ? f->entity : "" };
 	PGresult *r;
 
 	snprintf(maxbuf, sizeof(maxbuf), "%lld", (long long)f->max_id);
 	if ((r = ctl_db_query(f->c, "finding the run", "SELECT id FROM crmsync.sync_runs "
-	    "WHERE crm = $1 AND id > $2::bigint AND ($3 = '' OR trigger = $3) ORDER BY id LIMIT 1",
+	    "WHERE crm = $1 AND id > $2::bigint AND ($3 = '' OR (kind = 'full' AND $3 = ANY(entities))) "
+	    "ORDER BY id LIMIT 1",
 	    3, vals)) == NULL)
 		return FOLLOW_DB_AWAY;
 	if (PQntuples(r) == 1) {
@@ -313,13 +317,13 @@ sync_follow_loop(struct follow *f)
 	return 1;
 }
 
-/* Follow run_id (or the first run of this CRM and trigger after max_id) in crmsync.sync_runs;
+/* Follow run_id (or the first run of this CRM, reading entity if any, after max_id) in crmsync.sync_runs;
  * *followed gets the run's id. */
 static int
-sync_follow_db(PGconn *c, const struct sync_target *t, const char *trigger, int64_t run_id,
+sync_follow_db(PGconn *c, const struct sync_target *t, const char *entity, int64_t run_id,
     int64_t max_id, int64_t *followed)
 {
-	struct follow f = { .c = c, .t = t, .trigger = trigger, .run_id = run_id, .max_id = max_id,
+	struct follow f = { .c = c, .t = t, .entity = entity, .run_id = run_id, .max_id = max_id,
 	    .t0 = bus_now_ms(), .tty = isatty(STDOUT_FILENO) };
 	int rv = sync_follow_loop(&f);
 
@@ -705,7 +709,7 @@ ctl_resync(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	if (c == NULL)
 		return sync_follow_health(&a.t, run_id, &before);
-	rv = sync_follow_db(c, &a.t, "resync", run_id, max_id, &run_id);
+	rv = sync_follow_db(c, &a.t, a.entities[0], run_id, max_id, &run_id);
 	if (run_id > 0 && !sync_interrupted && resync_summary(c, &a.t, a.entities[0], run_id) != 0)
 		rv = 1;
 	PQfinish(c);

@@ -371,6 +371,9 @@ test_resync_interrupted_changes_nothing(void **state)
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM crmsync.sync_runs WHERE id > %lld AND trigger = 'resync' "
 	    "AND status = 'running' AND batches > 0", (long long)run);
 	assert_int_equal(h_wait_sql(db, sql, "1", 20000), 0);
+	/* a second resync meanwhile is refused (it would not be a run of its own) */
+	assert_int_equal(ctl("resync", "hollihop", "payments", NULL), 1);
+	assert_non_null(strstr(out, "busy: run "));
 	h_kill(&hh, SIGKILL);
 	fake_post("/_fake/faults", NULL);
 	after = table_digest("payments");
