@@ -66,28 +66,28 @@ static const struct ctl_help {
 	    "  status [-v]                 every service at once (up/down, version, uptime, backlog,\n"
 	    "                              status, last error; -v: every stat); with a DSN also the\n"
 	    "                              last successful sync per CRM and entity and recent runs.\n"
-	    "                              Exit 0 only when all are healthy.\n" },
+	    "                              Exit 0 only when all are healthy.\n", 0 },
 	{ "probe",
 	    "  probe [--live] [-q] URL|SERVICE\n"
 	    "                              one health probe (container HEALTHCHECK): exit 0 when it\n"
 	    "                              answers healthy (--live: answers at all), else 1. SERVICE\n"
-	    "                              is store, hook-gateway, amo-sync or hollihop-sync.\n" },
+	    "                              is store, hook-gateway, amo-sync or hollihop-sync.\n", 0 },
 	{ "sync",
 	    "  sync hollihop|amo [--full] [--entities a,b] [--no-wait]\n"
 	    "                              start a run (incremental unless --full) and show its\n"
 	    "                              progress until it ends; exit 0 when it completed.\n"
-	    "                              Ctrl-C stops watching, not the run.\n" },
+	    "                              Ctrl-C stops watching, not the run.\n", 0 },
 	{ "resync",
 	    "  resync amo|hollihop ENTITY [--no-wait]\n"
 	    "                              a full read of one entity as its own run (trigger resync),\n"
 	    "                              followed to its end with rows read/written/deleted; its\n"
 	    "                              rows stay readable meanwhile; only a complete read deletes\n"
-	    "                              what vanished; a failed or cut one deletes nothing.\n" },
+	    "                              what vanished; a failed or cut one deletes nothing.\n", 0 },
 	{ "rederive",
 	    "  rederive amo|hollihop [ENTITY...] [--no-wait]\n"
 	    "                              re-derive typed columns and child rows from the raw JSON\n"
 	    "                              the store holds (no CRM request), as a run; follow it\n"
-	    "                              until it ends; exit 0 when it completed.\n" },
+	    "                              until it ends; exit 0 when it completed.\n", 0 },
 	{ "report",
 	    "  report [--out FILE] [--since YYYY-MM] [--pipeline ID] [--text] [--only LIST]\n"
 	    "                              one self-contained HTML page of the analytics schema:\n"
@@ -97,7 +97,7 @@ static const struct ctl_help {
 	    "  runs [--crm C] [--entity E] [--status S] [--since 2h|3d|2026-12-01] [--limit N]\n"
 	    "                              the history of sync runs, newest first (default 20): kind,\n"
 	    "                              trigger, entities, start, duration, status, rows written/\n"
-	    "                              unchanged/deleted, the error's first line. Needs a DSN.\n" },
+	    "                              unchanged/deleted, the error's first line. Needs a DSN.\n", 0 },
 	{ "deadletters",
 	    "  deadletters list [--crm C] [--entity E] [--all]\n"
 	    "                              what the store kept because it could not apply it (open\n"
@@ -108,10 +108,10 @@ static const struct ctl_help {
 	    "                              ones change nothing; its cursor is not applied). A row the\n"
 	    "                              CRM sent unreadable is read again by resync instead.\n"
 	    "  deadletters discard ID... --reason TEXT\n"
-	    "                              close them, kept with who, why and when\n" },
+	    "                              close them, kept with who, why and when\n", 0 },
 	{ "catalog",
 	    "  catalog ddl [amo|hollihop]  the CREATE TABLE statements generated from the catalogue\n"
-	    "  catalog list [amo|hollihop] every entity: table, endpoint, description\n" },
+	    "  catalog list [amo|hollihop] every entity: table, endpoint, description\n", 0 },
 };
 
 static void
@@ -132,7 +132,8 @@ usage(FILE *f)
 	cfg_usage(f, ctl_keys, CFG_NKEYS(ctl_keys));
 }
 
-/* `crmsyncctl CMD --help`: CMD's lines of the help; 0, or -1 when CMD is no command. */
+/* `crmsyncctl CMD --help`: CMD's lines of the help; 0, or -1 when CMD is no command or
+ * prints its own longer help. */
 static int
 usage_cmd(const char *cmd)
 {
