@@ -40,7 +40,18 @@ struct an_table {
 	 */
 	const char	*refresh_sql;
 	const char	*rebuild_sql;	/* recompute every row (no parameters) */
+	/*
+	 * AN_START: rebuilt at every start (cheap checks, e.g. views generated from field
+	 * definitions), not only when its SQL changed. AN_LOG: the rows refresh and rebuild
+	 * return are events to log ("analytics.schema_change", one key=value per column), not
+	 * keys for dependent tables. 0 for an ordinary table (added after the first five
+	 * members: tables that leave it out keep compiling).
+	 */
+	unsigned	 flags;
 };
+
+#define AN_START	0x01
+#define AN_LOG		0x02
 
 extern const struct an_table an_amo_tables[];	/* analytics_amo.c */
 extern const size_t an_amo_ntables;

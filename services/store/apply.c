@@ -15,7 +15,7 @@
  *      older (the keys written land in a temp "applied" table), soft deletes, and the
  *      children of applied parents replaced (COPY + DELETE + INSERT);
  *   4. the keys a full run saw (one text[] row per batch), the cursor, the run's counters;
- *      COMMIT.
+ *   5. the analytic tables fed by the entity, for the keys written (analytics.c); COMMIT.
  * Unchanged records cost only their share of the lookup: not parsed, not locked, not
  * written, so a nightly export of unchanged data writes almost nothing. Because typed
  * values are in the hash, a new catalogue mapping or time zone rewrites the rows it changes.
@@ -72,7 +72,8 @@ void
 apply_reset_conn(struct store *st)
 {
 	for (size_t i = 0; i < st->nesql; i++)
-		st->esql[i].created = st->esql[i].prep_lookup = st->esql[i].prep_seen = 0;
+		st->esql[i].created = st->esql[i].prep_lookup = st->esql[i].prep_seen =
+		    st->esql[i].prep_written = 0;
 }
 
 static struct entity_sql *
@@ -291,10 +292,11 @@ struct batch {
 	size_t				*live;	/* live kept records, in key-array order */
 	size_t				 nlive, ndel;
 	struct buf			 karr[APPLY_MAX_KEYS];	/* text[] literals of live keys */
+	struct buf			 dkarr[APPLY_MAX_KEYS];	/* ... and of delete records' keys */
 	const char			*kparam[2 + APPLY_MAX_KEYS];
 	size_t				 nnew, nsame, nstaged;
 	long				 n_up;	/* staged rows written or deleted */
-	int64_t				 t_lookup, t_direct, t_staged, t_commit;
+	int64_t				 t_lookup, t_direct, t_staged, t_an, t_commit;
 };
 
 
@@ -330,7 +332,8 @@ batch_prepare(struct batch *t, char *err, size_t errlen)
 		return rv;
 	for (size_t k = 0; k < t->x->nk; k++) {
 		buf_init(&t->karr[k], (size_t)64 << 20);
-		rv |= buf_addc(&t->karr[k], '{');
+		buf_init(&t->dkarr[k], (size_t)64 << 20);
+		rv |= buf_addc(&t->karr[k], '{') | buf_addc(&t->dkarr[k], '{');
 	}
 	for (size_t i = 0; i < n && rv == 0; i++) {
 		const Crmsync__Record *r = b->records[i];
@@ -342,6 +345,8 @@ batch_prepare(struct batch *t, char *err, size_t errlen)
 		}
 		if (r->deleted) {
 			t->ndel++;
+			for (size_t k = 0; k < t->x->nk; k++)
+				rv |= array_add(&t->dkarr[k], r->values[t->x->kidx[k]]);
 			continue;
 		}
 		t->hash[i] = apply_rec_hash(r);
@@ -350,7 +355,7 @@ batch_prepare(struct batch *t, char *err, size_t errlen)
 			rv |= array_add(&t->karr[k], r->values[t->x->kidx[k]]);
 	}
 	for (size_t k = 0; k < t->x->nk; k++) {
-		rv |= buf_addc(&t->karr[k], '}');
+		rv |= buf_addc(&t->karr[k], '}') | buf_addc(&t->dkarr[k], '}');
 		t->kparam[2 + k] = t->karr[k].data;
 	}
 	if (rv != 0) {
@@ -363,8 +368,10 @@ batch_prepare(struct batch *t, char *err, size_t errlen)
 static void
 batch_free(struct batch *t)
 {
-	for (size_t k = 0; t->x != NULL && k < t->x->nk; k++)
+	for (size_t k = 0; t->x != NULL && k < t->x->nk; k++) {
 		buf_free(&t->karr[k]);
+		buf_free(&t->dkarr[k]);
+	}
 	free(t->keep);
 	free(t->cls);
 	free(t->hash);
@@ -618,6 +625,35 @@ ensure_temp(struct store *st, struct entity_sql *x, char *err, size_t errlen)
 	return rv;
 }
 
+/*
+ * The analytic tables fed by this entity, refreshed for the keys this transaction wrote or
+ * soft-deleted (analytics.c): in the batch's transaction, so they commit or roll back with it.
+ */
+static int
+batch_analytics(struct store *st, struct batch *t, char *err, size_t errlen)
+{
+	struct entity_sql *x = t->x;
+	const char *v[2 * APPLY_MAX_KEYS];
+	PGresult *r = NULL;
+	int rv;
+
+	if (!st->conf.an_refresh || !analytics_reads(x->e) || t->nnew + t->n_up == 0)
+		return 0;
+	for (size_t k = 0; k < x->nk; k++) {
+		v[k] = t->karr[k].data;
+		v[x->nk + k] = t->dkarr[k].data;
+	}
+	if ((rv = db_execprep(st, x->name_written, &x->prep_written, x->written, 2 * (int)x->nk, v,
+	    &r)) != 0) {
+		snprintf(err, errlen, "written keys: %s", db_errmsg(st, r));
+		PQclear(r);
+		return rv;
+	}
+	rv = analytics_refresh(st, x->e, PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "{}", err, errlen);
+	PQclear(r);
+	return rv;
+}
+
 /* One attempt at the whole batch in one transaction. */
 static int
 batch_tx(struct store *st, struct batch *t, int stage_all, char *err, size_t errlen)
@@ -682,6 +718,10 @@ batch_tx(struct store *st, struct batch *t, int stage_all, char *err, size_t err
 			goto fail;
 	}
 	int64_t t1 = clock_mono_us();
+	if ((rv = batch_analytics(st, t, err, errlen)) != 0)
+		goto fail;
+	t->t_an = clock_mono_us() - t1;
+	t1 = clock_mono_us();
 	if ((rv = db_exec(st, "COMMIT")) != 0) {
 		snprintf(err, errlen, "COMMIT: %s", db_errmsg(st, NULL));
 		goto fail;
@@ -729,10 +769,10 @@ apply_batch(struct store *st, const Crmsync__RecordBatch *b, uint32_t *applied,
 		*applied = (uint32_t)((long)t.nnew + t.n_up);
 		*unchanged = (uint32_t)(t.nlive + t.ndel - *applied);
 		log_debug("batch.timing", "entity=%s n=%zu new=%zu same=%zu staged=%zu prep_us=%lld "
-		    "lookup_us=%lld direct_us=%lld staged_us=%lld commit_us=%lld total_us=%lld",
+		    "lookup_us=%lld direct_us=%lld staged_us=%lld analytics_us=%lld commit_us=%lld total_us=%lld",
 		    b->entity, b->n_records, t.nnew, t.nsame, t.nstaged, (long long)t_prep,
 		    (long long)t.t_lookup, (long long)t.t_direct, (long long)t.t_staged,
-		    (long long)t.t_commit, (long long)(clock_mono_us() - t0));
+		    (long long)t.t_an, (long long)t.t_commit, (long long)(clock_mono_us() - t0));
 	}
 out:
 	batch_free(&t);

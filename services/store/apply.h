@@ -15,13 +15,17 @@ struct entity_sql {
 	int			 created;	/* temp tables exist on this connection */
 	int			 prep_lookup;	/* lookup, seen prepared on this connection */
 	int			 prep_seen;
-	char			 name_lookup[96], name_seen[96];
+	int			 prep_written;
+	char			 name_lookup[96], name_seen[96], name_written[96];
 	size_t			*kidx;		/* positions of the key columns in e->cols */
 	size_t			 nk;
 
 	/* Classification and the direct path (rows the table does not have yet). */
 	char			*lookup;	/* $1..$nk key arrays -> ordinal, hash, deleted */
 	char			*seen;		/* $1 run, $2 entity, $3.. key arrays */
+	/* Of the live ($1..$nk) and deleted ($nk+1..) key arrays, the keys this transaction
+	 * wrote or soft-deleted (synced_at = now()), as one text[] (for analytics.c). */
+	char			*written;
 	char			*direct;	/* COPY table (cols, version, raw, hash) */
 	char			**child_direct;	/* per child: COPY child table */
 

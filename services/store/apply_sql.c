@@ -23,6 +23,7 @@ esql_free(struct entity_sql *x)
 {
 	free(x->lookup);
 	free(x->seen);
+	free(x->written);
 	free(x->direct);
 	free(x->create);
 	free(x->copy);
@@ -141,6 +142,19 @@ build_lookup_direct_seen(struct entity_sql *x, struct buf *b)
 	    "array_agg(%s) FROM ", key_expr(e, "u", 1, keyexpr, sizeof(keyexpr)));
 	rv |= unnest_keys(b, x, 3, 0);
 	x->seen = buf_steal(b, NULL);
+
+	/* Rows this transaction wrote carry its now(): the new, the changed, the soft-deleted. */
+	buf_init(b, 1u << 20);
+	rv |= buf_printf(b, "SELECT coalesce(array_agg(DISTINCT %s), '{}') FROM (SELECT * FROM ",
+	    key_expr(e, "t", 0, keyexpr, sizeof(keyexpr)));
+	rv |= unnest_keys(b, x, 1, 0);
+	rv |= buf_printf(b, " UNION ALL SELECT * FROM ");
+	rv |= unnest_keys(b, x, 1 + (int)x->nk, 0);
+	rv |= buf_printf(b, ") u JOIN %s.%s t ON ", x->schema, e->name);
+	for (size_t k = 0; k < x->nk; k++)
+		rv |= buf_printf(b, "%st.%s = u.k%zu", k ? " AND " : "", kcol(x, k)->column, k);
+	rv |= buf_printf(b, " WHERE t.synced_at = now()");
+	x->written = buf_steal(b, NULL);
 
 	buf_init(b, 1u << 20);
 	rv |= buf_printf(b, "COPY %s.%s (", x->schema, e->name);
@@ -285,6 +299,7 @@ esql_build(struct entity_sql *x, const struct cat_entity *e, const char *schema)
 	x->schema = schema;
 	snprintf(x->name_lookup, sizeof(x->name_lookup), "lk_%s_%s", schema, e->name);
 	snprintf(x->name_seen, sizeof(x->name_seen), "sn_%s_%s", schema, e->name);
+	snprintf(x->name_written, sizeof(x->name_written), "wr_%s_%s", schema, e->name);
 	x->nk = catalog_nkeys(e);
 	if (x->nk == 0 || x->nk > APPLY_MAX_KEYS)
 		return CS_EINVAL;
@@ -301,7 +316,7 @@ esql_build(struct entity_sql *x, const struct cat_entity *e, const char *schema)
 			x->kidx[k++] = i;
 	rv = build_lookup_direct_seen(x, &b);
 	rv |= build_staged(x, &b);
-	if (rv != 0 || x->lookup == NULL || x->seen == NULL || x->direct == NULL ||
+	if (rv != 0 || x->lookup == NULL || x->seen == NULL || x->written == NULL || x->direct == NULL ||
 	    x->create == NULL || x->copy == NULL || x->upsert == NULL || x->softdel == NULL)
 		return CS_ENOMEM;
 	for (size_t c = 0; c < e->nchildren; c++)

@@ -70,6 +70,10 @@ static const struct cfg_key store_keys[] = {
 	  "student extra field holding the amoCRM lead link -> students.amo_lead_id: set it as for hollihop-sync (the store re-derives rows with it)" },
 	{ "CS_STORE_REDERIVE_ROWS", CFG_INT, offsetof(struct store_conf, rederive_rows), "5000", 1, 100000,
 	  "rows per step when re-deriving from raw (after an upgrade; crmsyncctl rederive)" },
+	{ "CS_STORE_ANALYTICS", CFG_STR, offsetof(struct store_conf, analytics), "on", 0, 0,
+	  "the analytics schema: on = refreshed in each batch's transaction and rebuilt after complete "
+	  "full runs; rebuild = only rebuilt (at start, after runs); off = created, left as it is "
+	  "(rebuild and off are for benchmarks and trouble-shooting)" },
 	{ "CS_STORE_REDERIVE_PAUSE", CFG_DURATION, offsetof(struct store_conf, rederive_pause_ms), "0", 0, 60000,
 	  "wait between re-derivation steps while no batch comes (0 = none; spares a busy database)" },
 };
@@ -120,6 +124,7 @@ store_reconnect(struct store *st)
 	if (db_try_connect(st) == 0) {
 		apply_reset_conn(st);
 		rederive_reset_conn(st);
+		analytics_reset_conn(st);
 	}
 }
 
@@ -315,6 +320,11 @@ main(int argc, char **argv)
 	if ((strchr(store.conf.hh_timezone, '/') != NULL && !zone_exists(store.conf.hh_timezone)) ||
 	    normalise_set_timezone(store.conf.hh_timezone) != 0)
 		fatalx("config.bad_timezone", "CS_HOLLIHOP_TIMEZONE=%s is not a known zone", lq(store.conf.hh_timezone));
+	store.conf.an_rebuild = strcmp(store.conf.analytics, "off") != 0;
+	store.conf.an_refresh = strcmp(store.conf.analytics, "on") == 0;
+	if (store.conf.an_rebuild && !store.conf.an_refresh && strcmp(store.conf.analytics, "rebuild") != 0)
+		fatalx("config.bad_analytics", "CS_STORE_ANALYTICS=%s is not on, rebuild or off",
+		    lq(store.conf.analytics));
 	if ((rv = apply_init(&store)) != 0 || (rv = rederive_init(&store)) != 0)
 		fatalx("store.init_failed", "err=%s", lq(cs_strerror(rv)));
 	if ((rv = health_start(&health, store.conf.health_url, "store", store_stats, ST__N,

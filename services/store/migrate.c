@@ -5,7 +5,8 @@
  * applies every numbered migration not yet in crmsync.schema_migrations, each in its own
  * transaction together with its bookkeeping row, then brings the entity tables in line
  * with the compiled-in catalogue (evolve.c: tables and columns created, converted or
- * dropped, re-derivations from raw queued), in one transaction, still under the lock.
+ * dropped, re-derivations from raw queued), in one transaction, still under the lock,
+ * and last creates the analytic tables (analytics.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -141,6 +142,43 @@ static const struct migration migrations[] = {
 	  "ALTER TABLE crmsync.sync_runs ADD COLUMN IF NOT EXISTS deletions_refused jsonb NOT NULL DEFAULT '{}';\n"
 	  "ALTER TABLE crmsync.entity_state ADD COLUMN IF NOT EXISTS last_full_rows bigint,\n"
 	  "  ADD COLUMN IF NOT EXISTS last_full_run_id bigint;\n" },
+	{ 5, "analytics schema, its bookkeeping, CRM schema changes",
+	  /* The analyst layer (analytics.c): each table's definition hash and last rebuild; the
+	   * custom fields and pipeline stages last seen (schema_snapshot) and every change to
+	   * them (schema_changes). The tables themselves are created at each start from their
+	   * an_table definitions. */
+	  "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'analytics') THEN\n"
+	  "  CREATE SCHEMA analytics; END IF; END $$;\n"
+	  "COMMENT ON SCHEMA analytics IS 'crmsync: what analysts ask, derived from the mirror by the store "
+	  "in the same transaction as the rows it derives from (README, For analysts)';\n"
+	  "CREATE TABLE crmsync.analytics_state (\n"
+	  "  name text PRIMARY KEY,\n"
+	  "  definition_hash text NOT NULL,\n"
+	  "  rebuilt_at timestamptz,\n"
+	  "  rebuild_ms bigint,\n"
+	  "  rebuild_rows bigint);\n"
+	  "CREATE TABLE crmsync.schema_snapshot (\n"
+	  "  crm text NOT NULL,\n"
+	  "  kind text NOT NULL,\n"
+	  "  scope text NOT NULL,\n"
+	  "  object_id bigint NOT NULL,\n"
+	  "  name text,\n"
+	  "  type text,\n"
+	  "  PRIMARY KEY (crm, kind, scope, object_id));\n"
+	  "CREATE TABLE crmsync.schema_changes (\n"
+	  "  id bigserial PRIMARY KEY,\n"
+	  "  at timestamptz NOT NULL DEFAULT now(),\n"
+	  "  crm text NOT NULL,\n"
+	  "  kind text NOT NULL,\n"
+	  "  change text NOT NULL CHECK (change IN ('added','renamed','retyped','deleted')),\n"
+	  "  scope text NOT NULL,\n"
+	  "  object_id bigint NOT NULL,\n"
+	  "  old_name text,\n"
+	  "  new_name text);\n"
+	  "COMMENT ON TABLE crmsync.schema_changes IS 'One row per custom field or pipeline stage a CRM "
+	  "added, renamed, retyped or deleted, as the store saw it (compared with crmsync.schema_snapshot "
+	  "at start and after each batch of custom_fields or pipelines). kind: custom_field (scope = "
+	  "entity type) or pipeline_status (scope = pipeline id)';\n" },
 	{ 10, "dead letters resolved: resubmitted or discarded, by whom, why, when",
 	  /* crmsyncctl deadletters (deadletter.c): a row stays, closed with its resolution;
 	   * a resubmission that failed again keeps its row open with the new error. */
@@ -243,6 +281,8 @@ migrate_run(struct store *st)
 	}
 	if (rv == 0)
 		rv = migrate_catalog(st);
+	if (rv == 0)
+		rv = analytics_init(st);
 	(void)db_exec(st, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")");
 	return rv;
 }

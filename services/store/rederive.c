@@ -669,6 +669,8 @@ job_finish(struct store *st, struct rederive *rd, const char *error)
 	    "changed_since=%lld unreadable=%lld secs=%lld", (long long)rd->id, (long long)rd->run_id, tbl,
 	    (long long)rd->read, (long long)rd->written, (long long)rd->merged, (long long)rd->skipped,
 	    (long long)rd->unreadable, (long long)secs);
+	if (error == NULL && rd->written > 0)
+		(void)analytics_rebuild(st, rd->e->crm, rd->e->name, "rederive");	/* logged */
 	job_clear(rd);
 	rd->known = 0;	/* re-read what is pending (and what is blocked) */
 	return 0;

@@ -471,6 +471,12 @@ runs_end(struct store *st, const Crmsync__RunEnd *re, char *err, size_t errlen)
 		log_info("run.finished", "run=%s crm=%s kind=%s status=%s deleted=%ld%s%s", run, crm, kind,
 		    status_name(re->status), total_deleted, errs.len ? " error=" : "",
 		    errs.len ? lq(errs.data) : "");
+		/* Deletions and rows the run brought: the analytic tables from scratch (logged). */
+		if (complete_full) {
+			char why[64];
+			snprintf(why, sizeof(why), "run %s complete", run);
+			(void)analytics_rebuild(st, c, NULL, why);
+		}
 	}
 	buf_free(&errs);
 	return rv;

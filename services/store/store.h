@@ -34,6 +34,8 @@ struct store_conf {
 	char	*hh_amo_lead_field;	/* CS_HOLLIHOP_AMO_LEAD_FIELD */
 	int64_t	 rederive_rows;		/* rows per re-derivation step */
 	int64_t	 rederive_pause_ms;	/* idle wait between steps */
+	char	*analytics;		/* CS_STORE_ANALYTICS: on, rebuild or off */
+	int	 an_refresh, an_rebuild;	/* from it: refresh in batches; rebuild */
 };
 
 enum {
@@ -118,6 +120,22 @@ int	rederive_request(struct store *st, const Crmsync__RederiveRequest *rq, int64
 int	rederive_blocks(struct store *st, int crm, const char *entity, char *err, size_t errlen);
 /* One line for the health status ("" when idle). Thread-safe. */
 void	rederive_status(struct store *st, char *buf, size_t len);
+
+/* analytics.c: the analytic tables (analytics.h) */
+/* At start, after migrate_catalog, under the migration lock: create them, rebuild the ones
+ * whose definition changed (and the AN_START ones). Own transaction. */
+int	analytics_init(struct store *st);
+/* Does any analytic table read entity e (or one of its child tables)? Cheap. */
+int	analytics_reads(const struct cat_entity *e);
+/* Inside the caller's batch transaction: refresh every table fed by e for keys (a text[]
+ * literal of the keys the batch wrote or deleted, as apply_key_expr renders them),
+ * cascading through "analytics.<name>" sources. err gets the reason on failure. */
+int	analytics_refresh(struct store *st, const struct cat_entity *e, const char *keys,
+	    char *err, size_t errlen);
+/* In its own transaction: rebuild every table fed by crm's entity (entity NULL: by any of
+ * crm's entities) and the tables that read those. Failures are logged and returned. */
+int	analytics_rebuild(struct store *st, enum cat_crm crm, const char *entity, const char *why);
+void	analytics_reset_conn(struct store *st);
 
 /* apply.c */
 int	apply_init(struct store *st);
