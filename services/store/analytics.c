@@ -208,6 +208,15 @@ analytics_refresh(struct store *st, const struct cat_entity *e, const char *keys
 
 	if (!st->conf.an_refresh || !analytics_reads(e) || strcmp(keys, "{}") == 0)
 		return 0;
+	/*
+	 * Generic plans for the prepared refreshes: planning their CTEs for a custom plan
+	 * (PostgreSQL's first five executions, and later ones when it estimates them cheaper)
+	 * costs several times running them for a hook's few keys. Until the batch's COMMIT.
+	 */
+	if ((rv = db_exec(st, "SET LOCAL plan_cache_mode = force_generic_plan")) != 0) {
+		snprintf(err, errlen, "analytics: %s", db_errmsg(st, NULL));
+		return rv;
+	}
 	if ((tc = calloc(AN_MAX_TOUCH, sizeof(*tc))) == NULL)
 		return CS_ENOMEM;
 	for (size_t c = 0; c <= e->nchildren && ntc < AN_MAX_TOUCH; c++, ntc++) {

@@ -8,10 +8,17 @@
  *                                analytics.amo_fields_view), with crmsync.schema_changes
  *                                fed by analytics.amo_schema_sync().
  * A history is computed per lead by one query (the *_CORE macros) used twice: for the leads
- * a batch touched (refresh: rows deleted and inserted in one statement, the keys returned)
- * and for every lead (rebuild). README "For analysts" documents the rules.
+ * a batch touched (refresh: in one statement, the rows that differ deleted and the new ones
+ * inserted, the leads changed returned) and for every lead (rebuild). README "For analysts"
+ * documents the rules.
  */
 #include "analytics.h"
+
+/* A row of the history under alias a, for comparing old and new rows. */
+#define AMO_SH_ROW(a) "(" a ".lead_id, " a ".seq, " a ".pipeline_id, " a ".status_id, " a ".entered_at, " \
+	a ".left_at, " a ".duration, " a ".moved_by, " a ".source)"
+#define HH_LSH_ROW(a) "(" a ".lead_id, " a ".seq, " a ".status_id, " a ".status_name, " a ".entered_at, " \
+	a ".left_at, " a ".duration, " a ".source)"
 
 /* The stays of the leads the filter keeps (amo.leads alias l). */
 #define AMO_SH_CORE(filter) \
@@ -87,7 +94,6 @@ static const char amo_sh_create[] =
 	"  moved_by bigint,\n"
 	"  source text NOT NULL,\n"
 	"  PRIMARY KEY (lead_id, seq));\n"
-	"CREATE INDEX IF NOT EXISTS amo_stage_history_stage_idx ON analytics.amo_stage_history (pipeline_id, status_id);\n"
 	"CREATE INDEX IF NOT EXISTS events_lead_status_changed_idx ON amo.events (entity_id) WHERE type = 'lead_status_changed';\n"
 	"COMMENT ON TABLE analytics.amo_stage_history IS 'One row per amoCRM lead per stay in a pipeline stage (crmsync). From amo.leads (creation: the first stay, in the stage the first move left, else the current one) and amo.events lead_status_changed (value_before/value_after: each move opens a stay). A lead that re-enters a stage gets a new row (seq counts the stays); a lead moved between pipelines has rows in each; won (142) and lost (143) repeat in every pipeline: join stages on (pipeline_id, status_id). Deleted leads have no rows. Refreshed in the batch transaction of the rows it derives from.';\n"
 	"COMMENT ON COLUMN analytics.amo_stage_history.seq IS '1 = the stay from the lead''s creation, then each move in time order';\n"
@@ -104,16 +110,20 @@ static const char amo_sh_refresh[] =
 	"    UNION ALL\n"
 	"    SELECT e.entity_id FROM amo.events e WHERE $1 = 'amo.events' AND e.id = ANY ($2::text[])\n"
 	"      AND e.type = 'lead_status_changed' AND e.entity_id IS NOT NULL) s),\n"
-	"del AS (\n"
-	"  DELETE FROM analytics.amo_stage_history h WHERE h.lead_id = ANY ((SELECT a FROM ids)::bigint[])\n"
-	"  RETURNING h.lead_id),\n"
 	"calc AS ("
 	AMO_SH_CORE("AND l.id = ANY ((SELECT a FROM ids)::bigint[])")
 	"),\n"
+	/* Only the rows that differ are rewritten: a lead updated without moving writes nothing. */
+	"del AS (\n"
+	"  DELETE FROM analytics.amo_stage_history h WHERE h.lead_id = ANY ((SELECT a FROM ids)::bigint[])\n"
+	"    AND NOT EXISTS (SELECT 1 FROM calc c WHERE " AMO_SH_ROW("c") " IS NOT DISTINCT FROM " AMO_SH_ROW("h") ")\n"
+	"  RETURNING h.lead_id),\n"
 	"ins AS (\n"
 	"  INSERT INTO analytics.amo_stage_history (lead_id, seq, pipeline_id, status_id, entered_at, left_at,\n"
 	"    duration, moved_by, source)\n"
-	"  SELECT * FROM calc WHERE (SELECT count(*) FROM del) >= 0\n"
+	"  SELECT * FROM calc c WHERE (SELECT count(*) FROM del) >= 0 AND NOT EXISTS (SELECT 1 FROM\n"
+	"    analytics.amo_stage_history h WHERE h.lead_id = c.lead_id AND h.seq = c.seq AND\n"
+	"    " AMO_SH_ROW("c") " IS NOT DISTINCT FROM " AMO_SH_ROW("h") ")\n"
 	"  RETURNING lead_id)\n"
 	"SELECT lead_id::text FROM del UNION SELECT lead_id::text FROM ins";
 
@@ -188,7 +198,6 @@ static const char hh_lsh_create[] =
 	"  duration interval,\n"
 	"  source text NOT NULL,\n"
 	"  PRIMARY KEY (lead_id, seq));\n"
-	"CREATE INDEX IF NOT EXISTS hollihop_lead_status_history_status_idx ON analytics.hollihop_lead_status_history (status_id);\n"
 	"COMMENT ON TABLE analytics.hollihop_lead_status_history IS 'One row per Hollihop lead per stay in a lead status (crmsync). From hollihop.leads (Created: the first stay, in the status the first change left when Hollihop says, else NULL; with no change recorded, the current status) and hollihop.history_modify_lead_status (GetHistoryModifyLeadStatus: each change opens a stay). A lead that re-enters a status gets a new row (seq counts the stays). Hollihop does not say who changed it. Deleted leads have no rows. Refreshed in the batch transaction of the rows it derives from.';\n"
 	"COMMENT ON COLUMN analytics.hollihop_lead_status_history.status_name IS 'the name the change recorded (AfterName), else the current name in hollihop.lead_statuses';\n"
 	"COMMENT ON COLUMN analytics.hollihop_lead_status_history.left_at IS 'when the next stay began; NULL while the lead is still in this status';\n"
@@ -200,16 +209,19 @@ static const char hh_lsh_refresh[] =
 	"  SELECT coalesce(array_agg(DISTINCT x), '{}') AS a FROM (\n"
 	"    SELECT (CASE WHEN $1 = 'hollihop.leads' THEN k ELSE split_part(k, '|', 1) END)::bigint AS x\n"
 	"    FROM unnest($2::text[]) k WHERE $1 IN ('hollihop.leads', 'hollihop.history_modify_lead_status')) s),\n"
-	"del AS (\n"
-	"  DELETE FROM analytics.hollihop_lead_status_history h WHERE h.lead_id = ANY ((SELECT a FROM ids)::bigint[])\n"
-	"  RETURNING h.lead_id),\n"
 	"calc AS ("
 	HH_LSH_CORE("AND l.id = ANY ((SELECT a FROM ids)::bigint[])")
 	"),\n"
+	"del AS (\n"
+	"  DELETE FROM analytics.hollihop_lead_status_history h WHERE h.lead_id = ANY ((SELECT a FROM ids)::bigint[])\n"
+	"    AND NOT EXISTS (SELECT 1 FROM calc c WHERE " HH_LSH_ROW("c") " IS NOT DISTINCT FROM " HH_LSH_ROW("h") ")\n"
+	"  RETURNING h.lead_id),\n"
 	"ins AS (\n"
 	"  INSERT INTO analytics.hollihop_lead_status_history (lead_id, seq, status_id, status_name, entered_at,\n"
 	"    left_at, duration, source)\n"
-	"  SELECT * FROM calc WHERE (SELECT count(*) FROM del) >= 0\n"
+	"  SELECT * FROM calc c WHERE (SELECT count(*) FROM del) >= 0 AND NOT EXISTS (SELECT 1 FROM\n"
+	"    analytics.hollihop_lead_status_history h WHERE h.lead_id = c.lead_id AND h.seq = c.seq AND\n"
+	"    " HH_LSH_ROW("c") " IS NOT DISTINCT FROM " HH_LSH_ROW("h") ")\n"
 	"  RETURNING lead_id)\n"
 	"SELECT lead_id::text FROM del UNION SELECT lead_id::text FROM ins";
 
