@@ -71,14 +71,15 @@ load(PGconn *c, long leads, long other)
 }
 
 static int
-store_start(struct h_proc *p, const char *mode)
+store_start(struct h_proc *p, const char *mode, int blk)
 {
-	char an[64];
+	char an[64], name[32];
 
 	snprintf(an, sizeof(an), "CS_STORE_ANALYTICS=%s", mode);
 	char *env[] = { url_env, health_env, dsn_env, an, NULL };
 	char *av[] = { "-v", NULL };	/* batch.timing: the store's own time per batch */
-	if (h_spawn(p, mode, "services/store/crmsync-store", env, av) != 0 ||
+	snprintf(name, sizeof(name), "store-%s-%d", mode, blk);	/* one log per block */
+	if (h_spawn(p, name, "services/store/crmsync-store", env, av) != 0 ||
 	    h_wait_ready(health, 600000) != 0) {
 		h_dump_log(p);
 		return -1;
@@ -163,6 +164,9 @@ median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+static double *st_total, *st_an;
+static int *nst, st_cap;
+
 /*
  * The store's own figures from its debug log: for each batch after the first skip ones,
  * total_us and the part of it spent refreshing (analytics_us), appended to tot[] / an[].
@@ -178,7 +182,8 @@ store_times(const struct h_proc *p, int skip, double *tot, double *an, int *n)
 		return -1;
 	while (fgets(line, sizeof(line), f) != NULL) {
 		const char *a = strstr(line, " analytics_us="), *t = strstr(line, " total_us=");
-		if (strstr(line, "ev=batch.timing") == NULL || a == NULL || t == NULL || seen++ < skip)
+		if (strstr(line, "ev=batch.timing") == NULL || a == NULL || t == NULL || seen++ < skip ||
+		    *n >= st_cap)
 			continue;
 		an[*n] = strtod(a + 14, NULL) / 1000;
 		tot[(*n)++] = strtod(t + 10, NULL) / 1000;
@@ -186,9 +191,6 @@ store_times(const struct h_proc *p, int skip, double *tot, double *an, int *n)
 	fclose(f);
 	return 0;
 }
-
-static double *st_total, *st_an;
-static int *nst;
 
 /* One block of pairs with a fresh store in mode; per-pair ms appended to out[]. */
 static int
@@ -198,7 +200,7 @@ block(const char *mode, long leads, int first, int n, double *out_l, double *out
 	nng_socket s;
 	double l, e;
 
-	if (store_start(&p, mode) != 0 || bus_dial(&s, url, BUS_RECVMAX_DEFAULT) != 0)
+	if (store_start(&p, mode, first) != 0 || bus_dial(&s, url, BUS_RECVMAX_DEFAULT) != 0)
 		return -1;
 	for (int w = 0; w < 3; w++)	/* warm: prepared statements, caches */
 		if (hook_pair(s, leads, 100000 + first + w, &l, &e) != 0)
@@ -237,7 +239,7 @@ main(int argc, char **argv)
 	snprintf(url_env, sizeof(url_env), "CS_STORE_URL=%s", url);
 	snprintf(health_env, sizeof(health_env), "CS_STORE_HEALTH_URL=%s", health);
 	snprintf(dsn_env, sizeof(dsn_env), "CS_PG_DSN=%s", pg.dsn);
-	if ((c = h_connect(&pg)) == NULL || store_start(&p, "on") != 0)
+	if ((c = h_connect(&pg)) == NULL || store_start(&p, "on", -1) != 0)
 		goto out;
 	double t0 = now_ms();
 	if (load(c, leads, other) != 0)
@@ -271,6 +273,7 @@ main(int argc, char **argv)
 		tot[m] = calloc((size_t)pairs * 2 + 16, sizeof(double));
 		an[m] = calloc((size_t)pairs * 2 + 16, sizeof(double));
 	}
+	st_cap = pairs * 2 + 16;
 	for (int b = 0; b < 8; b++) {
 		int n = pairs / 4, on = b % 2 == 0;
 		st_total = tot[on], st_an = an[on], nst = &ntot[on];

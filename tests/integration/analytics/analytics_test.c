@@ -88,6 +88,7 @@ teardown(void **state)
 	PQfinish(db);
 	if (getenv("CS_TEST_KEEP_PG") != NULL) {	/* README examples: query the fixture by hand */
 		fprintf(stderr, "cluster kept: psql \"%s\"; stop: tests/harness/testpg stop %s\n", pg.dsn, pg.dir);
+		pg.running = 0;	/* not stopped at exit either */
 		return rv != 0 ? -1 : 0;
 	}
 	return h_pg_stop(&pg, 0) != 0 || rv != 0 ? -1 : 0;
