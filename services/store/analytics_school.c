@@ -6,10 +6,11 @@
  * per teacher and month, and attendance per group and month.
  *
  * Pure data: each table is its DDL, its sources, one refresh statement and one rebuild.
- * The rows a table holds are computed by one view per table (<name>_src, "what the row
- * would be now"); rebuild replaces everything with the view, refresh replaces the slice
- * the touched keys reach (DELETE of the slice and INSERT from the filtered view in one
- * statement; the derived tables carry no unique index, so the two never collide). A
+ * The rows a table holds are computed by one query per table (<NAME>_SRC, "what the rows
+ * would be now"; a subquery, not a view, so that nothing pins the mirror's columns against
+ * the store's schema evolution); rebuild replaces everything with it, refresh replaces the
+ * slice the touched keys reach (DELETE of the slice and INSERT from the filtered query in
+ * one statement; the derived tables carry no unique index, so the two never collide). A
  * refresh returns keys only where its rows may have changed, so what cascades stays small.
  */
 #include "analytics.h"
@@ -36,6 +37,44 @@
 	"CROSS JOIN LATERAL (VALUES ('phone', analytics.e164(" x ".mobile), " x ".mobile), "	\
 	"('phone', analytics.e164(" x ".phone), " x ".phone), "				\
 	"('email', analytics.email_norm(" x ".email), " x ".email)) p(kind, value, raw) "
+
+/* What analytics.people would hold now. */
+#define PEOPLE_SRC \
+	"SELECT src, crm, entity, id, kind, value, min(raw_value) AS raw_value, min(name) AS name,\n" \
+	"       hollihop_client_id\n" \
+	"FROM (\n" \
+	"  SELECT 'amo.contacts' AS src, 'amo' AS crm, 'contacts' AS entity, c.id,\n" \
+	"         CASE v.field_code WHEN 'PHONE' THEN 'phone' ELSE 'email' END AS kind,\n" \
+	"         CASE v.field_code WHEN 'PHONE' THEN analytics.e164(v.value)\n" \
+	"              ELSE analytics.email_norm(v.value) END AS value,\n" \
+	"         v.value AS raw_value, c.name, NULL::bigint AS hollihop_client_id\n" \
+	"  FROM amo.contacts c\n" \
+	"  JOIN amo.custom_field_values v ON v.entity_type = 'contacts' AND v.entity_id = c.id\n" \
+	"   AND v.field_code IN ('PHONE', 'EMAIL')\n" \
+	"  WHERE c.deleted_at IS NULL\n" \
+	"  UNION ALL\n" \
+	"  SELECT 'hollihop.students', 'hollihop', 'students', s.client_id, p.kind, p.value, p.raw,\n" \
+	"         concat_ws(' ', s.last_name, s.first_name), s.client_id\n" \
+	"  FROM hollihop.students s " HH_POINTS("s") "\n" \
+	"  WHERE s.deleted_at IS NULL\n" \
+	"  UNION ALL\n" \
+	"  SELECT 'hollihop.students', 'hollihop', 'student_agents', a.client_id, p.kind, p.value, p.raw,\n" \
+	"         concat_ws(' ', a.last_name, a.first_name), a.client_id\n" \
+	"  FROM hollihop.student_agents a\n" \
+	"  JOIN hollihop.students s ON s.client_id = a.client_id AND s.deleted_at IS NULL " HH_POINTS("a") "\n" \
+	"  UNION ALL\n" \
+	"  SELECT 'hollihop.leads', 'hollihop', 'leads', l.id, p.kind, p.value, p.raw,\n" \
+	"         concat_ws(' ', l.last_name, l.first_name), l.student_client_id\n" \
+	"  FROM hollihop.leads l " HH_POINTS("l") "\n" \
+	"  WHERE l.deleted_at IS NULL\n" \
+	"  UNION ALL\n" \
+	"  SELECT 'hollihop.leads', 'hollihop', 'lead_agents', a.lead_id, p.kind, p.value, p.raw,\n" \
+	"         concat_ws(' ', a.last_name, a.first_name), l.student_client_id\n" \
+	"  FROM hollihop.lead_agents a\n" \
+	"  JOIN hollihop.leads l ON l.id = a.lead_id AND l.deleted_at IS NULL " HH_POINTS("a") "\n" \
+	") r\n" \
+	"WHERE value IS NOT NULL\n" \
+	"GROUP BY src, crm, entity, id, kind, value, hollihop_client_id\n"
 
 static const char people_create[] =
 	/*
@@ -85,45 +124,7 @@ static const char people_create[] =
 	"(points they cannot read are left out); raw_value as written; hollihop_client_id = the "
 	"Hollihop client the point leads to (the student, or the lead''s student_client_id). Live "
 	"rows only; kept current by crmsync-store';\n"
-	"CREATE OR REPLACE VIEW analytics.people_src AS\n"
-	"SELECT src, crm, entity, id, kind, value, min(raw_value) AS raw_value, min(name) AS name,\n"
-	"       hollihop_client_id\n"
-	"FROM (\n"
-	"  SELECT 'amo.contacts' AS src, 'amo' AS crm, 'contacts' AS entity, c.id,\n"
-	"         CASE v.field_code WHEN 'PHONE' THEN 'phone' ELSE 'email' END AS kind,\n"
-	"         CASE v.field_code WHEN 'PHONE' THEN analytics.e164(v.value)\n"
-	"              ELSE analytics.email_norm(v.value) END AS value,\n"
-	"         v.value AS raw_value, c.name, NULL::bigint AS hollihop_client_id\n"
-	"  FROM amo.contacts c\n"
-	"  JOIN amo.custom_field_values v ON v.entity_type = 'contacts' AND v.entity_id = c.id\n"
-	"   AND v.field_code IN ('PHONE', 'EMAIL')\n"
-	"  WHERE c.deleted_at IS NULL\n"
-	"  UNION ALL\n"
-	"  SELECT 'hollihop.students', 'hollihop', 'students', s.client_id, p.kind, p.value, p.raw,\n"
-	"         concat_ws(' ', s.last_name, s.first_name), s.client_id\n"
-	"  FROM hollihop.students s " HH_POINTS("s") "\n"
-	"  WHERE s.deleted_at IS NULL\n"
-	"  UNION ALL\n"
-	"  SELECT 'hollihop.students', 'hollihop', 'student_agents', a.client_id, p.kind, p.value, p.raw,\n"
-	"         concat_ws(' ', a.last_name, a.first_name), a.client_id\n"
-	"  FROM hollihop.student_agents a\n"
-	"  JOIN hollihop.students s ON s.client_id = a.client_id AND s.deleted_at IS NULL " HH_POINTS("a") "\n"
-	"  UNION ALL\n"
-	"  SELECT 'hollihop.leads', 'hollihop', 'leads', l.id, p.kind, p.value, p.raw,\n"
-	"         concat_ws(' ', l.last_name, l.first_name), l.student_client_id\n"
-	"  FROM hollihop.leads l " HH_POINTS("l") "\n"
-	"  WHERE l.deleted_at IS NULL\n"
-	"  UNION ALL\n"
-	"  SELECT 'hollihop.leads', 'hollihop', 'lead_agents', a.lead_id, p.kind, p.value, p.raw,\n"
-	"         concat_ws(' ', a.last_name, a.first_name), l.student_client_id\n"
-	"  FROM hollihop.lead_agents a\n"
-	"  JOIN hollihop.leads l ON l.id = a.lead_id AND l.deleted_at IS NULL " HH_POINTS("a") "\n"
-	") r\n"
-	"WHERE value IS NOT NULL\n"
-	"GROUP BY src, crm, entity, id, kind, value, hollihop_client_id;\n"
-	"COMMENT ON VIEW analytics.people_src IS 'What analytics.people holds, computed now from the "
-	"mirror (src = the mirror entity a row comes from); crmsync-store refreshes the table from it';\n"
-	GRANT_READ("analytics.people, analytics.people_src");
+	GRANT_READ("analytics.people");
 
 /*
  * Identities whose contact points changed: "amo:<contact id>", "hollihop:<client id>"
@@ -139,7 +140,7 @@ static const char people_refresh[] =
 	"        AND p.id IN (SELECT id FROM ids)\n"
 	"      RETURNING p.crm, p.entity, p.id, p.kind, p.value, p.hollihop_client_id),\n"
 	"i AS (INSERT INTO analytics.people (" PEOPLE_COLS ")\n"
-	"      SELECT " PEOPLE_COLS " FROM analytics.people_src WHERE src = $1 AND id IN (SELECT id FROM ids)\n"
+	"      SELECT " PEOPLE_COLS " FROM (" PEOPLE_SRC ") s WHERE src = $1 AND id IN (SELECT id FROM ids)\n"
 	"      RETURNING crm, entity, id, kind, value, hollihop_client_id),\n"
 	"changed AS ((SELECT * FROM d EXCEPT SELECT * FROM i) UNION (SELECT * FROM i EXCEPT SELECT * FROM d))\n"
 	"SELECT DISTINCT CASE WHEN crm = 'amo' THEN 'amo:' || id ELSE 'hollihop:' || hollihop_client_id END\n"
@@ -147,11 +148,20 @@ static const char people_refresh[] =
 
 static const char people_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.people)\n"
-	"INSERT INTO analytics.people (" PEOPLE_COLS ") SELECT " PEOPLE_COLS " FROM analytics.people_src";
+	"INSERT INTO analytics.people (" PEOPLE_COLS ") SELECT " PEOPLE_COLS " FROM (" PEOPLE_SRC ") s";
 
 /* ---- person_matches ----------------------------------------------------------------------- */
 
 #define MATCH_COLS "amo_contact_id, amo_lead_id, hollihop_client_id, rule, confidence, ambiguous, matched_value"
+
+/* amoCRM contact x live Hollihop client pairs sharing a phone or e-mail in analytics.people. */
+#define MATCH_CANDIDATES \
+	"SELECT a.id AS amo_contact_id, h.hollihop_client_id, a.kind AS rule, min(a.value) AS matched_value\n" \
+	"FROM analytics.people a\n" \
+	"JOIN analytics.people h ON h.crm = 'hollihop' AND h.kind = a.kind AND h.value = a.value\n" \
+	"JOIN hollihop.students s ON s.client_id = h.hollihop_client_id AND s.deleted_at IS NULL\n" \
+	"WHERE a.crm = 'amo'\n" \
+	"GROUP BY a.id, h.hollihop_client_id, a.kind\n"
 
 static const char matches_create[] =
 	"CREATE TABLE IF NOT EXISTS analytics.person_matches (\n"
@@ -178,16 +188,7 @@ static const char matches_create[] =
 	"has none). ambiguous: the contact matches several clients, or the client several contacts "
 	"(by phone or e-mail); for explicit links: several students name the lead. Ambiguous "
 	"matches are all kept and marked, none is picked';\n"
-	"CREATE OR REPLACE VIEW analytics.match_candidates AS\n"
-	"SELECT a.id AS amo_contact_id, h.hollihop_client_id, a.kind AS rule, min(a.value) AS matched_value\n"
-	"FROM analytics.people a\n"
-	"JOIN analytics.people h ON h.crm = 'hollihop' AND h.kind = a.kind AND h.value = a.value\n"
-	"JOIN hollihop.students s ON s.client_id = h.hollihop_client_id AND s.deleted_at IS NULL\n"
-	"WHERE a.crm = 'amo'\n"
-	"GROUP BY a.id, h.hollihop_client_id, a.kind;\n"
-	"COMMENT ON VIEW analytics.match_candidates IS 'amoCRM contact x live Hollihop client pairs "
-	"sharing a phone or e-mail in analytics.people, before leads and ambiguity';\n"
-	GRANT_READ("analytics.person_matches, analytics.match_candidates");
+	GRANT_READ("analytics.person_matches");
 
 /*
  * The rows of candidate pairs r, expanded to the contact's live leads, with ambiguity
@@ -196,9 +197,9 @@ static const char matches_create[] =
 #define MATCH_ROWS(r)									\
 	"SELECT r.amo_contact_id, lc.lead_id, r.hollihop_client_id, r.rule,\n"		\
 	"       CASE r.rule WHEN 'phone' THEN 0.8 ELSE 0.6 END,\n"				\
-	"       (SELECT count(DISTINCT x.hollihop_client_id) FROM analytics.match_candidates x\n" \
+	"       (SELECT count(DISTINCT x.hollihop_client_id) FROM (" MATCH_CANDIDATES ") x\n" \
 	"         WHERE x.amo_contact_id = r.amo_contact_id) > 1\n"			\
-	"    OR (SELECT count(DISTINCT x.amo_contact_id) FROM analytics.match_candidates x\n" \
+	"    OR (SELECT count(DISTINCT x.amo_contact_id) FROM (" MATCH_CANDIDATES ") x\n" \
 	"         WHERE x.hollihop_client_id = r.hollihop_client_id) > 1,\n"		\
 	"       r.matched_value\n"								\
 	"FROM " r " r\n"									\
@@ -229,17 +230,17 @@ static const char matches_refresh[] =
 	"         WHERE m.amo_lead_id IN (SELECT k::bigint FROM k WHERE $1 = 'amo.leads')),\n"
 	"h0 AS (SELECT substr(k, 10)::bigint AS h FROM k WHERE $1 = 'analytics.people' AND k LIKE 'hollihop:%'\n"
 	"   UNION SELECT k::bigint FROM k WHERE $1 = 'hollihop.students'),\n"
-	"t AS (SELECT amo_contact_id AS c, hollihop_client_id AS h FROM analytics.match_candidates\n"
+	"t AS (SELECT amo_contact_id AS c, hollihop_client_id AS h FROM (" MATCH_CANDIDATES ") mc\n"
 	"        WHERE amo_contact_id IN (SELECT c FROM c0)\n"
-	"  UNION SELECT amo_contact_id, hollihop_client_id FROM analytics.match_candidates\n"
+	"  UNION SELECT amo_contact_id, hollihop_client_id FROM (" MATCH_CANDIDATES ") mc\n"
 	"        WHERE hollihop_client_id IN (SELECT h FROM h0)\n"
 	"  UNION SELECT amo_contact_id, hollihop_client_id FROM analytics.person_matches\n"
 	"        WHERE rule <> 'explicit_link' AND (amo_contact_id IN (SELECT c FROM c0)\n"
 	"              OR hollihop_client_id IN (SELECT h FROM h0))),\n"
 	"a1 AS (SELECT c FROM c0 UNION SELECT c FROM t),\n"
 	"h1 AS (SELECT h FROM h0 UNION SELECT h FROM t),\n"
-	"r AS (SELECT * FROM analytics.match_candidates WHERE amo_contact_id IN (SELECT c FROM a1)\n"
-	"  UNION SELECT * FROM analytics.match_candidates WHERE hollihop_client_id IN (SELECT h FROM h1)),\n"
+	"r AS (SELECT * FROM (" MATCH_CANDIDATES ") mc WHERE amo_contact_id IN (SELECT c FROM a1)\n"
+	"  UNION SELECT * FROM (" MATCH_CANDIDATES ") mc WHERE hollihop_client_id IN (SELECT h FROM h1)),\n"
 	"l1 AS (SELECT k::bigint AS l FROM k WHERE $1 = 'amo.leads'\n"
 	"   UNION SELECT s.amo_lead_id FROM hollihop.students s WHERE s.client_id IN (SELECT h FROM h0)\n"
 	"   UNION SELECT m.amo_lead_id FROM analytics.person_matches m\n"
@@ -260,7 +261,7 @@ static const char matches_refresh[] =
 static const char matches_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.person_matches)\n"
 	"INSERT INTO analytics.person_matches (" MATCH_COLS ")\n"
-	MATCH_ROWS("analytics.match_candidates")
+	MATCH_ROWS("(" MATCH_CANDIDATES ")")
 	"UNION ALL\n"
 	EXPLICIT_ROWS("");
 
@@ -271,6 +272,43 @@ static const char matches_rebuild[] =
 	"pipeline_id, status_id, responsible_user_id, responsible_user_name, created_at, won_at, " \
 	"client_ids, match_rule, match_ambiguous, payment_ids, first_paid_at, first_paid_date, " \
 	"total_paid, refunds"
+
+/* What analytics.lead_revenue would hold now. */
+#define REVENUE_SRC \
+	"SELECT l.id AS lead_id, l.name,\n" \
+	"       COALESCE(NULLIF(lower(btrim(u.utm_source)), ''), NULLIF(btrim(so.name), ''), '(none)') AS channel,\n" \
+	"       u.utm_source, u.utm_medium, u.utm_campaign, so.name AS source_name,\n" \
+	"       l.pipeline_id, l.status_id, l.responsible_user_id, us.name AS responsible_user_name,\n" \
+	"       l.created_at, CASE WHEN l.status_id = 142 THEN COALESCE(l.closed_at, l.updated_at) END AS won_at,\n" \
+	"       COALESCE(m.client_ids, '{}') AS client_ids, m.match_rule, m.match_ambiguous,\n" \
+	"       COALESCE(p.payment_ids, '{}') AS payment_ids, p.first_paid_at, p.first_paid_date,\n" \
+	"       COALESCE(p.total_paid, 0) AS total_paid, COALESCE(p.refunds, 0) AS refunds\n" \
+	"FROM amo.leads l\n" \
+	"LEFT JOIN amo.users us ON us.id = l.responsible_user_id\n" \
+	"LEFT JOIN amo.sources so ON so.id = l.source_id\n" \
+	"LEFT JOIN LATERAL (\n" \
+	"  SELECT max(v.value) FILTER (WHERE upper(v.field_code) = 'UTM_SOURCE') AS utm_source,\n" \
+	"         max(v.value) FILTER (WHERE upper(v.field_code) = 'UTM_MEDIUM') AS utm_medium,\n" \
+	"         max(v.value) FILTER (WHERE upper(v.field_code) = 'UTM_CAMPAIGN') AS utm_campaign\n" \
+	"  FROM amo.custom_field_values v\n" \
+	"  WHERE v.entity_type = 'leads' AND v.entity_id = l.id\n" \
+	"    AND upper(v.field_code) IN ('UTM_SOURCE', 'UTM_MEDIUM', 'UTM_CAMPAIGN')) u ON true\n" \
+	"LEFT JOIN LATERAL (\n" \
+	"  SELECT array_agg(DISTINCT pm.hollihop_client_id ORDER BY pm.hollihop_client_id) AS client_ids,\n" \
+	"         min(pm.rule) AS match_rule, bool_or(pm.ambiguous) AS match_ambiguous\n" \
+	"  FROM analytics.person_matches pm\n" \
+	"  WHERE pm.amo_lead_id = l.id AND pm.confidence =\n" \
+	"        (SELECT max(x.confidence) FROM analytics.person_matches x WHERE x.amo_lead_id = l.id)) m ON true\n" \
+	"LEFT JOIN LATERAL (\n" \
+	"  SELECT array_agg(py.id ORDER BY py.id) AS payment_ids,\n" \
+	"         min(py.created) FILTER (WHERE py.value_quantity > 0) AS first_paid_at,\n" \
+	"         min(py.paid_date) FILTER (WHERE py.value_quantity > 0) AS first_paid_date,\n" \
+	"         sum(py.value_quantity) FILTER (WHERE py.value_quantity > 0) AS total_paid,\n" \
+	"         sum(-py.value_quantity) FILTER (WHERE py.value_quantity < 0) AS refunds\n" \
+	"  FROM hollihop.payments py\n" \
+	"  WHERE py.client_id = ANY (m.client_ids) AND py.deleted_at IS NULL AND py.state = 'Paid'\n" \
+	"    AND py.value_quantity <> 0) p ON true\n" \
+	"WHERE l.deleted_at IS NULL\n"
 
 static const char revenue_create[] =
 	"CREATE TABLE IF NOT EXISTS analytics.lead_revenue (\n"
@@ -312,43 +350,7 @@ static const char revenue_create[] =
 	"over those clients'' live payments with State Paid in hollihop.payments. A client''s "
 	"payments count for every lead matched to it. Revenue per channel or manager: GROUP BY channel "
 	"or responsible_user_name';\n"
-	"CREATE OR REPLACE VIEW analytics.lead_revenue_src AS\n"
-	"SELECT l.id AS lead_id, l.name,\n"
-	"       COALESCE(NULLIF(lower(btrim(u.utm_source)), ''), NULLIF(btrim(so.name), ''), '(none)') AS channel,\n"
-	"       u.utm_source, u.utm_medium, u.utm_campaign, so.name AS source_name,\n"
-	"       l.pipeline_id, l.status_id, l.responsible_user_id, us.name AS responsible_user_name,\n"
-	"       l.created_at, CASE WHEN l.status_id = 142 THEN COALESCE(l.closed_at, l.updated_at) END AS won_at,\n"
-	"       COALESCE(m.client_ids, '{}') AS client_ids, m.match_rule, m.match_ambiguous,\n"
-	"       COALESCE(p.payment_ids, '{}') AS payment_ids, p.first_paid_at, p.first_paid_date,\n"
-	"       COALESCE(p.total_paid, 0) AS total_paid, COALESCE(p.refunds, 0) AS refunds\n"
-	"FROM amo.leads l\n"
-	"LEFT JOIN amo.users us ON us.id = l.responsible_user_id\n"
-	"LEFT JOIN amo.sources so ON so.id = l.source_id\n"
-	"LEFT JOIN LATERAL (\n"
-	"  SELECT max(v.value) FILTER (WHERE upper(v.field_code) = 'UTM_SOURCE') AS utm_source,\n"
-	"         max(v.value) FILTER (WHERE upper(v.field_code) = 'UTM_MEDIUM') AS utm_medium,\n"
-	"         max(v.value) FILTER (WHERE upper(v.field_code) = 'UTM_CAMPAIGN') AS utm_campaign\n"
-	"  FROM amo.custom_field_values v\n"
-	"  WHERE v.entity_type = 'leads' AND v.entity_id = l.id\n"
-	"    AND upper(v.field_code) IN ('UTM_SOURCE', 'UTM_MEDIUM', 'UTM_CAMPAIGN')) u ON true\n"
-	"LEFT JOIN LATERAL (\n"
-	"  SELECT array_agg(DISTINCT pm.hollihop_client_id ORDER BY pm.hollihop_client_id) AS client_ids,\n"
-	"         min(pm.rule) AS match_rule, bool_or(pm.ambiguous) AS match_ambiguous\n"
-	"  FROM analytics.person_matches pm\n"
-	"  WHERE pm.amo_lead_id = l.id AND pm.confidence =\n"
-	"        (SELECT max(x.confidence) FROM analytics.person_matches x WHERE x.amo_lead_id = l.id)) m ON true\n"
-	"LEFT JOIN LATERAL (\n"
-	"  SELECT array_agg(py.id ORDER BY py.id) AS payment_ids,\n"
-	"         min(py.created) FILTER (WHERE py.value_quantity > 0) AS first_paid_at,\n"
-	"         min(py.paid_date) FILTER (WHERE py.value_quantity > 0) AS first_paid_date,\n"
-	"         sum(py.value_quantity) FILTER (WHERE py.value_quantity > 0) AS total_paid,\n"
-	"         sum(-py.value_quantity) FILTER (WHERE py.value_quantity < 0) AS refunds\n"
-	"  FROM hollihop.payments py\n"
-	"  WHERE py.client_id = ANY (m.client_ids) AND py.deleted_at IS NULL AND py.state = 'Paid'\n"
-	"    AND py.value_quantity <> 0) p ON true\n"
-	"WHERE l.deleted_at IS NULL;\n"
-	"COMMENT ON VIEW analytics.lead_revenue_src IS 'What analytics.lead_revenue holds, computed now';\n"
-	GRANT_READ("analytics.lead_revenue, analytics.lead_revenue_src");
+	GRANT_READ("analytics.lead_revenue");
 
 /*
  * Sources: amo.leads, amo.users (manager names), amo.sources (channel fallback),
@@ -370,14 +372,14 @@ static const char revenue_refresh[] =
 	"              FROM hollihop.payments py WHERE py.id IN (SELECT id FROM n))),\n"
 	"d AS (DELETE FROM analytics.lead_revenue r WHERE r.lead_id IN (SELECT id FROM aff) RETURNING r.lead_id),\n"
 	"i AS (INSERT INTO analytics.lead_revenue (" REVENUE_COLS ")\n"
-	"      SELECT " REVENUE_COLS " FROM analytics.lead_revenue_src WHERE lead_id IN (SELECT id FROM aff)\n"
+	"      SELECT " REVENUE_COLS " FROM (" REVENUE_SRC ") s WHERE lead_id IN (SELECT id FROM aff)\n"
 	"      RETURNING lead_id)\n"
 	"SELECT lead_id::text FROM d UNION SELECT lead_id::text FROM i";
 
 static const char revenue_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.lead_revenue)\n"
 	"INSERT INTO analytics.lead_revenue (" REVENUE_COLS ") SELECT " REVENUE_COLS
-	" FROM analytics.lead_revenue_src";
+	" FROM (" REVENUE_SRC ") s";
 
 /* ---- school operations: groups, teaching, attendance --------------------------------------- */
 
@@ -388,6 +390,19 @@ static const char revenue_rebuild[] =
 #define MONTH(d) "date_trunc('month', (" d ")::timestamp)::date"
 
 #define FILL_COLS "ed_unit_id, name, type, office_id, office, discipline, level, status, students, vacancies, fill_rate"
+
+/* What analytics.group_fill would hold now. */
+#define FILL_SRC \
+	"SELECT u.id AS ed_unit_id, u.name, u.type, u.office_or_company_id AS office_id,\n" \
+	"       u.office_or_company_name AS office, u.discipline, u.level, u.status,\n" \
+	"       s.n AS students, u.vacancies::int AS vacancies,\n" \
+	"       CASE WHEN u.vacancies > 0 THEN round(s.n::numeric / u.vacancies, 4) END AS fill_rate\n" \
+	"FROM hollihop.ed_units u\n" \
+	"CROSS JOIN LATERAL (SELECT count(*)::int AS n FROM hollihop.ed_unit_students m\n" \
+	"    WHERE m.ed_unit_id = u.id AND m.deleted_at IS NULL AND m.status = 'Normal'\n" \
+	"      AND (m.end_date IS NULL OR m.end_date >= current_date)) s\n" \
+	"WHERE u.deleted_at IS NULL AND u.status IN ('Reserve', 'Forming', 'Working')\n" \
+	"  AND u.type IS DISTINCT FROM 'Individual'\n"
 
 static const char fill_create[] =
 	"CREATE TABLE IF NOT EXISTS analytics.group_fill (\n"
@@ -411,33 +426,42 @@ static const char fill_create[] =
 	"when not set); fill_rate = students / vacancies, NULL when vacancies is NULL or 0. The "
 	"end-date test uses the day of the last refresh: a full rebuild after each complete run "
 	"moves it on';\n"
-	"CREATE OR REPLACE VIEW analytics.group_fill_src AS\n"
-	"SELECT u.id AS ed_unit_id, u.name, u.type, u.office_or_company_id AS office_id,\n"
-	"       u.office_or_company_name AS office, u.discipline, u.level, u.status,\n"
-	"       s.n AS students, u.vacancies::int AS vacancies,\n"
-	"       CASE WHEN u.vacancies > 0 THEN round(s.n::numeric / u.vacancies, 4) END AS fill_rate\n"
-	"FROM hollihop.ed_units u\n"
-	"CROSS JOIN LATERAL (SELECT count(*)::int AS n FROM hollihop.ed_unit_students m\n"
-	"    WHERE m.ed_unit_id = u.id AND m.deleted_at IS NULL AND m.status = 'Normal'\n"
-	"      AND (m.end_date IS NULL OR m.end_date >= current_date)) s\n"
-	"WHERE u.deleted_at IS NULL AND u.status IN ('Reserve', 'Forming', 'Working')\n"
-	"  AND u.type IS DISTINCT FROM 'Individual';\n"
-	"COMMENT ON VIEW analytics.group_fill_src IS 'What analytics.group_fill holds, computed now';\n"
-	GRANT_READ("analytics.group_fill, analytics.group_fill_src");
+	GRANT_READ("analytics.group_fill");
 
 static const char fill_refresh[] =
 	"WITH " KEYS ",\n" UNITS ",\n"
 	"d AS (DELETE FROM analytics.group_fill g WHERE g.ed_unit_id IN (SELECT id FROM u) RETURNING g.ed_unit_id),\n"
 	"i AS (INSERT INTO analytics.group_fill (" FILL_COLS ")\n"
-	"      SELECT " FILL_COLS " FROM analytics.group_fill_src WHERE ed_unit_id IN (SELECT id FROM u)\n"
+	"      SELECT " FILL_COLS " FROM (" FILL_SRC ") s WHERE ed_unit_id IN (SELECT id FROM u)\n"
 	"      RETURNING ed_unit_id)\n"
 	"SELECT ed_unit_id::text FROM d UNION SELECT ed_unit_id::text FROM i";
 
 static const char fill_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.group_fill)\n"
-	"INSERT INTO analytics.group_fill (" FILL_COLS ") SELECT " FILL_COLS " FROM analytics.group_fill_src";
+	"INSERT INTO analytics.group_fill (" FILL_COLS ") SELECT " FILL_COLS " FROM (" FILL_SRC ") s";
 
 #define LESSON_COLS "ed_unit_id, date, teacher_id, lessons, minutes"
+
+/* What analytics.teacher_lessons would hold now. */
+#define LESSONS_SRC \
+	"SELECT d.ed_unit_id, d.date, t.teacher_id, count(*)::int AS lessons,\n" \
+	"       sum(COALESCE(d.minutes, sm.minutes, 0)) AS minutes\n" \
+	"FROM hollihop.ed_unit_days d\n" \
+	"JOIN hollihop.ed_units un ON un.id = d.ed_unit_id AND un.deleted_at IS NULL\n" \
+	"LEFT JOIN LATERAL (SELECT max(sd.minutes) AS minutes FROM hollihop.ed_unit_student_days sd\n" \
+	"    JOIN hollihop.ed_unit_students m ON m.ed_unit_id = sd.ed_unit_id\n" \
+	"     AND m.student_client_id = sd.student_client_id AND m.deleted_at IS NULL\n" \
+	"    WHERE sd.ed_unit_id = d.ed_unit_id AND sd.date = d.date) sm ON d.minutes IS NULL\n" \
+	"CROSS JOIN LATERAL (SELECT DISTINCT tid AS teacher_id FROM hollihop.ed_unit_schedule_items si\n" \
+	"    CROSS JOIN LATERAL unnest(CASE WHEN cardinality(si.teacher_ids) > 0 THEN si.teacher_ids\n" \
+	"                                   ELSE ARRAY[si.teacher_id] END) tid\n" \
+	"    WHERE si.ed_unit_id = d.ed_unit_id AND tid IS NOT NULL\n" \
+	"      AND CASE WHEN cardinality(d.schedule_item_ids) > 0\n" \
+	"               THEN si.schedule_item_id = ANY (d.schedule_item_ids)\n" \
+	"               ELSE (si.begin_date IS NULL OR si.begin_date <= d.date)\n" \
+	"                AND (si.end_date IS NULL OR si.end_date >= d.date) END) t\n" \
+	"WHERE d.pass IS NOT TRUE AND d.date IS NOT NULL\n" \
+	"GROUP BY d.ed_unit_id, d.date, t.teacher_id\n"
 
 static const char lessons_create[] =
 	"CREATE TABLE IF NOT EXISTS analytics.teacher_lessons (\n"
@@ -456,27 +480,7 @@ static const char lessons_create[] =
 	"teacher: every teacher of the schedule items the day names (ScheduleItemIds), or when it "
 	"names none, of the unit''s schedule items whose dates cover the day (TeacherIds, else "
 	"TeacherId); co-teachers each get the whole lesson; a day with no known teacher is left out';\n"
-	"CREATE OR REPLACE VIEW analytics.teacher_lessons_src AS\n"
-	"SELECT d.ed_unit_id, d.date, t.teacher_id, count(*)::int AS lessons,\n"
-	"       sum(COALESCE(d.minutes, sm.minutes, 0)) AS minutes\n"
-	"FROM hollihop.ed_unit_days d\n"
-	"JOIN hollihop.ed_units un ON un.id = d.ed_unit_id AND un.deleted_at IS NULL\n"
-	"LEFT JOIN LATERAL (SELECT max(sd.minutes) AS minutes FROM hollihop.ed_unit_student_days sd\n"
-	"    JOIN hollihop.ed_unit_students m ON m.ed_unit_id = sd.ed_unit_id\n"
-	"     AND m.student_client_id = sd.student_client_id AND m.deleted_at IS NULL\n"
-	"    WHERE sd.ed_unit_id = d.ed_unit_id AND sd.date = d.date) sm ON d.minutes IS NULL\n"
-	"CROSS JOIN LATERAL (SELECT DISTINCT tid AS teacher_id FROM hollihop.ed_unit_schedule_items si\n"
-	"    CROSS JOIN LATERAL unnest(CASE WHEN cardinality(si.teacher_ids) > 0 THEN si.teacher_ids\n"
-	"                                   ELSE ARRAY[si.teacher_id] END) tid\n"
-	"    WHERE si.ed_unit_id = d.ed_unit_id AND tid IS NOT NULL\n"
-	"      AND CASE WHEN cardinality(d.schedule_item_ids) > 0\n"
-	"               THEN si.schedule_item_id = ANY (d.schedule_item_ids)\n"
-	"               ELSE (si.begin_date IS NULL OR si.begin_date <= d.date)\n"
-	"                AND (si.end_date IS NULL OR si.end_date >= d.date) END) t\n"
-	"WHERE d.pass IS NOT TRUE AND d.date IS NOT NULL\n"
-	"GROUP BY d.ed_unit_id, d.date, t.teacher_id;\n"
-	"COMMENT ON VIEW analytics.teacher_lessons_src IS 'What analytics.teacher_lessons holds, computed now';\n"
-	GRANT_READ("analytics.teacher_lessons, analytics.teacher_lessons_src");
+	GRANT_READ("analytics.teacher_lessons");
 
 /* Returns "<teacher id>|<month>" of the rows rewritten, for teacher_hours. */
 static const char lessons_refresh[] =
@@ -484,7 +488,7 @@ static const char lessons_refresh[] =
 	"d AS (DELETE FROM analytics.teacher_lessons t WHERE t.ed_unit_id IN (SELECT id FROM u)\n"
 	"      RETURNING " LESSON_COLS "),\n"
 	"i AS (INSERT INTO analytics.teacher_lessons (" LESSON_COLS ")\n"
-	"      SELECT " LESSON_COLS " FROM analytics.teacher_lessons_src WHERE ed_unit_id IN (SELECT id FROM u)\n"
+	"      SELECT " LESSON_COLS " FROM (" LESSONS_SRC ") s WHERE ed_unit_id IN (SELECT id FROM u)\n"
 	"      RETURNING " LESSON_COLS "),\n"
 	"changed AS ((SELECT * FROM d EXCEPT SELECT * FROM i) UNION (SELECT * FROM i EXCEPT SELECT * FROM d))\n"
 	"SELECT DISTINCT teacher_id || '|' || to_char(" MONTH("date") ", 'YYYY-MM-DD') FROM changed";
@@ -492,9 +496,18 @@ static const char lessons_refresh[] =
 static const char lessons_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.teacher_lessons)\n"
 	"INSERT INTO analytics.teacher_lessons (" LESSON_COLS ") SELECT " LESSON_COLS
-	" FROM analytics.teacher_lessons_src";
+	" FROM (" LESSONS_SRC ") s";
 
 #define HOURS_COLS "teacher_id, teacher_name, month, hours, lessons, minutes"
+
+/* What analytics.teacher_hours would hold now. */
+#define HOURS_SRC \
+	"SELECT tl.teacher_id, NULLIF(concat_ws(' ', t.last_name, t.first_name, t.middle_name), '') AS teacher_name,\n" \
+	"       " MONTH("tl.date") " AS month, round(sum(tl.minutes) / 60, 2) AS hours,\n" \
+	"       sum(tl.lessons)::bigint AS lessons, sum(tl.minutes) AS minutes\n" \
+	"FROM analytics.teacher_lessons tl\n" \
+	"LEFT JOIN hollihop.teachers t ON t.id = tl.teacher_id\n" \
+	"GROUP BY tl.teacher_id, t.last_name, t.first_name, t.middle_name, " MONTH("tl.date") "\n"
 
 static const char hours_create[] =
 	"CREATE TABLE IF NOT EXISTS analytics.teacher_hours (\n"
@@ -509,15 +522,7 @@ static const char hours_create[] =
 	"COMMENT ON TABLE analytics.teacher_hours IS 'One row per teacher and month (first day of "
 	"the month) with lessons held: analytics.teacher_lessons summed; hours = minutes / 60 "
 	"(2 decimals); teacher_name from hollihop.teachers (last, first, middle name)';\n"
-	"CREATE OR REPLACE VIEW analytics.teacher_hours_src AS\n"
-	"SELECT tl.teacher_id, NULLIF(concat_ws(' ', t.last_name, t.first_name, t.middle_name), '') AS teacher_name,\n"
-	"       " MONTH("tl.date") " AS month, round(sum(tl.minutes) / 60, 2) AS hours,\n"
-	"       sum(tl.lessons)::bigint AS lessons, sum(tl.minutes) AS minutes\n"
-	"FROM analytics.teacher_lessons tl\n"
-	"LEFT JOIN hollihop.teachers t ON t.id = tl.teacher_id\n"
-	"GROUP BY tl.teacher_id, t.last_name, t.first_name, t.middle_name, " MONTH("tl.date") ";\n"
-	"COMMENT ON VIEW analytics.teacher_hours_src IS 'What analytics.teacher_hours holds, computed now';\n"
-	GRANT_READ("analytics.teacher_hours, analytics.teacher_hours_src");
+	GRANT_READ("analytics.teacher_hours");
 
 /* Sources: analytics.teacher_lessons ("<teacher>|<month>"), hollihop.teachers (names). */
 static const char hours_refresh[] =
@@ -529,7 +534,7 @@ static const char hours_refresh[] =
 	"      WHERE (h.teacher_id, h.month) IN (SELECT teacher_id, month FROM tm)\n"
 	"         OR h.teacher_id IN (SELECT teacher_id FROM tt) RETURNING h.teacher_id, h.month),\n"
 	"i AS (INSERT INTO analytics.teacher_hours (" HOURS_COLS ")\n"
-	"      SELECT " HOURS_COLS " FROM analytics.teacher_hours_src\n"
+	"      SELECT " HOURS_COLS " FROM (" HOURS_SRC ") s\n"
 	"      WHERE (teacher_id, month) IN (SELECT teacher_id, month FROM tm)\n"
 	"         OR teacher_id IN (SELECT teacher_id FROM tt)\n"
 	"      RETURNING teacher_id, month)\n"
@@ -539,9 +544,36 @@ static const char hours_refresh[] =
 static const char hours_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.teacher_hours)\n"
 	"INSERT INTO analytics.teacher_hours (" HOURS_COLS ") SELECT " HOURS_COLS
-	" FROM analytics.teacher_hours_src";
+	" FROM (" HOURS_SRC ") s";
 
 #define ATT_COLS "ed_unit_id, month, lessons, student_visits, student_absences, attendance_rate, student_minutes"
+
+/* What analytics.group_attendance would hold now. */
+#define ATT_SRC \
+	"SELECT ed_unit_id, month, sum(lessons)::int AS lessons, sum(visits)::int AS student_visits,\n" \
+	"       sum(absences)::int AS student_absences,\n" \
+	"       CASE WHEN sum(visits) + sum(absences) > 0\n" \
+	"            THEN round(sum(visits)::numeric / (sum(visits) + sum(absences)), 4) END AS attendance_rate,\n" \
+	"       sum(minutes) AS student_minutes\n" \
+	"FROM (\n" \
+	"  SELECT d.ed_unit_id, " MONTH("d.date") " AS month, count(*) FILTER (WHERE d.pass IS NOT TRUE) AS lessons,\n" \
+	"         0 AS visits, 0 AS absences, 0 AS minutes\n" \
+	"  FROM hollihop.ed_unit_days d\n" \
+	"  JOIN hollihop.ed_units un ON un.id = d.ed_unit_id AND un.deleted_at IS NULL\n" \
+	"  WHERE d.date IS NOT NULL\n" \
+	"  GROUP BY 1, 2\n" \
+	"  UNION ALL\n" \
+	"  SELECT sd.ed_unit_id, " MONTH("sd.date") ", 0, count(*) FILTER (WHERE sd.pass IS FALSE),\n" \
+	"         count(*) FILTER (WHERE sd.pass IS TRUE),\n" \
+	"         COALESCE(sum(sd.minutes) FILTER (WHERE sd.pass IS FALSE), 0)\n" \
+	"  FROM hollihop.ed_unit_student_days sd\n" \
+	"  JOIN hollihop.ed_unit_students m ON m.ed_unit_id = sd.ed_unit_id\n" \
+	"   AND m.student_client_id = sd.student_client_id AND m.deleted_at IS NULL\n" \
+	"  JOIN hollihop.ed_units un ON un.id = sd.ed_unit_id AND un.deleted_at IS NULL\n" \
+	"  WHERE sd.date IS NOT NULL\n" \
+	"  GROUP BY 1, 2\n" \
+	") x\n" \
+	"GROUP BY ed_unit_id, month\n"
 
 static const char attendance_create[] =
 	"CREATE TABLE IF NOT EXISTS analytics.group_attendance (\n"
@@ -560,47 +592,21 @@ static const char attendance_create[] =
 	"(hollihop.ed_unit_student_days) with pass false / true; attendance_rate = visits / (visits "
 	"+ absences), NULL when none is marked; student_minutes = the per-student Minutes of the "
 	"visits';\n"
-	"CREATE OR REPLACE VIEW analytics.group_attendance_src AS\n"
-	"SELECT ed_unit_id, month, sum(lessons)::int AS lessons, sum(visits)::int AS student_visits,\n"
-	"       sum(absences)::int AS student_absences,\n"
-	"       CASE WHEN sum(visits) + sum(absences) > 0\n"
-	"            THEN round(sum(visits)::numeric / (sum(visits) + sum(absences)), 4) END AS attendance_rate,\n"
-	"       sum(minutes) AS student_minutes\n"
-	"FROM (\n"
-	"  SELECT d.ed_unit_id, " MONTH("d.date") " AS month, count(*) FILTER (WHERE d.pass IS NOT TRUE) AS lessons,\n"
-	"         0 AS visits, 0 AS absences, 0 AS minutes\n"
-	"  FROM hollihop.ed_unit_days d\n"
-	"  JOIN hollihop.ed_units un ON un.id = d.ed_unit_id AND un.deleted_at IS NULL\n"
-	"  WHERE d.date IS NOT NULL\n"
-	"  GROUP BY 1, 2\n"
-	"  UNION ALL\n"
-	"  SELECT sd.ed_unit_id, " MONTH("sd.date") ", 0, count(*) FILTER (WHERE sd.pass IS FALSE),\n"
-	"         count(*) FILTER (WHERE sd.pass IS TRUE),\n"
-	"         COALESCE(sum(sd.minutes) FILTER (WHERE sd.pass IS FALSE), 0)\n"
-	"  FROM hollihop.ed_unit_student_days sd\n"
-	"  JOIN hollihop.ed_unit_students m ON m.ed_unit_id = sd.ed_unit_id\n"
-	"   AND m.student_client_id = sd.student_client_id AND m.deleted_at IS NULL\n"
-	"  JOIN hollihop.ed_units un ON un.id = sd.ed_unit_id AND un.deleted_at IS NULL\n"
-	"  WHERE sd.date IS NOT NULL\n"
-	"  GROUP BY 1, 2\n"
-	") x\n"
-	"GROUP BY ed_unit_id, month;\n"
-	"COMMENT ON VIEW analytics.group_attendance_src IS 'What analytics.group_attendance holds, computed now';\n"
-	GRANT_READ("analytics.group_attendance, analytics.group_attendance_src");
+	GRANT_READ("analytics.group_attendance");
 
 static const char attendance_refresh[] =
 	"WITH " KEYS ",\n" UNITS ",\n"
 	"d AS (DELETE FROM analytics.group_attendance g WHERE g.ed_unit_id IN (SELECT id FROM u)\n"
 	"      RETURNING g.ed_unit_id),\n"
 	"i AS (INSERT INTO analytics.group_attendance (" ATT_COLS ")\n"
-	"      SELECT " ATT_COLS " FROM analytics.group_attendance_src WHERE ed_unit_id IN (SELECT id FROM u)\n"
+	"      SELECT " ATT_COLS " FROM (" ATT_SRC ") s WHERE ed_unit_id IN (SELECT id FROM u)\n"
 	"      RETURNING ed_unit_id)\n"
 	"SELECT ed_unit_id::text FROM d UNION SELECT ed_unit_id::text FROM i";
 
 static const char attendance_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.group_attendance)\n"
 	"INSERT INTO analytics.group_attendance (" ATT_COLS ") SELECT " ATT_COLS
-	" FROM analytics.group_attendance_src";
+	" FROM (" ATT_SRC ") s";
 
 /* In dependency order: a table reads only the tables before it. */
 const struct an_table an_school_tables[] = {

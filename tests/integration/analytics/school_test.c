@@ -9,8 +9,9 @@
  * a source, with the keys the refresh returned), rebuild_sql to compare with.
  *   test_fixture: hand-computed answers for every table, before and after a few changes,
  *     and incremental == rebuild (EXCEPT ALL both ways);
- *   test_random: a seeded random sequence of batches (the seed is printed; set
- *     CS_SCHOOL_SEED to replay one), incremental == rebuild at checkpoints and at the end.
+ *   test_random: a seeded random sequence of 200 batches (the seed is printed; a fixed
+ *     default, CS_SCHOOL_SEED=<n> replays one, =time picks one), incremental == rebuild
+ *     every 50 batches; every table and both ambiguous and plain matches must occur.
  * CS_SCHOOL_BREAK=<table> skips that table's refresh: both tests must then fail.
  */
 #include <setjmp.h>
@@ -566,6 +567,9 @@ static void
 test_fixture(void **state)
 {
 	(void)state;
+	/* No view pins the mirror's columns: the store's schema evolution must stay free to
+	 * retype or drop them (a view would make ALTER COLUMN TYPE fail at start-up). */
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM pg_views WHERE schemaname = 'analytics'"), 0);
 	load_fixture();
 	assert_int_equal(differing_tables("fixture"), 0);
 	check_fixture_answers();
@@ -620,9 +624,9 @@ phone(char *buf, size_t cap)
 {
 	static const char *forms[] = { "8 (9%02d) 100-00-%02d", "+7 9%02d 10000%02d", "9%02d10000%02d",
 	    "7-9%02d-100-00-%02d" };
-	int n = rnd(5);
+	int n = rnd(30);
 
-	if (rnd(6) == 0)
+	if (rnd(4) == 0)
 		return "-";
 	snprintf(buf, cap, forms[rnd(nitems(forms))], 10 + n, n);
 	return buf;
@@ -631,7 +635,8 @@ phone(char *buf, size_t cap)
 static const char *
 email(void)
 {
-	static const char *pool[] = { "a@mail.ru", " A@Mail.ru", "b@mail.ru", "c@school.example", "bad" };
+	static const char *pool[] = { "a@mail.ru", " A@Mail.ru", "b@mail.ru", "c@school.example", "bad",
+	    "d@mail.ru", "e@mail.ru", "f@mail.ru", "g@mail.ru", "" };
 
 	return pool[rnd(nitems(pool))];
 }
@@ -746,11 +751,33 @@ random_batch(int step)
 		free(rows[i]);
 }
 
+/* Which tables hold rows now (bit t), and whether matches are ambiguous (16) and not (17). */
+static unsigned
+coverage(void)
+{
+	unsigned r = 0;
+	char sql[256];
+
+	for (size_t t = 0; t < an_school_ntables; t++) {
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM analytics.%s", table(t)->name);
+		if (h_sql_int(db, sql) > 0)
+			r |= 1u << t;
+	}
+	if (h_sql_int(db, "SELECT count(*) FROM analytics.person_matches WHERE ambiguous") > 0)
+		r |= 1u << 16;
+	if (h_sql_int(db, "SELECT count(*) FROM analytics.person_matches "
+	    "WHERE NOT ambiguous AND rule <> 'explicit_link'") > 0)
+		r |= 1u << 17;
+	return r;
+}
+
 static void
 test_random(void **state)
 {
 	const char *s = getenv("CS_SCHOOL_SEED");
-	unsigned seed = s != NULL ? (unsigned)strtoul(s, NULL, 10) : (unsigned)time(NULL);
+	/* A fixed default, so that CI runs one known sequence; "time" picks a new one. */
+	unsigned seed = s == NULL ? 20261205u : strcmp(s, "time") == 0 ? (unsigned)time(NULL) :
+	    (unsigned)strtoul(s, NULL, 10);
 	int bad = 0;
 	unsigned reached = 0;
 	char when[64];
@@ -760,23 +787,17 @@ test_random(void **state)
 	rng = seed;
 	for (int step = 1; step <= 200; step++) {
 		random_batch(step);
+		reached |= coverage();
 		if (step % 50 != 0)
 			continue;
 		snprintf(when, sizeof(when), "seed %u, after batch %d", seed, step);
 		bad += differing_tables(when);
-		for (size_t t = 0; t < an_school_ntables; t++) {
-			char sql[256];
-
-			snprintf(sql, sizeof(sql), "SELECT count(*) FROM analytics.%s", table(t)->name);
-			if (h_sql_int(db, sql) > 0)
-				reached |= 1u << t;
-		}
 	}
-	/* The sequence must have filled every table at some checkpoint, or it proves little. */
+	/* The sequence must have filled every table at some point, or it proves little. */
 	for (size_t t = 0; t < an_school_ntables; t++)
 		if (!(reached & (1u << t)))
 			fprintf(stderr, "seed %u: analytics.%s stayed empty\n", seed, table(t)->name);
-	assert_int_equal(reached, (1u << an_school_ntables) - 1);
+	assert_int_equal(reached, (1u << an_school_ntables) - 1 + (3u << 16));
 	assert_int_equal(bad, 0);
 }
 
