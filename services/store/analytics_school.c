@@ -25,8 +25,14 @@
 	"EXECUTE format('GRANT SELECT ON " objs " TO %I', r); "				\
 	"END LOOP; END $g$;\n"
 
-/* The touched keys, one row each. */
-#define KEYS	"k AS (SELECT unnest($2::text[]) AS k)"
+/*
+ * The touched keys, one row each: k as text, n as bigint where k is one (NULL otherwise).
+ * Every cast of a key is guarded by what the key looks like, not only by a test of $1: the
+ * engine runs refreshes under generic plans, where the planner may move a cast ahead of a
+ * filter on a parameter.
+ */
+#define KEYS	"k AS (SELECT k, CASE WHEN k ~ '^[0-9]+$' THEN k::bigint END AS n\n"	\
+		"      FROM unnest($2::text[]) AS k)"
 
 /* ---- people ------------------------------------------------------------------------------- */
 
@@ -132,7 +138,7 @@ static const char people_create[] =
  */
 static const char people_refresh[] =
 	"WITH " KEYS ",\n"
-	"ids AS (SELECT k::bigint AS id FROM k WHERE $1 IN ('amo.contacts', 'hollihop.students', 'hollihop.leads')),\n"
+	"ids AS (SELECT n AS id FROM k WHERE $1 IN ('amo.contacts', 'hollihop.students', 'hollihop.leads')),\n"
 	"d AS (DELETE FROM analytics.people p\n"
 	"      WHERE p.crm = split_part($1, '.', 1)\n"
 	"        AND p.entity IN (split_part($1, '.', 2),\n"
@@ -160,7 +166,7 @@ static const char people_rebuild[] =
 	"FROM analytics.people a\n" \
 	"JOIN analytics.people h ON h.crm = 'hollihop' AND h.kind = a.kind AND h.value = a.value\n" \
 	"JOIN hollihop.students s ON s.client_id = h.hollihop_client_id AND s.deleted_at IS NULL\n" \
-	"WHERE a.crm = 'amo'\n" \
+	"WHERE a.crm = 'amo' AND a.entity = 'contacts'\n" \
 	"GROUP BY a.id, h.hollihop_client_id, a.kind\n"
 
 static const char matches_create[] =
@@ -223,13 +229,15 @@ static const char matches_create[] =
  */
 static const char matches_refresh[] =
 	"WITH " KEYS ",\n"
-	"c0 AS (SELECT substr(k, 5)::bigint AS c FROM k WHERE $1 = 'analytics.people' AND k LIKE 'amo:%'\n"
+	"c0 AS (SELECT CASE WHEN k ~ '^amo:[0-9]+$' THEN substr(k, 5)::bigint END AS c FROM k\n"
+	"         WHERE $1 = 'analytics.people' AND k LIKE 'amo:%'\n"
 	"   UNION SELECT lc.contact_id FROM amo.lead_contacts lc\n"
-	"         WHERE lc.lead_id IN (SELECT k::bigint FROM k WHERE $1 = 'amo.leads')\n"
+	"         WHERE lc.lead_id IN (SELECT n FROM k WHERE $1 = 'amo.leads')\n"
 	"   UNION SELECT m.amo_contact_id FROM analytics.person_matches m\n"
-	"         WHERE m.amo_lead_id IN (SELECT k::bigint FROM k WHERE $1 = 'amo.leads')),\n"
-	"h0 AS (SELECT substr(k, 10)::bigint AS h FROM k WHERE $1 = 'analytics.people' AND k LIKE 'hollihop:%'\n"
-	"   UNION SELECT k::bigint FROM k WHERE $1 = 'hollihop.students'),\n"
+	"         WHERE m.amo_lead_id IN (SELECT n FROM k WHERE $1 = 'amo.leads')),\n"
+	"h0 AS (SELECT CASE WHEN k ~ '^hollihop:[0-9]+$' THEN substr(k, 10)::bigint END AS h FROM k\n"
+	"         WHERE $1 = 'analytics.people' AND k LIKE 'hollihop:%'\n"
+	"   UNION SELECT n FROM k WHERE $1 = 'hollihop.students'),\n"
 	"t AS (SELECT amo_contact_id AS c, hollihop_client_id AS h FROM (" MATCH_CANDIDATES ") mc\n"
 	"        WHERE amo_contact_id IN (SELECT c FROM c0)\n"
 	"  UNION SELECT amo_contact_id, hollihop_client_id FROM (" MATCH_CANDIDATES ") mc\n"
@@ -241,7 +249,7 @@ static const char matches_refresh[] =
 	"h1 AS (SELECT h FROM h0 UNION SELECT h FROM t),\n"
 	"r AS (SELECT * FROM (" MATCH_CANDIDATES ") mc WHERE amo_contact_id IN (SELECT c FROM a1)\n"
 	"  UNION SELECT * FROM (" MATCH_CANDIDATES ") mc WHERE hollihop_client_id IN (SELECT h FROM h1)),\n"
-	"l1 AS (SELECT k::bigint AS l FROM k WHERE $1 = 'amo.leads'\n"
+	"l1 AS (SELECT n AS l FROM k WHERE $1 = 'amo.leads'\n"
 	"   UNION SELECT s.amo_lead_id FROM hollihop.students s WHERE s.client_id IN (SELECT h FROM h0)\n"
 	"   UNION SELECT m.amo_lead_id FROM analytics.person_matches m\n"
 	"         WHERE m.rule = 'explicit_link' AND m.hollihop_client_id IN (SELECT h FROM h0)),\n"
@@ -359,7 +367,7 @@ static const char revenue_create[] =
  */
 static const char revenue_refresh[] =
 	"WITH " KEYS ",\n"
-	"n AS (SELECT k::bigint AS id FROM k),\n"
+	"n AS (SELECT n AS id FROM k),\n"
 	"aff AS (SELECT id FROM n WHERE $1 IN ('amo.leads', 'analytics.person_matches')\n"
 	"  UNION SELECT l.id FROM amo.leads l\n"
 	"        WHERE $1 = 'amo.users' AND l.responsible_user_id IN (SELECT id FROM n)\n"
@@ -384,7 +392,7 @@ static const char revenue_rebuild[] =
 /* ---- school operations: groups, teaching, attendance --------------------------------------- */
 
 /* The ed units a batch of ed_units or ed_unit_students ("<unit>|<client>") reaches. */
-#define UNITS	"u AS (SELECT split_part(k, '|', 1)::bigint AS id FROM k\n"	\
+#define UNITS	"u AS (SELECT CASE WHEN k ~ '^[0-9]+(\\|[0-9]+)?$' THEN split_part(k, '|', 1)::bigint END AS id FROM k\n" \
 		"      WHERE $1 IN ('hollihop.ed_units', 'hollihop.ed_unit_students'))"
 
 #define MONTH(d) "date_trunc('month', (" d ")::timestamp)::date"
@@ -528,8 +536,9 @@ static const char hours_create[] =
 static const char hours_refresh[] =
 	"WITH " KEYS ",\n"
 	"tm AS (SELECT split_part(k, '|', 1)::bigint AS teacher_id, split_part(k, '|', 2)::date AS month\n"
-	"       FROM k WHERE $1 = 'analytics.teacher_lessons'),\n"
-	"tt AS (SELECT k::bigint AS teacher_id FROM k WHERE $1 = 'hollihop.teachers'),\n"
+	"       FROM (SELECT k FROM k WHERE k ~ '^[0-9]+\\|[0-9]{4}-[0-9]{2}-[0-9]{2}$' OFFSET 0) g\n"
+	"       WHERE $1 = 'analytics.teacher_lessons'),\n"
+	"tt AS (SELECT n AS teacher_id FROM k WHERE $1 = 'hollihop.teachers'),\n"
 	"d AS (DELETE FROM analytics.teacher_hours h\n"
 	"      WHERE (h.teacher_id, h.month) IN (SELECT teacher_id, month FROM tm)\n"
 	"         OR h.teacher_id IN (SELECT teacher_id FROM tt) RETURNING h.teacher_id, h.month),\n"

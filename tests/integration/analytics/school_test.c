@@ -43,6 +43,7 @@ static char store_url[512], health_url[512], dsn_env[700], url_env[600], health_
 static PGconn *db;
 static nng_socket sock;
 static uint64_t batch_seq = 1;
+static int prepared[32];	/* refresh statements prepared on db, by table */
 static int64_t version_s = 1900000000;	/* every row written is newer than the last */
 
 /* ---- the store side: JSON rows -> normaliser -> batch -> crmsync-store ---------------------- */
@@ -186,8 +187,23 @@ refresh(const char *source, char **keys, size_t n)
 	snprintf(ev[0].source, sizeof(ev[0].source), "%s", source);
 	text_array(ev[0].keys, 65536, keys, n);
 	exec_ok("BEGIN");
+	/* As the engine runs them: prepared, generic plans. */
+	exec_ok("SET LOCAL plan_cache_mode = force_generic_plan");
 	for (size_t t = 0; t < an_school_ntables; t++) {
 		size_t upto = nev;
+		char stmt[32];
+
+		snprintf(stmt, sizeof(stmt), "school_r_%zu", t);
+		if (!prepared[t]) {
+			PGresult *p = PQprepare(db, stmt, table(t)->refresh_sql, 2, NULL);
+
+			if (PQresultStatus(p) != PGRES_COMMAND_OK) {
+				fprintf(stderr, "prepare %s: %s\n", table(t)->name, PQerrorMessage(db));
+				fail();
+			}
+			PQclear(p);
+			prepared[t] = 1;
+		}
 
 		if (brk != NULL && strcmp(brk, table(t)->name) == 0)
 			continue;
@@ -197,7 +213,7 @@ refresh(const char *source, char **keys, size_t n)
 
 			if (!lists(table(t)->sources, ev[e].source))
 				continue;
-			r = PQexecParams(db, table(t)->refresh_sql, 2, NULL, params, NULL, NULL, 0);
+			r = PQexecPrepared(db, stmt, 2, params, NULL, NULL, 0);
 			if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 				fprintf(stderr, "refresh %s for %s %s: %s\n", table(t)->name, ev[e].source,
 				    ev[e].keys, PQerrorMessage(db));
