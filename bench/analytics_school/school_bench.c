@@ -84,6 +84,18 @@ refresh(const char *source, const char *keys)
 
 			if (!lists(an_school_tables[t].sources, src[e]))
 				continue;
+			if (getenv("CS_BENCH_EXPLAIN") != NULL) {
+				char *q = malloc(strlen(an_school_tables[t].refresh_sql) + 64);
+				sprintf(q, "EXPLAIN (ANALYZE, COSTS OFF) %s", an_school_tables[t].refresh_sql);
+				exec("SAVEPOINT x");
+				PGresult *x = PQexecParams(db, q, 2, NULL, params, NULL, NULL, 0);
+				printf("---- %s for %s\n", an_school_tables[t].name, src[e]);
+				for (int l = 0; l < PQntuples(x); l++)
+					printf("%s\n", PQgetvalue(x, l, 0));
+				PQclear(x);
+				exec("ROLLBACK TO SAVEPOINT x");
+				free(q);
+			}
 			t0 = h_now_ms();
 			r = PQexecParams(db, an_school_tables[t].refresh_sql, 2, NULL, params, NULL, NULL, 0);
 			ms += (double)(h_now_ms() - t0);

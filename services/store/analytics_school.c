@@ -45,7 +45,7 @@
 	"('email', analytics.email_norm(" x ".email), " x ".email)) p(kind, value, raw) "
 
 /* What analytics.people would hold now. */
-#define PEOPLE_SRC \
+#define PEOPLE_SRC(fc, fs, fl) \
 	"SELECT src, crm, entity, id, kind, value, min(raw_value) AS raw_value, min(name) AS name,\n" \
 	"       hollihop_client_id\n" \
 	"FROM (\n" \
@@ -57,27 +57,29 @@
 	"  FROM amo.contacts c\n" \
 	"  JOIN amo.custom_field_values v ON v.entity_type = 'contacts' AND v.entity_id = c.id\n" \
 	"   AND v.field_code IN ('PHONE', 'EMAIL')\n" \
-	"  WHERE c.deleted_at IS NULL\n" \
+	"  WHERE c.deleted_at IS NULL" fc "\n" \
 	"  UNION ALL\n" \
 	"  SELECT 'hollihop.students', 'hollihop', 'students', s.client_id, p.kind, p.value, p.raw,\n" \
 	"         concat_ws(' ', s.last_name, s.first_name), s.client_id\n" \
 	"  FROM hollihop.students s " HH_POINTS("s") "\n" \
-	"  WHERE s.deleted_at IS NULL\n" \
+	"  WHERE s.deleted_at IS NULL" fs "\n" \
 	"  UNION ALL\n" \
 	"  SELECT 'hollihop.students', 'hollihop', 'student_agents', a.client_id, p.kind, p.value, p.raw,\n" \
 	"         concat_ws(' ', a.last_name, a.first_name), a.client_id\n" \
 	"  FROM hollihop.student_agents a\n" \
-	"  JOIN hollihop.students s ON s.client_id = a.client_id AND s.deleted_at IS NULL " HH_POINTS("a") "\n" \
+	"  JOIN hollihop.students s ON s.client_id = a.client_id AND s.deleted_at IS NULL " HH_POINTS("a") \
+	"  WHERE true" fs "\n" \
 	"  UNION ALL\n" \
 	"  SELECT 'hollihop.leads', 'hollihop', 'leads', l.id, p.kind, p.value, p.raw,\n" \
 	"         concat_ws(' ', l.last_name, l.first_name), l.student_client_id\n" \
 	"  FROM hollihop.leads l " HH_POINTS("l") "\n" \
-	"  WHERE l.deleted_at IS NULL\n" \
+	"  WHERE l.deleted_at IS NULL" fl "\n" \
 	"  UNION ALL\n" \
 	"  SELECT 'hollihop.leads', 'hollihop', 'lead_agents', a.lead_id, p.kind, p.value, p.raw,\n" \
 	"         concat_ws(' ', a.last_name, a.first_name), l.student_client_id\n" \
 	"  FROM hollihop.lead_agents a\n" \
-	"  JOIN hollihop.leads l ON l.id = a.lead_id AND l.deleted_at IS NULL " HH_POINTS("a") "\n" \
+	"  JOIN hollihop.leads l ON l.id = a.lead_id AND l.deleted_at IS NULL " HH_POINTS("a") \
+	"  WHERE true" fl "\n" \
 	") r\n" \
 	"WHERE value IS NOT NULL\n" \
 	"GROUP BY src, crm, entity, id, kind, value, hollihop_client_id\n"
@@ -146,7 +148,10 @@ static const char people_refresh[] =
 	"        AND p.id IN (SELECT id FROM ids)\n"
 	"      RETURNING p.crm, p.entity, p.id, p.kind, p.value, p.hollihop_client_id),\n"
 	"i AS (INSERT INTO analytics.people (" PEOPLE_COLS ")\n"
-	"      SELECT " PEOPLE_COLS " FROM (" PEOPLE_SRC ") s WHERE src = $1 AND id IN (SELECT id FROM ids)\n"
+	"      SELECT " PEOPLE_COLS " FROM (" PEOPLE_SRC(
+	"        AND $1 = 'amo.contacts' AND c.id IN (SELECT id FROM ids)",
+	"        AND $1 = 'hollihop.students' AND s.client_id IN (SELECT id FROM ids)",
+	"        AND $1 = 'hollihop.leads' AND l.id IN (SELECT id FROM ids)") ") s WHERE src = $1 AND id IN (SELECT id FROM ids)\n"
 	"      RETURNING crm, entity, id, kind, value, hollihop_client_id),\n"
 	"changed AS ((SELECT * FROM d EXCEPT SELECT * FROM i) UNION (SELECT * FROM i EXCEPT SELECT * FROM d))\n"
 	"SELECT DISTINCT CASE WHEN crm = 'amo' THEN 'amo:' || id ELSE 'hollihop:' || hollihop_client_id END\n"
@@ -154,19 +159,19 @@ static const char people_refresh[] =
 
 static const char people_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.people)\n"
-	"INSERT INTO analytics.people (" PEOPLE_COLS ") SELECT " PEOPLE_COLS " FROM (" PEOPLE_SRC ") s";
+	"INSERT INTO analytics.people (" PEOPLE_COLS ") SELECT " PEOPLE_COLS " FROM (" PEOPLE_SRC("", "", "") ") s";
 
 /* ---- person_matches ----------------------------------------------------------------------- */
 
 #define MATCH_COLS "amo_contact_id, amo_lead_id, hollihop_client_id, rule, confidence, ambiguous, matched_value"
 
 /* amoCRM contact x live Hollihop client pairs sharing a phone or e-mail in analytics.people. */
-#define MATCH_CANDIDATES \
+#define MATCH_CANDIDATES(f) \
 	"SELECT a.id AS amo_contact_id, h.hollihop_client_id, a.kind AS rule, min(a.value) AS matched_value\n" \
 	"FROM analytics.people a\n" \
 	"JOIN analytics.people h ON h.crm = 'hollihop' AND h.kind = a.kind AND h.value = a.value\n" \
 	"JOIN hollihop.students s ON s.client_id = h.hollihop_client_id AND s.deleted_at IS NULL\n" \
-	"WHERE a.crm = 'amo' AND a.entity = 'contacts'\n" \
+	"WHERE a.crm = 'amo' AND a.entity = 'contacts'" f "\n" \
 	"GROUP BY a.id, h.hollihop_client_id, a.kind\n"
 
 static const char matches_create[] =
@@ -203,9 +208,9 @@ static const char matches_create[] =
 #define MATCH_ROWS(r)									\
 	"SELECT r.amo_contact_id, lc.lead_id, r.hollihop_client_id, r.rule,\n"		\
 	"       CASE r.rule WHEN 'phone' THEN 0.8 ELSE 0.6 END,\n"				\
-	"       (SELECT count(DISTINCT x.hollihop_client_id) FROM (" MATCH_CANDIDATES ") x\n" \
+	"       (SELECT count(DISTINCT x.hollihop_client_id) FROM (" MATCH_CANDIDATES("") ") x\n" \
 	"         WHERE x.amo_contact_id = r.amo_contact_id) > 1\n"			\
-	"    OR (SELECT count(DISTINCT x.amo_contact_id) FROM (" MATCH_CANDIDATES ") x\n" \
+	"    OR (SELECT count(DISTINCT x.amo_contact_id) FROM (" MATCH_CANDIDATES("") ") x\n" \
 	"         WHERE x.hollihop_client_id = r.hollihop_client_id) > 1,\n"		\
 	"       r.matched_value\n"								\
 	"FROM " r " r\n"									\
@@ -238,17 +243,19 @@ static const char matches_refresh[] =
 	"h0 AS (SELECT CASE WHEN k ~ '^hollihop:[0-9]+$' THEN substr(k, 10)::bigint END AS h FROM k\n"
 	"         WHERE $1 = 'analytics.people' AND k LIKE 'hollihop:%'\n"
 	"   UNION SELECT n FROM k WHERE $1 = 'hollihop.students'),\n"
-	"t AS (SELECT amo_contact_id AS c, hollihop_client_id AS h FROM (" MATCH_CANDIDATES ") mc\n"
+	"t AS (SELECT amo_contact_id AS c, hollihop_client_id AS h\n"
+	"        FROM (" MATCH_CANDIDATES(" AND a.id IN (SELECT c FROM c0)") ") mc\n"
 	"        WHERE amo_contact_id IN (SELECT c FROM c0)\n"
-	"  UNION SELECT amo_contact_id, hollihop_client_id FROM (" MATCH_CANDIDATES ") mc\n"
+	"  UNION SELECT amo_contact_id, hollihop_client_id\n"
+	"        FROM (" MATCH_CANDIDATES(" AND h.hollihop_client_id IN (SELECT h FROM h0)") ") mc\n"
 	"        WHERE hollihop_client_id IN (SELECT h FROM h0)\n"
 	"  UNION SELECT amo_contact_id, hollihop_client_id FROM analytics.person_matches\n"
 	"        WHERE rule <> 'explicit_link' AND (amo_contact_id IN (SELECT c FROM c0)\n"
 	"              OR hollihop_client_id IN (SELECT h FROM h0))),\n"
 	"a1 AS (SELECT c FROM c0 UNION SELECT c FROM t),\n"
 	"h1 AS (SELECT h FROM h0 UNION SELECT h FROM t),\n"
-	"r AS (SELECT * FROM (" MATCH_CANDIDATES ") mc WHERE amo_contact_id IN (SELECT c FROM a1)\n"
-	"  UNION SELECT * FROM (" MATCH_CANDIDATES ") mc WHERE hollihop_client_id IN (SELECT h FROM h1)),\n"
+	"r AS (SELECT * FROM (" MATCH_CANDIDATES(" AND a.id IN (SELECT c FROM a1)") ") mc\n"
+	"  UNION SELECT * FROM (" MATCH_CANDIDATES(" AND h.hollihop_client_id IN (SELECT h FROM h1)") ") mc),\n"
 	"l1 AS (SELECT n AS l FROM k WHERE $1 = 'amo.leads'\n"
 	"   UNION SELECT s.amo_lead_id FROM hollihop.students s WHERE s.client_id IN (SELECT h FROM h0)\n"
 	"   UNION SELECT m.amo_lead_id FROM analytics.person_matches m\n"
@@ -269,7 +276,7 @@ static const char matches_refresh[] =
 static const char matches_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.person_matches)\n"
 	"INSERT INTO analytics.person_matches (" MATCH_COLS ")\n"
-	MATCH_ROWS("(" MATCH_CANDIDATES ")")
+	MATCH_ROWS("(" MATCH_CANDIDATES("") ")")
 	"UNION ALL\n"
 	EXPLICIT_ROWS("");
 
@@ -282,7 +289,7 @@ static const char matches_rebuild[] =
 	"total_paid, refunds"
 
 /* What analytics.lead_revenue would hold now. */
-#define REVENUE_SRC \
+#define REVENUE_SRC(f) \
 	"SELECT l.id AS lead_id, l.name,\n" \
 	"       COALESCE(NULLIF(lower(btrim(u.utm_source)), ''), NULLIF(btrim(so.name), ''), '(none)') AS channel,\n" \
 	"       u.utm_source, u.utm_medium, u.utm_campaign, so.name AS source_name,\n" \
@@ -316,7 +323,7 @@ static const char matches_rebuild[] =
 	"  FROM hollihop.payments py\n" \
 	"  WHERE py.client_id = ANY (m.client_ids) AND py.deleted_at IS NULL AND py.state = 'Paid'\n" \
 	"    AND py.value_quantity <> 0) p ON true\n" \
-	"WHERE l.deleted_at IS NULL\n"
+	"WHERE l.deleted_at IS NULL" f "\n"
 
 static const char revenue_create[] =
 	"CREATE TABLE IF NOT EXISTS analytics.lead_revenue (\n"
@@ -380,19 +387,19 @@ static const char revenue_refresh[] =
 	"              FROM hollihop.payments py WHERE py.id IN (SELECT id FROM n))),\n"
 	"d AS (DELETE FROM analytics.lead_revenue r WHERE r.lead_id IN (SELECT id FROM aff) RETURNING r.lead_id),\n"
 	"i AS (INSERT INTO analytics.lead_revenue (" REVENUE_COLS ")\n"
-	"      SELECT " REVENUE_COLS " FROM (" REVENUE_SRC ") s WHERE lead_id IN (SELECT id FROM aff)\n"
+	"      SELECT " REVENUE_COLS " FROM (" REVENUE_SRC(" AND l.id IN (SELECT id FROM aff)") ") s WHERE lead_id IN (SELECT id FROM aff)\n"
 	"      RETURNING lead_id)\n"
 	"SELECT lead_id::text FROM d UNION SELECT lead_id::text FROM i";
 
 static const char revenue_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.lead_revenue)\n"
 	"INSERT INTO analytics.lead_revenue (" REVENUE_COLS ") SELECT " REVENUE_COLS
-	" FROM (" REVENUE_SRC ") s";
+	" FROM (" REVENUE_SRC("") ") s";
 
 /* ---- school operations: groups, teaching, attendance --------------------------------------- */
 
 /* The ed units a batch of ed_units or ed_unit_students ("<unit>|<client>") reaches. */
-#define UNITS	"u AS (SELECT CASE WHEN k ~ '^[0-9]+(\\|[0-9]+)?$' THEN split_part(k, '|', 1)::bigint END AS id FROM k\n" \
+#define UNITS	"units AS (SELECT CASE WHEN k ~ '^[0-9]+(\\|[0-9]+)?$' THEN split_part(k, '|', 1)::bigint END AS id FROM k\n" \
 		"      WHERE $1 IN ('hollihop.ed_units', 'hollihop.ed_unit_students'))"
 
 #define MONTH(d) "date_trunc('month', (" d ")::timestamp)::date"
@@ -400,7 +407,7 @@ static const char revenue_rebuild[] =
 #define FILL_COLS "ed_unit_id, name, type, office_id, office, discipline, level, status, students, vacancies, fill_rate"
 
 /* What analytics.group_fill would hold now. */
-#define FILL_SRC \
+#define FILL_SRC(f) \
 	"SELECT u.id AS ed_unit_id, u.name, u.type, u.office_or_company_id AS office_id,\n" \
 	"       u.office_or_company_name AS office, u.discipline, u.level, u.status,\n" \
 	"       s.n AS students, u.vacancies::int AS vacancies,\n" \
@@ -409,7 +416,7 @@ static const char revenue_rebuild[] =
 	"CROSS JOIN LATERAL (SELECT count(*)::int AS n FROM hollihop.ed_unit_students m\n" \
 	"    WHERE m.ed_unit_id = u.id AND m.deleted_at IS NULL AND m.status = 'Normal'\n" \
 	"      AND (m.end_date IS NULL OR m.end_date >= current_date)) s\n" \
-	"WHERE u.deleted_at IS NULL AND u.status IN ('Reserve', 'Forming', 'Working')\n" \
+	"WHERE u.deleted_at IS NULL AND u.status IN ('Reserve', 'Forming', 'Working')" f "\n" \
 	"  AND u.type IS DISTINCT FROM 'Individual'\n"
 
 static const char fill_create[] =
@@ -438,20 +445,20 @@ static const char fill_create[] =
 
 static const char fill_refresh[] =
 	"WITH " KEYS ",\n" UNITS ",\n"
-	"d AS (DELETE FROM analytics.group_fill g WHERE g.ed_unit_id IN (SELECT id FROM u) RETURNING g.ed_unit_id),\n"
+	"d AS (DELETE FROM analytics.group_fill g WHERE g.ed_unit_id IN (SELECT id FROM units) RETURNING g.ed_unit_id),\n"
 	"i AS (INSERT INTO analytics.group_fill (" FILL_COLS ")\n"
-	"      SELECT " FILL_COLS " FROM (" FILL_SRC ") s WHERE ed_unit_id IN (SELECT id FROM u)\n"
+	"      SELECT " FILL_COLS " FROM (" FILL_SRC(" AND u.id IN (SELECT id FROM units)") ") s WHERE ed_unit_id IN (SELECT id FROM units)\n"
 	"      RETURNING ed_unit_id)\n"
 	"SELECT ed_unit_id::text FROM d UNION SELECT ed_unit_id::text FROM i";
 
 static const char fill_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.group_fill)\n"
-	"INSERT INTO analytics.group_fill (" FILL_COLS ") SELECT " FILL_COLS " FROM (" FILL_SRC ") s";
+	"INSERT INTO analytics.group_fill (" FILL_COLS ") SELECT " FILL_COLS " FROM (" FILL_SRC("") ") s";
 
 #define LESSON_COLS "ed_unit_id, date, teacher_id, lessons, minutes"
 
 /* What analytics.teacher_lessons would hold now. */
-#define LESSONS_SRC \
+#define LESSONS_SRC(f) \
 	"SELECT d.ed_unit_id, d.date, t.teacher_id, count(*)::int AS lessons,\n" \
 	"       sum(COALESCE(d.minutes, sm.minutes, 0)) AS minutes\n" \
 	"FROM hollihop.ed_unit_days d\n" \
@@ -468,7 +475,7 @@ static const char fill_rebuild[] =
 	"               THEN si.schedule_item_id = ANY (d.schedule_item_ids)\n" \
 	"               ELSE (si.begin_date IS NULL OR si.begin_date <= d.date)\n" \
 	"                AND (si.end_date IS NULL OR si.end_date >= d.date) END) t\n" \
-	"WHERE d.pass IS NOT TRUE AND d.date IS NOT NULL\n" \
+	"WHERE d.pass IS NOT TRUE AND d.date IS NOT NULL" f "\n" \
 	"GROUP BY d.ed_unit_id, d.date, t.teacher_id\n"
 
 static const char lessons_create[] =
@@ -493,10 +500,10 @@ static const char lessons_create[] =
 /* Returns "<teacher id>|<month>" of the rows rewritten, for teacher_hours. */
 static const char lessons_refresh[] =
 	"WITH " KEYS ",\n" UNITS ",\n"
-	"d AS (DELETE FROM analytics.teacher_lessons t WHERE t.ed_unit_id IN (SELECT id FROM u)\n"
+	"d AS (DELETE FROM analytics.teacher_lessons t WHERE t.ed_unit_id IN (SELECT id FROM units)\n"
 	"      RETURNING " LESSON_COLS "),\n"
 	"i AS (INSERT INTO analytics.teacher_lessons (" LESSON_COLS ")\n"
-	"      SELECT " LESSON_COLS " FROM (" LESSONS_SRC ") s WHERE ed_unit_id IN (SELECT id FROM u)\n"
+	"      SELECT " LESSON_COLS " FROM (" LESSONS_SRC(" AND d.ed_unit_id IN (SELECT id FROM units)") ") s WHERE ed_unit_id IN (SELECT id FROM units)\n"
 	"      RETURNING " LESSON_COLS "),\n"
 	"changed AS ((SELECT * FROM d EXCEPT SELECT * FROM i) UNION (SELECT * FROM i EXCEPT SELECT * FROM d))\n"
 	"SELECT DISTINCT teacher_id || '|' || to_char(" MONTH("date") ", 'YYYY-MM-DD') FROM changed";
@@ -504,17 +511,18 @@ static const char lessons_refresh[] =
 static const char lessons_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.teacher_lessons)\n"
 	"INSERT INTO analytics.teacher_lessons (" LESSON_COLS ") SELECT " LESSON_COLS
-	" FROM (" LESSONS_SRC ") s";
+	" FROM (" LESSONS_SRC("") ") s";
 
 #define HOURS_COLS "teacher_id, teacher_name, month, hours, lessons, minutes"
 
 /* What analytics.teacher_hours would hold now. */
-#define HOURS_SRC \
+#define HOURS_SRC(f) \
 	"SELECT tl.teacher_id, NULLIF(concat_ws(' ', t.last_name, t.first_name, t.middle_name), '') AS teacher_name,\n" \
 	"       " MONTH("tl.date") " AS month, round(sum(tl.minutes) / 60, 2) AS hours,\n" \
 	"       sum(tl.lessons)::bigint AS lessons, sum(tl.minutes) AS minutes\n" \
 	"FROM analytics.teacher_lessons tl\n" \
 	"LEFT JOIN hollihop.teachers t ON t.id = tl.teacher_id\n" \
+	"WHERE true" f "\n" \
 	"GROUP BY tl.teacher_id, t.last_name, t.first_name, t.middle_name, " MONTH("tl.date") "\n"
 
 static const char hours_create[] =
@@ -543,7 +551,8 @@ static const char hours_refresh[] =
 	"      WHERE (h.teacher_id, h.month) IN (SELECT teacher_id, month FROM tm)\n"
 	"         OR h.teacher_id IN (SELECT teacher_id FROM tt) RETURNING h.teacher_id, h.month),\n"
 	"i AS (INSERT INTO analytics.teacher_hours (" HOURS_COLS ")\n"
-	"      SELECT " HOURS_COLS " FROM (" HOURS_SRC ") s\n"
+	"      SELECT " HOURS_COLS " FROM (" HOURS_SRC("\n        AND ((tl.teacher_id, " MONTH("tl.date") ") IN (SELECT teacher_id, month FROM tm)\n"
+	"             OR tl.teacher_id IN (SELECT teacher_id FROM tt))") ") s\n"
 	"      WHERE (teacher_id, month) IN (SELECT teacher_id, month FROM tm)\n"
 	"         OR teacher_id IN (SELECT teacher_id FROM tt)\n"
 	"      RETURNING teacher_id, month)\n"
@@ -553,12 +562,12 @@ static const char hours_refresh[] =
 static const char hours_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.teacher_hours)\n"
 	"INSERT INTO analytics.teacher_hours (" HOURS_COLS ") SELECT " HOURS_COLS
-	" FROM (" HOURS_SRC ") s";
+	" FROM (" HOURS_SRC("") ") s";
 
 #define ATT_COLS "ed_unit_id, month, lessons, student_visits, student_absences, attendance_rate, student_minutes"
 
 /* What analytics.group_attendance would hold now. */
-#define ATT_SRC \
+#define ATT_SRC(fd, fs) \
 	"SELECT ed_unit_id, month, sum(lessons)::int AS lessons, sum(visits)::int AS student_visits,\n" \
 	"       sum(absences)::int AS student_absences,\n" \
 	"       CASE WHEN sum(visits) + sum(absences) > 0\n" \
@@ -569,7 +578,7 @@ static const char hours_rebuild[] =
 	"         0 AS visits, 0 AS absences, 0 AS minutes\n" \
 	"  FROM hollihop.ed_unit_days d\n" \
 	"  JOIN hollihop.ed_units un ON un.id = d.ed_unit_id AND un.deleted_at IS NULL\n" \
-	"  WHERE d.date IS NOT NULL\n" \
+	"  WHERE d.date IS NOT NULL" fd "\n" \
 	"  GROUP BY 1, 2\n" \
 	"  UNION ALL\n" \
 	"  SELECT sd.ed_unit_id, " MONTH("sd.date") ", 0, count(*) FILTER (WHERE sd.pass IS FALSE),\n" \
@@ -579,7 +588,7 @@ static const char hours_rebuild[] =
 	"  JOIN hollihop.ed_unit_students m ON m.ed_unit_id = sd.ed_unit_id\n" \
 	"   AND m.student_client_id = sd.student_client_id AND m.deleted_at IS NULL\n" \
 	"  JOIN hollihop.ed_units un ON un.id = sd.ed_unit_id AND un.deleted_at IS NULL\n" \
-	"  WHERE sd.date IS NOT NULL\n" \
+	"  WHERE sd.date IS NOT NULL" fs "\n" \
 	"  GROUP BY 1, 2\n" \
 	") x\n" \
 	"GROUP BY ed_unit_id, month\n"
@@ -605,17 +614,18 @@ static const char attendance_create[] =
 
 static const char attendance_refresh[] =
 	"WITH " KEYS ",\n" UNITS ",\n"
-	"d AS (DELETE FROM analytics.group_attendance g WHERE g.ed_unit_id IN (SELECT id FROM u)\n"
+	"d AS (DELETE FROM analytics.group_attendance g WHERE g.ed_unit_id IN (SELECT id FROM units)\n"
 	"      RETURNING g.ed_unit_id),\n"
 	"i AS (INSERT INTO analytics.group_attendance (" ATT_COLS ")\n"
-	"      SELECT " ATT_COLS " FROM (" ATT_SRC ") s WHERE ed_unit_id IN (SELECT id FROM u)\n"
+	"      SELECT " ATT_COLS " FROM (" ATT_SRC(" AND d.ed_unit_id IN (SELECT id FROM units)",
+	"        AND sd.ed_unit_id IN (SELECT id FROM units)") ") s WHERE ed_unit_id IN (SELECT id FROM units)\n"
 	"      RETURNING ed_unit_id)\n"
 	"SELECT ed_unit_id::text FROM d UNION SELECT ed_unit_id::text FROM i";
 
 static const char attendance_rebuild[] =
 	"WITH d AS (DELETE FROM analytics.group_attendance)\n"
 	"INSERT INTO analytics.group_attendance (" ATT_COLS ") SELECT " ATT_COLS
-	" FROM (" ATT_SRC ") s";
+	" FROM (" ATT_SRC("", "") ") s";
 
 /* In dependency order: a table reads only the tables before it. */
 const struct an_table an_school_tables[] = {
