@@ -27,6 +27,9 @@
 
 /*
  * The touched keys, one row each: k as text, n as bigint where k is one (NULL otherwise).
+ * Key sets are used as "col = ANY (ARRAY(SELECT ...))": an array the planner sees as a few
+ * values, so it looks them up by index (an IN over a CTE was planned as a hash join over
+ * whole tables).
  * Every cast of a key is guarded by what the key looks like, not only by a test of $1: the
  * engine runs refreshes under generic plans, where the planner may move a cast ahead of a
  * filter on a parameter.
@@ -145,13 +148,13 @@ static const char people_refresh[] =
 	"      WHERE p.crm = split_part($1, '.', 1)\n"
 	"        AND p.entity IN (split_part($1, '.', 2),\n"
 	"            CASE $1 WHEN 'hollihop.students' THEN 'student_agents' WHEN 'hollihop.leads' THEN 'lead_agents' END)\n"
-	"        AND p.id IN (SELECT id FROM ids)\n"
+	"        AND p.id = ANY (ARRAY(SELECT id FROM ids))\n"
 	"      RETURNING p.crm, p.entity, p.id, p.kind, p.value, p.hollihop_client_id),\n"
 	"i AS (INSERT INTO analytics.people (" PEOPLE_COLS ")\n"
 	"      SELECT " PEOPLE_COLS " FROM (" PEOPLE_SRC(
-	"        AND $1 = 'amo.contacts' AND c.id IN (SELECT id FROM ids)",
-	"        AND $1 = 'hollihop.students' AND s.client_id IN (SELECT id FROM ids)",
-	"        AND $1 = 'hollihop.leads' AND l.id IN (SELECT id FROM ids)") ") s WHERE src = $1 AND id IN (SELECT id FROM ids)\n"
+	"        AND $1 = 'amo.contacts' AND c.id = ANY (ARRAY(SELECT id FROM ids))",
+	"        AND $1 = 'hollihop.students' AND s.client_id = ANY (ARRAY(SELECT id FROM ids))",
+	"        AND $1 = 'hollihop.leads' AND l.id = ANY (ARRAY(SELECT id FROM ids))") ") s WHERE src = $1 AND id = ANY (ARRAY(SELECT id FROM ids))\n"
 	"      RETURNING crm, entity, id, kind, value, hollihop_client_id),\n"
 	"changed AS ((SELECT * FROM d EXCEPT SELECT * FROM i) UNION (SELECT * FROM i EXCEPT SELECT * FROM d))\n"
 	"SELECT DISTINCT CASE WHEN crm = 'amo' THEN 'amo:' || id ELSE 'hollihop:' || hollihop_client_id END\n"
@@ -244,31 +247,31 @@ static const char matches_refresh[] =
 	"         WHERE $1 = 'analytics.people' AND k LIKE 'hollihop:%'\n"
 	"   UNION SELECT n FROM k WHERE $1 = 'hollihop.students'),\n"
 	"t AS (SELECT amo_contact_id AS c, hollihop_client_id AS h\n"
-	"        FROM (" MATCH_CANDIDATES(" AND a.id IN (SELECT c FROM c0)") ") mc\n"
-	"        WHERE amo_contact_id IN (SELECT c FROM c0)\n"
+	"        FROM (" MATCH_CANDIDATES(" AND a.id = ANY (ARRAY(SELECT c FROM c0))") ") mc\n"
+	"        WHERE amo_contact_id = ANY (ARRAY(SELECT c FROM c0))\n"
 	"  UNION SELECT amo_contact_id, hollihop_client_id\n"
-	"        FROM (" MATCH_CANDIDATES(" AND h.hollihop_client_id IN (SELECT h FROM h0)") ") mc\n"
-	"        WHERE hollihop_client_id IN (SELECT h FROM h0)\n"
+	"        FROM (" MATCH_CANDIDATES(" AND h.hollihop_client_id = ANY (ARRAY(SELECT h FROM h0))") ") mc\n"
+	"        WHERE hollihop_client_id = ANY (ARRAY(SELECT h FROM h0))\n"
 	"  UNION SELECT amo_contact_id, hollihop_client_id FROM analytics.person_matches\n"
-	"        WHERE rule <> 'explicit_link' AND (amo_contact_id IN (SELECT c FROM c0)\n"
-	"              OR hollihop_client_id IN (SELECT h FROM h0))),\n"
+	"        WHERE rule <> 'explicit_link' AND (amo_contact_id = ANY (ARRAY(SELECT c FROM c0))\n"
+	"              OR hollihop_client_id = ANY (ARRAY(SELECT h FROM h0)))),\n"
 	"a1 AS (SELECT c FROM c0 UNION SELECT c FROM t),\n"
 	"h1 AS (SELECT h FROM h0 UNION SELECT h FROM t),\n"
-	"r AS (SELECT * FROM (" MATCH_CANDIDATES(" AND a.id IN (SELECT c FROM a1)") ") mc\n"
-	"  UNION SELECT * FROM (" MATCH_CANDIDATES(" AND h.hollihop_client_id IN (SELECT h FROM h1)") ") mc),\n"
+	"r AS (SELECT * FROM (" MATCH_CANDIDATES(" AND a.id = ANY (ARRAY(SELECT c FROM a1))") ") mc\n"
+	"  UNION SELECT * FROM (" MATCH_CANDIDATES(" AND h.hollihop_client_id = ANY (ARRAY(SELECT h FROM h1))") ") mc),\n"
 	"l1 AS (SELECT n AS l FROM k WHERE $1 = 'amo.leads'\n"
-	"   UNION SELECT s.amo_lead_id FROM hollihop.students s WHERE s.client_id IN (SELECT h FROM h0)\n"
+	"   UNION SELECT s.amo_lead_id FROM hollihop.students s WHERE s.client_id = ANY (ARRAY(SELECT h FROM h0))\n"
 	"   UNION SELECT m.amo_lead_id FROM analytics.person_matches m\n"
-	"         WHERE m.rule = 'explicit_link' AND m.hollihop_client_id IN (SELECT h FROM h0)),\n"
+	"         WHERE m.rule = 'explicit_link' AND m.hollihop_client_id = ANY (ARRAY(SELECT h FROM h0))),\n"
 	"d AS (DELETE FROM analytics.person_matches m\n"
-	"      WHERE (m.rule <> 'explicit_link' AND (m.amo_contact_id IN (SELECT c FROM a1)\n"
-	"             OR m.hollihop_client_id IN (SELECT h FROM h1)))\n"
-	"         OR (m.rule = 'explicit_link' AND m.amo_lead_id IN (SELECT l FROM l1))\n"
+	"      WHERE (m.rule <> 'explicit_link' AND (m.amo_contact_id = ANY (ARRAY(SELECT c FROM a1))\n"
+	"             OR m.hollihop_client_id = ANY (ARRAY(SELECT h FROM h1))))\n"
+	"         OR (m.rule = 'explicit_link' AND m.amo_lead_id = ANY (ARRAY(SELECT l FROM l1)))\n"
 	"      RETURNING m.amo_lead_id),\n"
 	"i AS (INSERT INTO analytics.person_matches (" MATCH_COLS ")\n"
 	MATCH_ROWS("r")
 	"      UNION ALL\n"
-	EXPLICIT_ROWS(" AND s.amo_lead_id IN (SELECT l FROM l1)")
+	EXPLICIT_ROWS(" AND s.amo_lead_id = ANY (ARRAY(SELECT l FROM l1))")
 	"      RETURNING amo_lead_id)\n"
 	"SELECT amo_lead_id::text FROM d WHERE amo_lead_id IS NOT NULL\n"
 	"UNION SELECT amo_lead_id::text FROM i WHERE amo_lead_id IS NOT NULL";
@@ -377,17 +380,17 @@ static const char revenue_refresh[] =
 	"n AS (SELECT n AS id FROM k),\n"
 	"aff AS (SELECT id FROM n WHERE $1 IN ('amo.leads', 'analytics.person_matches')\n"
 	"  UNION SELECT l.id FROM amo.leads l\n"
-	"        WHERE $1 = 'amo.users' AND l.responsible_user_id IN (SELECT id FROM n)\n"
+	"        WHERE $1 = 'amo.users' AND l.responsible_user_id = ANY (ARRAY(SELECT id FROM n))\n"
 	"  UNION SELECT l.id FROM amo.leads l\n"
-	"        WHERE $1 = 'amo.sources' AND l.source_id IN (SELECT id FROM n)\n"
+	"        WHERE $1 = 'amo.sources' AND l.source_id = ANY (ARRAY(SELECT id FROM n))\n"
 	"  UNION SELECT r.lead_id FROM analytics.lead_revenue r\n"
 	"        WHERE $1 = 'hollihop.payments' AND r.payment_ids && (SELECT array_agg(id) FROM n)\n"
 	"  UNION SELECT r.lead_id FROM analytics.lead_revenue r\n"
 	"        WHERE $1 = 'hollihop.payments' AND r.client_ids && (SELECT array_agg(py.client_id)\n"
-	"              FROM hollihop.payments py WHERE py.id IN (SELECT id FROM n))),\n"
-	"d AS (DELETE FROM analytics.lead_revenue r WHERE r.lead_id IN (SELECT id FROM aff) RETURNING r.lead_id),\n"
+	"              FROM hollihop.payments py WHERE py.id = ANY (ARRAY(SELECT id FROM n)))),\n"
+	"d AS (DELETE FROM analytics.lead_revenue r WHERE r.lead_id = ANY (ARRAY(SELECT id FROM aff)) RETURNING r.lead_id),\n"
 	"i AS (INSERT INTO analytics.lead_revenue (" REVENUE_COLS ")\n"
-	"      SELECT " REVENUE_COLS " FROM (" REVENUE_SRC(" AND l.id IN (SELECT id FROM aff)") ") s WHERE lead_id IN (SELECT id FROM aff)\n"
+	"      SELECT " REVENUE_COLS " FROM (" REVENUE_SRC(" AND l.id = ANY (ARRAY(SELECT id FROM aff))") ") s WHERE lead_id = ANY (ARRAY(SELECT id FROM aff))\n"
 	"      RETURNING lead_id)\n"
 	"SELECT lead_id::text FROM d UNION SELECT lead_id::text FROM i";
 
@@ -445,9 +448,9 @@ static const char fill_create[] =
 
 static const char fill_refresh[] =
 	"WITH " KEYS ",\n" UNITS ",\n"
-	"d AS (DELETE FROM analytics.group_fill g WHERE g.ed_unit_id IN (SELECT id FROM units) RETURNING g.ed_unit_id),\n"
+	"d AS (DELETE FROM analytics.group_fill g WHERE g.ed_unit_id = ANY (ARRAY(SELECT id FROM units)) RETURNING g.ed_unit_id),\n"
 	"i AS (INSERT INTO analytics.group_fill (" FILL_COLS ")\n"
-	"      SELECT " FILL_COLS " FROM (" FILL_SRC(" AND u.id IN (SELECT id FROM units)") ") s WHERE ed_unit_id IN (SELECT id FROM units)\n"
+	"      SELECT " FILL_COLS " FROM (" FILL_SRC(" AND u.id = ANY (ARRAY(SELECT id FROM units))") ") s WHERE ed_unit_id = ANY (ARRAY(SELECT id FROM units))\n"
 	"      RETURNING ed_unit_id)\n"
 	"SELECT ed_unit_id::text FROM d UNION SELECT ed_unit_id::text FROM i";
 
@@ -500,10 +503,10 @@ static const char lessons_create[] =
 /* Returns "<teacher id>|<month>" of the rows rewritten, for teacher_hours. */
 static const char lessons_refresh[] =
 	"WITH " KEYS ",\n" UNITS ",\n"
-	"d AS (DELETE FROM analytics.teacher_lessons t WHERE t.ed_unit_id IN (SELECT id FROM units)\n"
+	"d AS (DELETE FROM analytics.teacher_lessons t WHERE t.ed_unit_id = ANY (ARRAY(SELECT id FROM units))\n"
 	"      RETURNING " LESSON_COLS "),\n"
 	"i AS (INSERT INTO analytics.teacher_lessons (" LESSON_COLS ")\n"
-	"      SELECT " LESSON_COLS " FROM (" LESSONS_SRC(" AND d.ed_unit_id IN (SELECT id FROM units)") ") s WHERE ed_unit_id IN (SELECT id FROM units)\n"
+	"      SELECT " LESSON_COLS " FROM (" LESSONS_SRC(" AND d.ed_unit_id = ANY (ARRAY(SELECT id FROM units))") ") s WHERE ed_unit_id = ANY (ARRAY(SELECT id FROM units))\n"
 	"      RETURNING " LESSON_COLS "),\n"
 	"changed AS ((SELECT * FROM d EXCEPT SELECT * FROM i) UNION (SELECT * FROM i EXCEPT SELECT * FROM d))\n"
 	"SELECT DISTINCT teacher_id || '|' || to_char(" MONTH("date") ", 'YYYY-MM-DD') FROM changed";
@@ -549,12 +552,12 @@ static const char hours_refresh[] =
 	"tt AS (SELECT n AS teacher_id FROM k WHERE $1 = 'hollihop.teachers'),\n"
 	"d AS (DELETE FROM analytics.teacher_hours h\n"
 	"      WHERE (h.teacher_id, h.month) IN (SELECT teacher_id, month FROM tm)\n"
-	"         OR h.teacher_id IN (SELECT teacher_id FROM tt) RETURNING h.teacher_id, h.month),\n"
+	"         OR h.teacher_id = ANY (ARRAY(SELECT teacher_id FROM tt)) RETURNING h.teacher_id, h.month),\n"
 	"i AS (INSERT INTO analytics.teacher_hours (" HOURS_COLS ")\n"
 	"      SELECT " HOURS_COLS " FROM (" HOURS_SRC("\n        AND ((tl.teacher_id, " MONTH("tl.date") ") IN (SELECT teacher_id, month FROM tm)\n"
-	"             OR tl.teacher_id IN (SELECT teacher_id FROM tt))") ") s\n"
+	"             OR tl.teacher_id = ANY (ARRAY(SELECT teacher_id FROM tt)))") ") s\n"
 	"      WHERE (teacher_id, month) IN (SELECT teacher_id, month FROM tm)\n"
-	"         OR teacher_id IN (SELECT teacher_id FROM tt)\n"
+	"         OR teacher_id = ANY (ARRAY(SELECT teacher_id FROM tt))\n"
 	"      RETURNING teacher_id, month)\n"
 	"SELECT teacher_id || '|' || to_char(month, 'YYYY-MM-DD') FROM d\n"
 	"UNION SELECT teacher_id || '|' || to_char(month, 'YYYY-MM-DD') FROM i";
@@ -614,11 +617,11 @@ static const char attendance_create[] =
 
 static const char attendance_refresh[] =
 	"WITH " KEYS ",\n" UNITS ",\n"
-	"d AS (DELETE FROM analytics.group_attendance g WHERE g.ed_unit_id IN (SELECT id FROM units)\n"
+	"d AS (DELETE FROM analytics.group_attendance g WHERE g.ed_unit_id = ANY (ARRAY(SELECT id FROM units))\n"
 	"      RETURNING g.ed_unit_id),\n"
 	"i AS (INSERT INTO analytics.group_attendance (" ATT_COLS ")\n"
-	"      SELECT " ATT_COLS " FROM (" ATT_SRC(" AND d.ed_unit_id IN (SELECT id FROM units)",
-	"        AND sd.ed_unit_id IN (SELECT id FROM units)") ") s WHERE ed_unit_id IN (SELECT id FROM units)\n"
+	"      SELECT " ATT_COLS " FROM (" ATT_SRC(" AND d.ed_unit_id = ANY (ARRAY(SELECT id FROM units))",
+	"        AND sd.ed_unit_id = ANY (ARRAY(SELECT id FROM units))") ") s WHERE ed_unit_id = ANY (ARRAY(SELECT id FROM units))\n"
 	"      RETURNING ed_unit_id)\n"
 	"SELECT ed_unit_id::text FROM d UNION SELECT ed_unit_id::text FROM i";
 
