@@ -227,7 +227,17 @@ migrate_catalog(struct store *st)
 
 	if ((rv = db_exec(st, "BEGIN")) != 0)
 		return rv;
-	rv = evolve_schema(st);
+	/*
+	 * The analytics schema's views are the store's own, made again at every start from their
+	 * definitions (analytics.c, after this): dropped first, so none of them pins a mirror
+	 * column the catalogue retypes or drops (ALTER COLUMN TYPE fails under a view).
+	 */
+	rv = db_exec(st, "DO $$ DECLARE v record; BEGIN\n"
+	    "  FOR v IN SELECT viewname FROM pg_views WHERE schemaname = 'analytics' LOOP\n"
+	    "    EXECUTE format('DROP VIEW IF EXISTS analytics.%I CASCADE', v.viewname);\n"
+	    "  END LOOP; END $$");
+	if (rv == 0)
+		rv = evolve_schema(st);
 	/*
 	 * raw compressed with lz4 where the server has it: several times cheaper than the
 	 * default pglz for the rows big enough to be compressed (over ~2 kB). Only tables not

@@ -585,7 +585,9 @@ test_fixture(void **state)
 	(void)state;
 	/* No view pins the mirror's columns: the store's schema evolution must stay free to
 	 * retype or drop them (a view would make ALTER COLUMN TYPE fail at start-up). */
-	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM pg_views WHERE schemaname = 'analytics'"), 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM pg_views WHERE schemaname = 'analytics' "
+	    "AND (viewname IN ('people', 'person_matches', 'lead_revenue', 'group_fill', "
+	    "'teacher_lessons', 'teacher_hours', 'group_attendance') OR viewname LIKE '%\\_src')"), 0);
 	load_fixture();
 	assert_int_equal(differing_tables("fixture"), 0);
 	check_fixture_answers();
