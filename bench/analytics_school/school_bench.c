@@ -8,6 +8,8 @@
  * generated in SQL (not sent through the store: this measures the analytic SQL only).
  *   school_bench [leads=50000] [students=100000] [payments=500000] [units=20000]
  * Build: cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release; CS_BUILD_DIR=build-bench.
+ * CS_BENCH_EXPLAIN=1 prints each rebuild's and refresh's plan (EXPLAIN ANALYZE, rolled back);
+ * CS_BENCH_KEEP_PG=1 leaves the cluster running at the end (its DSN printed) to query by hand.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -23,7 +25,9 @@ static double
 run(const char *sql, int nparams, const char *const *params, int *nrows)
 {
 	int64_t t0 = h_now_ms();
-	PGresult *r = PQexecParams(db, sql, nparams, NULL, params, NULL, NULL, 0);
+	/* Without parameters as the store runs a rebuild: PQexec, which takes several statements. */
+	PGresult *r = nparams > 0 ? PQexecParams(db, sql, nparams, NULL, params, NULL, NULL, 0) :
+	    PQexec(db, sql);
 
 	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
 		fprintf(stderr, "SQL failed: %s\n%.300s\n", PQerrorMessage(db), sql);
@@ -45,6 +49,44 @@ exec(const char *sql)
 		exit(1);
 	}
 	PQclear(r);
+}
+
+/*
+ * Print the plan of sql with what it did (EXPLAIN ANALYZE), then undo it. A rebuild may be
+ * several statements (settings, a temporary table, then the INSERT): all but the last run
+ * as they are, the last is explained.
+ */
+static void
+explain(const char *sql, const char *table, const char *what, int nparams, const char *const *params)
+{
+	const char *last = sql, *p;
+	char *head, *q;
+	PGresult *x;
+	int own = PQtransactionStatus(db) == PQTRANS_IDLE;
+
+	for (p = sql; (p = strstr(p, ";\n")) != NULL; p += 2)
+		if (p[2] != '\0')
+			last = p + 2;
+	head = strndup(sql, (size_t)(last - sql));
+	q = malloc(strlen(last) + 64);
+	sprintf(q, "EXPLAIN (ANALYZE, COSTS OFF) %s", last);
+	if (own)
+		exec("BEGIN");
+	exec("SAVEPOINT x");
+	if (head[0] != '\0')
+		exec(head);
+	x = PQexecParams(db, q, nparams, NULL, params, NULL, NULL, 0);
+	printf("---- %s for %s\n", table, what);
+	if (PQresultStatus(x) != PGRES_TUPLES_OK)
+		printf("EXPLAIN failed: %s", PQerrorMessage(db));
+	for (int l = 0; l < PQntuples(x); l++)
+		printf("%s\n", PQgetvalue(x, l, 0));
+	PQclear(x);
+	exec("ROLLBACK TO SAVEPOINT x");
+	if (own)
+		exec("COMMIT");
+	free(q);
+	free(head);
 }
 
 static int
@@ -84,18 +126,8 @@ refresh(const char *source, const char *keys)
 
 			if (!lists(an_school_tables[t].sources, src[e]))
 				continue;
-			if (getenv("CS_BENCH_EXPLAIN") != NULL) {
-				char *q = malloc(strlen(an_school_tables[t].refresh_sql) + 64);
-				sprintf(q, "EXPLAIN (ANALYZE, COSTS OFF) %s", an_school_tables[t].refresh_sql);
-				exec("SAVEPOINT x");
-				PGresult *x = PQexecParams(db, q, 2, NULL, params, NULL, NULL, 0);
-				printf("---- %s for %s\n", an_school_tables[t].name, src[e]);
-				for (int l = 0; l < PQntuples(x); l++)
-					printf("%s\n", PQgetvalue(x, l, 0));
-				PQclear(x);
-				exec("ROLLBACK TO SAVEPOINT x");
-				free(q);
-			}
+			if (getenv("CS_BENCH_EXPLAIN") != NULL)
+				explain(an_school_tables[t].refresh_sql, an_school_tables[t].name, src[e], 2, params);
 			t0 = h_now_ms();
 			r = PQexecParams(db, an_school_tables[t].refresh_sql, 2, NULL, params, NULL, NULL, 0);
 			ms += (double)(h_now_ms() - t0);
@@ -221,15 +253,22 @@ main(int argc, char **argv)
 		exec(an_school_tables[t].create_sql);
 	printf("full rebuild (ms, rows):\n");
 	double total = 0;
+	/* One transaction for all, as the store rebuilds after a complete run. */
+	exec("BEGIN");
 	for (size_t t = 0; t < an_school_ntables; t++) {
 		char q[128];
-		double ms = run(an_school_tables[t].rebuild_sql, 0, NULL, NULL);
+		double ms;
+
+		if (getenv("CS_BENCH_EXPLAIN") != NULL)
+			explain(an_school_tables[t].rebuild_sql, an_school_tables[t].name, "rebuild", 0, NULL);
+		ms = run(an_school_tables[t].rebuild_sql, 0, NULL, NULL);
 
 		total += ms;
 		snprintf(q, sizeof(q), "SELECT count(*) FROM analytics.%s", an_school_tables[t].name);
 		printf("  %-18s %9.0f  %lld\n", an_school_tables[t].name, ms, (long long)h_sql_int(db, q));
 	}
-	printf("  %-18s %9.0f\n", "all", total);
+	total += run("COMMIT", 0, NULL, NULL);
+	printf("  %-18s %9.0f\n", "all (with COMMIT)", total);
 	exec("ANALYZE");
 
 	struct { const char *source, *what; char *keys; } cases[] = {
@@ -258,6 +297,11 @@ main(int argc, char **argv)
 		free(cases[i].keys);
 	}
 	PQfinish(db);
+	if (getenv("CS_BENCH_KEEP_PG") != NULL) {
+		printf("cluster kept: psql \"%s\"; stop: tests/harness/testpg stop %s\n", pg.dsn, pg.dir);
+		pg.running = 0;	/* not stopped at exit either */
+		return 0;
+	}
 	h_pg_stop(&pg, 0);
 	return 0;
 }

@@ -8,10 +8,14 @@
  * Pure data: each table is its DDL, its sources, one refresh statement and one rebuild.
  * The rows a table holds are computed by one query per table (<NAME>_SRC, "what the rows
  * would be now"; a subquery, not a view, so that nothing pins the mirror's columns against
- * the store's schema evolution); rebuild replaces everything with it, refresh replaces the
- * slice the touched keys reach (DELETE of the slice and INSERT from the filtered query in
- * one statement; the derived tables carry no unique index, so the two never collide). A
- * refresh returns keys only where its rows may have changed, so what cascades stays small.
+ * the store's schema evolution); refresh replaces the slice the touched keys reach (DELETE
+ * of the slice and INSERT from the filtered query in one statement; the derived tables carry
+ * no unique index, so the two never collide). A refresh returns keys only where its rows
+ * may have changed, so what cascades stays small.
+ * A rebuild replaces everything. Where the row query is written for a few keys (per-row
+ * lateral lookups, correlated counts) the rebuild has its own set-based form of the same
+ * rows (hash joins, aggregates computed once): at bench scale the per-key form took minutes
+ * in all. school_test checks that refreshes and rebuild agree.
  */
 #include "analytics.h"
 
@@ -36,6 +40,13 @@
  */
 #define KEYS	"k AS (SELECT k, CASE WHEN k ~ '^[0-9]+$' THEN k::bigint END AS n\n"	\
 		"      FROM unnest($2::text[]) AS k)"
+
+/*
+ * Run before each rebuild (PQexec runs the statements of rebuild_sql as one): the rebuilds
+ * aggregate and hash whole tables, which spilled to disk in the default 4 MB. LOCAL: until
+ * the rebuild's transaction ends.
+ */
+#define REBUILD_SET	"SET LOCAL work_mem = '64MB';\n"
 
 /* ---- people ------------------------------------------------------------------------------- */
 
@@ -95,21 +106,25 @@ static const char people_create[] =
 	 * digits starting 8 or 7 -> +7 and the last 10; 10 digits starting 9 (a mobile without
 	 * its trunk prefix) -> +7...; everything else (other countries' numbers, "+8 9...",
 	 * short or long numbers, "-") -> NULL.
+	 * One expression, no FROM and not STRICT (NULL gives NULL all the same), so the planner
+	 * inlines it: called as a function it cost ~40 us a value, most of a rebuild of people.
 	 */
 	"CREATE OR REPLACE FUNCTION analytics.e164(p text) RETURNS text\n"
-	"LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $f$\n"
+	"LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$\n"
 	"SELECT CASE\n"
 	"  WHEN btrim(p) !~ '^\\+?[0-9[:space:]().-]+$' THEN NULL\n"
-	"  WHEN btrim(p) LIKE '+%' THEN CASE WHEN d ~ '^7[0-9]{10}$' THEN '+' || d END\n"
-	"  WHEN d ~ '^[78][0-9]{10}$' THEN '+7' || substr(d, 2)\n"
-	"  WHEN d ~ '^9[0-9]{9}$' THEN '+7' || d\n"
-	"END FROM (SELECT regexp_replace(p, '[^0-9]', '', 'g') AS d) x\n$f$;\n"
+	"  WHEN btrim(p) LIKE '+%' THEN CASE WHEN regexp_replace(p, '[^0-9]', '', 'g') ~ '^7[0-9]{10}$'\n"
+	"    THEN '+' || regexp_replace(p, '[^0-9]', '', 'g') END\n"
+	"  WHEN regexp_replace(p, '[^0-9]', '', 'g') ~ '^[78][0-9]{10}$' THEN '+7' || substr(regexp_replace(p, '[^0-9]', '', 'g'), 2)\n"
+	"  WHEN regexp_replace(p, '[^0-9]', '', 'g') ~ '^9[0-9]{9}$' THEN '+7' || regexp_replace(p, '[^0-9]', '', 'g')\n"
+	"END\n$f$;\n"
 	"COMMENT ON FUNCTION analytics.e164(text) IS 'A phone as E.164 (+7XXXXXXXXXX) from the "
 	"forms 8 (912) 345-67-89, +7 912 3456789, 79123456789, 9123456789 (spaces, brackets, dots, "
 	"dashes dropped); NULL for other countries, other lengths and anything with other characters: "
 	"never a guessed number';\n"
+	/* Not STRICT either: inlined. */
 	"CREATE OR REPLACE FUNCTION analytics.email_norm(p text) RETURNS text\n"
-	"LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $f$\n"
+	"LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$\n"
 	"SELECT CASE WHEN lower(btrim(p)) ~ '^[^@[:space:]]+@[^@[:space:]]+\\.[^@[:space:]]+$' "
 	"THEN lower(btrim(p)) END\n$f$;\n"
 	"COMMENT ON FUNCTION analytics.email_norm(text) IS 'An e-mail trimmed and lower-cased; "
@@ -161,6 +176,7 @@ static const char people_refresh[] =
 	"FROM changed WHERE crm = 'amo' OR hollihop_client_id IS NOT NULL";
 
 static const char people_rebuild[] =
+	REBUILD_SET
 	"WITH d AS (DELETE FROM analytics.people)\n"
 	"INSERT INTO analytics.people (" PEOPLE_COLS ") SELECT " PEOPLE_COLS " FROM (" PEOPLE_SRC("", "", "") ") s";
 
@@ -276,10 +292,26 @@ static const char matches_refresh[] =
 	"SELECT amo_lead_id::text FROM d WHERE amo_lead_id IS NOT NULL\n"
 	"UNION SELECT amo_lead_id::text FROM i WHERE amo_lead_id IS NOT NULL";
 
+/*
+ * MATCH_ROWS over every candidate, set-based: the candidates computed once, the clients per
+ * contact and contacts per client counted once (MATCH_ROWS counts them again for each row),
+ * the contacts' live leads joined by hash.
+ */
 static const char matches_rebuild[] =
-	"WITH d AS (DELETE FROM analytics.person_matches)\n"
+	REBUILD_SET
+	"WITH d AS (DELETE FROM analytics.person_matches),\n"
+	"mc AS MATERIALIZED (" MATCH_CANDIDATES("") "),\n"
+	"nc AS (SELECT amo_contact_id, count(DISTINCT hollihop_client_id) AS n FROM mc GROUP BY 1),\n"
+	"nh AS (SELECT hollihop_client_id, count(DISTINCT amo_contact_id) AS n FROM mc GROUP BY 1),\n"
+	"lc AS (SELECT DISTINCT c.contact_id, c.lead_id FROM amo.lead_contacts c\n"
+	"       JOIN amo.leads l ON l.id = c.lead_id AND l.deleted_at IS NULL)\n"
 	"INSERT INTO analytics.person_matches (" MATCH_COLS ")\n"
-	MATCH_ROWS("(" MATCH_CANDIDATES("") ")")
+	"SELECT r.amo_contact_id, lc.lead_id, r.hollihop_client_id, r.rule,\n"
+	"       CASE r.rule WHEN 'phone' THEN 0.8 ELSE 0.6 END, nc.n > 1 OR nh.n > 1, r.matched_value\n"
+	"FROM mc r\n"
+	"JOIN nc ON nc.amo_contact_id = r.amo_contact_id\n"
+	"JOIN nh ON nh.hollihop_client_id = r.hollihop_client_id\n"
+	"LEFT JOIN lc ON lc.contact_id = r.amo_contact_id\n"
 	"UNION ALL\n"
 	EXPLICIT_ROWS("");
 
@@ -394,10 +426,52 @@ static const char revenue_refresh[] =
 	"      RETURNING lead_id)\n"
 	"SELECT lead_id::text FROM d UNION SELECT lead_id::text FROM i";
 
+/*
+ * REVENUE_SRC for every lead, set-based: the UTM fields, the surest matches and the
+ * payments of the matched clients each aggregated once per lead, then joined by hash.
+ */
 static const char revenue_rebuild[] =
-	"WITH d AS (DELETE FROM analytics.lead_revenue)\n"
-	"INSERT INTO analytics.lead_revenue (" REVENUE_COLS ") SELECT " REVENUE_COLS
-	" FROM (" REVENUE_SRC("") ") s";
+	REBUILD_SET
+	"WITH d AS (DELETE FROM analytics.lead_revenue),\n"
+	"u AS (SELECT v.entity_id AS lead_id,\n"
+	"         max(v.value) FILTER (WHERE upper(v.field_code) = 'UTM_SOURCE') AS utm_source,\n"
+	"         max(v.value) FILTER (WHERE upper(v.field_code) = 'UTM_MEDIUM') AS utm_medium,\n"
+	"         max(v.value) FILTER (WHERE upper(v.field_code) = 'UTM_CAMPAIGN') AS utm_campaign\n"
+	"  FROM amo.custom_field_values v\n"
+	"  WHERE v.entity_type = 'leads' AND upper(v.field_code) IN ('UTM_SOURCE', 'UTM_MEDIUM', 'UTM_CAMPAIGN')\n"
+	"  GROUP BY v.entity_id),\n"
+	"m AS MATERIALIZED (SELECT pm.amo_lead_id AS lead_id,\n"
+	"         array_agg(DISTINCT pm.hollihop_client_id ORDER BY pm.hollihop_client_id) AS client_ids,\n"
+	"         min(pm.rule) AS match_rule, bool_or(pm.ambiguous) AS match_ambiguous\n"
+	"  FROM (SELECT x.*, max(x.confidence) OVER (PARTITION BY x.amo_lead_id) AS best\n"
+	"        FROM analytics.person_matches x WHERE x.amo_lead_id IS NOT NULL) pm\n"
+	"  WHERE pm.confidence = pm.best\n"
+	"  GROUP BY pm.amo_lead_id),\n"
+	"p AS (SELECT mc.lead_id, array_agg(py.id ORDER BY py.id) AS payment_ids,\n"
+	"         min(py.created) FILTER (WHERE py.value_quantity > 0) AS first_paid_at,\n"
+	"         min(py.paid_date) FILTER (WHERE py.value_quantity > 0) AS first_paid_date,\n"
+	"         sum(py.value_quantity) FILTER (WHERE py.value_quantity > 0) AS total_paid,\n"
+	"         sum(-py.value_quantity) FILTER (WHERE py.value_quantity < 0) AS refunds\n"
+	"  FROM (SELECT m.lead_id, unnest(m.client_ids) AS client_id FROM m) mc\n"
+	"  JOIN hollihop.payments py ON py.client_id = mc.client_id AND py.deleted_at IS NULL\n"
+	"   AND py.state = 'Paid' AND py.value_quantity <> 0\n"
+	"  GROUP BY mc.lead_id)\n"
+	"INSERT INTO analytics.lead_revenue (" REVENUE_COLS ")\n"
+	"SELECT l.id, l.name,\n"
+	"       COALESCE(NULLIF(lower(btrim(u.utm_source)), ''), NULLIF(btrim(so.name), ''), '(none)'),\n"
+	"       u.utm_source, u.utm_medium, u.utm_campaign, so.name,\n"
+	"       l.pipeline_id, l.status_id, l.responsible_user_id, us.name,\n"
+	"       l.created_at, CASE WHEN l.status_id = 142 THEN COALESCE(l.closed_at, l.updated_at) END,\n"
+	"       COALESCE(m.client_ids, '{}'), m.match_rule, m.match_ambiguous,\n"
+	"       COALESCE(p.payment_ids, '{}'), p.first_paid_at, p.first_paid_date,\n"
+	"       COALESCE(p.total_paid, 0), COALESCE(p.refunds, 0)\n"
+	"FROM amo.leads l\n"
+	"LEFT JOIN amo.users us ON us.id = l.responsible_user_id\n"
+	"LEFT JOIN amo.sources so ON so.id = l.source_id\n"
+	"LEFT JOIN u ON u.lead_id = l.id\n"
+	"LEFT JOIN m ON m.lead_id = l.id\n"
+	"LEFT JOIN p ON p.lead_id = l.id\n"
+	"WHERE l.deleted_at IS NULL";
 
 /* ---- school operations: groups, teaching, attendance --------------------------------------- */
 
@@ -455,12 +529,17 @@ static const char fill_refresh[] =
 	"SELECT ed_unit_id::text FROM d UNION SELECT ed_unit_id::text FROM i";
 
 static const char fill_rebuild[] =
+	REBUILD_SET
 	"WITH d AS (DELETE FROM analytics.group_fill)\n"
 	"INSERT INTO analytics.group_fill (" FILL_COLS ") SELECT " FILL_COLS " FROM (" FILL_SRC("") ") s";
 
 #define LESSON_COLS "ed_unit_id, date, teacher_id, lessons, minutes"
 
-/* What analytics.teacher_lessons would hold now. */
+/*
+ * What analytics.teacher_lessons would hold now. The test of d.minutes is inside the
+ * lateral query (a one-time filter there): as the join's condition it was tested after the
+ * lookup, which ran for every day.
+ */
 #define LESSONS_SRC(f) \
 	"SELECT d.ed_unit_id, d.date, t.teacher_id, count(*)::int AS lessons,\n" \
 	"       sum(COALESCE(d.minutes, sm.minutes, 0)) AS minutes\n" \
@@ -469,7 +548,7 @@ static const char fill_rebuild[] =
 	"LEFT JOIN LATERAL (SELECT max(sd.minutes) AS minutes FROM hollihop.ed_unit_student_days sd\n" \
 	"    JOIN hollihop.ed_unit_students m ON m.ed_unit_id = sd.ed_unit_id\n" \
 	"     AND m.student_client_id = sd.student_client_id AND m.deleted_at IS NULL\n" \
-	"    WHERE sd.ed_unit_id = d.ed_unit_id AND sd.date = d.date) sm ON d.minutes IS NULL\n" \
+	"    WHERE d.minutes IS NULL AND sd.ed_unit_id = d.ed_unit_id AND sd.date = d.date) sm ON true\n" \
 	"CROSS JOIN LATERAL (SELECT DISTINCT tid AS teacher_id FROM hollihop.ed_unit_schedule_items si\n" \
 	"    CROSS JOIN LATERAL unnest(CASE WHEN cardinality(si.teacher_ids) > 0 THEN si.teacher_ids\n" \
 	"                                   ELSE ARRAY[si.teacher_id] END) tid\n" \
@@ -511,10 +590,35 @@ static const char lessons_refresh[] =
 	"changed AS ((SELECT * FROM d EXCEPT SELECT * FROM i) UNION (SELECT * FROM i EXCEPT SELECT * FROM d))\n"
 	"SELECT DISTINCT teacher_id || '|' || to_char(" MONTH("date") ", 'YYYY-MM-DD') FROM changed";
 
+/*
+ * LESSONS_SRC for every day, set-based: each day's distinct teachers by a hash join of the
+ * days with their units' schedule items; the per-student minutes aggregated once, for the
+ * days without Minutes only.
+ */
 static const char lessons_rebuild[] =
-	"WITH d AS (DELETE FROM analytics.teacher_lessons)\n"
-	"INSERT INTO analytics.teacher_lessons (" LESSON_COLS ") SELECT " LESSON_COLS
-	" FROM (" LESSONS_SRC("") ") s";
+	REBUILD_SET
+	"WITH d AS (DELETE FROM analytics.teacher_lessons),\n"
+	"dt AS (SELECT DISTINCT d.ed_unit_id, d.idx, d.date, d.minutes, tid AS teacher_id\n"
+	"  FROM hollihop.ed_unit_days d\n"
+	"  JOIN hollihop.ed_units un ON un.id = d.ed_unit_id AND un.deleted_at IS NULL\n"
+	"  JOIN hollihop.ed_unit_schedule_items si ON si.ed_unit_id = d.ed_unit_id\n"
+	"   AND CASE WHEN cardinality(d.schedule_item_ids) > 0\n"
+	"            THEN si.schedule_item_id = ANY (d.schedule_item_ids)\n"
+	"            ELSE (si.begin_date IS NULL OR si.begin_date <= d.date)\n"
+	"             AND (si.end_date IS NULL OR si.end_date >= d.date) END\n"
+	"  CROSS JOIN LATERAL unnest(CASE WHEN cardinality(si.teacher_ids) > 0 THEN si.teacher_ids\n"
+	"                                 ELSE ARRAY[si.teacher_id] END) tid\n"
+	"  WHERE d.pass IS NOT TRUE AND d.date IS NOT NULL AND tid IS NOT NULL),\n"
+	"sm AS (SELECT sd.ed_unit_id, sd.date, max(sd.minutes) AS minutes\n"
+	"  FROM hollihop.ed_unit_student_days sd\n"
+	"  JOIN hollihop.ed_unit_students m ON m.ed_unit_id = sd.ed_unit_id\n"
+	"   AND m.student_client_id = sd.student_client_id AND m.deleted_at IS NULL\n"
+	"  WHERE (sd.ed_unit_id, sd.date) IN (SELECT ed_unit_id, date FROM hollihop.ed_unit_days WHERE minutes IS NULL)\n"
+	"  GROUP BY sd.ed_unit_id, sd.date)\n"
+	"INSERT INTO analytics.teacher_lessons (" LESSON_COLS ")\n"
+	"SELECT dt.ed_unit_id, dt.date, dt.teacher_id, count(*)::int, sum(COALESCE(dt.minutes, sm.minutes, 0))\n"
+	"FROM dt LEFT JOIN sm ON dt.minutes IS NULL AND sm.ed_unit_id = dt.ed_unit_id AND sm.date = dt.date\n"
+	"GROUP BY dt.ed_unit_id, dt.date, dt.teacher_id";
 
 #define HOURS_COLS "teacher_id, teacher_name, month, hours, lessons, minutes"
 
@@ -563,13 +667,17 @@ static const char hours_refresh[] =
 	"UNION SELECT teacher_id || '|' || to_char(month, 'YYYY-MM-DD') FROM i";
 
 static const char hours_rebuild[] =
+	REBUILD_SET
 	"WITH d AS (DELETE FROM analytics.teacher_hours)\n"
 	"INSERT INTO analytics.teacher_hours (" HOURS_COLS ") SELECT " HOURS_COLS
 	" FROM (" HOURS_SRC("") ") s";
 
 #define ATT_COLS "ed_unit_id, month, lessons, student_visits, student_absences, attendance_rate, student_minutes"
 
-/* What analytics.group_attendance would hold now. */
+/*
+ * What analytics.group_attendance would hold now. Live units are picked after the
+ * per-month counts: joined to every per-student day, the unit was looked up for each.
+ */
 #define ATT_SRC(fd, fs) \
 	"SELECT ed_unit_id, month, sum(lessons)::int AS lessons, sum(visits)::int AS student_visits,\n" \
 	"       sum(absences)::int AS student_absences,\n" \
@@ -580,7 +688,6 @@ static const char hours_rebuild[] =
 	"  SELECT d.ed_unit_id, " MONTH("d.date") " AS month, count(*) FILTER (WHERE d.pass IS NOT TRUE) AS lessons,\n" \
 	"         0 AS visits, 0 AS absences, 0 AS minutes\n" \
 	"  FROM hollihop.ed_unit_days d\n" \
-	"  JOIN hollihop.ed_units un ON un.id = d.ed_unit_id AND un.deleted_at IS NULL\n" \
 	"  WHERE d.date IS NOT NULL" fd "\n" \
 	"  GROUP BY 1, 2\n" \
 	"  UNION ALL\n" \
@@ -590,10 +697,10 @@ static const char hours_rebuild[] =
 	"  FROM hollihop.ed_unit_student_days sd\n" \
 	"  JOIN hollihop.ed_unit_students m ON m.ed_unit_id = sd.ed_unit_id\n" \
 	"   AND m.student_client_id = sd.student_client_id AND m.deleted_at IS NULL\n" \
-	"  JOIN hollihop.ed_units un ON un.id = sd.ed_unit_id AND un.deleted_at IS NULL\n" \
 	"  WHERE sd.date IS NOT NULL" fs "\n" \
 	"  GROUP BY 1, 2\n" \
 	") x\n" \
+	"WHERE ed_unit_id IN (SELECT un.id FROM hollihop.ed_units un WHERE un.deleted_at IS NULL)\n" \
 	"GROUP BY ed_unit_id, month\n"
 
 static const char attendance_create[] =
@@ -626,6 +733,7 @@ static const char attendance_refresh[] =
 	"SELECT ed_unit_id::text FROM d UNION SELECT ed_unit_id::text FROM i";
 
 static const char attendance_rebuild[] =
+	REBUILD_SET
 	"WITH d AS (DELETE FROM analytics.group_attendance)\n"
 	"INSERT INTO analytics.group_attendance (" ATT_COLS ") SELECT " ATT_COLS
 	" FROM (" ATT_SRC("", "") ") s";
