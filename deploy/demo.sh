@@ -4,7 +4,9 @@
 # Installs what is missing, builds, starts a throwaway PostgreSQL, the fake Hollihop and
 # fake amoCRM (a few thousand records, Cyrillic names), the four services; runs a full
 # sync of both CRMs, sends a burst of webhooks through the HTTPS gateway, and prints what
-# landed, then the funnel and revenue per channel from the analytics schema. Ctrl-C (or the end, with --no-wait) stops everything and removes the temp dir.
+# landed, then the funnel and revenue per channel from the analytics schema (some amoCRM
+# contacts are given the phones of paying Hollihop students first, so that leads have
+# revenue). Ctrl-C (or the end, with --no-wait) stops everything and removes the temp dir.
 #   deploy/demo.sh            run and keep everything up until Ctrl-C
 #   deploy/demo.sh --no-wait  run, print, stop (used by tests)
 # Everything runs on loopback / unix sockets in a temp dir; nothing is installed as a service.
@@ -115,6 +117,43 @@ done
 
 say "full export of Hollihop"
 "${CTL[@]}" sync hollihop --full || fail "Hollihop export did not complete"
+say "linking the demo data: some amoCRM contacts are parents who also enrolled in Hollihop"
+# The two fakes generate their people independently: no amoCRM contact shares a phone with a
+# Hollihop student and no student names an amoCRM lead, so analytics.lead_revenue had nothing
+# to match and every channel showed 0 paid. As at a real school, where the parent who wrote
+# in amoCRM later signs the child up, the main contacts of some amoCRM leads get the phone
+# (as Hollihop holds it) of a paying student; the amoCRM sync below brings them in, and the
+# store matches them by phone (analytics.person_matches) in the same transaction.
+"${PSQL[@]}" -tAc "SELECT s.mobile FROM hollihop.students s
+  WHERE s.deleted_at IS NULL AND analytics.e164(s.mobile) IS NOT NULL
+    AND EXISTS (SELECT 1 FROM hollihop.payments p WHERE p.client_id = s.client_id
+                AND p.deleted_at IS NULL AND p.state = 'Paid' AND p.value_quantity > 0)
+  ORDER BY s.client_id LIMIT 150" >"$DEMO/phones.txt"
+python3 - "$AMO_PORT" "$DEMO/phones.txt" <<'PY'
+import json, sys, urllib.request
+port, phones = sys.argv[1], [l.strip() for l in open(sys.argv[2]) if l.strip()]
+base = f"http://127.0.0.1:{port}/_fake"
+get = lambda path: json.load(urllib.request.urlopen(base + path))
+ops, seen = [], set()
+for i, phone in enumerate(phones):
+    lead = get(f"/record?entity=leads&id={1 + i * 13}&with=contacts")
+    main = [c["id"] for c in lead.get("_embedded", {}).get("contacts", []) if c.get("is_main")]
+    if not main or main[0] in seen:
+        continue
+    seen.add(main[0])
+    contact = get(f"/record?entity=contacts&id={main[0]}")
+    cfv = contact.get("custom_fields_values") or []
+    old = [f for f in cfv if f.get("field_code") == "PHONE"]
+    fields = [f for f in cfv if f.get("field_code") != "PHONE"]
+    fields.append(dict(old[0] if old else {"field_id": 310000, "field_name": "Телефон",
+                       "field_code": "PHONE", "field_type": "multitext"},
+                       values=[{"value": phone, "enum_code": "MOB"}]))
+    ops.append({"op": "edit", "entity": "contacts", "id": main[0], "set": {"custom_fields_values": fields}})
+req = urllib.request.Request(base + "/mutate", data=json.dumps({"ops": ops}).encode(),
+                             headers={"Content-Type": "application/json"})
+urllib.request.urlopen(req).read()
+print(f"{len(ops)} amoCRM contacts now carry the phone of a paying Hollihop student")
+PY
 say "full sync of amoCRM (rate limited to 7 requests/s, as the real API)"
 "${CTL[@]}" sync amo --full || fail "amoCRM sync did not complete"
 

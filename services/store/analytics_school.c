@@ -42,11 +42,19 @@
 		"      FROM unnest($2::text[]) AS k)"
 
 /*
- * Run before each rebuild (PQexec runs the statements of rebuild_sql as one): the rebuilds
- * aggregate and hash whole tables, which spilled to disk in the default 4 MB. LOCAL: until
- * the rebuild's transaction ends.
+ * Run before each rebuild (PQexec runs the statements of rebuild_sql as one; LOCAL: until
+ * the rebuild's transaction ends). The rebuilds aggregate and hash whole tables, which
+ * spilled to disk in the default 4 MB. No nested loops: a rebuild reads analytic tables
+ * rewritten earlier in the same transaction, whose statistics still describe the old (or
+ * no) rows; planned as one row, a join of 100,000 candidates with their counts became a
+ * nested loop that ran for minutes. REBUILD_READS(t) brings t's statistics up to date (a
+ * sample; ANALYZE counts the transaction's own new rows). No JIT: the nested loops left
+ * (a lateral unnest) carry the planner's penalty cost, which made every rebuild, small or
+ * large, pay for compiling and optimising its expressions.
  */
-#define REBUILD_SET	"SET LOCAL work_mem = '64MB';\n"
+#define REBUILD_SET		"SET LOCAL work_mem = '64MB';\nSET LOCAL enable_nestloop = off;\n" \
+				"SET LOCAL jit = off;\n"
+#define REBUILD_READS(t)	"ANALYZE " t ";\n"
 
 /* ---- people ------------------------------------------------------------------------------- */
 
@@ -299,6 +307,7 @@ static const char matches_refresh[] =
  */
 static const char matches_rebuild[] =
 	REBUILD_SET
+	REBUILD_READS("analytics.people")
 	"WITH d AS (DELETE FROM analytics.person_matches),\n"
 	"mc AS MATERIALIZED (" MATCH_CANDIDATES("") "),\n"
 	"nc AS (SELECT amo_contact_id, count(DISTINCT hollihop_client_id) AS n FROM mc GROUP BY 1),\n"
@@ -432,6 +441,7 @@ static const char revenue_refresh[] =
  */
 static const char revenue_rebuild[] =
 	REBUILD_SET
+	REBUILD_READS("analytics.person_matches")
 	"WITH d AS (DELETE FROM analytics.lead_revenue),\n"
 	"u AS (SELECT v.entity_id AS lead_id,\n"
 	"         max(v.value) FILTER (WHERE upper(v.field_code) = 'UTM_SOURCE') AS utm_source,\n"
@@ -668,6 +678,7 @@ static const char hours_refresh[] =
 
 static const char hours_rebuild[] =
 	REBUILD_SET
+	REBUILD_READS("analytics.teacher_lessons")
 	"WITH d AS (DELETE FROM analytics.teacher_hours)\n"
 	"INSERT INTO analytics.teacher_hours (" HOURS_COLS ") SELECT " HOURS_COLS
 	" FROM (" HOURS_SRC("") ") s";
