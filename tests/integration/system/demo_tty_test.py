@@ -80,6 +80,11 @@ def main():
     for what, rx in checks:
         if not re.search(rx, plain):
             return fail("missing: %s (/%s/)" % (what, rx), plain)
+    # The demo links some amoCRM contacts to paying Hollihop students (deploy/demo.sh): some
+    # channel must show paying leads, or the revenue report shows nothing worth seeing.
+    rev = plain.split("== Revenue per channel\n", 1)
+    if len(rev) == 2 and not re.search(r"\n +\S.*? +\d+ +[1-9]\d* +[1-9][0-9]*\.\d\d ", "\n" + rev[1].split("\n--", 1)[0]):
+        return fail("no channel with paying leads in the revenue per channel", plain)
     # every run number shown is a run that exists: no "run 0"
     if re.search(r"\brun 0\b", plain):
         return fail('a "run 0" was printed', plain)
