@@ -156,38 +156,203 @@ an_log_rows(const struct an_table *t, PGresult *r)
 }
 
 /*
- * Table i's refresh for (src, keys): the keys it reported are added to out, an array
- * literal opened with '{' (the caller closes it), or logged for an AN_LOG table.
+ * One batch's refreshes go out in pipelines (libpq pipeline mode): each "wave" is sent
+ * whole and its results read after a single Sync, so a batch costs one round trip for its
+ * refreshes instead of one per statement. A wave ends before a table that reads a table
+ * of the same wave (it needs the keys that one reports), and before AN_WAVE_BYTES of
+ * statements and keys: a wave that fits the socket's kernel buffer is sent without
+ * waiting, so client and server never both wait for the other to read.
  */
-static int
-an_refresh_one(struct store *st, size_t i, const char *src, const char *keys, struct buf *out,
-    char *err, size_t errlen)
+#define AN_WAVE_BYTES	((size_t)64 << 10)
+
+struct an_sent {
+	size_t		 table;		/* index; AN_MAX_TABLES: the SET LOCAL */
+	const char	*src;
+	int		 parse;		/* its Parse went just before it */
+};
+
+/* One batch's refresh: its sources, what each table reported, the wave in flight. */
+struct an_run {
+	struct store	*st;
+	struct an_touch	*tc;		/* the batch's sources, then the tables' reports */
+	size_t		 ntc;
+	struct buf	 out[AN_MAX_TABLES];	/* keys each table reported, "{..." */
+	unsigned char	 pending[AN_MAX_TABLES];	/* sent in the wave in flight */
+	struct an_sent	 sent[AN_MAX_TOUCH + 1];
+	size_t		 nsent, bytes, nwaves;
+	char		*err;
+	size_t		 errlen;
+};
+
+/* The next result of the pipeline (each query's results end with a NULL: skipped). */
+static PGresult *
+an_next(PGconn *pg)
 {
+	PGresult *r = PQgetResult(pg);
+
+	return r != NULL ? r : PQgetResult(pg);
+}
+
+/* Queue table i's refresh for (src, keys) in the wave (its Parse first, once per connection). */
+static int
+an_send(struct an_run *w, size_t i, const char *src, const char *keys)
+{
+	PGconn *pg = w->st->pg;
 	const struct an_table *t = an_at(i);
 	const char *v[2] = { src, keys };
 	char name[32];
-	PGresult *r = NULL;
-	int64_t t0 = clock_mono_us();
-	int rv, n;
+	int parse = an_prepared[i] == 0;
 
 	snprintf(name, sizeof(name), "an_r_%zu", i);
-	if ((rv = db_execprep(st, name, &an_prepared[i], t->refresh_sql, 2, v, &r)) != 0) {
-		snprintf(err, errlen, "analytics.%s refresh from %s: %s", t->name, src, db_errmsg(st, r));
-		PQclear(r);
-		return rv;
+	if ((parse && !PQsendPrepare(pg, name, t->refresh_sql, 2, NULL)) ||
+	    !PQsendQueryPrepared(pg, name, 2, v, NULL, NULL, 0)) {
+		snprintf(w->err, w->errlen, "analytics.%s refresh from %s: %s", t->name, src,
+		    PQerrorMessage(pg));
+		return CS_EDBCONN;
 	}
-	n = PQntuples(r);
+	if (parse)
+		an_prepared[i] = 2;	/* sent: 1 once its result says so */
+	w->sent[w->nsent++] = (struct an_sent){ i, src, parse };
+	w->bytes += strlen(keys) + (parse ? strlen(t->refresh_sql) : 0);
+	w->pending[i] = 1;
+	return 0;
+}
+
+/* A refresh's result: its keys into out[table] (an AN_LOG table's rows logged). */
+static int
+an_take(struct an_run *w, const struct an_sent *s, PGresult *r)
+{
+	const struct an_table *t = an_at(s->table);
+	int rv = 0, n = PQntuples(r);
+
 	if (t->flags & AN_LOG)
 		an_log_rows(t, r);
 	else
 		for (int row = 0; row < n; row++)
-			rv |= an_array_add(out, PQgetvalue(r, row, 0));
-	PQclear(r);
-	log_debug("analytics.refreshed", "table=%s source=%s rows=%d us=%lld", t->name, src, n,
-	    (long long)(clock_mono_us() - t0));
+			rv |= an_array_add(&w->out[s->table], PQgetvalue(r, row, 0));
+	log_debug("analytics.refreshed", "table=%s source=%s rows=%d wave=%zu", t->name, s->src, n,
+	    w->nwaves);
 	if (rv != 0)
-		snprintf(err, errlen, "analytics.%s: keys too large", t->name);
+		snprintf(w->err, w->errlen, "analytics.%s: keys too large", t->name);
 	return rv != 0 ? CS_ETOOBIG : 0;
+}
+
+/* The first failure of the wave (later statements of the pipeline were skipped by it). */
+static int
+an_fail(struct an_run *w, const struct an_sent *s, PGresult *r)
+{
+	const char *what = s->table == AN_MAX_TABLES ? "plan_cache_mode" : an_at(s->table)->name;
+
+	snprintf(w->err, w->errlen, "analytics.%s refresh from %s: %s", what, s->src,
+	    db_errmsg(w->st, r));
+	return db_classify(w->st, r);
+}
+
+/*
+ * Sync the wave and read its results in order; then each table of the wave that reported
+ * keys becomes a source (in array order) for the tables after it.
+ */
+static int
+an_flush(struct an_run *w)
+{
+	PGconn *pg = w->st->pg;
+	int64_t t0 = clock_mono_us();
+	PGresult *r = NULL;
+	int rv = 0, lost = 0;
+
+	if (w->nsent == 0)
+		return 0;
+	if (!PQpipelineSync(pg)) {
+		snprintf(w->err, w->errlen, "analytics: pipeline sync: %s", PQerrorMessage(pg));
+		return CS_EDBCONN;
+	}
+	for (size_t k = 0; k < w->nsent && !lost; k++) {
+		const struct an_sent *s = &w->sent[k];
+		int parsed = 1;
+		if (s->parse) {
+			r = an_next(pg);
+			parsed = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK;
+			an_prepared[s->table] = parsed;
+			lost |= r == NULL;
+			if (!parsed && rv == 0)
+				rv = an_fail(w, s, r);
+			PQclear(r);
+		}
+		r = lost ? NULL : an_next(pg);
+		lost |= r == NULL;
+		if (r != NULL && PQresultStatus(r) == PGRES_PIPELINE_ABORTED)
+			;	/* an earlier failure, already reported */
+		else if (r == NULL || (PQresultStatus(r) != PGRES_TUPLES_OK &&
+		    PQresultStatus(r) != PGRES_COMMAND_OK))
+			rv = rv != 0 ? rv : an_fail(w, s, r);
+		else if (rv == 0 && s->table < AN_MAX_TABLES)
+			rv = an_take(w, s, r);
+		PQclear(r);
+	}
+	/* Up to the Sync (a lost connection ends it early: no result at all). */
+	while (!lost && (r = an_next(pg)) != NULL && PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+		PQclear(r);
+	if ((lost || r == NULL) && rv == 0) {
+		snprintf(w->err, w->errlen, "analytics: pipeline: %s", PQerrorMessage(pg));
+		rv = CS_EDBCONN;
+	}
+	PQclear(r);
+	log_debug("analytics.wave", "wave=%zu statements=%zu us=%lld", w->nwaves, w->nsent,
+	    (long long)(clock_mono_us() - t0));
+	for (size_t i = 0; i < an_count(); i++) {
+		if (!w->pending[i])
+			continue;
+		w->pending[i] = 0;
+		if (rv == 0 && w->out[i].len > 1 && w->ntc < AN_MAX_TOUCH &&
+		    (rv = buf_addc(&w->out[i], '}')) == 0) {
+			snprintf(w->tc[w->ntc].src, sizeof(w->tc[w->ntc].src), "analytics.%s", an_at(i)->name);
+			w->tc[w->ntc++].keys = w->out[i];
+			buf_init(&w->out[i], AN_KEYS_MAX);
+		}
+	}
+	w->nsent = w->bytes = 0;
+	w->nwaves++;
+	return rv;
+}
+
+/* Does table t read a table of the wave in flight? */
+static int
+an_reads_pending(const struct an_run *w, const struct an_table *t)
+{
+	char src[160];
+
+	for (size_t i = 0; i < an_count(); i++) {
+		if (!w->pending[i])
+			continue;
+		snprintf(src, sizeof(src), "analytics.%s", an_at(i)->name);
+		if (an_names(t->sources, src))
+			return 1;
+	}
+	return 0;
+}
+
+/* Table i's refreshes, one per source the batch (or a table before it) touched. */
+static int
+an_queue(struct an_run *w, size_t i)
+{
+	const struct an_table *t = an_at(i);
+	int rv = 0;
+
+	if (an_reads_pending(w, t) && (rv = an_flush(w)) != 0)
+		return rv;
+	buf_reset(&w->out[i]);
+	if ((rv = buf_addc(&w->out[i], '{')) != 0)
+		return CS_ENOMEM;
+	for (size_t j = 0; j < w->ntc && rv == 0; j++) {
+		if (!an_names(t->sources, w->tc[j].src))
+			continue;
+		if (w->nsent > 0 && (w->nsent >= AN_MAX_TOUCH ||
+		    w->bytes + w->tc[j].keys.len + strlen(t->refresh_sql) > AN_WAVE_BYTES) &&
+		    (rv = an_flush(w)) != 0)
+			return rv;
+		rv = an_send(w, i, w->tc[j].src, w->tc[j].keys.data);
+	}
+	return rv;
 }
 
 static void
@@ -198,50 +363,73 @@ an_touch_free(struct an_touch *tc, size_t n)
 	free(tc);
 }
 
+/*
+ * The refreshes in pipeline mode, first the SET LOCAL: generic plans for the prepared
+ * refreshes (planning their CTEs for a custom plan, PostgreSQL's first five executions
+ * and later ones when it estimates them cheaper, costs several times running them for a
+ * hook's few keys), until the batch's COMMIT.
+ */
+static int
+an_pipeline(struct an_run *w)
+{
+	PGconn *pg = w->st->pg;
+	int rv = 0;
+
+	if (!PQenterPipelineMode(pg)) {
+		snprintf(w->err, w->errlen, "analytics: pipeline mode: %s", PQerrorMessage(pg));
+		return CS_EDBCONN;
+	}
+	if (!PQsendQueryParams(pg, "SET LOCAL plan_cache_mode = force_generic_plan", 0, NULL, NULL,
+	    NULL, NULL, 0)) {
+		snprintf(w->err, w->errlen, "analytics: %s", PQerrorMessage(pg));
+		rv = CS_EDBCONN;
+	} else
+		w->sent[w->nsent++] = (struct an_sent){ AN_MAX_TABLES, "", 0 };
+	for (size_t i = 0; i < an_count() && rv == 0; i++)
+		if (an_at(i)->refresh_sql != NULL)
+			rv = an_queue(w, i);
+	/* What was sent is read even after a failure: pipeline mode ends only when idle. */
+	int frv = an_flush(w);
+	if (rv == 0)
+		rv = frv;
+	if (!PQexitPipelineMode(pg)) {
+		/* Results still due: the connection cannot be trusted; the store reconnects. */
+		log_warnx("analytics.pipeline_stuck", "err=%s", lq(PQerrorMessage(pg)));
+		db_close(w->st);
+		rv = CS_EDBCONN;
+	}
+	return rv;
+}
+
 int
 analytics_refresh(struct store *st, const struct cat_entity *e, const char *keys, char *err,
     size_t errlen)
 {
-	struct an_touch *tc;
-	size_t ntc = 0;
+	struct an_run *w;
 	int rv = 0;
 
 	if (!st->conf.an_refresh || !analytics_reads(e) || strcmp(keys, "{}") == 0)
 		return 0;
-	/*
-	 * Generic plans for the prepared refreshes: planning their CTEs for a custom plan
-	 * (PostgreSQL's first five executions, and later ones when it estimates them cheaper)
-	 * costs several times running them for a hook's few keys. Until the batch's COMMIT.
-	 */
-	if ((rv = db_exec(st, "SET LOCAL plan_cache_mode = force_generic_plan")) != 0) {
-		snprintf(err, errlen, "analytics: %s", db_errmsg(st, NULL));
-		return rv;
-	}
-	if ((tc = calloc(AN_MAX_TOUCH, sizeof(*tc))) == NULL)
+	if ((w = calloc(1, sizeof(*w))) == NULL || (w->tc = calloc(AN_MAX_TOUCH, sizeof(*w->tc))) == NULL) {
+		free(w);
 		return CS_ENOMEM;
-	for (size_t c = 0; c <= e->nchildren && ntc < AN_MAX_TOUCH; c++, ntc++) {
-		an_src(e, c, tc[ntc].src, sizeof(tc[ntc].src));
-		buf_init(&tc[ntc].keys, AN_KEYS_MAX);
-		rv |= buf_addstr(&tc[ntc].keys, keys);
 	}
-	for (size_t i = 0; i < an_count() && rv == 0; i++) {
-		const struct an_table *t = an_at(i);
-		size_t seen = ntc;	/* a table never feeds itself */
-		if (t->refresh_sql == NULL || ntc >= AN_MAX_TOUCH)
-			continue;
-		snprintf(tc[ntc].src, sizeof(tc[ntc].src), "analytics.%s", t->name);
-		buf_init(&tc[ntc].keys, AN_KEYS_MAX);
-		rv = buf_addc(&tc[ntc].keys, '{');
-		for (size_t j = 0; j < seen && rv == 0; j++)
-			if (an_names(t->sources, tc[j].src))
-				rv = an_refresh_one(st, i, tc[j].src, tc[j].keys.data, &tc[ntc].keys, err, errlen);
-		/* Keys reported: a source for the tables after this one. */
-		if (rv == 0 && tc[ntc].keys.len > 1 && (rv = buf_addc(&tc[ntc].keys, '}')) == 0)
-			ntc++;
-		else
-			buf_free(&tc[ntc].keys);
+	w->st = st, w->err = err, w->errlen = errlen;
+	for (size_t i = 0; i < AN_MAX_TABLES; i++)
+		buf_init(&w->out[i], AN_KEYS_MAX);
+	for (size_t c = 0; c <= e->nchildren && w->ntc < AN_MAX_TOUCH; c++, w->ntc++) {
+		an_src(e, c, w->tc[w->ntc].src, sizeof(w->tc[w->ntc].src));
+		buf_init(&w->tc[w->ntc].keys, AN_KEYS_MAX);
+		rv |= buf_addstr(&w->tc[w->ntc].keys, keys);
 	}
-	an_touch_free(tc, ntc);
+	if (rv != 0)
+		rv = CS_ENOMEM;
+	else
+		rv = an_pipeline(w);
+	for (size_t i = 0; i < AN_MAX_TABLES; i++)
+		buf_free(&w->out[i]);
+	an_touch_free(w->tc, w->ntc);
+	free(w);
 	return rv;
 }
 

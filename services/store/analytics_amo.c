@@ -102,30 +102,60 @@ static const char amo_sh_create[] =
 	"COMMENT ON COLUMN analytics.amo_stage_history.moved_by IS 'amo.users id of who moved the lead into the stage (the creator for seq 1; 0 = a robot or the system)';\n"
 	"COMMENT ON COLUMN analytics.amo_stage_history.source IS 'lead_created, lead_status_changed (an event), or lead_current (the lead''s current stage, when no event records the move yet: entered_at = the lead''s updated_at)';\n";
 
-/* $1 amo.leads: lead ids; amo.events: event ids (their leads). Returns the lead ids. */
+/*
+ * The stays of the leads in ids (a CTE with one bigint[] column a) against the stored ones,
+ * matched on (lead_id, seq) by a hash join: each row that differs, with the stored key of a
+ * stay that is gone (n = NULL). Hollihop's history does the same (HH_LSH_DIFF).
+ */
+#define AMO_SH_DIFF \
+	"calc AS (" AMO_SH_CORE("AND l.id = ANY ((SELECT a FROM ids)::bigint[])") "),\n" \
+	"cur AS (SELECT h.* FROM analytics.amo_stage_history h WHERE h.lead_id = ANY ((SELECT a FROM ids)::bigint[])),\n" \
+	"d AS (\n" \
+	"  SELECT c.lead_id IS NOT NULL AS n, coalesce(c.lead_id, h.lead_id) AS lead_id, coalesce(c.seq, h.seq) AS seq,\n" \
+	"    c.pipeline_id, c.status_id, c.entered_at, c.left_at, c.duration, c.moved_by, c.source\n" \
+	"  FROM calc c FULL JOIN cur h ON h.lead_id = c.lead_id AND h.seq = c.seq\n" \
+	"  WHERE " AMO_SH_ROW("c") " IS DISTINCT FROM " AMO_SH_ROW("h") ")\n"
+
+/*
+ * $1 amo.leads: lead ids; amo.events: event ids (their leads). Returns the lead ids whose
+ * rows changed. Only the rows that differ are written: a stay that is gone deleted, a new
+ * or changed one upserted on its key (an update in place, no index entry added).
+ *
+ * A lead written without a move is skipped before any of that when its stored stays show
+ * that they cannot change: the lead is live, its first stay is from its creation with the
+ * same created_at and created_by, and its last stay is in its current (pipeline, status)
+ * and either an event's (so no lead_current stay hangs on updated_at) or its only stay (no
+ * move recorded at all). The history depends on the lead only through those columns and
+ * on the events through nothing a leads batch writes; README "For analysts" has the rules.
+ */
 static const char amo_sh_refresh[] =
 	"WITH ids AS (\n"
 	"  SELECT coalesce(array_agg(DISTINCT x), '{}') AS a FROM (\n"
-	"    SELECT k::bigint AS x FROM unnest($2::text[]) k WHERE $1 = 'amo.leads'\n"
+	"    SELECT k::bigint AS x FROM unnest($2::text[]) k WHERE $1 = 'amo.leads' AND NOT EXISTS (\n"
+	"      SELECT 1 FROM amo.leads l\n"
+	"      JOIN analytics.amo_stage_history f ON f.lead_id = l.id AND f.seq = 1\n"
+	"      CROSS JOIN LATERAL (SELECT z.seq, z.pipeline_id, z.status_id, z.source FROM analytics.amo_stage_history z\n"
+	"        WHERE z.lead_id = l.id ORDER BY z.seq DESC LIMIT 1) z\n"
+	"      WHERE l.id = k::bigint AND l.deleted_at IS NULL AND f.source = 'lead_created'\n"
+	"        AND f.entered_at = l.created_at AND f.moved_by IS NOT DISTINCT FROM l.created_by\n"
+	"        AND (z.pipeline_id, z.status_id) IS NOT DISTINCT FROM (l.pipeline_id, l.status_id)\n"
+	"        AND (z.source = 'lead_status_changed' OR z.seq = 1))\n"
 	"    UNION ALL\n"
 	"    SELECT e.entity_id FROM amo.events e WHERE $1 = 'amo.events' AND e.id = ANY ($2::text[])\n"
 	"      AND e.type = 'lead_status_changed' AND e.entity_id IS NOT NULL) s),\n"
-	"calc AS ("
-	AMO_SH_CORE("AND l.id = ANY ((SELECT a FROM ids)::bigint[])")
-	"),\n"
-	/* Only the rows that differ are rewritten: a lead updated without moving writes nothing. */
+	AMO_SH_DIFF ",\n"
 	"del AS (\n"
-	"  DELETE FROM analytics.amo_stage_history h WHERE h.lead_id = ANY ((SELECT a FROM ids)::bigint[])\n"
-	"    AND NOT EXISTS (SELECT 1 FROM calc c WHERE " AMO_SH_ROW("c") " IS NOT DISTINCT FROM " AMO_SH_ROW("h") ")\n"
-	"  RETURNING h.lead_id),\n"
-	"ins AS (\n"
+	"  DELETE FROM analytics.amo_stage_history h USING d\n"
+	"  WHERE NOT d.n AND h.lead_id = d.lead_id AND h.seq = d.seq RETURNING h.lead_id),\n"
+	"up AS (\n"
 	"  INSERT INTO analytics.amo_stage_history (lead_id, seq, pipeline_id, status_id, entered_at, left_at,\n"
 	"    duration, moved_by, source)\n"
-	"  SELECT * FROM calc c WHERE (SELECT count(*) FROM del) >= 0 AND NOT EXISTS (SELECT 1 FROM\n"
-	"    analytics.amo_stage_history h WHERE h.lead_id = c.lead_id AND h.seq = c.seq AND\n"
-	"    " AMO_SH_ROW("c") " IS NOT DISTINCT FROM " AMO_SH_ROW("h") ")\n"
+	"  SELECT lead_id, seq, pipeline_id, status_id, entered_at, left_at, duration, moved_by, source FROM d WHERE d.n\n"
+	"  ON CONFLICT (lead_id, seq) DO UPDATE SET pipeline_id = excluded.pipeline_id, status_id = excluded.status_id,\n"
+	"    entered_at = excluded.entered_at, left_at = excluded.left_at, duration = excluded.duration,\n"
+	"    moved_by = excluded.moved_by, source = excluded.source\n"
 	"  RETURNING lead_id)\n"
-	"SELECT lead_id::text FROM del UNION SELECT lead_id::text FROM ins";
+	"SELECT DISTINCT lead_id::text FROM (SELECT lead_id FROM del UNION ALL SELECT lead_id FROM up) x";
 
 static const char amo_sh_rebuild[] =
 	"TRUNCATE analytics.amo_stage_history;\n"
