@@ -180,6 +180,7 @@ struct an_run {
 	unsigned char	 pending[AN_MAX_TABLES];	/* sent in the wave in flight */
 	struct an_sent	 sent[AN_MAX_TOUCH + 1];
 	size_t		 nsent, bytes, nwaves;
+	size_t		 open;		/* the table being queued: its keys stay open */
 	char		*err;
 	size_t		 errlen;
 };
@@ -248,20 +249,15 @@ an_fail(struct an_run *w, const struct an_sent *s, PGresult *r)
 	return db_classify(w->st, r);
 }
 
-/*
- * Sync the wave and read its results in order; then each table of the wave that reported
- * keys becomes a source (in array order) for the tables after it.
- */
+/* Sync the wave in flight and read its results in order. */
 static int
-an_flush(struct an_run *w)
+an_read(struct an_run *w)
 {
 	PGconn *pg = w->st->pg;
 	int64_t t0 = clock_mono_us();
 	PGresult *r = NULL;
 	int rv = 0, lost = 0;
 
-	if (w->nsent == 0)
-		return 0;
 	if (!PQpipelineSync(pg)) {
 		snprintf(w->err, w->errlen, "analytics: pipeline sync: %s", PQerrorMessage(pg));
 		return CS_EDBCONN;
@@ -299,8 +295,23 @@ an_flush(struct an_run *w)
 	PQclear(r);
 	log_debug("analytics.wave", "wave=%zu statements=%zu us=%lld", w->nwaves, w->nsent,
 	    (long long)(clock_mono_us() - t0));
+	w->nsent = w->bytes = 0;
+	w->nwaves++;
+	return rv;
+}
+
+/*
+ * Sync the wave in flight and read its results; then each table of it that reported keys
+ * becomes a source (in array order) for the tables after it, but for the table still being
+ * queued (w->open): its keys come from more than one wave.
+ */
+static int
+an_flush(struct an_run *w)
+{
+	int rv = w->nsent > 0 ? an_read(w) : 0;
+
 	for (size_t i = 0; i < an_count(); i++) {
-		if (!w->pending[i])
+		if (!w->pending[i] || i == w->open)
 			continue;
 		w->pending[i] = 0;
 		if (rv == 0 && w->out[i].len > 1 && w->ntc < AN_MAX_TOUCH &&
@@ -310,8 +321,6 @@ an_flush(struct an_run *w)
 			buf_init(&w->out[i], AN_KEYS_MAX);
 		}
 	}
-	w->nsent = w->bytes = 0;
-	w->nwaves++;
 	return rv;
 }
 
@@ -331,20 +340,17 @@ an_reads_pending(const struct an_run *w, const struct an_table *t)
 	return 0;
 }
 
-/* Table i's refreshes, one per source the batch (or a table before it) touched. */
+/* Table i's refreshes for the sources in tc[from, to) it reads (never itself). */
 static int
-an_queue(struct an_run *w, size_t i)
+an_send_from(struct an_run *w, size_t i, size_t from, size_t to)
 {
 	const struct an_table *t = an_at(i);
+	char self[160];
 	int rv = 0;
 
-	if (an_reads_pending(w, t) && (rv = an_flush(w)) != 0)
-		return rv;
-	buf_reset(&w->out[i]);
-	if ((rv = buf_addc(&w->out[i], '{')) != 0)
-		return CS_ENOMEM;
-	for (size_t j = 0; j < w->ntc && rv == 0; j++) {
-		if (!an_names(t->sources, w->tc[j].src))
+	snprintf(self, sizeof(self), "analytics.%s", t->name);
+	for (size_t j = from; j < to && rv == 0; j++) {
+		if (!an_names(t->sources, w->tc[j].src) || strcmp(w->tc[j].src, self) == 0)
 			continue;
 		if (w->nsent > 0 && (w->nsent >= AN_MAX_TOUCH ||
 		    w->bytes + w->tc[j].keys.len + strlen(t->refresh_sql) > AN_WAVE_BYTES) &&
@@ -352,6 +358,28 @@ an_queue(struct an_run *w, size_t i)
 			return rv;
 		rv = an_send(w, i, w->tc[j].src, w->tc[j].keys.data);
 	}
+	return rv;
+}
+
+/*
+ * Table i's refreshes, one per source the batch or a table before it touched, in that
+ * order: first those known now, then, when it reads a table of the wave in flight, the
+ * ones that wave's reports add (a round trip: the wave is read first).
+ */
+static int
+an_queue(struct an_run *w, size_t i)
+{
+	size_t known = w->ntc;
+	int rv;
+
+	buf_reset(&w->out[i]);
+	if (buf_addc(&w->out[i], '{') != 0)
+		return CS_ENOMEM;
+	w->open = i;
+	rv = an_send_from(w, i, 0, known);
+	if (rv == 0 && an_reads_pending(w, an_at(i)) && (rv = an_flush(w)) == 0)
+		rv = an_send_from(w, i, known, w->ntc);
+	w->open = AN_MAX_TABLES;
 	return rv;
 }
 
@@ -414,7 +442,7 @@ analytics_refresh(struct store *st, const struct cat_entity *e, const char *keys
 		free(w);
 		return CS_ENOMEM;
 	}
-	w->st = st, w->err = err, w->errlen = errlen;
+	w->st = st, w->err = err, w->errlen = errlen, w->open = AN_MAX_TABLES;
 	for (size_t i = 0; i < AN_MAX_TABLES; i++)
 		buf_init(&w->out[i], AN_KEYS_MAX);
 	for (size_t c = 0; c <= e->nchildren && w->ntc < AN_MAX_TOUCH; c++, w->ntc++) {

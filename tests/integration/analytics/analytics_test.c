@@ -474,6 +474,71 @@ test_refresh_failure_rolls_back_batch(void **state)
 	assert_int_equal(h_sql_exec(db, "ALTER TABLE analytics.amo_stage_history DROP CONSTRAINT no_99"), 0);
 }
 
+/*
+ * A lead written again skips its stage history when its stays cannot change (the refresh's
+ * shortcut): each step here is a write the shortcut must NOT skip, next to one it may.
+ */
+static void
+test_lead_rewritten_without_move(void **state)
+{
+	const char *xmin = "SELECT string_agg(xmin::text, ',' ORDER BY seq) FROM analytics.amo_stage_history "
+	    "WHERE lead_id = 30";
+	char before[256];
+
+	(void)state;
+	/* Lead 30: created in 10, moved to 11 an hour later by user 8. */
+	struct h_batch *b = h_batch_new(CAT_AMO, "leads", 0);
+	lead(b, 30, 100, 11, C7, C7 + 1 * H, 7, 8, NULL);
+	send(b);
+	b = h_batch_new(CAT_AMO, "events", 0);
+	event(b, "ev30a", 30, C7 + 1 * H, 8, 100, 10, 100, 11);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|-|-|8|lead_status_changed",
+	    STAYS, C7, C7, 30);
+	/* Written again in 11 (a field edited): its stays are as they were, not even rewritten. */
+	snprintf(before, sizeof(before), "%s", h_sql(db, xmin));
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	lead(b, 30, 100, 11, C7, C7 + 2 * H, 7, 9, NULL);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|-|-|8|lead_status_changed",
+	    STAYS, C7, C7, 30);
+	expect_sql(before, "%s", xmin);
+	/* In 12 with no event yet: a lead_current stay from its updated_at (+3 h, user 9). */
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	lead(b, 30, 100, 12, C7, C7 + 3 * H, 7, 9, NULL);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|10800|7200|8|lead_status_changed;"
+	    "3|100|12|10800|-|-|9|lead_current", STAYS, C7, C7, 30);
+	/* Written again in 12, later, by user 5: still in its stage, but that stay hangs on
+	 * updated_at and updated_by, so it moves with them. */
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	lead(b, 30, 100, 12, C7, C7 + 5 * H, 7, 5, NULL);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|18000|14400|8|lead_status_changed;"
+	    "3|100|12|18000|-|-|5|lead_current", STAYS, C7, C7, 30);
+
+	/* Lead 31 never moved: one stay, from its creation. */
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	lead(b, 31, 100, 10, C7, C7, 7, 7, NULL);
+	send(b);
+	expect_sql("1|100|10|0|-|-|7|lead_created", STAYS, C7, C7, 31);
+	/* Its creator corrected: the stay's moved_by follows. */
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	lead(b, 31, 100, 10, C7, C7 + 1 * H, 6, 7, NULL);
+	send(b);
+	expect_sql("1|100|10|0|-|-|6|lead_created", STAYS, C7, C7, 31);
+	/* Its creation time corrected (an hour earlier): the stay's entered_at follows. */
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	lead(b, 31, 100, 10, C7 - H, C7 + 2 * H, 6, 7, NULL);
+	send(b);
+	expect_sql("1|100|10|0|-|-|6|lead_created", STAYS, C7 - H, C7 - H, 31);
+	/* In 11 with no event ever: its only stay is in the lead's stage. */
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	lead(b, 31, 100, 11, C7 - H, C7 + 3 * H, 6, 7, NULL);
+	send(b);
+	expect_sql("1|100|11|0|-|-|6|lead_created", STAYS, C7 - H, C7 - H, 31);
+}
+
 /* ---- property: incremental refresh == full rebuild ------------------------------------ */
 
 struct plead {
@@ -594,6 +659,7 @@ main(void)
 		cmocka_unit_test(test_custom_fields_and_schema_changes),
 		cmocka_unit_test(test_hollihop_lead_status_history),
 		cmocka_unit_test(test_refresh_failure_rolls_back_batch),
+		cmocka_unit_test(test_lead_rewritten_without_move),
 		cmocka_unit_test(test_incremental_equals_rebuild),
 		cmocka_unit_test(test_views_do_not_block_a_retype),
 	};
