@@ -202,8 +202,14 @@ block(const char *mode, long leads, int first, int n, double *out_l, double *out
 
 	if (store_start(&p, mode, first) != 0 || bus_dial(&s, url, BUS_RECVMAX_DEFAULT) != 0)
 		return -1;
-	for (int w = 0; w < 3; w++)	/* warm: prepared statements, caches */
-		if (hook_pair(s, leads, 100000 + first + w, &l, &e) != 0)
+	/*
+	 * Warm: prepared statements, caches. Pair numbers after the block's own: other leads
+	 * (pair i moves leads chosen by i), so every measured pair's leads are newer than what
+	 * the store holds and are written (warm pairs numbered 100000 + i used to pick the same
+	 * leads as pairs i = 0..2 with newer versions: those leads batches wrote nothing).
+	 */
+	for (int w = 0; w < 3; w++)
+		if (hook_pair(s, leads, first + n + w, &l, &e) != 0)
 			return -1;
 	for (int i = 0; i < n; i++) {
 		if (hook_pair(s, leads, first + i, &l, &e) != 0)
