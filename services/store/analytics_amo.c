@@ -103,47 +103,64 @@ static const char amo_sh_create[] =
 	"COMMENT ON COLUMN analytics.amo_stage_history.source IS 'lead_created, lead_status_changed (an event), or lead_current (the lead''s current stage, when no event records the move yet: entered_at = the lead''s updated_at)';\n";
 
 /*
- * The stays of the leads in ids (a CTE with one bigint[] column a) against the stored ones,
- * matched on (lead_id, seq) by a hash join: each row that differs, with the stored key of a
- * stay that is gone (n = NULL). Hollihop's history does the same (HH_LSH_DIFF).
- */
-#define AMO_SH_DIFF \
-	"calc AS (" AMO_SH_CORE("AND l.id = ANY ((SELECT a FROM ids)::bigint[])") "),\n" \
-	"cur AS (SELECT h.* FROM analytics.amo_stage_history h WHERE h.lead_id = ANY ((SELECT a FROM ids)::bigint[])),\n" \
-	"d AS (\n" \
-	"  SELECT c.lead_id IS NOT NULL AS n, coalesce(c.lead_id, h.lead_id) AS lead_id, coalesce(c.seq, h.seq) AS seq,\n" \
-	"    c.pipeline_id, c.status_id, c.entered_at, c.left_at, c.duration, c.moved_by, c.source\n" \
-	"  FROM calc c FULL JOIN cur h ON h.lead_id = c.lead_id AND h.seq = c.seq\n" \
-	"  WHERE " AMO_SH_ROW("c") " IS DISTINCT FROM " AMO_SH_ROW("h") ")\n"
-
-/*
  * $1 amo.leads: lead ids; amo.events: event ids (their leads). Returns the lead ids whose
- * rows changed. Only the rows that differ are written: a stay that is gone deleted, a new
- * or changed one upserted on its key (an update in place, no index entry added).
+ * rows changed. The new stays (calc) against the stored ones (cur), matched on (lead_id,
+ * seq) by a hash join: only the rows that differ are written, a stay that is gone deleted,
+ * a new or changed one upserted on its key (an update in place, no index entry added).
  *
- * A lead written without a move is skipped before any of that when its stored stays show
- * that they cannot change: the lead is live, its first stay is from its creation with the
- * same created_at and created_by, and its last stay is in its current (pipeline, status)
- * and either an event's (so no lead_current stay hangs on updated_at) or its only stay (no
- * move recorded at all). The history depends on the lead only through those columns and
- * on the events through nothing a leads batch writes; README "For analysts" has the rules.
+ * A lead a leads batch wrote (s: the lead against its stored stays) needs no events read
+ * when its first stay is from its creation with the same created_at and created_by (the
+ * lead's only inputs to the stays before its last move) and its stays end with an event's
+ * stay e, possibly followed by a lead_current stay: then its stays are the stored ones up
+ * to e, and after e a lead_current stay when the lead's (pipeline, status) is not e's
+ * (entered at greatest(updated_at, e's entered_at), by updated_by: what the full query
+ * gives, since e is the latest move). When nothing of that changes it is skipped (skip):
+ * its last stay is an event's or its only one, in the lead's current stage. Every other
+ * lead, and every lead of an events batch, gets the full query (AMO_SH_CORE).
  */
 static const char amo_sh_refresh[] =
-	"WITH ids AS (\n"
+	"WITH k AS (SELECT DISTINCT x::bigint AS id FROM unnest($2::text[]) x WHERE $1 = 'amo.leads'),\n"
+	"s AS (\n"
+	"  SELECT k.id, l.pipeline_id AS lp, l.status_id AS ls, l.updated_by AS lb, greatest(l.updated_at, e.entered_at) AS ca,\n"
+	"    z.seq AS zq, z.source AS zsrc, z.pipeline_id AS zp, z.status_id AS zs,\n"
+	"    e.seq AS eq, e.pipeline_id AS ep, e.status_id AS es, e.entered_at AS ea, e.moved_by AS eb\n"
+	"  FROM k JOIN amo.leads l ON l.id = k.id AND l.deleted_at IS NULL\n"
+	"  JOIN analytics.amo_stage_history f ON f.lead_id = l.id AND f.seq = 1 AND f.source = 'lead_created'\n"
+	"    AND f.entered_at = l.created_at AND f.moved_by IS NOT DISTINCT FROM l.created_by\n"
+	"  CROSS JOIN LATERAL (SELECT z.seq, z.pipeline_id, z.status_id, z.source FROM analytics.amo_stage_history z\n"
+	"    WHERE z.lead_id = l.id ORDER BY z.seq DESC LIMIT 1) z\n"
+	"  LEFT JOIN analytics.amo_stage_history e ON e.lead_id = l.id AND e.source = 'lead_status_changed'\n"
+	"    AND e.seq = z.seq - CASE z.source WHEN 'lead_current' THEN 1 ELSE 0 END),\n"
+	"sk AS (\n"
+	"  SELECT s.*, (s.zsrc = 'lead_status_changed' OR s.zq = 1)\n"
+	"      AND (s.zp, s.zs) IS NOT DISTINCT FROM (s.lp, s.ls) AS skip,\n"
+	"    s.ls IS NOT NULL AND (s.ep, s.es) IS DISTINCT FROM (s.lp, s.ls) AS cur\n"
+	"  FROM s),\n"
+	"fast AS (SELECT * FROM sk WHERE NOT sk.skip AND sk.eq IS NOT NULL),\n"
+	"ids AS (\n"
 	"  SELECT coalesce(array_agg(DISTINCT x), '{}') AS a FROM (\n"
-	"    SELECT k::bigint AS x FROM unnest($2::text[]) k WHERE $1 = 'amo.leads' AND NOT EXISTS (\n"
-	"      SELECT 1 FROM amo.leads l\n"
-	"      JOIN analytics.amo_stage_history f ON f.lead_id = l.id AND f.seq = 1\n"
-	"      CROSS JOIN LATERAL (SELECT z.seq, z.pipeline_id, z.status_id, z.source FROM analytics.amo_stage_history z\n"
-	"        WHERE z.lead_id = l.id ORDER BY z.seq DESC LIMIT 1) z\n"
-	"      WHERE l.id = k::bigint AND l.deleted_at IS NULL AND f.source = 'lead_created'\n"
-	"        AND f.entered_at = l.created_at AND f.moved_by IS NOT DISTINCT FROM l.created_by\n"
-	"        AND (z.pipeline_id, z.status_id) IS NOT DISTINCT FROM (l.pipeline_id, l.status_id)\n"
-	"        AND (z.source = 'lead_status_changed' OR z.seq = 1))\n"
+	"    SELECT k.id AS x FROM k WHERE NOT EXISTS (SELECT 1 FROM sk WHERE sk.id = k.id AND (sk.skip OR sk.eq IS NOT NULL))\n"
 	"    UNION ALL\n"
 	"    SELECT e.entity_id FROM amo.events e WHERE $1 = 'amo.events' AND e.id = ANY ($2::text[])\n"
 	"      AND e.type = 'lead_status_changed' AND e.entity_id IS NOT NULL) s),\n"
-	AMO_SH_DIFF ",\n"
+	"cur AS (\n"
+	"  SELECT h.* FROM analytics.amo_stage_history h\n"
+	"  WHERE h.lead_id = ANY ((SELECT a FROM ids)::bigint[] || ARRAY(SELECT id FROM fast))),\n"
+	"calc AS (\n"
+	"  SELECT * FROM (" AMO_SH_CORE("AND l.id = ANY ((SELECT a FROM ids)::bigint[])") ") c\n"
+	"  UNION ALL\n"
+	"  SELECT h.lead_id, h.seq, h.pipeline_id, h.status_id, h.entered_at, h.left_at, h.duration, h.moved_by, h.source\n"
+	"  FROM cur h JOIN fast s ON s.id = h.lead_id AND h.seq < s.eq\n"
+	"  UNION ALL\n"
+	"  SELECT s.id, s.eq, s.ep, s.es, s.ea, CASE WHEN s.cur THEN s.ca END, CASE WHEN s.cur THEN s.ca - s.ea END,\n"
+	"    s.eb, 'lead_status_changed' FROM fast s\n"
+	"  UNION ALL\n"
+	"  SELECT s.id, s.eq + 1, s.lp, s.ls, s.ca, NULL, NULL, s.lb, 'lead_current' FROM fast s WHERE s.cur),\n"
+	"d AS (\n"
+	"  SELECT c.lead_id IS NOT NULL AS n, coalesce(c.lead_id, h.lead_id) AS lead_id, coalesce(c.seq, h.seq) AS seq,\n"
+	"    c.pipeline_id, c.status_id, c.entered_at, c.left_at, c.duration, c.moved_by, c.source\n"
+	"  FROM calc c FULL JOIN cur h ON h.lead_id = c.lead_id AND h.seq = c.seq\n"
+	"  WHERE " AMO_SH_ROW("c") " IS DISTINCT FROM " AMO_SH_ROW("h") "),\n"
 	"del AS (\n"
 	"  DELETE FROM analytics.amo_stage_history h USING d\n"
 	"  WHERE NOT d.n AND h.lead_id = d.lead_id AND h.seq = d.seq RETURNING h.lead_id),\n"

@@ -475,8 +475,10 @@ test_refresh_failure_rolls_back_batch(void **state)
 }
 
 /*
- * A lead written again skips its stage history when its stays cannot change (the refresh's
- * shortcut): each step here is a write the shortcut must NOT skip, next to one it may.
+ * A lead a leads batch writes again: its stays are skipped when they cannot change, and
+ * derived from the stored ones without reading its events when they end with a move's
+ * stay (the refresh's two shortcuts). Each step is a write whose stays must follow, next
+ * to one where they stay as they are.
  */
 static void
 test_lead_rewritten_without_move(void **state)
@@ -516,6 +518,22 @@ test_lead_rewritten_without_move(void **state)
 	send(b);
 	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|18000|14400|8|lead_status_changed;"
 	    "3|100|12|18000|-|-|5|lead_current", STAYS, C7, C7, 30);
+	/* Back in 11, the stage of its last move: no lead_current stay, the move's stay is open. */
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	lead(b, 30, 100, 11, C7, C7 + 6 * H, 7, 9, NULL);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|-|-|8|lead_status_changed",
+	    STAYS, C7, C7, 30);
+	/* A move to 12 at +8 h; then the lead in 10, updated at +7 h (before that move, as an
+	 * older edit can be): the lead_current stay starts at the move, not before it. */
+	b = h_batch_new(CAT_AMO, "events", 0);
+	event(b, "ev30b", 30, C7 + 8 * H, 8, 100, 11, 100, 12);
+	send(b);
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	lead(b, 30, 100, 10, C7, C7 + 7 * H, 7, 4, NULL);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|28800|25200|8|lead_status_changed;"
+	    "3|100|12|28800|28800|0|8|lead_status_changed;4|100|10|28800|-|-|4|lead_current", STAYS, C7, C7, 30);
 
 	/* Lead 31 never moved: one stay, from its creation. */
 	b = h_batch_new(CAT_AMO, "leads", 0);
