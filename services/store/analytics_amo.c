@@ -8,9 +8,10 @@
  *                                analytics.amo_fields_view), with crmsync.schema_changes
  *                                fed by analytics.amo_schema_sync().
  * A history is computed per lead by one query (the *_CORE macros) used twice: for the leads
- * a batch touched (refresh: in one statement, the rows that differ deleted and the new ones
- * inserted, the leads changed returned) and for every lead (rebuild). README "For analysts"
- * documents the rules.
+ * a batch touched (refresh: in one statement, the rows that differ deleted or upserted, the
+ * leads changed returned; an amoCRM lead moved without its event is derived from its
+ * stored stays instead) and for every lead (rebuild). README "For analysts" documents the
+ * rules.
  */
 #include "analytics.h"
 
@@ -250,7 +251,11 @@ static const char hh_lsh_create[] =
 	"COMMENT ON COLUMN analytics.hollihop_lead_status_history.left_at IS 'when the next stay began; NULL while the lead is still in this status';\n"
 	"COMMENT ON COLUMN analytics.hollihop_lead_status_history.source IS 'lead_created, history (a GetHistoryModifyLeadStatus row) or lead_current (the lead''s current status when no change records it yet: entered_at = the lead''s Updated)';\n";
 
-/* $1 hollihop.leads: lead ids; the history: "lead_id|date_time|after_id". */
+/*
+ * $1 hollihop.leads: lead ids; the history: "lead_id|date_time|after_id". As the amoCRM
+ * history: new stays against stored ones by a hash join on (lead_id, seq), only the rows
+ * that differ written.
+ */
 static const char hh_lsh_refresh[] =
 	"WITH ids AS (\n"
 	"  SELECT coalesce(array_agg(DISTINCT x), '{}') AS a FROM (\n"
@@ -259,18 +264,24 @@ static const char hh_lsh_refresh[] =
 	"calc AS ("
 	HH_LSH_CORE("AND l.id = ANY ((SELECT a FROM ids)::bigint[])")
 	"),\n"
+	"cur AS (SELECT h.* FROM analytics.hollihop_lead_status_history h WHERE h.lead_id = ANY ((SELECT a FROM ids)::bigint[])),\n"
+	"d AS (\n"
+	"  SELECT c.lead_id IS NOT NULL AS n, coalesce(c.lead_id, h.lead_id) AS lead_id, coalesce(c.seq, h.seq) AS seq,\n"
+	"    c.status_id, c.status_name, c.entered_at, c.left_at, c.duration, c.source\n"
+	"  FROM calc c FULL JOIN cur h ON h.lead_id = c.lead_id AND h.seq = c.seq\n"
+	"  WHERE " HH_LSH_ROW("c") " IS DISTINCT FROM " HH_LSH_ROW("h") "),\n"
 	"del AS (\n"
-	"  DELETE FROM analytics.hollihop_lead_status_history h WHERE h.lead_id = ANY ((SELECT a FROM ids)::bigint[])\n"
-	"    AND NOT EXISTS (SELECT 1 FROM calc c WHERE " HH_LSH_ROW("c") " IS NOT DISTINCT FROM " HH_LSH_ROW("h") ")\n"
-	"  RETURNING h.lead_id),\n"
-	"ins AS (\n"
+	"  DELETE FROM analytics.hollihop_lead_status_history h USING d\n"
+	"  WHERE NOT d.n AND h.lead_id = d.lead_id AND h.seq = d.seq RETURNING h.lead_id),\n"
+	"up AS (\n"
 	"  INSERT INTO analytics.hollihop_lead_status_history (lead_id, seq, status_id, status_name, entered_at,\n"
 	"    left_at, duration, source)\n"
-	"  SELECT * FROM calc c WHERE (SELECT count(*) FROM del) >= 0 AND NOT EXISTS (SELECT 1 FROM\n"
-	"    analytics.hollihop_lead_status_history h WHERE h.lead_id = c.lead_id AND h.seq = c.seq AND\n"
-	"    " HH_LSH_ROW("c") " IS NOT DISTINCT FROM " HH_LSH_ROW("h") ")\n"
+	"  SELECT lead_id, seq, status_id, status_name, entered_at, left_at, duration, source FROM d WHERE d.n\n"
+	"  ON CONFLICT (lead_id, seq) DO UPDATE SET status_id = excluded.status_id, status_name = excluded.status_name,\n"
+	"    entered_at = excluded.entered_at, left_at = excluded.left_at, duration = excluded.duration,\n"
+	"    source = excluded.source\n"
 	"  RETURNING lead_id)\n"
-	"SELECT lead_id::text FROM del UNION SELECT lead_id::text FROM ins";
+	"SELECT DISTINCT lead_id::text FROM (SELECT lead_id FROM del UNION ALL SELECT lead_id FROM up) x";
 
 static const char hh_lsh_rebuild[] =
 	"TRUNCATE analytics.hollihop_lead_status_history;\n"
