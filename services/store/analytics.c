@@ -7,9 +7,10 @@
  * batch's transaction apply.c hands over the keys the batch wrote or soft-deleted;
  * analytics_refresh runs the refresh of every table fed by the entity (or its child
  * tables), in array order, and passes the keys each table reports to the tables that name
- * "analytics.<name>" as a source. A failure rolls the whole batch back. After a complete
- * full run (runs.c) and a re-derivation (rederive.c) the tables fed by what changed are
- * rebuilt in one transaction of their own.
+ * "analytics.<name>" as a source; the statements go out in libpq pipelines (one round trip
+ * per batch unless a table waits for another's keys). A failure rolls the whole batch
+ * back. After a complete full run (runs.c) and a re-derivation (rederive.c) the tables fed
+ * by what changed are rebuilt in one transaction of their own.
  */
 #include <inttypes.h>
 #include <stdio.h>
