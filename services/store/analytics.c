@@ -243,7 +243,7 @@ an_take(struct an_run *w, const struct an_sent *s, PGresult *r)
 static int
 an_fail(struct an_run *w, const struct an_sent *s, PGresult *r)
 {
-	const char *what = s->table == AN_MAX_TABLES ? "plan_cache_mode" : an_at(s->table)->name;
+	const char *what = s->table == AN_MAX_TABLES ? "settings" : an_at(s->table)->name;
 
 	snprintf(w->err, w->errlen, "analytics.%s refresh from %s: %s", what, s->src,
 	    db_errmsg(w->st, r));
@@ -393,14 +393,16 @@ an_touch_free(struct an_touch *tc, size_t n)
 }
 
 /*
- * The refreshes in pipeline mode, first the SET LOCAL: generic plans for the prepared
- * refreshes (planning their CTEs for a custom plan, PostgreSQL's first five executions
- * and later ones when it estimates them cheaper, costs several times running them for a
- * hook's few keys), until the batch's COMMIT.
+ * The refreshes in pipeline mode, first the settings, until the batch's COMMIT: generic
+ * plans for the prepared refreshes (planning their CTEs for a custom plan, PostgreSQL's
+ * first five executions and later ones when it estimates them cheaper, costs several times
+ * running them for a hook's few keys), and crmsync.keys_new (analytics.h).
  */
 static int
-an_pipeline(struct an_run *w)
+an_pipeline(struct an_run *w, int keys_new)
 {
+	const char *v[1] = { keys_new ? "on" : "off" };
+
 	PGconn *pg = w->st->pg;
 	int rv = 0;
 
@@ -408,8 +410,8 @@ an_pipeline(struct an_run *w)
 		snprintf(w->err, w->errlen, "analytics: pipeline mode: %s", PQerrorMessage(pg));
 		return CS_EDBCONN;
 	}
-	if (!PQsendQueryParams(pg, "SET LOCAL plan_cache_mode = force_generic_plan", 0, NULL, NULL,
-	    NULL, NULL, 0)) {
+	if (!PQsendQueryParams(pg, "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
+	    "set_config('crmsync.keys_new', $1, true)", 1, NULL, v, NULL, NULL, 0)) {
 		snprintf(w->err, w->errlen, "analytics: %s", PQerrorMessage(pg));
 		rv = CS_EDBCONN;
 	} else
@@ -430,8 +432,8 @@ an_pipeline(struct an_run *w)
 	return rv;
 }
 
-int
-analytics_refresh(struct store *st, const struct cat_entity *e, const char *keys, char *err,
+static int
+an_refresh(struct store *st, const struct cat_entity *e, const char *keys, int keys_new, char *err,
     size_t errlen)
 {
 	struct an_run *w;
@@ -454,12 +456,26 @@ analytics_refresh(struct store *st, const struct cat_entity *e, const char *keys
 	if (rv != 0)
 		rv = CS_ENOMEM;
 	else
-		rv = an_pipeline(w);
+		rv = an_pipeline(w, keys_new);
 	for (size_t i = 0; i < AN_MAX_TABLES; i++)
 		buf_free(&w->out[i]);
 	an_touch_free(w->tc, w->ntc);
 	free(w);
 	return rv;
+}
+
+int
+analytics_refresh(struct store *st, const struct cat_entity *e, const char *keys, char *err,
+    size_t errlen)
+{
+	return an_refresh(st, e, keys, 0, err, errlen);
+}
+
+int
+analytics_refresh_new(struct store *st, const struct cat_entity *e, const char *keys, char *err,
+    size_t errlen)
+{
+	return an_refresh(st, e, keys, 1, err, errlen);
 }
 
 /* Hex of the table's SQL hash: a changed definition means a rebuild. */

@@ -36,6 +36,8 @@ struct an_table {
 	 * $2 = text[] of the source's keys the batch wrote or deleted (the key as
 	 * apply_key_expr renders it). Returns one text column: the keys of THIS table's rows
 	 * it rewrote or deleted (for tables that name it as a source), or no rows.
+	 * current_setting('crmsync.keys_new', true) is 'on' when the batch's keys name only
+	 * rows it inserted (none existed before: an insert-only batch), 'off' otherwise.
 	 * NULL = this table is only rebuilt.
 	 */
 	const char	*refresh_sql;

@@ -21,6 +21,10 @@
 #define HH_LSH_ROW(a) "(" a ".lead_id, " a ".seq, " a ".status_id, " a ".status_name, " a ".entered_at, " \
 	a ".left_at, " a ".duration, " a ".source)"
 
+/* A lead_status_changed event's (alias e) pipeline and status before or after the move. */
+#define EV_P(v) "(coalesce(e.value_" v " -> 0, e.value_" v ") -> 'lead_status' ->> 'pipeline_id')::bigint"
+#define EV_S(v) "(coalesce(e.value_" v " -> 0, e.value_" v ") -> 'lead_status' ->> 'id')::bigint"
+
 /* The stays of the leads the filter keeps (amo.leads alias l). */
 #define AMO_SH_CORE(filter) \
 	"WITH l AS (\n" \
@@ -28,10 +32,10 @@
 	"  FROM amo.leads l WHERE l.deleted_at IS NULL AND l.created_at IS NOT NULL  " filter "),\n" \
 	"ev AS (\n" \
 	"  SELECT e.entity_id AS lead_id, e.created_at AS at, e.id AS eid, e.created_by AS by,\n" \
-	"    (coalesce(e.value_before -> 0, e.value_before) -> 'lead_status' ->> 'pipeline_id')::bigint AS p0,\n" \
-	"    (coalesce(e.value_before -> 0, e.value_before) -> 'lead_status' ->> 'id')::bigint AS s0,\n" \
-	"    (coalesce(e.value_after -> 0, e.value_after) -> 'lead_status' ->> 'pipeline_id')::bigint AS p1,\n" \
-	"    (coalesce(e.value_after -> 0, e.value_after) -> 'lead_status' ->> 'id')::bigint AS s1\n" \
+	"    " EV_P("before") " AS p0,\n" \
+	"    " EV_S("before") " AS s0,\n" \
+	"    " EV_P("after") " AS p1,\n" \
+	"    " EV_S("after") " AS s1\n" \
 	"  FROM amo.events e JOIN l ON l.id = e.entity_id\n" \
 	"  WHERE e.type = 'lead_status_changed' AND e.entity_type IN ('lead', 'leads')\n" \
 	"    AND e.deleted_at IS NULL AND e.created_at IS NOT NULL),\n" \
@@ -116,8 +120,14 @@ static const char amo_sh_create[] =
  * to e, and after e a lead_current stay when the lead's (pipeline, status) is not e's
  * (entered at greatest(updated_at, e's entered_at), by updated_by: what the full query
  * gives, since e is the latest move). When nothing of that changes it is skipped (skip):
- * its last stay is an event's or its only one, in the lead's current stage. Every other
- * lead, and every lead of an events batch, gets the full query (AMO_SH_CORE).
+ * its last stay is an event's or its only one, in the lead's current stage.
+ *
+ * Likewise a lead whose moves an insert-only events batch brings (crmsync.keys_new: none
+ * of those events existed, so none is in its stored stays), all after its last stored
+ * move's stay e (strictly: ties are ordered by event id, which the stays do not keep):
+ * its stays are the stored ones up to e, then one per new move, then a lead_current stay
+ * when the lead is not in the last move's stage (app, am, alc). Every other lead gets the
+ * full query (AMO_SH_CORE).
  */
 static const char amo_sh_refresh[] =
 	"WITH k AS (SELECT DISTINCT x::bigint AS id FROM unnest($2::text[]) x WHERE $1 = 'amo.leads'),\n"
@@ -138,15 +148,41 @@ static const char amo_sh_refresh[] =
 	"    s.ls IS NOT NULL AND (s.ep, s.es) IS DISTINCT FROM (s.lp, s.ls) AS cur\n"
 	"  FROM s),\n"
 	"fast AS (SELECT * FROM sk WHERE NOT sk.skip AND sk.eq IS NOT NULL),\n"
+	"nm AS (\n"
+	"  SELECT e.entity_id AS lead_id, e.created_at AS at, e.id AS eid, e.created_by AS by,\n"
+	"    coalesce(" EV_P("before") ", " EV_P("after") ") AS p0, " EV_S("before") " AS s0,\n"
+	"    coalesce(" EV_P("after") ", " EV_P("before") ") AS p1, " EV_S("after") " AS s1\n"
+	"  FROM amo.events e WHERE $1 = 'amo.events' AND current_setting('crmsync.keys_new', true) = 'on'\n"
+	"    AND e.id = ANY ($2::text[]) AND e.type = 'lead_status_changed' AND e.entity_type IN ('lead', 'leads')\n"
+	"    AND e.deleted_at IS NULL AND e.created_at IS NOT NULL AND e.entity_id IS NOT NULL),\n"
+	"nmv AS (SELECT * FROM nm WHERE s1 IS NOT NULL AND (p0, s0) IS DISTINCT FROM (p1, s1)),\n"
+	"app AS (\n"
+	"  SELECT l.id, l.pipeline_id AS lp, l.status_id AS ls, l.updated_at AS lu, l.updated_by AS lb, e.seq AS eq\n"
+	"  FROM (SELECT lead_id, min(at) AS a0 FROM nmv GROUP BY lead_id) n\n"
+	"  JOIN amo.leads l ON l.id = n.lead_id AND l.deleted_at IS NULL AND l.created_at IS NOT NULL\n"
+	"  CROSS JOIN LATERAL (SELECT z.seq, z.source FROM analytics.amo_stage_history z\n"
+	"    WHERE z.lead_id = l.id ORDER BY z.seq DESC LIMIT 1) z\n"
+	"  JOIN analytics.amo_stage_history e ON e.lead_id = l.id AND e.source = 'lead_status_changed'\n"
+	"    AND e.seq = z.seq - CASE z.source WHEN 'lead_current' THEN 1 ELSE 0 END\n"
+	"  WHERE n.a0 > e.entered_at),\n"
+	"am AS (\n"
+	"  SELECT m.lead_id, m.at, m.by, m.p1, m.s1, a.eq + (row_number() OVER w)::integer AS seq,\n"
+	"    lead(m.at) OVER w AS nxt, row_number() OVER w = count(*) OVER (PARTITION BY m.lead_id) AS last\n"
+	"  FROM nmv m JOIN app a ON a.id = m.lead_id WINDOW w AS (PARTITION BY m.lead_id ORDER BY m.at, m.eid)),\n"
+	"alc AS (\n"
+	"  SELECT a.id, m.seq + 1 AS seq, a.lp, a.ls, greatest(a.lu, m.at) AS at, a.lb FROM app a\n"
+	"  JOIN am m ON m.lead_id = a.id AND m.last\n"
+	"  WHERE a.ls IS NOT NULL AND (m.p1, m.s1) IS DISTINCT FROM (a.lp, a.ls)),\n"
 	"ids AS (\n"
 	"  SELECT coalesce(array_agg(DISTINCT x), '{}') AS a FROM (\n"
 	"    SELECT k.id AS x FROM k WHERE NOT EXISTS (SELECT 1 FROM sk WHERE sk.id = k.id AND (sk.skip OR sk.eq IS NOT NULL))\n"
 	"    UNION ALL\n"
 	"    SELECT e.entity_id FROM amo.events e WHERE $1 = 'amo.events' AND e.id = ANY ($2::text[])\n"
-	"      AND e.type = 'lead_status_changed' AND e.entity_id IS NOT NULL) s),\n"
+	"      AND e.type = 'lead_status_changed' AND e.entity_id IS NOT NULL\n"
+	"      AND NOT EXISTS (SELECT 1 FROM app WHERE app.id = e.entity_id)) s),\n"
 	"cur AS (\n"
 	"  SELECT h.* FROM analytics.amo_stage_history h\n"
-	"  WHERE h.lead_id = ANY ((SELECT a FROM ids)::bigint[] || ARRAY(SELECT id FROM fast))),\n"
+	"  WHERE h.lead_id = ANY ((SELECT a FROM ids)::bigint[] || ARRAY(SELECT id FROM fast) || ARRAY(SELECT id FROM app))),\n"
 	"calc AS (\n"
 	"  SELECT * FROM (" AMO_SH_CORE("AND l.id = ANY ((SELECT a FROM ids)::bigint[])") ") c\n"
 	"  UNION ALL\n"
@@ -156,7 +192,18 @@ static const char amo_sh_refresh[] =
 	"  SELECT s.id, s.eq, s.ep, s.es, s.ea, CASE WHEN s.cur THEN s.ca END, CASE WHEN s.cur THEN s.ca - s.ea END,\n"
 	"    s.eb, 'lead_status_changed' FROM fast s\n"
 	"  UNION ALL\n"
-	"  SELECT s.id, s.eq + 1, s.lp, s.ls, s.ca, NULL, NULL, s.lb, 'lead_current' FROM fast s WHERE s.cur),\n"
+	"  SELECT s.id, s.eq + 1, s.lp, s.ls, s.ca, NULL, NULL, s.lb, 'lead_current' FROM fast s WHERE s.cur\n"
+	"  UNION ALL\n"
+	"  SELECT h.lead_id, h.seq, h.pipeline_id, h.status_id, h.entered_at, h.left_at, h.duration, h.moved_by, h.source\n"
+	"  FROM cur h JOIN app a ON a.id = h.lead_id AND h.seq < a.eq\n"
+	"  UNION ALL\n"
+	"  SELECT h.lead_id, h.seq, h.pipeline_id, h.status_id, h.entered_at, m.at, m.at - h.entered_at, h.moved_by, h.source\n"
+	"  FROM cur h JOIN app a ON a.id = h.lead_id AND h.seq = a.eq JOIN am m ON m.lead_id = a.id AND m.seq = a.eq + 1\n"
+	"  UNION ALL\n"
+	"  SELECT m.lead_id, m.seq, m.p1, m.s1, m.at, coalesce(m.nxt, c.at), coalesce(m.nxt, c.at) - m.at, m.by,\n"
+	"    'lead_status_changed' FROM am m LEFT JOIN alc c ON c.id = m.lead_id AND m.last\n"
+	"  UNION ALL\n"
+	"  SELECT c.id, c.seq, c.lp, c.ls, c.at, NULL, NULL, c.lb, 'lead_current' FROM alc c),\n"
 	"d AS (\n"
 	"  SELECT c.lead_id IS NOT NULL AS n, coalesce(c.lead_id, h.lead_id) AS lead_id, coalesce(c.seq, h.seq) AS seq,\n"
 	"    c.pipeline_id, c.status_id, c.entered_at, c.left_at, c.duration, c.moved_by, c.source\n"

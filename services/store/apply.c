@@ -661,7 +661,7 @@ batch_analytics_new(struct store *st, struct batch *t, char *err, size_t errlen)
 	if (rv != 0)
 		rv = staged_too_large(err, errlen, "analytics keys", rv);
 	else
-		rv = analytics_refresh(st, t->x->e, keys.data, err, errlen);
+		rv = analytics_refresh_new(st, t->x->e, keys.data, err, errlen);
 	buf_free(&keys);
 	buf_free(&one);
 	return rv;

@@ -132,6 +132,9 @@ int	analytics_reads(const struct cat_entity *e);
  * cascading through "analytics.<name>" sources. err gets the reason on failure. */
 int	analytics_refresh(struct store *st, const struct cat_entity *e, const char *keys,
 	    char *err, size_t errlen);
+/* The same when keys name only rows the batch inserted (none of them existed before). */
+int	analytics_refresh_new(struct store *st, const struct cat_entity *e, const char *keys,
+	    char *err, size_t errlen);
 /* In its own transaction: rebuild every table fed by crm's entity (entity NULL: by any of
  * crm's entities) and the tables that read those. Failures are logged and returned. */
 int	analytics_rebuild(struct store *st, enum cat_crm crm, const char *entity, const char *why);

@@ -477,8 +477,9 @@ test_refresh_failure_rolls_back_batch(void **state)
 /*
  * A lead a leads batch writes again: its stays are skipped when they cannot change, and
  * derived from the stored ones without reading its events when they end with a move's
- * stay (the refresh's two shortcuts). Each step is a write whose stays must follow, next
- * to one where they stay as they are.
+ * stay; new moves after its last one are appended to the stored stays (the refresh's
+ * shortcuts). Each step is a write whose stays must follow, next to one where they stay
+ * as they are, or one a shortcut must not take (a late move, a rewritten event).
  */
 static void
 test_lead_rewritten_without_move(void **state)
@@ -534,6 +535,31 @@ test_lead_rewritten_without_move(void **state)
 	send(b);
 	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|28800|25200|8|lead_status_changed;"
 	    "3|100|12|28800|28800|0|8|lead_status_changed;4|100|10|28800|-|-|4|lead_current", STAYS, C7, C7, 30);
+	/* Two new moves after the last one (an insert-only events batch): 12 -> 10 at +9 h,
+	 * 10 -> 11 at +10 h; the lead still shows 10, so a lead_current stay follows. */
+	b = h_batch_new(CAT_AMO, "events", 0);
+	event(b, "ev30c", 30, C7 + 9 * H, 8, 100, 12, 100, 10);
+	event(b, "ev30d", 30, C7 + 10 * H, 9, 100, 10, 100, 11);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|28800|25200|8|lead_status_changed;"
+	    "3|100|12|28800|32400|3600|8|lead_status_changed;4|100|10|32400|36000|3600|8|lead_status_changed;"
+	    "5|100|11|36000|36000|0|9|lead_status_changed;6|100|10|36000|-|-|4|lead_current", STAYS, C7, C7, 30);
+	/* A new move that happened before the last one (+9.5 h, 10 -> 12, arriving late). */
+	b = h_batch_new(CAT_AMO, "events", 0);
+	event(b, "ev30e", 30, C7 + 9 * H + H / 2, 7, 100, 10, 100, 12);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|28800|25200|8|lead_status_changed;"
+	    "3|100|12|28800|32400|3600|8|lead_status_changed;4|100|10|32400|34200|1800|8|lead_status_changed;"
+	    "5|100|12|34200|36000|1800|7|lead_status_changed;6|100|11|36000|36000|0|9|lead_status_changed;"
+	    "7|100|10|36000|-|-|4|lead_current", STAYS, C7, C7, 30);
+	/* That event rewritten, now at +11 h: not a new row, so its old stay must go. */
+	b = h_batch_new(CAT_AMO, "events", 0);
+	event(b, "ev30e", 30, C7 + 11 * H, 7, 100, 10, 100, 12);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|28800|25200|8|lead_status_changed;"
+	    "3|100|12|28800|32400|3600|8|lead_status_changed;4|100|10|32400|36000|3600|8|lead_status_changed;"
+	    "5|100|11|36000|39600|3600|9|lead_status_changed;6|100|12|39600|39600|0|7|lead_status_changed;"
+	    "7|100|10|39600|-|-|4|lead_current", STAYS, C7, C7, 30);
 
 	/* Lead 31 never moved: one stay, from its creation. */
 	b = h_batch_new(CAT_AMO, "leads", 0);
