@@ -159,15 +159,15 @@ an_log_rows(const struct an_table *t, PGresult *r)
 /*
  * One batch's refreshes go out in pipelines (libpq pipeline mode): each "wave" is sent
  * whole and its results read after a single Sync, so a batch costs one round trip for its
- * refreshes instead of one per statement. A wave ends before a table that reads a table
- * of the same wave (it needs the keys that one reports), and before AN_WAVE_BYTES of
+ * refreshes instead of one per statement. A wave is read when a table needs the keys a
+ * table of it reports (that table's other refreshes go first), and before AN_WAVE_BYTES of
  * statements and keys: a wave that fits the socket's kernel buffer is sent without
  * waiting, so client and server never both wait for the other to read.
  */
 #define AN_WAVE_BYTES	((size_t)64 << 10)
 
 struct an_sent {
-	size_t		 table;		/* index; AN_MAX_TABLES: the SET LOCAL */
+	size_t		 table;		/* index; AN_MAX_TABLES: the settings */
 	const char	*src;
 	int		 parse;		/* its Parse went just before it */
 };
