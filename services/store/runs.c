@@ -262,29 +262,46 @@ deletion_verdict(const struct store *st, const Crmsync__EntityResult *er, int si
 	}
 }
 
+/*
+ * One statement over e's table against the keys run_id saw ($1 the run, $2 the entity);
+ * sqlfmt takes the schema, the table and the key expression of alias t, in that order.
+ */
+static int
+unseen_exec(struct store *st, int64_t run_id, const struct cat_entity *e, const char *sqlfmt,
+    PGresult **r, char *err, size_t errlen)
+{
+	const struct cat_crm_desc *d = catalog_crm(e->crm);
+	char keyexpr[512], sql[2048], run[24];
+	const char *v[2] = { run, e->name };
+	int rv;
+
+	*r = NULL;
+	snprintf(run, sizeof(run), "%lld", (long long)run_id);
+	apply_key_expr(e, "t", keyexpr, sizeof(keyexpr));
+	snprintf(sql, sizeof(sql), sqlfmt, d->schema, e->name, keyexpr);
+	if ((rv = db_execp(st, sql, 2, v, r)) != 0) {
+		snprintf(err, errlen, "%s", db_errmsg(st, *r));
+		PQclear(*r);
+		*r = NULL;
+	}
+	return rv;
+}
+
 /* Live rows of e, and those run_id did not see. */
 static int
 count_unseen(struct store *st, int64_t run_id, const struct cat_entity *e, struct verdict *vd,
     char *err, size_t errlen)
 {
-	const struct cat_crm_desc *d = catalog_crm(e->crm);
-	char keyexpr[512], sql[2048], run[24];
-	const char *v[2] = { run, e->name };
-	PGresult *r = NULL;
+	PGresult *r;
 	int rv;
 
-	snprintf(run, sizeof(run), "%lld", (long long)run_id);
-	apply_key_expr(e, "t", keyexpr, sizeof(keyexpr));
 	/* A hash join against the run's keys (an array per batch, unnested once). */
-	snprintf(sql, sizeof(sql), "SELECT count(*), count(*) FILTER (WHERE s.key IS NULL) "
+	rv = unseen_exec(st, run_id, e, "SELECT count(*), count(*) FILTER (WHERE s.key IS NULL) "
 	    "FROM %s.%s t LEFT JOIN (SELECT DISTINCT unnest(keys) AS key FROM crmsync.run_seen "
 	    "WHERE run_id = $1 AND entity = $2) s ON s.key = %s WHERE t.deleted_at IS NULL",
-	    d->schema, e->name, keyexpr);
-	if ((rv = db_execp(st, sql, 2, v, &r)) != 0) {
-		snprintf(err, errlen, "%s", db_errmsg(st, r));
-		PQclear(r);
+	    &r, err, errlen);
+	if (rv != 0)
 		return rv;
-	}
 	vd->live = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	vd->unseen = strtol(PQgetvalue(r, 0, 1), NULL, 10);
 	PQclear(r);
@@ -328,161 +345,239 @@ static int
 runs_delete_unseen(struct store *st, int64_t run_id, const struct cat_entity *e, long *deleted,
     char *err, size_t errlen)
 {
-	const struct cat_crm_desc *d = catalog_crm(e->crm);
-	char keyexpr[512], sql[2048], run[24];
-	const char *v[2] = { run, e->name };
-	PGresult *r = NULL;
+	PGresult *r;
 	int rv;
 
 	*deleted = 0;
-	snprintf(run, sizeof(run), "%lld", (long long)run_id);
-	apply_key_expr(e, "t", keyexpr, sizeof(keyexpr));
-	snprintf(sql, sizeof(sql), "UPDATE %s.%s t SET deleted_at = now() WHERE t.deleted_at IS NULL "
-	    "AND NOT EXISTS (SELECT 1 FROM (SELECT unnest(keys) AS key FROM crmsync.run_seen "
-	    "WHERE run_id = $1 AND entity = $2) s WHERE s.key = %s)", d->schema, e->name, keyexpr);
-	if ((rv = db_execp(st, sql, 2, v, &r)) != 0) {
-		snprintf(err, errlen, "%s", db_errmsg(st, r));
-		PQclear(r);
+	rv = unseen_exec(st, run_id, e, "UPDATE %s.%s t SET deleted_at = now() WHERE "
+	    "t.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM (SELECT unnest(keys) AS key FROM "
+	    "crmsync.run_seen WHERE run_id = $1 AND entity = $2) s WHERE s.key = %s)",
+	    &r, err, errlen);
+	if (rv != 0)
 		return rv;
-	}
 	*deleted = strtol(PQcmdTuples(r), NULL, 10);
 	PQclear(r);
 	return 0;
 }
 
-int
-runs_end(struct store *st, const Crmsync__RunEnd *re, char *err, size_t errlen)
+/* One RunEnd being applied: the run's row, and what its entities came to. */
+struct run_end {
+	const Crmsync__RunEnd	*re;
+	char			 run[24], crm[16], kind[16];
+	enum cat_crm		 c;
+	int			 running;	/* 0: already closed (a retried RunEnd) */
+	int			 complete_full;	/* a COMPLETE FULL run: it may delete */
+	long			 total_deleted;
+	const char		*refused[ST_REFUSED_MAX];
+	size_t			 nref;
+	struct buf		 errs;		/* the run's error: the sender's, then refusals */
+};
+
+/* BEGIN and lock the run's row. On failure the transaction is rolled back. */
+static int
+run_end_lock(struct store *st, struct run_end *x, char *err, size_t errlen)
 {
-	char run[24], ndel[24];
+	const char *v[1] = { x->run };
 	PGresult *r = NULL;
-	char crm[16] = "", kind[16] = "", cur[16] = "";
-	long total_deleted = 0;
-	const char *refused[ST_REFUSED_MAX];
-	size_t nref = 0;
-	struct buf errs;
 	int rv;
 
-	snprintf(run, sizeof(run), "%lld", (long long)re->run_id);
-	const char *v1[1] = { run };
 	if ((rv = db_exec(st, "BEGIN")) != 0) {
 		snprintf(err, errlen, "BEGIN: %s", db_errmsg(st, NULL));
 		return rv;
 	}
-	rv = db_execp(st, "SELECT crm, kind, status FROM crmsync.sync_runs WHERE id = $1 FOR UPDATE", 1, v1, &r);
+	rv = db_execp(st, "SELECT crm, kind, status FROM crmsync.sync_runs WHERE id = $1 FOR UPDATE", 1, v, &r);
 	if (rv != 0 || PQntuples(r) != 1) {
-		snprintf(err, errlen, "run %s: %s", run, rv ? db_errmsg(st, r) : "no such run");
+		snprintf(err, errlen, "run %s: %s", x->run, rv ? db_errmsg(st, r) : "no such run");
 		PQclear(r);
 		db_rollback(st);
 		return rv ? rv : CS_ENOENT;
 	}
-	snprintf(crm, sizeof(crm), "%s", PQgetvalue(r, 0, 0));
-	snprintf(kind, sizeof(kind), "%s", PQgetvalue(r, 0, 1));
-	snprintf(cur, sizeof(cur), "%s", PQgetvalue(r, 0, 2));
+	snprintf(x->crm, sizeof(x->crm), "%s", PQgetvalue(r, 0, 0));
+	snprintf(x->kind, sizeof(x->kind), "%s", PQgetvalue(r, 0, 1));
+	x->running = strcmp(PQgetvalue(r, 0, 2), "running") == 0;
 	PQclear(r);
-	if (strcmp(cur, "running") != 0) {
-		/* A repeated RunEnd (the sender retried after a lost ack): already done. */
-		db_rollback(st);
+	x->c = strcmp(x->crm, "amo") == 0 ? CAT_AMO : CAT_HOLLIHOP;
+	x->complete_full = x->re->status == CRMSYNC__RUN_STATUS__RUN_COMPLETE &&
+	    strcmp(x->kind, "full") == 0;
+	return 0;
+}
+
+/* How far the entity's reading can be trusted (vd->why), and what deleting would remove. */
+static int
+run_end_verdict(struct store *st, const struct run_end *x, const Crmsync__EntityResult *er,
+    const struct cat_entity *e, struct verdict *vd, char *err, size_t errlen)
+{
+	char e_err[600] = "";
+	int rv;
+
+	memset(vd, 0, sizeof(*vd));
+	vd->last_rows = vd->last_run = -1;
+	if (er->complete && x->complete_full) {
+		if ((rv = last_full(st, x->crm, e->name, vd)) != 0 ||
+		    ((e->flags & CE_FULL_DELETES) &&
+		    (rv = count_unseen(st, x->re->run_id, e, vd, e_err, sizeof(e_err))) != 0)) {
+			snprintf(err, errlen, "%s", e_err[0] ? e_err : db_errmsg(st, NULL));
+			return rv;
+		}
+	}
+	if (er->complete)
+		deletion_verdict(st, er, (e->flags & CE_FULL_DELETES) != 0, vd);
+	return 0;
+}
+
+/* Delete what the run did not see, or refuse to and say why in e_err. */
+static int
+run_end_delete(struct store *st, struct run_end *x, const Crmsync__EntityResult *er,
+    const struct cat_entity *e, const struct verdict *vd, char *e_err, size_t e_errlen,
+    char *err, size_t errlen)
+{
+	long deleted = 0;
+	int rv;
+
+	if (vd->why[0] != '\0') {
+		snprintf(e_err, e_errlen, "%s: refusing to delete %ld of %ld rows: %s",
+		    e->name, vd->unseen, vd->live, vd->why);
+		if ((rv = refuse(st, x->run, x->crm, e, er, vd, err, errlen)) != 0)
+			return rv;
+		if (x->nref < sizeof(x->refused) / sizeof(x->refused[0]))
+			x->refused[x->nref++] = e->name;
+		buf_printf(&x->errs, "%s%s", x->errs.len ? "; " : "", e_err);
 		return 0;
 	}
-	buf_init(&errs, 64 * 1024);
-	if (re->error != NULL && re->error[0] != '\0')
-		buf_addstr(&errs, re->error);
-	enum cat_crm c = strcmp(crm, "amo") == 0 ? CAT_AMO : CAT_HOLLIHOP;
-	int complete_full = re->status == CRMSYNC__RUN_STATUS__RUN_COMPLETE && strcmp(kind, "full") == 0;
-	for (size_t i = 0; i < re->n_entities; i++) {
-		const Crmsync__EntityResult *er = re->entities[i];
-		const struct cat_entity *e = catalog_find(c, er->entity);
-		struct verdict vd;
-		long deleted = 0;
-		char e_err[600] = "";
+	if ((rv = runs_delete_unseen(st, x->re->run_id, e, &deleted, err, errlen)) != 0)
+		return rv;
+	x->total_deleted += deleted;
+	if (deleted > 0)
+		log_info("run.deleted", "run=%s crm=%s entity=%s rows=%ld", x->run, x->crm,
+		    e->name, deleted);
+	return 0;
+}
 
-		if (e == NULL)
-			continue;
-		memset(&vd, 0, sizeof(vd));
-		vd.last_rows = vd.last_run = -1;
-		if (er->complete && complete_full) {
-			if ((rv = last_full(st, crm, e->name, &vd)) != 0 ||
-			    ((e->flags & CE_FULL_DELETES) &&
-			    (rv = count_unseen(st, re->run_id, e, &vd, e_err, sizeof(e_err))) != 0)) {
-				snprintf(err, errlen, "%s", e_err[0] ? e_err : db_errmsg(st, NULL));
-				goto fail;
-			}
-		}
-		if (er->complete)
-			deletion_verdict(st, er, (e->flags & CE_FULL_DELETES) != 0, &vd);
-		if (er->complete && complete_full && (e->flags & CE_FULL_DELETES) && vd.unseen > 0) {
-			if (vd.why[0] != '\0') {
-				snprintf(e_err, sizeof(e_err), "%s: refusing to delete %ld of %ld rows: %s",
-				    e->name, vd.unseen, vd.live, vd.why);
-				if ((rv = refuse(st, run, crm, e, er, &vd, err, errlen)) != 0)
-					goto fail;
-				if (nref < sizeof(refused) / sizeof(refused[0]))
-					refused[nref++] = e->name;
-				buf_printf(&errs, "%s%s", errs.len ? "; " : "", e_err);
-			} else {
-				if ((rv = runs_delete_unseen(st, re->run_id, e, &deleted, err, errlen)) != 0)
-					goto fail;
-				total_deleted += deleted;
-				if (deleted > 0)
-					log_info("run.deleted", "run=%s crm=%s entity=%s rows=%ld", run, crm,
-					    e->name, deleted);
-			}
-		} else if (vd.why[0] != '\0') {
-			/* Nothing to delete, but the reading was still not right: say so. */
-			snprintf(e_err, sizeof(e_err), "%s: %s", e->name, vd.why);
-		}
-		char rows[24];
-		snprintf(rows, sizeof(rows), "%lld", (long long)er->rows);
-		if (er->complete && e_err[0] == '\0')
-			/* A trusted complete full read is the next run's measure of "plausible". */
-			rv = db_execp(st, "INSERT INTO crmsync.entity_state (crm, entity, last_ok_at, last_run_id, "
-			    "last_rows, last_full_rows, last_full_run_id) VALUES ($1, $2, now(), $3, $4, "
-			    "CASE WHEN $5::bool THEN $4::bigint END, CASE WHEN $5::bool THEN $3::bigint END) "
-			    "ON CONFLICT (crm, entity) DO UPDATE SET last_ok_at = now(), last_run_id = $3, "
-			    "last_rows = $4, last_full_rows = CASE WHEN $5::bool THEN $4::bigint ELSE "
-			    "entity_state.last_full_rows END, last_full_run_id = CASE WHEN $5::bool THEN "
-			    "$3::bigint ELSE entity_state.last_full_run_id END", 5,
-			    (const char *const[]){ crm, e->name, run, rows, complete_full ? "t" : "f" }, NULL);
-		else
-			rv = db_execp(st, "INSERT INTO crmsync.entity_state (crm, entity, last_run_id, last_error, last_error_at) "
-			    "VALUES ($1, $2, $3, coalesce($4, 'incomplete'), now()) ON CONFLICT (crm, entity) DO UPDATE SET "
-			    "last_run_id = $3, last_error = coalesce($4, 'incomplete'), last_error_at = now()",
-			    4, (const char *const[]){ crm, e->name, run, e_err[0] ? e_err : NULL }, NULL);
-		if (rv != 0) {
-			snprintf(err, errlen, "entity_state: %s", db_errmsg(st, NULL));
-			goto fail;
-		}
+/* entity_state: a trusted read (e_err empty) or the entity's error. */
+static int
+run_end_entity_state(struct store *st, const struct run_end *x, const Crmsync__EntityResult *er,
+    const struct cat_entity *e, const char *e_err, char *err, size_t errlen)
+{
+	char rows[24];
+	int rv;
+
+	snprintf(rows, sizeof(rows), "%lld", (long long)er->rows);
+	if (er->complete && e_err[0] == '\0')
+		/* A trusted complete full read is the next run's measure of "plausible". */
+		rv = db_execp(st, "INSERT INTO crmsync.entity_state (crm, entity, last_ok_at, last_run_id, "
+		    "last_rows, last_full_rows, last_full_run_id) VALUES ($1, $2, now(), $3, $4, "
+		    "CASE WHEN $5::bool THEN $4::bigint END, CASE WHEN $5::bool THEN $3::bigint END) "
+		    "ON CONFLICT (crm, entity) DO UPDATE SET last_ok_at = now(), last_run_id = $3, "
+		    "last_rows = $4, last_full_rows = CASE WHEN $5::bool THEN $4::bigint ELSE "
+		    "entity_state.last_full_rows END, last_full_run_id = CASE WHEN $5::bool THEN "
+		    "$3::bigint ELSE entity_state.last_full_run_id END", 5,
+		    (const char *const[]){ x->crm, e->name, x->run, rows, x->complete_full ? "t" : "f" },
+		    NULL);
+	else
+		rv = db_execp(st, "INSERT INTO crmsync.entity_state (crm, entity, last_run_id, last_error, last_error_at) "
+		    "VALUES ($1, $2, $3, coalesce($4, 'incomplete'), now()) ON CONFLICT (crm, entity) DO UPDATE SET "
+		    "last_run_id = $3, last_error = coalesce($4, 'incomplete'), last_error_at = now()",
+		    4, (const char *const[]){ x->crm, e->name, x->run, e_err[0] ? e_err : NULL }, NULL);
+	if (rv != 0)
+		snprintf(err, errlen, "entity_state: %s", db_errmsg(st, NULL));
+	return rv;
+}
+
+/* One entity of the RunEnd: its verdict, its deletions (or refusal), its entity_state. */
+static int
+run_end_entity(struct store *st, struct run_end *x, const Crmsync__EntityResult *er,
+    char *err, size_t errlen)
+{
+	const struct cat_entity *e = catalog_find(x->c, er->entity);
+	struct verdict vd;
+	char e_err[600] = "";
+	int rv;
+
+	if (e == NULL)
+		return 0;
+	if ((rv = run_end_verdict(st, x, er, e, &vd, err, errlen)) != 0)
+		return rv;
+	if (er->complete && x->complete_full && (e->flags & CE_FULL_DELETES) && vd.unseen > 0) {
+		rv = run_end_delete(st, x, er, e, &vd, e_err, sizeof(e_err), err, errlen);
+		if (rv != 0)
+			return rv;
+	} else if (vd.why[0] != '\0') {
+		/* Nothing to delete, but the reading was still not right: say so. */
+		snprintf(e_err, sizeof(e_err), "%s: %s", e->name, vd.why);
 	}
-	snprintf(ndel, sizeof(ndel), "%ld", total_deleted);
-	const char *v2[4] = { run, status_name(re->status), ndel, errs.len ? errs.data : NULL };
+	return run_end_entity_state(st, x, er, e, e_err, err, errlen);
+}
+
+/* Close the run's row, drop its seen-keys, COMMIT. */
+static int
+run_end_close(struct store *st, const struct run_end *x, char *err, size_t errlen)
+{
+	char ndel[24];
+	const char *v1[1] = { x->run };
+	const char *v2[4] = { x->run, status_name(x->re->status), ndel,
+	    x->errs.len ? x->errs.data : NULL };
+	int rv;
+
+	snprintf(ndel, sizeof(ndel), "%ld", x->total_deleted);
 	rv = db_execp(st, "UPDATE crmsync.sync_runs SET finished_at = now(), status = $2, "
 	    "rows_deleted = $3, error = $4 WHERE id = $1", 4, v2, NULL);
 	if (rv == 0)
 		rv = db_execp(st, "DELETE FROM crmsync.run_seen WHERE run_id = $1", 1, v1, NULL);
 	if (rv == 0)
 		rv = db_exec(st, "COMMIT");
-	if (rv != 0) {
+	if (rv != 0)
 		snprintf(err, errlen, "%s", db_errmsg(st, NULL));
-		db_rollback(st);
-	} else {
-		for (size_t i = 0; i < nref; i++)
-			refused_count(crm, refused[i]);
-		runstats_run_ended(st, run, crm, status_name(re->status));
-		log_info("run.finished", "run=%s crm=%s kind=%s status=%s deleted=%ld%s%s", run, crm, kind,
-		    status_name(re->status), total_deleted, errs.len ? " error=" : "",
-		    errs.len ? lq(errs.data) : "");
-		/* Deletions and rows the run brought: the analytic tables from scratch (logged). */
-		if (complete_full) {
-			char why[64];
-			snprintf(why, sizeof(why), "run %s complete", run);
-			(void)analytics_rebuild(st, c, NULL, why);
-		}
-	}
-	buf_free(&errs);
 	return rv;
-fail:
-	buf_free(&errs);
-	db_rollback(st);
+}
+
+/* After the commit: counters, the log line, and a complete full run's analytics rebuild. */
+static void
+run_end_report(struct store *st, const struct run_end *x)
+{
+	const char *status = status_name(x->re->status);
+
+	for (size_t i = 0; i < x->nref; i++)
+		refused_count(x->crm, x->refused[i]);
+	runstats_run_ended(st, x->run, x->crm, status);
+	log_info("run.finished", "run=%s crm=%s kind=%s status=%s deleted=%ld%s%s", x->run, x->crm,
+	    x->kind, status, x->total_deleted, x->errs.len ? " error=" : "",
+	    x->errs.len ? lq(x->errs.data) : "");
+	/* Deletions and rows the run brought: the analytic tables from scratch (logged). */
+	if (x->complete_full) {
+		char why[64];
+		snprintf(why, sizeof(why), "run %s complete", x->run);
+		(void)analytics_rebuild(st, x->c, NULL, why);
+	}
+}
+
+int
+runs_end(struct store *st, const Crmsync__RunEnd *re, char *err, size_t errlen)
+{
+	struct run_end x;
+	int rv;
+
+	memset(&x, 0, sizeof(x));
+	x.re = re;
+	snprintf(x.run, sizeof(x.run), "%lld", (long long)re->run_id);
+	if ((rv = run_end_lock(st, &x, err, errlen)) != 0)
+		return rv;
+	if (!x.running) {
+		/* A repeated RunEnd (the sender retried after a lost ack): already done. */
+		db_rollback(st);
+		return 0;
+	}
+	buf_init(&x.errs, 64 * 1024);
+	if (re->error != NULL && re->error[0] != '\0')
+		buf_addstr(&x.errs, re->error);
+	for (size_t i = 0; i < re->n_entities; i++)
+		if ((rv = run_end_entity(st, &x, re->entities[i], err, errlen)) != 0)
+			goto out;
+	if ((rv = run_end_close(st, &x, err, errlen)) == 0)
+		run_end_report(st, &x);
+out:
+	if (rv != 0)
+		db_rollback(st);
+	buf_free(&x.errs);
 	return rv;
 }
 
