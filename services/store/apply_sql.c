@@ -85,6 +85,29 @@ kcol(const struct entity_sql *x, size_t k)
 	return &x->e->cols[x->kidx[k]];
 }
 
+/* The key columns, comma-separated, each after prefix and, when typed, with its SQL type. */
+static int
+key_cols(struct buf *b, const struct entity_sql *x, const char *prefix, int typed)
+{
+	int rv = 0;
+
+	for (size_t k = 0; k < x->nk; k++)
+		rv |= buf_printf(b, "%s%s%s%s%s", k ? ", " : "", prefix, kcol(x, k)->column,
+		    typed ? " " : "", typed ? catalog_sql_type(kcol(x, k)->type) : "");
+	return rv;
+}
+
+/* "t.k1 = u.k0 AND t.k2 = u.k1": the table's keys against an unnest_keys row. */
+static int
+key_join_unnest(struct buf *b, const struct entity_sql *x)
+{
+	int rv = 0;
+
+	for (size_t k = 0; k < x->nk; k++)
+		rv |= buf_printf(b, "%st.%s = u.k%zu", k ? " AND " : "", kcol(x, k)->column, k);
+	return rv;
+}
+
 /* "unnest($p::t1[], $p+1::t2[]) AS u(k1, k2...)" (plus "WITH ORDINALITY ... , i"). */
 static int
 unnest_keys(struct buf *b, const struct entity_sql *x, int first_param, int ordinality)
@@ -132,8 +155,7 @@ build_lookup_direct_seen(struct entity_sql *x, struct buf *b)
 	rv |= buf_printf(b, "SELECT u.i, t.content_hash, t.deleted_at IS NOT NULL FROM ");
 	rv |= unnest_keys(b, x, 1, 1);
 	rv |= buf_printf(b, " JOIN %s.%s t ON ", x->schema, e->name);
-	for (size_t k = 0; k < x->nk; k++)
-		rv |= buf_printf(b, "%st.%s = u.k%zu", k ? " AND " : "", kcol(x, k)->column, k);
+	rv |= key_join_unnest(b, x);
 	x->lookup = buf_steal(b, NULL);
 
 	/* The keys a full run saw, rendered by PostgreSQL the way runs.c renders the table's. */
@@ -151,8 +173,7 @@ build_lookup_direct_seen(struct entity_sql *x, struct buf *b)
 	rv |= buf_printf(b, " UNION ALL SELECT * FROM ");
 	rv |= unnest_keys(b, x, 1 + (int)x->nk, 0);
 	rv |= buf_printf(b, ") u JOIN %s.%s t ON ", x->schema, e->name);
-	for (size_t k = 0; k < x->nk; k++)
-		rv |= buf_printf(b, "%st.%s = u.k%zu", k ? " AND " : "", kcol(x, k)->column, k);
+	rv |= key_join_unnest(b, x);
 	rv |= buf_printf(b, " WHERE t.synced_at = now()");
 	x->written = buf_steal(b, NULL);
 
@@ -174,56 +195,50 @@ build_lookup_direct_seen(struct entity_sql *x, struct buf *b)
 	return rv;
 }
 
+/* The temp tables: stage (typed like the target, raw as text), applied keys, child stages. */
 static int
-build_staged(struct entity_sql *x, struct buf *b)
+staged_create(struct entity_sql *x, struct buf *b, const char *st, const char *ap)
 {
 	const struct cat_entity *e = x->e;
-	const char *schema = x->schema;
-	char st[96], ap[96], pcol[64], dcol[64];
 	int rv = 0;
 
-	snprintf(st, sizeof(st), "st_%s_%s", schema, e->name);
-	snprintf(ap, sizeof(ap), "ap_%s_%s", schema, e->name);
-
-	/* Temp tables: stage (typed like the target, raw as text), applied keys, child stages. */
 	buf_init(b, 1u << 20);
 	rv |= buf_printf(b, "CREATE TEMP TABLE IF NOT EXISTS %s (del boolean, ver timestamptz", st);
 	for (size_t i = 0; i < e->ncols; i++)
 		rv |= buf_printf(b, ", %s %s", e->cols[i].column, catalog_sql_type(e->cols[i].type));
 	rv |= buf_printf(b, ", raw text, h bigint) ON COMMIT DELETE ROWS;\n"
 	    "CREATE TEMP TABLE IF NOT EXISTS %s (", ap);
-	for (size_t k = 0; k < x->nk; k++)
-		rv |= buf_printf(b, "%s%s %s", k ? ", " : "", kcol(x, k)->column,
-		    catalog_sql_type(kcol(x, k)->type));
+	rv |= key_cols(b, x, "", 1);
 	rv |= buf_printf(b, ") ON COMMIT DELETE ROWS;\n");
 	for (size_t c = 0; c < e->nchildren; c++) {
 		const struct cat_child *ch = &e->children[c];
-		rv |= buf_printf(b, "CREATE TEMP TABLE IF NOT EXISTS sc_%s_%s_%zu (", schema, e->name, c);
-		for (size_t k = 0; k < x->nk; k++)
-			rv |= buf_printf(b, "%s%s %s", k ? ", " : "", kcol(x, k)->column,
-			    catalog_sql_type(kcol(x, k)->type));
+		rv |= buf_printf(b, "CREATE TEMP TABLE IF NOT EXISTS sc_%s_%s_%zu (", x->schema, e->name, c);
+		rv |= key_cols(b, x, "", 1);
 		rv |= buf_printf(b, ", idx integer");
 		for (size_t i = 0; i < ch->ncols; i++)
 			rv |= buf_printf(b, ", %s %s", ch->cols[i].column, catalog_sql_type(ch->cols[i].type));
 		rv |= buf_printf(b, ") ON COMMIT DELETE ROWS;\n");
 	}
 	x->create = buf_steal(b, NULL);
+	return rv;
+}
+
+/* Rewrite only when not older and different; remember the keys written. */
+static int
+staged_upsert(struct entity_sql *x, struct buf *b, const char *st, const char *ap)
+{
+	const struct cat_entity *e = x->e;
+	int rv = 0;
 
 	buf_init(b, 1u << 20);
-	rv |= buf_printf(b, "COPY %s FROM STDIN", st);
-	x->copy = buf_steal(b, NULL);
-
-	/* Rewrite only when not older and different; remember the keys written. */
-	buf_init(b, 1u << 20);
-	rv |= buf_printf(b, "WITH up AS (INSERT INTO %s.%s AS t (", schema, e->name);
+	rv |= buf_printf(b, "WITH up AS (INSERT INTO %s.%s AS t (", x->schema, e->name);
 	for (size_t i = 0; i < e->ncols; i++)
 		rv |= buf_printf(b, "%s, ", e->cols[i].column);
 	rv |= buf_printf(b, "source_updated_at, raw, content_hash, synced_at, deleted_at) SELECT ");
 	for (size_t i = 0; i < e->ncols; i++)
 		rv |= buf_printf(b, "s.%s, ", e->cols[i].column);
 	rv |= buf_printf(b, "s.ver, s.raw::jsonb, s.h, now(), NULL FROM %s s WHERE NOT s.del ON CONFLICT (", st);
-	for (size_t k = 0; k < x->nk; k++)
-		rv |= buf_printf(b, "%s%s", k ? ", " : "", kcol(x, k)->column);
+	rv |= key_cols(b, x, "", 0);
 	rv |= buf_printf(b, ") DO UPDATE SET ");
 	for (size_t i = 0; i < e->ncols; i++)
 		if (!(e->cols[i].flags & CF_KEY))
@@ -234,55 +249,87 @@ build_staged(struct entity_sql *x, struct buf *b)
 	    "OR t.source_updated_at <= excluded.source_updated_at) "
 	    "AND (t.content_hash IS DISTINCT FROM excluded.content_hash OR t.deleted_at IS NOT NULL) "
 	    "RETURNING ");
-	for (size_t k = 0; k < x->nk; k++)
-		rv |= buf_printf(b, "%st.%s", k ? ", " : "", kcol(x, k)->column);
+	rv |= key_cols(b, x, "t.", 0);
 	rv |= buf_printf(b, ") INSERT INTO %s SELECT * FROM up", ap);
 	x->upsert = buf_steal(b, NULL);
+	return rv;
+}
 
-	/* Soft delete by key; an older delete never hides a newer row. */
+/* Soft delete by key; an older delete never hides a newer row. */
+static int
+staged_softdel(struct entity_sql *x, struct buf *b, const char *st)
+{
+	int rv = 0;
+
 	buf_init(b, 1u << 20);
 	rv |= buf_printf(b, "UPDATE %s.%s AS t SET deleted_at = now(), synced_at = now(), "
-	    "source_updated_at = GREATEST(t.source_updated_at, s.ver) FROM %s s WHERE s.del", schema,
-	    e->name, st);
+	    "source_updated_at = GREATEST(t.source_updated_at, s.ver) FROM %s s WHERE s.del", x->schema,
+	    x->e->name, st);
 	for (size_t k = 0; k < x->nk; k++)
 		rv |= buf_printf(b, " AND t.%s = s.%s", kcol(x, k)->column, kcol(x, k)->column);
 	rv |= buf_printf(b, " AND t.deleted_at IS NULL AND (s.ver IS NULL OR t.source_updated_at IS NULL "
 	    "OR t.source_updated_at <= s.ver)");
 	x->softdel = buf_steal(b, NULL);
+	return rv;
+}
 
-	for (size_t c = 0; c < e->nchildren; c++) {
-		const struct cat_child *ch = &e->children[c];
-		const char *dval = catalog_discriminator(ch, dcol, sizeof(dcol));
+/* Child table c: COPY into its stage, delete the applied parents' rows, insert the stage's. */
+static int
+staged_child(struct entity_sql *x, struct buf *b, size_t c, const char *ap)
+{
+	const struct cat_entity *e = x->e;
+	const char *schema = x->schema;
+	const struct cat_child *ch = &e->children[c];
+	char pcol[64], dcol[64];
+	const char *dval = catalog_discriminator(ch, dcol, sizeof(dcol));
+	int rv = 0;
 
-		buf_init(b, 1u << 20);
-		rv |= buf_printf(b, "COPY sc_%s_%s_%zu FROM STDIN", schema, e->name, c);
-		x->child_copy[c] = buf_steal(b, NULL);
+	buf_init(b, 1u << 20);
+	rv |= buf_printf(b, "COPY sc_%s_%s_%zu FROM STDIN", schema, e->name, c);
+	x->child_copy[c] = buf_steal(b, NULL);
 
-		buf_init(b, 1u << 20);
-		rv |= buf_printf(b, "DELETE FROM %s.%s AS c USING %s a WHERE ", schema, ch->table, ap);
-		for (size_t k = 0; k < x->nk; k++) {
-			rv |= catalog_child_parent_col(e, ch, k, pcol, sizeof(pcol));
-			rv |= buf_printf(b, "%sc.%s = a.%s", k ? " AND " : "", pcol, kcol(x, k)->column);
-		}
-		if (dval != NULL)
-			rv |= buf_printf(b, " AND c.%s = $1", dcol);
-		x->child_del[c] = buf_steal(b, NULL);
-
-		buf_init(b, 1u << 20);
-		rv |= buf_printf(b, "INSERT INTO %s.%s (", schema, ch->table);
-		rv |= child_columns(b, x, ch);
-		rv |= buf_printf(b, ") SELECT %s", dval != NULL ? "$1, " : "");
-		for (size_t k = 0; k < x->nk; k++)
-			rv |= buf_printf(b, "s.%s, ", kcol(x, k)->column);
-		rv |= buf_printf(b, "s.idx");
-		for (size_t i = 0; i < ch->ncols; i++)
-			rv |= buf_printf(b, ", s.%s", ch->cols[i].column);
-		rv |= buf_printf(b, " FROM sc_%s_%s_%zu s JOIN %s a USING (", schema, e->name, c, ap);
-		for (size_t k = 0; k < x->nk; k++)
-			rv |= buf_printf(b, "%s%s", k ? ", " : "", kcol(x, k)->column);
-		rv |= buf_printf(b, ")");
-		x->child_ins[c] = buf_steal(b, NULL);
+	buf_init(b, 1u << 20);
+	rv |= buf_printf(b, "DELETE FROM %s.%s AS c USING %s a WHERE ", schema, ch->table, ap);
+	for (size_t k = 0; k < x->nk; k++) {
+		rv |= catalog_child_parent_col(e, ch, k, pcol, sizeof(pcol));
+		rv |= buf_printf(b, "%sc.%s = a.%s", k ? " AND " : "", pcol, kcol(x, k)->column);
 	}
+	if (dval != NULL)
+		rv |= buf_printf(b, " AND c.%s = $1", dcol);
+	x->child_del[c] = buf_steal(b, NULL);
+
+	buf_init(b, 1u << 20);
+	rv |= buf_printf(b, "INSERT INTO %s.%s (", schema, ch->table);
+	rv |= child_columns(b, x, ch);
+	rv |= buf_printf(b, ") SELECT %s", dval != NULL ? "$1, " : "");
+	for (size_t k = 0; k < x->nk; k++)
+		rv |= buf_printf(b, "s.%s, ", kcol(x, k)->column);
+	rv |= buf_printf(b, "s.idx");
+	for (size_t i = 0; i < ch->ncols; i++)
+		rv |= buf_printf(b, ", s.%s", ch->cols[i].column);
+	rv |= buf_printf(b, " FROM sc_%s_%s_%zu s JOIN %s a USING (", schema, e->name, c, ap);
+	rv |= key_cols(b, x, "", 0);
+	rv |= buf_printf(b, ")");
+	x->child_ins[c] = buf_steal(b, NULL);
+	return rv;
+}
+
+static int
+build_staged(struct entity_sql *x, struct buf *b)
+{
+	char st[96], ap[96];
+	int rv = 0;
+
+	snprintf(st, sizeof(st), "st_%s_%s", x->schema, x->e->name);
+	snprintf(ap, sizeof(ap), "ap_%s_%s", x->schema, x->e->name);
+	rv |= staged_create(x, b, st, ap);
+	buf_init(b, 1u << 20);
+	rv |= buf_printf(b, "COPY %s FROM STDIN", st);
+	x->copy = buf_steal(b, NULL);
+	rv |= staged_upsert(x, b, st, ap);
+	rv |= staged_softdel(x, b, st);
+	for (size_t c = 0; c < x->e->nchildren; c++)
+		rv |= staged_child(x, b, c, ap);
 	return rv;
 }
 
