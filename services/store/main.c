@@ -202,11 +202,101 @@ reply_result(struct store *st, nng_socket s, int rv, const char *err, int64_t ru
 	}
 }
 
+/* RunBegin: the run's id, and what each entity read last time (the sender's bound). */
 static void
-dispatch(struct store *st, nng_socket s, nng_msg *msg, Crmsync__Envelope *env)
+on_run_begin(struct store *st, nng_socket s, const Crmsync__RunBegin *rb)
+{
+	Crmsync__Envelope rep = CRMSYNC__ENVELOPE__INIT;
+	Crmsync__Ack ack = CRMSYNC__ACK__INIT;
+	char err[1024] = "";
+	int64_t run_id = 0, *last = calloc(rb->n_entities + 1, sizeof(*last));
+	int rv;
+
+	rv = last == NULL ? CS_ENOMEM : runs_begin(st, rb, &run_id, last, err, sizeof(err));
+	if (rv != 0) {
+		reply_result(st, s, rv, rv == CS_ENOMEM ? "out of memory" : err, run_id);
+		goto out;
+	}
+	stat_add(&store_stats[ST_RUNS_STARTED], 1);
+	log_info("run.started", "run=%lld crm=%s kind=%s trigger=%s", (long long)run_id,
+	    runs_crm_name(rb->crm), runs_kind_name(rb->kind), lq(rb->trigger));
+	ack.status = CRMSYNC__ACK_STATUS__ACK_OK;
+	ack.error = (char *)"";
+	ack.run_id = run_id;
+	ack.last_rows = last;
+	ack.n_last_rows = rb->n_entities;
+	rep.body_case = CRMSYNC__ENVELOPE__BODY_ACK;
+	rep.ack = &ack;
+	(void)bus_send(s, &rep);
+out:
+	free(last);
+}
+
+static void
+on_run_end(struct store *st, nng_socket s, const Crmsync__RunEnd *re)
+{
+	char err[1024] = "";
+	int rv = runs_end(st, re, err, sizeof(err));
+
+	if (rv == 0)
+		stat_add(&store_stats[ST_RUNS_FINISHED], 1);
+	reply_result(st, s, rv, err, re->run_id);
+}
+
+static void
+on_rederive(struct store *st, nng_socket s, const Crmsync__RederiveRequest *rq)
 {
 	char err[1024] = "";
 	int64_t run_id = 0;
+	int rv = rederive_request(st, rq, &run_id, err, sizeof(err));
+
+	if (rv == CS_EBUSY)
+		(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_REJECTED, err, 0, 0, 0, run_id);
+	else
+		reply_result(st, s, rv, err, run_id);
+}
+
+static void
+on_dead_letter(struct store *st, nng_socket s, const Crmsync__DeadLetterRequest *rq)
+{
+	Crmsync__Envelope rep = CRMSYNC__ENVELOPE__INIT;
+	Crmsync__DeadLetterReply dl = CRMSYNC__DEAD_LETTER_REPLY__INIT;
+	char err[1024] = "";
+	int rv = deadletter_request(st, rq, &dl, err, sizeof(err));
+
+	if (rv != 0) {
+		reply_result(st, s, rv, err, 0);
+	} else {
+		rep.body_case = CRMSYNC__ENVELOPE__BODY_DEAD_LETTER_REPLY;
+		rep.dead_letter_reply = &dl;
+		(void)bus_send(s, &rep);
+	}
+	deadletter_reply_free(&dl);
+}
+
+static void
+on_cursor_get(struct store *st, nng_socket s, const Crmsync__CursorGet *cg)
+{
+	Crmsync__Envelope rep = CRMSYNC__ENVELOPE__INIT;
+	Crmsync__CursorValue cv = CRMSYNC__CURSOR_VALUE__INIT;
+	char *value = NULL;
+	int found, rv;
+
+	if ((rv = runs_cursor_get(st, cg, &found, &value)) != 0) {
+		reply_result(st, s, rv, db_errmsg(st, NULL), 0);
+		return;
+	}
+	cv.found = found;
+	cv.value = value != NULL ? value : (char *)"";
+	rep.body_case = CRMSYNC__ENVELOPE__BODY_CURSOR_VALUE;
+	rep.cursor_value = &cv;
+	(void)bus_send(s, &rep);
+	free(value);
+}
+
+static void
+dispatch(struct store *st, nng_socket s, nng_msg *msg, Crmsync__Envelope *env)
+{
 	int rv;
 
 	if (!st->pg_ok && env->body_case != CRMSYNC__ENVELOPE__BODY_HEALTH_REQUEST) {
@@ -219,84 +309,128 @@ dispatch(struct store *st, nng_socket s, nng_msg *msg, Crmsync__Envelope *env)
 	case CRMSYNC__ENVELOPE__BODY_BATCH:
 		on_batch(st, s, msg, env->batch);
 		return;
-	case CRMSYNC__ENVELOPE__BODY_RUN_BEGIN: {
-		int64_t *last = calloc(env->run_begin->n_entities + 1, sizeof(*last));
-		rv = last == NULL ? CS_ENOMEM : runs_begin(st, env->run_begin, &run_id, last, err, sizeof(err));
-		if (rv == 0) {
-			Crmsync__Envelope rep = CRMSYNC__ENVELOPE__INIT;
-			Crmsync__Ack ack = CRMSYNC__ACK__INIT;
-			stat_add(&store_stats[ST_RUNS_STARTED], 1);
-			log_info("run.started", "run=%lld crm=%s kind=%s trigger=%s", (long long)run_id,
-			    runs_crm_name(env->run_begin->crm), runs_kind_name(env->run_begin->kind),
-			    lq(env->run_begin->trigger));
-			/* The run's id, and what each entity read last time (the sender's bound). */
-			ack.status = CRMSYNC__ACK_STATUS__ACK_OK;
-			ack.error = (char *)"";
-			ack.run_id = run_id;
-			ack.last_rows = last;
-			ack.n_last_rows = env->run_begin->n_entities;
-			rep.body_case = CRMSYNC__ENVELOPE__BODY_ACK;
-			rep.ack = &ack;
-			(void)bus_send(s, &rep);
-		} else {
-			reply_result(st, s, rv, rv == CS_ENOMEM ? "out of memory" : err, run_id);
-		}
-		free(last);
+	case CRMSYNC__ENVELOPE__BODY_RUN_BEGIN:
+		on_run_begin(st, s, env->run_begin);
 		return;
-	}
 	case CRMSYNC__ENVELOPE__BODY_RUN_END:
-		rv = runs_end(st, env->run_end, err, sizeof(err));
-		if (rv == 0)
-			stat_add(&store_stats[ST_RUNS_FINISHED], 1);
-		reply_result(st, s, rv, err, env->run_end->run_id);
+		on_run_end(st, s, env->run_end);
 		return;
 	case CRMSYNC__ENVELOPE__BODY_RUN_PROGRESS:
 		rv = runs_progress(st, env->run_progress);
 		reply_result(st, s, rv, rv ? db_errmsg(st, NULL) : "", 0);
 		return;
 	case CRMSYNC__ENVELOPE__BODY_REDERIVE:
-		rv = rederive_request(st, env->rederive, &run_id, err, sizeof(err));
-		if (rv == CS_EBUSY) {
-			(void)bus_reply_ack(s, CRMSYNC__ACK_STATUS__ACK_REJECTED, err, 0, 0, 0, run_id);
-			return;
-		}
-		reply_result(st, s, rv, err, run_id);
+		on_rederive(st, s, env->rederive);
 		return;
-	case CRMSYNC__ENVELOPE__BODY_DEAD_LETTER: {
-		Crmsync__Envelope rep = CRMSYNC__ENVELOPE__INIT;
-		Crmsync__DeadLetterReply dl = CRMSYNC__DEAD_LETTER_REPLY__INIT;
-		rv = deadletter_request(st, env->dead_letter, &dl, err, sizeof(err));
-		if (rv != 0) {
-			reply_result(st, s, rv, err, 0);
-		} else {
-			rep.body_case = CRMSYNC__ENVELOPE__BODY_DEAD_LETTER_REPLY;
-			rep.dead_letter_reply = &dl;
-			(void)bus_send(s, &rep);
-		}
-		deadletter_reply_free(&dl);
+	case CRMSYNC__ENVELOPE__BODY_DEAD_LETTER:
+		on_dead_letter(st, s, env->dead_letter);
 		return;
-	}
-	case CRMSYNC__ENVELOPE__BODY_CURSOR_GET: {
-		Crmsync__Envelope rep = CRMSYNC__ENVELOPE__INIT;
-		Crmsync__CursorValue cv = CRMSYNC__CURSOR_VALUE__INIT;
-		int found;
-		char *value = NULL;
-		rv = runs_cursor_get(st, env->cursor_get, &found, &value);
-		if (rv != 0) {
-			reply_result(st, s, rv, db_errmsg(st, NULL), 0);
-			return;
-		}
-		cv.found = found;
-		cv.value = value != NULL ? value : (char *)"";
-		rep.body_case = CRMSYNC__ENVELOPE__BODY_CURSOR_VALUE;
-		rep.cursor_value = &cv;
-		(void)bus_send(s, &rep);
-		free(value);
+	case CRMSYNC__ENVELOPE__BODY_CURSOR_GET:
+		on_cursor_get(st, s, env->cursor_get);
 		return;
-	}
 	default:
 		reject(st, s, msg, 0, NULL, 0, 0, "unexpected message type for the store");
 		return;
+	}
+}
+
+/* What the config loader cannot check: the Hollihop zone, CS_STORE_ANALYTICS. Fatal if bad. */
+static void
+store_check_conf(struct store_conf *c)
+{
+	/* Hollihop's naive local times are read in its zone, as hollihop-sync reads them. */
+	if ((strchr(c->hh_timezone, '/') != NULL && !zone_exists(c->hh_timezone)) ||
+	    normalise_set_timezone(c->hh_timezone) != 0)
+		fatalx("config.bad_timezone", "CS_HOLLIHOP_TIMEZONE=%s is not a known zone", lq(c->hh_timezone));
+	c->an_rebuild = strcmp(c->analytics, "off") != 0;
+	c->an_refresh = strcmp(c->analytics, "on") == 0;
+	if (c->an_rebuild && !c->an_refresh && strcmp(c->analytics, "rebuild") != 0)
+		fatalx("config.bad_analytics", "CS_STORE_ANALYTICS=%s is not on, rebuild or off",
+		    lq(c->analytics));
+}
+
+/* The statements, the health responder and the metrics endpoint. Fatal on failure. */
+static void
+store_start(struct store *st, struct health **health, struct metrics **metrics)
+{
+	size_t nstats;
+	int rv;
+
+	if ((rv = apply_init(st)) != 0 || (rv = rederive_init(st)) != 0)
+		fatalx("store.init_failed", "err=%s", lq(cs_strerror(rv)));
+	if ((rv = health_start(health, st->conf.health_url, "store", store_stats, ST__N,
+	    store_status, st)) != 0)
+		fatalx("health.listen_failed", "url=%s err=%s", lq(st->conf.health_url), lq(cs_strerror(rv)));
+	nstats = ST__N + runs_metrics_init();
+	nstats += runstats_init(nstats);
+	if ((rv = metrics_start(metrics, st->conf.metrics_addr, "store", store_stats, nstats)) != 0)
+		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(st->conf.metrics_addr), lq(cs_strerror(rv)));
+}
+
+/* Connect and migrate the schema, retrying while PostgreSQL is away; -1 when stopped first. */
+static int
+store_prepare(struct store *st)
+{
+	int rv;
+
+	if (db_connect(st) != 0)
+		return -1;
+	while (!svc_stop && (rv = migrate_run(st)) != 0) {
+		if (rv != CS_EDBCONN)
+			fatalx("migrate.failed", "err=%s", lq(cs_strerror(rv)));
+		store_reconnect(st);
+	}
+	if (svc_stop)
+		return -1;
+	(void)runstats_load(st);	/* logged; the gauges fill in at the next RunEnd */
+	return 0;
+}
+
+/* No request came: reconnect, or take a re-derivation step when one is pending. */
+static void
+store_idle(struct store *st, int busy)
+{
+	int rv;
+
+	if (!st->pg_ok)
+		store_reconnect(st);
+	else if (busy && (rv = rederive_step(st)) != 0) {
+		log_warnx("rederive.retry", "err=%s", lq(cs_strerror(rv)));
+		if (rv == CS_EDBCONN)
+			store_reconnect(st);
+		else
+			nng_msleep(1000);	/* e.g. out of memory: not in a tight loop */
+	}
+}
+
+/* Requests until stopped or the socket closes. */
+static void
+store_serve(struct store *st, nng_socket sock)
+{
+	int rv;
+
+	while (!svc_stop) {
+		Crmsync__Envelope *env = NULL;
+		nng_msg *msg = NULL;
+		/* Batches first; a re-derivation step whenever none is waiting. */
+		int busy = st->pg_ok && rederive_pending(st);
+
+		rv = bus_recv_msg(sock, &msg, &env, busy ? (int)st->conf.rederive_pause_ms : 250);
+		if (rv == CS_ETIMEDOUT) {
+			store_idle(st, busy);
+			continue;
+		}
+		if (rv == CS_ECLOSED)
+			break;
+		if (rv == CS_EPROTO)
+			reject(st, sock, msg, 0, NULL, 0, 0, "undecodable message");
+		else if (rv == 0)
+			dispatch(st, sock, msg, env);
+		else
+			log_warnx("store.recv_failed", "err=%s", lq(cs_strerror(rv)));
+		bus_free(env);
+		if (msg != NULL)
+			nng_msg_free(msg);
 	}
 }
 
@@ -316,71 +450,16 @@ main(int argc, char **argv)
 
 	svc_init(argc, argv, &desc);
 	svc_signals();
-	/* Hollihop's naive local times are read in its zone, as hollihop-sync reads them. */
-	if ((strchr(store.conf.hh_timezone, '/') != NULL && !zone_exists(store.conf.hh_timezone)) ||
-	    normalise_set_timezone(store.conf.hh_timezone) != 0)
-		fatalx("config.bad_timezone", "CS_HOLLIHOP_TIMEZONE=%s is not a known zone", lq(store.conf.hh_timezone));
-	store.conf.an_rebuild = strcmp(store.conf.analytics, "off") != 0;
-	store.conf.an_refresh = strcmp(store.conf.analytics, "on") == 0;
-	if (store.conf.an_rebuild && !store.conf.an_refresh && strcmp(store.conf.analytics, "rebuild") != 0)
-		fatalx("config.bad_analytics", "CS_STORE_ANALYTICS=%s is not on, rebuild or off",
-		    lq(store.conf.analytics));
-	if ((rv = apply_init(&store)) != 0 || (rv = rederive_init(&store)) != 0)
-		fatalx("store.init_failed", "err=%s", lq(cs_strerror(rv)));
-	if ((rv = health_start(&health, store.conf.health_url, "store", store_stats, ST__N,
-	    store_status, &store)) != 0)
-		fatalx("health.listen_failed", "url=%s err=%s", lq(store.conf.health_url), lq(cs_strerror(rv)));
-	size_t nstats = ST__N + runs_metrics_init();
-	nstats += runstats_init(nstats);
-	if ((rv = metrics_start(&metrics, store.conf.metrics_addr, "store", store_stats, nstats)) != 0)
-		fatalx("metrics.listen_failed", "addr=%s err=%s", lq(store.conf.metrics_addr), lq(cs_strerror(rv)));
-	if (db_connect(&store) != 0)
+	store_check_conf(&store.conf);
+	store_start(&store, &health, &metrics);
+	if (store_prepare(&store) != 0)
 		goto out;
-	while (!svc_stop && (rv = migrate_run(&store)) != 0) {
-		if (rv != CS_EDBCONN)
-			fatalx("migrate.failed", "err=%s", lq(cs_strerror(rv)));
-		store_reconnect(&store);
-	}
-	if (svc_stop)
-		goto out;
-	(void)runstats_load(&store);	/* logged; the gauges fill in at the next RunEnd */
 	if ((rv = bus_listen(&sock, store.conf.url, (size_t)store.conf.recv_max)) != 0)
 		fatalx("store.listen_failed", "url=%s err=%s", lq(store.conf.url), lq(cs_strerror(rv)));
 	store.ready = 1;
 	log_info("store.ready", "url=%s health=%s entities=%zu", lq(store.conf.url),
 	    lq(store.conf.health_url), store.nesql);
-
-	while (!svc_stop) {
-		Crmsync__Envelope *env = NULL;
-		nng_msg *msg = NULL;
-		/* Batches first; a re-derivation step whenever none is waiting. */
-		int busy = store.pg_ok && rederive_pending(&store);
-
-		rv = bus_recv_msg(sock, &msg, &env, busy ? (int)store.conf.rederive_pause_ms : 250);
-		if (rv == CS_ETIMEDOUT) {
-			if (!store.pg_ok)
-				store_reconnect(&store);
-			else if (busy && (rv = rederive_step(&store)) != 0) {
-				log_warnx("rederive.retry", "err=%s", lq(cs_strerror(rv)));
-				if (rv == CS_EDBCONN)
-					store_reconnect(&store);
-				else
-					nng_msleep(1000);	/* e.g. out of memory: not in a tight loop */
-			}
-			continue;
-		}
-		if (rv == CS_ECLOSED)
-			break;
-		if (rv == CS_EPROTO)
-			reject(&store, sock, msg, 0, NULL, 0, 0, "undecodable message");
-		else if (rv == 0)
-			dispatch(&store, sock, msg, env);
-		else
-			log_warnx("store.recv_failed", "err=%s", lq(cs_strerror(rv)));
-		bus_free(env);
-		if (msg != NULL)
-			nng_msg_free(msg);
-	}
+	store_serve(&store, sock);
 	bus_close(sock);
 out:
 	log_info("store.stopping", "batches=%lld", (long long)stat_get(&store_stats[ST_BATCHES]));
