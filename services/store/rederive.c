@@ -424,13 +424,91 @@ ctx_fill(struct store *st, const struct cat_entity *e, const struct cat_col *c, 
 	}
 }
 
+/* The pending job's row (job_load's query) into rd; 1 in *resumed when it had stopped midway. */
+static int
+job_parse(struct rederive *rd, PGresult *r, int *resumed)
+{
+	const struct cat_crm_desc *d = catalog_crm(strcmp(PQgetvalue(r, 0, 2), "amo") == 0 ?
+	    CAT_AMO : CAT_HOLLIHOP);
+	int rv = 0;
+
+	rd->id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	rd->run_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+	rd->e = catalog_find(d->crm, PQgetvalue(r, 0, 3));
+	rd->schema = d->schema;
+	rd->children = PQgetvalue(r, 0, 4)[0] == 't';
+	snprintf(rd->since, sizeof(rd->since), "%s", PQgetvalue(r, 0, 5));
+	rd->rebuild = PQgetvalue(r, 0, 6)[0] != '\0';
+	rd->total = strtoll(PQgetvalue(r, 0, 7), NULL, 10);
+	rd->read = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
+	rd->written = strtoll(PQgetvalue(r, 0, 9), NULL, 10);
+	rd->merged = strtoll(PQgetvalue(r, 0, 10), NULL, 10);
+	rd->skipped = strtoll(PQgetvalue(r, 0, 11), NULL, 10);
+	rd->unreadable = strtoll(PQgetvalue(r, 0, 12), NULL, 10);
+	rd->npending = strtoll(PQgetvalue(r, 0, 17), NULL, 10) + 1;
+	stat_set(&store_stats[ST_RD_PENDING], rd->npending - 1);
+	*resumed = !PQgetisnull(r, 0, 13);
+	for (size_t k = 0; k < RD_MAX_KEYS; k++)
+		if (!PQgetisnull(r, 0, 13 + (int)k) && (rd->last[k] = strdup(PQgetvalue(r, 0, 13 + (int)k))) == NULL)
+			rv = CS_ENOMEM;
+	if (rd->e != NULL)
+		snprintf(rd->source, sizeof(rd->source), "%s", rd->rebuild ? PQgetvalue(r, 0, 6) : rd->e->name);
+	return rv;
+}
+
+/* An entity this release no longer has: nothing to derive it with, the job fails. */
+static int
+job_fail_unknown(struct store *st, const struct rederive *rd, const char *entity)
+{
+	char id[24];
+	const char *v[1] = { id };
+	int rv;
+
+	snprintf(id, sizeof(id), "%lld", (long long)rd->id);
+	log_warnx("rederive.unknown_entity", "job=%s entity=%s", id, entity);
+	if ((rv = db_execp(st, "UPDATE crmsync.rederive_jobs SET status = 'failed', finished_at = now(), "
+	    "error = 'entity not in this release''s catalogue' WHERE id = $1::bigint", 1, v, NULL)) == 0)
+		rv = runs_close(st);
+	return rv;
+}
+
+/* The loaded job starts (or resumes): its source, SQL and context, started_at, status, log. */
+static int
+job_start(struct store *st, struct rederive *rd, int resumed)
+{
+	char id[24];
+	const char *v[1] = { id };
+	int rv;
+
+	if ((rv = job_source(st, rd)) != 0 || (rv = rederive_sql(rd)) != 0)
+		return rv;
+	memset(&rd->gctx, 0, sizeof(rd->gctx));
+	for (size_t i = 0; i < rd->e->ncols; i++)
+		ctx_fill(st, rd->e, &rd->e->cols[i], &rd->gctx);
+	for (size_t c = 0; c < rd->e->nchildren; c++)
+		for (size_t i = 0; i < rd->e->children[c].ncols; i++)
+			ctx_fill(st, rd->e, &rd->e->children[c].cols[i], &rd->gctx);
+	snprintf(id, sizeof(id), "%lld", (long long)rd->id);
+	if ((rv = db_execp(st, "UPDATE crmsync.rederive_jobs SET started_at = coalesce(started_at, now()) "
+	    "WHERE id = $1::bigint", 1, v, NULL)) != 0)
+		return rv;
+	rd->have = 1;
+	rd->t0 = rd->last_log = bus_now_ms();
+	set_status(rd, "upgrading: %s %s.%s %lld/%lld rows (run %lld)", rd->rebuild ? "rebuilding" :
+	    "re-deriving", rd->schema, rd->e->name, (long long)rd->read, (long long)rd->total,
+	    (long long)rd->run_id);
+	log_info("rederive.started", "job=%lld run=%lld entity=%s.%s source=%s children=%d rows=%lld%s",
+	    (long long)rd->id, (long long)rd->run_id, rd->schema, rd->e->name, rd->source, rd->children,
+	    (long long)rd->total, resumed ? " resumed=1" : "");
+	return 0;
+}
+
 /* The oldest pending job (rebuilds first), its SQL built; rd->have = 0 when none. */
 static int
 job_load(struct store *st, struct rederive *rd)
 {
 	PGresult *r = NULL;
-	char id_text[24];
-	int rv;
+	int rv, resumed;
 
 	job_clear(rd);
 	if (!rd->known && (rv = pending_refresh(st, rd)) != 0)
@@ -450,64 +528,13 @@ job_load(struct store *st, struct rederive *rd)
 		PQclear(r);
 		return 0;
 	}
-	rd->id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	snprintf(id_text, sizeof(id_text), "%lld", (long long)rd->id);
-	rd->run_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-	const struct cat_crm_desc *d = catalog_crm(strcmp(PQgetvalue(r, 0, 2), "amo") == 0 ? CAT_AMO : CAT_HOLLIHOP);
-	rd->e = catalog_find(d->crm, PQgetvalue(r, 0, 3));
-	rd->schema = d->schema;
-	rd->children = PQgetvalue(r, 0, 4)[0] == 't';
-	snprintf(rd->since, sizeof(rd->since), "%s", PQgetvalue(r, 0, 5));
-	rd->rebuild = PQgetvalue(r, 0, 6)[0] != '\0';
-	rd->total = strtoll(PQgetvalue(r, 0, 7), NULL, 10);
-	rd->read = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
-	rd->written = strtoll(PQgetvalue(r, 0, 9), NULL, 10);
-	rd->merged = strtoll(PQgetvalue(r, 0, 10), NULL, 10);
-	rd->skipped = strtoll(PQgetvalue(r, 0, 11), NULL, 10);
-	rd->unreadable = strtoll(PQgetvalue(r, 0, 12), NULL, 10);
-	rd->npending = strtoll(PQgetvalue(r, 0, 17), NULL, 10) + 1;
-	stat_set(&store_stats[ST_RD_PENDING], rd->npending - 1);
-	int resumed = !PQgetisnull(r, 0, 13);
-	for (size_t k = 0; k < RD_MAX_KEYS; k++)
-		if (!PQgetisnull(r, 0, 13 + (int)k) && (rd->last[k] = strdup(PQgetvalue(r, 0, 13 + (int)k))) == NULL)
-			rv = CS_ENOMEM;
-	if (rd->e == NULL) {
-		/* An entity this release no longer has: nothing to derive it with. */
-		const char *v[1] = { PQgetvalue(r, 0, 0) };
-		log_warnx("rederive.unknown_entity", "job=%s entity=%s", v[0], PQgetvalue(r, 0, 3));
-		PQclear(r);
-		if ((rv = db_execp(st, "UPDATE crmsync.rederive_jobs SET status = 'failed', finished_at = now(), "
-		    "error = 'entity not in this release''s catalogue' WHERE id = $1::bigint", 1, v, NULL)) == 0)
-			rv = runs_close(st);
-		return rv;
-	}
-	snprintf(rd->source, sizeof(rd->source), "%s", rd->rebuild ? PQgetvalue(r, 0, 6) : rd->e->name);
+	rv = job_parse(rd, r, &resumed);
+	if (rd->e == NULL)
+		rv = job_fail_unknown(st, rd, PQgetvalue(r, 0, 3));
+	else if (rv == 0)
+		rv = job_start(st, rd, resumed);
 	PQclear(r);
-	if (rv == 0)
-		rv = job_source(st, rd);
-	if (rv == 0)
-		rv = rederive_sql(rd);
-	if (rv != 0)
-		return rv;
-	memset(&rd->gctx, 0, sizeof(rd->gctx));
-	for (size_t i = 0; i < rd->e->ncols; i++)
-		ctx_fill(st, rd->e, &rd->e->cols[i], &rd->gctx);
-	for (size_t c = 0; c < rd->e->nchildren; c++)
-		for (size_t i = 0; i < rd->e->children[c].ncols; i++)
-			ctx_fill(st, rd->e, &rd->e->children[c].cols[i], &rd->gctx);
-	const char *idv[1] = { id_text };
-	if ((rv = db_execp(st, "UPDATE crmsync.rederive_jobs SET started_at = coalesce(started_at, now()) "
-	    "WHERE id = $1::bigint", 1, idv, NULL)) != 0)
-		return rv;
-	rd->have = 1;
-	rd->t0 = rd->last_log = bus_now_ms();
-	set_status(rd, "upgrading: %s %s.%s %lld/%lld rows (run %lld)", rd->rebuild ? "rebuilding" :
-	    "re-deriving", rd->schema, rd->e->name, (long long)rd->read, (long long)rd->total,
-	    (long long)rd->run_id);
-	log_info("rederive.started", "job=%lld run=%lld entity=%s.%s source=%s children=%d rows=%lld%s",
-	    (long long)rd->id, (long long)rd->run_id, rd->schema, rd->e->name, rd->source, rd->children,
-	    (long long)rd->total, resumed ? " resumed=1" : "");
-	return 0;
+	return rv;
 }
 
 static int
@@ -528,6 +555,22 @@ copy_val(struct buf *o, const char *v, int isnull)
 	return isnull || v == NULL ? buf_add_copy_null(o) : buf_add_copytext(o, v, strlen(v));
 }
 
+static int
+exec_n(struct store *st, const char *sql, int n, const char *const *v, long *count, char *err,
+    size_t errlen)
+{
+	PGresult *r = NULL;
+	int rv = db_execp(st, sql, n, v, &r);
+
+	if (rv != 0)
+		snprintf(err, errlen, "%s", db_errmsg(st, r));
+	else if (count != NULL)
+		*count = strtol(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return rv;
+}
+
+/* One row of the step, derived: its record, or NULL (unreadable). */
 /* Send b as COPY data for sql (the connection is inside the step's transaction). */
 static int
 copy_in(struct store *st, const char *sql, const struct buf *b, char *err, size_t errlen)
@@ -560,22 +603,6 @@ copy_in(struct store *st, const char *sql, const struct buf *b, char *err, size_
 	return rv;
 }
 
-static int
-exec_n(struct store *st, const char *sql, int n, const char *const *v, long *count, char *err,
-    size_t errlen)
-{
-	PGresult *r = NULL;
-	int rv = db_execp(st, sql, n, v, &r);
-
-	if (rv != 0)
-		snprintf(err, errlen, "%s", db_errmsg(st, r));
-	else if (count != NULL)
-		*count = strtol(PQcmdTuples(r), NULL, 10);
-	PQclear(r);
-	return rv;
-}
-
-/* One row of the step, derived: its record, or NULL (unreadable). */
 struct rd_row {
 	Crmsync__Record	*rec;
 	int64_t		 hash;
@@ -676,47 +703,116 @@ job_finish(struct store *st, struct rederive *rd, const char *error)
 	return 0;
 }
 
+/*
+ * One staged row as COPY text into o: stored key (in place), derived columns, version, hash,
+ * then xmin, raw, synced, deleted (a rebuild keeps the stored raw, synced and deleted).
+ */
+static int
+stage_row(const struct rederive *rd, PGresult *sel, int i, const struct rd_row *row, struct buf *o)
+{
+	const Crmsync__Record *r = row->rec;
+	size_t nk = catalog_nkeys(rd->e);
+	int base = (int)rd->nk, rv = 0;
+
+	for (size_t k = 0; k < nk; k++) {
+		rv |= rd->rebuild ? buf_add_copy_null(o) : copy_val(o, PQgetvalue(sel, i, (int)k), 0);
+		rv |= buf_addc(o, '\t');
+	}
+	for (size_t c = 0; c < r->n_values; c++) {
+		rv |= copy_val(o, r->values[c], norm_isnull(&r->null_mask, c));
+		rv |= buf_addc(o, '\t');
+	}
+	rv |= fmt_version(o, r->source_updated_at_us);
+	rv |= buf_printf(o, "\t%" PRId64 "\t", row->hash);
+	if (rd->rebuild) {
+		rv |= buf_add(o, "\\N\t", 3);
+		rv |= copy_val(o, PQgetvalue(sel, i, base), 0);
+		rv |= buf_addc(o, '\t');
+		rv |= copy_val(o, PQgetvalue(sel, i, base + 3), 0);
+		rv |= buf_addc(o, '\t');
+		rv |= copy_val(o, PQgetvalue(sel, i, base + 4), PQgetisnull(sel, i, base + 4));
+		rv |= buf_addc(o, '\n');
+	} else {
+		rv |= copy_val(o, PQgetvalue(sel, i, base + 1), 0);
+		rv |= buf_add(o, "\t\\N\t\\N\t\\N\n", 10);
+	}
+	return rv;
+}
+
+/* Child c's rows of the staged records as COPY text in rd->cbuf: parent key, idx, values. */
+static int
+stage_child_rows(struct rederive *rd, const struct rd_row *rows, int n, size_t c, size_t *nrows)
+{
+	const struct cat_entity *e = rd->e;
+	int rv = 0;
+
+	*nrows = 0;
+	buf_reset(&rd->cbuf);
+	for (int i = 0; i < n && rv == 0; i++) {
+		const Crmsync__Record *r = rows[i].rec;
+		int idx = 0;
+		if (!rows[i].stage)
+			continue;
+		for (size_t k = 0; k < r->n_children; k++) {
+			const Crmsync__ChildRow *cr = r->children[k];
+			if (cr->child != c)
+				continue;
+			for (size_t q = 0; q < e->ncols; q++)
+				if (e->cols[q].flags & CF_KEY) {
+					rv |= copy_val(&rd->cbuf, r->values[q], 0);
+					rv |= buf_addc(&rd->cbuf, '\t');
+				}
+			rv |= buf_printf(&rd->cbuf, "%d", idx++);
+			for (size_t v = 0; v < cr->n_values; v++) {
+				rv |= buf_addc(&rd->cbuf, '\t');
+				rv |= copy_val(&rd->cbuf, cr->values[v], norm_isnull(&cr->null_mask, v));
+			}
+			rv |= buf_addc(&rd->cbuf, '\n');
+			(*nrows)++;
+		}
+	}
+	return rv;
+}
+
+/* Replace child table c's rows of the staged records. */
+static int
+write_child(struct store *st, struct rederive *rd, const struct rd_row *rows, int n, size_t c,
+    char *err, size_t errlen)
+{
+	char dcol[64];
+	const char *dval = catalog_discriminator(&rd->e->children[c], dcol, sizeof(dcol));
+	const char *dv[1] = { dval };
+	size_t nrows;
+	int rv;
+
+	if ((rv = stage_child_rows(rd, rows, n, c, &nrows)) != 0) {
+		snprintf(err, errlen, "child rows too large to stage: %s", cs_strerror(rv));
+		return CS_ETOOBIG;
+	}
+	if ((rv = exec_n(st, rd->cdel[c], dval ? 1 : 0, dv, NULL, err, errlen)) != 0)
+		return rv;
+	if (nrows == 0)
+		return 0;
+	if ((rv = copy_in(st, rd->ccopy[c], &rd->cbuf, err, errlen)) != 0 ||
+	    (rv = exec_n(st, rd->cins[c], dval ? 1 : 0, dv, NULL, err, errlen)) != 0)
+		return rv;
+	return 0;
+}
+
 /* Stage rows[] (COPY data into rd->sbuf / rd->cbuf per child) and write them. */
 static int
 step_write(struct store *st, struct rederive *rd, PGresult *sel, struct rd_row *rows, int n,
     long *written, char *err, size_t errlen)
 {
-	const struct cat_entity *e = rd->e;
-	size_t nk = catalog_nkeys(e);
 	int rv = 0, nstage = 0;
 
 	*written = 0;
 	buf_reset(&rd->sbuf);
 	for (int i = 0; i < n && rv == 0; i++) {
-		const Crmsync__Record *r = rows[i].rec;
-		struct buf *o = &rd->sbuf;
 		if (!rows[i].stage)
 			continue;
 		nstage++;
-		/* stored key (in place), derived columns, version, hash, xmin, raw, synced, deleted */
-		for (size_t k = 0; k < nk; k++) {
-			rv |= rd->rebuild ? buf_add_copy_null(o) : copy_val(o, PQgetvalue(sel, i, (int)k), 0);
-			rv |= buf_addc(o, '\t');
-		}
-		for (size_t c = 0; c < r->n_values; c++) {
-			rv |= copy_val(o, r->values[c], norm_isnull(&r->null_mask, c));
-			rv |= buf_addc(o, '\t');
-		}
-		rv |= fmt_version(o, r->source_updated_at_us);
-		rv |= buf_printf(o, "\t%" PRId64 "\t", rows[i].hash);
-		int base = (int)rd->nk;
-		if (rd->rebuild) {
-			rv |= buf_add(o, "\\N\t", 3);
-			rv |= copy_val(o, PQgetvalue(sel, i, base), 0);
-			rv |= buf_addc(o, '\t');
-			rv |= copy_val(o, PQgetvalue(sel, i, base + 3), 0);
-			rv |= buf_addc(o, '\t');
-			rv |= copy_val(o, PQgetvalue(sel, i, base + 4), PQgetisnull(sel, i, base + 4));
-			rv |= buf_addc(o, '\n');
-		} else {
-			rv |= copy_val(o, PQgetvalue(sel, i, base + 1), 0);
-			rv |= buf_add(o, "\t\\N\t\\N\t\\N\n", 10);
-		}
+		rv |= stage_row(rd, sel, i, &rows[i], &rd->sbuf);
 	}
 	if (rv != 0) {
 		snprintf(err, errlen, "step too large to stage: %s", cs_strerror(rv));
@@ -732,48 +828,9 @@ step_write(struct store *st, struct rederive *rd, PGresult *sel, struct rd_row *
 	if ((rv = copy_in(st, rd->stage_copy, &rd->sbuf, err, errlen)) != 0 ||
 	    (rv = exec_n(st, rd->apply, 0, NULL, written, err, errlen)) != 0)
 		return rv;
-	for (size_t c = 0; c < e->nchildren && rd->children && *written > 0; c++) {
-		char dcol[64];
-		const char *dval = catalog_discriminator(&e->children[c], dcol, sizeof(dcol));
-		const char *dv[1] = { dval };
-		size_t nrows = 0;
-
-		buf_reset(&rd->cbuf);
-		for (int i = 0; i < n && rv == 0; i++) {
-			const Crmsync__Record *r = rows[i].rec;
-			int idx = 0;
-			if (!rows[i].stage)
-				continue;
-			for (size_t k = 0; k < r->n_children; k++) {
-				const Crmsync__ChildRow *cr = r->children[k];
-				if (cr->child != c)
-					continue;
-				for (size_t q = 0; q < e->ncols; q++)
-					if (e->cols[q].flags & CF_KEY) {
-						rv |= copy_val(&rd->cbuf, r->values[q], 0);
-						rv |= buf_addc(&rd->cbuf, '\t');
-					}
-				rv |= buf_printf(&rd->cbuf, "%d", idx++);
-				for (size_t v = 0; v < cr->n_values; v++) {
-					rv |= buf_addc(&rd->cbuf, '\t');
-					rv |= copy_val(&rd->cbuf, cr->values[v], norm_isnull(&cr->null_mask, v));
-				}
-				rv |= buf_addc(&rd->cbuf, '\n');
-				nrows++;
-			}
-		}
-		if (rv != 0) {
-			snprintf(err, errlen, "child rows too large to stage: %s", cs_strerror(rv));
-			return CS_ETOOBIG;
-		}
-		if ((rv = exec_n(st, rd->cdel[c], dval ? 1 : 0, dv, NULL, err, errlen)) != 0)
+	for (size_t c = 0; c < rd->e->nchildren && rd->children && *written > 0; c++)
+		if ((rv = write_child(st, rd, rows, n, c, err, errlen)) != 0)
 			return rv;
-		if (nrows == 0)
-			continue;
-		if ((rv = copy_in(st, rd->ccopy[c], &rd->cbuf, err, errlen)) != 0 ||
-		    (rv = exec_n(st, rd->cins[c], dval ? 1 : 0, dv, NULL, err, errlen)) != 0)
-			return rv;
-	}
 	return 0;
 }
 
