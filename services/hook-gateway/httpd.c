@@ -504,12 +504,78 @@ httpd_hdr_keep(const char **f, size_t *flen, const char *v, size_t n, int *confl
 	*flen = n;
 }
 
+/* "METHOD target HTTP/1.x" into hd: 0, or the status that refuses it (400, 505). */
+static int
+httpd_request_line(const char *l, size_t len, struct httpd_head *hd)
+{
+	const char *sp1, *sp2;
+
+	if ((sp1 = memchr(l, ' ', len)) == NULL ||
+	    (sp2 = memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - l))) == NULL)
+		return 400;
+	hd->method = l;
+	hd->methodlen = (size_t)(sp1 - l);
+	hd->target = sp1 + 1;
+	hd->targetlen = (size_t)(sp2 - sp1 - 1);
+	if (hd->methodlen == 0 || hd->methodlen > 16 || hd->targetlen == 0)
+		return 400;
+	for (size_t i = 0; i < hd->methodlen; i++)
+		if (!httpd_tchar((unsigned char)l[i]))
+			return 400;
+	for (size_t i = 0; i < hd->targetlen; i++)
+		if ((unsigned char)hd->target[i] <= ' ' || hd->target[i] == 0x7f)
+			return 400;
+	len -= (size_t)(sp2 + 1 - l);
+	if (len == 8 && memcmp(sp2 + 1, "HTTP/1.", 7) == 0 && (sp2[8] == '0' || sp2[8] == '1')) {
+		hd->minor = sp2[8] - '0';
+		return 0;
+	}
+	return len >= 5 && memcmp(sp2 + 1, "HTTP/", 5) == 0 ? 505 : 400;
+}
+
+/* One "name: value" line; the headers the gateway acts on are kept in hd. 0, or 400/431. */
+static int
+httpd_header_line(const char *l, size_t len, struct httpd_head *hd, int *nhdr)
+{
+	const char *colon = memchr(l, ':', len), *v, *ve;
+	size_t nm, vl;
+	int ignore = 0;
+
+	if (l[0] == ' ' || l[0] == '\t' || colon == NULL || colon == l)
+		return 400;	/* obsolete line folding, or no name */
+	for (const char *c = l; c < colon; c++)
+		if (!httpd_tchar((unsigned char)*c))
+			return 400;
+	if (++*nhdr > HTTP_MAX_HEADERS)
+		return 431;
+	for (v = colon + 1; v < l + len && (*v == ' ' || *v == '\t'); v++)
+		;
+	for (ve = l + len; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
+		;
+	for (const char *c = v; c < ve; c++)
+		if (((unsigned char)*c < ' ' && *c != '\t') || *c == 0x7f)
+			return 400;
+	nm = (size_t)(colon - l);
+	vl = (size_t)(ve - v);
+	if (httpd_name_is(l, nm, "content-length"))
+		httpd_hdr_keep(&hd->cl, &hd->cllen, v, vl, &hd->cl_conflict);
+	else if (httpd_name_is(l, nm, "transfer-encoding"))
+		httpd_hdr_keep(&hd->te, &hd->telen, v, vl, &ignore);
+	else if (httpd_name_is(l, nm, "connection"))
+		httpd_hdr_keep(&hd->conn, &hd->connlen, v, vl, &ignore);
+	else if (httpd_name_is(l, nm, "content-type"))
+		httpd_hdr_keep(&hd->ctype, &hd->ctypelen, v, vl, &ignore);
+	else if (httpd_name_is(l, nm, "expect"))
+		httpd_hdr_keep(&hd->expect, &hd->expectlen, v, vl, &ignore);
+	return 0;
+}
+
 /* See httpd.h. Bounded: looks at HTTP_HEAD_MAX bytes at most, HTTP_MAX_HEADERS lines. */
 int
 httpd_parse_head(const char *p, size_t n, struct httpd_head *hd)
 {
 	size_t pos = 0, lim = n < HTTP_HEAD_MAX ? n : HTTP_HEAD_MAX;
-	int line = 0, nhdr = 0;
+	int line = 0, nhdr = 0, rv;
 
 	memset(hd, 0, sizeof(*hd));
 	for (;;) {
@@ -522,69 +588,19 @@ httpd_parse_head(const char *p, size_t n, struct httpd_head *hd)
 		len = end - pos;
 		if (len > 0 && p[end - 1] == '\r')
 			len--;
-		if (line == 0) {
-			const char *l = p + pos, *sp1, *sp2;
-			if (len == 0) {		/* empty lines before the request line: allowed */
-				pos = end + 1;
-				continue;
-			}
-			if ((sp1 = memchr(l, ' ', len)) == NULL ||
-			    (sp2 = memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - l))) == NULL)
-				return 400;
-			hd->method = l;
-			hd->methodlen = (size_t)(sp1 - l);
-			hd->target = sp1 + 1;
-			hd->targetlen = (size_t)(sp2 - sp1 - 1);
-			if (hd->methodlen == 0 || hd->methodlen > 16 || hd->targetlen == 0)
-				return 400;
-			for (size_t i = 0; i < hd->methodlen; i++)
-				if (!httpd_tchar((unsigned char)l[i]))
-					return 400;
-			for (size_t i = 0; i < hd->targetlen; i++)
-				if ((unsigned char)hd->target[i] <= ' ' || hd->target[i] == 0x7f)
-					return 400;
-			len -= (size_t)(sp2 + 1 - l);
-			if (len == 8 && memcmp(sp2 + 1, "HTTP/1.", 7) == 0 &&
-			    (sp2[8] == '0' || sp2[8] == '1'))
-				hd->minor = sp2[8] - '0';
-			else if (len >= 5 && memcmp(sp2 + 1, "HTTP/", 5) == 0)
-				return 505;
-			else
-				return 400;
-		} else if (len == 0) {
+		if (line == 0 && len == 0) {
+			/* empty lines before the request line: allowed */
+			pos = end + 1;
+			continue;
+		}
+		if (line > 0 && len == 0) {
 			hd->len = end + 1;
 			return 1;
-		} else {
-			const char *l = p + pos, *colon = memchr(l, ':', len), *v, *ve;
-			if (l[0] == ' ' || l[0] == '\t' || colon == NULL || colon == l)
-				return 400;	/* obsolete line folding, or no name */
-			for (const char *c = l; c < colon; c++)
-				if (!httpd_tchar((unsigned char)*c))
-					return 400;
-			if (++nhdr > HTTP_MAX_HEADERS)
-				return 431;
-			for (v = colon + 1; v < l + len && (*v == ' ' || *v == '\t'); v++)
-				;
-			for (ve = l + len; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
-				;
-			for (const char *c = v; c < ve; c++)
-				if (((unsigned char)*c < ' ' && *c != '\t') || *c == 0x7f)
-					return 400;
-			{
-				size_t nm = (size_t)(colon - l), vl = (size_t)(ve - v);
-				int ignore = 0;
-				if (httpd_name_is(l, nm, "content-length"))
-					httpd_hdr_keep(&hd->cl, &hd->cllen, v, vl, &hd->cl_conflict);
-				else if (httpd_name_is(l, nm, "transfer-encoding"))
-					httpd_hdr_keep(&hd->te, &hd->telen, v, vl, &ignore);
-				else if (httpd_name_is(l, nm, "connection"))
-					httpd_hdr_keep(&hd->conn, &hd->connlen, v, vl, &ignore);
-				else if (httpd_name_is(l, nm, "content-type"))
-					httpd_hdr_keep(&hd->ctype, &hd->ctypelen, v, vl, &ignore);
-				else if (httpd_name_is(l, nm, "expect"))
-					httpd_hdr_keep(&hd->expect, &hd->expectlen, v, vl, &ignore);
-			}
 		}
+		rv = line == 0 ? httpd_request_line(p + pos, len, hd) :
+		    httpd_header_line(p + pos, len, hd, &nhdr);
+		if (rv != 0)
+			return rv;
 		line++;
 		pos = end + 1;
 	}
@@ -1003,22 +1019,20 @@ httpd_post_accept(struct httpd *h)
 	pthread_mutex_unlock(&h->accept_mtx);
 }
 
-static void
-httpd_accept_cb(void *arg)
+/*
+ * The accept's outcome: 1 when a connection came, 0 when this call was a wake-up from the
+ * back-off sleep, a re-arm after a certificate swap, a closing listener or a failure (the
+ * next accept is already armed, or the listener is gone).
+ */
+static int
+httpd_accept_ready(struct httpd *h, int rv)
 {
-	struct httpd *h = arg;
-	struct httpd_session *s = NULL;
-	nng_stream *st;
-	uint8_t peer[16];
-	char peertext[64];
-	int rv = nng_aio_result(h->accept_aio), nsess, per_client = 0;
-
 	if (atomic_load(&h->closing))
-		return;
+		return 0;
 	if (h->accept_sleeping) {
 		h->accept_sleeping = 0;
 		httpd_post_accept(h);
-		return;
+		return 0;
 	}
 	if (rv == NNG_ECANCELED) {
 		int rearm;
@@ -1030,23 +1044,34 @@ httpd_accept_cb(void *arg)
 		}
 		pthread_mutex_unlock(&h->accept_mtx);
 		if (rearm)
-			return;
+			return 0;
 	}
 	if (rv != 0) {
 		if (rv == NNG_ECLOSED)
-			return;
+			return 0;
 		/* EMFILE and friends: say so, breathe, try again. */
 		log_warnx("http.accept_failed", "err=%s", lq(nng_strerror(rv)));
 		h->accept_sleeping = 1;
 		nng_sleep_aio(100, h->accept_aio);
-		return;
+		return 0;
 	}
-	st = nng_aio_get_output(h->accept_aio, 0);
-	httpd_post_accept(h);
-	httpd_peer_addr(st, peer, peertext, sizeof(peertext));
+	return 1;
+}
 
+/*
+ * A session for stream st from peer, within the connection limits (total, per client);
+ * NULL when over one of them (*per_client says which) or out of memory. *nsess: sessions
+ * open now.
+ */
+static struct httpd_session *
+httpd_session_new(struct httpd *h, nng_stream *st, const uint8_t *peer, int *per_client,
+    int *nsess)
+{
+	struct httpd_session *s = NULL;
+
+	*per_client = 0;
 	pthread_mutex_lock(&h->mtx);
-	if (h->nsessions < h->o.max_conns && !(per_client = !httpd_peer_add(h, peer)) &&
+	if (h->nsessions < h->o.max_conns && !(*per_client = !httpd_peer_add(h, peer)) &&
 	    (s = calloc(1, sizeof(*s))) != NULL) {
 		if (nng_aio_alloc(&s->raio, httpd_read_cb, s) != 0 ||
 		    nng_aio_alloc(&s->waio, httpd_write_cb, s) != 0) {
@@ -1057,7 +1082,7 @@ httpd_accept_cb(void *arg)
 			pthread_mutex_init(&s->mtx, NULL);
 			s->h = h;
 			s->st = st;
-			memcpy(s->peer, peer, sizeof(peer));
+			memcpy(s->peer, peer, sizeof(s->peer));
 			s->next = h->sessions;
 			if (h->sessions != NULL)
 				h->sessions->prev = s;
@@ -1065,26 +1090,52 @@ httpd_accept_cb(void *arg)
 			h->nsessions++;
 		}
 	}
-	if (s == NULL && h->nsessions < h->o.max_conns && !per_client)
+	if (s == NULL && h->nsessions < h->o.max_conns && !*per_client)
 		httpd_peer_del(h, peer);		/* counted, but out of memory */
-	nsess = h->nsessions;
+	*nsess = h->nsessions;
 	pthread_mutex_unlock(&h->mtx);
-	if (s == NULL) {
-		int64_t now = httpd_now_us(), last = atomic_load(&h->overload_logged);
-		if (now - last > 10 * 1000000 &&
-		    atomic_compare_exchange_strong(&h->overload_logged, &last, now)) {
-			if (per_client)
-				log_warnx("http.client_overload", "client=%s max_per_client=%d connections=%d "
-				    "action=refusing", peertext, h->o.max_conns_per_client, nsess);
-			else
-				log_warnx("http.overload", "connections=%d max=%d action=refusing",
-				    nsess, h->o.max_conns);
-		}
+	return s;
+}
+
+/* No session for st: log (at most every 10 s), count, close. */
+static void
+httpd_refuse(struct httpd *h, nng_stream *st, const char *peertext, int per_client, int nsess)
+{
+	int64_t now = httpd_now_us(), last = atomic_load(&h->overload_logged);
+
+	if (now - last > 10 * 1000000 &&
+	    atomic_compare_exchange_strong(&h->overload_logged, &last, now)) {
 		if (per_client)
-			stat_add(&gw_stats[GW_CONNS_REFUSED_CLIENT], 1);
-		stat_add(&gw_stats[GW_HOOKS_UNAVAILABLE], 1);
-		nng_stream_close(st);
-		nng_stream_free(st);
+			log_warnx("http.client_overload", "client=%s max_per_client=%d connections=%d "
+			    "action=refusing", peertext, h->o.max_conns_per_client, nsess);
+		else
+			log_warnx("http.overload", "connections=%d max=%d action=refusing",
+			    nsess, h->o.max_conns);
+	}
+	if (per_client)
+		stat_add(&gw_stats[GW_CONNS_REFUSED_CLIENT], 1);
+	stat_add(&gw_stats[GW_HOOKS_UNAVAILABLE], 1);
+	nng_stream_close(st);
+	nng_stream_free(st);
+}
+
+static void
+httpd_accept_cb(void *arg)
+{
+	struct httpd *h = arg;
+	struct httpd_session *s;
+	nng_stream *st;
+	uint8_t peer[16];
+	char peertext[64];
+	int nsess, per_client;
+
+	if (!httpd_accept_ready(h, nng_aio_result(h->accept_aio)))
+		return;
+	st = nng_aio_get_output(h->accept_aio, 0);
+	httpd_post_accept(h);
+	httpd_peer_addr(st, peer, peertext, sizeof(peertext));
+	if ((s = httpd_session_new(h, st, peer, &per_client, &nsess)) == NULL) {
+		httpd_refuse(h, st, peertext, per_client, nsess);
 		return;
 	}
 	stat_set(&gw_stats[GW_CONNECTIONS], nsess);
