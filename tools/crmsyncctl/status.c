@@ -108,97 +108,126 @@ print_service_syncs(struct ctl_probe *p, size_t n)
 	}
 }
 
+/* A section's title, and its "none" line when r has no rows; the number of rows. */
 static int
-print_db(void)
+section_start(const char *title, PGresult *r, const char *none)
 {
-	PGconn *c = ctl_db_connect();
-	PGresult *r;
-	int ok = 1;
+	printf("\n%s\n", title);
+	if (PQntuples(r) == 0)
+		printf("  %s\n", none);
+	return PQntuples(r);
+}
 
-	if (c == NULL)
-		return 0;
-	r = ctl_db_query(c, "crmsync.entity_state",
+/* Last successful sync per CRM and entity. 0 when the query failed. */
+static int
+print_entity_state(PGconn *c)
+{
+	PGresult *r = ctl_db_query(c, "crmsync.entity_state",
 	    "SELECT crm, entity, coalesce(to_char(last_ok_at, 'YYYY-MM-DD HH24:MI:SS TZ'), 'never'), "
 	    "coalesce(extract(epoch FROM now() - last_ok_at)::bigint, -1), "
 	    "coalesce(last_rows::text, '-'), coalesce(last_run_id::text, '-'), "
 	    "coalesce(to_char(last_error_at, 'YYYY-MM-DD HH24:MI ') || last_error, '-') "
 	    "FROM crmsync.entity_state ORDER BY crm, entity", 0, NULL);
-	if (r == NULL) {
-		ok = 0;
-	} else {
-		printf("\nLast successful sync per CRM and entity (crmsync.entity_state)\n");
-		if (PQntuples(r) == 0)
-			printf("  (none yet)\n");
-		else
-			printf("%-9s %-28s %-27s %-8s %-9s %-6s %s\n", "CRM", "ENTITY", "LAST OK", "AGO",
-			    "ROWS", "RUN", "LAST ERROR");
-		for (int i = 0; i < PQntuples(r); i++) {
-			char ago[32];
 
-			ctl_duration(ago, sizeof(ago), strtoll(PQgetvalue(r, i, 3), NULL, 10));
-			printf("%-9s %-28s %-27s %-8s %-9s %-6s %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-			    PQgetvalue(r, i, 2), ago, PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
-			    PQgetvalue(r, i, 6));
-		}
-		PQclear(r);
+	if (r == NULL)
+		return 0;
+	if (section_start("Last successful sync per CRM and entity (crmsync.entity_state)", r,
+	    "(none yet)") > 0)
+		printf("%-9s %-28s %-27s %-8s %-9s %-6s %s\n", "CRM", "ENTITY", "LAST OK", "AGO",
+		    "ROWS", "RUN", "LAST ERROR");
+	for (int i = 0; i < PQntuples(r); i++) {
+		char ago[32];
+
+		ctl_duration(ago, sizeof(ago), strtoll(PQgetvalue(r, i, 3), NULL, 10));
+		printf("%-9s %-28s %-27s %-8s %-9s %-6s %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+		    PQgetvalue(r, i, 2), ago, PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
+		    PQgetvalue(r, i, 6));
 	}
-	r = ctl_db_query(c, "crmsync.sync_runs",
+	PQclear(r);
+	return 1;
+}
+
+/* The last ten sync runs. 0 when the query failed. */
+static int
+print_recent_runs(PGconn *c)
+{
+	PGresult *r = ctl_db_query(c, "crmsync.sync_runs",
 	    "SELECT id, crm, kind, coalesce(trigger, '-'), status, "
 	    "to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'), "
 	    "extract(epoch FROM coalesce(finished_at, now()) - started_at)::bigint, "
 	    "rows_written, rows_deleted, coalesce(error, '') "
 	    "FROM crmsync.sync_runs ORDER BY id DESC LIMIT 10", 0, NULL);
-	if (r == NULL) {
-		ok = 0;
-	} else {
-		printf("\nRecent sync runs (crmsync.sync_runs)\n");
-		if (PQntuples(r) == 0)
-			printf("  (none yet)\n");
-		else
-			printf("%-6s %-9s %-12s %-9s %-9s %-20s %-8s %-9s %-8s %s\n", "RUN", "CRM", "KIND",
-			    "TRIGGER", "STATUS", "STARTED", "TOOK", "WRITTEN", "DELETED", "ERROR");
-		for (int i = 0; i < PQntuples(r); i++) {
-			char took[32];
 
-			ctl_duration(took, sizeof(took), strtoll(PQgetvalue(r, i, 6), NULL, 10));
-			printf("%-6s %-9s %-12s %-9s %-9s %-20s %-8s %-9s %-8s %s\n", PQgetvalue(r, i, 0),
-			    PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
-			    PQgetvalue(r, i, 5), took, PQgetvalue(r, i, 7), PQgetvalue(r, i, 8),
-			    PQgetvalue(r, i, 9));
-		}
-		PQclear(r);
+	if (r == NULL)
+		return 0;
+	if (section_start("Recent sync runs (crmsync.sync_runs)", r, "(none yet)") > 0)
+		printf("%-6s %-9s %-12s %-9s %-9s %-20s %-8s %-9s %-8s %s\n", "RUN", "CRM", "KIND",
+		    "TRIGGER", "STATUS", "STARTED", "TOOK", "WRITTEN", "DELETED", "ERROR");
+	for (int i = 0; i < PQntuples(r); i++) {
+		char took[32];
+
+		ctl_duration(took, sizeof(took), strtoll(PQgetvalue(r, i, 6), NULL, 10));
+		printf("%-6s %-9s %-12s %-9s %-9s %-20s %-8s %-9s %-8s %s\n", PQgetvalue(r, i, 0),
+		    PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
+		    PQgetvalue(r, i, 5), took, PQgetvalue(r, i, 7), PQgetvalue(r, i, 8),
+		    PQgetvalue(r, i, 9));
 	}
-	/* Deletion that cannot lie: what complete runs refused to delete, and why. */
-	r = ctl_db_query(c, "crmsync.sync_runs",
+	PQclear(r);
+	return 1;
+}
+
+/* Deletion that cannot lie: what complete runs refused to delete, and why. */
+static int
+print_refused(PGconn *c)
+{
+	PGresult *r = ctl_db_query(c, "crmsync.sync_runs",
 	    "SELECT r.id, r.crm, d.key, to_char(r.finished_at, 'YYYY-MM-DD HH24:MI'), "
 	    "coalesce(d.value->>'would_delete', '-'), coalesce(d.value->>'live', '-'), "
 	    "coalesce(d.value->>'reason', '-') FROM crmsync.sync_runs r, "
 	    "jsonb_each(r.deletions_refused) d WHERE r.finished_at > now() - interval '7 days' "
 	    "ORDER BY r.id DESC, d.key LIMIT 20", 0, NULL);
-	if (r == NULL) {
-		ok = 0;
-	} else {
-		printf("\nDeletions refused in the last 7 days (crmsync.sync_runs.deletions_refused)\n");
-		if (PQntuples(r) == 0)
-			printf("  (none)\n");
-		else
-			printf("%-6s %-9s %-28s %-17s %-8s %-8s %s\n", "RUN", "CRM", "ENTITY", "AT",
-			    "WOULD", "LIVE", "REASON");
-		for (int i = 0; i < PQntuples(r); i++)
-			printf("%-6s %-9s %-28s %-17s %-8s %-8s %s\n", PQgetvalue(r, i, 0),
-			    PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
-			    PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
-		PQclear(r);
-	}
-	r = ctl_db_query(c, "crmsync.dead_letters",
+
+	if (r == NULL)
+		return 0;
+	if (section_start("Deletions refused in the last 7 days (crmsync.sync_runs.deletions_refused)",
+	    r, "(none)") > 0)
+		printf("%-6s %-9s %-28s %-17s %-8s %-8s %s\n", "RUN", "CRM", "ENTITY", "AT",
+		    "WOULD", "LIVE", "REASON");
+	for (int i = 0; i < PQntuples(r); i++)
+		printf("%-6s %-9s %-28s %-17s %-8s %-8s %s\n", PQgetvalue(r, i, 0),
+		    PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
+		    PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
+	PQclear(r);
+	return 1;
+}
+
+static int
+print_dead_letters(PGconn *c)
+{
+	PGresult *r = ctl_db_query(c, "crmsync.dead_letters",
 	    "SELECT count(*), coalesce(max(to_char(received_at, 'YYYY-MM-DD HH24:MI:SS')), '-') "
 	    "FROM crmsync.dead_letters WHERE received_at > now() - interval '24 hours'", 0, NULL);
-	if (r == NULL) {
-		ok = 0;
-	} else {
-		printf("\nDead letters in the last 24 h: %s (latest %s)\n", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
-		PQclear(r);
-	}
+
+	if (r == NULL)
+		return 0;
+	printf("\nDead letters in the last 24 h: %s (latest %s)\n", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+	PQclear(r);
+	return 1;
+}
+
+static int
+print_db(void)
+{
+	PGconn *c = ctl_db_connect();
+	int ok;
+
+	if (c == NULL)
+		return 0;
+	/* Every section, even after one failed. */
+	ok = print_entity_state(c);
+	ok &= print_recent_runs(c);
+	ok &= print_refused(c);
+	ok &= print_dead_letters(c);
 	PQfinish(c);
 	return ok;
 }
