@@ -42,6 +42,19 @@ sync_onsignal(int sig)
 	sync_interrupted = 1;
 }
 
+/* SIGINT and SIGTERM stop the watching, not the run. */
+static void
+sync_catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = sync_onsignal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
 struct sync_target {
 	const char		*crm;		/* "hollihop" */
 	const char		*service;	/* "hollihop-sync" */
@@ -331,92 +344,122 @@ sync_follow_db(PGconn *c, const struct sync_target *t, const char *entity, int64
 	return rv;
 }
 
+/* Following a run on the service's health responder. */
+struct hfollow {
+	const struct sync_target	*t;
+	const struct sync_before	*b;
+	int64_t				 run_id, t0, last_print;
+	int				 tty, started, misses;
+};
+
+/* "run N crm: running 1m 5s, pages P, rows sent R[, status]" into line. */
+static void
+hfollow_line(const struct hfollow *f, const Crmsync__HealthResponse *h, int64_t running,
+    char *line, size_t cap)
+{
+	char took[32], runlabel[32] = "pending";
+
+	if (f->run_id > 0)
+		snprintf(runlabel, sizeof(runlabel), "%lld", (long long)f->run_id);
+	ctl_duration(took, sizeof(took), (bus_now_ms() - f->t0) / 1000);
+	snprintf(line, cap, "run %s %s: %s %s, pages %lld, rows sent %lld%s%s",
+	    runlabel, f->t->crm, running > 0 ? "running" : f->started ? "finished" : "starting",
+	    took, (long long)(ctl_stat(h, "pages", 0) - f->b->pages),
+	    (long long)(ctl_stat(h, "rows_sent", 0) - f->b->rows),
+	    h->status != NULL && h->status[0] ? ", " : "", h->status != NULL ? h->status : "");
+}
+
+/* The run ended: complete (0), failed (1) or just ended (0), by the service's run counters. */
+static int
+hfollow_outcome(const struct hfollow *f, const Crmsync__HealthResponse *h)
+{
+	int64_t ok = ctl_stat(h, "runs_complete", -1), failed = ctl_stat(h, "runs_failed", -1);
+
+	if (ok >= 0 && ok > f->b->ok) {
+		printf("run %lld complete\n", (long long)f->run_id);
+		return 0;
+	}
+	if (failed >= 0 && failed > f->b->failed) {
+		printf("run %lld did not complete (see crmsyncctl status, and the service's log)\n",
+		    (long long)f->run_id);
+		return 1;
+	}
+	printf("run %lld ended\n", (long long)f->run_id);
+	return 0;
+}
+
+/* One health probe: -1 to go on watching, else the command's exit code. */
+static int
+hfollow_step(struct hfollow *f)
+{
+	Crmsync__Envelope *env = NULL;
+	const Crmsync__HealthResponse *h;
+	int64_t running, last_run;
+	char line[512];
+	int rv = -1;
+
+	if (sync_health(f->t, &env) != 0) {
+		if (++f->misses * 1000 > SYNC_DOWN_LIMIT_MS) {
+			fprintf(stderr, "%scrmsyncctl: %s has stopped answering on %s\n", f->tty ? "\n" : "",
+			    f->t->service, f->t->health_url);
+			rv = 1;
+		}
+		goto out;
+	}
+	f->misses = 0;
+	h = env->health_response;
+	running = ctl_stat(h, "running", -1);
+	last_run = ctl_stat(h, "last_run_id", 0);
+	if (running < 0) {
+		printf("%s does not report a `running` stat: set CS_CTL_PG_DSN (or CS_PG_DSN) to "
+		    "follow run %lld\n", f->t->service, (long long)f->run_id);
+		rv = 0;
+		goto out;
+	}
+	if (running > 0 || last_run != f->b->run)
+		f->started = 1;
+	if (f->run_id == 0 && last_run != f->b->run) {
+		f->run_id = last_run;
+		printf("%s%s opened run %lld\n", f->tty ? "\r\033[K" : "", f->t->service,
+		    (long long)f->run_id);
+	}
+	hfollow_line(f, h, running, line, sizeof(line));
+	if (f->started && running == 0) {
+		sync_show(f->tty, line, 1);
+		rv = hfollow_outcome(f, h);
+		goto out;
+	}
+	if (f->tty || bus_now_ms() - f->last_print >= 10000) {
+		sync_show(f->tty, line, 0);
+		f->last_print = bus_now_ms();
+	}
+	if (!f->started && bus_now_ms() - f->t0 > ctl.command_timeout_ms) {
+		fprintf(stderr, "%scrmsyncctl: the run never started\n", f->tty ? "\n" : "");
+		rv = 1;
+	}
+out:
+	bus_free(env);
+	return rv;
+}
+
 /* Without a database: follow the service's health stats (counters since it started, so
  * this run's share is the difference from *b, read before the command). */
 static int
 sync_follow_health(const struct sync_target *t, int64_t run_id, const struct sync_before *b)
 {
-	int tty = isatty(STDOUT_FILENO), started = 0, misses = 0;
-	int64_t t0 = bus_now_ms(), last_print = 0;
-	char line[512];
+	struct hfollow f = { .t = t, .b = b, .run_id = run_id, .t0 = bus_now_ms(),
+	    .tty = isatty(STDOUT_FILENO) };
+	int rv;
 
 	while (!sync_interrupted) {
-		Crmsync__Envelope *env = NULL;
-		const Crmsync__HealthResponse *h;
-		int64_t running, last_run;
-
-		if (sync_health(t, &env) != 0) {
-			if (++misses * 1000 > SYNC_DOWN_LIMIT_MS) {
-				fprintf(stderr, "%scrmsyncctl: %s has stopped answering on %s\n", tty ? "\n" : "",
-				    t->service, t->health_url);
-				return 1;
-			}
-			goto next;
-		}
-		misses = 0;
-		h = env->health_response;
-		running = ctl_stat(h, "running", -1);
-		last_run = ctl_stat(h, "last_run_id", 0);
-		if (running < 0) {
-			printf("%s does not report a `running` stat: set CS_CTL_PG_DSN (or CS_PG_DSN) to "
-			    "follow run %lld\n", t->service, (long long)run_id);
-			bus_free(env);
-			return 0;
-		}
-		if (running > 0 || last_run != b->run)
-			started = 1;
-		if (run_id == 0 && last_run != b->run) {
-			run_id = last_run;
-			printf("%s%s opened run %lld\n", tty ? "\r\033[K" : "", t->service, (long long)run_id);
-		}
-		{
-			char took[32];
-
-			char runlabel[32] = "pending";
-
-			if (run_id > 0)
-				snprintf(runlabel, sizeof(runlabel), "%lld", (long long)run_id);
-			ctl_duration(took, sizeof(took), (bus_now_ms() - t0) / 1000);
-			snprintf(line, sizeof(line), "run %s %s: %s %s, pages %lld, rows sent %lld%s%s",
-			    runlabel, t->crm, running > 0 ? "running" : started ? "finished" : "starting",
-			    took, (long long)(ctl_stat(h, "pages", 0) - b->pages),
-			    (long long)(ctl_stat(h, "rows_sent", 0) - b->rows),
-			    h->status != NULL && h->status[0] ? ", " : "", h->status != NULL ? h->status : "");
-		}
-		if (started && running == 0) {
-			int64_t ok = ctl_stat(h, "runs_complete", -1), failed = ctl_stat(h, "runs_failed", -1);
-
-			sync_show(tty, line, 1);
-			bus_free(env);
-			if (ok >= 0 && ok > b->ok) {
-				printf("run %lld complete\n", (long long)run_id);
-				return 0;
-			}
-			if (failed >= 0 && failed > b->failed) {
-				printf("run %lld did not complete (see crmsyncctl status, and the service's log)\n",
-				    (long long)run_id);
-				return 1;
-			}
-			printf("run %lld ended\n", (long long)run_id);
-			return 0;
-		}
-		if (tty || bus_now_ms() - last_print >= 10000) {
-			sync_show(tty, line, 0);
-			last_print = bus_now_ms();
-		}
-		if (!started && bus_now_ms() - t0 > ctl.command_timeout_ms) {
-			fprintf(stderr, "%scrmsyncctl: the run never started\n", tty ? "\n" : "");
-			bus_free(env);
-			return 1;
-		}
-next:
-		bus_free(env);
+		if ((rv = hfollow_step(&f)) >= 0)
+			return rv;
 		for (int i = 0; i < 10 && !sync_interrupted; i++)
 			usleep(100000);
 	}
-	if (tty)
+	if (f.tty)
 		printf("\n");
-	printf("stopped watching; run %lld goes on (crmsyncctl status shows it)\n", (long long)run_id);
+	printf("stopped watching; run %lld goes on (crmsyncctl status shows it)\n", (long long)f.run_id);
 	return 1;
 }
 
@@ -540,41 +583,58 @@ sync_baseline(const struct sync_target *t, struct sync_before *before, PGconn **
 	return 0;
 }
 
+static int	resync_summary(PGconn *c, const struct sync_target *t, const char *entity,
+		    int64_t run_id);
+
+/*
+ * Ask a's service for the run, then follow it (unless --no-wait): on the database when a DSN
+ * is set, else on the service's health stats. entity: a resync's one entity, whose summary
+ * then decides the exit code.
+ */
+static int
+sync_request(struct sync_args *a, const char *trigger, const char *entity)
+{
+	struct sync_before before;
+	int64_t run_id = 0, max_id = 0;
+	PGconn *c = NULL;
+	int rv;
+
+	if (sync_baseline(&a->t, &before, &c, &max_id) != 0)
+		return 1;
+	if (entity == NULL)
+		printf("asking %s for a%s %s sync%s (%s)\n", a->t.service, a->full ? "" : "n",
+		    a->full ? "full" : "incremental", a->nentities ? " of some entities" : "", a->t.url);
+	else
+		printf("asking %s for a full read of %s (a run with trigger resync; rows stay readable, "
+		    "deletions only if it completes) (%s)\n", a->t.service, entity, a->t.url);
+	if (sync_send(&a->t, a->full, a->entities, a->nentities, trigger, &run_id) != 0) {
+		PQfinish(c);
+		return 1;
+	}
+	if (a->nowait) {
+		PQfinish(c);
+		return 0;
+	}
+	sync_catch_signals();
+	if (c == NULL)
+		return sync_follow_health(&a->t, run_id, &before);
+	rv = sync_follow_db(c, &a->t, entity, run_id, max_id, &run_id);
+	if (entity != NULL && run_id > 0 && !sync_interrupted &&
+	    resync_summary(c, &a->t, entity, run_id) != 0)
+		rv = 1;
+	PQfinish(c);
+	return rv;
+}
+
 int
 ctl_sync(int argc, char **argv)
 {
 	struct sync_args a;
-	struct sync_before before;
-	int64_t run_id = 0, max_id = 0;
-	PGconn *c = NULL;
-	struct sigaction sa;
 	int rv;
 
 	if ((rv = sync_parse(argc, argv, &a)) != 0)
 		return rv;
-	if (sync_baseline(&a.t, &before, &c, &max_id) != 0)
-		return 1;
-	printf("asking %s for a%s %s sync%s (%s)\n", a.t.service, a.full ? "" : "n",
-	    a.full ? "full" : "incremental", a.nentities ? " of some entities" : "", a.t.url);
-	if (sync_send(&a.t, a.full, a.entities, a.nentities, NULL, &run_id) != 0) {
-		PQfinish(c);
-		return 1;
-	}
-	if (a.nowait) {
-		PQfinish(c);
-		return 0;
-	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = sync_onsignal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	if (c != NULL)
-		rv = sync_follow_db(c, &a.t, NULL, run_id, max_id, &run_id);
-	else
-		rv = sync_follow_health(&a.t, run_id, &before);
-	PQfinish(c);
-	return rv;
+	return sync_request(&a, NULL, NULL);
 }
 
 /* ---- crmsyncctl resync <crm> <entity> ---- */
@@ -682,36 +742,9 @@ int
 ctl_resync(int argc, char **argv)
 {
 	struct sync_args a;
-	struct sync_before before;
-	int64_t run_id = 0, max_id = 0;
-	PGconn *c = NULL;
-	struct sigaction sa;
 	int rv;
 
 	if ((rv = resync_parse(argc, argv, &a)) != 0)
 		return rv;
-	if (sync_baseline(&a.t, &before, &c, &max_id) != 0)
-		return 1;
-	printf("asking %s for a full read of %s (a run with trigger resync; rows stay readable, "
-	    "deletions only if it completes) (%s)\n", a.t.service, a.entities[0], a.t.url);
-	if (sync_send(&a.t, 1, a.entities, 1, "resync", &run_id) != 0) {
-		PQfinish(c);
-		return 1;
-	}
-	if (a.nowait) {
-		PQfinish(c);
-		return 0;
-	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = sync_onsignal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	if (c == NULL)
-		return sync_follow_health(&a.t, run_id, &before);
-	rv = sync_follow_db(c, &a.t, a.entities[0], run_id, max_id, &run_id);
-	if (run_id > 0 && !sync_interrupted && resync_summary(c, &a.t, a.entities[0], run_id) != 0)
-		rv = 1;
-	PQfinish(c);
-	return rv;
+	return sync_request(&a, "resync", a.entities[0]);
 }
