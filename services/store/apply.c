@@ -105,43 +105,6 @@ fmt_us(char *dst, size_t cap, int64_t us)
 	return 0;
 }
 
-/* Send b as COPY data for sql. */
-static int
-copy_send(struct store *st, const char *sql, struct buf *b, char *err, size_t errlen)
-{
-	PGresult *r = PQexec(st->pg, sql);
-	int rv = 0;
-
-	if (r == NULL || PQresultStatus(r) != PGRES_COPY_IN) {
-		rv = db_classify(st, r);
-		snprintf(err, errlen, "%s", db_errmsg(st, r));
-		PQclear(r);
-		return rv;
-	}
-	PQclear(r);
-	for (size_t off = 0; off < b->len && rv == 0;) {
-		size_t n = b->len - off > (1u << 20) ? (1u << 20) : b->len - off;
-		if (PQputCopyData(st->pg, b->data + off, (int)n) != 1)
-			rv = CS_EDBCONN;
-		off += n;
-	}
-	if (PQputCopyEnd(st->pg, rv == 0 ? NULL : "aborted") != 1)
-		rv = CS_EDBCONN;
-	while ((r = PQgetResult(st->pg)) != NULL) {
-		if (PQresultStatus(r) != PGRES_COMMAND_OK && rv == 0) {
-			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-			rv = db_classify(st, r);
-			if (rv == CS_EDB && state != NULL && strcmp(state, "23505") == 0)
-				rv = CS_EEXISTS;	/* unique violation: a direct COPY raced */
-			snprintf(err, errlen, "%s", db_errmsg(st, r));
-		}
-		PQclear(r);
-	}
-	if (rv == CS_EDBCONN && err[0] == '\0')
-		snprintf(err, errlen, "%s", db_errmsg(st, NULL));
-	return rv;
-}
-
 /* A NULL value hashes as a length no string can have, so NULL and "" differ. */
 #define HASH_NULL_MARK	UINT64_MAX
 
@@ -547,7 +510,7 @@ batch_direct(struct store *st, struct batch *t, char *err, size_t errlen)
 			rv = put_direct_row(&st->copy, t->b->records[t->live[j]], t->hash[t->live[j]]);
 	if (rv != 0)
 		return staged_too_large(err, errlen, "batch", rv);
-	if ((rv = copy_send(st, x->direct, &st->copy, err, errlen)) != 0)
+	if ((rv = db_copy_in(st, x->direct, &st->copy, err, errlen)) != 0)
 		return rv;
 	for (size_t c = 0; c < x->e->nchildren; c++) {
 		const char *dval = catalog_discriminator(&x->e->children[c], dcol, sizeof(dcol));
@@ -555,7 +518,7 @@ batch_direct(struct store *st, struct batch *t, char *err, size_t errlen)
 		buf_reset(&st->copy);
 		if ((rv = put_children(&st->copy, t, c, RC_NEW, dval, &nrows)) != 0)
 			return staged_too_large(err, errlen, "child rows", rv);
-		if (nrows > 0 && (rv = copy_send(st, x->child_direct[c], &st->copy, err, errlen)) != 0)
+		if (nrows > 0 && (rv = db_copy_in(st, x->child_direct[c], &st->copy, err, errlen)) != 0)
 			return rv;
 	}
 	return 0;
@@ -578,7 +541,7 @@ batch_staged(struct store *st, struct batch *t, char *err, size_t errlen)
 			rv = put_stage_row(&st->copy, b->records[i], t->hash[i]);
 	if (rv != 0)
 		return staged_too_large(err, errlen, "batch", rv);
-	if ((rv = copy_send(st, x->copy, &st->copy, err, errlen)) != 0)
+	if ((rv = db_copy_in(st, x->copy, &st->copy, err, errlen)) != 0)
 		return rv;
 	if (nlive_staged > 0 && (rv = exec_count(st, x->upsert, 0, NULL, &t->n_up, err, errlen)) != 0)
 		return rv;
@@ -601,7 +564,7 @@ batch_staged(struct store *st, struct batch *t, char *err, size_t errlen)
 			return rv;
 		if (nrows == 0)
 			continue;
-		if ((rv = copy_send(st, x->child_copy[c], &st->copy, err, errlen)) != 0)
+		if ((rv = db_copy_in(st, x->child_copy[c], &st->copy, err, errlen)) != 0)
 			return rv;
 		if ((rv = exec_count(st, x->child_ins[c], dval ? 1 : 0, dv, NULL, err, errlen)) != 0)
 			return rv;

@@ -6,6 +6,7 @@
  * Errors are classified by SQLSTATE: class 08 (connection), 57P (shutdown/crash) and a
  * dead connection are "retry later"; everything else is a bad batch.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,4 +169,44 @@ db_rollback(struct store *st)
 {
 	if (st->pg != NULL && PQtransactionStatus(st->pg) != PQTRANS_IDLE)
 		PQclear(PQexec(st->pg, "ROLLBACK"));
+}
+
+/*
+ * Send b as COPY data for sql (inside the caller's transaction), in 1 MiB pieces. A unique
+ * violation is CS_EEXISTS (a direct COPY raced another writer); the error text in err.
+ */
+int
+db_copy_in(struct store *st, const char *sql, const struct buf *b, char *err, size_t errlen)
+{
+	PGresult *r = PQexec(st->pg, sql);
+	int rv = 0;
+
+	if (r == NULL || PQresultStatus(r) != PGRES_COPY_IN) {
+		rv = db_classify(st, r);
+		snprintf(err, errlen, "%s", db_errmsg(st, r));
+		PQclear(r);
+		return rv;
+	}
+	PQclear(r);
+	for (size_t off = 0; off < b->len && rv == 0;) {
+		size_t n = b->len - off > (1u << 20) ? (1u << 20) : b->len - off;
+		if (PQputCopyData(st->pg, b->data + off, (int)n) != 1)
+			rv = CS_EDBCONN;
+		off += n;
+	}
+	if (PQputCopyEnd(st->pg, rv == 0 ? NULL : "aborted") != 1)
+		rv = CS_EDBCONN;
+	while ((r = PQgetResult(st->pg)) != NULL) {
+		if (PQresultStatus(r) != PGRES_COMMAND_OK && rv == 0) {
+			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			rv = db_classify(st, r);
+			if (rv == CS_EDB && state != NULL && strcmp(state, "23505") == 0)
+				rv = CS_EEXISTS;
+			snprintf(err, errlen, "%s", db_errmsg(st, r));
+		}
+		PQclear(r);
+	}
+	if (rv == CS_EDBCONN && err[0] == '\0')
+		snprintf(err, errlen, "%s", db_errmsg(st, NULL));
+	return rv;
 }

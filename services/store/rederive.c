@@ -571,38 +571,6 @@ exec_n(struct store *st, const char *sql, int n, const char *const *v, long *cou
 }
 
 /* One row of the step, derived: its record, or NULL (unreadable). */
-/* Send b as COPY data for sql (the connection is inside the step's transaction). */
-static int
-copy_in(struct store *st, const char *sql, const struct buf *b, char *err, size_t errlen)
-{
-	PGresult *r = PQexec(st->pg, sql);
-	int rv = 0;
-
-	if (r == NULL || PQresultStatus(r) != PGRES_COPY_IN) {
-		rv = db_classify(st, r);
-		snprintf(err, errlen, "%s", db_errmsg(st, r));
-		PQclear(r);
-		return rv;
-	}
-	PQclear(r);
-	for (size_t off = 0; off < b->len && rv == 0;) {
-		size_t n = b->len - off > (1u << 20) ? (1u << 20) : b->len - off;
-		if (PQputCopyData(st->pg, b->data + off, (int)n) != 1)
-			rv = CS_EDBCONN;
-		off += n;
-	}
-	if (PQputCopyEnd(st->pg, rv == 0 ? NULL : "aborted") != 1)
-		rv = CS_EDBCONN;
-	while ((r = PQgetResult(st->pg)) != NULL) {
-		if (PQresultStatus(r) != PGRES_COMMAND_OK && rv == 0) {
-			rv = db_classify(st, r);
-			snprintf(err, errlen, "%s", db_errmsg(st, r));
-		}
-		PQclear(r);
-	}
-	return rv;
-}
-
 struct rd_row {
 	Crmsync__Record	*rec;
 	int64_t		 hash;
@@ -793,7 +761,7 @@ write_child(struct store *st, struct rederive *rd, const struct rd_row *rows, in
 		return rv;
 	if (nrows == 0)
 		return 0;
-	if ((rv = copy_in(st, rd->ccopy[c], &rd->cbuf, err, errlen)) != 0 ||
+	if ((rv = db_copy_in(st, rd->ccopy[c], &rd->cbuf, err, errlen)) != 0 ||
 	    (rv = exec_n(st, rd->cins[c], dval ? 1 : 0, dv, NULL, err, errlen)) != 0)
 		return rv;
 	return 0;
@@ -825,7 +793,7 @@ step_write(struct store *st, struct rederive *rd, PGresult *sel, struct rd_row *
 			return rv;
 		rd->created = 1;
 	}
-	if ((rv = copy_in(st, rd->stage_copy, &rd->sbuf, err, errlen)) != 0 ||
+	if ((rv = db_copy_in(st, rd->stage_copy, &rd->sbuf, err, errlen)) != 0 ||
 	    (rv = exec_n(st, rd->apply, 0, NULL, written, err, errlen)) != 0)
 		return rv;
 	for (size_t c = 0; c < rd->e->nchildren && rd->children && *written > 0; c++)

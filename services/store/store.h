@@ -81,6 +81,8 @@ int	db_execprep(struct store *st, const char *name, int *prepared, const char *s
 int	db_classify(struct store *st, const PGresult *r);
 const char *db_errmsg(struct store *st, const PGresult *r);
 void	db_rollback(struct store *st);
+/* COPY sql FROM STDIN with b as its data; CS_EEXISTS for a unique violation. */
+int	db_copy_in(struct store *st, const char *sql, const struct buf *b, char *err, size_t errlen);
 
 /* migrate.c */
 int	migrate_run(struct store *st);
