@@ -139,13 +139,9 @@ print(json.dumps({"mode": mode, "p50": pct(lat_ms, 50), "p90": pct(lat_ms, 90), 
 PY
 }
 restart_amo() {
-	kill -TERM "$(cat "$T/amo-sync.pid")"
-	while kill -0 "$(cat "$T/amo-sync.pid")" 2>/dev/null; do sleep 0.05; done
-	env "$@" "$B/services/amo-sync/crmsync-amo-sync" >>"$T/amo-sync.log" 2>&1 &
-	echo $! >"$T/amo-sync.pid"
-	ok=0
-	for _ in $(seq 300); do "$CTL" probe -q --live amo-sync && { ok=1; break; }; sleep 0.1; done
-	[ "$ok" = 1 ] || fail "amo-sync did not come back"
+	stop_proc amo-sync
+	bg amo-sync env "$@" "$B/services/amo-sync/crmsync-amo-sync"
+	wait_live amo-sync
 	sleep 2	# measure a running service, not its first second
 }
 : >"$T/results"

@@ -1,7 +1,8 @@
 # tests/harness/stack.sh - sourced (". tests/harness/stack.sh") by the shell tests and
 # benchmarks that run crmsync as processes: one way to start each piece of a test stack under
-# a work directory, and one way to take all of it down. The C harness (harness.c) and the
-# Python callers use the same PostgreSQL starter (testpg) and the same fakes' command lines.
+# a work directory, and one way to take all of it down. Each piece is started by the same
+# launcher the C harness (harness.c) and the Python callers (stack.py) use: testpg for
+# PostgreSQL, fake for the fake CRMs, svc for the services and any other process.
 #
 # The caller sets SRC (source tree), T (its work directory, made with mktemp -d), PY (python3)
 # and, to run services, B (build directory); T0 (start time) and OK (1 = passed: logs are
@@ -10,24 +11,29 @@
 #   fail MSG...                 say FAIL and exit 1 (stack_cleanup prints the logs' tails)
 #   stack_pg [DB...]            a throwaway PostgreSQL in $T/pg (tests/harness/testpg; durable
 #                               when CS_PG_DURABLE=1); psql_ runs psql on its crmsync database
-#   bg NAME CMD...              run CMD in the background: pid in $T/NAME.pid, output in $T/NAME.log
+#   bg NAME CMD...              run CMD in the background (svc run): pid in $T/NAME.pid, output
+#                               in $T/NAME.log, exit status in $T/NAME.rc once it has ended
 #   start_fake NAME amocrm|hollihop ARGS...
-#                               a fake CRM on a free port (bg NAME); url_of NAME prints its URL
+#                               a fake CRM on a free port, listening when this returns (fake
+#                               start); url_of NAME prints its URL
 #   free_port                   a free TCP port on 127.0.0.1
 #   make_cert                   a self-signed certificate for 127.0.0.1: $T/gw.crt, $T/gw.key
 #   stack_env [FILE]            the services' common settings into FILE (default $T/env) for
 #                               the stack under $T (needs AMO, HH, GW_PORT, SECRET); the caller
 #                               appends its own lines, then stack_export reads them in
 #   start_svc SERVICE           run build/services/SERVICE/crmsync-SERVICE, wait until it answers
-#                               crmsyncctl probe --live (30 s)
-#   wait_live SERVICE           the waiting part alone
-#   stop_proc NAME [SIGNAL]     signal NAME (TERM by default, which must end it with 0) and reap it
+#                               crmsyncctl probe --live (30 s) (svc start)
+#   wait_live SERVICE           the waiting part alone (svc live)
+#   stop_proc NAME [SIGNAL]     signal NAME (TERM by default, which must end it with 0) and wait
+#                               for its end (svc stop)
 #   stack_cleanup               TERM, then KILL, everything started with bg; PostgreSQL stopped;
 #                               the logs' tails unless OK=1; $T removed (trap it on EXIT)
 
 T0=${T0:-$(date +%s)}
 OK=${OK:-0}
 TESTPG=$SRC/tests/harness/testpg
+SVC=$SRC/tests/harness/svc
+FAKE=$SRC/tests/harness/fake
 CTL=${CTL:-${B:+$B/tools/crmsyncctl/crmsyncctl}}
 
 say() { printf '[%3ss] %s\n' $(($(date +%s) - T0)) "$*"; }
@@ -40,26 +46,12 @@ stack_pg() {
 }
 psql_() { psql -X -q -h "$T/pg" -U postgres -d crmsync -tA "$@"; }
 
-bg() {
-	_name=$1
-	shift
-	"$@" >>"$T/$_name.log" 2>&1 &
-	echo $! >"$T/$_name.pid"
-}
+bg() { "$SVC" run "$T" "$@" || fail "$1 did not start"; }
 
 start_fake() {	# start_fake NAME KIND ARGS...
-	_name=$1 _kind=$2
-	shift 2
-	bg "$_name" "$PY" "$SRC/tests/fake/$_kind/fake_$_kind.py" --port 0 "$@"
+	CS_PYTHON=$PY "$FAKE" start "$T" "$@" >/dev/null || fail "$1 did not start"
 }
-url_of() {	# the base URL of a fake started as NAME ("listening port=N" in its log)
-	for _ in $(seq 100); do
-		_p=$(sed -n 's/^listening port=\([0-9]*\).*/\1/p' "$T/$1.log" | head -n1)
-		[ -n "$_p" ] && { echo "http://127.0.0.1:$_p"; return; }
-		sleep 0.1
-	done
-	fail "$1 did not start"
-}
+url_of() { "$FAKE" url "$T" "$1" || fail "$1 was not started"; }
 
 free_port() {
 	"$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -102,20 +94,11 @@ stack_export() {	# every KEY=VALUE line of FILE (default $T/env) exported; later
 	done <"${1:-$T/env}"
 }
 
-wait_live() {
-	for _ in $(seq 300); do "$CTL" probe -q --live "$1" && return 0; sleep 0.1; done
-	fail "$1 did not come up"
-}
-start_svc() {
-	bg "$1" "$B/services/$1/crmsync-$1"
-	wait_live "$1"
-}
+wait_live() { CS_CTL=$CTL "$SVC" live "$T" "$1" "$B" || fail "$1 did not come up"; }
+start_svc() { CS_CTL=$CTL "$SVC" start "$T" "$1" "$B" || fail "$1 did not come up"; }
 stop_proc() {
-	_pid=$(cat "$T/$1.pid")
-	kill -"${2:-TERM}" "$_pid"
-	_rc=0
-	wait "$_pid" || _rc=$?
-	rm -f "$T/$1.pid"
+	[ -f "$T/$1.pid" ] || fail "stop_proc: $1 is not running"
+	_rc=$("$SVC" stop "$T" "$1" "${2:-TERM}") || fail "$1 did not stop"
 	[ "${2:-TERM}" = KILL ] || [ "$_rc" = 0 ] || fail "$1 exited with $_rc after SIGTERM"
 }
 

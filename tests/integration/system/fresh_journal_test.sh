@@ -67,8 +67,7 @@ wait_landed 1 30 "old"
 say "30 hooks through the first journal landed (amo-sync has seen seqs up to 30)"
 
 # The gateway comes back on an empty journal; amo-sync keeps running.
-kill -TERM "$(cat "$T/hook-gateway.pid")"
-wait "$(cat "$T/hook-gateway.pid")" 2>/dev/null || true
+stop_proc hook-gateway
 CS_GATEWAY_JOURNAL_DIR=$T/journal-new start hook-gateway
 say "gateway restarted on an empty journal ($T/journal-new)"
 edit_and_hook 1 5 "new" || fail "hooks through the fresh journal"
