@@ -72,14 +72,12 @@ page_size(const char *table)
 int
 main(void)
 {
-	const char *src = getenv("CS_SOURCE_DIR"), *py = getenv("CS_PYTHON");
 	const char *ents = getenv("AMO_BENCH_ENTITIES");
-	char script[600], e_store[600], e_health[600], e_dsn[700], e_amo[600], e_amoh[600];
+	char e_store[600], e_health[600], e_dsn[700], e_amo[600], e_amoh[600];
 	char e_amostore[600], e_base[200], e_tok[600], e_ents[700], rssfile[600], bin[800];
 	struct h_proc store, fake, auth, amo;
 	struct h_pg pg;
 	PGconn *db;
-	int port = 0;
 
 	if (ents == NULL || ents[0] == '\0')
 		ents = "leads,contacts,companies,tasks,notes";
@@ -97,24 +95,9 @@ main(void)
 		h_dump_log(&store);
 		return 1;
 	}
-	snprintf(script, sizeof(script), "%s/tests/fake/amocrm/fake_amocrm.py", src ? src : ".");
-	char *fargv[] = { script, "--port", "0", "--scale", "bench", "--rps", "7", NULL };
-	if (h_spawn(&fake, "fake", py ? py : "/usr/bin/python3", NULL, fargv) != 0)
+	char *fargv[] = { "--scale", "bench", "--rps", "7", NULL };
+	if (h_fake_start(&fake, "fake", "amocrm", fargv, fake_base, sizeof(fake_base)) <= 0)
 		return 1;
-	for (int64_t end = h_now_ms() + 30000; h_now_ms() < end && port == 0; nng_msleep(50)) {
-		FILE *f = fopen(fake.log, "r");
-		char line[256];
-		while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-			if (sscanf(line, "listening port=%d", &port) == 1)
-				break;
-		if (f != NULL)
-			fclose(f);
-	}
-	if (port == 0) {
-		h_dump_log(&fake);
-		return 1;
-	}
-	snprintf(fake_base, sizeof(fake_base), "http://127.0.0.1:%d", port);
 	/* The fake builds its per-table timestamp arrays in a background thread for ~2 s of
 	 * CPU after start; let it finish so the run measures the sync, not the fake warming. */
 	nng_msleep(8000);

@@ -80,21 +80,22 @@ h_free_port(void)
 	return port;
 }
 
-/* Run a command (argv) as the postgres user when we are root; wait; return exit status. */
-/* Run tests/harness/testpg (the one PostgreSQL starter every test uses) with these
- * arguments; its standard output (the DSN, for start) into out. 0 when it exited 0. */
+/* Run one of the launchers in tests/harness (testpg, svc, fake: the ones every shell and
+ * Python caller uses too) with these arguments and, in its environment, env ("K=V",
+ * NULL-terminated, may be NULL); its standard output (a DSN, a URL, an exit status) into
+ * out. 0 when it exited 0. */
 static int
-testpg(const char *const args[], char *out, size_t outlen)
+launcher(const char *script, const char *const args[], char *const env[], char *out, size_t outlen)
 {
 	int fds[2];
 	pid_t pid;
 	int st;
 	size_t n = 0;
-	char *argv[8];
+	char *argv[72];
 	size_t k = 0;
 
-	argv[k++] = (char *)CS_TESTPG;
-	for (size_t i = 0; args[i] != NULL && k < 7; i++)
+	argv[k++] = (char *)script;
+	for (size_t i = 0; args[i] != NULL && k < 71; i++)
 		argv[k++] = (char *)args[i];
 	argv[k] = NULL;
 	if (pipe(fds) != 0)
@@ -103,6 +104,8 @@ testpg(const char *const args[], char *out, size_t outlen)
 		dup2(fds[1], 1);
 		close(fds[0]);
 		close(fds[1]);
+		for (int i = 0; env != NULL && env[i] != NULL; i++)
+			putenv(env[i]);
 		execv(argv[0], argv);
 		perror(argv[0]);
 		_exit(127);
@@ -134,7 +137,7 @@ h_pg_start(struct h_pg *pg)
 	memset(pg, 0, sizeof(*pg));
 	snprintf(pg->dir, sizeof(pg->dir), "%s/pg", h_tmpdir());
 	const char *args[] = { "start", pg->dir, "crmsync", NULL };
-	if (testpg(args, pg->dsn, sizeof(pg->dsn)) != 0 || pg->dsn[0] == '\0') {
+	if (launcher(CS_TESTPG, args, NULL, pg->dsn, sizeof(pg->dsn)) != 0 || pg->dsn[0] == '\0') {
 		fprintf(stderr, "harness: %s start %s failed\n", CS_TESTPG, pg->dir);
 		return -1;
 	}
@@ -153,7 +156,7 @@ h_pg_stop(struct h_pg *pg, int immediate)
 		return 0;
 	pg->running = 0;
 	const char *args[] = { "stop", pg->dir, immediate ? "immediate" : "fast", NULL };
-	return testpg(args, out, sizeof(out));
+	return launcher(CS_TESTPG, args, NULL, out, sizeof(out));
 }
 
 int
@@ -162,18 +165,54 @@ h_pg_restart(struct h_pg *pg)
 	char out[64];
 	const char *args[] = { "restart", pg->dir, NULL };
 
-	if (testpg(args, out, sizeof(out)) != 0)
+	if (launcher(CS_TESTPG, args, NULL, out, sizeof(out)) != 0)
 		return -1;
 	pg->running = 1;
 	return 0;
+}
+
+/* The pid tests/harness/svc wrote to <tmpdir>/<name>.pid; 0 or -1. */
+static int
+read_pid(struct h_proc *p)
+{
+	char path[600];
+	FILE *f;
+	long v = 0;
+
+	snprintf(path, sizeof(path), "%s/%s.pid", h_tmpdir(), p->name);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = 0;
+	fclose(f);
+	p->pid = (pid_t)v;
+	return v > 0 ? 0 : -1;
+}
+
+/* The exit status svc wrote to <tmpdir>/<name>.rc once the process ended, or -1 while it
+ * runs. The process is the launcher's child, not ours: the rc file is how we learn the end. */
+static int
+read_rc(const struct h_proc *p)
+{
+	char path[600];
+	FILE *f;
+	int v = -1;
+
+	snprintf(path, sizeof(path), "%s/%s.rc", h_tmpdir(), p->name);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	if (fscanf(f, "%d", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
 }
 
 int
 h_spawn(struct h_proc *p, const char *name, const char *path, char *const env[], char *const argv[])
 {
 	const char *bd = getenv("CS_BUILD_DIR");
-	char bin[1024];
-	char *args[64];
+	char bin[1024], out[64];
+	const char *args[72];
 	int n = 0;
 
 	memset(p, 0, sizeof(*p));
@@ -183,35 +222,55 @@ h_spawn(struct h_proc *p, const char *name, const char *path, char *const env[],
 		snprintf(bin, sizeof(bin), "%s", path);
 	else
 		snprintf(bin, sizeof(bin), "%s/%s", bd ? bd : ".", path);
+	args[n++] = "run";
+	args[n++] = h_tmpdir();
+	args[n++] = name;
 	args[n++] = bin;
-	for (int i = 0; argv != NULL && argv[i] != NULL && n < 62; i++)
+	for (int i = 0; argv != NULL && argv[i] != NULL && n < 71; i++)
 		args[n++] = argv[i];
 	args[n] = NULL;
-	p->pid = fork();
-	if (p->pid == 0) {
-		int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		setpgid(0, 0);
-		for (int i = 0; env != NULL && env[i] != NULL; i++)
-			putenv(env[i]);
-		execv(bin, args);
-		fprintf(stderr, "harness: exec %s: %s\n", bin, strerror(errno));
-		_exit(127);
+	if (launcher(CS_SVC, args, env, out, sizeof(out)) != 0 || read_pid(p) != 0) {
+		fprintf(stderr, "harness: %s run %s %s failed\n", CS_SVC, name, bin);
+		p->pid = -1;
+		return -1;
 	}
-	return p->pid > 0 ? 0 : -1;
+	return 0;
+}
+
+int
+h_fake_start(struct h_proc *p, const char *name, const char *kind, char *const argv[], char *url, size_t urllen)
+{
+	const char *args[72];
+	int n = 0;
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	snprintf(p->log, sizeof(p->log), "%s/%s.log", h_tmpdir(), name);
+	args[n++] = "start";
+	args[n++] = h_tmpdir();
+	args[n++] = name;
+	args[n++] = kind;
+	for (int i = 0; argv != NULL && argv[i] != NULL && n < 71; i++)
+		args[n++] = argv[i];
+	args[n] = NULL;
+	if (launcher(CS_FAKE, args, NULL, url, urllen) != 0 || url[0] == '\0') {
+		fprintf(stderr, "harness: %s start %s %s failed\n", CS_FAKE, name, kind);
+		read_pid(p);
+		h_dump_log(p);
+		h_kill(p, SIGKILL);
+		return -1;
+	}
+	if (read_pid(p) != 0 || strrchr(url, ':') == NULL)
+		return -1;
+	return (int)strtol(strrchr(url, ':') + 1, NULL, 10);
 }
 
 int
 h_alive(struct h_proc *p)
 {
-	int st;
-
 	if (p->pid <= 0)
 		return 0;
-	if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+	if (read_rc(p) >= 0) {
 		p->pid = -1;
 		return 0;
 	}
@@ -222,14 +281,14 @@ int
 h_wait_exit(struct h_proc *p, int64_t timeout_ms)
 {
 	int64_t end = h_now_ms() + timeout_ms;
-	int st;
+	int rc;
 
 	while (p->pid > 0 && h_now_ms() < end) {
-		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+		if ((rc = read_rc(p)) >= 0) {
 			p->pid = -1;
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			return rc;
 		}
-		nng_msleep(20);
+		nng_msleep(10);
 	}
 	return -1;
 }
@@ -237,21 +296,17 @@ h_wait_exit(struct h_proc *p, int64_t timeout_ms)
 int
 h_kill(struct h_proc *p, int sig)
 {
-	int st = 0;
+	int rc;
 
 	if (p->pid <= 0)
 		return -1;
-	kill(p->pid, sig);
+	if (read_rc(p) < 0)
+		kill(p->pid, sig);
 	/* Give a graceful stop 20 s, then force. */
-	for (int i = 0; i < 2000; i++) {
-		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
-			p->pid = -1;
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		}
-		nng_msleep(10);
-	}
+	if ((rc = h_wait_exit(p, 20000)) >= 0)
+		return rc;
 	kill(p->pid, SIGKILL);
-	waitpid(p->pid, &st, 0);
+	h_wait_exit(p, 5000);
 	p->pid = -1;
 	return -1;
 }

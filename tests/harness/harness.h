@@ -3,10 +3,12 @@
  * service processes started from the build tree, waiting for readiness by probing (never
  * by sleeping a fixed time), and small SQL helpers for assertions.
  *
- * The cluster is started by tests/harness/testpg, the same script the shell tests, the
- * benchmarks and the demo use: a fresh temp dir, a unix socket only (no port clashes with
- * anything else on the machine), fsync off, stopped at exit. As root, initdb/pg_ctl run as
- * the `postgres` user through runuser.
+ * Every piece is started by the same launcher the shell tests and the Python callers use
+ * (tests/harness/README.md): tests/harness/testpg for the cluster (a fresh temp dir, a unix
+ * socket only, fsync off, stopped at exit; as root, initdb/pg_ctl run as the `postgres` user
+ * through runuser), tests/harness/fake for the fake CRMs, tests/harness/svc for the services
+ * and any other process. A process so started is the launcher's child, not the test's: its
+ * end is read from the <tmpdir>/<name>.rc file svc writes, never with waitpid.
  */
 #ifndef CS_HARNESS_H
 #define CS_HARNESS_H
@@ -40,10 +42,17 @@ const char *h_url(const char *name);
 int	h_free_port(void);
 
 /*
- * Start a program with extra environment (NULL-terminated "K=V" list) and arguments
- * (NULL-terminated). The binary is looked up in $CS_BUILD_DIR/<path>. Output goes to a log file.
+ * Start a program (tests/harness/svc run) with extra environment (NULL-terminated "K=V" list)
+ * and arguments (NULL-terminated). The binary is looked up in $CS_BUILD_DIR/<path> unless path
+ * is absolute. Output goes to <tmpdir>/<name>.log, appended to.
  */
 int	h_spawn(struct h_proc *p, const char *name, const char *path, char *const env[], char *const argv[]);
+/*
+ * Start the fake CRM kind ("amocrm", "hollihop") with these arguments after --port 0
+ * (tests/harness/fake start): listening when this returns its port, its base URL
+ * ("http://127.0.0.1:PORT") in url. -1 on failure (its log printed).
+ */
+int	h_fake_start(struct h_proc *p, const char *name, const char *kind, char *const argv[], char *url, size_t urllen);
 int	h_kill(struct h_proc *p, int sig);	/* signal and reap; returns exit status or -1 */
 int	h_alive(struct h_proc *p);
 /* Wait for p to exit on its own: its exit status (128+signal if killed), or -1 after timeout_ms. */

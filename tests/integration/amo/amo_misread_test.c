@@ -134,9 +134,6 @@ users(void)
 static int
 setup(void **state)
 {
-	const char *py = getenv("CS_PYTHON"), *src = getenv("CS_SOURCE_DIR");
-	char script[600], line[256];
-
 	(void)state;
 	if (h_pg_start(&pg) != 0 || http_new(&hc, NULL) != 0 || (db = h_connect(&pg)) == NULL)
 		return -1;
@@ -154,20 +151,9 @@ setup(void **state)
 		h_dump_log(&store);
 		return -1;
 	}
-	snprintf(script, sizeof(script), "%s/tests/fake/amocrm/fake_amocrm.py", src ? src : ".");
-	char *fargv[] = { script, "--port", "0", "--scale", "tiny", "--seed", "5", "--rps", "0",
-	    "--long-lived-token", LLT, NULL };
-	if (h_spawn(&fake, "fake", py ? py : "/usr/bin/python3", NULL, fargv) != 0)
-		return -1;
-	for (int64_t end = h_now_ms() + 20000; fake_port == 0 && h_now_ms() < end; nng_msleep(20)) {
-		FILE *f = fopen(fake.log, "r");
-		while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-			if (sscanf(line, "listening port=%d", &fake_port) == 1)
-				break;
-		if (f != NULL)
-			fclose(f);
-	}
-	if (fake_port == 0)
+	char *fargv[] = { "--scale", "tiny", "--seed", "5", "--rps", "0", "--long-lived-token", LLT, NULL };
+	char fake_base[128];
+	if ((fake_port = h_fake_start(&fake, "fake", "amocrm", fargv, fake_base, sizeof(fake_base))) <= 0)
 		return -1;
 	snprintf(e_base, sizeof(e_base), "CS_AMO_BASE_URL=http://127.0.0.1:%d", fake_port);
 	char *aenv[] = { e_amo_url, e_amo_health, e_store, e_base, "CS_AMO_LONG_LIVED_TOKEN=" LLT,

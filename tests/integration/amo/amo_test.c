@@ -55,37 +55,16 @@ static uint64_t gw_seq = 1;	/* the simulated gateway's journal sequence */
 
 /* ---- helpers: processes ------------------------------------------------------------------ */
 
-/* The fake prints "listening port=N" first. */
 static int
 start_fake(void)
 {
-	const char *py = getenv("CS_PYTHON"), *src = getenv("CS_SOURCE_DIR");
-	char script[600];
 	/* 137 elements a list, served as amoCRM does (issue 10 item 2, amocrm-api-php#528):
 	 * 100 a page whatever the limit, and no _links.next. */
-	char *argv[] = { script, "--port", "0", "--scale", "tiny", "--seed", "7", "--rps", "0",
+	char *argv[] = { "--scale", "tiny", "--seed", "7", "--rps", "0",
 	    "--elements", "137", "--long-lived-token", LLT, "-v", NULL };
-	int64_t end = h_now_ms() + 20000;
 
-	snprintf(script, sizeof(script), "%s/tests/fake/amocrm/fake_amocrm.py", src ? src : ".");
-	if (h_spawn(&fake, "fake", py ? py : "/usr/bin/python3", NULL, argv) != 0)
-		return -1;
-	while (h_now_ms() < end && fake_port == 0) {
-		FILE *f = fopen(fake.log, "r");
-		char line[256];
-		while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-			if (sscanf(line, "listening port=%d", &fake_port) == 1)
-				break;
-		if (f != NULL)
-			fclose(f);
-		nng_msleep(50);
-	}
-	if (fake_port == 0) {
-		h_dump_log(&fake);
-		return -1;
-	}
-	snprintf(fake_base, sizeof(fake_base), "http://127.0.0.1:%d", fake_port);
-	return 0;
+	fake_port = h_fake_start(&fake, "fake", "amocrm", argv, fake_base, sizeof(fake_base));
+	return fake_port > 0 ? 0 : -1;
 }
 
 /* Start amo-sync with the common environment plus `extra` ("K=V", NULL-terminated). */

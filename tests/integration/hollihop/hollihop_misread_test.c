@@ -102,22 +102,11 @@ student_requests(void)
 static int
 start_fake(void)
 {
-	const char *py = getenv("CS_PYTHON"), *src = getenv("CS_SOURCE_DIR");
-	char script[1024], line[256];
+	char *argv[] = { "--scale", "tiny", "--students", "60", "--seed", "3", "--authkey", KEY,
+	    "--rate-limit", "0", "--no-warmup", NULL };
+	char base[128];
 
-	snprintf(script, sizeof(script), "%s/tests/fake/hollihop/fake_hollihop.py", src ? src : ".");
-	char *argv[] = { script, "--port", "0", "--scale", "tiny", "--students", "60", "--seed", "3",
-	    "--authkey", KEY, "--rate-limit", "0", "--no-warmup", NULL };
-	if (h_spawn(&fake, "fake-hollihop", py ? py : "/usr/bin/python3", NULL, argv) != 0)
-		return -1;
-	for (int64_t end = h_now_ms() + 20000; fake_port == 0 && h_now_ms() < end; nng_msleep(20)) {
-		FILE *f = fopen(fake.log, "r");
-		while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-			if (strncmp(line, "listening port=", 15) == 0)
-				fake_port = (int)strtol(line + 15, NULL, 10);
-		if (f != NULL)
-			fclose(f);
-	}
+	fake_port = h_fake_start(&fake, "fake-hollihop", "hollihop", argv, base, sizeof(base));
 	return fake_port > 0 ? 0 : -1;
 }
 

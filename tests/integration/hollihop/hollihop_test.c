@@ -134,30 +134,12 @@ fake_stat(const char *name, const char *sub)
 static int
 start_fake(void)
 {
-	const char *py = getenv("CS_PYTHON"), *src = getenv("CS_SOURCE_DIR");
-	char script[1024], line[256];
-	int64_t end = h_now_ms() + 20000;
+	char *argv[] = { "--scale", "tiny", "--seed", "1", "--authkey", KEY, "--rate-limit", "0",
+	    "--no-warmup", NULL };
+	char base[128];
 
-	snprintf(script, sizeof(script), "%s/tests/fake/hollihop/fake_hollihop.py", src ? src : ".");
-	char *argv[] = { script, "--port", "0", "--scale", "tiny", "--seed", "1", "--authkey", KEY,
-	    "--rate-limit", "0", "--no-warmup", NULL };
-	if (h_spawn(&fake, "fake-hollihop", py ? py : "/usr/bin/python3", NULL, argv) != 0)
-		return -1;
-	while (h_now_ms() < end && fake_port == 0) {
-		FILE *f = fopen(fake.log, "r");
-		while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-			if (strncmp(line, "listening port=", 15) == 0)
-				fake_port = (int)strtol(line + 15, NULL, 10);
-		if (f != NULL)
-			fclose(f);
-		if (fake_port == 0)
-			nng_msleep(20);
-	}
-	if (fake_port == 0) {
-		h_dump_log(&fake);
-		return -1;
-	}
-	return 0;
+	fake_port = h_fake_start(&fake, "fake-hollihop", "hollihop", argv, base, sizeof(base));
+	return fake_port > 0 ? 0 : -1;
 }
 
 static int
@@ -1088,24 +1070,14 @@ test_bad_authkey_and_error_answer_fail_the_run(void **state)
 static void
 test_alternative_shapes(void **state)
 {
-	const char *py = getenv("CS_PYTHON"), *src = getenv("CS_SOURCE_DIR");
 	struct h_proc alt, p;
-	char script[1024], line[256], base[256];
-	int port = 0;
+	char url[128], base[256];
+	int port;
 
 	(void)state;
-	snprintf(script, sizeof(script), "%s/tests/fake/hollihop/fake_hollihop.py", src ? src : ".");
-	char *argv[] = { script, "--port", "0", "--scale", "tiny", "--seed", "1", "--authkey", KEY,
-	    "--rate-limit", "0", "--no-warmup", "--alt-shapes", NULL };
-	assert_int_equal(h_spawn(&alt, "fake-alt", py ? py : "/usr/bin/python3", NULL, argv), 0);
-	for (int64_t end = h_now_ms() + 20000; port == 0 && h_now_ms() < end; nng_msleep(20)) {
-		FILE *f = fopen(alt.log, "r");
-		while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-			if (strncmp(line, "listening port=", 15) == 0)
-				port = (int)strtol(line + 15, NULL, 10);
-		if (f != NULL)
-			fclose(f);
-	}
+	char *argv[] = { "--scale", "tiny", "--seed", "1", "--authkey", KEY, "--rate-limit", "0",
+	    "--no-warmup", "--alt-shapes", NULL };
+	port = h_fake_start(&alt, "fake-alt", "hollihop", argv, url, sizeof(url));
 	assert_true(port > 0);
 	snprintf(base, sizeof(base), "CS_HOLLIHOP_BASE_URL=http://127.0.0.1:%d/Api/V2", port);
 	char *extra[] = { base, "CS_HOLLIHOP_ENTITIES=client_statuses,employee_statuses,learning_types,"

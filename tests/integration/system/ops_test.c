@@ -64,30 +64,12 @@ fake_post(const char *path, const char *body)
 static int
 start_fake(void)
 {
-	const char *py = getenv("CS_PYTHON"), *src = getenv("CS_SOURCE_DIR");
-	char script[1024], line[256];
-	int64_t end = h_now_ms() + 20000;
+	char *argv[] = { "--scale", "tiny", "--seed", "3", "--authkey", KEY, "--rate-limit", "0",
+	    "--no-warmup", NULL };
+	char base[128];
 
-	snprintf(script, sizeof(script), "%s/tests/fake/hollihop/fake_hollihop.py", src ? src : ".");
-	char *argv[] = { script, "--port", "0", "--scale", "tiny", "--seed", "3", "--authkey", KEY,
-	    "--rate-limit", "0", "--no-warmup", NULL };
-	if (h_spawn(&fake, "fake-hollihop", py ? py : "/usr/bin/python3", NULL, argv) != 0)
-		return -1;
-	while (h_now_ms() < end && fake_port == 0) {
-		FILE *f = fopen(fake.log, "r");
-		while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-			if (strncmp(line, "listening port=", 15) == 0)
-				fake_port = (int)strtol(line + 15, NULL, 10);
-		if (f != NULL)
-			fclose(f);
-		if (fake_port == 0)
-			nng_msleep(20);
-	}
-	if (fake_port == 0) {
-		h_dump_log(&fake);
-		return -1;
-	}
-	return 0;
+	fake_port = h_fake_start(&fake, "fake-hollihop", "hollihop", argv, base, sizeof(base));
+	return fake_port > 0 ? 0 : -1;
 }
 
 /* The hollihop-sync daemon: no schedule, pages of 5 rows, one retry. */
@@ -132,7 +114,8 @@ ctl(const char *first, ...)
 	out[0] = '\0';
 	if (h_spawn(&p, name, "tools/crmsyncctl/crmsyncctl", env, args) != 0)
 		return -1;
-	if (waitpid(p.pid, &st, 0) != p.pid)
+	/* crmsyncctl is the launcher's child: its status comes from svc's rc file */
+	if ((st = h_wait_exit(&p, 600000)) < 0)
 		return -1;
 	if ((f = fopen(p.log, "r")) != NULL) {
 		size_t len = fread(out, 1, sizeof(out) - 1, f);
@@ -140,8 +123,8 @@ ctl(const char *first, ...)
 		fclose(f);
 	}
 	fprintf(stderr, "--- crmsyncctl %s %s -> %d\n%s", first, args[1] ? args[1] : "",
-	    WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	    st, out);
+	return st;
 }
 
 static const char *
