@@ -16,7 +16,6 @@ Goals: the pipeline takes at most 25% longer than the download; hollihop-sync < 
         [--per-client 1000] [--date-from 2025-03-01] [--date-to 2025-05-31] [--durable 1]
 """
 import argparse
-import glob
 import json
 import os
 import re
@@ -28,17 +27,9 @@ import time
 import urllib.parse
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests/harness"))
+import stack  # noqa: E402 - the launchers every test uses (tests/harness/README.md)
 KEY = "bench/Key+1=="
-
-
-def sh(args, **kw):
-    return subprocess.run(args, check=True, **kw)
-
-
-def as_postgres(args, **kw):
-    if os.geteuid() == 0:
-        args = ["runuser", "-u", "postgres", "--"] + args
-    return sh(args, **kw)
 
 
 def vm(pid, field):
@@ -142,31 +133,17 @@ def main():
     build = os.path.abspath(os.environ.get("CS_BUILD_DIR", os.path.join(ROOT, "build-rel")))
     tmp = tempfile.mkdtemp(prefix="crmsync-bench-hh-")
     os.chmod(tmp, 0o755)
-    procs = []
+    procs = []          # names of the processes started under tmp (tests/harness/svc)
     pgdir = os.path.join(tmp, "pg")
-    os.mkdir(pgdir, 0o700)
-    if os.geteuid() == 0:
-        shutil.chown(pgdir, "postgres", "postgres")
-    pgbin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
     try:
         # -- PostgreSQL
-        as_postgres([f"{pgbin}/initdb", "-D", f"{pgdir}/data", "-U", "postgres", "-A", "trust",
-                     "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"], stdout=subprocess.DEVNULL)
-        opts = f"-c listen_addresses='' -k {pgdir} -p 5432 -c max_wal_size=4GB"
-        if not a.durable:
-            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        as_postgres([f"{pgbin}/pg_ctl", "-D", f"{pgdir}/data", "-l", f"{pgdir}/log", "-w", "-o", opts,
-                     "start"], stdout=subprocess.DEVNULL)
-        sh(["psql", "-q", "-h", pgdir, "-U", "postgres", "-c", "CREATE DATABASE crmsync"])
-        dsn = f"host={pgdir} port=5432 dbname=crmsync user=postgres"
+        dsn = stack.pg_start(pgdir, env=dict(os.environ, CS_PG_DURABLE=str(int(a.durable)),
+                                             CS_PG_OPTS="-c max_wal_size=4GB"))
 
         # -- the fake
-        fake = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/fake/hollihop/fake_hollihop.py"),
-                                 "--port", "0", "--scale", a.scale, "--rate-limit", "0", "--authkey", KEY],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        procs.append(fake)
-        port = int(fake.stdout.readline().split("=")[1])
-        base = f"http://127.0.0.1:{port}/Api/V2"
+        procs.append("fake")
+        base = stack.fake_start(tmp, "fake", "hollihop", "--scale", a.scale, "--rate-limit", "0",
+                                "--authkey", KEY) + "/Api/V2"
 
         # -- 1. hollihop-sync against the null store
         env = dict(os.environ, CS_HOLLIHOP_BASE_URL=base, CS_HOLLIHOP_AUTHKEY=KEY, CS_HOLLIHOP_RATE="0",
@@ -174,12 +151,12 @@ def main():
                    CS_HOLLIHOP_DATE_FROM=a.date_from, CS_HOLLIHOP_DATE_TO=a.date_to,
                    CS_HOLLIHOP_PER_CLIENT_LIMIT=str(a.per_client))
         nenv = dict(env, CS_STORE_URL=f"ipc://{tmp}/null.sock")
-        null = subprocess.Popen([f"{build}/bench/hollihop/hollihop_null_store"], env=nenv,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        procs.append(null)
+        procs.append("null")
+        stack.run(tmp, "null", [f"{build}/bench/hollihop/hollihop_null_store"], nenv)
+        wait_for(lambda: "null_store: ready" in open(os.path.join(tmp, "null.log")).read(), 20, "the null store")
         t_null, rc, null_rss, c_null = run_sync(build, nenv, os.path.join(tmp, "hh-null.log"), tmp)
-        null.terminate()
-        null_counts = null.communicate(timeout=20)[0].strip()
+        stack.stop(tmp, "null")
+        null_counts = "".join(x for x in open(os.path.join(tmp, "null.log")) if "batches=" in x).strip()
         if rc != 0:
             sys.exit(f"bench: hollihop-sync (null store) exited {rc}")
 
@@ -210,16 +187,16 @@ def main():
         # -- 3. the pipeline: the store and PostgreSQL
         senv = dict(env, CS_STORE_URL=f"ipc://{tmp}/store.sock",
                     CS_STORE_HEALTH_URL=f"ipc://{tmp}/store-health.sock", CS_PG_DSN=dsn)
-        slog = open(os.path.join(tmp, "store.log"), "w")
         sargs = [f"{build}/services/store/crmsync-store"] + (["-v"] if a.store_phases else [])
-        store = subprocess.Popen(sargs, env=senv, stdout=slog, stderr=slog)
-        procs.append(store)
+        procs.append("store")
+        stack.run(tmp, "store", sargs, senv)
         wait_for(lambda: "store.ready" in open(os.path.join(tmp, "store.log")).read(), 60, "the store")
         hlog_path = os.path.join(tmp, "hollihop-sync.log")
-        c_fake, c_store, c_pg = cpu_s(fake.pid), cpu_s(store.pid), pg_cpu_s(pgdir)
+        fake, store = stack.pid(tmp, "fake"), stack.pid(tmp, "store")
+        c_fake, c_store, c_pg = cpu_s(fake), cpu_s(store), pg_cpu_s(pgdir)
         t_pipe, rc, hh_rss, c_hh = run_sync(build, senv, hlog_path, tmp)
-        store_rss = vm(store.pid, "VmHWM")
-        c_fake, c_store, c_pg = cpu_s(fake.pid) - c_fake, cpu_s(store.pid) - c_store, pg_cpu_s(pgdir) - c_pg
+        store_rss = vm(store, "VmHWM")
+        c_fake, c_store, c_pg = cpu_s(fake) - c_fake, cpu_s(store) - c_store, pg_cpu_s(pgdir) - c_pg
         if rc != 0:
             sys.exit(f"bench: hollihop-sync exited {rc}; see {hlog_path}")
         q = lambda sql: subprocess.run(["psql", "-At", "-h", pgdir, "-U", "postgres", "crmsync", "-c", sql],
@@ -261,17 +238,9 @@ def main():
         print(f"  CPU during 3: hollihop-sync {c_hh:.1f} s, store {c_store:.1f} s, "
               f"PostgreSQL {c_pg:.1f} s, fake {c_fake:.1f} s (2 vCPU: {2 * t_pipe:.0f} CPU s available)")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        stop = [f"{pgbin}/pg_ctl", "-D", f"{pgdir}/data", "-m", "fast", "-w", "stop"]
-        if os.geteuid() == 0:
-            stop = ["runuser", "-u", "postgres", "--"] + stop
-        subprocess.run(stop, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for n in procs:
+            stack.stop(tmp, n)
+        stack.pg_stop(pgdir)
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:

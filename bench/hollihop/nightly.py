@@ -17,7 +17,6 @@ the run would take at the default limit of 600 requests per 30 s (requests / 20 
         [--entities students,client_files,student_personal_office_settings|all]
 """
 import argparse
-import glob
 import os
 import shutil
 import subprocess
@@ -28,21 +27,12 @@ import time
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests/harness"))
+import stack  # noqa: E402 - the launchers every test uses (tests/harness/README.md)
 KEY = "bench/Key+1=="
 DEFAULT_RATE = 600 / 30.0
 # The methods called once per client (catalogue: PAGE_PER_PARENT).
 PER_CLIENT = ("GetIncomesAndOutgoes", "GetClientFiles", "GetStudentPersonalOfficeSettings")
-
-
-def sh(args, **kw):
-    kw.setdefault("check", True)
-    return subprocess.run(args, **kw)
-
-
-def as_postgres(args, **kw):
-    if os.geteuid() == 0:
-        args = ["runuser", "-u", "postgres", "--"] + args
-    return sh(args, **kw)
 
 
 def http(base, path, body=None):
@@ -130,20 +120,10 @@ def main():
     rate_n, rate_s = (int(a.rate.split("/")[0]), float(a.rate.split("/")[1])) if "/" in a.rate else (0, 30.0)
     tmp = tempfile.mkdtemp(prefix="crmsync-bench-nightly-")
     os.chmod(tmp, 0o755)
-    procs = []
+    procs = []          # names of the processes started under tmp (tests/harness/svc)
     pgdir = os.path.join(tmp, "pg")
-    os.mkdir(pgdir, 0o700)
-    if os.geteuid() == 0:
-        shutil.chown(pgdir, "postgres", "postgres")
-    pgbin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
     try:
-        as_postgres([f"{pgbin}/initdb", "-D", f"{pgdir}/data", "-U", "postgres", "-A", "trust",
-                     "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"], stdout=subprocess.DEVNULL)
-        as_postgres([f"{pgbin}/pg_ctl", "-D", f"{pgdir}/data", "-l", f"{pgdir}/log", "-w", "-o",
-                     f"-c listen_addresses='' -k {pgdir} -p 5432 -c max_wal_size=4GB", "start"],
-                    stdout=subprocess.DEVNULL)
-        sh(["psql", "-q", "-h", pgdir, "-U", "postgres", "-c", "CREATE DATABASE crmsync"])
-        dsn = f"host={pgdir} port=5432 dbname=crmsync user=postgres"
+        dsn = stack.pg_start(pgdir, env=dict(os.environ, CS_PG_DURABLE="1", CS_PG_OPTS="-c max_wal_size=4GB"))
 
         scaled = []
         if a.scale_all:
@@ -152,13 +132,10 @@ def main():
                          ("ed-units", 20000), ("lesson-plans", 100000), ("supplies", 20000),
                          ("companies", 500)):
                 scaled += [f"--{k}", str(max(1, int(n * f)))]
-        fake = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/fake/hollihop/fake_hollihop.py"),
-                                 "--port", "0", "--scale", "bench", "--students", str(a.students)] + scaled + [
-                                 "--rate-limit", str(rate_n), "--rate-window", str(rate_s), "--authkey", KEY],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        procs.append(fake)
-        port = int(fake.stdout.readline().split("=")[1])
-        fbase = f"http://127.0.0.1:{port}"
+        procs.append("fake")
+        fbase = stack.fake_start(tmp, "fake", "hollihop", "--scale", "bench", "--students", a.students, *scaled,
+                                 "--rate-limit", rate_n, "--rate-window", rate_s, "--authkey", KEY)
+        fake = stack.pid(tmp, "fake")
         env = dict(os.environ, CS_HOLLIHOP_BASE_URL=fbase + "/Api/V2", CS_HOLLIHOP_AUTHKEY=KEY,
                    CS_HOLLIHOP_RATE=str(rate_n), CS_HOLLIHOP_RATE_WINDOW=f"{int(rate_s * 1000)}ms",
                    CS_HOLLIHOP_SCHEDULE="off", CS_HOLLIHOP_HEALTH_URL=f"ipc://{tmp}/hh-health.sock",
@@ -166,9 +143,8 @@ def main():
                    CS_STORE_HEALTH_URL=f"ipc://{tmp}/store-health.sock", CS_PG_DSN=dsn)
         if a.entities != "all":
             env["CS_HOLLIHOP_ENTITIES"] = a.entities
-        slog = open(os.path.join(tmp, "store.log"), "w")
-        store = subprocess.Popen([f"{build}/services/store/crmsync-store"], env=env, stdout=slog, stderr=slog)
-        procs.append(store)
+        procs.append("store")
+        store = stack.run(tmp, "store", [f"{build}/services/store/crmsync-store"], env)
         end = time.time() + 60
         while "store.ready" not in open(os.path.join(tmp, "store.log")).read():
             if time.time() > end:
@@ -203,9 +179,9 @@ def main():
             if not limited:
                 extra = dict(extra, CS_HOLLIHOP_RATE="0")
             http(fbase, "/_fake/reset_stats", {})
-            c0 = (cpu_s(fake.pid), cpu_s(store.pid), pg_cpu_s(pgdir))
+            c0 = (cpu_s(fake), cpu_s(store), pg_cpu_s(pgdir))
             wall, rc, rss, sync_cpu = run_sync(build, dict(env, **extra), os.path.join(tmp, f"hh-{tag}.log"))
-            cpu = (sync_cpu,) + tuple(b - a for a, b in zip(c0, (cpu_s(fake.pid), cpu_s(store.pid),
+            cpu = (sync_cpu,) + tuple(b - a for a, b in zip(c0, (cpu_s(fake), cpu_s(store),
                                                                    pg_cpu_s(pgdir))))
             if rc != 0:
                 sys.exit(f"bench: run '{name}' exited {rc}; see {tmp}")
@@ -217,7 +193,7 @@ def main():
             per = st["requests"]
             pc = sum(per.get(m, 0) for m in PER_CLIENT)
             ents = entity_times(os.path.join(tmp, f"hh-{tag}.log"))
-            results.append((name, st["requests_total"], pc, wall, rss, vm_hwm_mb(store.pid),
+            results.append((name, st["requests_total"], pc, wall, rss, vm_hwm_mb(store),
                             st.get("rate_limited", 0), dict(per), limited, cpu, ents))
 
         print(f"hollihop nightly export: {len(keys)} students, {nchange} changed "
@@ -258,15 +234,9 @@ def main():
             print(f"  {r[0]:48} hollihop-sync {c[0]:6.1f}  fake {c[1]:6.1f}  store {c[2]:6.1f}  "
                   f"PostgreSQL {c[3]:6.1f}  (wall {r[3]:.1f} s, {os.cpu_count()} CPUs)")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        as_postgres([f"{pgbin}/pg_ctl", "-D", f"{pgdir}/data", "-m", "immediate", "stop"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        for n in procs:
+            stack.stop(tmp, n)
+        stack.pg_stop(pgdir, "immediate")
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:

@@ -34,11 +34,13 @@ import urllib.parse
 import urllib.request
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(SRC, "tests/harness"))
+import stack        # noqa: E402 - the launchers every test uses (tests/harness/README.md)
+
 B = os.path.abspath(os.environ.get("CS_BUILD_DIR", os.path.join(SRC, "build-test")))
 PY = sys.executable
-TESTPG = os.path.join(SRC, "tests/harness/testpg")      # the one way tests start PostgreSQL
 T0 = time.monotonic()
-procs = {}          # name -> Popen
+procs = set()       # names of the processes started under T
 T = None
 
 
@@ -85,27 +87,13 @@ def http_post(url, body=b"{}"):
 
 
 def start(name, argv, env=None):
-    log = open(os.path.join(T, name + ".log"), "ab")
-    procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-    log.close()
+    stack.run(T, name, argv, env)
+    procs.add(name)
 
 
 def stop(name):
-    p = procs.pop(name)
-    p.terminate()
-    try:
-        p.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-
-
-def listening_port(name):
-    def port():
-        with open(os.path.join(T, name + ".log")) as f:
-            m = re.search(r"^listening port=(\d+)", f.read(), re.M)
-        return m and int(m.group(1))
-    return wait_for(name + " to listen", port)
+    procs.discard(name)
+    stack.stop(T, name)
 
 
 # --- Prometheus' HTTP API -------------------------------------------------------------------
@@ -190,21 +178,17 @@ def run():
     T = tempfile.mkdtemp(prefix="crmsync-prom.")
     os.chmod(T, 0o755)
     pgdir = os.path.join(T, "pg")
-    dsn = subprocess.run([TESTPG, "start", pgdir, "crmsync"], check=True, stdout=subprocess.PIPE,
-                         text=True).stdout.strip()
+    dsn = stack.pg_start(pgdir)
 
-    start("fake-hollihop", [PY, SRC + "/tests/fake/hollihop/fake_hollihop.py", "--port", "0",
-                            "--scale", "tiny", "--seed", "5", "--authkey", "hh-key"])
-    amo_port = free_port()
-    amo_argv = [PY, SRC + "/tests/fake/amocrm/fake_amocrm.py", "--port", str(amo_port), "--scale", "tiny",
-                "--seed", "5", "--rps", "0", "--long-lived-token", "amo-llt", "--now", "real"]
-    start("fake-amocrm", amo_argv)
+    hh = stack.fake_start(T, "fake-hollihop", "hollihop", "--scale", "tiny", "--seed", "5", "--authkey", "hh-key")
+    procs.add("fake-hollihop")
+    amo_port = free_port()      # a restarted fake must come back where amo-sync looks for it
 
     def start_fake_amo():
-        start("fake-amocrm", amo_argv)
-        wait_for("the fake amoCRM to answer", lambda: http_get(amo + "/_fake/tokens") is not None)
-    hh = "http://127.0.0.1:%d" % listening_port("fake-hollihop")
-    amo = "http://127.0.0.1:%d" % listening_port("fake-amocrm")
+        procs.add("fake-amocrm")
+        return stack.fake_start(T, "fake-amocrm", "amocrm", "--port", amo_port, "--scale", "tiny", "--seed", "5",
+                                "--rps", "0", "--long-lived-token", "amo-llt", "--now", "real")
+    amo = start_fake_amo()
 
     gw_port = free_port()
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -251,9 +235,8 @@ def run():
     })
 
     def start_service(s):
-        start(s, [os.path.join(B, "services", s, "crmsync-" + s)], env)
-        wait_for(s + " to answer its health probe",
-                 lambda: ctl("probe", "-q", "--live", s, env=env).returncode == 0)
+        procs.add(s)
+        stack.svc_start(T, s, B, env)
     for s in ("store", "hollihop-sync", "amo-sync", "hook-gateway"):
         start_service(s)
     say("four services up")
@@ -354,10 +337,10 @@ def run():
 
     # 4. PostgreSQL away: the store notices at its next statement (amo-sync's runs, each
     #    second) and says so; back: it reconnects on its own.
-    subprocess.run([TESTPG, "stop", pgdir, "immediate"], check=True, stdout=subprocess.DEVNULL)
+    stack.pg_stop(pgdir, "immediate")
     say("PostgreSQL stopped")
     fires("CrmsyncDatabaseUnreachable")
-    subprocess.run([TESTPG, "restart", pgdir], check=True, stdout=subprocess.DEVNULL)
+    stack.pg_restart(pgdir)
     resolves("CrmsyncDatabaseUnreachable")
     say("OK")
     return 0
@@ -374,8 +357,10 @@ def cleanup(ok):
             pass
     if T is None:
         return
-    subprocess.run([TESTPG, "stop", os.path.join(T, "pg"), "immediate"],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        stack.pg_stop(os.path.join(T, "pg"), "immediate")
+    except subprocess.CalledProcessError:
+        pass
     if not ok:
         for f in sorted(glob.glob(T + "/*.log")):
             print("----- " + f)

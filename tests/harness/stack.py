@@ -1,0 +1,75 @@
+"""stack.py - the Python callers' handle on the launchers in tests/harness (README.md there).
+
+The same scripts the C harness and the shell tests run, called through subprocess: testpg for
+PostgreSQL, fake for the fake CRMs, svc for the services and any other process. Every process
+lives under a work directory DIR as NAME: DIR/NAME.pid, DIR/NAME.log (appended to),
+DIR/NAME.rc (its exit status, once it has ended). A launcher's error goes to stderr and
+raises subprocess.CalledProcessError.
+
+    import sys; sys.path.insert(0, os.path.join(SRC, "tests/harness")); import stack
+    dsn = stack.pg_start(T + "/pg")
+    url = stack.fake_start(T, "fake-hollihop", "hollihop", "--scale", "tiny")
+    stack.svc_start(T, "store", build, env)
+    rc = stack.stop(T, "store")
+"""
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTPG = os.path.join(HERE, "testpg")
+SVC = os.path.join(HERE, "svc")
+FAKE = os.path.join(HERE, "fake")
+
+
+def _out(argv, env=None):
+    return subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout.strip()
+
+
+def pg_start(d, *dbs, env=None):
+    """A throwaway PostgreSQL in d with databases dbs (default crmsync): the first one's DSN.
+    env may set CS_PG_DURABLE and CS_PG_OPTS (see testpg)."""
+    return _out([TESTPG, "start", d] + list(dbs or ["crmsync"]), env)
+
+
+def pg_stop(d, mode="fast"):
+    _out([TESTPG, "stop", d, mode])
+
+
+def pg_restart(d):
+    _out([TESTPG, "restart", d])
+
+
+def fake_start(d, name, kind, *args, env=None):
+    """The fake CRM kind ("amocrm", "hollihop") with args after --port 0, listening: its base
+    URL. Its interpreter is this one unless env names CS_PYTHON."""
+    env = dict(os.environ if env is None else env)
+    env.setdefault("CS_PYTHON", sys.executable)
+    return _out([FAKE, "start", d, name, kind] + [str(a) for a in args], env)
+
+
+def svc_start(d, service, build, env=None):
+    """build/services/SERVICE/crmsync-SERVICE with env, answering crmsyncctl probe --live."""
+    _out([SVC, "start", d, service, build], env)
+
+
+def run(d, name, argv, env=None):
+    """Any command in the background as name; returns its pid."""
+    _out([SVC, "run", d, name] + [str(a) for a in argv], env)
+    return pid(d, name)
+
+
+def pid(d, name):
+    with open(os.path.join(d, name + ".pid")) as f:
+        return int(f.read())
+
+
+def running(d, name):
+    return os.path.exists(os.path.join(d, name + ".pid")) and not os.path.exists(os.path.join(d, name + ".rc"))
+
+
+def stop(d, name, sig="TERM"):
+    """Signal name (TERM), wait for its end (20 s, then KILL): its exit status, None when it was
+    not running."""
+    out = _out([SVC, "stop", d, name, sig])
+    return int(out) if out else None
