@@ -19,6 +19,7 @@ set -euo pipefail
 GW=$1 RECV=$2 PROBE=$3 SAMPLES=$4 CTL=$5
 HERE=$(cd "$(dirname "$0")" && pwd)
 FAKE=$HERE/../../fake/amocrm/fake_amocrm.py
+SVC=$HERE/../../harness/svc	# the one way tests start a process (tests/harness/README.md)
 T=$(mktemp -d "${TMPDIR:-/tmp}/gwtest.XXXXXX")
 SECRET=it-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 PIDS=()
@@ -68,30 +69,26 @@ export CS_GATEWAY_IDLE_TIMEOUT=5s CS_GATEWAY_BODY_TIMEOUT=3s
 
 GWPID='' RCPID='' PORT='' URL=''
 start_gw() {
-	"$GW" >>"$T/gw.log" 2>&1 &
-	GWPID=$!
+	"$SVC" run "$T" gw "$GW"
+	GWPID=$(cat "$T/gw.pid")
 	PIDS+=("$GWPID")
 	wait_until 20 "gateway health" "$PROBE" "$CS_GATEWAY_HEALTH_URL" >/dev/null 2>&1
 	PORT=$("$PROBE" "$CS_GATEWAY_HEALTH_URL" http_port)
 	URL=https://127.0.0.1:$PORT/hooks/amo/$SECRET
 }
-stop_gw() {
-	kill -TERM "$GWPID"
-	local end=$((SECONDS + 20))
-	while kill -0 "$GWPID" 2>/dev/null; do
-		[ $SECONDS -lt $end ] || fail "gateway did not stop on SIGTERM"
-		sleep 0.05
-	done
-	wait "$GWPID" || fail "gateway exited non-zero after SIGTERM"
+stop_gw() {	# SIGTERM; svc stop waits 20 s for the end (then KILL: 137)
+	local rc
+	rc=$("$SVC" stop "$T" gw) || fail "gateway did not stop on SIGTERM"
+	[ "$rc" = 0 ] || fail "gateway exited $rc after SIGTERM"
 }
 start_recv() {	# start_recv OUTFILE [MODE] [LAG_MS]: the stand-in amo-sync
 	rm -f "$T/recv.ready"
-	"$RECV" "$CS_AMO_URL" "$1" --mode "${2:-ack}" --lag-ms "${3:-0}" --ready "$T/recv.ready" >>"$T/recv.log" 2>&1 &
-	RCPID=$!
+	"$SVC" run "$T" recv "$RECV" "$CS_AMO_URL" "$1" --mode "${2:-ack}" --lag-ms "${3:-0}" --ready "$T/recv.ready"
+	RCPID=$(cat "$T/recv.pid")
 	PIDS+=("$RCPID")
 	wait_until 10 "receiver ready" test -e "$T/recv.ready"
 }
-stop_recv() { kill -TERM "$RCPID"; wait "$RCPID" 2>/dev/null || true; }
+stop_recv() { "$SVC" stop "$T" recv "${1:-TERM}" >/dev/null || true; }
 stat_of() { "$PROBE" "$CS_GATEWAY_HEALTH_URL" "$1"; }
 lines() { if [ -e "$1" ]; then wc -l <"$1"; else echo 0; fi; }
 lines_ge() { [ "$(lines "$1")" -ge "$2" ]; }
@@ -219,8 +216,7 @@ pass "8. amo-sync down during 5000 hooks, then up: all 5000 delivered, consecuti
 for s in 0 1 2 3; do make_stream "$T/k$s.cfg" $((100000 + s * 10000 + 1)) $((100000 + s * 10000 + 2000)); done
 for s in 0 1 2 3; do curl -sS -K "$T/k$s.cfg" >"$T/k$s.codes" 2>>"$T/curl.log" & done
 wait_until 60 "some hooks answered before the kill" bash -c "[ \$(cat $T/k?.codes 2>/dev/null | grep -c '^204$') -ge 300 ]"
-kill -9 "$GWPID"
-wait "$GWPID" 2>/dev/null || true
+"$SVC" stop "$T" gw KILL >/dev/null
 log "   gateway killed with SIGKILL"
 wait_until 120 "curl streams to finish" bash -c "[ \$(cat $T/k?.codes | wc -l) -ge 8000 ]"
 : >"$T/acked.ids"
@@ -257,7 +253,7 @@ sleep 1	# give a wrong implementation the time to trim: nothing may move
 [ "$(stat_of journal_acked_seq)" = "$acked0" ] || fail "journal trimmed on ACK_OK without done_seq"
 [ "$(stat_of journal_backlog)" -ge 200 ] || fail "two-phase: backlog $(stat_of journal_backlog), want >= 200"
 [ ! -s "$T/recv4.txt" ] || fail "the never-processing stand-in processed something"
-kill -9 "$RCPID"; wait "$RCPID" 2>/dev/null || true
+stop_recv KILL
 start_recv "$T/recv4b.txt"
 wait_until 60 "the 200 unprocessed hooks re-sent to the new amo-sync" bash -c \
 	"[ \$(awk '{ for (i = 3; i <= NF; i++) { split(\$i, a, \"/\"); if (a[3] > 300000 && a[3] <= 300200) print a[3] } }' $T/recv4b.txt | sort -u | wc -l) -eq 200 ]"
@@ -271,7 +267,7 @@ start_recv "$T/recv5.txt" ack 300
 for s in 0 1 2 3; do make_stream "$T/a$s.cfg" $((500000 + s * 10000 + 1)) $((500000 + s * 10000 + 1500)); done
 for s in 0 1 2 3; do curl -sS -K "$T/a$s.cfg" >"$T/a$s.codes" 2>>"$T/curl.log" & done
 wait_until 60 "a third of the stream answered" bash -c "[ \$(cat $T/a?.codes 2>/dev/null | grep -c '^204$') -ge 2000 ]"
-kill -9 "$RCPID"; wait "$RCPID" 2>/dev/null || true
+stop_recv KILL
 log "   stand-in amo-sync killed with SIGKILL mid-stream (300 ms of unprocessed hooks lost with it)"
 start_recv "$T/recv5.txt" ack 300
 wait_until 120 "the streams to finish" bash -c "[ \$(cat $T/a?.codes | wc -l) -ge 6000 ]"
@@ -425,8 +421,8 @@ else
 	stop_recv
 	mkdir -p "$T/jfs"
 	CS_GATEWAY_JOURNAL_DIR=$T/jfs/journal CS_GATEWAY_JOURNAL_MAX=64MiB CS_GATEWAY_SEGMENT_SIZE=16MiB \
-		$ns sh -c 'mount -t tmpfs -o size=128k tmpfs "$1" && exec "$2"' sh "$T/jfs" "$GW" >>"$T/gw.log" 2>&1 &
-	GWPID=$!
+		"$SVC" run "$T" gw $ns sh -c 'mount -t tmpfs -o size=128k tmpfs "$1" && exec "$2"' sh "$T/jfs" "$GW"
+	GWPID=$(cat "$T/gw.pid")
 	PIDS+=("$GWPID")
 	wait_until 20 "gateway health (tmpfs journal)" "$PROBE" "$CS_GATEWAY_HEALTH_URL" >/dev/null 2>&1
 	PORT=$("$PROBE" "$CS_GATEWAY_HEALTH_URL" http_port)

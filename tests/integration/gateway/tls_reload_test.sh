@@ -15,6 +15,7 @@ set -euo pipefail
 
 GW=$1 RECV=$2 PROBE=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
+SVC=$HERE/../../harness/svc	# the one way tests start a process (tests/harness/README.md)
 PY=${CS_PYTHON:-python3}
 T=$(mktemp -d "${TMPDIR:-/tmp}/gwtls.XXXXXX")
 SECRET=tls-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -71,11 +72,11 @@ export CS_GATEWAY_JOURNAL_DIR=$T/journal CS_GATEWAY_DEADLETTER_DIR=$T/deadletter
 export CS_AMO_URL=ipc://$T/amo.ipc CS_GATEWAY_HEALTH_URL=ipc://$T/health.ipc
 export CS_GATEWAY_IDLE_TIMEOUT=60s
 
-"$RECV" "$CS_AMO_URL" "$T/recv.txt" --ready "$T/recv.ready" >>"$T/recv.log" 2>&1 &
-PIDS+=($!)
+"$SVC" run "$T" recv "$RECV" "$CS_AMO_URL" "$T/recv.txt" --ready "$T/recv.ready"
+PIDS+=("$(cat "$T/recv.pid")")
 wait_until 10 "receiver ready" test -e "$T/recv.ready"
-"$GW" >>"$T/gw.log" 2>&1 &
-GWPID=$!
+"$SVC" run "$T" gw "$GW"
+GWPID=$(cat "$T/gw.pid")
 PIDS+=("$GWPID")
 wait_until 20 "gateway health" "$PROBE" "$CS_GATEWAY_HEALTH_URL" >/dev/null 2>&1
 PORT=$("$PROBE" "$CS_GATEWAY_HEALTH_URL" http_port)
@@ -144,8 +145,8 @@ awk '{ split($3, e, "/"); print e[3] }' "$T/recv.txt" | sort -n | uniq >"$T/got.
 missing=$(comm -23 "$T/ok.sorted" "$T/got.sorted" | head -n 5)
 [ -z "$missing" ] || fail "hooks answered 2xx that never reached amo-sync: $missing"
 [ "$("$PROBE" "$CS_GATEWAY_HEALTH_URL" hooks_accepted)" -ge "$n" ] || fail "hooks_accepted below $n"
-kill -TERM "$GWPID"
-wait "$GWPID" || fail "the gateway exited non-zero"
+rc=$("$SVC" stop "$T" gw) || fail "the gateway did not stop"
+[ "$rc" = 0 ] || fail "the gateway exited $rc"
 if grep -qE 'runtime error|AddressSanitizer|LeakSanitizer' "$T"/*.log; then
 	fail "sanitizer report in the logs"
 fi
