@@ -99,8 +99,13 @@ main(void)
 	if (h_fake_start(&fake, "fake", "amocrm", fargv, fake_base, sizeof(fake_base)) <= 0)
 		return 1;
 	/* The fake builds its per-table timestamp arrays in a background thread for ~2 s of
-	 * CPU after start; let it finish so the run measures the sync, not the fake warming. */
-	nng_msleep(8000);
+	 * CPU after start; wait for it to say so, so the run measures the sync, not the fake
+	 * warming. */
+	for (int64_t end = h_now_ms() + 60000; fake_int("/_fake/stats", "warm") != 1; nng_msleep(100))
+		if (h_now_ms() > end) {
+			fprintf(stderr, "amo_bench: the fake did not finish warming up in 60 s\n");
+			return 1;
+		}
 
 	snprintf(e_amo, sizeof(e_amo), "CS_AMO_URL=%s", h_url("amo"));
 	snprintf(e_amoh, sizeof(e_amoh), "CS_AMO_HEALTH_URL=%s", h_url("amo-health"));

@@ -58,7 +58,7 @@ class Control:
             except ValueError:
                 return problem(400, "Body is not JSON")
         if name == "stats" and method == "GET":
-            return _json(app.stats.snapshot())
+            return _json(dict(app.stats.snapshot(), warm=app.store.warmed))
         if name == "reset_stats" and method == "POST":
             app.stats.reset()
             return _json({"ok": True})

@@ -245,6 +245,7 @@ class Store:
         self.clock = ref.now
         self.real_clock = real_clock
         self._cache = {}
+        self.warmed = 0             # 1 once warm() has built every table's arrays
         self.rows = {}              # (table, key, with) -> serialised row, FIFO-bounded
         self.rows_max = 20000
 
@@ -284,6 +285,7 @@ class Store:
         """Build the per-table arrays of the big tables (run in a background thread)."""
         for t in sorted(self.tables.values(), key=lambda t: t.n):
             t.arrays()
+        self.warmed = 1
 
     # ---- views ---------------------------------------------------------------------------
     def view(self, table, rec, with_set):
