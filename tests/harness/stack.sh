@@ -38,7 +38,12 @@ CTL=${CTL:-${B:+$B/tools/crmsyncctl/crmsyncctl}}
 
 say() { printf '[%3ss] %s\n' $(($(date +%s) - T0)) "$*"; }
 fail() { say "FAIL: $*"; exit 1; }
-pids() { cat "$T"/*.pid 2>/dev/null || true; }
+pids() {	# of the processes still running (svc writes NAME.rc when one ends)
+	for _f in "$T"/*.pid; do
+		[ -f "$_f" ] && [ ! -f "${_f%.pid}.rc" ] && cat "$_f"
+	done
+	true
+}
 
 stack_pg() {
 	[ $# -gt 0 ] || set -- crmsync
