@@ -21,6 +21,7 @@ cmake --build "$B" -j"$(nproc)" --target crmsync-hook-gateway gw_test_receiver g
 GW=$B/services/hook-gateway/crmsync-hook-gateway
 RECV=$B/tests/integration/gateway/gw_test_receiver
 PROBE=$B/tests/integration/gateway/gw_probe
+SVC=$ROOT/tests/harness/svc	# the one way tests start a process (tests/harness/README.md)
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/gwbench.XXXXXX")
 PIDS=()
@@ -38,8 +39,8 @@ export CS_GATEWAY_DEADLETTER_DIR=$T/deadletter
 
 RECV_PID=
 start_recv() {
-	"$RECV" "$CS_AMO_URL" "$T/recv.txt" --ready "$T/recv.ready" 2>>"$T/recv.log" &
-	RECV_PID=$!
+	"$SVC" run "$T" recv "$RECV" "$CS_AMO_URL" "$T/recv.txt" --ready "$T/recv.ready"
+	RECV_PID=$(cat "$T/recv.pid")
 	PIDS+=("$RECV_PID")
 	until [ -e "$T/recv.ready" ]; do sleep 0.05; done
 }
@@ -53,8 +54,8 @@ run() {
 	local name=$1 journal=$2 recv=$3 gw port
 	rm -f "$T/recv.txt"
 	if [ "$recv" = up ]; then start_recv; fi
-	CS_GATEWAY_JOURNAL=$journal CS_GATEWAY_JOURNAL_DIR=$T/journal-$name "$GW" 2>>"$T/$name.log" &
-	gw=$!
+	CS_GATEWAY_JOURNAL=$journal CS_GATEWAY_JOURNAL_DIR=$T/journal-$name "$SVC" run "$T" "$name" "$GW"
+	gw=$(cat "$T/$name.pid")
 	PIDS+=("$gw")
 	until "$PROBE" "$CS_GATEWAY_HEALTH_URL" >/dev/null 2>&1; do sleep 0.05; done
 	port=$(stat_of http_port)
@@ -67,9 +68,8 @@ run() {
 		until [ "$(stat_of journal_backlog)" = 0 ]; do sleep 0.1; done
 		wc -l <"$T/recv.txt" >"$T/$name.delivered"
 	fi
-	kill -TERM "$gw"
-	wait "$gw"
-	if [ -n "${RECV_PID:-}" ]; then kill "$RECV_PID"; wait "$RECV_PID" 2>/dev/null || true; RECV_PID=; fi
+	[ "$("$SVC" stop "$T" "$name")" = 0 ] || { echo "gateway ($name) exited non-zero on SIGTERM" >&2; exit 1; }
+	if [ -n "${RECV_PID:-}" ]; then "$SVC" stop "$T" recv >/dev/null; RECV_PID=; fi
 	rm -f "$T/recv.ready"
 }
 
