@@ -26,8 +26,9 @@
 #   wait_live SERVICE           the waiting part alone (svc live)
 #   stop_proc NAME [SIGNAL]     signal NAME (TERM by default, which must end it with 0) and wait
 #                               for its end (svc stop)
-#   stack_cleanup               TERM, then KILL, everything started with bg; PostgreSQL stopped;
-#                               the logs' tails unless OK=1; $T removed (trap it on EXIT)
+#   stack_cleanup               TERM, then KILL, everything started with bg (every NAME.pid in
+#                               $T must be svc's); PostgreSQL stopped; the logs' tails unless
+#                               OK=1; $T removed (trap it on EXIT)
 
 T0=${T0:-$(date +%s)}
 OK=${OK:-0}
@@ -109,13 +110,10 @@ stop_proc() {
 
 stack_cleanup() {
 	for _p in $(pids); do kill -TERM "$_p" 2>/dev/null || true; done
-	for _ in $(seq 50); do
-		_alive=0
-		for _p in $(pids); do kill -0 "$_p" 2>/dev/null && _alive=1; done
-		[ "$_alive" = 0 ] && break
-		sleep 0.1
-	done
+	for _ in $(seq 50); do [ -z "$(pids)" ] && break; sleep 0.1; done
 	for _p in $(pids); do kill -KILL "$_p" 2>/dev/null || true; done
+	# Until svc has written each one's rc file: nothing may write into $T as it is removed.
+	for _ in $(seq 50); do [ -z "$(pids)" ] && break; sleep 0.1; done
 	[ -d "$T/pg" ] && "$TESTPG" stop "$T/pg" immediate
 	if [ "$OK" != 1 ]; then
 		for _f in "$T"/*.log; do [ -f "$_f" ] && { echo "----- $_f"; tail -n 25 "$_f"; }; done

@@ -34,6 +34,8 @@ fail() {
 }
 cleanup() {
 	local rc=$?
+	# svc stop waits for the rc file: nothing writes into $T as it is removed
+	for n in gw recv; do [ -f "$T/$n.pid" ] && "$SVC" stop "$T" "$n" KILL >/dev/null 2>&1 || true; done
 	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	if [ $rc -eq 0 ]; then rm -rf "$T"; else log "kept $T for inspection"; fi

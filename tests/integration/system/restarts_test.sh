@@ -15,7 +15,7 @@ PY=${CS_PYTHON:-python3}
 T=$(mktemp -d "${TMPDIR:-/tmp}/crmsync-restarts.XXXXXX")
 chmod 0755 "$T"
 . "$SRC/tests/harness/stack.sh"
-trap stack_cleanup EXIT	# the traffic generator too (traffic.pid)
+trap stack_cleanup EXIT	# the traffic generator too (bg traffic)
 trap 'exit 1' INT TERM
 
 # --- PostgreSQL, fakes --------------------------------------------------------------------
@@ -55,7 +55,7 @@ NLEADS=$(psql_ -c 'SELECT max(id) FROM amo.leads')
 NSTUD=$(psql_ -c 'SELECT count(*) FROM hollihop.students')
 : >"$T/traffic.stop"
 rm -f "$T/traffic.stop"
-"$PY" - "$AMO" "$HH" "$HOOK_URL" "$T/gw.crt" "$NLEADS" "$T" <<'PY' >>"$T/traffic.log" 2>&1 &
+cat >"$T/traffic.py" <<'PY'
 # Edit a lead in the fake, then deliver its update hook through the HTTPS gateway until it
 # is answered 2xx (as amoCRM retries); record what each lead must finally be called.
 # Every third round also renames a Hollihop student. Stops when T/traffic.stop appears.
@@ -92,7 +92,7 @@ while not os.path.exists(os.path.join(tdir, "traffic.stop")):
     os.replace(os.path.join(tdir, "traffic.json.tmp"), os.path.join(tdir, "traffic.json"))
     time.sleep(0.05)
 PY
-echo $! >"$T/traffic.pid"
+bg traffic "$PY" "$T/traffic.py" "$AMO" "$HH" "$HOOK_URL" "$T/gw.crt" "$NLEADS" "$T"
 acked() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["acked"])' "$T/traffic.json" 2>/dev/null || echo 0; }
 for _ in $(seq 100); do [ "$(acked)" -gt 3 ] && break; sleep 0.1; done
 [ "$(acked)" -gt 3 ] || fail "no webhook got through the gateway"
@@ -127,8 +127,7 @@ done
 done
 
 touch "$T/traffic.stop"
-wait "$(cat "$T/traffic.pid")" || fail "traffic generator failed"
-rm -f "$T/traffic.pid"
+[ "$("$SVC" wait "$T" traffic 120)" = 0 ] || fail "traffic generator failed"
 say "traffic stopped: $(acked) hooks acknowledged"
 
 # --- nothing lost ------------------------------------------------------------------------
