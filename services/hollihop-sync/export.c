@@ -77,7 +77,9 @@ struct exporter {
 	const struct hh_conf	*c;
 	volatile _Atomic int	*stop;
 	struct ratelimit	 rl;
-	struct api		*api;
+	struct api		*api[EXPORT_CONCURRENCY_MAX];	/* one per entity in flight */
+	int			 napi;
+	struct fetch_bell	 bell;		/* rung by the fetchers of the entities in flight */
 	struct storecli		*sc;		/* to the store; its sender thread owns the socket */
 	pthread_mutex_t		 mtx;		/* guards status (read by the health thread) */
 	char			 status[256];
@@ -113,6 +115,8 @@ struct entity_run {
 	struct entity_out	*o;
 };
 
+enum { ST_WAITING, ST_ACTIVE, ST_DONE };
+
 /* One run in progress (export_run and its phases). */
 struct run {
 	const struct cat_crm_desc *d;
@@ -126,6 +130,8 @@ struct run {
 	int64_t			 last_rows[256];	/* per selected entity, from RunBegin */
 	struct pc_mode		 pcm[256];	/* per-client plans, by catalogue index (pc_plan) */
 	unsigned char		 planned[256];
+	unsigned char		 state[256];	/* ST_*, by catalogue index */
+	size_t			 ridx[256];	/* its line in results, by catalogue index */
 	size_t			 nres;
 	int			 failed, stopped;
 	int			 sweep_all;	/* run_req.sweep_all */
@@ -156,6 +162,7 @@ export_new(struct exporter **out, const struct hh_conf *c, nng_socket store,
 	if (c->rate > 0 && rate <= 0)
 		rate = 1000.0 / (double)c->rate_window_ms;
 	rl_init(&x->rl, rate, burst);
+	bell_init(&x->bell);
 	pthread_mutex_init(&x->mtx, NULL);
 	snprintf(x->status, sizeof(x->status), "idle");
 	/* Two packed batches wait at most: the store commits one while the next is normalised. */
@@ -163,7 +170,15 @@ export_new(struct exporter **out, const struct hh_conf *c, nng_socket store,
 	    .deadline_ms = c->store_deadline_ms, .depth = 2, .stop = stop,
 	    .batches = &hh_stats[HS_BATCHES_SENT], .rows = &hh_stats[HS_ROWS_SENT],
 	    .rejected = &hh_stats[HS_BATCHES_REJECTED] };
-	if ((rv = api_new(&x->api, c, &x->rl)) != 0 || (rv = storecli_open(&x->sc, store, &so)) != 0) {
+	x->napi = c->concurrency < 1 ? 1 : c->concurrency > EXPORT_CONCURRENCY_MAX ?
+	    EXPORT_CONCURRENCY_MAX : (int)c->concurrency;
+	for (int i = 0; i < x->napi; i++) {
+		if ((rv = api_new(&x->api[i], c, &x->rl)) != 0) {
+			export_free(x);
+			return rv;
+		}
+	}
+	if ((rv = storecli_open(&x->sc, store, &so)) != 0) {
 		export_free(x);
 		return rv;
 	}
@@ -177,8 +192,10 @@ export_free(struct exporter *x)
 	if (x == NULL)
 		return;
 	storecli_close(x->sc);
-	api_free(x->api);
+	for (int i = 0; i < EXPORT_CONCURRENCY_MAX; i++)
+		api_free(x->api[i]);
 	rl_destroy(&x->rl);
+	bell_destroy(&x->bell);
 	pthread_mutex_destroy(&x->mtx);
 	free(x);
 }
@@ -637,61 +654,117 @@ fail_entity(struct entity_run *r, int rv)
 	    lq(o->err));
 }
 
-/* Export one entity; fills o. collect: where to put its keys (NULL if no one needs them).
- * last_rows: its last complete full read (-1: unknown), for the readguard's bound. */
-static void
-export_entity(struct exporter *x, const struct cat_entity *e, int64_t run_id,
-    const struct hh_vars *vars, const struct keys *parents, int parents_complete,
-    struct parent_keys *collect, int64_t last_rows, struct entity_out *o)
+/* One entity being read; a run keeps up to CS_HOLLIHOP_CONCURRENCY of them (run_entities). */
+struct active {
+	int			 used;
+	size_t			 idx;		/* catalogue index */
+	int			 slot;		/* its api (and place in the run's table) */
+	int			 started;	/* its fetcher runs */
+	int			 parents_complete;
+	int			 changed_only;	/* per-client: changed parents only */
+	struct parent_keys	*ppk;		/* its parent's keys (per-client) */
+	struct keys		 changed;
+	struct pc_mode		 m;
+	uint64_t		 rejected0;	/* the store's rejections before it began */
+	struct entity_run	 r;
+	struct entity_out	 o;
+};
+
+/*
+ * Start reading entity a->idx; a->o says why it failed at once (then it counts as ended).
+ * collect: where to put its keys (NULL if no one needs them). last_rows: its last complete
+ * full read (-1: unknown), for the readguard's bound. alone: no other entity is in flight
+ * (so rejections the store reported before are this run's past, not another's present).
+ */
+static int
+entity_open(struct exporter *x, struct active *a, int64_t run_id, const struct hh_vars *vars,
+    const struct keys *parents, struct parent_keys *collect, int64_t last_rows, int alone)
 {
-	struct entity_run r = { .x = x, .e = e, .run_id = run_id, .collect = collect, .o = o,
-	    .cap = 2 * (size_t)x->c->batch_rows };
-	uint64_t rejected0 = storecli_rejected(x->sc, NULL, 0);
+	const struct cat_entity *e = &catalog_crm(CAT_HOLLIHOP)->entities[a->idx];
+	struct entity_run *r = &a->r;
+	struct entity_out *o = &a->o;
 	char why[512];
-	struct page *p;
-	int rv, started = 0;
+	int rv;
 
 	memset(o, 0, sizeof(*o));
-	r.t0 = r.last_note = bus_now_ms();
-	(void)storecli_rejected(x->sc, why, sizeof(why));	/* forget rejections before this entity */
-	arena_init(&r.arena, EXPORT_ARENA_MAX);
+	memset(r, 0, sizeof(*r));
+	r->x = x;
+	r->e = e;
+	r->run_id = run_id;
+	r->collect = collect;
+	r->o = o;
+	r->cap = 2 * (size_t)x->c->batch_rows;
+	r->t0 = r->last_note = bus_now_ms();
+	a->rejected0 = storecli_rejected(x->sc, NULL, 0);
+	if (alone)
+		(void)storecli_rejected(x->sc, why, sizeof(why));	/* forget rejections before it */
+	arena_init(&r->arena, EXPORT_ARENA_MAX);
 	log_info("export.entity_begin", "run=%lld entity=%s method=%s", (long long)run_id, e->name,
 	    e->endpoint);
 	set_status(x, "running run=%lld entity=%s", (long long)run_id, e->name);
-	if ((r.recs = malloc(r.cap * sizeof(*r.recs))) == NULL ||
-	    (r.rej = malloc(r.cap * sizeof(*r.rej))) == NULL ||
-	    readguard_new(&r.guard, e, last_rows, x->c->max_growth) != 0) {
+	if ((r->recs = malloc(r->cap * sizeof(*r->recs))) == NULL ||
+	    (r->rej = malloc(r->cap * sizeof(*r->rej))) == NULL ||
+	    readguard_new(&r->guard, e, last_rows, x->c->max_growth) != 0) {
 		rv = CS_ENOMEM;
 		snprintf(o->err, sizeof(o->err), "%s: out of memory", e->name);
 		goto fail;
 	}
-	if ((rv = fetch_start(&r.f, e, x->c, x->api, vars, parents, x->stop)) != 0) {
-		r.f = NULL;
+	if ((rv = fetch_start(&r->f, e, x->c, x->api[a->slot], vars, parents, x->stop,
+	    &x->bell)) != 0) {
+		r->f = NULL;
 		snprintf(o->err, sizeof(o->err), "%s: cannot start the fetcher", e->name);
 		goto fail;
 	}
-	started = 1;
-	while ((p = fetch_next(r.f)) != NULL) {
-		if ((rv = add_page(&r, p)) != 0)
-			goto fail;
-		note_progress(&r);
-	}
-	if ((rv = finish_entity(&r, rejected0, parents_complete)) == 0)
-		goto out;
+	a->started = 1;
+	return 0;
 fail:
-	fail_entity(&r, rv);
-	if (!started)
-		o->fatal = 1;	/* no memory, no fetcher thread: nothing else will do better */
-out:
-	while (r.pending != NULL) {
-		struct page *q = r.pending;
-		r.pending = q->next;
+	fail_entity(r, rv);
+	o->fatal = 1;	/* no memory, no fetcher thread: nothing else will do better */
+	return rv;
+}
+
+/*
+ * One page of a's, if its fetcher has one: 0 it went to the store, 1 none yet, 2 the
+ * entity ended (read to its end and answered by the store, or failed: a->o says which).
+ */
+static int
+entity_step(struct active *a)
+{
+	struct page *p;
+	int rv, got = fetch_poll(a->r.f, &p);
+
+	if (got == 0)
+		return 1;
+	if (got > 0) {
+		if ((rv = add_page(&a->r, p)) == 0) {	/* p is the entity's now, in all cases */
+			note_progress(&a->r);
+			return 0;
+		}
+	} else if ((rv = finish_entity(&a->r, a->rejected0, a->parents_complete)) == 0) {
+		return 2;
+	}
+	fail_entity(&a->r, rv);
+	return 2;
+}
+
+/* Free what reading a held (its outcome stays in a->o). */
+static void
+entity_close(struct active *a)
+{
+	struct entity_run *r = &a->r;
+
+	while (r->pending != NULL) {
+		struct page *q = r->pending;
+		r->pending = q->next;
 		page_free(q);
 	}
-	arena_reset(&r.arena);
-	free(r.recs);
-	free(r.rej);
-	readguard_free(r.guard);
+	arena_reset(&r->arena);
+	free(r->recs);
+	free(r->rej);
+	readguard_free(r->guard);
+	r->recs = NULL;
+	r->rej = NULL;
+	r->guard = NULL;
 }
 
 /* The run's key collector of entity e (column kcol; a changed_via source or a parent), new
@@ -1059,69 +1132,177 @@ via_floor(struct exporter *x, struct run *run, struct parent_keys *pk)
 	}
 }
 
-/* Export entity e of the run, unless the run has already failed or is stopping. */
-static void
-run_entity(struct exporter *x, struct run *run, const struct cat_entity *e, struct run_result *res)
+/* Entity e can start: what it needs from other entities of the run is there (a per-client
+ * method: its parent's keys and its changed_via sources, each read and done with). */
+static int
+entity_ready(const struct run *run, const struct cat_entity *e)
 {
-	int64_t last_rows = run->last_rows[run->nres];
-	struct storecli_entity *er = &run->results[run->nres++];
-	struct parent_keys *collect = NULL, *ppk = NULL;
-	const struct keys *parents = NULL;
-	int parents_complete = e->paging != PAGE_PER_PARENT;	/* until its parent is found */
-	int changed_only = 0;
-	struct keys changed = { .n = 0 };
-	struct pc_mode m = { .sweep = 1 };
-	struct entity_out o;
+	const struct cat_entity *p, *src;
+	size_t kc, sc;
 
-	memset(er, 0, sizeof(*er));
-	er->entity = e->name;
-	buf_init(&changed.b, 0);
-	if (run->failed || run->stopped || *x->stop) {
-		run->stopped |= *x->stop;
-		return;		/* listed as incomplete */
-	}
+	if (e->paging != PAGE_PER_PARENT)
+		return 1;
+	if ((p = catalog_find(CAT_HOLLIHOP, e->parent)) != NULL &&
+	    run->sel[p - run->d->entities] && run->state[p - run->d->entities] != ST_DONE)
+		return 0;
+	for (size_t v = 0; catalog_changed_via(e, v, &src, &kc, &sc) == 1; v++)
+		if (run->sel[src - run->d->entities] && run->state[src - run->d->entities] != ST_DONE)
+			return 0;
+	return 1;
+}
+
+/* Start entity a->idx of the run: its parents' keys, its per-client plan, its fetcher. */
+static void
+run_entity_start(struct exporter *x, struct run *run, struct active *a, int alone,
+    struct run_result *res)
+{
+	const struct cat_entity *e = &run->d->entities[a->idx];
+	struct parent_keys *collect = NULL;
+	const struct keys *parents = NULL;
+
+	a->parents_complete = e->paging != PAGE_PER_PARENT;	/* until its parent is found */
+	a->changed_only = 0;
+	a->ppk = NULL;
+	buf_init(&a->changed.b, 0);
+	a->changed.n = 0;
+	memset(&a->m, 0, sizeof(a->m));
+	a->m.sweep = 1;
 	for (int k = 0; k < run->npk; k++) {
 		if (run->pk[k].e == e)
 			collect = &run->pk[k];
 		if (e->paging == PAGE_PER_PARENT && strcmp(run->pk[k].e->name, e->parent) == 0) {
-			ppk = &run->pk[k];
-			parents = &ppk->keys;
-			parents_complete = ppk->complete;
+			a->ppk = &run->pk[k];
+			parents = &a->ppk->keys;
+			a->parents_complete = a->ppk->complete;
 		}
 	}
 	if (collect != NULL && collect->via)
 		via_floor(x, run, collect);
-	if (ppk != NULL && ppk->complete && e->changed_by != NULL &&
-	    run_per_client(x, run, e, res->run_id, ppk, &m, &changed)) {
-		changed_only = 1;
-		parents = &changed;
+	if (a->ppk != NULL && a->ppk->complete && e->changed_by != NULL &&
+	    run_per_client(x, run, e, res->run_id, a->ppk, &a->m, &a->changed)) {
+		a->changed_only = 1;
+		parents = &a->changed;
 	}
-	export_entity(x, e, res->run_id, &run->vars, parents, parents_complete, collect, last_rows, &o);
+	(void)entity_open(x, a, res->run_id, &run->vars, parents, collect,
+	    run->last_rows[run->ridx[a->idx]], alone);
+}
+
+/* Entity a ended (a->o): its RunEnd line, its cursors and keys, what it does to the run. */
+static void
+run_entity_end(struct exporter *x, struct run *run, struct active *a, struct run_result *res)
+{
+	const struct cat_entity *e = &run->d->entities[a->idx];
+	struct storecli_entity *er = &run->results[run->ridx[a->idx]];
+	struct entity_out *o = &a->o;
+
 	/* Changed clients only: the rows of the others were not asked for, so not "complete"
 	 * for the store (which would delete them); their deletions wait for the sweep. */
-	er->complete = o.complete && !changed_only;
-	er->rows = o.rows;
-	er->pages = o.pages;
-	er->rows_rejected = o.bad_rows;
-	if (ppk != NULL && e->changed_by != NULL && o.complete && o.rv == 0)
-		pc_done(x, run, e, res->run_id, ppk, &m);
-	buf_free(&changed.b);
+	er->complete = o->complete && !a->changed_only;
+	er->rows = o->rows;
+	er->pages = o->pages;
+	er->rows_rejected = o->bad_rows;
+	if (a->ppk != NULL && e->changed_by != NULL && o->complete && o->rv == 0)
+		pc_done(x, run, e, res->run_id, a->ppk, &a->m);
+	buf_free(&a->changed.b);
 	for (int k = 0; k < run->npk; k++) {
 		if (run->pk[k].e == e) {
-			run->pk[k].complete = o.complete && o.rv == 0;
+			run->pk[k].complete = o->complete && o->rv == 0;
 			if (keys_unique(&run->pk[k]) != 0)
 				run->pk[k].complete = 0;
 		}
 	}
-	if (o.rv == CS_ECANCELED || *x->stop) {
-		run->stopped = 1;
+	run->state[a->idx] = ST_DONE;
+	if (o->rv == CS_ECANCELED || *x->stop) {
+		run->stopped |= !run->failed;
 		return;
 	}
 	size_t len = strlen(res->error);
-	if (o.err[0] != '\0' && len + strlen(o.err) + 3 < sizeof(res->error))
-		snprintf(res->error + len, sizeof(res->error) - len, "%s%s", len ? "; " : "", o.err);
-	if (o.rv != 0 && o.fatal)
+	if (o->err[0] != '\0' && len + strlen(o->err) + 3 < sizeof(res->error))
+		snprintf(res->error + len, sizeof(res->error) - len, "%s%s", len ? "; " : "", o->err);
+	if (o->rv != 0 && o->fatal)
 		run->failed = 1;
+}
+
+/*
+ * Start entities that can start while there is room: with room for more than one, the
+ * per-client methods first (long, paced by the rate limit alone), then the listings in
+ * catalogue order; with room for one, catalogue order.
+ */
+static void
+start_ready(struct exporter *x, struct run *run, struct active *act, int *nact,
+    struct run_result *res)
+{
+	const struct cat_crm_desc *d = run->d;
+
+	for (int pass = x->napi > 1 ? 0 : 1; pass < 2; pass++) {
+		for (size_t i = 0; i < d->nentities && *nact < x->napi; i++) {
+			const struct cat_entity *e = &d->entities[i];
+			if (!run->sel[i] || run->state[i] != ST_WAITING || !entity_ready(run, e) ||
+			    (pass == 0 && e->paging != PAGE_PER_PARENT))
+				continue;
+			int k = 0;
+			while (act[k].used)
+				k++;
+			memset(&act[k], 0, sizeof(act[k]));
+			act[k].used = 1;
+			act[k].idx = i;
+			act[k].slot = k;
+			run->state[i] = ST_ACTIVE;
+			run_entity_start(x, run, &act[k], *nact == 0, res);
+			(*nact)++;
+		}
+	}
+}
+
+/*
+ * Read the run's entities, up to CS_HOLLIHOP_CONCURRENCY at once: each has its fetcher
+ * thread (its own connection; the rate limit is shared, so whatever one entity leaves of
+ * it another uses), and this thread takes their pages as they come, one entity's pages
+ * always in order, and sends them to the store through the one ordered queue. So the
+ * store gets each entity's batches in the order they were read, while the entities'
+ * batches interleave (the store applies each batch by itself). An entity still ends only
+ * once the store has answered all its batches. A failure that ends the run starts nothing
+ * more (entities not started are listed incomplete); the entities in flight end as they
+ * would have (each with its own outcome and error: a refused key fails them all at once,
+ * a store that is gone too), and RunEnd goes after all of them.
+ */
+static void
+run_entities(struct exporter *x, struct run *run, struct run_result *res)
+{
+	struct active *act = calloc((size_t)x->napi, sizeof(*act));
+	int nact = 0;
+
+	if (act == NULL) {
+		snprintf(res->error, sizeof(res->error), "out of memory");
+		run->failed = 1;
+		return;
+	}
+	for (;;) {
+		if (*x->stop)
+			run->stopped |= !run->failed;
+		if (!run->failed && !run->stopped)
+			start_ready(x, run, act, &nact, res);
+		if (nact == 0)
+			break;
+		uint64_t seen = bell_rings(&x->bell);
+		int moved = 0;
+		for (int k = 0; k < x->napi; k++) {
+			struct active *a = &act[k];
+			int st;
+			if (!a->used || (st = a->started ? entity_step(a) : 2) == 1)
+				continue;
+			moved = 1;
+			if (st == 2) {
+				entity_close(a);
+				run_entity_end(x, run, a, res);
+				a->used = 0;
+				nact--;
+			}
+		}
+		if (!moved)
+			bell_wait(&x->bell, seen, 100);
+	}
+	free(act);
 }
 
 /* Record the run's end with the store (even while stopping), then counters and logs. */
@@ -1182,9 +1363,14 @@ export_run(struct exporter *x, const struct run_req *rq, void (*on_begin)(void *
 	    run->vars.date_to);
 	if (on_begin != NULL)
 		on_begin(arg, res->run_id);
-	for (size_t i = 0; i < run->d->nentities; i++)
-		if (run->sel[i])
-			run_entity(x, run, &run->d->entities[i], res);
+	/* Every selected entity has its RunEnd line, incomplete until it ends well. */
+	for (size_t i = 0; i < run->d->nentities; i++) {
+		if (!run->sel[i])
+			continue;
+		run->ridx[i] = run->nres;
+		run->results[run->nres++].entity = run->d->entities[i].name;
+	}
+	run_entities(x, run, res);
 	close_run(x, run, res);
 	rv = 0;
 out:

@@ -28,6 +28,7 @@ struct fetch {
 	struct hh_vars		 vars;
 	const struct keys	*parents;
 	volatile _Atomic int		*run_stop;
+	struct fetch_bell	*bell;		/* rung on every page and at the end (or NULL) */
 	volatile _Atomic int		 cancel;	/* run stop seen, or the consumer gave up */
 	pthread_t		 thr;
 	pthread_mutex_t		 mtx;
@@ -44,6 +45,59 @@ struct fetch {
 	int64_t			 idle_us;	/* the consumer waiting for a page */
 	char			 err[1024];
 };
+
+void
+bell_init(struct fetch_bell *b)
+{
+	pthread_mutex_init(&b->mtx, NULL);
+	pthread_cond_init(&b->cv, NULL);
+	b->rings = 0;
+}
+
+void
+bell_destroy(struct fetch_bell *b)
+{
+	pthread_mutex_destroy(&b->mtx);
+	pthread_cond_destroy(&b->cv);
+}
+
+uint64_t
+bell_rings(struct fetch_bell *b)
+{
+	pthread_mutex_lock(&b->mtx);
+	uint64_t n = b->rings;
+	pthread_mutex_unlock(&b->mtx);
+	return n;
+}
+
+void
+bell_wait(struct fetch_bell *b, uint64_t seen, int ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)ms * 1000000L;
+	while (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&b->mtx);
+	while (b->rings == seen)
+		if (pthread_cond_timedwait(&b->cv, &b->mtx, &ts) != 0)
+			break;
+	pthread_mutex_unlock(&b->mtx);
+}
+
+static void
+ring(struct fetch *f)
+{
+	if (f->bell == NULL)
+		return;
+	pthread_mutex_lock(&f->bell->mtx);
+	f->bell->rings++;
+	pthread_cond_broadcast(&f->bell->cv);
+	pthread_mutex_unlock(&f->bell->mtx);
+}
 
 void
 page_free(struct page *p)
@@ -149,6 +203,7 @@ enqueue(struct fetch *f, struct page *p)
 	f->pages++;
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mtx);
+	ring(f);
 	return 0;
 }
 
@@ -284,12 +339,14 @@ fetch_main(void *arg)
 	f->done = 1;
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mtx);
+	ring(f);
 	return NULL;
 }
 
 int
 fetch_start(struct fetch **out, const struct cat_entity *e, const struct hh_conf *c,
-    struct api *api, const struct hh_vars *vars, const struct keys *parents, volatile _Atomic int *stop)
+    struct api *api, const struct hh_vars *vars, const struct keys *parents, volatile _Atomic int *stop,
+    struct fetch_bell *bell)
 {
 	struct fetch *f;
 
@@ -302,6 +359,7 @@ fetch_start(struct fetch **out, const struct cat_entity *e, const struct hh_conf
 	f->vars = *vars;
 	f->parents = parents;
 	f->run_stop = stop;
+	f->bell = bell;
 	pthread_mutex_init(&f->mtx, NULL);
 	pthread_cond_init(&f->cv, NULL);
 	if (pthread_create(&f->thr, NULL, fetch_main, f) != 0) {
@@ -348,6 +406,32 @@ fetch_next(struct fetch *f)
 	f->idle_us += clock_mono_us() - t0;
 	pthread_mutex_unlock(&f->mtx);
 	return p;
+}
+
+int
+fetch_poll(struct fetch *f, struct page **out)
+{
+	int rv = 0;
+
+	*out = NULL;
+	pthread_mutex_lock(&f->mtx);
+	if (f->run_stop != NULL && *f->run_stop)
+		f->cancel = 1;
+	if (f->head != NULL && !f->cancel) {
+		struct page *p = f->head;
+		f->head = p->next;
+		if (f->head == NULL)
+			f->tail = NULL;
+		p->next = NULL;
+		f->depth--;
+		pthread_cond_broadcast(&f->cv);
+		*out = p;
+		rv = 1;
+	} else if (f->done || f->cancel) {
+		rv = -1;
+	}
+	pthread_mutex_unlock(&f->mtx);
+	return rv;
 }
 
 int

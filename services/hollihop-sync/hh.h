@@ -55,6 +55,7 @@ struct hh_conf {
 	int64_t	 changed_lookback_ms;	/* changed since: the last pass's newest stamp less this */
 	int64_t	 batch_rows;
 	int64_t	 queue_pages;
+	int64_t	 concurrency;		/* entities read at once */
 	int64_t	 store_timeout_ms;
 	int64_t	 store_deadline_ms;
 	int64_t	 max_growth;
@@ -140,23 +141,43 @@ struct keys {
 
 struct fetch;
 
+/* What one consumer of several fetches waits on: every fetch rings it when it queues a
+ * page and when it ends, so the consumer sleeps until one of them has something. */
+struct fetch_bell {
+	pthread_mutex_t	 mtx;
+	pthread_cond_t	 cv;
+	uint64_t	 rings;
+};
+
+void	bell_init(struct fetch_bell *b);
+void	bell_destroy(struct fetch_bell *b);
+uint64_t bell_rings(struct fetch_bell *b);
+/* Wait until the bell has rung after `seen` (bell_rings' value), at most ms. */
+void	bell_wait(struct fetch_bell *b, uint64_t seen, int ms);
+
 /*
  * Start fetching entity e (all passes). The thread stops early on *stop. keys: the parent's
- * keys for PAGE_PER_PARENT (read only while the fetch runs). Pages come out of
- * fetch_next() in order; the caller frees each with page_free().
+ * keys for PAGE_PER_PARENT (read only while the fetch runs). api: this fetch's own (one
+ * connection per thread; the rate limit behind it is shared). Pages come out of
+ * fetch_next() or fetch_poll() in order; the caller frees each with page_free(). bell
+ * (may be NULL) is rung on every page and at the end.
  */
 int	fetch_start(struct fetch **out, const struct cat_entity *e, const struct hh_conf *c,
 	    struct api *api, const struct hh_vars *vars, const struct keys *parents,
-	    volatile _Atomic int *stop);
+	    volatile _Atomic int *stop, struct fetch_bell *bell);
 /*
  * The next page, or NULL at the end: then fetch_finish() tells why (0 = the entity was
  * read to its end; *truncated = 1 when a configured cap cut it short).
  */
 struct page *fetch_next(struct fetch *f);
+/* Without waiting: 1 and *out = the next page, 0 none yet, -1 the end (fetch_finish). */
+int	fetch_poll(struct fetch *f, struct page **out);
 int	fetch_finish(struct fetch *f, int *truncated, int64_t *pages, char *err, size_t errlen);
 void	page_free(struct page *p);
 
 /* ---- export.c: one run ---- */
+#define EXPORT_CONCURRENCY_MAX	16	/* CS_HOLLIHOP_CONCURRENCY's bound */
+
 struct run_req {
 	const char	*trigger;		/* "schedule", "cli", "command", "resync" */
 	char		 entities[64][64];	/* empty = all */

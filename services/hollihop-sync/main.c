@@ -111,7 +111,10 @@ static const struct cfg_key hh_keys[] = {
 	CFG_KEY("CS_HOLLIHOP_BATCH_ROWS", CFG_INT, batch_rows, "1000", 1, 50000,
 	    "rows per record batch when small answers are gathered"),
 	CFG_KEY("CS_HOLLIHOP_QUEUE_PAGES", CFG_INT, queue_pages, "2", 1, 64,
-	    "pages downloaded ahead of the store"),
+	    "pages downloaded ahead of the store (per entity being read)"),
+	CFG_KEY("CS_HOLLIHOP_CONCURRENCY", CFG_INT, concurrency, "4", 1, EXPORT_CONCURRENCY_MAX,
+	    "entities read at once, each with its own connection and one request in flight, all "
+	    "within the one rate limit (1 = one at a time, in catalogue order)"),
 	CFG_KEY("CS_HOLLIHOP_STORE_TIMEOUT", CFG_DURATION, store_timeout_ms, "60s", 100, 3600000,
 	    "wait for one store acknowledgement before re-sending"),
 	CFG_KEY("CS_HOLLIHOP_STORE_DEADLINE", CFG_DURATION, store_deadline_ms, "10m", 1000, 86400000,
