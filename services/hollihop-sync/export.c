@@ -110,6 +110,7 @@ struct entity_run {
 	size_t			 nrec, nrej, cap;
 	struct readguard	*guard;
 	int			 pass;		/* of the last page (fetch.c numbers them) */
+	int64_t			 skip;		/* of the last page */
 	int64_t			 t0, last_note, pages;
 	int			 logged_bad;
 	struct entity_out	*o;
@@ -335,6 +336,9 @@ send_batch(struct entity_run *r)
 	b.n_records = r->nrec;
 	b.rejected = r->rej;
 	b.n_rejected = r->nrej;
+	/* Which page went when: the order the store gets them in (tests read it). */
+	log_debug("export.batch", "run=%lld entity=%s pass=%d skip=%lld records=%zu",
+	    (long long)r->run_id, r->e->name, r->pass, (long long)r->skip, r->nrec);
 	if ((rv = storecli_batch(r->x->sc, &b)) != 0)
 		store_err(rv, r->o->err, sizeof(r->o->err));
 	return rv;
@@ -559,6 +563,7 @@ add_page(struct entity_run *r, struct page *p)
 		readguard_pass(r->guard);
 		r->pass = p->pass;
 	}
+	r->skip = p->skip;
 	readguard_page_begin(r->guard);
 	for (int i = 0; i < p->nrows; i++, t = p->one_row ? t : json_skip(&p->j, t))
 		if ((rv = add_row(r, p, t, i)) != 0)

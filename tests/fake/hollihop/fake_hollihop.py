@@ -2710,6 +2710,7 @@ class App:
         self.lock = threading.Lock()
         self.mlock = threading.Lock()
         self.hits = collections.deque()
+        self.in_flight = 0         # API calls being answered now (stats: in_flight_max)
         self.faults = []
         self.count_cache = {}
         self.reset_stats()
@@ -2724,7 +2725,15 @@ class App:
                           "faults_served": 0, "faults_by_kind": collections.Counter(),
                           "bad_auth": 0, "param_errors": 0, "unknown_method": 0,
                           "http500_employees": 0, "rows_served": 0, "bytes_sent": 0,
-                          "control_requests": 0, "started": now_str()}
+                          "control_requests": 0, "started": now_str(),
+                          "in_flight_max": 0}
+
+    def flight(self, n):
+        """n = 1 when an API call comes in, -1 when it is answered."""
+        with self.lock:
+            self.in_flight += n
+            if self.in_flight > self.stats["in_flight_max"]:
+                self.stats["in_flight_max"] = self.in_flight
 
     def stat(self, key, n=1, sub=None):
         with self.lock:
@@ -3117,7 +3126,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             path = url.path
             low = path.lower()
             if low.startswith("/api/v2/"):
-                self.api(path[8:].strip("/"), url.query, body)
+                APP.flight(1)
+                try:
+                    self.api(path[8:].strip("/"), url.query, body)
+                finally:
+                    APP.flight(-1)
             elif path.startswith("/_fake/"):
                 APP.stat("control_requests")
                 self.control(verb, path[7:].strip("/"), url.query, body)

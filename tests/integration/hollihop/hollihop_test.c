@@ -1100,6 +1100,86 @@ test_alternative_shapes(void **state)
 	assert_true(h_sql_int(db, "SELECT count(*) FROM hollihop.client_files WHERE deleted_at IS NULL") > 0);
 }
 
+/*
+ * CS_HOLLIHOP_CONCURRENCY: several entities in flight at once (more than one call at the
+ * server at a time, their batches interleaved at the store), and still each entity's pages
+ * reach the store in the order they were read: (pass, skip) never goes back.
+ */
+static void
+test_entities_read_concurrently_in_order(void **state)
+{
+	char *extra[] = { "CS_HOLLIHOP_CONCURRENCY=4", "CS_HOLLIHOP_PAGE_SIZE=4",
+	    "CS_HOLLIHOP_SWEEP_EVERY=0", NULL };
+	char *env[48], *argv[] = { "--run-now", "-v", NULL };
+	struct { char name[64]; int pass; long long skip; } seen[64];
+	int nseen = 0, switches = 0, batches = 0, backwards = 0;
+	char line[2048], prev[64] = "";
+	struct h_proc p;
+
+	(void)state;
+	/* Every answer takes 20 ms, as a real server's would: time for the others to ask. */
+	fake_post_ok("/_fake/faults", "{\"replace\":true,\"faults\":[{\"method\":\"*\",\"kind\":\"slow\","
+	    "\"delay_ms\":20,\"count\":-1}]}");
+	free(fake_req("POST", "/_fake/reset_stats", "{}", NULL));
+	sync_env(env, 48, extra);
+	assert_int_equal(h_spawn(&p, "sync-concurrent", "services/hollihop-sync/crmsync-hollihop-sync",
+	    env, argv), 0);
+	int rv = wait_exit(&p, 60000);
+	free(fake_req("DELETE", "/_fake/faults", NULL, NULL));
+	if (rv != 0)
+		h_dump_log(&p);
+	assert_int_equal(rv, 0);
+	assert_string_equal(run_field(last_run(), "status"), "complete");
+	assert_true(fake_stat("in_flight_max", NULL) >= 2);
+
+	FILE *f = fopen(p.log, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char ent[64];
+		int pass;
+		long long skip;
+		const char *b = strstr(line, "ev=export.batch ");
+		if (b == NULL || (b = strstr(b, " entity=")) == NULL ||
+		    sscanf(b, " entity=%63s pass=%d skip=%lld", ent, &pass, &skip) != 3)
+			continue;
+		batches++;
+		if (prev[0] != '\0' && strcmp(prev, ent) != 0)
+			switches++;
+		snprintf(prev, sizeof(prev), "%s", ent);
+		int k = 0;
+		while (k < nseen && strcmp(seen[k].name, ent) != 0)
+			k++;
+		if (k == nseen && nseen < 64) {
+			snprintf(seen[nseen].name, sizeof(seen[nseen].name), "%s", ent);
+			seen[nseen].pass = pass;
+			seen[nseen++].skip = skip;
+			continue;
+		}
+		if (k < nseen) {
+			if (pass < seen[k].pass || (pass == seen[k].pass && skip <= seen[k].skip &&
+			    skip != 0)) {
+				fprintf(stderr, "%s: batch of pass %d skip %lld after pass %d skip %lld\n", ent,
+				    pass, skip, seen[k].pass, seen[k].skip);
+				backwards++;
+			}
+			seen[k].pass = pass;
+			seen[k].skip = skip;
+		}
+	}
+	fclose(f);
+	/* Pages of one entity in order; entities interleaved (one at a time would switch
+	 * exactly once per entity). */
+	assert_true(batches > 40);
+	assert_int_equal(backwards, 0);
+	assert_true(switches > nseen);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.payments WHERE deleted_at IS NULL"),
+	    fake_count("GetPayments", NULL, NULL));
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.students WHERE deleted_at IS NULL"),
+	    fake_count("GetStudents", NULL, NULL));
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM hollihop.student_personal_office_settings "
+	    "WHERE deleted_at IS NULL"), fake_count("GetStudents", NULL, NULL));
+}
+
 int
 main(void)
 {
@@ -1113,6 +1193,7 @@ main(void)
 		cmocka_unit_test(test_clamped_take_is_read_to_the_end),
 		cmocka_unit_test(test_bad_authkey_and_error_answer_fail_the_run),
 		cmocka_unit_test(test_alternative_shapes),
+		cmocka_unit_test(test_entities_read_concurrently_in_order),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
