@@ -436,6 +436,12 @@ class State:
                      dict(self.edits))
 
 
+MATCH_LOCK = threading.Lock()
+# Rendered rows kept (Table.row_text): bytes in use, and the bound (the server's memory).
+ROW_CACHE = [0]
+ROW_CACHE_BYTES = 768 << 20
+
+
 class Table:
     paged = True
     strings = False            # rows are bare strings
@@ -447,6 +453,8 @@ class Table:
     gen_json = None            # optional fast path: (key, tok, ctx) -> JSON text of the row
     flat = False               # rows never carry nested collections (cheap /_fake/count)
     defaults = {}              # parameter -> value the server assumes when it is absent
+    pure = False               # generated rows depend on (key, ctx) only: their text is kept
+    pure_unless = ()           # ctx flags under which they read other tables' state
 
     def __init__(self, d, method, root, gen=None, filters=None, **kw):
         self.d = d
@@ -549,34 +557,95 @@ class Table:
             return base
         return heapq.merge(base, st.added, key=lambda e: e[0])
 
-    def select(self, params, ctx, skip, take, st=None):
+    def select(self, params, ctx, skip, take, st=None, text=False):
+        """The page's rows (dicts), or with text=True their JSON texts (row_text)."""
         st = st or self.st
         preds, cands = self.parse_filters(params)
         out = []
         if take <= 0:
             return out
+        if text:
+            sig = tuple(sorted(ctx.items()))
+            emit = lambda key, tok, row=None: self.row_text(key, tok, ctx, st, sig, row)
+        else:
+            emit = lambda key, tok, row=None: row if row is not None else self.render(key, tok, ctx, st)
         if not preds:
             for key, tok in itertools.islice(self.iter_from(skip, st), take):
-                out.append(self.render(key, tok, ctx, st))
+                out.append(emit(key, tok))
             return out
-        seq = self.candidates_iter(cands, st) if cands is not None else self.iter_from(0, st)
-        skipped = 0
-        for key, tok in seq:
-            row = self.render(key, tok, ctx, st)
-            ok = True
-            for p in preds:
-                if not p(row):
-                    ok = False
-                    break
-            if not ok:
-                continue
-            if skipped < skip:
-                skipped += 1
-                continue
-            out.append(row)
-            if len(out) >= take:
-                break
+        # The matches found so far for these parameters are kept until the data change (a
+        # pass pages through them in order), so page n does not render and test the rows of
+        # the n-1 pages before it again: what the server answers is the same. A filter that
+        # needs only the key (on_key: ed units' hidden status) is tested without rendering.
+        on_key = [getattr(p, "on_key", None) for p in preds]
+        on_key = on_key if all(on_key) else None
+        m = self.matches(params, st, cands)
+        with m["lock"]:
+            found = m["found"]
+            for key, tok in found[skip:skip + take]:
+                out.append(emit(key, tok))
+            try:
+                while len(found) < skip + take and m["seq"] is not None:
+                    nxt = next(m["seq"], None)
+                    if nxt is None:
+                        m["seq"] = None
+                        break
+                    key, tok = nxt
+                    if on_key is not None:
+                        if not all(p(key) for p in on_key):
+                            continue
+                        row = None
+                    else:
+                        row = self.render(key, tok, ctx, st)
+                        if not all(p(row) for p in preds):
+                            continue
+                    if len(found) >= skip:
+                        out.append(emit(key, tok, row))
+                    found.append((key, tok))
+            except BaseException:
+                self.forget_matches()   # the sequence is half-read: start again next time
+                raise
         return out
+
+    def row_text(self, key, tok, ctx, st, sig, row=None):
+        """A row's JSON text. Generated rows of a table whose rows depend only on (key, ctx)
+        (pure, and no ctx flag of pure_unless) are rendered once and kept, within
+        ROW_CACHE_BYTES for the whole server; edited and added rows always go the dict way."""
+        if key in st.edits or not isinstance(tok, int) or not self.pure or \
+                any(ctx.get(f) for f in self.pure_unless):
+            return json.dumps(row if row is not None else self.render(key, tok, ctx, st),
+                              ensure_ascii=False, separators=(",", ":"))
+        cache = self.__dict__.get("_texts")
+        if cache is None:
+            cache = self.__dict__.setdefault("_texts", {})
+        t = cache.get((key, sig))
+        if t is None:
+            t = json.dumps(row if row is not None else self.gen(key, tok, ctx),
+                           ensure_ascii=False, separators=(",", ":"))
+            if ROW_CACHE[0] + len(t) <= ROW_CACHE_BYTES:
+                ROW_CACHE[0] += len(t) + 100
+                cache[(key, sig)] = t
+        return t
+
+    def matches(self, params, st, cands):
+        """The cache entry of a filtered listing: its sequence and the matches found so far."""
+        ck = (self.d.version, id(st), tuple(sorted((k, v) for k, v in params.items()
+                                                   if k not in ("skip", "take", "authkey"))))
+        with MATCH_LOCK:
+            cache = self.__dict__.setdefault("_matches", collections.OrderedDict())
+            m = cache.get(ck)
+            if m is None:
+                seq = self.candidates_iter(cands, st) if cands is not None else self.iter_from(0, st)
+                m = cache[ck] = {"lock": threading.Lock(), "found": [], "seq": seq, "st": st}
+                while len(cache) > 32:
+                    cache.popitem(last=False)
+            else:
+                cache.move_to_end(ck)
+            return m
+
+    def forget_matches(self):
+        with MATCH_LOCK:
+            self.__dict__.pop("_matches", None)
 
     def select_frags(self, params, ctx, skip, take, st):
         """Unfiltered page as JSON texts via gen_json (rows with overlays go the dict way)."""
@@ -1637,7 +1706,9 @@ class Data:
         bad = [x for x in xs if x not in {s.lower() for s in ED_UNIT_STATUSES}]
         if bad:
             raise ApiError(f"Некорректное значение параметра statuses: {bad[0]}")
-        return (lambda row: self.unit_status(row["Id"]).lower() in xs), None
+        pred = lambda row: self.unit_status(row["Id"]).lower() in xs
+        pred.on_key = lambda key: self.unit_status(key).lower() in xs
+        return pred, None
 
     def unit_place(self, c):
         """(OfficeOrCompanyId, name, address, time zone) of a unit."""
@@ -2410,6 +2481,15 @@ class Data:
                     gen=self.gen_announcement, stamps=("Created",), flat=True,
                     required=(("targets", "Обязательное поле targets"),),
                     filters={"id": f_eq("Id"), "targets": f_in("Target")}))
+        # Rows that are a function of (key, parameters) alone: their texts are kept
+        # (Table.row_text). Not those that show another table's edits (a student's name in
+        # memberships, balances, payments, supplies, settings; a client's payments in the
+        # ledger), nor students asked with their study requests.
+        for m in ("getleads", "getstudyrequests", "gethistorymodifyleadstatus", "getedunits",
+                  "getedunitleads", "getlessonplans", "getteachers", "getemployees",
+                  "getcompanies", "getedmaterials", "getannouncements", "getstudents"):
+            T[m].pure = True
+        T["getstudents"].pure_unless = ("study_requests",)
 
     def _s_index_base(self, cid):
         i = self.s_index(cid)
@@ -2889,6 +2969,15 @@ def api_answer(app, table, params):
         take = max(0, min(take, app.max_take))
         if table.gen_json is not None and not table.parse_filters(params)[0]:
             frags = table.select_frags(params, ctx, skip, take, st)
+            app.stat("rows_served", len(frags))
+            parts = []
+            if frags or not app.empty_omit:
+                parts.append(f'"{table.root}":[' + ",".join(frags) + "]")
+            if table.now:
+                parts.append(f'"Now":"{now_str()}"')
+            return 200, ("{" + ",".join(parts) + "}").encode("utf-8")
+        if table.pure:
+            frags = table.select(params, ctx, skip, take, st, text=True)
             app.stat("rows_served", len(frags))
             parts = []
             if frags or not app.empty_omit:
@@ -3403,6 +3492,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 with app.mlock:
                     app.data = Data(app.args.seed, app.counts, app.anchor, app.args.alt_shapes)
                     app.count_cache.clear()
+                    ROW_CACHE[0] = 0    # the old tables' kept rows go with them
                 self.send_json(200, {"ok": True})
             elif what == "methods":
                 out = []

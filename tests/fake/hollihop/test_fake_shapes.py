@@ -203,6 +203,12 @@ def served(app):
     return out
 
 
+def answer(app, table, params):
+    """api_answer's (status, object): a page the fake sends as JSON text, parsed."""
+    status, obj = F.api_answer(app, table, params)
+    return status, json.loads(obj) if isinstance(obj, bytes) else obj
+
+
 class FakeShapeTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -245,7 +251,7 @@ class FakeShapeTest(unittest.TestCase):
         t = app.data.tables["getedunits"]
         seen = []
         for s in EV.ED_UNIT_STATUSES:
-            _, obj = F.api_answer(app, t, {"statuses": s, "take": "100000"})
+            _, obj = answer(app, t, {"statuses": s, "take": "100000"})
             ids = [r["Id"] for r in obj.get("EdUnits", [])]
             for r in obj.get("EdUnits", []):
                 for k in ("Status", "Created", "Updated"):
@@ -253,14 +259,14 @@ class FakeShapeTest(unittest.TestCase):
             seen += ids
         self.assertEqual(sorted(seen), t.keys())            # every unit in exactly one pass
         self.assertGreaterEqual(len({app.data.unit_status(k) for k in seen}), 4)
-        _, obj = F.api_answer(app, t, {"statuses": "Stopped,Finished", "take": "100000"})
-        _, a = F.api_answer(app, t, {"statuses": "Stopped", "take": "100000"})
-        _, b = F.api_answer(app, t, {"statuses": "Finished", "take": "100000"})
+        _, obj = answer(app, t, {"statuses": "Stopped,Finished", "take": "100000"})
+        _, a = answer(app, t, {"statuses": "Stopped", "take": "100000"})
+        _, b = answer(app, t, {"statuses": "Finished", "take": "100000"})
         self.assertEqual(len(obj["EdUnits"]), len(a["EdUnits"]) + len(b["EdUnits"]))
         # Without statuses the fake serves the active ones only (an ASSUMPTION about the
         # server's default, the unsafe one: a client relying on it loses the others).
-        _, d = F.api_answer(app, t, {"take": "100000"})
-        _, act = F.api_answer(app, t, {"statuses": "Reserve,Forming,Working", "take": "100000"})
+        _, d = answer(app, t, {"take": "100000"})
+        _, act = answer(app, t, {"statuses": "Reserve,Forming,Working", "take": "100000"})
         self.assertEqual([r["Id"] for r in d["EdUnits"]], [r["Id"] for r in act["EdUnits"]])
         self.assertLess(len(d["EdUnits"]), len(t.keys()))
 
