@@ -1228,10 +1228,31 @@ run_entity_end(struct exporter *x, struct run *run, struct active *a, struct run
 		run->failed = 1;
 }
 
+/* Some per-client method of the run still waits for entity e (its parent or a source). */
+static int
+entity_awaited(const struct run *run, const struct cat_entity *e)
+{
+	const struct cat_entity *src;
+	size_t kc, sc;
+
+	for (size_t i = 0; i < run->d->nentities; i++) {
+		const struct cat_entity *w = &run->d->entities[i];
+		if (!run->sel[i] || run->state[i] != ST_WAITING || w->paging != PAGE_PER_PARENT)
+			continue;
+		if (w->parent != NULL && strcmp(w->parent, e->name) == 0)
+			return 1;
+		for (size_t v = 0; catalog_changed_via(w, v, &src, &kc, &sc) == 1; v++)
+			if (src == e)
+				return 1;
+	}
+	return 0;
+}
+
 /*
- * Start entities that can start while there is room: with room for more than one, the
- * per-client methods first (long, paced by the rate limit alone), then the listings in
- * catalogue order; with room for one, catalogue order.
+ * Start entities that can start while there is room. With room for more than one: the
+ * per-client methods first (long, paced by the rate limit alone), then the listings they
+ * wait for (students, payments), then the other listings in catalogue order; with room for
+ * one, catalogue order.
  */
 static void
 start_ready(struct exporter *x, struct run *run, struct active *act, int *nact,
@@ -1239,11 +1260,12 @@ start_ready(struct exporter *x, struct run *run, struct active *act, int *nact,
 {
 	const struct cat_crm_desc *d = run->d;
 
-	for (int pass = x->napi > 1 ? 0 : 1; pass < 2; pass++) {
+	for (int pass = x->napi > 1 ? 0 : 2; pass < 3; pass++) {
 		for (size_t i = 0; i < d->nentities && *nact < x->napi; i++) {
 			const struct cat_entity *e = &d->entities[i];
 			if (!run->sel[i] || run->state[i] != ST_WAITING || !entity_ready(run, e) ||
-			    (pass == 0 && e->paging != PAGE_PER_PARENT))
+			    (pass == 0 && e->paging != PAGE_PER_PARENT) ||
+			    (pass == 1 && !entity_awaited(run, e)))
 				continue;
 			int k = 0;
 			while (act[k].used)
