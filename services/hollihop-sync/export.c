@@ -1315,8 +1315,16 @@ run_entities(struct exporter *x, struct run *run, struct run_result *res)
 		int moved = 0;
 		for (int k = 0; k < x->napi; k++) {
 			struct active *a = &act[k];
-			int st;
-			if (!a->used || (st = a->started ? entity_step(a) : 2) == 1)
+			int st = 1;
+			if (!a->used)
+				continue;
+			/* A round takes one listing page of each entity (its batch may wait for
+			 * the store), but every per-client answer queued: they only gather. */
+			int n = run->d->entities[a->idx].paging == PAGE_PER_PARENT ?
+			    FETCH_PER_PARENT_QUEUE : 1;
+			for (int i = 0; i < n && (st = a->started ? entity_step(a) : 2) == 0; i++)
+				moved = 1;
+			if (st == 1)
 				continue;
 			moved = 1;
 			if (st == 2) {

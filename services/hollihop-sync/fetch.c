@@ -35,6 +35,7 @@ struct fetch {
 	pthread_cond_t		 cv;
 	struct page		*head, *tail;
 	int			 depth;
+	int			 qmax;		/* pages queued at most */
 	int			 done;
 	int			 rv;
 	int			 truncated;
@@ -178,7 +179,7 @@ enqueue(struct fetch *f, struct page *p)
 	int64_t t0 = clock_mono_us();
 
 	pthread_mutex_lock(&f->mtx);
-	while (f->depth >= f->c->queue_pages && !f->cancel) {
+	while (f->depth >= f->qmax && !f->cancel) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 100 * 1000000L;
@@ -360,6 +361,11 @@ fetch_start(struct fetch **out, const struct cat_entity *e, const struct hh_conf
 	f->parents = parents;
 	f->run_stop = stop;
 	f->bell = bell;
+	/* A per-client answer is a few rows (gathered into batches): more of them wait, so
+	 * the calls go on at the limit while the consumer sends another entity's page. */
+	f->qmax = (int)c->queue_pages;
+	if (e->paging == PAGE_PER_PARENT && f->qmax < FETCH_PER_PARENT_QUEUE)
+		f->qmax = FETCH_PER_PARENT_QUEUE;
 	pthread_mutex_init(&f->mtx, NULL);
 	pthread_cond_init(&f->cv, NULL);
 	if (pthread_create(&f->thr, NULL, fetch_main, f) != 0) {

@@ -141,6 +141,9 @@ struct keys {
 
 struct fetch;
 
+/* Pages a per-client fetch may queue (each one client's answer: small). */
+#define FETCH_PER_PARENT_QUEUE	64
+
 /* What one consumer of several fetches waits on: every fetch rings it when it queues a
  * page and when it ends, so the consumer sleeps until one of them has something. */
 struct fetch_bell {
