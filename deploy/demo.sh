@@ -35,19 +35,19 @@ fi
 
 DEMO=$(mktemp -d /tmp/crmsync-demo.XXXXXX)
 chmod 755 "$DEMO"
-PIDS=()
-# The throwaway PostgreSQL is started as every test starts one.
+NAMES=()
+# The throwaway PostgreSQL, the fakes and the services are started as every test starts
+# them: tests/harness/testpg, fake and svc (pid, log and exit status in $DEMO/NAME.*).
 TESTPG=$ROOT/tests/harness/testpg
+SVC=$ROOT/tests/harness/svc
+FAKE=$ROOT/tests/harness/fake
 
 cleanup() {
   trap - EXIT INT TERM
   echo
   say "stopping"
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
+  local i
+  for ((i = ${#NAMES[@]} - 1; i >= 0; i--)); do "$SVC" stop "$DEMO" "${NAMES[i]}" >/dev/null || true; done
   "$TESTPG" stop "$DEMO/pg" fast
   rm -rf "$DEMO"
   echo "all stopped; nothing left running"
@@ -55,11 +55,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Start a background process with its log in $DEMO/<name>.log.
+# Start a background process with its log in $DEMO/<name>.log (tests/harness/svc run).
 start() {
   local name=$1; shift
-  "$@" >"$DEMO/$name.log" 2>&1 &
-  PIDS+=("$!")
+  "$SVC" run "$DEMO" "$name" "$@"
+  NAMES+=("$name")
 }
 fail() { echo "demo: $*" >&2; for f in "$DEMO"/*.log; do echo "--- $f"; tail -n 20 "$f"; done; exit 1; }
 
@@ -70,18 +70,14 @@ export CS_PG_DSN="host=$DEMO/pg port=5432 dbname=crmsync user=postgres"
 PSQL=(psql -X -P pager=off -h "$DEMO/pg" -U postgres -d crmsync)
 
 say "fake CRMs with demo data"
-fake_port() { # wait for "listening port=N" in a log
-  for _ in $(seq 100); do
-    p=$(sed -n 's/^listening port=\([0-9]*\).*/\1/p' "$DEMO/$1.log" 2>/dev/null | head -n1)
-    [ -n "$p" ] && { echo "$p"; return; }; sleep 0.1
-  done
-  fail "$1 did not start"
-}
 HH_KEY='demo/key+1'
-start fake-hollihop python3 tests/fake/hollihop/fake_hollihop.py --port 0 --scale demo --seed 7 --authkey "$HH_KEY"
-start fake-amocrm python3 tests/fake/amocrm/fake_amocrm.py --port 0 --scale demo --seed 7 \
-  --long-lived-token demo-long-lived-token --now real
-HH_PORT=$(fake_port fake-hollihop); AMO_PORT=$(fake_port fake-amocrm)
+NAMES+=(fake-hollihop)
+HH_URL=$("$FAKE" start "$DEMO" fake-hollihop hollihop --scale demo --seed 7 --authkey "$HH_KEY") ||
+  fail "the fake Hollihop did not start"
+NAMES+=(fake-amocrm)
+AMO_URL=$("$FAKE" start "$DEMO" fake-amocrm amocrm --scale demo --seed 7 \
+  --long-lived-token demo-long-lived-token --now real) || fail "the fake amoCRM did not start"
+HH_PORT=${HH_URL##*:}; AMO_PORT=${AMO_URL##*:}
 echo "fake Hollihop on 127.0.0.1:$HH_PORT, fake amoCRM on 127.0.0.1:$AMO_PORT"
 
 say "the four services"
