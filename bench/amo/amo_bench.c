@@ -76,7 +76,7 @@ main(void)
 	char e_store[600], e_health[600], e_dsn[700], e_amo[600], e_amoh[600];
 	char e_amostore[600], e_base[200], e_tok[600], e_ents[700], rssfile[600], bin[800];
 	struct h_proc store, fake, auth, amo;
-	static struct h_pg pg;	/* static: h_pg_start's atexit handler reads it after main returns */
+	struct h_pg pg;
 	PGconn *db;
 
 	if (ents == NULL || ents[0] == '\0')

@@ -122,13 +122,22 @@ launcher(const char *script, const char *const args[], char *const env[], char *
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
-static struct h_pg *h_pg_atexit;
+/*
+ * The cluster's directory, kept here for the exit handler: a caller's struct h_pg may live on
+ * main's stack, which is gone when atexit handlers run. testpg stop on a cluster that is not
+ * running is not an error, so the handler needs no "running" flag.
+ */
+static char h_pg_exit_dir[sizeof(((struct h_pg *)0)->dir)];
 
 static void
 h_pg_cleanup(void)
 {
-	if (h_pg_atexit != NULL && h_pg_atexit->running)
-		h_pg_stop(h_pg_atexit, 1);
+	char out[64];
+
+	if (h_pg_exit_dir[0] == '\0')
+		return;
+	const char *args[] = { "stop", h_pg_exit_dir, "immediate", NULL };
+	(void)launcher(CS_TESTPG, args, NULL, out, sizeof(out));
 }
 
 int
@@ -142,8 +151,9 @@ h_pg_start(struct h_pg *pg)
 		return -1;
 	}
 	pg->running = 1;
-	h_pg_atexit = pg;
-	atexit(h_pg_cleanup);
+	if (h_pg_exit_dir[0] == '\0')
+		atexit(h_pg_cleanup);
+	snprintf(h_pg_exit_dir, sizeof(h_pg_exit_dir), "%s", pg->dir);
 	return 0;
 }
 
