@@ -105,7 +105,7 @@ static const char amo_sh_create[] =
 	"COMMENT ON COLUMN analytics.amo_stage_history.left_at IS 'when the next stay began; NULL while the lead is still in this stage';\n"
 	"COMMENT ON COLUMN analytics.amo_stage_history.duration IS 'left_at - entered_at; NULL while current';\n"
 	"COMMENT ON COLUMN analytics.amo_stage_history.moved_by IS 'amo.users id of who moved the lead into the stage (the creator for seq 1; 0 = a robot or the system)';\n"
-	"COMMENT ON COLUMN analytics.amo_stage_history.source IS 'lead_created, lead_status_changed (an event), or lead_current (the lead''s current stage, when no event records the move yet: entered_at = the lead''s updated_at)';\n";
+	"COMMENT ON COLUMN analytics.amo_stage_history.source IS 'lead_created, lead_status_changed (an event), or lead_current (the lead''s current stage, when no event records the move yet: entered_at = the lead''s updated_at, or its last recorded move if later)';\n";
 
 /*
  * $1 amo.leads: lead ids; amo.events: event ids (their leads). Returns the lead ids whose
