@@ -378,6 +378,21 @@ fetch_start(struct fetch **out, const struct cat_entity *e, const struct hh_conf
 	return 0;
 }
 
+/* The oldest queued page, off the queue; f->mtx held, f->head not NULL. Wakes the fetcher. */
+static struct page *
+take_head(struct fetch *f)
+{
+	struct page *p = f->head;
+
+	f->head = p->next;
+	if (f->head == NULL)
+		f->tail = NULL;
+	p->next = NULL;
+	f->depth--;
+	pthread_cond_broadcast(&f->cv);
+	return p;
+}
+
 struct page *
 fetch_next(struct fetch *f)
 {
@@ -389,13 +404,7 @@ fetch_next(struct fetch *f)
 		if (f->run_stop != NULL && *f->run_stop)
 			f->cancel = 1;
 		if (f->head != NULL && !f->cancel) {
-			p = f->head;
-			f->head = p->next;
-			if (f->head == NULL)
-				f->tail = NULL;
-			p->next = NULL;
-			f->depth--;
-			pthread_cond_broadcast(&f->cv);
+			p = take_head(f);
 			break;
 		}
 		if (f->done || f->cancel)
@@ -424,14 +433,7 @@ fetch_poll(struct fetch *f, struct page **out)
 	if (f->run_stop != NULL && *f->run_stop)
 		f->cancel = 1;
 	if (f->head != NULL && !f->cancel) {
-		struct page *p = f->head;
-		f->head = p->next;
-		if (f->head == NULL)
-			f->tail = NULL;
-		p->next = NULL;
-		f->depth--;
-		pthread_cond_broadcast(&f->cv);
-		*out = p;
+		*out = take_head(f);
 		rv = 1;
 	} else if (f->done || f->cancel) {
 		rv = -1;
