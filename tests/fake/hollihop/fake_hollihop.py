@@ -2934,6 +2934,17 @@ def mangle_row(data, root, f):
     return dumps(doc).replace(b'"__CRMSYNC_ROWS__"', ("[" + ",".join(texts) + "]").encode("utf-8"), 1)
 
 
+def frags_body(app, table, frags):
+    """A page's body from rows already rendered as JSON text, shaped as the rendered path shapes it."""
+    app.stat("rows_served", len(frags))
+    parts = []
+    if frags or not app.empty_omit:
+        parts.append(f'"{table.root}":[' + ",".join(frags) + "]")
+    if table.now:
+        parts.append(f'"Now":"{now_str()}"')
+    return ("{" + ",".join(parts) + "}").encode("utf-8")
+
+
 def api_answer(app, table, params):
     """-> (status, obj or already-encoded bytes). Raises ApiError for param errors."""
     d = app.data
@@ -2968,23 +2979,9 @@ def api_answer(app, table, params):
         skip = max(0, int_param(params, "skip", 0))
         take = max(0, min(take, app.max_take))
         if table.gen_json is not None and not table.parse_filters(params)[0]:
-            frags = table.select_frags(params, ctx, skip, take, st)
-            app.stat("rows_served", len(frags))
-            parts = []
-            if frags or not app.empty_omit:
-                parts.append(f'"{table.root}":[' + ",".join(frags) + "]")
-            if table.now:
-                parts.append(f'"Now":"{now_str()}"')
-            return 200, ("{" + ",".join(parts) + "}").encode("utf-8")
+            return 200, frags_body(app, table, table.select_frags(params, ctx, skip, take, st))
         if table.pure:
-            frags = table.select(params, ctx, skip, take, st, text=True)
-            app.stat("rows_served", len(frags))
-            parts = []
-            if frags or not app.empty_omit:
-                parts.append(f'"{table.root}":[' + ",".join(frags) + "]")
-            if table.now:
-                parts.append(f'"Now":"{now_str()}"')
-            return 200, ("{" + ",".join(parts) + "}").encode("utf-8")
+            return 200, frags_body(app, table, table.select(params, ctx, skip, take, st, text=True))
         rows = table.select(params, ctx, skip, take, st)
     else:
         rows = table.select(params, ctx, 0, 1 << 62, st)
