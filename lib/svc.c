@@ -101,16 +101,26 @@ svc_onsignal(int sig)
 }
 
 void
-svc_signals(void)
+svc_on_stop_signals(void (*fn)(int))
 {
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = svc_onsignal;
+	sa.sa_handler = fn;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+}
+
+void
+svc_signals(void)
+{
+	struct sigaction sa;
+
+	svc_on_stop_signals(svc_onsignal);
+	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
+	sigemptyset(&sa.sa_mask);
 	sigaction(SIGPIPE, &sa, NULL);
 }
 

@@ -38,6 +38,8 @@ extern volatile _Atomic int svc_stop;	/* lock-free: the signal handler sets it *
  * exits 2 with a clear message on a bad flag or a bad configuration value.
  */
 void	svc_init(int argc, char **argv, const struct svc_desc *d);
+/* SIGINT and SIGTERM call fn (no SA_RESTART): the one place both are set up. */
+void	svc_on_stop_signals(void (*fn)(int));
 void	svc_signals(void);
 /* Set by SIGHUP once svc_reload_signal() installed it (else SIGHUP keeps its default,
  * ending the process); the service takes it with atomic_exchange(&svc_reload, 0). */

@@ -22,6 +22,7 @@
 #include "catalog.h"
 #include "ctl.h"
 #include "errors.h"
+#include "svc.h"
 #include "strlist.h"
 
 #define SYNC_MAX_ENTITIES	64
@@ -46,13 +47,7 @@ sync_onsignal(int sig)
 static void
 sync_catch_signals(void)
 {
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = sync_onsignal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	svc_on_stop_signals(sync_onsignal);
 }
 
 struct sync_target {
