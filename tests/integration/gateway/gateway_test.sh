@@ -464,9 +464,12 @@ fi
 # One client opens as many idle connections as the global cap (90 here); it gets
 # CS_GATEWAY_MAX_CONNS_PER_CLIENT=8 of them, and a hook from another address still gets in.
 # Then ten other addresses take their 8 each, twice over (the per-address counts must come
-# back down when connections close).
+# back down when connections close). The held connections never send a request, so the
+# deadline for a first request (CS_GATEWAY_BODY_TIMEOUT, 3 s elsewhere in this file) would
+# cut them mid-step on a loaded machine: it is as long as the idle limit here.
 stop_gw
-CS_GATEWAY_MAX_CONNS=90 CS_GATEWAY_MAX_CONNS_PER_CLIENT=8 CS_GATEWAY_IDLE_TIMEOUT=60s start_gw
+CS_GATEWAY_MAX_CONNS=90 CS_GATEWAY_MAX_CONNS_PER_CLIENT=8 CS_GATEWAY_IDLE_TIMEOUT=60s \
+	CS_GATEWAY_BODY_TIMEOUT=60s start_gw
 rm -f "$T/sl.ready" "$T/sl.stop"
 python3 - "$PORT" "$T" <<'PY' >>"$T/slowloris.log" 2>&1 &
 import os, socket, sys, time
