@@ -6,7 +6,7 @@ Limiter   strict 1-second sliding window (--rps); 429 body html|empty (never JSO
           429 and 403 bodies are not JSON), Retry-After in seconds or as an HTTP-date;
           --ban-after N consecutive 429s turns every later call into 403 HTML.
 Stats     per-path counts, list requests per entity, filter[id] use, status counts, and the
-          most requests that arrived in any 1-second window.
+          most requests that arrived in any 1-second and any 10-second window.
 Faults    injected failures for matching paths (POST /_fake/faults).
 All of it is thread-safe behind one lock per object; times are wall-clock (time.time()).
 """
@@ -216,6 +216,10 @@ class Stats:
             self.filter_ids = []
             self.arrivals = collections.deque()
             self.max_window = 0
+            # The rate over 10 s: a client's long-run rate, which a late arrival (a stalled
+            # thread on either side) cannot push over the limit as it can a 1-s window.
+            self.arrivals10 = collections.deque()
+            self.max_window10 = 0
             self.requests = 0
             self.timing = {}        # path -> [n, wall ms sum, wall ms max, cpu ms sum]
             self.started = time.time()
@@ -231,6 +235,12 @@ class Stats:
                 a.popleft()
             if len(a) > self.max_window:
                 self.max_window = len(a)
+            a = self.arrivals10
+            a.append(now)
+            while a and a[0] <= now - 10.0:
+                a.popleft()
+            if len(a) > self.max_window10:
+                self.max_window10 = len(a)
 
     def done(self, status, meta, path=None, wall_ms=0.0, cpu_ms=0.0):
         with self.lock:
@@ -258,6 +268,7 @@ class Stats:
                     "429": self.status[429], "403": self.status[403], "401": self.status[401],
                     "filter_id_requests": self.filter_id_requests, "filter_ids": self.filter_ids,
                     "max_requests_in_1s": self.max_window,
+                    "max_requests_in_10s": self.max_window10,
                     "timing": {p: {"n": t[0], "avg_ms": round(t[1] / t[0], 3),
                                    "max_ms": round(t[2], 3), "avg_cpu_ms": round(t[3] / t[0], 3)}
                                for p, t in self.timing.items()},
@@ -271,7 +282,7 @@ def _num(x):
         return x
 
 
-FAULT_KINDS = ("http500", "http502", "http503", "http504", "slow", "drop", "ratelimit",
+FAULT_KINDS = ("http500", "http502", "http503", "http504", "slow", "late", "drop", "ratelimit",
                "unauthorized", "forbidden", "body", "dup_key", "no_key", "loop")
 # What a fault of those kinds may carry besides path/kind/count/after/delay_ms.
 FAULT_FIELDS = ("status", "body", "ctype", "row", "key", "value", "period")

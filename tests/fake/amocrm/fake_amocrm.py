@@ -146,10 +146,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(problem(400, "Bad Content-Length"))
         if path.startswith("/_fake/"):
             return self._send(app.control.handle(method, path, qs, body, self._base()))
+        f = app.faults.match(path)
+        if f and f["kind"] == "late":
+            # Arrives late (a stalled network path or client thread): unlike "slow", the
+            # arrival itself, which the rate limit and stats see, is delay_ms later.
+            time.sleep(f["delay_ms"] / 1000.0)
         now = time.time()
         app.stats.arrival(path, now)
         t0, c0 = time.perf_counter(), time.thread_time()
-        r = self._guarded(method, path, qs, body, now)
+        r = self._guarded(method, path, qs, body, now, f)
         if r is None:                       # dropped connection
             app.stats.done(0, None)
             return
@@ -157,9 +162,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         app.stats.done(r.status, r.meta, path, (time.perf_counter() - t0) * 1000,
                        (time.thread_time() - c0) * 1000)
 
-    def _guarded(self, method, path, qs, body, now):
+    def _guarded(self, method, path, qs, body, now, f):
         app = self.app
-        f = app.faults.match(path)
         if f:
             kind = f["kind"]
             if kind == "slow":

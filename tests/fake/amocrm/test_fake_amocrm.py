@@ -476,6 +476,7 @@ class RateLimitTests(unittest.TestCase):
             stats = f.json("/_fake/stats")
             self.assertEqual(stats["429"], codes.count(429) + (st == 429))
             self.assertGreaterEqual(stats["max_requests_in_1s"], 8)
+            self.assertGreaterEqual(stats["max_requests_in_10s"], stats["max_requests_in_1s"])
             self.assertEqual(stats["paths"]["/api/v4/roles"], 21)
             time.sleep(1.05)
             self.assertEqual(f.get("/api/v4/roles")[0], 200)
