@@ -346,9 +346,12 @@ test_resync_interrupted_changes_nothing(void **state)
 	assert_string_equal(after, before);
 	free(after);
 
-	/* Killed mid-way: slow pages, kill -9 once the run is reading. */
+	/* Killed mid-way: the second page hangs, kill -9 once the run is reading. It hangs past
+	 * CS_HOLLIHOP_TIMEOUT (5 s) on both attempts, so the run cannot go on before the kill
+	 * however slowly the crmsyncctl call below runs: a 3-s page let a loaded machine finish
+	 * the run first (the digest changed; reproduced with a 3.5-s pause before the kill). */
 	fake_post("/_fake/faults", "{\"replace\":true,\"faults\":[{\"method\":\"GetPayments\",\"kind\":\"slow\","
-	    "\"delay_ms\":3000,\"after\":1,\"count\":1}]}");
+	    "\"delay_ms\":30000,\"after\":1,\"count\":2}]}");
 	assert_int_equal(ctl("resync", "hollihop", "payments", "--no-wait", NULL), 0);
 	char sql[256];
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM crmsync.sync_runs WHERE id > %lld AND trigger = 'resync' "
