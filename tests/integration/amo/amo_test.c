@@ -902,7 +902,6 @@ test_the_real_rate_stays_under_the_limit(void **state)
 
 	(void)state;
 	stop_amo();
-	fake_post("/_fake/config", "{\"rps\":7}");
 	assert_int_equal(start_amo(real), 0);
 	fake_post("/_fake/reset_stats", "{}");
 	assert_string_equal(run_and_wait(CRMSYNC__SYNC_KIND__SYNC_FULL, 120000), "complete");
@@ -914,18 +913,19 @@ test_the_real_rate_stays_under_the_limit(void **state)
 	 * The rate as the fake saw it, against what amo-sync promises: a bucket of 7/s less
 	 * CS_AMO_RATE_MARGIN (3 %: 6.79/s, burst 1) lets at most 1 + 6.79 * (W + J) requests
 	 * arrive in any W seconds when arrivals are late by up to J s relative to each other
-	 * (an amo-sync thread descheduled between its token and its send, or the fake's Python
-	 * thread between accept and its timestamp). Over W = 1 s the margin covers J < 31 ms,
-	 * which a loaded 2-core CI machine exceeds: the fake's strict 1-s window then sees 8 and
-	 * answers a 429, amo-sync waits Retry-After and goes on. So the 1-s figures are only
-	 * printed; over W = 10 s the margin covers J < 310 ms, and no more than 7/s is the bound.
-	 * It fails with no margin (71 in 10 s at full pace); bursts are ratelimit_test's. (Even
-	 * idle, a new connection's first request can arrive late enough for one 429.)
+	 * (an amo-sync thread descheduled between its token and its send, the fake's Python
+	 * thread between accept and its timestamp, a new connection's set-up). Over W = 1 s the
+	 * margin covers J < 31 ms, which a loaded 2-core CI machine exceeds (and even an idle
+	 * one, now and then): a strict 1-s limit then sees 8 and answers a 429. So the fake
+	 * runs without its limit here (a 429's Retry-After pause would also hide a client that
+	 * is too fast), the 1-s figure is only printed, and the bound is 7/s over W = 10 s,
+	 * where the margin covers J < 310 ms; with no margin the 76-odd requests of this sync
+	 * make 71 in 10 s at full pace. Bursts are ratelimit_test's; 429 handling is below.
 	 */
 	assert_true(maxw10 <= 7 * 10);
-	assert_true(reqs > 60);	/* at 6.79/s the sync lasts about as long as the window */
+	assert_int_equal(n429, 0);	/* the fake's limit is off: none can come */
+	assert_true(reqs > 7 * 10);	/* the sync lasts longer than the window */
 	stop_amo();
-	fake_post("/_fake/config", "{\"rps\":0}");
 	assert_int_equal(start_amo(NULL), 0);
 }
 
