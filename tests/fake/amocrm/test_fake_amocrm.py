@@ -303,6 +303,16 @@ class ReadTests(unittest.TestCase):
         self.assertEqual(self.f.get("/api/v4/roles")[0], 200)
         self.assertEqual(self.f.req("DELETE", "/_fake/faults")[0], 200)
 
+    def test_late_fault_delays_the_arrival(self):
+        # "late" answers normally, but the request counts as arrived only after the delay.
+        self.f.post("/_fake/faults", {"faults": [{"path": "/api/v4/roles", "kind": "late",
+                                                   "delay_ms": 300}]})
+        t0 = time.time()
+        self.assertEqual(self.f.get("/api/v4/roles")[0], 200)
+        self.assertGreaterEqual(time.time() - t0, 0.3)
+        self.assertEqual(self.f.json("/_fake/faults")["faults"][0]["fired"], 1)
+        self.assertEqual(self.f.req("DELETE", "/_fake/faults")[0], 200)
+
     def test_faults_that_misread(self):
         """Answers a client must not take for data: another shape, a key twice or missing,
         pages that loop."""
