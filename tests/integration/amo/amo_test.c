@@ -1160,7 +1160,10 @@ test_rotated_refresh_token_survives_kill(void **state)
 	assert_true(g1 >= gen + 3);
 	fake_post("/_fake/reset_stats", "{}");
 	nng_msleep(3200);	/* the token's age is the condition here */
-	assert_string_equal(run_and_wait(CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL, 60000), "complete");
+	const char *st = run_and_wait(CRMSYNC__SYNC_KIND__SYNC_INCREMENTAL, 60000);
+	if (strcmp(st, "complete") != 0)	/* seen once under CI-like load: say why next time */
+		h_dump_log(&amo);
+	assert_string_equal(st, "complete");
 	assert_true(fake_int("/_fake/tokens", "generation") > g1);
 	assert_int_equal(fake_int("/_fake/stats", "401"), 0);
 	fake_post("/_fake/config", "{\"token_ttl\":86400}");
@@ -1194,6 +1197,15 @@ test_revoked_token_stops_cleanly(void **state)
 	assert_true(done < gw_seq);	/* queued, not dropped: the gateway keeps it */
 	gw_seq++;
 	assert_int_equal(fake_int("/_fake/stats", "requests"), n);
+	if (n > 3) {	/* seen once under CI-like load: say which requests next time */
+		struct buf sb;
+		long sst = fake_call("GET", "/_fake/stats", NULL, &sb, 0);
+		if (sst > 0) {	/* -1 leaves sb unset */
+			fprintf(stderr, "requests after the revocation: %s\n", sb.data);
+			buf_free(&sb);
+		}
+		h_dump_log(&amo);
+	}
 	assert_true(n <= 3);
 	/* amo-sync may already have met the revocation just before the stats were reset
 	 * (a request of its own in flight), so this window holds at most one of each. */
