@@ -599,21 +599,26 @@ keys_as_text(const struct entity_sql *x)
 }
 
 /*
- * Only new rows written (events, a first sync): their keys are the batch's own, rendered
- * as apply_key_expr does, without asking the database (one round trip less per hook).
+ * The keys the batch wrote, from its own classification, rendered as apply_key_expr does,
+ * without asking the database (one round trip less per hook batch): the new records, and
+ * when the stage wrote anything the staged ones too (changed and delete records). A staged
+ * record the upsert left alone (an older version, a delete of a row already gone) makes
+ * this a superset of the rows written; a refresh recomputes its keys' rows from the mirror,
+ * so a key that did not change rewrites nothing. keys_new: only new records (crmsync.keys_new).
  */
 static int
-batch_analytics_new(struct store *st, struct batch *t, char *err, size_t errlen)
+batch_analytics_keys(struct store *st, struct batch *t, int with_staged, char *err, size_t errlen)
 {
+	const Crmsync__RecordBatch *b = t->b;
 	struct buf keys, one;
 	int rv = 0;
 
 	buf_init(&keys, (size_t)64 << 20);
 	buf_init(&one, 4096);
 	rv |= buf_addc(&keys, '{');
-	for (size_t j = 0; j < t->nlive && rv == 0; j++) {
-		const Crmsync__Record *r = t->b->records[t->live[j]];
-		if (t->cls[t->live[j]] != RC_NEW)
+	for (size_t i = 0; i < b->n_records && rv == 0; i++) {
+		const Crmsync__Record *r = b->records[i];
+		if (t->cls[i] != RC_NEW && !(with_staged && t->cls[i] == RC_STAGED))
 			continue;
 		buf_reset(&one);
 		for (size_t k = 0; k < t->x->nk; k++)
@@ -623,6 +628,8 @@ batch_analytics_new(struct store *st, struct batch *t, char *err, size_t errlen)
 	rv |= buf_addc(&keys, '}') | buf_addc(&keys, '\0');
 	if (rv != 0)
 		rv = staged_too_large(err, errlen, "analytics keys", rv);
+	else if (with_staged)
+		rv = analytics_refresh(st, t->x->e, keys.data, err, errlen);
 	else
 		rv = analytics_refresh_new(st, t->x->e, keys.data, err, errlen);
 	buf_free(&keys);
@@ -633,6 +640,8 @@ batch_analytics_new(struct store *st, struct batch *t, char *err, size_t errlen)
 /*
  * The analytic tables fed by this entity, refreshed for the keys this transaction wrote or
  * soft-deleted (analytics.c): in the batch's transaction, so they commit or roll back with it.
+ * Keys that do not render in SQL as the batch carries them are asked of the table (the rows
+ * this transaction wrote carry its now()).
  */
 static int
 batch_analytics(struct store *st, struct batch *t, char *err, size_t errlen)
@@ -644,8 +653,8 @@ batch_analytics(struct store *st, struct batch *t, char *err, size_t errlen)
 
 	if (!st->conf.an_refresh || !analytics_reads(x->e) || t->nnew + t->n_up == 0)
 		return 0;
-	if (t->n_up == 0 && keys_as_text(x))
-		return batch_analytics_new(st, t, err, errlen);
+	if (keys_as_text(x))
+		return batch_analytics_keys(st, t, t->n_up > 0, err, errlen);
 	for (size_t k = 0; k < x->nk; k++) {
 		v[k] = t->karr[k].data;
 		v[x->nk + k] = t->dkarr[k].data;
