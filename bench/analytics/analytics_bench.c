@@ -300,6 +300,7 @@ main(int argc, char **argv)
 		goto out;
 
 	/* 2. Hook pairs, alternating blocks of a fresh store: refresh on, refresh off. */
+	h_sql(c, "SELECT pg_stat_reset()");
 	double *tot[2], *an[2];
 	int *kind[2], ntot[2] = { 0, 0 };
 	for (int m = 0; m < 2; m++) {
@@ -315,6 +316,11 @@ main(int argc, char **argv)
 		    on ? &non : &noff) != 0)
 			goto out;
 	}
+	/* What the refreshes wrote (the stores have exited: their statistics are flushed). */
+	printf("analytic tables' rows written by the hook pairs (inserted / updated, of them HOT / deleted): %s\n",
+	    h_sql(c, "SELECT string_agg(relname || ' ' || n_tup_ins || ' / ' || n_tup_upd || ', ' || n_tup_hot_upd "
+	    "|| ' / ' || n_tup_del, '; ' ORDER BY relname) FROM pg_stat_user_tables WHERE schemaname = 'analytics' "
+	    "AND n_tup_ins + n_tup_upd + n_tup_del > 0"));
 	double ml_on = median(on_l, non), me_on = median(on_e, non);
 	double ml_off = median(off_l, noff), me_off = median(off_e, noff);
 	printf("hook batch pair (10 leads + 30 events), median of %d pairs each, ms, as the sender sees it:\n", non);

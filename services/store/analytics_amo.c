@@ -99,6 +99,8 @@ static const char amo_sh_create[] =
 	"  moved_by bigint,\n"
 	"  source text NOT NULL,\n"
 	"  PRIMARY KEY (lead_id, seq));\n"
+	/* Room for a stay's next version on its page (left_at set by the next move): HOT updates. */
+	"ALTER TABLE analytics.amo_stage_history SET (fillfactor = 85);\n"
 	"CREATE INDEX IF NOT EXISTS events_lead_status_changed_idx ON amo.events (entity_id) WHERE type = 'lead_status_changed';\n"
 	"COMMENT ON TABLE analytics.amo_stage_history IS 'One row per amoCRM lead per stay in a pipeline stage (crmsync). From amo.leads (creation: the first stay, in the stage the first move left, else the current one) and amo.events lead_status_changed (value_before/value_after: each move opens a stay). A lead that re-enters a stage gets a new row (seq counts the stays); a lead moved between pipelines has rows in each; won (142) and lost (143) repeat in every pipeline: join stages on (pipeline_id, status_id). Deleted leads have no rows. Refreshed in the batch transaction of the rows it derives from.';\n"
 	"COMMENT ON COLUMN analytics.amo_stage_history.seq IS '1 = the stay from the lead''s creation, then each move in time order';\n"
