@@ -451,6 +451,37 @@ test_hollihop_lead_status_history(void **state)
 	expect_sql("1|1|Новый|0|-|-|lead_created", HSTAYS, C3, C3, 902);
 }
 
+/*
+ * The delete path of the Hollihop history (after test_hollihop_lead_status_history): a
+ * change Hollihop no longer lists goes with its stay, a deleted lead with all of its stays.
+ */
+static void
+test_hollihop_history_deletes(void **state)
+{
+	(void)state;
+	/* 900's last change (back to Пробное at +3 h) is gone: it is in Пробное (its current
+	 * status) since its update at +3 h, with no change recording it. */
+	struct h_batch *b = h_batch_new(CAT_HOLLIHOP, "history_modify_lead_status", 0);
+	h_rec(b, NULL, (C1 + 4 * H) * 1000000LL, 1, "lead_id", num(900), "date_time", ts(C1 + 3 * H),
+	    "after_id", num(2), NULL);
+	send(b);
+	expect_sql("1|1|Новый|0|3600|3600|lead_created;2|2|Пробное|3600|7200|3600|history;"
+	    "3|1|Новый|7200|10800|3600|history;4|2|Пробное|10800|-|-|lead_current", HSTAYS, C1, C1, 900);
+	/* 901's only change is gone: one stay from creation, in its current status. */
+	b = h_batch_new(CAT_HOLLIHOP, "history_modify_lead_status", 0);
+	h_rec(b, NULL, (C2 + 4 * H) * 1000000LL, 1, "lead_id", num(901), "date_time", ts(C2 + 1 * H),
+	    "after_id", num(3), NULL);
+	send(b);
+	expect_sql("1|3|Отказ|0|-|-|lead_created", HSTAYS, C2, C2, 901);
+	/* Lead 900 deleted: none of its stays are left; the others keep theirs. */
+	b = h_batch_new(CAT_HOLLIHOP, "leads", 0);
+	h_rec(b, NULL, (C1 + 5 * H) * 1000000LL, 1, "id", num(900), NULL);
+	send(b);
+	expect_sql("0", "SELECT count(*) FROM analytics.hollihop_lead_status_history WHERE lead_id = 900");
+	expect_sql("1|3|Отказ|0|-|-|lead_created", HSTAYS, C2, C2, 901);
+	expect_sql("1|1|Новый|0|-|-|lead_created", HSTAYS, C3, C3, 902);
+}
+
 /* A refresh that fails rolls the whole batch back: the mirror never runs ahead of it. */
 static void
 test_refresh_failure_rolls_back_batch(void **state)
@@ -702,6 +733,7 @@ main(void)
 		cmocka_unit_test(test_funnel),
 		cmocka_unit_test(test_custom_fields_and_schema_changes),
 		cmocka_unit_test(test_hollihop_lead_status_history),
+		cmocka_unit_test(test_hollihop_history_deletes),
 		cmocka_unit_test(test_refresh_failure_rolls_back_batch),
 		cmocka_unit_test(test_lead_rewritten_without_move),
 		cmocka_unit_test(test_incremental_equals_rebuild),
