@@ -30,6 +30,8 @@ struct sendq {
 	int			 busy;
 	int			 closing;
 	int			 err;		/* sticky */
+	uint64_t		 queued;	/* messages ever queued (sendq_mark) */
+	uint64_t		 answered;	/* of them, answered or failed (in queue order) */
 	int64_t			 stop_seen;	/* sender thread: when it first saw *stop (grace) */
 };
 
@@ -78,6 +80,7 @@ sendq_main(void *arg)
 			q->tail = NULL;
 		q->busy = 0;
 		q->count--;
+		q->answered++;
 		if (rv != 0 && rv != CS_EREJECTED && !j->m.best_effort && q->err == 0)
 			q->err = rv;
 		if (j->waited) {
@@ -87,6 +90,12 @@ sendq_main(void *arg)
 			job_free(j);
 		}
 		pthread_cond_broadcast(&q->cv);
+		if (q->o.answered != NULL) {
+			/* After the count moved: whoever it wakes sees this answer in sendq_reached. */
+			pthread_mutex_unlock(&q->mtx);
+			q->o.answered(q->o.arg);
+			pthread_mutex_lock(&q->mtx);
+		}
 	}
 	pthread_mutex_unlock(&q->mtx);
 	return NULL;
@@ -150,6 +159,7 @@ enqueue(struct sendq *q, const Crmsync__Envelope *env, const struct sendq_meta *
 		q->head = j;
 	q->tail = j;
 	q->count++;
+	q->queued++;
 	pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&q->mtx);
 	if (jp != NULL)
@@ -198,6 +208,27 @@ sendq_drain(struct sendq *q)
 	rv = q->err;
 	pthread_mutex_unlock(&q->mtx);
 	return rv;
+}
+
+uint64_t
+sendq_mark(struct sendq *q)
+{
+	pthread_mutex_lock(&q->mtx);
+	uint64_t mark = q->queued;
+	pthread_mutex_unlock(&q->mtx);
+	return mark;
+}
+
+int
+sendq_reached(struct sendq *q, uint64_t mark, int *err)
+{
+	pthread_mutex_lock(&q->mtx);
+	/* Answers come in queue order: the first `answered` messages are all done. */
+	int reached = q->answered >= mark;
+	if (err != NULL)
+		*err = reached ? q->err : 0;
+	pthread_mutex_unlock(&q->mtx);
+	return reached;
 }
 
 void

@@ -10,7 +10,9 @@
  * marked data_reply is answered by whatever the peer sends back (a CursorValue), an Ack
  * only when it is a retry or a rejection.
  * sendq_call() queues one message and waits for its own answer (hence for all before it);
- * sendq_drain() waits until everything queued has been answered.
+ * sendq_drain() waits until everything queued has been answered; sendq_mark() and
+ * sendq_reached() tell, without waiting, whether everything queued up to a point has
+ * (what one producer's part needs while others keep queueing behind it).
  * A done callback, run on the sender thread, sees every answer (for logs and counters).
  * Stopping: once *stop is set, what is queued gets grace_ms more, in all (one window from
  * the moment the sender first sees the stop), then fails with CS_ECANCELED; with no grace
@@ -52,7 +54,10 @@ struct sendq_opts {
 	size_t		 depth;		/* messages queued or in flight, >= 1 */
 	volatile _Atomic int	*stop;		/* non-zero: give up (CS_ECANCELED), after the grace */
 	sendq_done_fn	 done;		/* may be NULL */
-	void		*arg;
+	/* May be NULL: called on the sender thread after each answer counts for
+	 * sendq_reached (to wake a caller that polls); no lock held. */
+	void		(*answered)(void *arg);
+	void		*arg;		/* of both */
 };
 
 int	sendq_open(struct sendq **out, nng_socket s, const struct sendq_opts *o);
@@ -64,6 +69,12 @@ int	sendq_call(struct sendq *q, const Crmsync__Envelope *env, const struct sendq
 	    Crmsync__Envelope **reply);
 /* Wait until every queued message is answered; returns the sticky error or 0. */
 int	sendq_drain(struct sendq *q);
+/* A mark after every message queued so far. */
+uint64_t sendq_mark(struct sendq *q);
+/* 1 when every message queued before mark was answered (or failed), then *err (may be
+ * NULL) the sticky error as sendq_drain returns it; 0 while one still waits or is in
+ * flight. Never waits. */
+int	sendq_reached(struct sendq *q, uint64_t mark, int *err);
 void	sendq_clear_error(struct sendq *q);
 /* Drains (bounded by the messages' deadlines and the stop flag), stops the thread, frees.
  * The caller sets *stop first when nothing queued may wait for long. */

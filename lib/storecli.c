@@ -65,6 +65,15 @@ on_answer(void *arg, const struct sendq_meta *m, int rv, const Crmsync__Envelope
 	}
 }
 
+/* After the answer counts for storecli_reached: the caller's wake-up. */
+static void
+on_answered(void *arg)
+{
+	struct storecli *c = arg;
+
+	c->o.wake(c->o.wake_arg);
+}
+
 int
 storecli_open(struct storecli **out, nng_socket s, const struct storecli_opts *o)
 {
@@ -77,7 +86,8 @@ storecli_open(struct storecli **out, nng_socket s, const struct storecli_opts *o
 	c->o = *o;
 	pthread_mutex_init(&c->mtx, NULL);
 	const struct sendq_opts qo = { .timeout_ms = o->timeout_ms, .deadline_ms = o->deadline_ms,
-	    .grace_ms = o->grace_ms, .depth = o->depth, .stop = o->stop, .done = on_answer, .arg = c };
+	    .grace_ms = o->grace_ms, .depth = o->depth, .stop = o->stop, .done = on_answer,
+	    .answered = o->wake != NULL ? on_answered : NULL, .arg = c };
 	if ((rv = sendq_open(&c->q, s, &qo)) != 0) {
 		pthread_mutex_destroy(&c->mtx);
 		free(c);
@@ -340,6 +350,18 @@ int
 storecli_drain(struct storecli *c)
 {
 	return sendq_drain(c->q);
+}
+
+uint64_t
+storecli_mark(struct storecli *c)
+{
+	return sendq_mark(c->q);
+}
+
+int
+storecli_reached(struct storecli *c, uint64_t mark, int *err)
+{
+	return sendq_reached(c->q, mark, err);
 }
 
 uint64_t

@@ -7,7 +7,8 @@
  * made: a batch's cursor moves with its rows, a RunEnd comes after every batch of its run.
  * Batches are queued without waiting (storecli_batch), at most `depth` ahead, so the next
  * API page overlaps the store's COMMIT of the previous one; storecli_drain() marks where
- * the caller needs "all committed". What needs an answer (RunBegin's run id, a cursor, a
+ * the caller needs "all committed" (storecli_mark and storecli_reached: "all committed up to
+ * here", while the caller goes on queueing). What needs an answer (RunBegin's run id, a cursor, a
  * batch of deletes) waits for it. Answers to batches are counted and logged here, on the
  * sender thread (batch.committed, batch.rejected, batch.not_sent); a batch the store
  * rejects (dead-lettered there, with the reason) does not stop the queue: the caller asks
@@ -42,6 +43,10 @@ struct storecli_opts {
 	struct stat_counter	*rows;		/* their records */
 	struct stat_counter	*rejected;	/* batches dead-lettered */
 	struct stat_counter	*deletes;	/* soft deletes committed (storecli_deletes) */
+	/* May be NULL: called on the sender thread after each answer, once storecli_reached
+	 * sees it (to wake a thread that polls a mark while it does other work). */
+	void			(*wake)(void *arg);
+	void			*wake_arg;
 };
 
 /* One entity's line in RunEnd. */
@@ -105,7 +110,20 @@ int	storecli_cursor_get(struct storecli *c, const char *name, char *dst, size_t 
 /* Wait until the store has answered everything queued; 0 or the sticky error. */
 int	storecli_drain(struct storecli *c);
 /*
- * Batches rejected since the client opened (exact after a drain). why (may be NULL) gets
+ * A mark after everything queued so far (by any part of the caller: one entity's batches,
+ * while other entities queue theirs behind them).
+ */
+uint64_t storecli_mark(struct storecli *c);
+/*
+ * Without waiting: 1 when the store has answered everything queued before mark (as
+ * storecli_drain would have, for that part; rejections counted), then *err (may be NULL)
+ * the sticky error storecli_drain would return; 0 while something before mark still waits
+ * or is in flight (e.g. retried).
+ */
+int	storecli_reached(struct storecli *c, uint64_t mark, int *err);
+/*
+ * Batches rejected since the client opened (after a drain, or a mark reached, it counts
+ * every rejection of what was queued before; maybe some after). why (may be NULL) gets
  * the first rejection since the last call that asked for it ("leads: the store rejected
  * batch 7: reason"), or "" when there was none.
  */

@@ -170,7 +170,7 @@ export_new(struct exporter **out, const struct hh_conf *c, nng_socket store,
 	const struct storecli_opts so = { .crm = CAT_HOLLIHOP, .timeout_ms = (int)c->store_timeout_ms,
 	    .deadline_ms = c->store_deadline_ms, .depth = 2, .stop = stop,
 	    .batches = &hh_stats[HS_BATCHES_SENT], .rows = &hh_stats[HS_ROWS_SENT],
-	    .rejected = &hh_stats[HS_BATCHES_REJECTED] };
+	    .rejected = &hh_stats[HS_BATCHES_REJECTED], .wake = bell_ring, .wake_arg = &x->bell };
 	x->napi = c->concurrency < 1 ? 1 : c->concurrency > EXPORT_CONCURRENCY_MAX ?
 	    EXPORT_CONCURRENCY_MAX : (int)c->concurrency;
 	for (int i = 0; i < x->napi; i++) {
@@ -594,22 +594,37 @@ note_progress(struct entity_run *r)
 }
 
 /*
- * The entity was read to its end: send the rest, wait until the store answered all of it,
- * and decide whether it is complete. Returns 0 or the error that makes it fail.
+ * The entity was read to its end: send the rest and mark where its batches end in the
+ * store client's queue (other entities keep queueing theirs behind). Returns 0 or the
+ * error that makes it fail.
  */
 static int
-finish_entity(struct entity_run *r, uint64_t rejected0, int parents_complete)
+finish_begin(struct entity_run *r, uint64_t *mark)
+{
+	int rv;
+
+	if ((rv = flush(r, NULL)) != 0)
+		return rv;
+	*mark = storecli_mark(r->x->sc);
+	return 0;
+}
+
+/*
+ * The store has answered every batch of the entity (everything queued before its mark;
+ * store_rv the sender's sticky error then): decide whether it is complete. Returns 0 or
+ * the error that makes it fail.
+ */
+static int
+finish_entity(struct entity_run *r, int store_rv, uint64_t rejected0, int parents_complete)
 {
 	struct entity_out *o = r->o;
 	char ferr[1024] = "", why[512];
 	int truncated = 0, rv;
 
-	if ((rv = flush(r, NULL)) != 0)
-		return rv;
 	/* Every batch of the entity answered before it counts as complete. */
-	if ((rv = storecli_drain(r->x->sc)) != 0) {
-		store_err(rv, o->err, sizeof(o->err));
-		return rv;
+	if (store_rv != 0) {
+		store_err(store_rv, o->err, sizeof(o->err));
+		return store_rv;
 	}
 	int rejected = storecli_rejected(r->x->sc, why, sizeof(why)) != rejected0;
 	rv = fetch_finish(r->f, &truncated, NULL, ferr, sizeof(ferr));
@@ -665,6 +680,8 @@ struct active {
 	size_t			 idx;		/* catalogue index */
 	int			 slot;		/* its api (and place in the run's table) */
 	int			 started;	/* its fetcher runs */
+	int			 finishing;	/* read to its end: waits for the store to reach mark */
+	uint64_t		 mark;		/* after its last batch in the store client's queue */
 	int			 parents_complete;
 	int			 changed_only;	/* per-client: changed parents only */
 	struct parent_keys	*ppk;		/* its parent's keys (per-client) */
@@ -729,24 +746,35 @@ fail:
 }
 
 /*
- * One page of a's, if its fetcher has one: 0 it went to the store, 1 none yet, 2 the
- * entity ended (read to its end and answered by the store, or failed: a->o says which).
+ * One page of a's, if its fetcher has one: 0 it went to the store (or the entity was read
+ * to its end and waits for the store now), 1 none yet, 2 the entity ended (read to its end
+ * and answered by the store, or failed: a->o says which). An entity waiting for the
+ * store's answers does not hold up the others: this thread goes on with their pages.
  */
 static int
-entity_step(struct active *a)
+entity_step(struct exporter *x, struct active *a)
 {
 	struct page *p;
-	int rv, got = fetch_poll(a->r.f, &p);
+	int rv, store_rv, got;
 
-	if (got == 0)
+	if (a->finishing) {
+		if (!storecli_reached(x->sc, a->mark, &store_rv))
+			return 1;
+		if ((rv = finish_entity(&a->r, store_rv, a->rejected0, a->parents_complete)) == 0)
+			return 2;
+		fail_entity(&a->r, rv);
+		return 2;
+	}
+	if ((got = fetch_poll(a->r.f, &p)) == 0)
 		return 1;
 	if (got > 0) {
 		if ((rv = add_page(&a->r, p)) == 0) {	/* p is the entity's now, in all cases */
 			note_progress(&a->r);
 			return 0;
 		}
-	} else if ((rv = finish_entity(&a->r, a->rejected0, a->parents_complete)) == 0) {
-		return 2;
+	} else if ((rv = finish_begin(&a->r, &a->mark)) == 0) {
+		a->finishing = 1;
+		return 0;
 	}
 	fail_entity(&a->r, rv);
 	return 2;
@@ -970,6 +998,22 @@ run_plan(struct exporter *x, struct run *run, const struct cat_entity *e)
 	}
 	run->planned[i] = 1;
 	return m;
+}
+
+/*
+ * Read every per-client method's plan (its cursors) while the store client's queue is
+ * empty, at the run's start: a cursor read waits for everything queued before it, which
+ * later in the run means other entities' pages, with this thread (and so every entity)
+ * held up meanwhile. The plans depend on the cursors of earlier runs only.
+ */
+static void
+plan_per_client(struct exporter *x, struct run *run)
+{
+	for (size_t i = 0; i < run->d->nentities; i++) {
+		const struct cat_entity *e = &run->d->entities[i];
+		if (run->sel[i] && e->paging == PAGE_PER_PARENT && e->changed_by != NULL)
+			(void)run_plan(x, run, e);
+	}
 }
 
 /* The source's collector in the run, when it read its listing to the end; else NULL. */
@@ -1322,7 +1366,7 @@ run_entities(struct exporter *x, struct run *run, struct run_result *res)
 			 * the store), but every per-client answer queued: they only gather. */
 			int n = run->d->entities[a->idx].paging == PAGE_PER_PARENT ?
 			    FETCH_PER_PARENT_QUEUE : 1;
-			for (int i = 0; i < n && (st = a->started ? entity_step(a) : 2) == 0; i++)
+			for (int i = 0; i < n && (st = a->started ? entity_step(x, a) : 2) == 0; i++)
 				moved = 1;
 			if (st == 1)
 				continue;
@@ -1398,6 +1442,7 @@ export_run(struct exporter *x, const struct run_req *rq, void (*on_begin)(void *
 	    run->vars.date_to);
 	if (on_begin != NULL)
 		on_begin(arg, res->run_id);
+	plan_per_client(x, run);
 	/* Every selected entity has its RunEnd line, incomplete until it ends well. */
 	for (size_t i = 0; i < run->d->nentities; i++) {
 		if (!run->sel[i])

@@ -89,15 +89,22 @@ bell_wait(struct fetch_bell *b, uint64_t seen, int ms)
 	pthread_mutex_unlock(&b->mtx);
 }
 
+void
+bell_ring(void *arg)
+{
+	struct fetch_bell *b = arg;
+
+	pthread_mutex_lock(&b->mtx);
+	b->rings++;
+	pthread_cond_broadcast(&b->cv);
+	pthread_mutex_unlock(&b->mtx);
+}
+
 static void
 ring(struct fetch *f)
 {
-	if (f->bell == NULL)
-		return;
-	pthread_mutex_lock(&f->bell->mtx);
-	f->bell->rings++;
-	pthread_cond_broadcast(&f->bell->cv);
-	pthread_mutex_unlock(&f->bell->mtx);
+	if (f->bell != NULL)
+		bell_ring(f->bell);
 }
 
 void

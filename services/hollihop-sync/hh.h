@@ -145,7 +145,9 @@ struct fetch;
 #define FETCH_PER_PARENT_QUEUE	64
 
 /* What one consumer of several fetches waits on: every fetch rings it when it queues a
- * page and when it ends, so the consumer sleeps until one of them has something. */
+ * page and when it ends, and the store client when the store answered something (an
+ * entity may wait for its batches' answers), so the consumer sleeps until one of them
+ * has something. */
 struct fetch_bell {
 	pthread_mutex_t	 mtx;
 	pthread_cond_t	 cv;
@@ -155,6 +157,8 @@ struct fetch_bell {
 void	bell_init(struct fetch_bell *b);
 void	bell_destroy(struct fetch_bell *b);
 uint64_t bell_rings(struct fetch_bell *b);
+/* Ring it (arg: the bell; a storecli wake callback). */
+void	bell_ring(void *arg);
 /* Wait until the bell has rung after `seen` (bell_rings' value), at most ms. */
 void	bell_wait(struct fetch_bell *b, uint64_t seen, int ms);
 

@@ -2,7 +2,8 @@
  * storecli_test.c - the store client both sync services use, against an in-process fake
  * store (fake_store.c): what RunBegin, RecordBatch, deletes, progress, cursors and RunEnd
  * carry, the order the store sees them in, rejections counted and explained, and a run
- * end that is still recorded after a stop dropped the batches queued before it.
+ * end that is still recorded after a stop dropped the batches queued before it, and marks
+ * (one part's batches answered while others' still wait: retried, or dropped on a stop).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "bus.h"
@@ -288,6 +290,154 @@ test_storecli_failed_run_begin_does_not_block_the_next(void **state)
 	storecli_close(c);
 }
 
+/* Marks: the store holds "contacts" batches with RETRY while hold is set. */
+static volatile _Atomic int hold;
+static _Atomic int wakes, woke_reached;
+static uint64_t wake_mark;
+
+static enum fake_answer
+hold_contacts(void *arg, const Crmsync__Envelope *env, int attempt)
+{
+	(void)arg;
+	(void)attempt;
+	if (env->body_case == CRMSYNC__ENVELOPE__BODY_BATCH && strcmp(env->batch->entity, "contacts") == 0)
+		return hold ? FAKE_RETRY : FAKE_OK;
+	return hold == 2 ? FAKE_SILENT : FAKE_OK;
+}
+
+/* The wake-up: what a poller woken by it would see of wake_mark. */
+static void
+on_wake(void *arg)
+{
+	struct storecli **c = arg;
+
+	atomic_fetch_add(&wakes, 1);
+	if (*c != NULL && wake_mark > 0)
+		atomic_store(&woke_reached, storecli_reached(*c, wake_mark, NULL));
+}
+
+static struct storecli *
+open_waking(struct storecli **c, int64_t grace_ms)
+{
+	const struct storecli_opts o = { .crm = CAT_HOLLIHOP, .timeout_ms = 2000, .grace_ms = grace_ms,
+	    .depth = 4, .stop = &stop_flag, .batches = &st_batches, .rejected = &st_rejected,
+	    .wake = on_wake, .wake_arg = c };
+
+	*c = NULL;
+	wakes = woke_reached = 0;
+	wake_mark = 0;
+	assert_int_equal(storecli_open(c, sock, &o), 0);
+	return *c;
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Poll mark for up to ms; returns what storecli_reached said last. */
+static int
+reached_within(struct storecli *c, uint64_t mark, int *err, int ms)
+{
+	int64_t t0 = bus_now_ms();
+	int r;
+
+	while (!(r = storecli_reached(c, mark, err)) && bus_now_ms() - t0 < ms)
+		sleep_ms(5);
+	return r;
+}
+
+/*
+ * One entity's mark is reached once its batches are answered, while a batch queued after
+ * it is still retried (the store answers RETRY); the later mark only once that one is
+ * answered. Every answer wakes the poller after it counts.
+ */
+static void
+test_storecli_mark_reached_while_later_batches_retry(void **state)
+{
+	Crmsync__RecordBatch b;
+	Crmsync__Record recs[2], *rp[2];
+	char *vals[2] = { "1", "2" };
+	struct storecli *c;
+	int err = -1;
+
+	(void)state;
+	hold = 1;
+	fake_store_set(fs, hold_contacts, NULL);
+	open_waking(&c, 0);
+	assert_true(storecli_reached(c, storecli_mark(c), &err));	/* nothing queued */
+	assert_int_equal(err, 0);
+	make_batch(&b, recs, rp, vals, "leads", 2);
+	assert_int_equal(storecli_batch(c, &b), 0);
+	uint64_t m1 = storecli_mark(c);
+	make_batch(&b, recs, rp, vals, "contacts", 1);
+	assert_int_equal(storecli_batch(c, &b), 0);
+	uint64_t m2 = storecli_mark(c);
+	assert_true(m2 > m1);
+	wake_mark = m2;
+	assert_true(reached_within(c, m1, &err, 5000));
+	assert_int_equal(err, 0);
+	assert_int_equal(stat_get(&st_batches), 1);
+	/* contacts is retried (seen more than once), and its mark waits for it. */
+	for (int i = 0; i < 200 && fake_store_count(fs) < 3; i++)
+		sleep_ms(10);
+	assert_true(fake_store_count(fs) >= 3);
+	assert_false(storecli_reached(c, m2, &err));
+	assert_false(woke_reached);
+	hold = 0;
+	assert_true(reached_within(c, m2, &err, 10000));
+	assert_int_equal(err, 0);
+	assert_int_equal(stat_get(&st_batches), 2);
+	assert_true(woke_reached);	/* the last wake-up already saw it */
+	assert_true(wakes >= 2);
+	assert_true(storecli_reached(c, m1, NULL));
+	storecli_close(c);
+}
+
+/*
+ * Shutdown with batches unsent: one in flight (the store silent), two queued behind it.
+ * Once stopped (no grace) the mark is reached with the stop as the error, nothing counted
+ * committed, so an entity waiting for it cannot count as complete.
+ */
+static void
+test_storecli_mark_reached_on_stop_with_batches_unsent(void **state)
+{
+	Crmsync__RecordBatch b;
+	Crmsync__Record recs[1], *rp[1];
+	char *vals[1] = { "1" };
+	struct storecli *c;
+	int err = 0;
+
+	(void)state;
+	hold = 2;
+	fake_store_set(fs, hold_contacts, NULL);
+	open_waking(&c, 0);
+	make_batch(&b, recs, rp, vals, "leads", 1);
+	assert_int_equal(storecli_batch(c, &b), 0);
+	assert_true(fake_store_wait(fs, 1, 5000) >= 1);
+	make_batch(&b, recs, rp, vals, "contacts", 1);
+	assert_int_equal(storecli_batch(c, &b), 0);
+	make_batch(&b, recs, rp, vals, "leads", 1);
+	assert_int_equal(storecli_batch(c, &b), 0);
+	uint64_t m = storecli_mark(c);
+	wake_mark = m;
+	sleep_ms(50);
+	assert_false(storecli_reached(c, m, &err));
+	stop_flag = 1;
+	assert_true(reached_within(c, m, &err, 10000));
+	assert_int_equal(err, CS_ECANCELED);
+	assert_int_equal(stat_get(&st_batches), 0);
+	assert_true(woke_reached);
+	assert_int_equal(wakes, 3);
+	/* The queue refuses more until the error is cleared (as storecli_drain reports it). */
+	assert_int_equal(storecli_drain(c), CS_ECANCELED);
+	storecli_close(c);
+	hold = 0;
+}
+
 int
 main(void)
 {
@@ -298,6 +448,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_storecli_cursor_get, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_storecli_run_end_is_recorded_after_a_stop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_storecli_failed_run_begin_does_not_block_the_next, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_storecli_mark_reached_while_later_batches_retry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_storecli_mark_reached_on_stop_with_batches_unsent, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
