@@ -78,13 +78,14 @@ def entity_times(log_path):
     return out
 
 
-def run_sync(build, env, log_path):
+def run_sync(build, env, log_path, verbose=False):
     """hollihop-sync --run-now; (wall s, exit code, peak RSS MB, CPU s)."""
     tfile = log_path + ".time"
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
         rc = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", tfile,
-                             f"{build}/services/hollihop-sync/crmsync-hollihop-sync", "--run-now"],
+                             f"{build}/services/hollihop-sync/crmsync-hollihop-sync", "--run-now"]
+                            + (["--verbose"] if verbose else []),
                             env=env, stdout=log, stderr=log).returncode
     wall = time.perf_counter() - t0
     u, s, m = open(tfile).read().split()[-3:]
@@ -115,6 +116,9 @@ def main():
     ap.add_argument("--runs", default="first,nightly,full",
                     help="which runs to report (the first export always runs)")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--verbose", action="store_true",
+                    help="hollihop-sync logs debug lines too (export.batch, batch.committed "
+                    "store_ms, fetch.times: where a run's time goes; with --keep)")
     a = ap.parse_args()
     build = os.path.abspath(os.environ.get("CS_BUILD_DIR", os.path.join(ROOT, "build-hh-rel")))
     rate_n, rate_s = (int(a.rate.split("/")[0]), float(a.rate.split("/")[1])) if "/" in a.rate else (0, 30.0)
@@ -180,7 +184,8 @@ def main():
                 extra = dict(extra, CS_HOLLIHOP_RATE="0")
             http(fbase, "/_fake/reset_stats", {})
             c0 = (cpu_s(fake), cpu_s(store), pg_cpu_s(pgdir))
-            wall, rc, rss, sync_cpu = run_sync(build, dict(env, **extra), os.path.join(tmp, f"hh-{tag}.log"))
+            wall, rc, rss, sync_cpu = run_sync(build, dict(env, **extra), os.path.join(tmp, f"hh-{tag}.log"),
+                                             a.verbose)
             cpu = (sync_cpu,) + tuple(b - a for a, b in zip(c0, (cpu_s(fake), cpu_s(store),
                                                                    pg_cpu_s(pgdir))))
             if rc != 0:
