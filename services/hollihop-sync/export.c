@@ -1332,7 +1332,8 @@ start_ready(struct exporter *x, struct run *run, struct active *act, int *nact,
  * always in order, and sends them to the store through the one ordered queue. So the
  * store gets each entity's batches in the order they were read, while the entities'
  * batches interleave (the store applies each batch by itself). An entity still ends only
- * once the store has answered all its batches. A failure that ends the run starts nothing
+ * once the store has answered all its batches (everything queued up to its mark), but it
+ * waits for that without holding up the others. A failure that ends the run starts nothing
  * more (entities not started are listed incomplete); the entities in flight end as they
  * would have (each with its own outcome and error: a refused key fails them all at once,
  * a store that is gone too), and RunEnd goes after all of them.
