@@ -1088,6 +1088,9 @@ httpd_session_new(struct httpd *h, nng_stream *st, const uint8_t *peer, int *per
 				h->sessions->prev = s;
 			h->sessions = s;
 			h->nsessions++;
+			/* Under h->mtx, as the keeper's: the next accept's callback may already be
+			 * running, and a count set after unlocking could overwrite a newer one. */
+			stat_set(&gw_stats[GW_CONNECTIONS], h->nsessions);
 		}
 	}
 	if (s == NULL && h->nsessions < h->o.max_conns && !*per_client)
@@ -1138,7 +1141,6 @@ httpd_accept_cb(void *arg)
 		httpd_refuse(h, st, peertext, per_client, nsess);
 		return;
 	}
-	stat_set(&gw_stats[GW_CONNECTIONS], nsess);
 	/* Replies are one small write each: no reason to let Nagle hold them back. */
 	(void)nng_stream_set_bool(st, NNG_OPT_TCP_NODELAY, true);
 	pthread_mutex_lock(&s->mtx);
