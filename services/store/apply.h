@@ -37,6 +37,11 @@ struct entity_sql {
 	char			**child_copy;	/* per child */
 	char			**child_del;
 	char			**child_ins;
+
+	/* Growth since the store last ANALYZEd the entity's tables (batch_analyze_grown):
+	 * rows the planner knows of (-1 = not read yet) and rows inserted since. */
+	double			 an_known;
+	long			 an_since;
 };
 
 int	esql_build(struct entity_sql *x, const struct cat_entity *e, const char *schema);

@@ -344,6 +344,7 @@ esql_build(struct entity_sql *x, const struct cat_entity *e, const char *schema)
 	memset(x, 0, sizeof(*x));
 	x->e = e;
 	x->schema = schema;
+	x->an_known = -1;
 	snprintf(x->name_lookup, sizeof(x->name_lookup), "lk_%s_%s", schema, e->name);
 	snprintf(x->name_seen, sizeof(x->name_seen), "sn_%s_%s", schema, e->name);
 	snprintf(x->name_written, sizeof(x->name_written), "wr_%s_%s", schema, e->name);
