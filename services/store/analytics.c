@@ -576,6 +576,16 @@ analytics_rebuild(struct store *st, enum cat_crm crm, const char *entity, const 
 	return an_rebuild_marked(st, need, why);
 }
 
+void
+analytics_rebuild_due(struct store *st)
+{
+	for (unsigned c = 0; st->an_due.crms != 0; c++)
+		if (st->an_due.crms & (1u << c)) {
+			st->an_due.crms &= ~(1u << c);
+			(void)analytics_rebuild(st, (enum cat_crm)c, NULL, st->an_due.why);	/* logged */
+		}
+}
+
 /* Each table's create_sql, the grants, and which tables need a rebuild (need[]). */
 static int
 an_create(struct store *st, unsigned char *need)

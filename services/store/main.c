@@ -241,6 +241,7 @@ on_run_end(struct store *st, nng_socket s, const Crmsync__RunEnd *re)
 	if (rv == 0)
 		stat_add(&store_stats[ST_RUNS_FINISHED], 1);
 	reply_result(st, s, rv, err, re->run_id);
+	analytics_rebuild_due(st);	/* the sender need not wait for it */
 }
 
 static void

@@ -65,6 +65,10 @@ struct store {
 	size_t			 nesql;
 	struct buf		 copy;		/* COPY data of the current batch */
 	struct rederive		*rd;
+	struct {			/* full rebuilds to do once the current reply is sent */
+		unsigned	 crms;		/* bit 1 << enum cat_crm */
+		char		 why[64];
+	} an_due;
 };
 
 /* db.c */
@@ -140,6 +144,8 @@ int	analytics_refresh_new(struct store *st, const struct cat_entity *e, const ch
 /* In its own transaction: rebuild every table fed by crm's entity (entity NULL: by any of
  * crm's entities) and the tables that read those. Failures are logged and returned. */
 int	analytics_rebuild(struct store *st, enum cat_crm crm, const char *entity, const char *why);
+/* The rebuilds marked in st->an_due (a complete run's), after its reply was sent. */
+void	analytics_rebuild_due(struct store *st);
 void	analytics_reset_conn(struct store *st);
 
 /* apply.c */

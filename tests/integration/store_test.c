@@ -5,7 +5,8 @@
  * NNG exactly as the sync services send them. Covered: migrations (twice, and two stores
  * at once), idempotency, stale updates, unchanged rows not rewritten, duplicates inside a
  * batch, child rows replaced, soft delete after a complete full run and none after a
- * partial one, the delete guard, dead letters (unknown entity, bad value, garbage bytes)
+ * partial one, the delete guard, a complete run's deletions in the analytic tables at its
+ * ack (the full rebuild after it), dead letters (unknown entity, bad value, garbage bytes)
  * with the store still serving, PostgreSQL going away and coming back, and kill -9 of the
  * store in the middle of a stream.
  */
@@ -328,6 +329,75 @@ test_soft_delete_after_complete_run_only(void **state)
 	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM crmsync.run_seen"), 0);
 }
 
+/* Students first..first+count-1 with a phone each, in a complete full run; the ack's rv. */
+static int
+full_run_phones(int first, int count)
+{
+	struct h_batch *b;
+	int64_t run = 0;
+	char key[16], phone[48];
+
+	assert_int_equal(h_run_begin(sock, CAT_HOLLIHOP, 1, &run), 0);
+	b = h_batch_new(CAT_HOLLIHOP, "students", run);
+	for (int i = first; i < first + count; i++) {
+		snprintf(key, sizeof(key), "%d", i);
+		snprintf(phone, sizeof(phone), "8 (912) 30%d-%02d-%02d", i / 10000, (i / 100) % 100, i % 100);
+		h_rec(b, "{}", 0, 0, "client_id", key, "mobile", phone, NULL);
+	}
+	assert_int_equal(h_batch_send(sock, b, NULL), 0);
+	h_batch_free(b);
+	return h_run_end(sock, run, CRMSYNC__RUN_STATUS__RUN_COMPLETE, "students", 1);
+}
+
+/* The full rebuild that follows the last run's ack has committed analytics.people. */
+static int
+wait_people_rebuilt(void)
+{
+	return h_wait_sql(db, "SELECT count(*) FROM crmsync.analytics_state WHERE name = 'people' "
+	    "AND rebuilt_at > (SELECT max(finished_at) FROM crmsync.sync_runs)", "1", 20000);
+}
+
+/*
+ * A complete run's deletions reach the analytic tables in the RunEnd's own transaction, and
+ * its ack does not wait for the full rebuild that follows: a row lock held on another
+ * student's analytics.people row blocks that rebuild (DELETE of every row), not the
+ * refresh of the deleted student's rows.
+ */
+static void
+test_run_end_acks_before_rebuild(void **state)
+{
+	PGconn *hold = h_connect(&pg);
+	int rv;
+	int64_t left;
+
+	(void)state;
+	assert_non_null(hold);
+	h_sql_exec(db, "UPDATE hollihop.students SET deleted_at = now()");	/* earlier tests' rows */
+	assert_int_equal(full_run_phones(3000, 20), 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM analytics.people WHERE entity = "
+	    "'students' AND id BETWEEN 3000 AND 3019"), 20);
+	assert_int_equal(wait_people_rebuilt(), 0);	/* the lock is for the next run's */
+	assert_int_equal(h_sql_exec(hold, "BEGIN"), 0);
+	assert_int_equal(h_sql_int(hold, "SELECT count(*) FROM (SELECT 1 FROM analytics.people "
+	    "WHERE entity = 'students' AND id = 3000 FOR UPDATE) l"), 1);
+	rv = full_run_phones(3000, 19);		/* 3019 is gone */
+	left = h_sql_int(db, "SELECT count(*) FROM analytics.people WHERE entity = 'students' "
+	    "AND id = 3019");
+	(void)h_sql_exec(hold, "ROLLBACK");	/* before asserting: the rebuild must not hang */
+	PQfinish(hold);
+	if (rv != 0)
+		h_dump_log(&store);
+	assert_int_equal(rv, 0);
+	assert_int_equal(left, 0);
+	/* ...and the rebuild, now free to run, comes to the same rows. */
+	assert_int_equal(wait_people_rebuilt(), 0);
+	assert_int_equal(h_sql_int(db, "SELECT count(*) FROM analytics.people WHERE entity = "
+	    "'students' AND id BETWEEN 3000 AND 3019"), 19);
+	/* The next tests expect the live students the soft-delete test left. */
+	h_sql_exec(db, "UPDATE hollihop.students SET deleted_at = CASE WHEN client_id < 3000 "
+	    "THEN NULL ELSE now() END WHERE client_id BETWEEN 1000 AND 1019 OR client_id >= 3000");
+}
+
 /* A run whose sender died (no RunEnd) is closed as abandoned by the next one; nothing deleted. */
 static void
 test_interrupted_run_is_abandoned(void **state)
@@ -633,6 +703,7 @@ main(void)
 		cmocka_unit_test(test_children_replaced),
 		cmocka_unit_test(test_delete_record),
 		cmocka_unit_test(test_soft_delete_after_complete_run_only),
+		cmocka_unit_test(test_run_end_acks_before_rebuild),
 		cmocka_unit_test(test_interrupted_run_is_abandoned),
 		cmocka_unit_test(test_dead_letters_and_keeps_serving),
 		cmocka_unit_test(test_postgres_down_then_back),
