@@ -230,8 +230,9 @@ api_call(struct api *a, const char *method, const char *form, volatile _Atomic i
 	for (int attempt = 0;; attempt++) {
 		enum verdict v;
 		int64_t wait;
+		long ticket;
 
-		if ((rv = rl_acquire(a->rl, stop)) != 0) {
+		if ((rv = rl_take(a->rl, stop, &ticket)) != 0) {
 			snprintf(err, errlen, "%s: canceled", method);
 			goto out;
 		}
@@ -239,6 +240,7 @@ api_call(struct api *a, const char *method, const char *form, volatile _Atomic i
 		int64_t t0 = clock_mono_us();
 		int hrv = http_request(a->http, "POST", url, headers, body.data, body.len, resp);
 		int64_t t1 = clock_mono_us();
+		rl_done(a->rl, ticket);		/* the server has seen it by now, if ever */
 		stat_add(&hh_stats[HS_BYTES_IN], (int64_t)resp->body.len);
 		v = classify(a, hrv, resp, j, &code, why, sizeof(why));
 		log_debug("api.response", "method=%s status=%ld bytes=%zu http_us=%lld parse_us=%lld",

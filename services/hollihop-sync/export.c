@@ -153,16 +153,20 @@ export_new(struct exporter **out, const struct hh_conf *c, nng_socket store,
 	x->c = c;
 	x->stop = stop;
 	/*
-	 * At most `rate` requests in any window: a burst of a fiftieth of them, and a refill
-	 * slow enough that burst + refill over one window stays within the allowance (600/30 s
-	 * -> burst 12, then 19.6/s). A long run goes at the refill rate: 98% of the allowance
-	 * (a tenth as burst cost a long run 10%).
+	 * At most `rate` requests in any window, counted as the server counts them: a sliding
+	 * window whose slots come free a window after each response (ratelimit.h). The token
+	 * bucket it replaces had to keep burst + refill over one window within the allowance
+	 * (600/30 s: burst 12, then 19.6/s), so a long run went at 98% of it.
 	 */
-	double burst = c->rate >= 100 ? (double)(c->rate / 50) : 1;
-	double rate = c->rate > 0 ? ((double)c->rate - burst) * 1000.0 / (double)c->rate_window_ms : 0;
-	if (c->rate > 0 && rate <= 0)
-		rate = 1000.0 / (double)c->rate_window_ms;
-	rl_init(&x->rl, rate, burst);
+	rv = 0;
+	if (c->rate > 0)
+		rv = rl_init_window(&x->rl, (size_t)c->rate, (int64_t)c->rate_window_ms);
+	else
+		rl_init(&x->rl, 0, 1);
+	if (rv != 0) {
+		free(x);
+		return rv;
+	}
 	bell_init(&x->bell);
 	pthread_mutex_init(&x->mtx, NULL);
 	snprintf(x->status, sizeof(x->status), "idle");
