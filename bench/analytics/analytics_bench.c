@@ -10,8 +10,11 @@
  *      from the store's own debug timings, the refresh's share of each batch's time.
  * The mirror is loaded with SQL (the store's own write path is bench/store's subject).
  * Usage: analytics_bench [leads=50000] [other_events=200000] [pairs=40 per mode]  (CS_BUILD_DIR = build dir;
- * CS_BENCH_VERBOSE=1 prints the store's debug log of each block: its own per-step timings)
+ * CS_BENCH_VERBOSE=1 prints the store's debug log of each block: its own per-step timings;
+ * CS_BENCH_HOLD=<file>: at the end the cluster stays up, its DSN printed, until <file>, created
+ * then, is removed: for EXPLAIN on the bench's data)
  */
+#include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,6 +255,22 @@ block(const char *mode, long leads, int first, int n, double *out_l, double *out
 	return store_times(&p, 6, st_total, st_an, st_kind, nst);
 }
 
+/* CS_BENCH_HOLD: keep the cluster up until the file it names is removed. */
+static void
+hold(void)
+{
+	const char *f = getenv("CS_BENCH_HOLD");
+	FILE *h;
+
+	if (f == NULL || (h = fopen(f, "w")) == NULL)
+		return;
+	fclose(h);
+	printf("holding the cluster until %s is removed: psql '%s'\n", f, pg.dsn);
+	fflush(stdout);
+	while (access(f, F_OK) == 0)
+		sleep(1);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -344,6 +363,7 @@ main(int argc, char **argv)
 		    m_an, m_rest, m_rest > 0 ? 100.0 * m_an / m_rest : 0);
 	}
 	rv = 0;
+	hold();
 out:
 	PQfinish(c);
 	h_pg_stop(&pg, 0);

@@ -87,6 +87,169 @@
 	"FROM stays x LEFT JOIN hollihop.lead_statuses ls ON ls.id = x.s AND ls.deleted_at IS NULL\n" \
 	"WINDOW w AS (PARTITION BY x.lead_id ORDER BY x.at, x.ord, x.tie)\n"
 
+/*
+ * The rows of the history that differ between the new stays (CTE calc) and the stored ones
+ * (CTE old), matched on (lead_id, seq) by a hash join: a stay that is gone deleted, a new
+ * or changed one upserted on its key (an update in place, no index entry added). CHANGED:
+ * the ids of the leads whose rows changed, as text[].
+ */
+#define AMO_SH_WRITE \
+	"d AS (\n" \
+	"  SELECT c.lead_id IS NOT NULL AS n, coalesce(c.lead_id, h.lead_id) AS lead_id, coalesce(c.seq, h.seq) AS seq,\n" \
+	"    c.pipeline_id, c.status_id, c.entered_at, c.left_at, c.duration, c.moved_by, c.source\n" \
+	"  FROM calc c FULL JOIN old h ON h.lead_id = c.lead_id AND h.seq = c.seq\n" \
+	"  WHERE " AMO_SH_ROW("c") " IS DISTINCT FROM " AMO_SH_ROW("h") "),\n" \
+	"del AS (\n" \
+	"  DELETE FROM analytics.amo_stage_history h USING d\n" \
+	"  WHERE NOT d.n AND h.lead_id = d.lead_id AND h.seq = d.seq RETURNING h.lead_id),\n" \
+	"up AS (\n" \
+	"  INSERT INTO analytics.amo_stage_history (lead_id, seq, pipeline_id, status_id, entered_at, left_at,\n" \
+	"    duration, moved_by, source)\n" \
+	"  SELECT lead_id, seq, pipeline_id, status_id, entered_at, left_at, duration, moved_by, source FROM d WHERE d.n\n" \
+	"  ON CONFLICT (lead_id, seq) DO UPDATE SET pipeline_id = excluded.pipeline_id, status_id = excluded.status_id,\n" \
+	"    entered_at = excluded.entered_at, left_at = excluded.left_at, duration = excluded.duration,\n" \
+	"    moved_by = excluded.moved_by, source = excluded.source\n" \
+	"  RETURNING lead_id)\n"
+#define AMO_SH_CHANGED "ARRAY(SELECT DISTINCT lead_id::text FROM (SELECT lead_id FROM del UNION ALL SELECT lead_id FROM up) x)"
+
+/*
+ * A lead's last stored stay z and its last event's stay e (z, or the one before z when z
+ * is a lead_current stay), for the lead l: the stored stays from e on are e and z.
+ */
+#define AMO_SH_LAST \
+	"  CROSS JOIN LATERAL (SELECT z.seq, z.pipeline_id, z.status_id, z.entered_at, z.left_at, z.duration,\n" \
+	"    z.moved_by, z.source FROM analytics.amo_stage_history z WHERE z.lead_id = l.id ORDER BY z.seq DESC LIMIT 1) z\n"
+#define AMO_SH_E_OF_Z \
+	"analytics.amo_stage_history e ON e.lead_id = l.id AND e.source = 'lead_status_changed'\n" \
+	"    AND e.seq = z.seq - CASE z.source WHEN 'lead_current' THEN 1 ELSE 0 END"
+/* Columns of e and z as the CTEs below name them. */
+#define AMO_SH_EZ_COLS \
+	"    e.seq AS eq, e.pipeline_id AS ep, e.status_id AS es, e.entered_at AS ea, e.left_at AS el,\n" \
+	"    e.duration AS ed, e.moved_by AS eb, z.seq AS zq, z.pipeline_id AS zp, z.status_id AS zs,\n" \
+	"    z.entered_at AS za, z.left_at AS zl, z.duration AS zd, z.moved_by AS zb, z.source AS zsrc\n"
+/* The stored stays from e on of the leads of CTE x (AMO_SH_EZ_COLS): e, and z after it. */
+#define AMO_SH_OLD(x) \
+	"old AS (\n" \
+	"  SELECT id AS lead_id, eq AS seq, ep AS pipeline_id, es AS status_id, ea AS entered_at, el AS left_at,\n" \
+	"    ed AS duration, eb AS moved_by, 'lead_status_changed'::text AS source FROM " x "\n" \
+	"  UNION ALL\n" \
+	"  SELECT id, zq, zp, zs, za, zl, zd, zb, zsrc FROM " x " WHERE zq > eq),\n"
+
+/*
+ * The refresh is a plpgsql function, analytics.amo_sh_refresh(source, keys), returning the
+ * ids of the leads whose rows changed: each statement of it is planned (and started) for
+ * what it does, where one statement for every case started all of it for every batch
+ * (about a third of a hook batch's refresh, for nothing), and the full query runs only for
+ * the leads that need it.
+ *
+ * A lead a leads batch wrote (s: the lead against its stored stays) needs no events read
+ * when its first stay is from its creation with the same created_at and created_by (the
+ * lead's only inputs to the stays before its last move) and its stays end with an event's
+ * stay e, possibly followed by a lead_current stay: then its stays are the stored ones up
+ * to e, and after e a lead_current stay when the lead's (pipeline, status) is not e's
+ * (entered at greatest(updated_at, e's entered_at), by updated_by: what the full query
+ * gives, since e is the latest move). When nothing of that changes it is skipped (skip):
+ * its last stay is an event's or its only one, in the lead's current stage. Only the stays
+ * from e on can differ: they alone are compared (calc against old).
+ *
+ * Likewise a lead whose moves an insert-only events batch brings (crmsync.keys_new: none
+ * of those events existed, so none is in its stored stays), all after its last stored
+ * move's stay e (strictly: ties are ordered by event id, which the stays do not keep):
+ * its stays are the stored ones up to e, then one per new move, then a lead_current stay
+ * when the lead is not in the last move's stage (app, am, alc). Every other lead (rest)
+ * gets the full query (AMO_SH_CORE), after the others: the two sets of leads are disjoint.
+ */
+#define AMO_SH_FN \
+	"CREATE OR REPLACE FUNCTION analytics.amo_sh_refresh(p_src text, p_keys text[]) RETURNS SETOF text\n" \
+	"  LANGUAGE plpgsql AS $f$\n" \
+	"DECLARE\n" \
+	"  v_chg text[] := '{}';\n" \
+	"  v_full text[] := '{}';\n" \
+	"  v_rest bigint[] := '{}';\n" \
+	"BEGIN\n" \
+	"  IF p_src = 'amo.leads' THEN\n" \
+	"    WITH k AS (SELECT DISTINCT x::bigint AS id FROM unnest(p_keys) x),\n" \
+	"    s AS (\n" \
+	"      SELECT k.id, l.pipeline_id AS lp, l.status_id AS ls, l.updated_by AS lb,\n" \
+	"        greatest(l.updated_at, e.entered_at) AS ca,\n" \
+	AMO_SH_EZ_COLS \
+	"      FROM k JOIN amo.leads l ON l.id = k.id AND l.deleted_at IS NULL\n" \
+	"      JOIN analytics.amo_stage_history f ON f.lead_id = l.id AND f.seq = 1 AND f.source = 'lead_created'\n" \
+	"        AND f.entered_at = l.created_at AND f.moved_by IS NOT DISTINCT FROM l.created_by\n" \
+	AMO_SH_LAST \
+	"      LEFT JOIN " AMO_SH_E_OF_Z "),\n" \
+	"    sk AS (\n" \
+	"      SELECT s.*, (s.zsrc = 'lead_status_changed' OR s.zq = 1)\n" \
+	"          AND (s.zp, s.zs) IS NOT DISTINCT FROM (s.lp, s.ls) AS skip,\n" \
+	"        s.ls IS NOT NULL AND (s.ep, s.es) IS DISTINCT FROM (s.lp, s.ls) AS cur\n" \
+	"      FROM s),\n" \
+	"    fast AS (SELECT * FROM sk WHERE NOT sk.skip AND sk.eq IS NOT NULL),\n" \
+	"    " AMO_SH_OLD("fast") \
+	"    calc AS (\n" \
+	"      SELECT s.id AS lead_id, s.eq AS seq, s.ep AS pipeline_id, s.es AS status_id, s.ea AS entered_at,\n" \
+	"        CASE WHEN s.cur THEN s.ca END AS left_at, CASE WHEN s.cur THEN s.ca - s.ea END AS duration,\n" \
+	"        s.eb AS moved_by, 'lead_status_changed'::text AS source FROM fast s\n" \
+	"      UNION ALL\n" \
+	"      SELECT s.id, s.eq + 1, s.lp, s.ls, s.ca, NULL, NULL, s.lb, 'lead_current' FROM fast s WHERE s.cur),\n" \
+	"    " AMO_SH_WRITE \
+	"    SELECT " AMO_SH_CHANGED ",\n" \
+	"      ARRAY(SELECT k.id FROM k WHERE NOT EXISTS (SELECT 1 FROM sk WHERE sk.id = k.id AND (sk.skip OR sk.eq IS NOT NULL)))\n" \
+	"    INTO v_chg, v_rest;\n" \
+	"  ELSIF p_src = 'amo.events' THEN\n" \
+	"    WITH k AS (\n" \
+	"      SELECT e.id, e.entity_id, e.entity_type, e.created_at, e.created_by, e.deleted_at, e.value_before,\n" \
+	"        e.value_after FROM amo.events e\n" \
+	"      WHERE e.id = ANY (p_keys) AND e.type = 'lead_status_changed' AND e.entity_id IS NOT NULL),\n" \
+	"    nmv AS (\n" \
+	"      SELECT * FROM (\n" \
+	"        SELECT e.entity_id AS lead_id, e.created_at AS at, e.id AS eid, e.created_by AS by,\n" \
+	"          coalesce(" EV_P("before") ", " EV_P("after") ") AS p0, " EV_S("before") " AS s0,\n" \
+	"          coalesce(" EV_P("after") ", " EV_P("before") ") AS p1, " EV_S("after") " AS s1\n" \
+	"        FROM k e WHERE current_setting('crmsync.keys_new', true) = 'on' AND e.entity_type IN ('lead', 'leads')\n" \
+	"          AND e.deleted_at IS NULL AND e.created_at IS NOT NULL) m\n" \
+	"      WHERE s1 IS NOT NULL AND (p0, s0) IS DISTINCT FROM (p1, s1)),\n" \
+	"    app AS (\n" \
+	"      SELECT l.id, l.pipeline_id AS lp, l.status_id AS ls, l.updated_at AS lu, l.updated_by AS lb,\n" \
+	AMO_SH_EZ_COLS \
+	"      FROM (SELECT lead_id, min(at) AS a0 FROM nmv GROUP BY lead_id) n\n" \
+	"      JOIN amo.leads l ON l.id = n.lead_id AND l.deleted_at IS NULL AND l.created_at IS NOT NULL\n" \
+	AMO_SH_LAST \
+	"      JOIN " AMO_SH_E_OF_Z "\n" \
+	"      WHERE n.a0 > e.entered_at),\n" \
+	"    am AS (\n" \
+	"      SELECT m.lead_id, m.at, m.by, m.p1, m.s1, a.eq + (row_number() OVER w)::integer AS seq,\n" \
+	"        lead(m.at) OVER w AS nxt, row_number() OVER w = count(*) OVER (PARTITION BY m.lead_id) AS last\n" \
+	"      FROM nmv m JOIN app a ON a.id = m.lead_id WINDOW w AS (PARTITION BY m.lead_id ORDER BY m.at, m.eid)),\n" \
+	"    alc AS (\n" \
+	"      SELECT a.id, m.seq + 1 AS seq, a.lp, a.ls, greatest(a.lu, m.at) AS at, a.lb FROM app a\n" \
+	"      JOIN am m ON m.lead_id = a.id AND m.last\n" \
+	"      WHERE a.ls IS NOT NULL AND (m.p1, m.s1) IS DISTINCT FROM (a.lp, a.ls)),\n" \
+	"    " AMO_SH_OLD("app") \
+	"    calc AS (\n" \
+	"      SELECT a.id AS lead_id, a.eq AS seq, a.ep AS pipeline_id, a.es AS status_id, a.ea AS entered_at,\n" \
+	"        m.at AS left_at, m.at - a.ea AS duration, a.eb AS moved_by, 'lead_status_changed'::text AS source\n" \
+	"      FROM app a JOIN am m ON m.lead_id = a.id AND m.seq = a.eq + 1\n" \
+	"      UNION ALL\n" \
+	"      SELECT m.lead_id, m.seq, m.p1, m.s1, m.at, coalesce(m.nxt, c.at), coalesce(m.nxt, c.at) - m.at, m.by,\n" \
+	"        'lead_status_changed' FROM am m LEFT JOIN alc c ON c.id = m.lead_id AND m.last\n" \
+	"      UNION ALL\n" \
+	"      SELECT c.id, c.seq, c.lp, c.ls, c.at, NULL, NULL, c.lb, 'lead_current' FROM alc c),\n" \
+	"    " AMO_SH_WRITE \
+	"    SELECT " AMO_SH_CHANGED ",\n" \
+	"      ARRAY(SELECT DISTINCT k.entity_id FROM k WHERE NOT EXISTS (SELECT 1 FROM app WHERE app.id = k.entity_id))\n" \
+	"    INTO v_chg, v_rest;\n" \
+	"  END IF;\n" \
+	"  IF cardinality(v_rest) > 0 THEN\n" \
+	"    WITH calc AS (" AMO_SH_CORE("AND l.id = ANY (v_rest)") "),\n" \
+	"    old AS (SELECT h.* FROM analytics.amo_stage_history h WHERE h.lead_id = ANY (v_rest)),\n" \
+	"    " AMO_SH_WRITE \
+	"    SELECT " AMO_SH_CHANGED " INTO v_full;\n" \
+	"  END IF;\n" \
+	"  RETURN QUERY SELECT unnest(v_chg || v_full);\n" \
+	"END $f$;\n" \
+	"COMMENT ON FUNCTION analytics.amo_sh_refresh(text, text[]) IS 'crmsync: the refresh of analytics.amo_stage_history for a batch''s keys of amo.leads or amo.events (ids); returns the lead ids whose rows changed';\n"
+
+
 static const char amo_sh_create[] =
 	"CREATE TABLE IF NOT EXISTS analytics.amo_stage_history (\n"
 	"  lead_id bigint NOT NULL,\n"
@@ -107,122 +270,11 @@ static const char amo_sh_create[] =
 	"COMMENT ON COLUMN analytics.amo_stage_history.left_at IS 'when the next stay began; NULL while the lead is still in this stage';\n"
 	"COMMENT ON COLUMN analytics.amo_stage_history.duration IS 'left_at - entered_at; NULL while current';\n"
 	"COMMENT ON COLUMN analytics.amo_stage_history.moved_by IS 'amo.users id of who moved the lead into the stage (the creator for seq 1; 0 = a robot or the system)';\n"
-	"COMMENT ON COLUMN analytics.amo_stage_history.source IS 'lead_created, lead_status_changed (an event), or lead_current (the lead''s current stage, when no event records the move yet: entered_at = the lead''s updated_at, or its last recorded move if later)';\n";
+	"COMMENT ON COLUMN analytics.amo_stage_history.source IS 'lead_created, lead_status_changed (an event), or lead_current (the lead''s current stage, when no event records the move yet: entered_at = the lead''s updated_at, or its last recorded move if later)';\n"
+	AMO_SH_FN;
 
-/*
- * $1 amo.leads: lead ids; amo.events: event ids (their leads). Returns the lead ids whose
- * rows changed. The new stays (calc) against the stored ones (cur), matched on (lead_id,
- * seq) by a hash join: only the rows that differ are written, a stay that is gone deleted,
- * a new or changed one upserted on its key (an update in place, no index entry added).
- *
- * A lead a leads batch wrote (s: the lead against its stored stays) needs no events read
- * when its first stay is from its creation with the same created_at and created_by (the
- * lead's only inputs to the stays before its last move) and its stays end with an event's
- * stay e, possibly followed by a lead_current stay: then its stays are the stored ones up
- * to e, and after e a lead_current stay when the lead's (pipeline, status) is not e's
- * (entered at greatest(updated_at, e's entered_at), by updated_by: what the full query
- * gives, since e is the latest move). When nothing of that changes it is skipped (skip):
- * its last stay is an event's or its only one, in the lead's current stage.
- *
- * Likewise a lead whose moves an insert-only events batch brings (crmsync.keys_new: none
- * of those events existed, so none is in its stored stays), all after its last stored
- * move's stay e (strictly: ties are ordered by event id, which the stays do not keep):
- * its stays are the stored ones up to e, then one per new move, then a lead_current stay
- * when the lead is not in the last move's stage (app, am, alc). Every other lead gets the
- * full query (AMO_SH_CORE).
- */
-static const char amo_sh_refresh[] =
-	"WITH k AS (SELECT DISTINCT x::bigint AS id FROM unnest($2::text[]) x WHERE $1 = 'amo.leads'),\n"
-	"s AS (\n"
-	"  SELECT k.id, l.pipeline_id AS lp, l.status_id AS ls, l.updated_by AS lb, greatest(l.updated_at, e.entered_at) AS ca,\n"
-	"    z.seq AS zq, z.source AS zsrc, z.pipeline_id AS zp, z.status_id AS zs,\n"
-	"    e.seq AS eq, e.pipeline_id AS ep, e.status_id AS es, e.entered_at AS ea, e.moved_by AS eb\n"
-	"  FROM k JOIN amo.leads l ON l.id = k.id AND l.deleted_at IS NULL\n"
-	"  JOIN analytics.amo_stage_history f ON f.lead_id = l.id AND f.seq = 1 AND f.source = 'lead_created'\n"
-	"    AND f.entered_at = l.created_at AND f.moved_by IS NOT DISTINCT FROM l.created_by\n"
-	"  CROSS JOIN LATERAL (SELECT z.seq, z.pipeline_id, z.status_id, z.source FROM analytics.amo_stage_history z\n"
-	"    WHERE z.lead_id = l.id ORDER BY z.seq DESC LIMIT 1) z\n"
-	"  LEFT JOIN analytics.amo_stage_history e ON e.lead_id = l.id AND e.source = 'lead_status_changed'\n"
-	"    AND e.seq = z.seq - CASE z.source WHEN 'lead_current' THEN 1 ELSE 0 END),\n"
-	"sk AS (\n"
-	"  SELECT s.*, (s.zsrc = 'lead_status_changed' OR s.zq = 1)\n"
-	"      AND (s.zp, s.zs) IS NOT DISTINCT FROM (s.lp, s.ls) AS skip,\n"
-	"    s.ls IS NOT NULL AND (s.ep, s.es) IS DISTINCT FROM (s.lp, s.ls) AS cur\n"
-	"  FROM s),\n"
-	"fast AS (SELECT * FROM sk WHERE NOT sk.skip AND sk.eq IS NOT NULL),\n"
-	"nm AS (\n"
-	"  SELECT e.entity_id AS lead_id, e.created_at AS at, e.id AS eid, e.created_by AS by,\n"
-	"    coalesce(" EV_P("before") ", " EV_P("after") ") AS p0, " EV_S("before") " AS s0,\n"
-	"    coalesce(" EV_P("after") ", " EV_P("before") ") AS p1, " EV_S("after") " AS s1\n"
-	"  FROM amo.events e WHERE $1 = 'amo.events' AND current_setting('crmsync.keys_new', true) = 'on'\n"
-	"    AND e.id = ANY ($2::text[]) AND e.type = 'lead_status_changed' AND e.entity_type IN ('lead', 'leads')\n"
-	"    AND e.deleted_at IS NULL AND e.created_at IS NOT NULL AND e.entity_id IS NOT NULL),\n"
-	"nmv AS (SELECT * FROM nm WHERE s1 IS NOT NULL AND (p0, s0) IS DISTINCT FROM (p1, s1)),\n"
-	"app AS (\n"
-	"  SELECT l.id, l.pipeline_id AS lp, l.status_id AS ls, l.updated_at AS lu, l.updated_by AS lb, e.seq AS eq\n"
-	"  FROM (SELECT lead_id, min(at) AS a0 FROM nmv GROUP BY lead_id) n\n"
-	"  JOIN amo.leads l ON l.id = n.lead_id AND l.deleted_at IS NULL AND l.created_at IS NOT NULL\n"
-	"  CROSS JOIN LATERAL (SELECT z.seq, z.source FROM analytics.amo_stage_history z\n"
-	"    WHERE z.lead_id = l.id ORDER BY z.seq DESC LIMIT 1) z\n"
-	"  JOIN analytics.amo_stage_history e ON e.lead_id = l.id AND e.source = 'lead_status_changed'\n"
-	"    AND e.seq = z.seq - CASE z.source WHEN 'lead_current' THEN 1 ELSE 0 END\n"
-	"  WHERE n.a0 > e.entered_at),\n"
-	"am AS (\n"
-	"  SELECT m.lead_id, m.at, m.by, m.p1, m.s1, a.eq + (row_number() OVER w)::integer AS seq,\n"
-	"    lead(m.at) OVER w AS nxt, row_number() OVER w = count(*) OVER (PARTITION BY m.lead_id) AS last\n"
-	"  FROM nmv m JOIN app a ON a.id = m.lead_id WINDOW w AS (PARTITION BY m.lead_id ORDER BY m.at, m.eid)),\n"
-	"alc AS (\n"
-	"  SELECT a.id, m.seq + 1 AS seq, a.lp, a.ls, greatest(a.lu, m.at) AS at, a.lb FROM app a\n"
-	"  JOIN am m ON m.lead_id = a.id AND m.last\n"
-	"  WHERE a.ls IS NOT NULL AND (m.p1, m.s1) IS DISTINCT FROM (a.lp, a.ls)),\n"
-	"ids AS (\n"
-	"  SELECT coalesce(array_agg(DISTINCT x), '{}') AS a FROM (\n"
-	"    SELECT k.id AS x FROM k WHERE NOT EXISTS (SELECT 1 FROM sk WHERE sk.id = k.id AND (sk.skip OR sk.eq IS NOT NULL))\n"
-	"    UNION ALL\n"
-	"    SELECT e.entity_id FROM amo.events e WHERE $1 = 'amo.events' AND e.id = ANY ($2::text[])\n"
-	"      AND e.type = 'lead_status_changed' AND e.entity_id IS NOT NULL\n"
-	"      AND NOT EXISTS (SELECT 1 FROM app WHERE app.id = e.entity_id)) s),\n"
-	"cur AS (\n"
-	"  SELECT h.* FROM analytics.amo_stage_history h\n"
-	"  WHERE h.lead_id = ANY ((SELECT a FROM ids)::bigint[] || ARRAY(SELECT id FROM fast) || ARRAY(SELECT id FROM app))),\n"
-	"calc AS (\n"
-	"  SELECT * FROM (" AMO_SH_CORE("AND l.id = ANY ((SELECT a FROM ids)::bigint[])") ") c\n"
-	"  UNION ALL\n"
-	"  SELECT h.lead_id, h.seq, h.pipeline_id, h.status_id, h.entered_at, h.left_at, h.duration, h.moved_by, h.source\n"
-	"  FROM cur h JOIN fast s ON s.id = h.lead_id AND h.seq < s.eq\n"
-	"  UNION ALL\n"
-	"  SELECT s.id, s.eq, s.ep, s.es, s.ea, CASE WHEN s.cur THEN s.ca END, CASE WHEN s.cur THEN s.ca - s.ea END,\n"
-	"    s.eb, 'lead_status_changed' FROM fast s\n"
-	"  UNION ALL\n"
-	"  SELECT s.id, s.eq + 1, s.lp, s.ls, s.ca, NULL, NULL, s.lb, 'lead_current' FROM fast s WHERE s.cur\n"
-	"  UNION ALL\n"
-	"  SELECT h.lead_id, h.seq, h.pipeline_id, h.status_id, h.entered_at, h.left_at, h.duration, h.moved_by, h.source\n"
-	"  FROM cur h JOIN app a ON a.id = h.lead_id AND h.seq < a.eq\n"
-	"  UNION ALL\n"
-	"  SELECT h.lead_id, h.seq, h.pipeline_id, h.status_id, h.entered_at, m.at, m.at - h.entered_at, h.moved_by, h.source\n"
-	"  FROM cur h JOIN app a ON a.id = h.lead_id AND h.seq = a.eq JOIN am m ON m.lead_id = a.id AND m.seq = a.eq + 1\n"
-	"  UNION ALL\n"
-	"  SELECT m.lead_id, m.seq, m.p1, m.s1, m.at, coalesce(m.nxt, c.at), coalesce(m.nxt, c.at) - m.at, m.by,\n"
-	"    'lead_status_changed' FROM am m LEFT JOIN alc c ON c.id = m.lead_id AND m.last\n"
-	"  UNION ALL\n"
-	"  SELECT c.id, c.seq, c.lp, c.ls, c.at, NULL, NULL, c.lb, 'lead_current' FROM alc c),\n"
-	"d AS (\n"
-	"  SELECT c.lead_id IS NOT NULL AS n, coalesce(c.lead_id, h.lead_id) AS lead_id, coalesce(c.seq, h.seq) AS seq,\n"
-	"    c.pipeline_id, c.status_id, c.entered_at, c.left_at, c.duration, c.moved_by, c.source\n"
-	"  FROM calc c FULL JOIN cur h ON h.lead_id = c.lead_id AND h.seq = c.seq\n"
-	"  WHERE " AMO_SH_ROW("c") " IS DISTINCT FROM " AMO_SH_ROW("h") "),\n"
-	"del AS (\n"
-	"  DELETE FROM analytics.amo_stage_history h USING d\n"
-	"  WHERE NOT d.n AND h.lead_id = d.lead_id AND h.seq = d.seq RETURNING h.lead_id),\n"
-	"up AS (\n"
-	"  INSERT INTO analytics.amo_stage_history (lead_id, seq, pipeline_id, status_id, entered_at, left_at,\n"
-	"    duration, moved_by, source)\n"
-	"  SELECT lead_id, seq, pipeline_id, status_id, entered_at, left_at, duration, moved_by, source FROM d WHERE d.n\n"
-	"  ON CONFLICT (lead_id, seq) DO UPDATE SET pipeline_id = excluded.pipeline_id, status_id = excluded.status_id,\n"
-	"    entered_at = excluded.entered_at, left_at = excluded.left_at, duration = excluded.duration,\n"
-	"    moved_by = excluded.moved_by, source = excluded.source\n"
-	"  RETURNING lead_id)\n"
-	"SELECT DISTINCT lead_id::text FROM (SELECT lead_id FROM del UNION ALL SELECT lead_id FROM up) x";
+/* $1 amo.leads: lead ids; amo.events: event ids (their leads). Returns the lead ids whose rows changed. */
+static const char amo_sh_refresh[] = "SELECT * FROM analytics.amo_sh_refresh($1, $2)";
 
 static const char amo_sh_rebuild[] =
 	"TRUNCATE analytics.amo_stage_history;\n"
