@@ -160,7 +160,7 @@
  * gets the full query (AMO_SH_CORE), after the others: the two sets of leads are disjoint.
  */
 #define AMO_SH_FN \
-	"CREATE OR REPLACE FUNCTION analytics.amo_sh_refresh(p_src text, p_keys text[]) RETURNS SETOF text\n" \
+	"CREATE OR REPLACE FUNCTION analytics.amo_sh_refresh(p_src text, p_keys text[]) RETURNS text[]\n" \
 	"  LANGUAGE plpgsql AS $f$\n" \
 	"DECLARE\n" \
 	"  v_chg text[] := '{}';\n" \
@@ -209,7 +209,7 @@
 	"          AND e.deleted_at IS NULL AND e.created_at IS NOT NULL) m\n" \
 	"      WHERE s1 IS NOT NULL AND (p0, s0) IS DISTINCT FROM (p1, s1)),\n" \
 	"    app AS (\n" \
-	"      SELECT l.id, l.pipeline_id AS lp, l.status_id AS ls, l.updated_at AS lu, l.updated_by AS lb,\n" \
+	"      SELECT l.id, l.pipeline_id AS lp, l.status_id AS ls, l.updated_at AS lu, l.updated_by AS lb, n.a0,\n" \
 	AMO_SH_EZ_COLS \
 	"      FROM (SELECT lead_id, min(at) AS a0 FROM nmv GROUP BY lead_id) n\n" \
 	"      JOIN amo.leads l ON l.id = n.lead_id AND l.deleted_at IS NULL AND l.created_at IS NOT NULL\n" \
@@ -218,22 +218,20 @@
 	"      WHERE n.a0 > e.entered_at),\n" \
 	"    am AS (\n" \
 	"      SELECT m.lead_id, m.at, m.by, m.p1, m.s1, a.eq + (row_number() OVER w)::integer AS seq,\n" \
-	"        lead(m.at) OVER w AS nxt, row_number() OVER w = count(*) OVER (PARTITION BY m.lead_id) AS last\n" \
+	"        lead(m.at) OVER w AS nxt, row_number() OVER w = count(*) OVER (PARTITION BY m.lead_id) AS last,\n" \
+	"        a.lp, a.ls, a.lb, greatest(a.lu, m.at) AS ca,\n" \
+	"        a.ls IS NOT NULL AND (m.p1, m.s1) IS DISTINCT FROM (a.lp, a.ls) AS cur\n" \
 	"      FROM nmv m JOIN app a ON a.id = m.lead_id WINDOW w AS (PARTITION BY m.lead_id ORDER BY m.at, m.eid)),\n" \
-	"    alc AS (\n" \
-	"      SELECT a.id, m.seq + 1 AS seq, a.lp, a.ls, greatest(a.lu, m.at) AS at, a.lb FROM app a\n" \
-	"      JOIN am m ON m.lead_id = a.id AND m.last\n" \
-	"      WHERE a.ls IS NOT NULL AND (m.p1, m.s1) IS DISTINCT FROM (a.lp, a.ls)),\n" \
 	"    " AMO_SH_OLD("app") \
 	"    calc AS (\n" \
 	"      SELECT a.id AS lead_id, a.eq AS seq, a.ep AS pipeline_id, a.es AS status_id, a.ea AS entered_at,\n" \
-	"        m.at AS left_at, m.at - a.ea AS duration, a.eb AS moved_by, 'lead_status_changed'::text AS source\n" \
-	"      FROM app a JOIN am m ON m.lead_id = a.id AND m.seq = a.eq + 1\n" \
+	"        a.a0 AS left_at, a.a0 - a.ea AS duration, a.eb AS moved_by, 'lead_status_changed'::text AS source\n" \
+	"      FROM app a\n" \
 	"      UNION ALL\n" \
-	"      SELECT m.lead_id, m.seq, m.p1, m.s1, m.at, coalesce(m.nxt, c.at), coalesce(m.nxt, c.at) - m.at, m.by,\n" \
-	"        'lead_status_changed' FROM am m LEFT JOIN alc c ON c.id = m.lead_id AND m.last\n" \
+	"      SELECT m.lead_id, m.seq, m.p1, m.s1, m.at, coalesce(m.nxt, CASE WHEN m.cur THEN m.ca END),\n" \
+	"        coalesce(m.nxt, CASE WHEN m.cur THEN m.ca END) - m.at, m.by, 'lead_status_changed' FROM am m\n" \
 	"      UNION ALL\n" \
-	"      SELECT c.id, c.seq, c.lp, c.ls, c.at, NULL, NULL, c.lb, 'lead_current' FROM alc c),\n" \
+	"      SELECT m.lead_id, m.seq + 1, m.lp, m.ls, m.ca, NULL, NULL, m.lb, 'lead_current' FROM am m WHERE m.last AND m.cur),\n" \
 	"    " AMO_SH_WRITE \
 	"    SELECT " AMO_SH_CHANGED ",\n" \
 	"      ARRAY(SELECT DISTINCT k.entity_id FROM k WHERE NOT EXISTS (SELECT 1 FROM app WHERE app.id = k.entity_id))\n" \
@@ -245,7 +243,7 @@
 	"    " AMO_SH_WRITE \
 	"    SELECT " AMO_SH_CHANGED " INTO v_full;\n" \
 	"  END IF;\n" \
-	"  RETURN QUERY SELECT unnest(v_chg || v_full);\n" \
+	"  RETURN v_chg || v_full;\n" \
 	"END $f$;\n" \
 	"COMMENT ON FUNCTION analytics.amo_sh_refresh(text, text[]) IS 'crmsync: the refresh of analytics.amo_stage_history for a batch''s keys of amo.leads or amo.events (ids); returns the lead ids whose rows changed';\n"
 
@@ -274,7 +272,7 @@ static const char amo_sh_create[] =
 	AMO_SH_FN;
 
 /* $1 amo.leads: lead ids; amo.events: event ids (their leads). Returns the lead ids whose rows changed. */
-static const char amo_sh_refresh[] = "SELECT * FROM analytics.amo_sh_refresh($1, $2)";
+static const char amo_sh_refresh[] = "SELECT unnest(analytics.amo_sh_refresh($1, $2))";
 
 static const char amo_sh_rebuild[] =
 	"TRUNCATE analytics.amo_stage_history;\n"
