@@ -614,6 +614,69 @@ test_lead_rewritten_without_move(void **state)
 	expect_sql("1|100|11|0|-|-|6|lead_created", STAYS, C7 - H, C7 - H, 31);
 }
 
+/*
+ * One batch whose leads take different paths of the refresh (the stays derived from the
+ * stored ones, or recomputed from every event): each lead's stays are right, whichever
+ * path the others took.
+ */
+static void
+test_fast_and_full_in_one_batch(void **state)
+{
+	(void)state;
+	/* Leads 40 and 41: created in 10, moved to 11 an hour later by user 8. */
+	struct h_batch *b = h_batch_new(CAT_AMO, "leads", 0);
+	lead(b, 40, 100, 11, C7, C7 + 1 * H, 7, 8, NULL);
+	lead(b, 41, 100, 11, C7, C7 + 1 * H, 7, 8, NULL);
+	send(b);
+	b = h_batch_new(CAT_AMO, "events", 0);
+	event(b, "ev40a", 40, C7 + 1 * H, 8, 100, 10, 100, 11);
+	event(b, "ev41a", 41, C7 + 1 * H, 8, 100, 10, 100, 11);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|-|-|8|lead_status_changed",
+	    STAYS, C7, C7, 40);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|-|-|8|lead_status_changed",
+	    STAYS, C7, C7, 41);
+	/* Lead 40 arrives in 12 before its event. */
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	lead(b, 40, 100, 12, C7, C7 + 3 * H, 7, 9, NULL);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|10800|7200|8|lead_status_changed;"
+	    "3|100|12|10800|-|-|9|lead_current", STAYS, C7, C7, 40);
+	/* One insert-only events batch: lead 40's move after its last one (its stays derived
+	 * from the stored ones), lead 41's move before its last one (recomputed: 10 -> 12 at
+	 * +0.5 h, then the stored 10 -> 11 at +1 h). */
+	b = h_batch_new(CAT_AMO, "events", 0);
+	event(b, "ev40b", 40, C7 + 3 * H, 9, 100, 11, 100, 12);
+	event(b, "ev41b", 41, C7 + H / 2, 9, 100, 10, 100, 12);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|10800|7200|8|lead_status_changed;"
+	    "3|100|12|10800|-|-|9|lead_status_changed", STAYS, C7, C7, 40);
+	expect_sql("1|100|10|0|1800|1800|7|lead_created;2|100|12|1800|3600|1800|9|lead_status_changed;"
+	    "3|100|11|3600|-|-|8|lead_status_changed", STAYS, C7, C7, 41);
+	/* One leads batch: 40 won with no event yet (derived), 41's creator corrected (recomputed),
+	 * 42 new (computed). */
+	b = h_batch_new(CAT_AMO, "leads", 0);
+	lead(b, 40, 100, 142, C7, C7 + 5 * H, 7, 5, NULL);
+	lead(b, 41, 100, 11, C7, C7 + 2 * H, 6, 8, NULL);
+	lead(b, 42, 100, 10, C7, C7, 7, 7, NULL);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|10800|7200|8|lead_status_changed;"
+	    "3|100|12|10800|18000|7200|9|lead_status_changed;4|100|142|18000|-|-|5|lead_current",
+	    STAYS, C7, C7, 40);
+	expect_sql("1|100|10|0|1800|1800|6|lead_created;2|100|12|1800|3600|1800|9|lead_status_changed;"
+	    "3|100|11|3600|-|-|8|lead_status_changed", STAYS, C7, C7, 41);
+	expect_sql("1|100|10|0|-|-|7|lead_created", STAYS, C7, C7, 42);
+	/* An events batch with no move in it (a note) changes nothing. */
+	b = h_batch_new(CAT_AMO, "events", 0);
+	h_rec(b, "{}", (C7 + 6 * H) * 1000000LL, 0, "id", "note40", "type", "common_note_added",
+	    "entity_id", "40", "entity_type", "lead", "created_by", "8", "created_at", ts(C7 + 6 * H),
+	    "value_before", "[]", "value_after", "[{\"note\": {\"id\": 1}}]", NULL);
+	send(b);
+	expect_sql("1|100|10|0|3600|3600|7|lead_created;2|100|11|3600|10800|7200|8|lead_status_changed;"
+	    "3|100|12|10800|18000|7200|9|lead_status_changed;4|100|142|18000|-|-|5|lead_current",
+	    STAYS, C7, C7, 40);
+}
+
 /* ---- property: incremental refresh == full rebuild ------------------------------------ */
 
 struct plead {
@@ -736,6 +799,7 @@ main(void)
 		cmocka_unit_test(test_hollihop_history_deletes),
 		cmocka_unit_test(test_refresh_failure_rolls_back_batch),
 		cmocka_unit_test(test_lead_rewritten_without_move),
+		cmocka_unit_test(test_fast_and_full_in_one_batch),
 		cmocka_unit_test(test_incremental_equals_rebuild),
 		cmocka_unit_test(test_views_do_not_block_a_retype),
 	};
