@@ -8,9 +8,9 @@
  *                                analytics.amo_fields_view), with crmsync.schema_changes
  *                                fed by analytics.amo_schema_sync().
  * A history is computed per lead by one query (the *_CORE macros) used twice: for the leads
- * a batch touched (refresh: in one statement, the rows that differ deleted or upserted, the
- * leads changed returned; an amoCRM lead moved without its event is derived from its
- * stored stays instead) and for every lead (rebuild). README "For analysts" documents the
+ * a batch touched (refresh: the rows that differ deleted or upserted, the leads changed
+ * returned; an amoCRM lead whose new stays follow from its stored ones gets them without
+ * the full query, in analytics.amo_sh_refresh) and for every lead (rebuild). README "For analysts" documents the
  * rules.
  */
 #include "analytics.h"
@@ -139,8 +139,8 @@
  * The refresh is a plpgsql function, analytics.amo_sh_refresh(source, keys), returning the
  * ids of the leads whose rows changed: each statement of it is planned (and started) for
  * what it does, where one statement for every case started all of it for every batch
- * (about a third of a hook batch's refresh, for nothing), and the full query runs only for
- * the leads that need it.
+ * (starting it, with nothing to do, took about a third of a hook batch's refresh), and the
+ * full query runs only for the leads that need it.
  *
  * A lead a leads batch wrote (s: the lead against its stored stays) needs no events read
  * when its first stay is from its creation with the same created_at and created_by (the
@@ -156,7 +156,7 @@
  * of those events existed, so none is in its stored stays), all after its last stored
  * move's stay e (strictly: ties are ordered by event id, which the stays do not keep):
  * its stays are the stored ones up to e, then one per new move, then a lead_current stay
- * when the lead is not in the last move's stage (app, am, alc). Every other lead (rest)
+ * when the lead is not in the last move's stage (app, am). Every other lead (rest)
  * gets the full query (AMO_SH_CORE), after the others: the two sets of leads are disjoint.
  */
 #define AMO_SH_FN \
@@ -245,6 +245,7 @@
 	"  END IF;\n" \
 	"  RETURN v_chg || v_full;\n" \
 	"END $f$;\n" \
+	"REVOKE ALL ON FUNCTION analytics.amo_sh_refresh(text, text[]) FROM PUBLIC;\n" \
 	"COMMENT ON FUNCTION analytics.amo_sh_refresh(text, text[]) IS 'crmsync: the refresh of analytics.amo_stage_history for a batch''s keys of amo.leads or amo.events (ids); returns the lead ids whose rows changed';\n"
 
 
