@@ -10,8 +10,8 @@
  * A history is computed per lead by one query (the *_CORE macros) used twice: for the leads
  * a batch touched (refresh: the rows that differ deleted or upserted, the leads changed
  * returned; an amoCRM lead whose new stays follow from its stored ones gets them without
- * the full query, in analytics.amo_sh_refresh) and for every lead (rebuild). README "For analysts" documents the
- * rules.
+ * the full query, in analytics.amo_sh_refresh) and for every lead (rebuild). README "For
+ * analysts" documents the rules.
  */
 #include "analytics.h"
 
@@ -156,8 +156,8 @@
  * of those events existed, so none is in its stored stays), all after its last stored
  * move's stay e (strictly: ties are ordered by event id, which the stays do not keep):
  * its stays are the stored ones up to e, then one per new move, then a lead_current stay
- * when the lead is not in the last move's stage (app, am). Every other lead (rest)
- * gets the full query (AMO_SH_CORE), after the others: the two sets of leads are disjoint.
+ * when the lead is not in the last move's stage (app, am). Every other lead (rest) gets
+ * the full query (AMO_SH_CORE), after the others: the two sets of leads are disjoint.
  */
 #define AMO_SH_FN \
 	"CREATE OR REPLACE FUNCTION analytics.amo_sh_refresh(p_src text, p_keys text[]) RETURNS text[]\n" \
