@@ -44,6 +44,7 @@ rl_init_window(struct ratelimit *rl, size_t n, int64_t window_ms)
 	}
 	rl->n = n;
 	rl->window_us = window_ms * 1000;
+	rl->last_us = now - rl->window_us;	/* the last request's start: none in the window */
 	/* Slot i comes free (i + 1) / n of a window from now: n per window from the start. */
 	for (size_t i = 0; i < n; i++)
 		rl->ring[i] = now - rl->window_us + (int64_t)((double)(i + 1) * (double)rl->window_us / (double)n);
@@ -91,6 +92,9 @@ window_try(struct ratelimit *rl, int64_t now, long *ticket)
 		return 10000;		/* the request n ago is still in flight */
 	if (now < at + rl->window_us)
 		return at + rl->window_us - now;
+	if (now < rl->last_us + rl->window_us / (int64_t)rl->n)	/* evenly, even after idling */
+		return rl->last_us + rl->window_us / (int64_t)rl->n - now;
+	rl->last_us = now;
 	rl->ring[rl->next] = RL_BUSY;
 	*ticket = (long)rl->next;
 	rl->next = (rl->next + 1) % rl->n;

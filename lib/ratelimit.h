@@ -6,9 +6,12 @@
  *     that states "600 requests per 30 s" counts. A request holds its slot from rl_take()
  *     until rl_done() (its response), and the slot comes free one window after that: the
  *     server saw the request before its response ended, so however long requests travel,
- *     no n arrive within one window. Long windows use all of the allowance this way, where
- *     a bucket that must never exceed it over any window keeps a margin (burst + refill
- *     over one window <= n).
+ *     no n arrive within one window. Requests also start at least window/n apart, so it
+ *     never bursts (not even after an idle spell, when every slot is free: a process that
+ *     restarts then cannot add its first requests to a burst of its predecessor's). Long
+ *     windows use nearly all of the allowance this way (n per window plus a response time),
+ *     where a bucket that must never exceed it over any window keeps a margin (burst +
+ *     refill over one window <= n).
  * rl_acquire() / rl_take() block until allowed (or *stop is set). rl_pause() makes everyone
  * wait, e.g. after a 429 with Retry-After. Thread-safe.
  */
@@ -23,7 +26,7 @@ struct ratelimit {
 	double		 rate;		/* tokens per second; <= 0 = unlimited */
 	double		 burst;
 	double		 tokens;
-	int64_t		 last_us;
+	int64_t		 last_us;	/* bucket: last refill; window: last request's start */
 	int64_t		 paused_until_us;
 	/* Window kind only (ring != NULL): */
 	int64_t		*ring;		/* per slot: when it comes free; RL_BUSY while in flight */

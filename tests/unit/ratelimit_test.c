@@ -3,8 +3,8 @@
  * rate is never exceeded (from one thread or several), a pause holds everyone back, a stop
  * ends a wait, an unlimited bucket never waits, and backoff stays inside its jitter window.
  * The sliding window: a paced start, never n requests within a window from four threads
- * with slow and fast responses while keeping to the allowance, a slot held until its
- * response, bounds.
+ * with slow and fast responses while keeping to the allowance, no burst after an idle
+ * spell, a slot held until its response, bounds.
  *
  * Only lower bounds on elapsed time are asserted (a loaded machine can be slower, never
  * faster than the bucket allows); upper bounds are generous and guard against hangs only.
@@ -259,6 +259,20 @@ test_window_never_exceeded(void **state)
 	rl_destroy(&rl);
 }
 
+/* After an idle spell every slot is free, yet requests still start window/n apart. */
+static void
+test_window_no_burst_after_idle(void **state)
+{
+	struct ratelimit rl;
+
+	(void)state;
+	assert_int_equal(rl_init_window(&rl, 10, 200), 0);
+	struct timespec ts = { 0, 450 * 1000000L };	/* two windows and more */
+	nanosleep(&ts, NULL);
+	assert_true(acquire_n(&rl, 10) >= 9 * 20 * 1000 - 2000);
+	rl_destroy(&rl);
+}
+
 struct taker {
 	struct ratelimit	*rl;
 	_Atomic int		 done;
@@ -358,6 +372,7 @@ main(void)
 		cmocka_unit_test(test_stop_ends_a_wait),
 		cmocka_unit_test(test_window_paced_start),
 		cmocka_unit_test(test_window_never_exceeded),
+		cmocka_unit_test(test_window_no_burst_after_idle),
 		cmocka_unit_test(test_window_slot_held_until_done),
 		cmocka_unit_test(test_window_bounds_and_pause),
 		cmocka_unit_test(test_backoff_window),
