@@ -249,6 +249,36 @@ test_duplicate_keys_found(void **state)
 	json_free(&j);
 }
 
+/* A key found through its escapes wherever they start (key_is compares the raw bytes up
+ * to the first escape, then decodes), and only the whole key matches. */
+static void
+test_escaped_keys_found(void **state)
+{
+	static const char doc[] =
+	    "{\"ClientIdNo\":1,\"Cl\\u0069entId\":2,\"\\u004eame\":3,"
+	    "\"a\\\\\\u0062c\":4,\"x\\\\y\":5,\"Client\":6}";
+	struct json j;
+	int64_t v;
+
+	(void)state;
+	assert_int_equal(json_parse(&j, doc, strlen(doc), 1000), 0);
+	assert_int_equal(json_int64(&j, json_get(&j, 0, "ClientId"), &v), 0);
+	assert_int_equal(v, 2);
+	assert_int_equal(json_int64(&j, json_get(&j, 0, "Name"), &v), 0);
+	assert_int_equal(v, 3);
+	/* "a\\\u0062c" is a, backslash, b, c: an escaped backslash, then one more escape */
+	assert_int_equal(json_int64(&j, json_get(&j, 0, "a\\bc"), &v), 0);
+	assert_int_equal(v, 4);
+	assert_int_equal(json_int64(&j, json_get(&j, 0, "x\\y"), &v), 0);
+	assert_int_equal(v, 5);
+	assert_int_equal(json_int64(&j, json_get(&j, 0, "Client"), &v), 0);
+	assert_int_equal(v, 6);
+	assert_int_equal(json_get(&j, 0, "ClientI"), -1);
+	assert_int_equal(json_get(&j, 0, "a\\b"), -1);
+	assert_int_equal(json_get(&j, 0, "Nam"), -1);
+	json_free(&j);
+}
+
 int
 main(void)
 {
@@ -260,6 +290,7 @@ main(void)
 		cmocka_unit_test(test_deep_nesting_refused_before_full_parse),
 		cmocka_unit_test(test_depth_check_follows_tokens),
 		cmocka_unit_test(test_duplicate_keys_found),
+		cmocka_unit_test(test_escaped_keys_found),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
