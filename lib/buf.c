@@ -53,6 +53,14 @@ buf_grow(struct buf *b, size_t need)
 }
 
 int
+buf_reserve(struct buf *b, size_t n)
+{
+	if (n > b->max - b->len)
+		return CS_ETOOBIG;
+	return buf_grow(b, b->len + n);
+}
+
+int
 buf_add(struct buf *b, const void *p, size_t n)
 {
 	int rv;

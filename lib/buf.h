@@ -19,6 +19,9 @@ struct buf {
 void	buf_init(struct buf *b, size_t max);
 void	buf_free(struct buf *b);
 void	buf_reset(struct buf *b);
+/* Room for n more bytes (and the NUL) at once, e.g. a body of known length: CS_ETOOBIG
+ * past max, CS_ENOMEM; the contents stay. */
+int	buf_reserve(struct buf *b, size_t n);
 int	buf_add(struct buf *b, const void *p, size_t n);
 int	buf_addstr(struct buf *b, const char *s);
 int	buf_addc(struct buf *b, char c);
