@@ -243,9 +243,9 @@ api_call(struct api *a, const char *method, const char *form, volatile _Atomic i
 		rl_done(a->rl, ticket);		/* the server has seen it by now, if ever */
 		stat_add(&hh_stats[HS_BYTES_IN], (int64_t)resp->body.len);
 		v = classify(a, hrv, resp, j, &code, why, sizeof(why));
-		log_debug("api.response", "method=%s status=%ld bytes=%zu http_us=%lld parse_us=%lld",
-		    method, resp->status, resp->body.len, (long long)(t1 - t0),
-		    (long long)(clock_mono_us() - t1));
+		log_debug("api.response", "method=%s status=%ld bytes=%zu tokens=%d http_us=%lld "
+		    "parse_us=%lld", method, resp->status, resp->body.len, v == V_OK ? j->ntok : 0,
+		    (long long)(t1 - t0), (long long)(clock_mono_us() - t1));
 		if (v == V_OK) {
 			rv = 0;
 			goto out;
