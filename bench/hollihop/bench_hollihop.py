@@ -4,7 +4,9 @@
 In one run, on one throwaway PostgreSQL, against the fake Hollihop at bench scale (100k
 students, 500k payments, 20k ed units with lesson days; its rate limit off):
   1. hollihop-sync --run-now (every catalogue method) against a null store that acks at once:
-     the sync service's own cost (download, parse, normalise, pack, NNG);
+     the sync service's own cost (download, parse, normalise, pack, NNG); twice, since the
+     first pass meets the fake cold (it keeps the rows it renders) and everything after
+     it meets the fake warm: the second pass is the figure;
   2. baseline: the very same requests (replayed from step 1's -v log) downloaded by one curl
      process over one keep-alive connection, bodies discarded;
   3. the pipeline: hollihop-sync -> crmsync-store -> PostgreSQL; wall time, rows, rows/s,
@@ -154,7 +156,13 @@ def main():
         procs.append("null")
         stack.run(tmp, "null", [f"{build}/bench/hollihop/hollihop_null_store"], nenv)
         wait_for(lambda: "null_store: ready" in open(os.path.join(tmp, "null.log")).read(), 20, "the null store")
-        t_null, rc, null_rss, c_null = run_sync(build, nenv, os.path.join(tmp, "hh-null.log"), tmp)
+        t_cold, rc, _, _ = run_sync(build, nenv, os.path.join(tmp, "hh-null.log"), tmp)
+        if rc != 0:
+            sys.exit(f"bench: hollihop-sync (null store) exited {rc}")
+        # The first pass met the fake cold (it renders and keeps every row then), curl's
+        # replay below and the exports after it meet it warm: the null-store figure that
+        # compares with curl is a second pass, on the fake as curl finds it.
+        t_null, rc, null_rss, c_null = run_sync(build, nenv, os.path.join(tmp, "hh-null-2.log"), tmp)
         stack.stop(tmp, "null")
         null_counts = "".join(x for x in open(os.path.join(tmp, "null.log")) if "batches=" in x).strip()
         if rc != 0:
@@ -227,7 +235,7 @@ def main():
         print(f"  rows (parents)         {rows}")
         print(f"  1. curl download only  {t_curl:7.1f} s  (the faster of {t_curls[0]:.1f} and {t_curls[1]:.1f} s)")
         print(f"  2. hollihop-sync, null store {t_null:7.1f} s  ({100 * (t_null / t_curl - 1):+.1f} % over the download; "
-              f"{c_null:.1f} CPU s; peak RSS {null_rss} MB)")
+              f"{c_null:.1f} CPU s; peak RSS {null_rss} MB; its first pass, on the fake cold, {t_cold:.1f} s)")
         print(f"  3. full pipeline       {t_pipe:7.1f} s  ({100 * (t_pipe / t_curl - 1):+.1f} % over the download, "
               f"goal <= +25 %; {rows / t_pipe:,.0f} rows/s)")
         if t_second is not None:
