@@ -254,14 +254,14 @@ test_duplicate_keys_found(void **state)
 static void
 test_escaped_keys_found(void **state)
 {
-	static const char doc[] =
+	static const char keys[] =
 	    "{\"ClientIdNo\":1,\"Cl\\u0069entId\":2,\"\\u004eame\":3,"
 	    "\"a\\\\\\u0062c\":4,\"x\\\\y\":5,\"Client\":6}";
 	struct json j;
 	int64_t v;
 
 	(void)state;
-	assert_int_equal(json_parse(&j, doc, strlen(doc), 1000), 0);
+	assert_int_equal(json_parse(&j, keys, strlen(keys), 1000), 0);
 	assert_int_equal(json_int64(&j, json_get(&j, 0, "ClientId"), &v), 0);
 	assert_int_equal(v, 2);
 	assert_int_equal(json_int64(&j, json_get(&j, 0, "Name"), &v), 0);
