@@ -230,7 +230,7 @@ def main():
         print(f"hollihop export, scale={a.scale}, PostgreSQL durable={a.durable}, "
               f"lesson days {a.date_from}..{a.date_to}, per-client methods capped at {a.per_client} clients")
         print("  rows: " + ", ".join(f"{k}={v}" for k, v in big.items()))
-        print(f"  run status             {status}; {null_counts}")
+        print(f"  run status             {status}; {null_counts} (both null-store passes)")
         print(f"  requests               {len(reqs)} ({pages} pages), {nbytes / 1e6:.0f} MB received")
         print(f"  rows (parents)         {rows}")
         print(f"  1. curl download only  {t_curl:7.1f} s  (the faster of {t_curls[0]:.1f} and {t_curls[1]:.1f} s)")
