@@ -184,7 +184,7 @@ static const char people_refresh[] =
 	"      SELECT " PEOPLE_COLS " FROM (" PEOPLE_SRC(
 	"        AND $1 = 'amo.contacts' AND c.id = ANY (ARRAY(SELECT id FROM ids))",
 	"        AND $1 = 'hollihop.students' AND s.client_id = ANY (ARRAY(SELECT id FROM ids))",
-	"        AND $1 = 'hollihop.leads' AND l.id = ANY (ARRAY(SELECT id FROM ids))") ") s WHERE src = $1 AND id = ANY (ARRAY(SELECT id FROM ids))\n"
+	"        AND $1 = 'hollihop.leads' AND l.id = ANY (ARRAY(SELECT id FROM ids))") ") s WHERE src = $1\n"
 	"      RETURNING crm, entity, id, kind, value, hollihop_client_id),\n"
 	"changed AS ((SELECT * FROM d EXCEPT SELECT * FROM i) UNION (SELECT * FROM i EXCEPT SELECT * FROM d))\n"
 	"SELECT DISTINCT CASE WHEN crm = 'amo' THEN 'amo:' || id ELSE 'hollihop:' || hollihop_client_id END\n"
@@ -280,10 +280,8 @@ static const char matches_refresh[] =
 	"   UNION SELECT n FROM k WHERE $1 = 'hollihop.students'),\n"
 	"t AS (SELECT amo_contact_id AS c, hollihop_client_id AS h\n"
 	"        FROM (" MATCH_CANDIDATES(" AND a.id = ANY (ARRAY(SELECT c FROM c0))") ") mc\n"
-	"        WHERE amo_contact_id = ANY (ARRAY(SELECT c FROM c0))\n"
 	"  UNION SELECT amo_contact_id, hollihop_client_id\n"
 	"        FROM (" MATCH_CANDIDATES(" AND h.hollihop_client_id = ANY (ARRAY(SELECT h FROM h0))") ") mc\n"
-	"        WHERE hollihop_client_id = ANY (ARRAY(SELECT h FROM h0))\n"
 	"  UNION SELECT amo_contact_id, hollihop_client_id FROM analytics.person_matches\n"
 	"        WHERE rule <> 'explicit_link' AND (amo_contact_id = ANY (ARRAY(SELECT c FROM c0))\n"
 	"              OR hollihop_client_id = ANY (ARRAY(SELECT h FROM h0)))),\n"
@@ -460,8 +458,7 @@ static const char revenue_refresh[] =
 	"  UNION SELECT r.lead_id FROM analytics.lead_revenue r\n"
 	"        WHERE $1 = 'hollihop.payments' AND r.client_ids && (SELECT array_agg(py.client_id)\n"
 	"              FROM hollihop.payments py WHERE py.id = ANY (ARRAY(SELECT id FROM n)))),\n"
-	"s AS MATERIALIZED (SELECT " REVENUE_COLS " FROM (" REVENUE_SRC(" AND l.id = ANY (ARRAY(SELECT id FROM aff))") ") s\n"
-	"      WHERE lead_id = ANY (ARRAY(SELECT id FROM aff))),\n"
+	"s AS MATERIALIZED (SELECT " REVENUE_COLS " FROM (" REVENUE_SRC(" AND l.id = ANY (ARRAY(SELECT id FROM aff))") ") s),\n"
 	"d AS (DELETE FROM analytics.lead_revenue r WHERE r.lead_id = ANY (ARRAY(SELECT id FROM aff))\n"
 	"      AND NOT EXISTS (SELECT 1 FROM s WHERE s.lead_id = r.lead_id) RETURNING r.lead_id),\n"
 	"u AS (UPDATE analytics.lead_revenue r SET name = s.name, channel = s.channel, utm_source = s.utm_source,\n"
@@ -579,7 +576,7 @@ static const char fill_refresh[] =
 	"WITH " KEYS ",\n" UNITS ",\n"
 	"d AS (DELETE FROM analytics.group_fill g WHERE g.ed_unit_id = ANY (ARRAY(SELECT id FROM units)) RETURNING g.ed_unit_id),\n"
 	"i AS (INSERT INTO analytics.group_fill (" FILL_COLS ")\n"
-	"      SELECT " FILL_COLS " FROM (" FILL_SRC(" AND u.id = ANY (ARRAY(SELECT id FROM units))") ") s WHERE ed_unit_id = ANY (ARRAY(SELECT id FROM units))\n"
+	"      SELECT " FILL_COLS " FROM (" FILL_SRC(" AND u.id = ANY (ARRAY(SELECT id FROM units))") ") s\n"
 	"      RETURNING ed_unit_id)\n"
 	"SELECT ed_unit_id::text FROM d UNION SELECT ed_unit_id::text FROM i";
 
@@ -640,7 +637,7 @@ static const char lessons_refresh[] =
 	"d AS (DELETE FROM analytics.teacher_lessons t WHERE t.ed_unit_id = ANY (ARRAY(SELECT id FROM units))\n"
 	"      RETURNING " LESSON_COLS "),\n"
 	"i AS (INSERT INTO analytics.teacher_lessons (" LESSON_COLS ")\n"
-	"      SELECT " LESSON_COLS " FROM (" LESSONS_SRC(" AND d.ed_unit_id = ANY (ARRAY(SELECT id FROM units))") ") s WHERE ed_unit_id = ANY (ARRAY(SELECT id FROM units))\n"
+	"      SELECT " LESSON_COLS " FROM (" LESSONS_SRC(" AND d.ed_unit_id = ANY (ARRAY(SELECT id FROM units))") ") s\n"
 	"      RETURNING " LESSON_COLS "),\n"
 	"changed AS ((SELECT * FROM d EXCEPT SELECT * FROM i) UNION (SELECT * FROM i EXCEPT SELECT * FROM d))\n"
 	"SELECT DISTINCT teacher_id || '|' || to_char(" MONTH("date") ", 'YYYY-MM-DD') FROM changed";
@@ -785,7 +782,7 @@ static const char attendance_refresh[] =
 	"      RETURNING g.ed_unit_id),\n"
 	"i AS (INSERT INTO analytics.group_attendance (" ATT_COLS ")\n"
 	"      SELECT " ATT_COLS " FROM (" ATT_SRC(" AND d.ed_unit_id = ANY (ARRAY(SELECT id FROM units))",
-	"        AND sd.ed_unit_id = ANY (ARRAY(SELECT id FROM units))") ") s WHERE ed_unit_id = ANY (ARRAY(SELECT id FROM units))\n"
+	"        AND sd.ed_unit_id = ANY (ARRAY(SELECT id FROM units))") ") s\n"
 	"      RETURNING ed_unit_id)\n"
 	"SELECT ed_unit_id::text FROM d UNION SELECT ed_unit_id::text FROM i";
 
