@@ -631,16 +631,35 @@ static const char lessons_create[] =
 	"TeacherId); co-teachers each get the whole lesson; a day with no known teacher is left out';\n"
 	GRANT_READ("analytics.teacher_lessons");
 
-/* Returns "<teacher id>|<month>" of the rows rewritten, for teacher_hours. */
+/*
+ * Returns "<teacher id>|<month>" of the rows that changed, for teacher_hours.
+ * The units' rows are computed (s) and compared with the stored ones (by difference, as
+ * lead_revenue): a row gone is deleted, a new or different one inserted, an unchanged one
+ * left alone. A membership (ed_unit_students, its per-student days) counts only for the
+ * days without Minutes of their own: a batch of memberships recomputes only units that
+ * have such a day (in a first export, one in a hundred thousand days; every unit's rows
+ * were rewritten unchanged once per memberships batch).
+ */
 static const char lessons_refresh[] =
 	"WITH " KEYS ",\n" UNITS ",\n"
-	"d AS (DELETE FROM analytics.teacher_lessons t WHERE t.ed_unit_id = ANY (ARRAY(SELECT id FROM units))\n"
-	"      RETURNING " LESSON_COLS "),\n"
+	"lu AS (SELECT u.id FROM units u\n"
+	"       WHERE $1 <> 'hollihop.ed_unit_students'\n"
+	"          OR EXISTS (SELECT 1 FROM hollihop.ed_unit_days d WHERE d.ed_unit_id = u.id AND d.minutes IS NULL)),\n"
+	"s AS MATERIALIZED (SELECT " LESSON_COLS " FROM (" LESSONS_SRC(" AND d.ed_unit_id = ANY (ARRAY(SELECT id FROM lu))") ") s),\n"
+	"o AS MATERIALIZED (SELECT t.ctid AS tid, " LESSON_COLS " FROM analytics.teacher_lessons t\n"
+	"      WHERE t.ed_unit_id = ANY (ARRAY(SELECT id FROM lu))),\n"
+	"gone AS (SELECT o.tid, o.teacher_id, o.date FROM o WHERE NOT EXISTS (SELECT 1 FROM s\n"
+	"      WHERE s.ed_unit_id = o.ed_unit_id AND s.date = o.date AND s.teacher_id = o.teacher_id\n"
+	"        AND s.lessons = o.lessons AND s.minutes::text = o.minutes::text)),\n"
+	"d AS (DELETE FROM analytics.teacher_lessons t WHERE t.ctid = ANY (ARRAY(SELECT tid FROM gone))\n"
+	"      RETURNING t.teacher_id, t.date),\n"
 	"i AS (INSERT INTO analytics.teacher_lessons (" LESSON_COLS ")\n"
-	"      SELECT " LESSON_COLS " FROM (" LESSONS_SRC(" AND d.ed_unit_id = ANY (ARRAY(SELECT id FROM units))") ") s\n"
-	"      RETURNING " LESSON_COLS "),\n"
-	"changed AS ((SELECT * FROM d EXCEPT SELECT * FROM i) UNION (SELECT * FROM i EXCEPT SELECT * FROM d))\n"
-	"SELECT DISTINCT teacher_id || '|' || to_char(" MONTH("date") ", 'YYYY-MM-DD') FROM changed";
+	"      SELECT " LESSON_COLS " FROM s WHERE NOT EXISTS (SELECT 1 FROM o\n"
+	"        WHERE o.ed_unit_id = s.ed_unit_id AND o.date = s.date AND o.teacher_id = s.teacher_id\n"
+	"          AND o.lessons = s.lessons AND o.minutes::text = s.minutes::text)\n"
+	"      RETURNING teacher_id, date)\n"
+	"SELECT DISTINCT teacher_id || '|' || to_char(" MONTH("date") ", 'YYYY-MM-DD')\n"
+	"FROM (SELECT * FROM d UNION ALL SELECT * FROM i) c";
 
 /*
  * LESSONS_SRC for every day, set-based: each day's distinct teachers by a hash join of the
@@ -675,14 +694,13 @@ static const char lessons_rebuild[] =
 
 #define HOURS_COLS "teacher_id, teacher_name, month, hours, lessons, minutes"
 
-/* What analytics.teacher_hours would hold now. */
-#define HOURS_SRC(f) \
+/* What analytics.teacher_hours would hold now, from the teacher_lessons rows ls (a FROM item). */
+#define HOURS_SRC(ls) \
 	"SELECT tl.teacher_id, NULLIF(concat_ws(' ', t.last_name, t.first_name, t.middle_name), '') AS teacher_name,\n" \
 	"       " MONTH("tl.date") " AS month, round(sum(tl.minutes) / 60, 2) AS hours,\n" \
 	"       sum(tl.lessons)::bigint AS lessons, sum(tl.minutes) AS minutes\n" \
-	"FROM analytics.teacher_lessons tl\n" \
+	"FROM " ls " tl\n" \
 	"LEFT JOIN hollihop.teachers t ON t.id = tl.teacher_id\n" \
-	"WHERE true" f "\n" \
 	"GROUP BY tl.teacher_id, t.last_name, t.first_name, t.middle_name, " MONTH("tl.date") "\n"
 
 static const char hours_create[] =
@@ -700,10 +718,14 @@ static const char hours_create[] =
 	"(2 decimals); teacher_name from hollihop.teachers (last, first, middle name)';\n"
 	GRANT_READ("analytics.teacher_hours");
 
-/* Sources: analytics.teacher_lessons ("<teacher>|<month>"), hollihop.teachers (names). */
+/*
+ * Sources: analytics.teacher_lessons ("<teacher>|<month>"), hollihop.teachers (names).
+ * A teacher-month's lessons are read by the (teacher_id, date) index, one range each: a
+ * filter on the pairs was a sequential scan of all lessons for every batch of ed units.
+ */
 static const char hours_refresh[] =
 	"WITH " KEYS ",\n"
-	"tm AS (SELECT split_part(k, '|', 1)::bigint AS teacher_id, split_part(k, '|', 2)::date AS month\n"
+	"tm AS (SELECT DISTINCT split_part(k, '|', 1)::bigint AS teacher_id, split_part(k, '|', 2)::date AS month\n"
 	"       FROM (SELECT k FROM k WHERE k ~ '^[0-9]+\\|[0-9]{4}-[0-9]{2}-[0-9]{2}$' OFFSET 0) g\n"
 	"       WHERE $1 = 'analytics.teacher_lessons'),\n"
 	"tt AS (SELECT n AS teacher_id FROM k WHERE $1 = 'hollihop.teachers'),\n"
@@ -711,10 +733,11 @@ static const char hours_refresh[] =
 	"      WHERE (h.teacher_id, h.month) IN (SELECT teacher_id, month FROM tm)\n"
 	"         OR h.teacher_id = ANY (ARRAY(SELECT teacher_id FROM tt)) RETURNING h.teacher_id, h.month),\n"
 	"i AS (INSERT INTO analytics.teacher_hours (" HOURS_COLS ")\n"
-	"      SELECT " HOURS_COLS " FROM (" HOURS_SRC("\n        AND ((tl.teacher_id, " MONTH("tl.date") ") IN (SELECT teacher_id, month FROM tm)\n"
-	"             OR tl.teacher_id = ANY (ARRAY(SELECT teacher_id FROM tt)))") ") s\n"
-	"      WHERE (teacher_id, month) IN (SELECT teacher_id, month FROM tm)\n"
-	"         OR teacher_id = ANY (ARRAY(SELECT teacher_id FROM tt))\n"
+	"      SELECT " HOURS_COLS " FROM (" HOURS_SRC("(SELECT l.* FROM tm CROSS JOIN LATERAL (\n"
+	"          SELECT * FROM analytics.teacher_lessons x WHERE x.teacher_id = tm.teacher_id\n"
+	"             AND x.date >= tm.month AND x.date < (tm.month + interval '1 month')::date) l\n"
+	"        UNION ALL SELECT x.* FROM analytics.teacher_lessons x\n"
+	"         WHERE x.teacher_id = ANY (ARRAY(SELECT teacher_id FROM tt)))") ") s\n"
 	"      RETURNING teacher_id, month)\n"
 	"SELECT teacher_id || '|' || to_char(month, 'YYYY-MM-DD') FROM d\n"
 	"UNION SELECT teacher_id || '|' || to_char(month, 'YYYY-MM-DD') FROM i";
@@ -724,7 +747,7 @@ static const char hours_rebuild[] =
 	REBUILD_READS("analytics.teacher_lessons")
 	"WITH d AS (DELETE FROM analytics.teacher_hours)\n"
 	"INSERT INTO analytics.teacher_hours (" HOURS_COLS ") SELECT " HOURS_COLS
-	" FROM (" HOURS_SRC("") ") s";
+	" FROM (" HOURS_SRC("analytics.teacher_lessons") ") s";
 
 #define ATT_COLS "ed_unit_id, month, lessons, student_visits, student_absences, attendance_rate, student_minutes"
 
