@@ -73,10 +73,16 @@
 	"('phone', analytics.e164(" x ".phone), " x ".phone), "				\
 	"('email', analytics.email_norm(" x ".email), " x ".email)) p(kind, value, raw) "
 
-/* What analytics.people would hold now. */
+/*
+ * What analytics.people would hold now. The text keys are grouped (and a rebuild ordered)
+ * by "C": the groups are the same (equal is byte-equal in the database's collation too),
+ * and sorting a rebuild's 355,000 points by the locale's rules took 4 of its 19 s.
+ */
 #define PEOPLE_SRC(fc, fs, fl) \
 	"SELECT src, crm, entity, id, kind, value, min(raw_value) AS raw_value, min(name) AS name,\n" \
 	"       hollihop_client_id\n" \
+	"FROM (SELECT src COLLATE \"C\" AS src, crm COLLATE \"C\" AS crm, entity COLLATE \"C\" AS entity, id,\n" \
+	"             kind COLLATE \"C\" AS kind, value COLLATE \"C\" AS value, raw_value, name, hollihop_client_id\n" \
 	"FROM (\n" \
 	"  SELECT 'amo.contacts' AS src, 'amo' AS crm, 'contacts' AS entity, c.id,\n" \
 	"         CASE v.field_code WHEN 'PHONE' THEN 'phone' ELSE 'email' END AS kind,\n" \
@@ -110,7 +116,7 @@
 	"  JOIN hollihop.leads l ON l.id = a.lead_id AND l.deleted_at IS NULL " HH_POINTS("a") \
 	"  WHERE true" fl "\n" \
 	") r\n" \
-	"WHERE value IS NOT NULL\n" \
+	"WHERE value IS NOT NULL) r\n" \
 	"GROUP BY src, crm, entity, id, kind, value, hollihop_client_id\n"
 
 static const char people_create[] =
