@@ -16,6 +16,8 @@ Goals: the pipeline takes at most 25% longer than the download; hollihop-sync < 
     bench/hollihop/run.sh            (builds in Release, then runs this)
     CS_BUILD_DIR=build-rel python3 bench/hollihop/bench_hollihop.py [--scale bench]
         [--per-client 1000] [--date-from 2025-03-01] [--date-to 2025-05-31] [--durable 1]
+CS_PG_OPTS adds server options to the cluster's (e.g. "-c shared_preload_libraries=pg_stat_statements"
+with --keep, to see afterwards which statements the export's time went to).
 """
 import argparse
 import json
@@ -140,7 +142,7 @@ def main():
     try:
         # -- PostgreSQL
         dsn = stack.pg_start(pgdir, env=dict(os.environ, CS_PG_DURABLE=str(int(a.durable)),
-                                             CS_PG_OPTS="-c max_wal_size=4GB"))
+                                             CS_PG_OPTS="-c max_wal_size=4GB " + os.environ.get("CS_PG_OPTS", "")))
 
         # -- the fake
         procs.append("fake")
