@@ -52,6 +52,7 @@ remove_all() {
 	done
 }
 cleanup() {
+	_rc=$?
 	[ -f "$T/traffic.pid" ] && kill "$(cat "$T/traffic.pid")" 2>/dev/null
 	if [ "$OK" != 1 ]; then
 		for c in $(podman ps -a --format '{{.Names}}' --filter "name=^$RUN" 2>/dev/null); do
@@ -63,7 +64,8 @@ cleanup() {
 	remove_all
 	left=$(podman ps -aq --filter "name=^$RUN"; podman volume ls -q --filter "name=^$RUN"; podman network ls -q --filter "name=^$RUN")
 	[ -z "$left" ] || echo "containers_test: could not remove: $left" >&2
-	rm -rf "$T"
+	# A failed run's files (compose files, logs) stay for inspection, and any with CS_TEST_KEEP.
+	if [ "$_rc" = 0 ] && [ "$OK" = 1 ] && [ "${CS_TEST_KEEP:-0}" = 0 ]; then rm -rf "$T"; else echo "containers_test: kept $T" >&2; fi
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <glob.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -35,21 +36,102 @@ h_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * The scratch dir h_tmpdir made, and the process that made it: only that process removes it
+ * (a forked child that calls exit() must not). h_done records the test's result; until it is
+ * called the dir counts as failed, so a test that never reports keeps its dir.
+ */
+static char h_dir[200];
+static pid_t h_dir_owner;
+static int h_result = -1;
+
+static int launcher(const char *script, const char *const args[], char *const env[], char *out, size_t outlen);
+static void h_pg_cleanup(void);
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if ((flag == FTW_DP ? rmdir(path) : unlink(path)) != 0 && errno != ENOENT) {
+		fprintf(stderr, "harness: removing %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Every process svc started under the dir that has not ended yet (a .pid without its .rc):
+ * stopped through svc, which waits for the rc file, so nothing writes into the dir as it goes. */
+static void
+stop_leftovers(void)
+{
+	char pat[300], out[64];
+	glob_t g;
+
+	snprintf(pat, sizeof(pat), "%s/*.pid", h_dir);
+	if (glob(pat, 0, NULL, &g) != 0)
+		return;
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		char name[128];
+		const char *b = strrchr(g.gl_pathv[i], '/') + 1;
+		snprintf(name, sizeof(name), "%.*s", (int)(strlen(b) - 4), b);
+		const char *args[] = { "stop", h_dir, name, "KILL", NULL };
+		(void)launcher(CS_SVC, args, NULL, out, sizeof(out));
+	}
+	globfree(&g);
+}
+
+/*
+ * atexit, registered before h_pg_cleanup, so it runs after it. A passing test's dir goes; a
+ * failing one's (or any, with CS_TEST_KEEP set) stays and is named. Before removing, it stops
+ * what may still write there (svc's processes, the cluster again: both harmless twice) and
+ * removes nothing while the cluster's pid file is there.
+ */
+static void
+h_tmpdir_cleanup(void)
+{
+	const char *keep = getenv("CS_TEST_KEEP");
+	char pid[300];
+
+	if (h_dir[0] == '\0' || getpid() != h_dir_owner)
+		return;
+	if (h_result != 0 || (keep != NULL && keep[0] != '\0' && strcmp(keep, "0") != 0)) {
+		fprintf(stderr, "harness: kept %s (%s)\n", h_dir, h_result == 0 ? "CS_TEST_KEEP is set" :
+		    h_result < 0 ? "no result: h_done was not called" : "test failed");
+		return;
+	}
+	stop_leftovers();
+	h_pg_cleanup();
+	snprintf(pid, sizeof(pid), "%s/pg/data/postmaster.pid", h_dir);
+	if (access(pid, F_OK) == 0) {
+		fprintf(stderr, "harness: kept %s (its PostgreSQL did not stop)\n", h_dir);
+		return;
+	}
+	(void)nftw(h_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int
+h_done(int failed)
+{
+	h_result = failed;
+	return failed;
+}
+
 const char *
 h_tmpdir(void)
 {
-	static char dir[200];
-
-	if (dir[0] == '\0') {
+	if (h_dir[0] == '\0') {
 		const char *t = getenv("TMPDIR");
-		snprintf(dir, sizeof(dir), "%s/crmsync-test-XXXXXX", t ? t : "/tmp");
-		if (mkdtemp(dir) == NULL) {
+		snprintf(h_dir, sizeof(h_dir), "%s/crmsync-test-XXXXXX", t ? t : "/tmp");
+		if (mkdtemp(h_dir) == NULL) {
 			perror("mkdtemp");
 			exit(1);
 		}
-		chmod(dir, 0755);
+		chmod(h_dir, 0755);
+		h_dir_owner = getpid();
+		atexit(h_tmpdir_cleanup);
 	}
-	return dir;
+	return h_dir;
 }
 
 const char *

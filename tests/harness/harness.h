@@ -34,8 +34,15 @@ int	h_pg_start(struct h_pg *pg);
 int	h_pg_stop(struct h_pg *pg, int immediate);
 int	h_pg_restart(struct h_pg *pg);	/* start again on the same data dir */
 
-/* A unique scratch dir for the test (under $TMPDIR). */
+/*
+ * A unique scratch dir for the test ($TMPDIR/crmsync-test-XXXXXX). At exit, after its cluster
+ * and the processes started in it are stopped, it is removed if h_done(0) was called; kept,
+ * with one line on stderr naming it, if the test failed or never called h_done, or if
+ * CS_TEST_KEEP is set (not "0").
+ */
 const char *h_tmpdir(void);
+/* The test's result for the exit handler: `return h_done(cmocka_run_group_tests(...));`. */
+int	h_done(int failed);
 /* "ipc:///<tmpdir>/<name>.sock": a private NNG address. */
 const char *h_url(const char *name);
 /* A free TCP port on 127.0.0.1. */

@@ -11,8 +11,10 @@ raises subprocess.CalledProcessError.
     url = stack.fake_start(T, "fake-hollihop", "hollihop", "--scale", "tiny")
     stack.svc_start(T, "store", build, env)
     rc = stack.stop(T, "store")
+    stack.finish(T, ok)        # after everything in T is stopped: removed if ok, else kept
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -73,3 +75,17 @@ def stop(d, name, sig="TERM"):
     not running."""
     out = _out([SVC, "stop", d, name, sig])
     return int(out) if out else None
+
+
+def finish(d, ok):
+    """The end of a test's work directory d, once nothing runs in it any more (every process
+    stopped, pg_stop called): removed when the test passed (ok) and CS_TEST_KEEP is unset or
+    "0"; otherwise kept, and named on stderr, for inspection. A cluster still running in it
+    (DIR/data/postmaster.pid) keeps it too."""
+    keep = os.environ.get("CS_TEST_KEEP", "0") not in ("", "0")
+    running = [e for e in sorted(os.listdir(d)) if os.path.exists(os.path.join(d, e, "data", "postmaster.pid"))]
+    if ok and not keep and not running:
+        shutil.rmtree(d, ignore_errors=True)
+        return
+    why = "PostgreSQL in %s still runs" % running[0] if running else "CS_TEST_KEEP is set" if ok else "test failed"
+    print("stack: kept %s (%s)" % (d, why), file=sys.stderr)

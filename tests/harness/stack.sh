@@ -26,9 +26,11 @@
 #   wait_live SERVICE           the waiting part alone (svc live)
 #   stop_proc NAME [SIGNAL]     signal NAME (TERM by default, which must end it with 0) and wait
 #                               for its end (svc stop)
-#   stack_cleanup               TERM, then KILL, everything started with bg (every NAME.pid in
+#   stack_cleanup [RC]          TERM, then KILL, everything started with bg (every NAME.pid in
 #                               $T must be svc's); PostgreSQL stopped; the logs' tails unless
-#                               OK=1; $T removed (trap it on EXIT)
+#                               OK=1; $T removed if the test passed (OK=1 and exit status RC,
+#                               default $?, 0) and CS_TEST_KEEP is unset, else kept and named
+#                               on stderr (trap it on EXIT)
 
 T0=${T0:-$(date +%s)}
 OK=${OK:-0}
@@ -108,7 +110,9 @@ stop_proc() {
 	[ "${2:-TERM}" = KILL ] || [ "$_rc" = 0 ] || fail "$1 exited with $_rc after SIGTERM"
 }
 
+keep_tmp() { [ -n "${CS_TEST_KEEP:-}" ] && [ "$CS_TEST_KEEP" != 0 ]; }
 stack_cleanup() {
+	_rc=${1:-$?}
 	for _p in $(pids); do kill -TERM "$_p" 2>/dev/null || true; done
 	for _ in $(seq 50); do [ -z "$(pids)" ] && break; sleep 0.1; done
 	for _p in $(pids); do kill -KILL "$_p" 2>/dev/null || true; done
@@ -118,5 +122,13 @@ stack_cleanup() {
 	if [ "$OK" != 1 ]; then
 		for _f in "$T"/*.log; do [ -f "$_f" ] && { echo "----- $_f"; tail -n 25 "$_f"; }; done
 	fi
-	rm -rf "$T"
+	# Never under a cluster that still runs (a caller's second one included).
+	for _d in "$T"/*/data/postmaster.pid; do
+		[ -f "$_d" ] && { echo "stack: kept $T (PostgreSQL in ${_d%/data/postmaster.pid} still runs)" >&2; return; }
+	done
+	if [ "$_rc" = 0 ] && [ "$OK" = 1 ] && ! keep_tmp; then
+		rm -rf "$T"
+	else
+		echo "stack: kept $T ($([ "$_rc" = 0 ] && [ "$OK" = 1 ] && echo CS_TEST_KEEP is set || echo "test failed: exit $_rc"))" >&2
+	fi
 }

@@ -601,5 +601,5 @@ main(void)
 		cmocka_unit_test(test_rederive_on_demand),
 		cmocka_unit_test(test_refused_row_skipped),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return h_done(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -711,5 +711,5 @@ main(void)
 		cmocka_unit_test(test_upgrade_from_v1),
 		cmocka_unit_test(test_kill9_mid_stream),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return h_done(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -366,7 +366,7 @@ def cleanup(ok):
             print("----- " + f)
             with open(f, errors="replace") as fh:
                 print("".join(fh.readlines()[-25:]), end="")
-    shutil.rmtree(T, ignore_errors=True)
+    stack.finish(T, ok)
 
 
 if __name__ == "__main__":

@@ -269,5 +269,5 @@ main(void)
 		cmocka_unit_test(test_real_hooks_parse_journal_and_route),
 		cmocka_unit_test(test_every_typed_column_is_documented),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return h_done(cmocka_run_group_tests(tests, setup, teardown));
 }

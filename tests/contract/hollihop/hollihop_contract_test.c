@@ -120,5 +120,5 @@ main(void)
 		cmocka_unit_test(test_dropped_columns_stay_harmless),
 		cmocka_unit_test(test_every_typed_column_is_documented),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return h_done(cmocka_run_group_tests(tests, setup, teardown));
 }

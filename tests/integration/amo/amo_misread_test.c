@@ -331,5 +331,5 @@ main(void)
 		cmocka_unit_test(test_rows_not_matching_the_api_total_delete_nothing),
 		cmocka_unit_test(test_sync_command_runs_only_the_entities_named),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return h_done(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -1234,5 +1234,5 @@ main(void)
 		cmocka_unit_test(test_rotated_refresh_token_survives_kill),
 		cmocka_unit_test(test_revoked_token_stops_cleanly),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return h_done(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -803,5 +803,5 @@ main(void)
 		cmocka_unit_test(test_incremental_equals_rebuild),
 		cmocka_unit_test(test_views_do_not_block_a_retype),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return h_done(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -1006,5 +1006,5 @@ main(void)
 		cmocka_unit_test_setup(test_random, clean),
 		cmocka_unit_test_setup(test_store_refreshes, clean),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return h_done(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -34,7 +34,7 @@ cleanup() {
 	for n in gw recv; do [ -f "$T/$n.pid" ] && "$SVC" stop "$T" "$n" KILL >/dev/null 2>&1 || true; done
 	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	if [ $rc -eq 0 ] && [ -z "${KEEP:-}" ]; then rm -rf "$T"; else log "kept $T for inspection"; fi
+	if [ $rc -eq 0 ] && [ -z "${KEEP:-}" ] && [ "${CS_TEST_KEEP:-0}" = 0 ]; then rm -rf "$T"; else log "kept $T for inspection" >&2; fi
 }
 trap cleanup EXIT
 wait_until() {	# wait_until TIMEOUT_S DESCRIPTION COMMAND...

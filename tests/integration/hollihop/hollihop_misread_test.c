@@ -351,5 +351,5 @@ main(void)
 		cmocka_unit_test(test_pages_that_wrap_around_stop_at_once),
 		cmocka_unit_test(test_drop_below_last_complete_read_deletes_nothing),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return h_done(cmocka_run_group_tests(tests, setup, teardown));
 }

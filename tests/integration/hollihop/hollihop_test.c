@@ -1202,5 +1202,5 @@ main(void)
 		cmocka_unit_test(test_alternative_shapes),
 		cmocka_unit_test(test_entities_read_concurrently_in_order),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return h_done(cmocka_run_group_tests(tests, setup, teardown));
 }

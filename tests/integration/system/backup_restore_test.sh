@@ -33,8 +33,9 @@ chmod 0755 "$T"
 # shellcheck source=tests/harness/stack.sh
 . "$SRC/tests/harness/stack.sh"
 cleanup() {
+	_rc0=$?
 	"$TESTPG" stop "$T/pgB" immediate
-	stack_cleanup
+	stack_cleanup "$_rc0"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM

@@ -542,5 +542,5 @@ main(void)
 		cmocka_unit_test(test_sync_survives_pg_restart),
 		cmocka_unit_test(test_probe_degraded_store),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return h_done(cmocka_run_group_tests(tests, setup, teardown));
 }

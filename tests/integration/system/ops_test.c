@@ -558,5 +558,5 @@ main(void)
 		cmocka_unit_test(test_runs_filters),
 		cmocka_unit_test(test_deadletters_round_trip),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return h_done(cmocka_run_group_tests(tests, setup, teardown));
 }
