@@ -532,10 +532,10 @@ def main():
         ok = True
     finally:
         subprocess.run([TESTPG, "stop", os.path.join(T, "pg"), "immediate"], capture_output=True)
-        if ok:
+        if ok and os.environ.get("CS_TEST_KEEP", "0") in ("", "0"):
             shutil.rmtree(T, ignore_errors=True)
         else:
-            print("left for inspection: %s" % T)
+            print("left for inspection: %s" % T, file=sys.stderr)
     say("ok")
     return 0
 
