@@ -33,7 +33,9 @@ c_case() {	# NAME RESULT KEEP WANT
 
 sh_case() {	# NAME EXIT OK KEEP WANT
 	(
+		# shellcheck disable=SC2034 # read by stack.sh, sourced into this subshell
 		T=$(mktemp -d "$W/stack.XXXXXX") PY=python3 OK=$3 CS_TEST_KEEP=$4
+		# shellcheck source=tests/harness/stack.sh
 		. "$SRC/tests/harness/stack.sh"
 		bg sleeper sleep 300
 		echo "$T $(cat "$T/sleeper.pid")" >"$W/case"
