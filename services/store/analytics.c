@@ -43,7 +43,25 @@ static const char an_grant_sql[] =
 	"    END IF;\n"
 	"  END LOOP; END $$;\n"
 	"COMMENT ON FUNCTION analytics.grant_readers() IS 'crmsync: SELECT on the analytics schema "
-	"to the read-only roles (crmsync_read, crmsync_analyst) where they exist';\n";
+	"to the read-only roles (crmsync_read, crmsync_analyst) where they exist';\n"
+	/*
+	 * A rebuilt table's statistics, taken in the rebuild's transaction. Without them the
+	 * refreshes that follow were planned for a table of unknown content until autovacuum
+	 * came by: at 50,000 leads a hook batch's lead_revenue refresh hashed the whole table
+	 * (20 ms instead of 0.2). Views have nothing to analyse.
+	 */
+	"CREATE OR REPLACE FUNCTION analytics.analyze_rebuilt(p_name text) RETURNS boolean LANGUAGE plpgsql AS $$\n"
+	"BEGIN\n"
+	"  IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace\n"
+	"                 WHERE n.nspname = 'analytics' AND c.relname = p_name AND c.relkind = 'r') THEN\n"
+	"    RETURN false;\n"
+	"  END IF;\n"
+	"  EXECUTE format('ANALYZE analytics.%I', p_name);\n"
+	"  RETURN true;\n"
+	"END $$;\n"
+	"REVOKE ALL ON FUNCTION analytics.analyze_rebuilt(text) FROM PUBLIC;\n"
+	"COMMENT ON FUNCTION analytics.analyze_rebuilt(text) IS 'crmsync: ANALYZE of the analytic "
+	"table analytics.<p_name> after its rebuild (false: not a table)';\n";
 
 /* What one batch touched so far: a source and its keys as a text[] literal. */
 struct an_touch {
@@ -514,6 +532,10 @@ an_rebuild_one(struct store *st, size_t i, const char *why)
 	if (rows[0] == '\0')
 		snprintf(rows, sizeof(rows), "%d", PQntuples(r));
 	PQclear(r);
+	if ((rv = db_execp(st, "SELECT analytics.analyze_rebuilt($1)", 1, v, NULL)) != 0) {
+		log_warnx("analytics.analyze_failed", "table=%s err=%s", t->name, lq(db_errmsg(st, NULL)));
+		return rv;
+	}
 	an_hash(t, hash, sizeof(hash));
 	snprintf(ms, sizeof(ms), "%lld", (long long)((clock_mono_us() - t0) / 1000));
 	log_info("analytics.rebuilt", "table=%s rows=%s ms=%s why=%s", t->name, rows, ms, lq(why));

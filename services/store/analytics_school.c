@@ -446,7 +446,9 @@ static const char revenue_create[] =
  * Sources: amo.leads, amo.users (manager names), amo.sources (channel fallback),
  * analytics.person_matches (lead ids), hollihop.payments (the leads counting the payment
  * now, or counting its client now). Returns the lead ids rewritten.
- * The slice's new rows (s) against the stored ones by lead: a row that differs is updated
+ * The slice's new rows (s) against the stored ones by lead (the stored ones found through
+ * the lead index, whatever the planner guesses of s's size: joined to s alone, a generic
+ * plan could hash the whole table for a hook's ten leads): a row that differs is updated
  * in place (a hook's status change touches no indexed column: a HOT update, no entry in
  * the GIN indexes), a lead gone deleted, a new one inserted; an unchanged row is left
  * alone. One row per lead (what the rebuild and earlier refreshes leave).
@@ -474,7 +476,8 @@ static const char revenue_refresh[] =
 	"        client_ids = s.client_ids, match_rule = s.match_rule, match_ambiguous = s.match_ambiguous,\n"
 	"        payment_ids = s.payment_ids, first_paid_at = s.first_paid_at, first_paid_date = s.first_paid_date,\n"
 	"        total_paid = s.total_paid, refunds = s.refunds\n"
-	"      FROM s WHERE r.lead_id = s.lead_id AND " REVENUE_ROW("r") " IS DISTINCT FROM " REVENUE_ROW("s") "\n"
+	"      FROM s WHERE r.lead_id = ANY (ARRAY(SELECT id FROM aff)) AND r.lead_id = s.lead_id\n"
+	"        AND " REVENUE_ROW("r") " IS DISTINCT FROM " REVENUE_ROW("s") "\n"
 	"      RETURNING r.lead_id),\n"
 	"i AS (INSERT INTO analytics.lead_revenue (" REVENUE_COLS ")\n"
 	"      SELECT " REVENUE_COLS " FROM s\n"
