@@ -160,11 +160,25 @@ cmp_d(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * The median of v[0..n), v left as it is: the store's figures are parallel arrays (total,
+ * refresh, kind of batch), and sorting one in place paired each batch's refresh with
+ * another batch's total in the per-kind medians after it.
+ */
 static double
-median(double *v, int n)
+median(const double *v, int n)
 {
-	qsort(v, (size_t)n, sizeof(*v), cmp_d);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	double *c = malloc(((size_t)n + 1) * sizeof(*c)), m;
+
+	if (c == NULL || n <= 0) {
+		free(c);
+		return 0;
+	}
+	memcpy(c, v, (size_t)n * sizeof(*c));
+	qsort(c, (size_t)n, sizeof(*c), cmp_d);
+	m = n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2;
+	free(c);
+	return m;
 }
 
 static double *st_total, *st_an;
