@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -248,13 +247,7 @@ def main():
         print(f"  CPU during 3: hollihop-sync {c_hh:.1f} s, store {c_store:.1f} s, "
               f"PostgreSQL {c_pg:.1f} s, fake {c_fake:.1f} s (2 vCPU: {2 * t_pipe:.0f} CPU s available)")
     finally:
-        for n in procs:
-            stack.stop(tmp, n)
-        stack.pg_stop(pgdir)
-        if not a.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"  kept {tmp}")
+        stack.bench_end(tmp, procs, a.keep, pgdir)
 
 
 if __name__ == "__main__":

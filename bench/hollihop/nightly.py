@@ -18,7 +18,6 @@ the run would take at the default limit of 600 requests per 30 s (requests / 20 
 """
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import json
@@ -258,13 +257,7 @@ def main():
             print(f"  {r[0]:48} hollihop-sync {c[0]:6.1f}  fake {c[1]:6.1f}  store {c[2]:6.1f}  "
                   f"PostgreSQL {c[3]:6.1f}  (wall {r[3]:.1f} s, {os.cpu_count()} CPUs)")
     finally:
-        for n in procs:
-            stack.stop(tmp, n)
-        stack.pg_stop(pgdir, "immediate")
-        if not a.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"kept {tmp}")
+        stack.bench_end(tmp, procs, a.keep, pgdir, "immediate")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ turn, so the figures of one round met the same machine. Per step: wall, CPU seco
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -112,12 +111,7 @@ def main():
                 w = step(f"round {r + 1}: {short(b)}", sync(b, os.path.join(tmp, f"r{r}-{i}.log")))
                 print(f"    = {w / t_curl:.2f} x curl")
     finally:
-        for n in procs:
-            bh.stack.stop(tmp, n)
-        if not a.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"  kept {tmp}")
+        bh.stack.bench_end(tmp, procs, a.keep)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ raises subprocess.CalledProcessError.
     stack.svc_start(T, "store", build, env)
     rc = stack.stop(T, "store")
     stack.finish(T, ok)        # after everything in T is stopped: removed if ok, else kept
+    stack.bench_end(T, procs, keep, pgdir)   # a benchmark's end: stop, then remove unless keep
 """
 import os
 import shutil
@@ -89,3 +90,16 @@ def finish(d, ok):
         return
     why = "PostgreSQL in %s still runs" % running[0] if running else "CS_TEST_KEEP is set" if ok else "test failed"
     print("stack: kept %s (%s)" % (d, why), file=sys.stderr)
+
+
+def bench_end(d, names, keep, pgdir=None, pg_mode="fast"):
+    """A benchmark's end: the processes it started in d stopped, its cluster in pgdir (if
+    any) stopped with pg_mode, then d removed, or kept (--keep) and named on stdout."""
+    for n in names:
+        stop(d, n)
+    if pgdir is not None:
+        pg_stop(pgdir, pg_mode)
+    if keep:
+        print(f"  kept {d}")
+    else:
+        shutil.rmtree(d, ignore_errors=True)
